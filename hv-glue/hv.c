@@ -1,0 +1,87 @@
+/* hv-glue: backend dispatch and RAM address helpers shared by all backends. */
+#include <errno.h>
+#include <string.h>
+
+#include "hv-glue/kvm/kvm.h"
+#include "migr/common.h"
+#include "migr/hv.h"
+
+int migr_hv_available(const char *backend)
+{
+    if (strcmp(backend, "kvm") == 0)
+        return migr_kvm_available();
+    migr_errorf(EINVAL, "unknown backend '%s' (known: kvm)", backend);
+    return 0;
+}
+
+int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct migr_hv **out)
+{
+    if (strcmp(backend, "kvm") == 0)
+        return migr_kvm_create(cfg, out);
+    return migr_errorf(EINVAL, "unknown backend '%s' (known: kvm)", backend);
+}
+
+int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out)
+{
+    if (strcmp(hello->backend, "kvm") == 0)
+        return migr_kvm_create_incoming(hello, out);
+    return migr_errorf(ENOTSUP, "HELLO: backend '%.16s' is not available in this build", hello->backend);
+}
+
+uint8_t *migr_hv_page(struct migr_hv *hv, uint64_t idx)
+{
+    for (uint32_t r = 0; r < hv->nregions; r++) {
+        uint64_t n = hv->regions[r].size / MIGR_PAGE_SIZE;
+        if (idx < n)
+            return hv->regions[r].host + idx * MIGR_PAGE_SIZE;
+        idx -= n;
+    }
+    return NULL;
+}
+
+int64_t migr_hv_pfn_index(const struct migr_hv *hv, uint64_t pfn)
+{
+    uint64_t base = 0;
+    for (uint32_t r = 0; r < hv->nregions; r++) {
+        uint64_t first = hv->regions[r].gpa / MIGR_PAGE_SIZE, n = hv->regions[r].size / MIGR_PAGE_SIZE;
+        if (pfn >= first && pfn - first < n)
+            return (int64_t)(base + pfn - first);
+        base += n;
+    }
+    return -1;
+}
+
+uint64_t migr_hv_index_pfn(const struct migr_hv *hv, uint64_t idx)
+{
+    for (uint32_t r = 0; r < hv->nregions; r++) {
+        uint64_t n = hv->regions[r].size / MIGR_PAGE_SIZE;
+        if (idx < n)
+            return hv->regions[r].gpa / MIGR_PAGE_SIZE + idx;
+        idx -= n;
+    }
+    return ~0ull;
+}
+
+uint8_t *migr_hv_gpa(struct migr_hv *hv, uint64_t gpa, uint64_t len)
+{
+    for (uint32_t r = 0; r < hv->nregions; r++) {
+        const struct migr_hv_region *g = &hv->regions[r];
+        if (gpa >= g->gpa && gpa - g->gpa <= g->size && len <= g->size - (gpa - g->gpa))
+            return g->host + (gpa - g->gpa);
+    }
+    return NULL;
+}
+
+void migr_hv_describe(const struct migr_hv *hv, struct migr_hello *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->page_size = MIGR_PAGE_SIZE;
+    h->nvcpus = hv->nvcpus;
+    h->nregions = hv->nregions;
+    h->state_version = hv->state_version;
+    strncpy(h->backend, hv->ops->name, sizeof(h->backend) - 1);
+    for (uint32_t r = 0; r < hv->nregions; r++) {
+        h->regions[r].gpa = hv->regions[r].gpa;
+        h->regions[r].size = hv->regions[r].size;
+    }
+}

@@ -1,0 +1,735 @@
+/* hv-glue/kvm: migr's minimal VMM on /dev/kvm.
+ *
+ * One memslot backed by a memfd, N vCPU threads, a CPL3 guest with no kernel
+ * (see DESIGN.md: on the nested hypervisor here only CPL3 runs natively).
+ * Read top to bottom: set-up of memory and the guest image, vCPU set-up,
+ * the vCPU thread, pause/resume/quiesce, then the ops table.
+ * State save/load lives in state.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hv-glue/kvm/kvm.h"
+#include "hv-glue/workload/workload.h"
+#include "migr/common.h"
+
+extern const uint8_t migr_guest_blob[], migr_guest_blob_end[];
+
+/* ---------- /dev/kvm ---------- */
+
+static int kvm_open_dev(void)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return migr_errorf_errno(errno == ENOENT ? ENODEV : errno, "open /dev/kvm");
+    int v = ioctl(fd, KVM_GET_API_VERSION, 0);
+    if (v != KVM_API_VERSION) {
+        close(fd);
+        return migr_errorf(ENODEV, "/dev/kvm: API version %d (need %d)", v, KVM_API_VERSION);
+    }
+    return fd;
+}
+
+int migr_kvm_available(void)
+{
+    int fd = kvm_open_dev();
+    if (fd < 0)
+        return 0;
+    int vm = ioctl(fd, KVM_CREATE_VM, 0);
+    if (vm < 0) {
+        migr_errorf_errno(errno, "KVM_CREATE_VM");
+        close(fd);
+        return 0;
+    }
+    close(vm);
+    close(fd);
+    return 1;
+}
+
+/* ---------- guest image ---------- */
+
+static void put_pagetables(uint8_t *mem, uint64_t mem_size)
+{
+    uint64_t *pml4 = (uint64_t *)(mem + WL_PML4_GPA);
+    uint64_t *pdpt = (uint64_t *)(mem + WL_PDPT_GPA);
+    const uint64_t P_RW_U = 0x7, PS = 0x80;
+    uint64_t gib = (mem_size + (1ull << 30) - 1) >> 30;
+    pml4[0] = WL_PDPT_GPA | P_RW_U;
+    /* The doorbell GiB: one 2 MiB page at WL_MMIO_GPA, no memslot behind it. */
+    uint64_t *mmio_pd = (uint64_t *)(mem + WL_PD_GPA + WL_MAX_GIB * 4096);
+    pdpt[WL_MAX_GIB] = (WL_PD_GPA + WL_MAX_GIB * 4096) | P_RW_U;
+    mmio_pd[0] = WL_MMIO_GPA | P_RW_U | PS;
+    for (uint64_t g = 0; g < gib; g++) {
+        uint64_t *pd = (uint64_t *)(mem + WL_PD_GPA + g * 4096);
+        pdpt[g] = (WL_PD_GPA + g * 4096) | P_RW_U;
+        for (uint64_t i = 0; i < 512; i++) {
+            uint64_t addr = (g << 30) + (i << 21);
+            if (addr < mem_size)
+                pd[i] = addr | P_RW_U | PS;
+        }
+    }
+}
+
+static void put_gdt(uint8_t *mem)
+{
+    uint64_t *gdt = (uint64_t *)(mem + WL_GDT_GPA);
+    uint64_t tss = WL_GDT_GPA + 0x800, limit = 0x67;
+    gdt[1] = 0x00af9a000000ffffull; /* 0x08 kernel code 64 */
+    gdt[2] = 0x00cf92000000ffffull; /* 0x10 kernel data */
+    gdt[3] = 0x00cff2000000ffffull; /* 0x18 user data, DPL3 */
+    gdt[4] = 0x00affa000000ffffull; /* 0x20 user code 64, DPL3 */
+    gdt[5] = limit | (tss & 0xffffff) << 16 | 0x89ull << 40 | ((tss >> 24) & 0xff) << 56;
+    gdt[6] = tss >> 32;
+    /* TSS: I/O map base past the limit = no bitmap (IOPL=3 allows OUT anyway). */
+    *(uint16_t *)(mem + tss + 0x66) = 0x68;
+}
+
+struct fill_job {
+    uint8_t *ws;
+    uint64_t first, last;
+    const struct wl_boot *b;
+};
+
+static void *fill_thread(void *arg)
+{
+    struct fill_job *j = arg;
+    for (uint64_t i = j->first; i < j->last; i++)
+        if (j->b->data != MIGR_WL_ZERO)
+            wl_fill_page(j->ws + i * 4096, i, 0, j->b->data, j->b->seed);
+    return NULL;
+}
+
+/* Write the working set's generation-0 contents from the host, two threads. */
+static int put_working_set(uint8_t *mem, const struct wl_boot *b)
+{
+    struct fill_job jobs[2];
+    pthread_t t;
+    uint64_t half = b->ws_pages / 2;
+    jobs[0] = (struct fill_job){mem + b->ws_gpa, 0, half, b};
+    jobs[1] = (struct fill_job){mem + b->ws_gpa, half, b->ws_pages, b};
+    int err = pthread_create(&t, NULL, fill_thread, &jobs[1]);
+    fill_thread(&jobs[0]);
+    if (err)
+        fill_thread(&jobs[1]);
+    else
+        pthread_join(t, NULL);
+    return 0;
+}
+
+static int put_guest_image(struct kvm_vm *vm, const struct migr_vm_config *cfg)
+{
+    uint8_t *mem = vm->mem;
+    size_t code_len = (size_t)(migr_guest_blob_end - migr_guest_blob);
+    if (code_len > WL_CODE_MAX)
+        return migr_errorf(E2BIG, "guest binary is %zu bytes (max %llu)", code_len,
+                           (unsigned long long)WL_CODE_MAX);
+    memcpy(mem + WL_CODE_GPA, migr_guest_blob, code_len);
+    put_gdt(mem);
+    put_pagetables(mem, vm->mem_size);
+
+    struct wl_boot *b = (struct wl_boot *)(mem + WL_BOOT_GPA);
+    uint64_t ws_gpa = WL_GEN_GPA + wl_gen_bytes(vm->mem_size);
+    uint64_t max_pages = (vm->mem_size - ws_gpa) / 4096;
+    uint64_t ws_pages = cfg->wl.ws_bytes ? cfg->wl.ws_bytes / 4096 : max_pages;
+    if (ws_pages > max_pages)
+        return migr_errorf(EINVAL, "working set %llu MiB does not fit in %llu MiB of RAM "
+                           "(at most %llu MiB after the guest's metadata)",
+                           (unsigned long long)(cfg->wl.ws_bytes >> 20),
+                           (unsigned long long)(vm->mem_size >> 20),
+                           (unsigned long long)(max_pages >> 8));
+    if (ws_pages < cfg->nvcpus)
+        return migr_errorf(EINVAL, "working set of %llu pages is smaller than %u vCPUs",
+                           (unsigned long long)ws_pages, cfg->nvcpus);
+    b->magic = WL_BOOT_MAGIC;
+    b->version = WL_VERSION;
+    b->nvcpus = cfg->nvcpus;
+    b->tsc_khz = vm->tsc_khz;
+    b->rate_bytes = cfg->wl.rate_bytes;
+    b->ws_gpa = ws_gpa;
+    b->ws_pages = ws_pages;
+    b->gen_gpa = WL_GEN_GPA;
+    b->pattern = cfg->wl.pattern;
+    b->data = cfg->wl.data;
+    b->seed = cfg->wl.seed;
+    return put_working_set(mem, b);
+}
+
+/* ---------- vCPUs ---------- */
+
+static void sig_kick(int sig)
+{
+    (void)sig; /* only interrupts KVM_RUN */
+}
+
+static int vcpu_setup_cpu(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
+{
+    if (ioctl(c->fd, KVM_SET_CPUID2, vm->cpuid) < 0)
+        return migr_errorf_errno(errno, "vCPU %d: KVM_SET_CPUID2", c->id);
+    return 0;
+}
+
+/* Registers of a fresh vCPU: long mode, CPL3, at the guest's entry point. */
+static int vcpu_setup_fresh(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
+{
+    struct kvm_sregs s;
+    if (ioctl(c->fd, KVM_GET_SREGS, &s) < 0)
+        return migr_errorf_errno(errno, "vCPU %d: KVM_GET_SREGS", c->id);
+    struct kvm_segment code = {
+        .base = 0, .limit = 0xffffffff, .selector = 0x23, .type = 0xb, .present = 1,
+        .dpl = 3, .db = 0, .s = 1, .l = 1, .g = 1,
+    };
+    struct kvm_segment data = {
+        .base = 0, .limit = 0xffffffff, .selector = 0x1b, .type = 0x3, .present = 1,
+        .dpl = 3, .db = 1, .s = 1, .l = 0, .g = 1,
+    };
+    s.cs = code;
+    s.ds = s.es = s.fs = s.gs = s.ss = data;
+    s.tr = (struct kvm_segment){.base = WL_GDT_GPA + 0x800, .limit = 0x67, .selector = 0x28,
+                                .type = 0xb, .present = 1, .s = 0};
+    s.ldt = (struct kvm_segment){.selector = 0, .type = 0x2, .present = 1, .unusable = 1};
+    s.gdt.base = WL_GDT_GPA;
+    s.gdt.limit = 7 * 8 - 1;
+    s.idt.base = 0;
+    s.idt.limit = 0;
+    s.cr0 = 0x80050033; /* PG AM WP NE ET MP PE */
+    s.cr3 = WL_PML4_GPA;
+    s.cr4 = 0x20 | 0x200 | 0x400; /* PAE OSFXSR OSXMMEXCPT */
+    s.efer = 0x500;               /* LME LMA */
+    if (ioctl(c->fd, KVM_SET_SREGS, &s) < 0)
+        return migr_errorf_errno(errno, "vCPU %d: KVM_SET_SREGS (long mode, CPL3)", c->id);
+    struct kvm_regs r = {0};
+    r.rip = WL_CODE_GPA;
+    r.rsp = WL_STACK_GPA + (uint64_t)(c->id + 1) * WL_STACK_SIZE;
+    r.rdi = (uint64_t)c->id;
+    r.rflags = 0x2; /* IF=0: no IDT, no interrupts */
+    if (ioctl(c->fd, KVM_SET_REGS, &r) < 0)
+        return migr_errorf_errno(errno, "vCPU %d: KVM_SET_REGS", c->id);
+    return 0;
+}
+
+static void vcpu_fail(struct kvm_vm *vm, struct kvm_vcpu_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void vcpu_fail(struct kvm_vm *vm, struct kvm_vcpu_ctx *c, const char *fmt, ...)
+{
+    if (vm->hv.failure[0] == 0) {
+        va_list ap;
+        int n = snprintf(vm->hv.failure, sizeof(vm->hv.failure), "vCPU %d: ", c->id);
+        va_start(ap, fmt);
+        vsnprintf(vm->hv.failure + n, sizeof(vm->hv.failure) - (size_t)n, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "migr: guest stopped: %s\n", vm->hv.failure);
+    }
+    c->state = VCPU_EXITED;
+}
+
+/* Re-enter KVM_RUN with immediate_exit so that a pending I/O exit completes
+ * without running further guest code (KVM's rule before saving state). */
+static void vcpu_complete_io(struct kvm_vcpu_ctx *c)
+{
+    if (!c->io_pending)
+        return;
+    c->run->immediate_exit = 1;
+    if (ioctl(c->fd, KVM_RUN, 0) < 0 && errno != EINTR)
+        fprintf(stderr, "migr: vCPU %d: completing I/O before pause: %s\n", c->id, strerror(errno));
+    c->io_pending = false;
+}
+
+/* Handle one exit. Called with vm->lock held; returns false if the vCPU stops. */
+static bool vcpu_handle_exit(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
+{
+    struct kvm_run *run = c->run;
+    switch (run->exit_reason) {
+    case KVM_EXIT_MMIO: {
+        uint32_t val = 0;
+        uint64_t off = run->mmio.phys_addr - WL_MMIO_GPA;
+        memcpy(&val, run->mmio.data, run->mmio.len <= 4 ? run->mmio.len : 4);
+        c->io_pending = true;
+        if (!run->mmio.is_write || run->mmio.phys_addr < WL_MMIO_GPA || off >= 4096) {
+            vcpu_fail(vm, c, "unexpected MMIO %s at gpa 0x%llx", run->mmio.is_write ? "write" : "read",
+                      (unsigned long long)run->mmio.phys_addr);
+            return false;
+        }
+        if (off == WL_DB_QUIESCED) {
+            c->state = VCPU_QUIESCED;
+            pthread_cond_broadcast(&vm->cond);
+            while (vm->quiesce_hold && !vm->stop_req && !vm->pause_req)
+                pthread_cond_wait(&vm->cond, &vm->lock);
+            return true;
+        }
+        if (off == WL_DB_CONSOLE) {
+            fputc((int)(val & 0xff), stderr);
+            return true;
+        }
+        if (off == WL_DB_PANIC) {
+            vcpu_fail(vm, c, "guest panic, code 0x%x", val);
+            return false;
+        }
+        vcpu_fail(vm, c, "write of 0x%x to unknown doorbell +0x%llx", val, (unsigned long long)off);
+        return false;
+    }
+    case KVM_EXIT_SHUTDOWN: {
+        struct kvm_regs r;
+        unsigned long long rip = ioctl(c->fd, KVM_GET_REGS, &r) == 0 ? r.rip : 0;
+        vcpu_fail(vm, c, "triple fault (KVM_EXIT_SHUTDOWN) near rip 0x%llx; "
+                  "dmesg shows the vector and CR2", rip);
+        return false;
+    }
+    case KVM_EXIT_FAIL_ENTRY:
+        vcpu_fail(vm, c, "VM entry failed, hardware reason 0x%llx",
+                  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+        return false;
+    case KVM_EXIT_INTERNAL_ERROR:
+        vcpu_fail(vm, c, "KVM internal error, suberror %u", run->internal.suberror);
+        return false;
+    case KVM_EXIT_HLT:
+        vcpu_fail(vm, c, "guest executed HLT");
+        return false;
+    case KVM_EXIT_INTR:
+        return true;
+    default:
+        vcpu_fail(vm, c, "unexpected exit reason %u", run->exit_reason);
+        return false;
+    }
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct kvm_vcpu_ctx *c = arg;
+    struct kvm_vm *vm = c->vm;
+    char name[16];
+    snprintf(name, sizeof(name), "migr-vcpu%d", c->id);
+    pthread_setname_np(pthread_self(), name);
+
+    pthread_mutex_lock(&vm->lock);
+    for (;;) {
+        while ((vm->pause_req || c->state == VCPU_EXITED) && !vm->stop_req) {
+            if (c->state != VCPU_PAUSED && c->state != VCPU_EXITED) {
+                vcpu_complete_io(c);
+                c->state = VCPU_PAUSED;
+                pthread_cond_broadcast(&vm->cond);
+            }
+            pthread_cond_wait(&vm->cond, &vm->lock);
+        }
+        if (vm->stop_req)
+            break;
+        c->state = VCPU_RUNNING;
+        c->run->immediate_exit = 0;
+        pthread_mutex_unlock(&vm->lock);
+        int r = ioctl(c->fd, KVM_RUN, 0);
+        int err = errno;
+        pthread_mutex_lock(&vm->lock);
+        c->io_pending = false;
+        if (r < 0) {
+            if (err == EINTR || err == EAGAIN)
+                continue;
+            vcpu_fail(vm, c, "KVM_RUN: %s", strerror(err));
+            pthread_cond_broadcast(&vm->cond);
+            continue;
+        }
+        c->exits++;
+        if (!vcpu_handle_exit(vm, c))
+            pthread_cond_broadcast(&vm->cond);
+    }
+    c->state = VCPU_EXITED;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    return NULL;
+}
+
+/* ---------- pause / resume / quiesce ---------- */
+
+static void kick_running(struct kvm_vm *vm)
+{
+    for (uint32_t i = 0; i < vm->hv.nvcpus; i++) {
+        struct kvm_vcpu_ctx *c = &vm->vcpus[i];
+        if (c->state == VCPU_RUNNING || c->state == VCPU_QUIESCED) {
+            c->run->immediate_exit = 1;
+            pthread_kill(c->thread, SIGUSR1);
+        }
+    }
+}
+
+static bool all_in(struct kvm_vm *vm, int s1, int s2)
+{
+    for (uint32_t i = 0; i < vm->hv.nvcpus; i++)
+        if (vm->vcpus[i].state != s1 && vm->vcpus[i].state != s2)
+            return false;
+    return true;
+}
+
+/* Wait (lock held) until pred holds or timeout_ms passes; returns false on timeout. */
+static bool wait_all(struct kvm_vm *vm, int s1, int s2, int timeout_ms, bool kick)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    while (!all_in(vm, s1, s2)) {
+        if (kick)
+            kick_running(vm);
+        struct timespec step;
+        clock_gettime(CLOCK_REALTIME, &step);
+        step.tv_nsec += 2000000L; /* re-kick every 2 ms: a signal can land just before KVM_RUN */
+        if (step.tv_nsec >= 1000000000L) {
+            step.tv_sec++;
+            step.tv_nsec -= 1000000000L;
+        }
+        if (step.tv_sec > dl.tv_sec || (step.tv_sec == dl.tv_sec && step.tv_nsec > dl.tv_nsec))
+            step = dl;
+        int r = pthread_cond_timedwait(&vm->cond, &vm->lock, &step);
+        if (r == ETIMEDOUT && (step.tv_sec == dl.tv_sec && step.tv_nsec == dl.tv_nsec))
+            return all_in(vm, s1, s2);
+    }
+    return true;
+}
+
+static int kvm_pause(struct migr_hv *hv)
+{
+    struct kvm_vm *vm = (struct kvm_vm *)hv;
+    pthread_mutex_lock(&vm->lock);
+    vm->pause_req = true;
+    pthread_cond_broadcast(&vm->cond);
+    bool ok = wait_all(vm, VCPU_PAUSED, VCPU_EXITED, 5000, true);
+    pthread_mutex_unlock(&vm->lock);
+    if (!ok)
+        return migr_errorf(ETIMEDOUT, "pause: vCPUs did not stop within 5 s");
+    hv->paused = true;
+    return 0;
+}
+
+static int kvm_resume(struct migr_hv *hv)
+{
+    struct kvm_vm *vm = (struct kvm_vm *)hv;
+    if (hv->failure[0])
+        return migr_errorf(EIO, "resume: the guest has stopped: %s", hv->failure);
+    pthread_mutex_lock(&vm->lock);
+    vm->pause_req = false;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    hv->paused = false;
+    return 0;
+}
+
+static int kvm_quiesce(struct migr_hv *hv, int timeout_ms)
+{
+    struct kvm_vm *vm = (struct kvm_vm *)hv;
+    struct wl_boot *b = (struct wl_boot *)(vm->mem + WL_BOOT_GPA);
+    if (hv->paused)
+        return 0; /* nothing moves; verify reports a write caught mid-page */
+    if (hv->failure[0])
+        return migr_errorf(EIO, "quiesce: the guest has stopped: %s", hv->failure);
+    pthread_mutex_lock(&vm->lock);
+    vm->quiesce_hold = true;
+    __atomic_store_n(&b->quiesce_req, 1, __ATOMIC_SEQ_CST);
+    bool ok = wait_all(vm, VCPU_QUIESCED, VCPU_EXITED, timeout_ms, false);
+    bool exited = !all_in(vm, VCPU_QUIESCED, VCPU_QUIESCED);
+    pthread_mutex_unlock(&vm->lock);
+    if (!ok || exited) {
+        kvm_unquiesce_impl(vm);
+        if (hv->failure[0])
+            return migr_errorf(EIO, "quiesce: the guest has stopped: %s", hv->failure);
+        return migr_errorf(ETIMEDOUT, "quiesce: the guest did not reach a consistent point "
+                           "within %d ms", timeout_ms);
+    }
+    return 0;
+}
+
+int kvm_unquiesce_impl(struct kvm_vm *vm)
+{
+    struct wl_boot *b = (struct wl_boot *)(vm->mem + WL_BOOT_GPA);
+    pthread_mutex_lock(&vm->lock);
+    __atomic_store_n(&b->quiesce_req, 0, __ATOMIC_SEQ_CST);
+    vm->quiesce_hold = false;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
+}
+
+static int kvm_unquiesce(struct migr_hv *hv)
+{
+    if (hv->paused)
+        return 0;
+    return kvm_unquiesce_impl((struct kvm_vm *)hv);
+}
+
+static int kvm_failed(struct migr_hv *hv)
+{
+    return hv->failure[0] != 0;
+}
+
+/* ---------- dirty logging ---------- */
+
+static int kvm_set_slot(struct kvm_vm *vm, uint32_t flags)
+{
+    struct kvm_userspace_memory_region r = {
+        .slot = 0, .flags = flags, .guest_phys_addr = 0,
+        .memory_size = vm->mem_size, .userspace_addr = (uint64_t)(uintptr_t)vm->mem,
+    };
+    if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+        return migr_errorf_errno(errno, "KVM_SET_USER_MEMORY_REGION slot 0 flags 0x%x", flags);
+    return 0;
+}
+
+static int kvm_set_dirty_log(struct migr_hv *hv, bool on, bool manual)
+{
+    struct kvm_vm *vm = (struct kvm_vm *)hv;
+    if (on && manual && !vm->manual_protect) {
+        int caps = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+        if (caps <= 0 || !(caps & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE))
+            return migr_errorf(ENOTSUP, "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 not offered");
+        struct kvm_enable_cap cap = {.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+                                     .args = {KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE}};
+        if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+            return migr_errorf_errno(errno, "KVM_ENABLE_CAP MANUAL_DIRTY_LOG_PROTECT2");
+        vm->manual_protect = true;
+    }
+    if (on && !manual && vm->manual_protect)
+        return migr_errorf(EBUSY, "manual dirty-log protect is on for this VM and cannot be turned off");
+    return kvm_set_slot(vm, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+}
+
+/* ---------- create / destroy ---------- */
+
+static void kvm_destroy(struct migr_hv *hv);
+extern int kvm_save_state(struct migr_hv *hv, uint8_t **blob, size_t *len);
+extern int kvm_load_state(struct migr_hv *hv, const uint8_t *blob, size_t len);
+
+static const struct migr_hv_ops kvm_ops = {
+    .name = "kvm",
+    .pause = kvm_pause,
+    .resume = kvm_resume,
+    .quiesce = kvm_quiesce,
+    .unquiesce = kvm_unquiesce,
+    .save_state = kvm_save_state,
+    .load_state = kvm_load_state,
+    .set_dirty_log = kvm_set_dirty_log,
+    .failed = kvm_failed,
+    .destroy = kvm_destroy,
+};
+
+static int get_cpuid(struct kvm_vm *vm)
+{
+    for (int n = 64; n <= 4096; n *= 2) {
+        struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)n * sizeof(c->entries[0]));
+        if (!c)
+            return -ENOMEM;
+        c->nent = (uint32_t)n;
+        if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+            vm->cpuid = c;
+            return 0;
+        }
+        int err = errno;
+        free(c);
+        if (err != E2BIG)
+            return migr_errorf_errno(err, "KVM_GET_SUPPORTED_CPUID");
+    }
+    return migr_errorf(E2BIG, "KVM_GET_SUPPORTED_CPUID: too many entries");
+}
+
+/* VM, memory and vCPUs (threads parked, paused). */
+static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, struct kvm_vm **out)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    int err;
+    if (mem_size < (8ull << 20) || mem_size % (2ull << 20) || mem_size > (WL_MAX_GIB << 30))
+        return migr_errorf(EINVAL, "guest memory %llu bytes: must be a multiple of 2 MiB "
+                           "between 8 MiB and %llu GiB", (unsigned long long)mem_size,
+                           (unsigned long long)WL_MAX_GIB);
+    if (nvcpus < 1 || nvcpus > WL_MAX_VCPUS)
+        return migr_errorf(EINVAL, "%u vCPUs: must be 1..%u", nvcpus, WL_MAX_VCPUS);
+
+    struct kvm_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return -ENOMEM;
+    vm->kvm_fd = vm->vm_fd = vm->memfd = -1;
+    vm->hv.kvm_vm_fd = -1;
+    vm->mem = MAP_FAILED;
+    pthread_mutex_init(&vm->lock, NULL);
+    pthread_cond_init(&vm->cond, NULL);
+    vm->pause_req = true;
+    for (uint32_t i = 0; i < WL_MAX_VCPUS; i++)
+        vm->vcpus[i].fd = -1;
+
+    if ((err = kvm_open_dev()) < 0)
+        goto fail;
+    vm->kvm_fd = err;
+    if ((vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0)) < 0) {
+        err = migr_errorf_errno(errno, "KVM_CREATE_VM");
+        goto fail;
+    }
+    vm->memfd = memfd_create("migr-guest-ram", MFD_CLOEXEC);
+    if (vm->memfd < 0) {
+        err = migr_errorf_errno(errno, "memfd_create");
+        goto fail;
+    }
+    if (ftruncate(vm->memfd, (off_t)mem_size) < 0) {
+        err = migr_errorf_errno(errno, "ftruncate guest memfd to %llu", (unsigned long long)mem_size);
+        goto fail;
+    }
+    vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd, 0);
+    if (vm->mem == MAP_FAILED) {
+        err = migr_errorf_errno(errno, "mmap guest RAM (%llu MiB)", (unsigned long long)(mem_size >> 20));
+        goto fail;
+    }
+    vm->mem_size = mem_size;
+    if ((err = kvm_set_slot(vm, 0)) < 0)
+        goto fail;
+    int khz = ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0);
+    vm->tsc_khz = khz > 0 ? (uint64_t)khz : 1000000;
+    if ((err = get_cpuid(vm)) < 0)
+        goto fail;
+
+    struct migr_hv *hv = &vm->hv;
+    hv->ops = &kvm_ops;
+    hv->nregions = 1;
+    hv->regions[0] = (struct migr_hv_region){
+        .gpa = 0, .size = mem_size, .host = vm->mem, .memfd = vm->memfd, .memfd_off = 0, .slot = 0};
+    hv->nvcpus = nvcpus;
+    hv->ram_pages = mem_size / MIGR_PAGE_SIZE;
+    hv->state_version = MIGR_KVM_STATE_VERSION;
+    hv->kvm_vm_fd = vm->vm_fd;
+    hv->paused = true;
+
+    int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (mmap_size <= 0) {
+        err = migr_errorf_errno(errno, "KVM_GET_VCPU_MMAP_SIZE");
+        goto fail;
+    }
+    vm->run_size = (size_t)mmap_size;
+    pthread_once(&once, migr_kvm_install_kick);
+    for (uint32_t i = 0; i < nvcpus; i++) {
+        struct kvm_vcpu_ctx *c = &vm->vcpus[i];
+        c->vm = vm;
+        c->id = (int)i;
+        c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
+        if (c->fd < 0) {
+            err = migr_errorf_errno(errno, "KVM_CREATE_VCPU %u", i);
+            goto fail;
+        }
+        c->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+        if (c->run == MAP_FAILED) {
+            c->run = NULL;
+            err = migr_errorf_errno(errno, "mmap kvm_run of vCPU %u", i);
+            goto fail;
+        }
+        if ((err = vcpu_setup_cpu(vm, c)) < 0)
+            goto fail;
+        c->state = VCPU_PAUSED;
+    }
+    if ((err = migr_kvm_probe_msrs(vm)) < 0)
+        goto fail;
+    for (uint32_t i = 0; i < nvcpus; i++) {
+        struct kvm_vcpu_ctx *c = &vm->vcpus[i];
+        if ((err = pthread_create(&c->thread, NULL, vcpu_thread, c)) != 0) {
+            err = migr_errorf(err, "pthread_create for vCPU %u", i);
+            goto fail;
+        }
+        c->thread_started = true;
+    }
+    *out = vm;
+    return 0;
+fail:
+    kvm_destroy(&vm->hv);
+    return err;
+}
+
+void migr_kvm_install_kick(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = sig_kick; /* no SA_RESTART: KVM_RUN must return EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+int migr_kvm_create(const struct migr_vm_config *cfg, struct migr_hv **out)
+{
+    struct kvm_vm *vm;
+    int err = kvm_create_common(cfg->mem_bytes, cfg->nvcpus, &vm);
+    if (err < 0)
+        return err;
+    if ((err = put_guest_image(vm, cfg)) < 0)
+        goto fail;
+    for (uint32_t i = 0; i < cfg->nvcpus; i++)
+        if ((err = vcpu_setup_fresh(vm, &vm->vcpus[i])) < 0)
+            goto fail;
+    *out = &vm->hv;
+    return 0;
+fail:
+    kvm_destroy(&vm->hv);
+    return err;
+}
+
+int migr_kvm_create_incoming(const struct migr_hello *h, struct migr_hv **out)
+{
+    if (h->nregions != 1 || h->regions[0].gpa != 0)
+        return migr_errorf(EINVAL, "HELLO: the kvm backend takes one RAM region at gpa 0 "
+                           "(got %u regions, first at 0x%llx)", h->nregions,
+                           (unsigned long long)h->regions[0].gpa);
+    struct kvm_vm *vm;
+    int err = kvm_create_common(h->regions[0].size, h->nvcpus, &vm);
+    if (err < 0)
+        return err;
+    *out = &vm->hv;
+    return 0;
+}
+
+static void kvm_destroy(struct migr_hv *hv)
+{
+    struct kvm_vm *vm = (struct kvm_vm *)hv;
+    if (!vm)
+        return;
+    pthread_mutex_lock(&vm->lock);
+    vm->stop_req = true;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    for (uint32_t i = 0; i < WL_MAX_VCPUS; i++) {
+        struct kvm_vcpu_ctx *c = &vm->vcpus[i];
+        if (c->thread_started) {
+            for (;;) {
+                pthread_mutex_lock(&vm->lock);
+                bool done = c->state == VCPU_EXITED;
+                if (!done && c->run) {
+                    c->run->immediate_exit = 1;
+                    pthread_kill(c->thread, SIGUSR1);
+                }
+                pthread_mutex_unlock(&vm->lock);
+                if (done)
+                    break;
+                usleep(1000);
+            }
+            pthread_join(c->thread, NULL);
+        }
+        if (c->run)
+            munmap(c->run, vm->run_size);
+        if (c->fd >= 0)
+            close(c->fd);
+    }
+    if (vm->mem != MAP_FAILED)
+        munmap(vm->mem, vm->mem_size);
+    if (vm->memfd >= 0)
+        close(vm->memfd);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    free(vm->cpuid);
+    pthread_mutex_destroy(&vm->lock);
+    pthread_cond_destroy(&vm->cond);
+    free(vm);
+}

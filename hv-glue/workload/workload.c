@@ -1,0 +1,121 @@
+/* The workload's page format and write step. Compiled twice: freestanding
+ * into the guest binary, and hosted into libmigr (set-up and verification),
+ * so both sides agree on every byte by construction. */
+#include "hv-glue/workload/workload.h"
+
+#define barrier() __asm__ __volatile__("" ::: "memory")
+
+/* Words for text-like pages: compressible like prose or logs (lz4 ~2-3x). */
+static const char *const wl_words[64] = {
+    "the ", "of ", "and ", "to ", "in ", "is ", "that ", "for ", "it ", "as ", "was ",
+    "with ", "be ", "by ", "on ", "not ", "he ", "this ", "are ", "or ", "his ", "from ",
+    "at ", "which ", "but ", "have ", "an ", "had ", "they ", "you ", "were ", "their ",
+    "one ", "all ", "we ", "can ", "her ", "has ", "there ", "been ", "if ", "more ",
+    "when ", "will ", "would ", "who ", "so ", "no ", "migration ", "memory ", "page ",
+    "guest ", "dirty ", "round ", "kernel ", "vcpu ", "error: ", "ok\n", "INFO ",
+    "WARN ", "2026-11-21 ", "request=", "id=", "status=200\n",
+};
+
+static uint64_t wl_page_seed(uint64_t index, uint32_t gen, uint64_t seed)
+{
+    return wl_mix(index * 0x9E3779B97F4A7C15ull ^ ((uint64_t)gen << 40) ^ seed) | 1;
+}
+
+void wl_fill_page(uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed)
+{
+    uint64_t *w = (uint64_t *)page;
+    if (data == 0) {
+        for (int i = 0; i < 512; i++)
+            w[i] = 0;
+        return;
+    }
+    struct wl_page_hdr *h = (struct wl_page_hdr *)page;
+    h->magic = WL_PAGE_MAGIC;
+    h->index = index;
+    h->gen = gen;
+    h->data = data;
+    h->check = wl_mix(index ^ ((uint64_t)gen << 40) ^ seed);
+    uint64_t s = wl_page_seed(index, gen, seed);
+    if (data == 2) {
+        for (int i = WL_HDR_SIZE / 8; i < 512; i++)
+            w[i] = wl_xorshift(&s);
+        return;
+    }
+    uint32_t pos = WL_HDR_SIZE;
+    while (pos < 4096) {
+        uint64_t r = wl_xorshift(&s);
+        for (int k = 0; k < 10 && pos < 4096; k++, r >>= 6) {
+            const char *word = wl_words[r & 63];
+            while (*word && pos < 4096)
+                page[pos++] = (uint8_t)*word++;
+        }
+    }
+}
+
+int wl_check_page(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed,
+                  uint32_t *off)
+{
+    uint64_t ref[512];
+    const uint64_t *w = (const uint64_t *)page;
+    *off = 0;
+    if (data != 0) {
+        const struct wl_page_hdr *h = (const struct wl_page_hdr *)page;
+        if (h->magic != WL_PAGE_MAGIC)
+            return 1;
+        if (h->index != index)
+            return 2;
+        if (h->gen != gen) {
+            *off = 16;
+            return 3;
+        }
+    }
+    wl_fill_page((uint8_t *)ref, index, gen, data, seed);
+    for (uint32_t i = 0; i < 512; i++) {
+        if (w[i] != ref[i]) {
+            *off = i * 8;
+            return data == 0 ? 5 : 4;
+        }
+    }
+    return 0;
+}
+
+uint64_t wl_next_page(const struct wl_boot *b, struct wl_vcpu *v, uint32_t id)
+{
+    uint64_t nv = b->nvcpus, share = (b->ws_pages - id + nv - 1) / nv;
+    uint64_t r;
+    if (share == 0)
+        return ~0ull;
+    switch (b->pattern) {
+    case 0: /* sequential */
+        r = v->cursor++;
+        if (r >= share) {
+            v->cursor = 1;
+            r = 0;
+        }
+        break;
+    case 2: { /* hot/cold: 90% of writes to the first 10% of the pages */
+        uint64_t x = wl_xorshift(&v->rng);
+        uint64_t hot = share / 10 ? share / 10 : 1;
+        r = (x >> 32) % 10 < 9 ? (x & 0xffffffff) % hot : (x & 0xffffffff) % share;
+        break;
+    }
+    default: /* random */
+        r = wl_xorshift(&v->rng) % share;
+        break;
+    }
+    return id + r * nv;
+}
+
+void wl_write_page(uint8_t *ram, const struct wl_boot *b, struct wl_vcpu *v, uint64_t index)
+{
+    uint32_t *gen = (uint32_t *)(ram + b->gen_gpa);
+    v->inflight = index + 1;
+    barrier();
+    uint32_t g = gen[index] + 1;
+    wl_fill_page(ram + b->ws_gpa + index * 4096, index, g, b->data, b->seed);
+    barrier();
+    gen[index] = g;
+    barrier();
+    v->writes = v->writes + 1;
+    v->inflight = 0;
+}

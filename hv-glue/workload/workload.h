@@ -1,0 +1,104 @@
+/* The guest ABI shared by the freestanding guest (hv-glue/kvm/guest/) and the
+ * host (VMM set-up, verification): memory layout, boot page, page format and
+ * the deterministic fill. Everything here compiles without libc. */
+#ifndef MIGR_WL_ABI_H
+#define MIGR_WL_ABI_H
+
+#include <stdint.h>
+
+/* Guest-physical layout (identity-mapped in the guest). */
+#define WL_BOOT_GPA     0x1000ull     /* struct wl_boot */
+#define WL_VCPU_GPA     0x2000ull     /* struct wl_vcpu[64], 64 bytes each */
+#define WL_GDT_GPA      0x3000ull     /* GDT at +0, TSS at +0x800 */
+#define WL_PML4_GPA     0x4000ull
+#define WL_PDPT_GPA     0x5000ull
+#define WL_PD_GPA       0x6000ull     /* one PD per GiB, up to 64, then the MMIO PD */
+#define WL_MAX_GIB      64ull
+#define WL_MMIO_GPA     (WL_MAX_GIB << 30)  /* doorbell page: no memslot, so writes exit */
+#define WL_CODE_GPA     0x100000ull   /* guest binary, up to 512 KiB */
+#define WL_CODE_MAX     0x80000ull
+#define WL_STACK_GPA    0x180000ull   /* 8 KiB stack per vCPU, up to 64 */
+#define WL_STACK_SIZE   0x2000ull
+#define WL_GEN_GPA      0x200000ull   /* u32 generation per working-set page */
+#define WL_MAX_VCPUS    64u
+
+#define WL_BOOT_MAGIC   0x544f4f4252474d4dull   /* "MMGRBOOT" */
+#define WL_PAGE_MAGIC   0x45474150524749d4ull
+#define WL_VERSION      1u
+#define WL_HDR_SIZE     32u
+
+/* Doorbells: 32-bit writes at WL_MMIO_GPA + offset reach the VMM as
+ * KVM_EXIT_MMIO. (Not port I/O: the nested hypervisor here drops RFLAGS.IOPL
+ * for CPL3 code, so OUT raises #GP; an MMIO write is emulated at any CPL.) */
+#define WL_DB_QUIESCED  0x10   /* value = vcpu id: stopped at a consistent point */
+#define WL_DB_PANIC     0x14   /* value = code: the guest found something impossible */
+#define WL_DB_CONSOLE   0x18   /* value = one character (debug) */
+
+struct wl_boot {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t nvcpus;
+    uint64_t tsc_khz;
+    uint64_t rate_bytes;     /* per guest, all vCPUs together; 0 = unthrottled */
+    uint64_t ws_gpa;         /* first working-set page */
+    uint64_t ws_pages;
+    uint64_t gen_gpa;        /* generation table */
+    uint32_t pattern;
+    uint32_t data;
+    uint64_t seed;
+    volatile uint32_t quiesce_req;   /* set by the VMM: stop at the next page boundary */
+    uint32_t reserved;
+};
+
+struct wl_vcpu {
+    volatile uint64_t writes;        /* pages written by this vCPU */
+    volatile uint64_t inflight;      /* ws index + 1 of the page being written, 0 if none */
+    uint64_t rng;
+    uint64_t cursor;                 /* sequential pattern position */
+    uint64_t spins;                  /* throttle loop iterations (idle measure) */
+    uint64_t pad[3];
+};
+
+struct wl_page_hdr {
+    uint64_t magic;
+    uint64_t index;      /* working-set page index */
+    uint32_t gen;
+    uint32_t data;
+    uint64_t check;      /* hash of (index, gen, seed) */
+};
+
+static inline uint64_t wl_mix(uint64_t x)
+{
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+static inline uint64_t wl_xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    return *s = x;
+}
+
+/* Size of the generation table region rounded to 2 MiB. */
+static inline uint64_t wl_gen_bytes(uint64_t ram_bytes)
+{
+    uint64_t b = (ram_bytes / 4096) * 4;
+    return (b + 0x1fffff) & ~0x1fffffull;
+}
+
+/* Fill one page deterministically from (index, gen, data kind, seed). */
+void wl_fill_page(uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed);
+/* Check one page; returns 0 if it is exactly wl_fill_page(index, gen, ...),
+ * else a code: 1 bad magic, 2 wrong index, 3 wrong generation, 4 body differs,
+ * 5 zero page not zero. *off gets the first differing byte. */
+int wl_check_page(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed,
+                  uint32_t *off);
+/* Choose the next working-set page for vCPU id. */
+uint64_t wl_next_page(const struct wl_boot *b, struct wl_vcpu *v, uint32_t id);
+/* One page write with integrity metadata (ram = host or guest view of gpa 0). */
+void wl_write_page(uint8_t *ram, const struct wl_boot *b, struct wl_vcpu *v, uint64_t index);
+
+#endif

@@ -1,0 +1,57 @@
+/* migr — common definitions: error reporting, page size, small helpers.
+ *
+ * Conventions (all of libmigr):
+ *   - functions return 0 (or a count) on success and -errno on failure;
+ *   - a failing function records a human-readable message with context
+ *     (what, which record/page/offset, errno) in a thread-local buffer,
+ *     read with migr_last_error();
+ *   - the library never calls exit().
+ */
+#ifndef MIGR_COMMON_H
+#define MIGR_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MIGR_PAGE_SIZE 4096u
+#define MIGR_PAGE_SHIFT 12
+
+/*! Record an error message (printf format) for this thread and return -err.
+ *  If err is an errno value, ": strerror(err)" is NOT appended automatically;
+ *  use migr_errorf_errno() for that.  err must be > 0. */
+int migr_errorf(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*! Like migr_errorf(), appending ": <strerror(err)>" to the message. */
+int migr_errorf_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*! Prefix the current thread's error message with "prefix: " and return -err.
+ *  Used to add outer context while an error propagates up. */
+int migr_error_prefix(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*! The last error message recorded by this thread ("" if none). Valid until
+ *  the next migr_errorf*() call in this thread. */
+const char *migr_last_error(void);
+
+/*! Clear this thread's error message. */
+void migr_clear_error(void);
+
+/*! Monotonic time in nanoseconds (CLOCK_MONOTONIC). */
+uint64_t migr_now_ns(void);
+
+/*! Parse a size with optional K/M/G/T suffix (binary units, "64M" = 64 MiB).
+ *  Returns 0 and sets *out, or -EINVAL (with a message naming the text). */
+int migr_parse_size(const char *text, uint64_t *out);
+
+/*! Write all of buf to fd (retrying short writes and EINTR). 0 or -errno. */
+int migr_write_full(int fd, const void *buf, size_t len);
+
+/*! Read exactly len bytes (retrying short reads and EINTR). 0, -EPIPE at
+ *  end of file (also after a partial read), or -errno. */
+int migr_read_full(int fd, void *buf, size_t len);
+
+#define MIGR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIGR_ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+#define MIGR_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MIGR_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

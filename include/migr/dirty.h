@@ -1,0 +1,61 @@
+/* migr — dirty-page tracker interface.
+ *
+ * A tracker reports which pages of a guest's RAM were written since the last
+ * harvest. It must never miss a write (reported ⊇ written); false positives
+ * are allowed and counted. Pages are indexed by "RAM index": region 0's pages
+ * first, then region 1's, ... (see migr_hv_ram_pages()).
+ */
+#ifndef MIGR_DIRTY_H
+#define MIGR_DIRTY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct migr_hv;
+struct migr_dirty;
+
+struct migr_dirty_ops {
+    const char *name;
+    /*! 1 if this tracker can work for hv on this machine, 0 if not (and then
+     *  migr_last_error() says why), never negative. */
+    int (*supported)(struct migr_hv *hv);
+    /*! Begin tracking. Every page counts as dirty until the first harvest
+     *  (callers send all of RAM in round 1 anyway). */
+    int (*start)(struct migr_dirty *d);
+    /*! OR the pages written since the previous harvest (or start) into bitmap
+     *  (one bit per RAM index, little-endian uint64 words) and re-arm
+     *  tracking so that a write racing with the harvest is reported either
+     *  now or next time. Returns the number of newly set bits or -errno. */
+    long (*harvest)(struct migr_dirty *d, uint64_t *bitmap);
+    void (*stop)(struct migr_dirty *d);
+};
+
+struct migr_dirty {
+    const struct migr_dirty_ops *ops;
+    struct migr_hv *hv;
+    uint64_t npages;       /* RAM pages tracked */
+    void *priv;            /* backend state */
+    uint64_t harvests;     /* statistics */
+    uint64_t harvest_ns;
+};
+
+/*! Open the tracker called name ("kvm-bitmap", or "auto" for the best one
+ *  the backend supports) for hv. -ENOTSUP with the reason if not supported. */
+int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **out);
+int migr_dirty_start(struct migr_dirty *d);
+long migr_dirty_harvest(struct migr_dirty *d, uint64_t *bitmap);
+/*! Stop tracking and free. NULL ok. */
+void migr_dirty_close(struct migr_dirty *d);
+
+/*! The registered trackers, NULL-terminated (for --help, tests and benchmarks). */
+extern const struct migr_dirty_ops *const migr_dirty_backends[];
+
+/* Bitmap helpers (one bit per page, uint64 words). */
+static inline void migr_bit_set(uint64_t *bm, uint64_t i) { bm[i >> 6] |= 1ull << (i & 63); }
+static inline void migr_bit_clear(uint64_t *bm, uint64_t i) { bm[i >> 6] &= ~(1ull << (i & 63)); }
+static inline bool migr_bit_test(const uint64_t *bm, uint64_t i) { return bm[i >> 6] >> (i & 63) & 1; }
+static inline uint64_t migr_bitmap_words(uint64_t nbits) { return (nbits + 63) / 64; }
+/*! Number of set bits among the first nbits. */
+uint64_t migr_bitmap_count(const uint64_t *bm, uint64_t nbits);
+
+#endif

@@ -1,0 +1,152 @@
+/* migr — wire format v1 (specified in docs/format.md; keep the two in step).
+ *
+ * A stream is a 16-byte preamble followed by records. All integers are
+ * little-endian. Each record:
+ *
+ *   header  12 bytes  u16 type, u16 flags (must be 0 in v1), u32 meta_len, u32 bulk_len
+ *   meta    meta_len  bytes, layout per type (limits: MIGR_META_MAX)
+ *   crc     4 bytes   CRC-32C of header || meta
+ *   bulk    bulk_len  bytes, integrity carried by per-item CRCs inside meta (MIGR_BULK_MAX)
+ *
+ * The bulk part lets a receiver place page data straight into guest RAM.
+ */
+#ifndef MIGR_FORMAT_H
+#define MIGR_FORMAT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define MIGR_STREAM_MAGIC "\x89MIGR\r\n\x1a"   /* 8 bytes, PNG-style */
+#define MIGR_STREAM_VERSION 1u
+#define MIGR_PREAMBLE_SIZE 16u
+#define MIGR_REC_HDR_SIZE 12u
+#define MIGR_META_MAX (1u << 20)     /* 1 MiB */
+#define MIGR_BULK_MAX (64u << 20)    /* 64 MiB */
+#define MIGR_MAX_REGIONS 64u
+#define MIGR_MAX_VCPUS 64u
+#define MIGR_BATCH_MAX 4096u         /* page entries per PAGES record */
+
+enum migr_rec_type {
+    MIGR_REC_HELLO = 1,       /* src->dst: page size, RAM layout, vCPUs, backend */
+    MIGR_REC_PAGES = 2,       /* src->dst: a batch of pages */
+    MIGR_REC_STATE = 3,       /* src->dst: vCPU + device state blob (backend format) */
+    MIGR_REC_ROUND_END = 4,   /* src->dst: end of a pre-copy round */
+    MIGR_REC_SWITCHOVER = 5,  /* src->dst: guest paused, everything sent */
+    MIGR_REC_READY = 6,       /* dst->src: everything received and checked */
+    MIGR_REC_COMMIT = 7,      /* src->dst: source gives up the guest; run it */
+    MIGR_REC_DONE = 8,        /* dst->src: guest running on the destination */
+    MIGR_REC_ERROR = 9,       /* either way: the sender aborts, with a reason */
+    MIGR_REC_TYPE_MAX_V1 = 9,
+};
+
+/*! Name of a record type ("PAGES"), "UNKNOWN" for others. Never NULL. */
+const char *migr_rec_type_name(unsigned type);
+
+/* Page encodings in a PAGES entry. */
+enum migr_page_enc {
+    MIGR_ENC_RAW = 0,   /* len = page size, crc = CRC-32C of the data */
+    MIGR_ENC_ZERO = 1,  /* len = number of consecutive zero pages (run >= 1), no data, crc = 0 */
+    MIGR_ENC_MAX_V1 = 1,
+};
+
+/* ---- HELLO meta ---- */
+struct migr_region_desc {
+    uint64_t gpa;    /* guest-physical base, page aligned */
+    uint64_t size;   /* bytes, page aligned, > 0 */
+};
+
+struct migr_hello {
+    uint32_t page_size;        /* must equal the receiver's (4096 in v1) */
+    uint32_t nvcpus;           /* 1..MIGR_MAX_VCPUS */
+    uint32_t nregions;         /* 1..MIGR_MAX_REGIONS */
+    uint32_t state_version;    /* version of the backend's STATE blob */
+    char backend[16];          /* "kvm", "proc"; NUL padded */
+    char mode[16];             /* "precopy" ... ; NUL padded */
+    struct migr_region_desc regions[MIGR_MAX_REGIONS];
+};
+/* wire: u32 page_size, u32 nvcpus, u32 nregions, u32 state_version,
+ *       char backend[16], char mode[16], nregions x {u64 gpa, u64 size} */
+#define MIGR_HELLO_FIXED 48u
+
+/* ---- PAGES meta ---- */
+/* wire: u32 round, u32 count, count x entry{u64 pfn, u8 enc, u8 rsvd[3], u32 len, u32 crc, u32 rsvd}
+ * pfn = guest-physical address >> 12. Entry = 24 bytes. */
+#define MIGR_PAGES_FIXED 8u
+#define MIGR_PAGE_ENTRY_SIZE 24u
+
+struct migr_page_entry {
+    uint64_t pfn;
+    uint8_t enc;
+    uint32_t len;
+    uint32_t crc;
+};
+
+/* ---- ROUND_END meta ---- wire: u32 round, u32 rsvd, u64 pages_sent, u64 dirty_pages */
+struct migr_round_end {
+    uint32_t round;
+    uint64_t pages_sent;    /* pages (entries, zero runs counted per page) in this round */
+    uint64_t dirty_pages;   /* pages dirtied during this round (to send next) */
+};
+#define MIGR_ROUND_END_SIZE 24u
+
+/* ---- SWITCHOVER meta ---- wire: u32 rounds, u32 rsvd, u64 total_pages_sent */
+struct migr_switchover {
+    uint32_t rounds;
+    uint64_t total_pages_sent;
+};
+#define MIGR_SWITCHOVER_SIZE 16u
+
+/* ---- READY / DONE meta ---- wire: u64 pages_received, u64 t_ns (receiver's CLOCK_MONOTONIC) */
+struct migr_ack {
+    uint64_t pages;
+    uint64_t t_ns;
+};
+#define MIGR_ACK_SIZE 16u
+
+/* COMMIT meta: empty. */
+
+/* ---- ERROR meta ---- wire: i32 code (errno), u32 len, char msg[len] (no NUL, len <= 1024) */
+#define MIGR_ERROR_MSG_MAX 1024u
+
+/* Little-endian helpers. */
+static inline void migr_put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
+static inline void migr_put_le32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }
+static inline void migr_put_le64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = v >> (8 * i); }
+static inline uint16_t migr_get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t migr_get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t migr_get_le64(const uint8_t *p)
+{
+    return (uint64_t)migr_get_le32(p) | (uint64_t)migr_get_le32(p + 4) << 32;
+}
+
+/* Encoders: write meta into buf (cap bytes), return its length or -ENOSPC. */
+int migr_hello_encode(const struct migr_hello *h, uint8_t *buf, size_t cap);
+int migr_round_end_encode(const struct migr_round_end *r, uint8_t *buf, size_t cap);
+int migr_switchover_encode(const struct migr_switchover *s, uint8_t *buf, size_t cap);
+int migr_ack_encode(const struct migr_ack *a, uint8_t *buf, size_t cap);
+int migr_error_encode(int code, const char *msg, uint8_t *buf, size_t cap);
+/*! PAGES: header then entries. Returns MIGR_PAGES_FIXED + count * MIGR_PAGE_ENTRY_SIZE or -ENOSPC. */
+int migr_pages_encode(uint32_t round, const struct migr_page_entry *e, uint32_t count,
+                      uint8_t *buf, size_t cap);
+
+/* Decoders: strict. They check every length, count, reserved field and range
+ * that can be checked without the receiver's state, and on failure return
+ * -EBADMSG with a message naming the record and field. */
+int migr_hello_decode(const uint8_t *meta, size_t len, struct migr_hello *out);
+int migr_round_end_decode(const uint8_t *meta, size_t len, struct migr_round_end *out);
+int migr_switchover_decode(const uint8_t *meta, size_t len, struct migr_switchover *out);
+int migr_ack_decode(const uint8_t *meta, size_t len, struct migr_ack *out);
+/*! msg gets a NUL-terminated copy (truncated to cap-1). */
+int migr_error_decode(const uint8_t *meta, size_t len, int *code, char *msg, size_t cap);
+/*! Decode the PAGES header; *count entries follow (check len first). Also checks
+ *  that bulk_len equals the sum of the entries' data lengths; entries are
+ *  decoded with migr_page_entry_decode. */
+int migr_pages_decode_hdr(const uint8_t *meta, size_t len, uint32_t bulk_len,
+                          uint32_t *round, uint32_t *count);
+/*! Decode entry i (no range check against guest RAM: that is the receiver's job). */
+int migr_page_entry_decode(const uint8_t *meta, uint32_t i, struct migr_page_entry *out);
+
+#endif

@@ -1,0 +1,98 @@
+/* migr — hv-glue: the hypervisor interface the engine migrates through.
+ *
+ * A guest is a list of RAM regions plus ops to pause/resume it and to save
+ * and load its vCPU and device state. Backends: "kvm" (migr's minimal VMM on
+ * /dev/kvm). Threads: ops are called from one control thread at a time.
+ */
+#ifndef MIGR_HV_H
+#define MIGR_HV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "migr/format.h"
+#include "migr/workload.h"
+
+struct migr_hv_region {
+    uint64_t gpa;        /* guest-physical base (page aligned) */
+    uint64_t size;       /* bytes (page aligned) */
+    uint8_t *host;       /* host mapping (MAP_SHARED of memfd) */
+    int memfd;           /* backing memfd */
+    uint64_t memfd_off;  /* offset of the region in memfd */
+    uint32_t slot;       /* backend's slot id (KVM memslot) */
+};
+
+struct migr_hv;
+
+struct migr_hv_ops {
+    const char *name;
+    /*! Stop every vCPU (kicked out of KVM_RUN; completes pending I/O exits).
+     *  Idempotent. */
+    int (*pause)(struct migr_hv *hv);
+    /*! Let the vCPUs run (first call starts them). */
+    int (*resume)(struct migr_hv *hv);
+    /*! Stop the workload at a consistent point (between page writes) for
+     *  verification; the guest must be running. Undo with unquiesce. */
+    int (*quiesce)(struct migr_hv *hv, int timeout_ms);
+    int (*unquiesce)(struct migr_hv *hv);
+    /*! Serialise vCPU + device state (guest paused). *blob is malloc'd; the
+     *  caller frees it. */
+    int (*save_state)(struct migr_hv *hv, uint8_t **blob, size_t *len);
+    /*! Load a blob from save_state() of the same backend and state_version
+     *  into a paused guest. Strict: -EBADMSG for a malformed blob. */
+    int (*load_state)(struct migr_hv *hv, const uint8_t *blob, size_t len);
+    /*! Turn the backend's dirty logging on/off (KVM: KVM_MEM_LOG_DIRTY_PAGES). */
+    int (*set_dirty_log)(struct migr_hv *hv, bool on, bool manual_protect);
+    /*! Non-zero if the guest stopped by itself (triple fault, guest panic);
+     *  then migr_hv_failure() says why. */
+    int (*failed)(struct migr_hv *hv);
+    /*! Stop and free everything (vCPU threads joined, memory unmapped). */
+    void (*destroy)(struct migr_hv *hv);
+};
+
+struct migr_hv {
+    const struct migr_hv_ops *ops;
+    uint32_t nregions;
+    struct migr_hv_region regions[MIGR_MAX_REGIONS];
+    uint32_t nvcpus;
+    uint64_t ram_pages;          /* total pages over all regions */
+    uint32_t state_version;
+    int kvm_vm_fd;               /* -1 for non-KVM backends */
+    bool paused;
+    char failure[256];           /* why the guest stopped, if it did */
+    void *priv;
+};
+
+/* Configuration of a new VM (migr run). */
+struct migr_vm_config {
+    uint64_t mem_bytes;              /* multiple of 2 MiB, >= 8 MiB */
+    uint32_t nvcpus;                 /* 1..MIGR_MAX_VCPUS */
+    struct migr_workload_cfg wl;     /* guest workload */
+};
+
+/*! Create a guest running the migr workload (paused; call resume to start).
+ *  backend: "kvm". -ENODEV with the reason if /dev/kvm is unusable. */
+int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct migr_hv **out);
+
+/*! Create an empty guest shell with the RAM layout and vCPU count of hello,
+ *  to be filled by an incoming migration (memory zeroed, state unset). */
+int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out);
+
+/*! 1 if backend can run on this machine, else 0 with migr_last_error() saying why. */
+int migr_hv_available(const char *backend);
+
+/*! Host pointer for RAM index i (see dirty.h), or NULL if out of range. */
+uint8_t *migr_hv_page(struct migr_hv *hv, uint64_t ram_index);
+/*! RAM index of guest page frame pfn, or -1 if pfn is not in guest RAM. */
+int64_t migr_hv_pfn_index(const struct migr_hv *hv, uint64_t pfn);
+/*! Guest page frame of RAM index i. */
+uint64_t migr_hv_index_pfn(const struct migr_hv *hv, uint64_t ram_index);
+/*! Host pointer for a guest-physical range entirely inside one region, or NULL. */
+uint8_t *migr_hv_gpa(struct migr_hv *hv, uint64_t gpa, uint64_t len);
+
+/*! Fill hello's layout fields (page size, vCPUs, regions, backend, state version). */
+void migr_hv_describe(const struct migr_hv *hv, struct migr_hello *hello);
+
+static inline void migr_hv_destroy(struct migr_hv *hv) { if (hv) hv->ops->destroy(hv); }
+
+#endif

@@ -1,0 +1,87 @@
+/* migr — transport interface: byte streams between the two sides of a migration.
+ *
+ * URLs:  unix:PATH            unix stream socket (abstract socket if PATH starts with '@')
+ *        tcp:HOST:PORT        TCP (HOST may be a name, IPv4, or [IPv6]); PORT 0 = any (listen only)
+ * A transport carries framed records (see record.h); it knows nothing of pages.
+ */
+#ifndef MIGR_TRANSPORT_H
+#define MIGR_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum migr_url_kind { MIGR_URL_UNIX = 1, MIGR_URL_TCP = 2 };
+
+struct migr_url {
+    enum migr_url_kind kind;
+    char path[108];  /* unix: socket path ('@' prefix = abstract) */
+    char host[256];  /* tcp: host without brackets */
+    uint16_t port;   /* tcp */
+};
+
+/*! Parse url into *out. Returns 0 or -EINVAL with a message naming the problem
+ *  ("unknown scheme 'foo' in 'foo:bar' (expected unix: or tcp:)"). */
+int migr_url_parse(const char *url, struct migr_url *out);
+
+struct migr_transport;
+
+struct migr_transport_ops {
+    const char *name;
+    /* Send every byte of iov (retrying partial writes). 0 or -errno. */
+    int (*sendv)(struct migr_transport *t, const struct iovec *iov, int iovcnt);
+    /* Receive exactly the total length of iov. 0, -EPIPE on orderly EOF, or -errno. */
+    int (*recvv)(struct migr_transport *t, const struct iovec *iov, int iovcnt);
+    /* Shut down both directions (wakes a peer blocked in recv). */
+    void (*shutdown)(struct migr_transport *t);
+    void (*close)(struct migr_transport *t);
+};
+
+struct migr_transport {
+    const struct migr_transport_ops *ops;
+    int fd;                /* pollable descriptor (readable = data or EOF) */
+    char peer[160];        /* for messages: "unix:/tmp/x", "tcp:127.0.0.1:4444" */
+    uint64_t bytes_sent;   /* updated by sendv */
+    uint64_t bytes_recv;   /* updated by recvv */
+};
+
+/*! Connect to url. On success *out owns the connection (free with
+ *  migr_transport_close). -errno with "connect tcp:1.2.3.4:5: Connection refused". */
+int migr_transport_connect(const char *url, struct migr_transport **out);
+
+struct migr_listener {
+    int fd;
+    struct migr_url url;
+    char bound[300];       /* URL actually bound (tcp port 0 -> real port) */
+};
+
+/*! Bind and listen on url (unix: removes a stale socket file first; tcp: SO_REUSEADDR).
+ *  -EADDRINUSE etc. with a message naming the URL. */
+int migr_listener_open(const char *url, struct migr_listener **out);
+
+/*! Wait up to timeout_ms (-1 = forever) for one connection. -ETIMEDOUT on timeout. */
+int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_transport **out);
+
+/*! Close the listener (and unlink a unix socket path it created). NULL ok. */
+void migr_listener_close(struct migr_listener *l);
+
+static inline int migr_transport_sendv(struct migr_transport *t, const struct iovec *iov, int n)
+{
+    return t->ops->sendv(t, iov, n);
+}
+static inline int migr_transport_recvv(struct migr_transport *t, const struct iovec *iov, int n)
+{
+    return t->ops->recvv(t, iov, n);
+}
+/*! Wrap an already connected stream socket fd (socketpair, inherited fd) as a
+ *  transport. kind is "unix" or "tcp" (NULL = "unix"); peer names it in
+ *  messages (NULL = "fd:N"). On success the transport owns fd (closed by
+ *  migr_transport_close); on failure the caller still owns it. */
+int migr_transport_from_fd(int fd, const char *kind, const char *peer, struct migr_transport **out);
+
+int migr_transport_send(struct migr_transport *t, const void *buf, size_t len);
+int migr_transport_recv(struct migr_transport *t, void *buf, size_t len);
+/*! Close and free. NULL ok. */
+void migr_transport_close(struct migr_transport *t);
+
+#endif

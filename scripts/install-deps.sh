@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install the Debian -dev packages migr builds against. Quiet and idempotent:
+# prints nothing and does nothing when everything is already present.
+set -eu
+PKGS="zlib1g-dev liblz4-dev libzstd-dev liburing-dev pkg-config"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "install-deps: installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+if ! $SUDO apt-get install -y -qq $missing >/dev/null 2>&1; then
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO apt-get install -y -qq $missing >/dev/null
+fi

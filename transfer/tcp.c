@@ -1,0 +1,174 @@
+/* migr — TCP transport: tcp:HOST:PORT, tcp:[IPV6]:PORT. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "migr/common.h"
+#include "migr/transport.h"
+#include "transfer/transport_impl.h"
+
+static const struct migr_transport_ops tcp_ops = {
+    .name = "tcp",
+    .sendv = migr_sock_sendv,
+    .recvv = migr_sock_recvv,
+    .shutdown = migr_sock_shutdown,
+    .close = migr_sock_close,
+};
+
+static int gai_errno(int rc)
+{
+    switch (rc) {
+    case EAI_SYSTEM: return errno ? errno : EIO;
+    case EAI_MEMORY: return ENOMEM;
+    case EAI_AGAIN: return EAGAIN;
+    case EAI_SERVICE: return EINVAL;
+    default: return EHOSTUNREACH;
+    }
+}
+
+static int resolve(const struct migr_url *u, const char *url, const char *what, int passive,
+                   struct addrinfo **res)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
+    };
+    char port[8];
+    int rc;
+
+    snprintf(port, sizeof(port), "%u", u->port);
+    rc = getaddrinfo(u->host, port, &hints, res);
+    if (rc != 0)
+        return migr_errorf(gai_errno(rc), "%s %s: cannot resolve '%s': %s", what, url, u->host,
+                           rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    return 0;
+}
+
+static int set_nodelay(int fd)
+{
+    int one = 1;
+
+    /* Records are written whole with one sendmsg; Nagle would only hold the
+     * last segment of each back (READY/COMMIT round trips). */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        return -errno;
+    return 0;
+}
+
+/* "tcp:1.2.3.4:5" or "tcp:[::1]:5" for a socket address. */
+static void format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t cap)
+{
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+
+    if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(out, cap, "tcp:?");
+        return;
+    }
+    snprintf(out, cap, strchr(host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", host, serv);
+}
+
+static int tcp_connect(const struct migr_url *u, const char *url)
+{
+    struct addrinfo *res, *ai;
+    int fd = -1, err = EHOSTUNREACH, ret;
+
+    if (u->port == 0)
+        return migr_errorf(EINVAL, "connect %s: port 0 is only valid for listening", url);
+    ret = resolve(u, url, "connect", 0, &res);
+    if (ret < 0)
+        return ret;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        /* Before connect: the window scale is fixed by the SYN. */
+        migr_sock_set_bufs(fd, MIGR_SOCK_BUF_BYTES, 1);
+        ret = migr_sock_connect(fd, ai->ai_addr, ai->ai_addrlen);
+        if (ret == 0)
+            ret = set_nodelay(fd);
+        if (ret == 0)
+            break;
+        err = -ret;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return migr_errorf_errno(err, "connect %s", url);
+    return fd;
+}
+
+static int tcp_listen(struct migr_listener *l, const char *url)
+{
+    struct addrinfo *res, *ai;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = -1, err = EADDRNOTAVAIL, one = 1, ret;
+
+    ret = resolve(&l->url, url, "listen", 1, &res);
+    if (ret < 0)
+        return ret;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        /* Accepted sockets inherit the buffer sizes from the listener. */
+        migr_sock_set_bufs(fd, MIGR_SOCK_BUF_BYTES, 1);
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0)
+            break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return migr_errorf_errno(err, "listen %s", url);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        ret = migr_errorf_errno(errno, "listen %s: getsockname", url);
+        close(fd);
+        return ret;
+    }
+    format_addr((struct sockaddr *)&ss, len, l->bound, sizeof(l->bound));
+    l->fd = fd;
+    return 0;
+}
+
+static int tcp_accepted(struct migr_listener *l, int fd, char *peer, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int ret = set_nodelay(fd);
+
+    if (ret < 0)
+        return migr_errorf_errno(-ret, "accept on %s: TCP_NODELAY", l->bound);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return migr_errorf_errno(errno, "accept on %s: getpeername", l->bound);
+    format_addr((struct sockaddr *)&ss, len, peer, cap);
+    return 0;
+}
+
+static void tcp_unlisten(struct migr_listener *l)
+{
+    (void)l;   /* nothing but the fd, which the caller closes */
+}
+
+const struct migr_transport_backend migr_tcp_backend = {
+    .kind = MIGR_URL_TCP,
+    .ops = &tcp_ops,
+    .connect = tcp_connect,
+    .listen = tcp_listen,
+    .accepted = tcp_accepted,
+    .unlisten = tcp_unlisten,
+};

@@ -1,0 +1,371 @@
+/* migr — transport front end (URL dispatch, listener, accept) and the socket
+ * stream operations shared by the unix and tcp backends. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "migr/common.h"
+#include "migr/transport.h"
+#include "transfer/transport_impl.h"
+
+/* iovecs handed to one sendmsg/recvmsg; also keeps us under IOV_MAX (1024). */
+#define IOV_WINDOW 256
+
+static const struct migr_transport_backend *backend_for(enum migr_url_kind kind)
+{
+    switch (kind) {
+    case MIGR_URL_UNIX: return &migr_unix_backend;
+    case MIGR_URL_TCP: return &migr_tcp_backend;
+    }
+    return NULL;
+}
+
+/* Wait until fd is ready for events; EINTR restarts the wait. 0 or -errno. */
+static int wait_fd(int fd, short events)
+{
+    struct pollfd pfd = { .fd = fd, .events = events };
+
+    for (;;) {
+        int n = poll(&pfd, 1, -1);
+
+        if (n >= 0)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Copy up to IOV_WINDOW non-empty iovecs starting at iov[i] + off into win. */
+static int fill_window(struct iovec *win, const struct iovec *iov, int iovcnt, int i, size_t off)
+{
+    int n = 0;
+
+    for (; i < iovcnt && n < IOV_WINDOW; i++, off = 0) {
+        if (iov[i].iov_len <= off)
+            continue;
+        win[n].iov_base = (char *)iov[i].iov_base + off;
+        win[n].iov_len = iov[i].iov_len - off;
+        n++;
+    }
+    return n;
+}
+
+/* Move the position (*i, *off) forward by done bytes. */
+static void advance(const struct iovec *iov, int *i, size_t *off, size_t done)
+{
+    while (done) {
+        size_t avail = iov[*i].iov_len - *off;
+
+        if (done < avail) {
+            *off += done;
+            return;
+        }
+        done -= avail;
+        (*i)++;
+        *off = 0;
+    }
+}
+
+static size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    return total;
+}
+
+int migr_sock_sendv(struct migr_transport *t, const struct iovec *iov, int iovcnt)
+{
+    struct iovec win[IOV_WINDOW];
+    size_t off = 0;
+    int i = 0;
+
+    if (iovcnt < 0)
+        return migr_errorf(EINVAL, "send %s: negative iovec count %d", t->peer, iovcnt);
+    for (;;) {
+        struct msghdr mh = { .msg_iov = win };
+        ssize_t n;
+
+        mh.msg_iovlen = (size_t)fill_window(win, iov, iovcnt, i, off);
+        if (mh.msg_iovlen == 0)
+            return 0;
+        n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            int e = errno;
+
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                /* Only if someone made the fd non-blocking: wait it out. */
+                e = -wait_fd(t->fd, POLLOUT);
+                if (!e)
+                    continue;
+            }
+            migr_errorf_errno(e, "send %s", t->peer);
+            return e == ECONNRESET ? -EPIPE : -e;
+        }
+        t->bytes_sent += (uint64_t)n;
+        advance(iov, &i, &off, (size_t)n);
+    }
+}
+
+int migr_sock_recvv(struct migr_transport *t, const struct iovec *iov, int iovcnt)
+{
+    struct iovec win[IOV_WINDOW];
+    size_t off = 0, got = 0, total;
+    int i = 0;
+
+    if (iovcnt < 0)
+        return migr_errorf(EINVAL, "recv %s: negative iovec count %d", t->peer, iovcnt);
+    total = iov_total(iov, iovcnt);
+    for (;;) {
+        struct msghdr mh = { .msg_iov = win };
+        ssize_t n;
+
+        mh.msg_iovlen = (size_t)fill_window(win, iov, iovcnt, i, off);
+        if (mh.msg_iovlen == 0)
+            return 0;
+        n = recvmsg(t->fd, &mh, MSG_WAITALL);
+        if (n < 0) {
+            int e = errno;
+
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                e = -wait_fd(t->fd, POLLIN);
+                if (!e)
+                    continue;
+            }
+            migr_errorf_errno(e, "recv %s (%zu of %zu bytes received)", t->peer, got, total);
+            return e == ECONNRESET ? -EPIPE : -e;
+        }
+        if (n == 0)
+            return migr_errorf(EPIPE, "recv %s: peer closed the connection (%zu of %zu bytes received)",
+                               t->peer, got, total);
+        t->bytes_recv += (uint64_t)n;
+        got += (size_t)n;
+        advance(iov, &i, &off, (size_t)n);
+    }
+}
+
+void migr_sock_shutdown(struct migr_transport *t)
+{
+    /* Fails only if not connected, and then there is nothing to wake. */
+    (void)shutdown(t->fd, SHUT_RDWR);
+}
+
+void migr_sock_close(struct migr_transport *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t);
+}
+
+int migr_sock_connect(int fd, const void *addr, socklen_t len)
+{
+    int err;
+    socklen_t elen = sizeof(err);
+
+    if (connect(fd, addr, len) == 0)
+        return 0;
+    if (errno != EINTR && errno != EINPROGRESS)
+        return -errno;
+    /* Interrupted: the connection attempt goes on in the background; wait
+     * for it and collect its result (connect(2), EINTR). */
+    err = wait_fd(fd, POLLOUT);
+    if (err < 0)
+        return err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+        return -errno;
+    return -err;
+}
+
+static long read_sysctl(const char *path)
+{
+    char buf[32];
+    long v = -1;
+    FILE *f = fopen(path, "re");
+
+    if (!f)
+        return -1;
+    if (fgets(buf, sizeof(buf), f))
+        v = strtol(buf, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+void migr_sock_set_bufs(int fd, int bytes, int keep_autotune)
+{
+    /* Failures are ignored on purpose: the kernel's default buffers work,
+     * only slower. */
+    if (!keep_autotune || read_sysctl("/proc/sys/net/core/wmem_max") >= bytes)
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+    if (!keep_autotune || read_sysctl("/proc/sys/net/core/rmem_max") >= bytes)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
+static int transport_new(int fd, const struct migr_transport_ops *ops, const char *peer,
+                         struct migr_transport **out)
+{
+    struct migr_transport *t = calloc(1, sizeof(*t));
+
+    if (!t)
+        return migr_errorf(ENOMEM, "%s: out of memory for the transport", peer);
+    t->ops = ops;
+    t->fd = fd;
+    snprintf(t->peer, sizeof(t->peer), "%s", peer);
+    *out = t;
+    return 0;
+}
+
+int migr_transport_connect(const char *url, struct migr_transport **out)
+{
+    const struct migr_transport_backend *be;
+    struct migr_url u;
+    int fd, ret;
+
+    ret = migr_url_parse(url, &u);
+    if (ret < 0)
+        return migr_error_prefix(-ret, "connect");
+    be = backend_for(u.kind);
+    fd = be->connect(&u, url);
+    if (fd < 0)
+        return fd;
+    ret = transport_new(fd, be->ops, url, out);
+    if (ret < 0)
+        close(fd);
+    return ret;
+}
+
+int migr_transport_from_fd(int fd, const char *kind, const char *peer, struct migr_transport **out)
+{
+    const struct migr_transport_ops *ops;
+    char name[32];
+
+    if (fd < 0)
+        return migr_errorf(EBADF, "transport from fd %d: invalid descriptor", fd);
+    if (!kind || !strcmp(kind, "unix"))
+        ops = migr_unix_backend.ops;
+    else if (!strcmp(kind, "tcp"))
+        ops = migr_tcp_backend.ops;
+    else
+        return migr_errorf(EINVAL, "transport from fd %d: unknown kind '%s' (expected unix or tcp)",
+                           fd, kind);
+    if (!peer) {
+        snprintf(name, sizeof(name), "fd:%d", fd);
+        peer = name;
+    }
+    return transport_new(fd, ops, peer, out);
+}
+
+int migr_listener_open(const char *url, struct migr_listener **out)
+{
+    struct migr_listener_impl *li;
+    int ret, fl;
+
+    li = calloc(1, sizeof(*li));
+    if (!li)
+        return migr_errorf(ENOMEM, "listen %s: out of memory", url ? url : "(null)");
+    li->pub.fd = -1;
+    ret = migr_url_parse(url, &li->pub.url);
+    if (ret < 0) {
+        free(li);
+        return migr_error_prefix(-ret, "listen");
+    }
+    li->be = backend_for(li->pub.url.kind);
+    ret = li->be->listen(&li->pub, url);
+    if (ret < 0) {
+        free(li);
+        return ret;
+    }
+    /* Non-blocking, so that accept() after poll() cannot hang when the
+     * client gave up in between. Accepted sockets do not inherit it. */
+    fl = fcntl(li->pub.fd, F_GETFL);
+    if (fl < 0 || fcntl(li->pub.fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        ret = migr_errorf_errno(errno, "listen %s: fcntl O_NONBLOCK", url);
+        migr_listener_close(&li->pub);
+        return ret;
+    }
+    *out = &li->pub;
+    return 0;
+}
+
+int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_transport **out)
+{
+    struct migr_listener_impl *li = listener_impl(l);
+    uint64_t deadline = timeout_ms < 0 ? 0 : migr_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    char peer[sizeof((*out)->peer)];
+
+    for (;;) {
+        struct pollfd pfd = { .fd = l->fd, .events = POLLIN };
+        int wait = -1, n, fd, ret;
+
+        if (timeout_ms >= 0) {
+            uint64_t now = migr_now_ns();
+
+            wait = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+        }
+        n = poll(&pfd, 1, wait);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return migr_errorf_errno(errno, "accept on %s: poll", l->bound);
+        }
+        if (n == 0)
+            return migr_errorf(ETIMEDOUT, "accept on %s: no connection within %d ms",
+                               l->bound, timeout_ms);
+        fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            /* The client went away between poll and accept, or a signal. */
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ||
+                errno == ECONNABORTED)
+                continue;
+            return migr_errorf_errno(errno, "accept on %s", l->bound);
+        }
+        ret = li->be->accepted(l, fd, peer, sizeof(peer));
+        if (ret == 0)
+            ret = transport_new(fd, li->be->ops, peer, out);
+        if (ret < 0)
+            close(fd);
+        return ret;
+    }
+}
+
+void migr_listener_close(struct migr_listener *l)
+{
+    struct migr_listener_impl *li;
+
+    if (!l)
+        return;
+    li = listener_impl(l);
+    if (l->fd >= 0)
+        close(l->fd);
+    li->be->unlisten(l);
+    free(li);
+}
+
+int migr_transport_send(struct migr_transport *t, const void *buf, size_t len)
+{
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+    return t->ops->sendv(t, &iov, 1);
+}
+
+int migr_transport_recv(struct migr_transport *t, void *buf, size_t len)
+{
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+    return t->ops->recvv(t, &iov, 1);
+}
+
+void migr_transport_close(struct migr_transport *t)
+{
+    if (t)
+        t->ops->close(t);
+}

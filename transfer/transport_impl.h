@@ -1,0 +1,63 @@
+/* migr — transport internals shared by transport.c, unix.c and tcp.c.
+ * Not installed; the public interface is migr/transport.h. */
+#ifndef MIGR_TRANSPORT_IMPL_H
+#define MIGR_TRANSPORT_IMPL_H
+
+#include <sys/types.h>
+#include "migr/transport.h"
+
+/* A listener as allocated by migr_listener_open(); backends reach their
+ * extra fields from the public pointer with listener_impl(). */
+struct migr_listener_impl {
+    struct migr_listener pub;   /* first member */
+    const struct migr_transport_backend *be;
+    int owns_path;              /* unix: we created the socket file ... */
+    dev_t dev;                  /* ... with this identity, so close unlinks */
+    ino_t ino;                  /*     only our file, not a successor's */
+};
+
+static inline struct migr_listener_impl *listener_impl(struct migr_listener *l)
+{
+    return (struct migr_listener_impl *)l;
+}
+
+/* One backend per URL kind. */
+struct migr_transport_backend {
+    enum migr_url_kind kind;
+    const struct migr_transport_ops *ops;
+    /*! Connect; return a connected stream socket fd or -errno (message set,
+     *  naming the URL text). */
+    int (*connect)(const struct migr_url *u, const char *url);
+    /*! Bind and listen on l->url; set l->fd and l->bound. 0 or -errno. */
+    int (*listen)(struct migr_listener *l, const char *url);
+    /*! Set up a socket just accepted on l (socket options) and write its peer
+     *  name into peer (cap bytes). 0 or -errno. */
+    int (*accepted)(struct migr_listener *l, int fd, char *peer, size_t cap);
+    /*! Undo what listen() created besides the fd (the unix socket file). */
+    void (*unlisten)(struct migr_listener *l);
+};
+
+extern const struct migr_transport_backend migr_unix_backend;
+extern const struct migr_transport_backend migr_tcp_backend;
+
+/* Socket stream operations shared by the unix and tcp backends. They use
+ * sendmsg(MSG_NOSIGNAL)/recvmsg, retry EINTR and partial transfers, and
+ * report a reset connection as -EPIPE like an orderly close. */
+int migr_sock_sendv(struct migr_transport *t, const struct iovec *iov, int iovcnt);
+int migr_sock_recvv(struct migr_transport *t, const struct iovec *iov, int iovcnt);
+void migr_sock_shutdown(struct migr_transport *t);
+void migr_sock_close(struct migr_transport *t);
+
+/*! Connect fd to addr, finishing the connection if a signal interrupts
+ *  connect(). 0 or -errno (message not set). */
+int migr_sock_connect(int fd, const void *addr, socklen_t len);
+
+/*! Best-effort socket buffer sizing: ask for bytes on SO_SNDBUF/SO_RCVBUF.
+ *  With keep_autotune, a buffer is only set when net.core.{w,r}mem_max allow
+ *  the full size: a fixed smaller buffer would switch off TCP autotuning,
+ *  which grows further than the default sysctl maximum. */
+void migr_sock_set_bufs(int fd, int bytes, int keep_autotune);
+
+#define MIGR_SOCK_BUF_BYTES (4 << 20)
+
+#endif
