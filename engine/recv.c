@@ -1,0 +1,302 @@
+/* engine: the destination side.
+ *
+ * Nothing from the wire is trusted: every page number is checked against the
+ * guest's RAM before a byte is placed, every page's CRC is checked after, and
+ * the guest is resumed only when every page of RAM has arrived intact, the
+ * state loaded, and the source has said COMMIT. Any failure destroys the
+ * half-built guest and tells the source why (ERROR record).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migr/codec.h"
+#include "migr/common.h"
+#include "migr/crc32c.h"
+#include "migr/dirty.h"
+#include "migr/engine.h"
+#include "migr/record.h"
+
+struct receiver {
+    struct migr_transport *t;
+    struct migr_stats *st;
+    struct migr_hv *hv;
+    uint64_t seq;                 /* records received */
+    uint8_t *meta;                /* MIGR_META_MAX */
+    uint64_t *received;           /* page has arrived intact at least once */
+    uint64_t *torn;               /* last copy failed its CRC: a resend must follow */
+    uint64_t *nonzero;            /* page may hold data (a zero page must be cleared) */
+    uint8_t *state;               /* STATE blob */
+    size_t state_len;
+    struct iovec iov[1024];
+    uint32_t raw_idx[MIGR_BATCH_MAX];
+};
+
+static int rec_err(struct receiver *r, int err, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int rec_err(struct receiver *r, int err, const char *type, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return migr_errorf(err, "record %llu (%s): %s", (unsigned long long)r->seq - 1, type, msg);
+}
+
+/* Read bulk data straight into guest pages, 1024 iovecs at a time. */
+static int read_iov(struct receiver *r, int n)
+{
+    int err = migr_transport_recvv(r->t, r->iov, n);
+    if (err < 0)
+        return migr_error_prefix(-err, "record %llu (PAGES) data", (unsigned long long)r->seq - 1);
+    return 0;
+}
+
+static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    uint32_t round, count;
+    int err = migr_pages_decode_hdr(r->meta, h->meta_len, h->bulk_len, &round, &count);
+    if (err < 0)
+        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq - 1);
+    struct migr_hv *hv = r->hv;
+    struct migr_page_entry e[1];
+    uint32_t nraw = 0;
+    int niov = 0;
+    /* First pass: check every entry, then read the data into place. */
+    for (uint32_t i = 0; i < count; i++) {
+        if ((err = migr_page_entry_decode(r->meta, i, e)) < 0)
+            return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq - 1);
+        int64_t idx = migr_hv_pfn_index(hv, e->pfn);
+        if (idx < 0)
+            return rec_err(r, EBADMSG, "PAGES", "entry %u: page 0x%llx (gpa 0x%llx) is outside guest RAM",
+                           i, (unsigned long long)e->pfn, (unsigned long long)e->pfn << MIGR_PAGE_SHIFT);
+        if (e->enc == MIGR_ENC_ZERO) {
+            int64_t last = migr_hv_pfn_index(hv, e->pfn + e->len - 1);
+            if (e->pfn + e->len < e->pfn || last != idx + (int64_t)e->len - 1)
+                return rec_err(r, EBADMSG, "PAGES", "entry %u: zero run of %u pages from 0x%llx "
+                               "leaves guest RAM", i, e->len, (unsigned long long)e->pfn);
+            for (uint64_t k = (uint64_t)idx; k <= (uint64_t)last; k++) {
+                if (migr_bit_test(r->nonzero, k)) {
+                    memset(migr_hv_page(hv, k), 0, MIGR_PAGE_SIZE);
+                    migr_bit_clear(r->nonzero, k);
+                }
+                migr_bit_set(r->received, k);
+                migr_bit_clear(r->torn, k);
+            }
+            r->st->zero_pages += e->len;
+            r->st->pages_sent += e->len;
+            continue;
+        }
+        /* RAW: the decoder has checked len == page size */
+        r->raw_idx[nraw++] = (uint32_t)idx;
+        r->iov[niov++] = (struct iovec){.iov_base = migr_hv_page(hv, (uint64_t)idx), .iov_len = MIGR_PAGE_SIZE};
+        if (niov == (int)MIGR_ARRAY_SIZE(r->iov)) {
+            if ((err = read_iov(r, niov)) < 0)
+                return err;
+            niov = 0;
+        }
+    }
+    if (niov && (err = read_iov(r, niov)) < 0)
+        return err;
+    /* Second pass: CRC of what landed. */
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        migr_page_entry_decode(r->meta, i, e);
+        if (e->enc != MIGR_ENC_RAW)
+            continue;
+        uint64_t idx = r->raw_idx[k++];
+        migr_bit_set(r->nonzero, idx);
+        if (migr_crc32c(0, migr_hv_page(hv, idx), MIGR_PAGE_SIZE) != e->crc) {
+            migr_bit_set(r->torn, idx);   /* written while sent: the source resends it */
+            r->st->torn_pages++;
+        } else {
+            migr_bit_set(r->received, idx);
+            migr_bit_clear(r->torn, idx);
+        }
+        r->st->raw_pages++;
+        r->st->pages_sent++;
+    }
+    return 0;
+}
+
+static int on_switchover(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    struct migr_switchover so;
+    struct migr_hv *hv = r->hv;
+    int err = migr_switchover_decode(r->meta, h->meta_len, &so);
+    if (err < 0)
+        return err;
+    r->st->rounds = so.rounds;
+    if (!r->state)
+        return rec_err(r, EPROTO, "SWITCHOVER", "no STATE record before switchover");
+    for (uint64_t w = 0; w < migr_bitmap_words(hv->ram_pages); w++) {
+        uint64_t missing = ~r->received[w], bad = r->torn[w];
+        uint64_t valid = w * 64 + 64 <= hv->ram_pages ? ~0ull : (1ull << (hv->ram_pages & 63)) - 1;
+        if ((missing | bad) & valid) {
+            uint64_t i = w * 64 + (uint64_t)__builtin_ctzll((missing | bad) & valid);
+            return rec_err(r, EPROTO, "SWITCHOVER", "page 0x%llx %s; refusing to run an incomplete guest",
+                           (unsigned long long)migr_hv_index_pfn(hv, i),
+                           migr_bit_test(r->torn, i) ? "failed its CRC and was not resent"
+                                                     : "was never received");
+        }
+    }
+    if ((err = hv->ops->load_state(hv, r->state, r->state_len)) < 0)
+        return err;
+    return 0;
+}
+
+static int send_ack(struct receiver *r, uint16_t type)
+{
+    uint8_t meta[MIGR_ACK_SIZE];
+    struct migr_ack a = {.pages = r->st->pages_sent, .t_ns = migr_now_ns()};
+    int len = migr_ack_encode(&a, meta, sizeof(meta));
+    if (len < 0)
+        return len;
+    return migr_rec_send(r->t, type, meta, (uint32_t)len, NULL, 0);
+}
+
+static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    struct migr_hello hello;
+    int err = migr_hello_decode(r->meta, h->meta_len, &hello);
+    if (err < 0)
+        return err;
+    if (hello.page_size != MIGR_PAGE_SIZE)
+        return rec_err(r, EPROTO, "HELLO", "page size %u is not supported here (this receiver uses %u)",
+                       hello.page_size, MIGR_PAGE_SIZE);
+    if (strcmp(hello.mode, "precopy") != 0)
+        return rec_err(r, EPROTO, "HELLO", "mode '%s' is not supported by this receiver", hello.mode);
+    snprintf(r->st->mode, sizeof(r->st->mode), "%s", hello.mode);
+    if ((err = migr_hv_create_incoming(&hello, &r->hv)) < 0)
+        return migr_error_prefix(-err, "record 0 (HELLO)");
+    if (hello.state_version != r->hv->state_version)
+        return rec_err(r, EPROTO, "HELLO", "%s state version %u, this receiver reads %u", hello.backend,
+                       hello.state_version, r->hv->state_version);
+    uint64_t words = migr_bitmap_words(r->hv->ram_pages);
+    r->received = calloc(words, 8);
+    r->torn = calloc(words, 8);
+    r->nonzero = calloc(words, 8);
+    if (!r->received || !r->torn || !r->nonzero)
+        return -ENOMEM;
+    r->st->ram_bytes = r->hv->ram_pages * MIGR_PAGE_SIZE;
+    return 0;
+}
+
+/* Receive the next record; an ERROR from the source becomes our error. */
+static int next(struct receiver *r, struct migr_rec_hdr *h)
+{
+    int err = migr_rec_recv(r->t, &r->seq, h, r->meta, MIGR_META_MAX);
+    if (err < 0)
+        return err;
+    if (h->type == MIGR_REC_ERROR) {
+        int code;
+        char msg[MIGR_ERROR_MSG_MAX + 1];
+        if (migr_error_decode(r->meta, h->meta_len, &code, msg, sizeof(msg)) < 0)
+            return rec_err(r, EPROTO, "ERROR", "malformed");
+        return migr_errorf(ECANCELED, "the source aborted: %s", msg);
+    }
+    if (h->type != MIGR_REC_PAGES && h->bulk_len)
+        return rec_err(r, EBADMSG, migr_rec_type_name(h->type), "unexpected bulk data (%u bytes)", h->bulk_len);
+    return 0;
+}
+
+int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats *st)
+{
+    struct receiver *r = calloc(1, sizeof(*r));
+    struct migr_rec_hdr h;
+    uint64_t t0 = migr_now_ns(), t_switch = 0;
+    int err;
+
+    memset(st, 0, sizeof(*st));
+    snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
+    if (!r || !(r->meta = malloc(MIGR_META_MAX))) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    r->t = t;
+    r->st = st;
+    if ((err = migr_preamble_recv(t)) < 0 || (err = next(r, &h)) < 0)
+        goto fail;
+    if (h.type != MIGR_REC_HELLO) {
+        err = rec_err(r, EPROTO, migr_rec_type_name(h.type), "the stream must start with HELLO");
+        goto fail;
+    }
+    if ((err = on_hello(r, &h)) < 0)
+        goto fail;
+    for (;;) {
+        if ((err = next(r, &h)) < 0)
+            goto fail;
+        if (h.type == MIGR_REC_PAGES) {
+            if ((err = on_pages(r, &h)) < 0)
+                goto fail;
+        } else if (h.type == MIGR_REC_ROUND_END) {
+            struct migr_round_end re;
+            if ((err = migr_round_end_decode(r->meta, h.meta_len, &re)) < 0)
+                goto fail;
+        } else if (h.type == MIGR_REC_STATE) {
+            free(r->state);
+            if (!(r->state = malloc(h.meta_len ? h.meta_len : 1))) {
+                err = -ENOMEM;
+                goto fail;
+            }
+            memcpy(r->state, r->meta, h.meta_len);
+            r->state_len = h.meta_len;
+            st->state_bytes = h.meta_len;
+        } else if (h.type == MIGR_REC_SWITCHOVER) {
+            t_switch = migr_now_ns();
+            if ((err = on_switchover(r, &h)) < 0)
+                goto fail;
+            break;
+        } else {
+            err = rec_err(r, EPROTO, migr_rec_type_name(h.type), "unexpected before SWITCHOVER");
+            goto fail;
+        }
+    }
+    st->verified = true;
+    if ((err = send_ack(r, MIGR_REC_READY)) < 0)
+        goto fail;
+    if ((err = next(r, &h)) < 0)
+        goto fail;
+    if (h.type != MIGR_REC_COMMIT) {
+        err = rec_err(r, EPROTO, migr_rec_type_name(h.type), "expected COMMIT");
+        goto fail;
+    }
+    /* The guest is ours now. */
+    if ((err = r->hv->ops->resume(r->hv)) < 0)
+        goto fail;
+    uint64_t t_run = migr_now_ns();
+    st->downtime_ns = t_run - t_switch;
+    if (send_ack(r, MIGR_REC_DONE) < 0)
+        fprintf(stderr, "migr: recv: DONE not delivered (%s); the guest runs here\n", migr_last_error());
+    st->total_ns = t_run - t0;
+    st->bytes_sent = t->bytes_recv;
+    *out = r->hv;
+    free(r->meta);
+    free(r->received);
+    free(r->torn);
+    free(r->nonzero);
+    free(r->state);
+    free(r);
+    return 0;
+
+fail:
+    snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
+    if (err != -EPIPE && err != -ECONNRESET && !strstr(st->error, "the source aborted"))
+        migr_rec_send_error(t, -err, st->error);
+    /* Before COMMIT the source still owns the guest: drop ours. */
+    if (r) {
+        migr_hv_destroy(r->hv);
+        free(r->meta);
+        free(r->received);
+        free(r->torn);
+        free(r->nonzero);
+        free(r->state);
+    }
+    free(r);
+    st->total_ns = migr_now_ns() - t0;
+    migr_errorf(-err, "%s", st->error);
+    return err;
+}

@@ -1,0 +1,371 @@
+/* engine: the source side of pre-copy migration.
+ *
+ *   HELLO · round 1 (all RAM) · rounds of dirty pages until the expected
+ *   downtime is below target (or no progress) · pause · last dirty pages ·
+ *   STATE · SWITCHOVER · wait READY · COMMIT · wait DONE · release.
+ *
+ * Pages are sent straight from guest RAM (the kernel copies them into the
+ * socket): no bounce buffer. A page the guest rewrites while it is being sent
+ * may arrive torn; its CRC then fails at the receiver, which marks it for
+ * resend — and the tracker has already seen the write, so the next round (or
+ * the paused final round) resends it. See docs/format.md, "torn pages".
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migr/engine.h"
+#include "migr/codec.h"
+#include "migr/common.h"
+#include "migr/crc32c.h"
+#include "migr/dirty.h"
+#include "migr/record.h"
+
+#define BATCH_PAGES 256u
+
+struct sender {
+    struct migr_hv *hv;
+    struct migr_transport *t;
+    const struct migr_send_params *p;
+    struct migr_stats *st;
+    uint64_t t0;
+    uint64_t last_progress;
+    /* the batch being built */
+    struct migr_page_entry e[BATCH_PAGES];
+    uint32_t n;
+    struct iovec iov[BATCH_PAGES];
+    int niov;
+    uint8_t meta[MIGR_PAGES_FIXED + BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
+    uint32_t round;
+    uint64_t rx_seq;              /* records received from the destination */
+};
+
+void migr_send_params_defaults(struct migr_send_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->downtime_ms = 300;
+    p->max_rounds = 30;
+    p->tracker = "auto";
+}
+
+static int flush(struct sender *s)
+{
+    if (s->n == 0)
+        return 0;
+    int len = migr_pages_encode(s->round, s->e, s->n, s->meta, sizeof(s->meta));
+    if (len < 0)
+        return len;
+    int err = migr_rec_send(s->t, MIGR_REC_PAGES, s->meta, (uint32_t)len, s->iov, s->niov);
+    if (err < 0)
+        return migr_error_prefix(-err, "send round %u", s->round);
+    s->n = 0;
+    s->niov = 0;
+    return 0;
+}
+
+static void progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force)
+{
+    if (!s->p->progress)
+        return;
+    uint64_t now = migr_now_ns();
+    if (!force && now - s->last_progress < 100000000ull)
+        return;
+    s->last_progress = now;
+    struct migr_progress pr = {
+        .phase = phase, .round = s->round, .pages_done = done, .pages_total = total,
+        .bytes_sent = s->t->bytes_sent, .elapsed_s = (double)(now - s->t0) / 1e9,
+    };
+    s->p->progress(s->p->progress_arg, &pr);
+}
+
+/* Send the pages set in bm (all pages if bm is NULL). total = how many. */
+static int send_pages(struct sender *s, const uint64_t *bm, uint64_t total, const char *phase)
+{
+    struct migr_hv *hv = s->hv;
+    uint64_t done = 0, idx = 0;
+    int err;
+    for (uint32_t r = 0; r < hv->nregions; r++) {
+        const struct migr_hv_region *g = &hv->regions[r];
+        uint64_t npages = g->size / MIGR_PAGE_SIZE, pfn0 = g->gpa / MIGR_PAGE_SIZE;
+        for (uint64_t i = 0; i < npages; i++, idx++) {
+            if (bm) {
+                if (bm[idx >> 6] == 0) { /* skip clean words fast */
+                    uint64_t skip = 64 - (idx & 63);
+                    if (skip > npages - i)
+                        skip = npages - i;
+                    i += skip - 1;
+                    idx += skip - 1;
+                    continue;
+                }
+                if (!migr_bit_test(bm, idx))
+                    continue;
+            }
+            const uint8_t *page = g->host + i * MIGR_PAGE_SIZE;
+            uint64_t pfn = pfn0 + i;
+            struct migr_page_entry *last = s->n ? &s->e[s->n - 1] : NULL;
+            if (migr_page_is_zero(page)) {
+                s->st->zero_pages++;
+                if (last && last->enc == MIGR_ENC_ZERO && last->pfn + last->len == pfn &&
+                    last->len < UINT32_MAX) {
+                    last->len++;
+                } else {
+                    s->e[s->n++] = (struct migr_page_entry){.pfn = pfn, .enc = MIGR_ENC_ZERO, .len = 1};
+                }
+            } else {
+                s->st->raw_pages++;
+                s->e[s->n++] = (struct migr_page_entry){
+                    .pfn = pfn, .enc = MIGR_ENC_RAW, .len = MIGR_PAGE_SIZE,
+                    .crc = migr_crc32c(0, page, MIGR_PAGE_SIZE)};
+                s->iov[s->niov++] = (struct iovec){.iov_base = (void *)page, .iov_len = MIGR_PAGE_SIZE};
+            }
+            s->st->pages_sent++;
+            done++;
+            if (s->n == BATCH_PAGES || s->niov == (int)BATCH_PAGES) {
+                if ((err = flush(s)) < 0)
+                    return err;
+                progress(s, phase, done, total, false);
+            }
+        }
+    }
+    if ((err = flush(s)) < 0)
+        return err;
+    progress(s, phase, done, total, true);
+    return 0;
+}
+
+static int send_round_end(struct sender *s, uint64_t pages, uint64_t dirty)
+{
+    uint8_t meta[MIGR_ROUND_END_SIZE];
+    struct migr_round_end re = {.round = s->round, .pages_sent = pages, .dirty_pages = dirty};
+    int len = migr_round_end_encode(&re, meta, sizeof(meta));
+    if (len < 0)
+        return len;
+    return migr_rec_send(s->t, MIGR_REC_ROUND_END, meta, (uint32_t)len, NULL, 0);
+}
+
+/* Wait for the peer's answer of the given type; an ERROR record becomes the error. */
+static int expect(struct sender *s, uint16_t type, struct migr_ack *ack)
+{
+    uint8_t meta[MIGR_ERROR_MSG_MAX + 64];
+    struct migr_rec_hdr h;
+    int err = migr_rec_recv(s->t, &s->rx_seq, &h, meta, sizeof(meta));
+    if (err < 0)
+        return migr_error_prefix(-err, "waiting for %s from %s", migr_rec_type_name(type), s->t->peer);
+    if (h.type == MIGR_REC_ERROR) {
+        int code;
+        char msg[MIGR_ERROR_MSG_MAX + 1];
+        if (migr_error_decode(meta, h.meta_len, &code, msg, sizeof(msg)) < 0)
+            return migr_errorf(EPROTO, "destination sent a malformed ERROR record");
+        return migr_errorf(code > 0 ? code : EPROTO, "destination refused: %s", msg);
+    }
+    if (h.type != type || h.bulk_len != 0)
+        return migr_errorf(EPROTO, "expected %s from the destination, got %s",
+                           migr_rec_type_name(type), migr_rec_type_name(h.type));
+    return migr_ack_decode(meta, h.meta_len, ack);
+}
+
+/* After a send failure: the destination may have said why before closing. */
+static void peer_reason(struct sender *s)
+{
+    struct pollfd pfd = {.fd = s->t->fd, .events = POLLIN};
+    char saved[512];
+    snprintf(saved, sizeof(saved), "%s", migr_last_error());
+    if (poll(&pfd, 1, 300) == 1) {
+        struct migr_ack a;
+        int err = expect(s, MIGR_REC_READY, &a);
+        if (err < 0 && strstr(migr_last_error(), "destination refused")) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", migr_last_error());
+            migr_errorf(EPROTO, "%s (%s)", why, saved);
+            return;
+        }
+    }
+    migr_errorf(EIO, "%s", saved);
+}
+
+static uint64_t estimate_ns(uint64_t dirty_pages, uint64_t bytes, uint64_t ns)
+{
+    if (bytes == 0 || ns == 0)
+        return UINT64_MAX;
+    double bw = (double)bytes / (double)ns; /* bytes per ns */
+    return (uint64_t)((double)dirty_pages * MIGR_PAGE_SIZE / bw);
+}
+
+int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
+              struct migr_stats *st)
+{
+    struct sender *s = calloc(1, sizeof(*s));
+    uint64_t words = migr_bitmap_words(hv->ram_pages);
+    uint64_t *bm = calloc(words, sizeof(uint64_t));
+    struct migr_dirty *d = NULL;
+    uint8_t *blob = NULL;
+    bool paused_by_us = false, committed = false;
+    int err;
+
+    memset(st, 0, sizeof(*st));
+    snprintf(st->mode, sizeof(st->mode), "precopy");
+    snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
+    st->ram_bytes = hv->ram_pages * MIGR_PAGE_SIZE;
+    if (!s || !bm) {
+        err = migr_errorf(ENOMEM, "send: out of memory for a %llu-page bitmap",
+                          (unsigned long long)hv->ram_pages);
+        goto fail;
+    }
+    s->hv = hv;
+    s->t = t;
+    s->p = p;
+    s->st = st;
+    s->t0 = migr_now_ns();
+
+    /* set-up: stream header and layout, then dirty tracking */
+    struct migr_hello hello;
+    migr_hv_describe(hv, &hello);
+    snprintf(hello.mode, sizeof(hello.mode), "precopy");
+    uint8_t hmeta[MIGR_HELLO_FIXED + MIGR_MAX_REGIONS * 16];
+    int hlen = migr_hello_encode(&hello, hmeta, sizeof(hmeta));
+    if (hlen < 0 || (err = migr_preamble_send(t)) < 0 ||
+        (err = migr_rec_send(t, MIGR_REC_HELLO, hmeta, (uint32_t)hlen, NULL, 0)) < 0) {
+        err = hlen < 0 ? hlen : err;
+        goto fail;
+    }
+    if ((err = migr_dirty_open(p->tracker, hv, &d)) < 0 || (err = migr_dirty_start(d)) < 0)
+        goto fail;
+    snprintf(st->tracker, sizeof(st->tracker), "%s", d->ops->name);
+    st->setup_ns = migr_now_ns() - s->t0;
+
+    /* live rounds */
+    uint64_t best_dirty = UINT64_MAX, stale_rounds = 0, dirty = 0;
+    for (s->round = 1;; s->round++) {
+        uint64_t r0 = migr_now_ns(), b0 = t->bytes_sent, pg0 = st->pages_sent;
+        err = s->round == 1 ? send_pages(s, NULL, hv->ram_pages, "precopy")
+                            : send_pages(s, bm, dirty, "precopy");
+        if (err < 0)
+            goto fail;
+        memset(bm, 0, words * sizeof(uint64_t));
+        long n = migr_dirty_harvest(d, bm);
+        if (n < 0) {
+            err = (int)n;
+            goto fail;
+        }
+        dirty = migr_bitmap_count(bm, hv->ram_pages);
+        uint64_t rns = migr_now_ns() - r0, rbytes = t->bytes_sent - b0;
+        if (s->round <= MIGR_MAX_ROUNDS_KEPT)
+            st->round[s->round - 1] = (struct migr_round_stats){
+                st->pages_sent - pg0, rbytes, rns, dirty};
+        if (s->round == 1) {
+            st->first_pass_ns = rns;
+            st->first_pass_pages = st->pages_sent - pg0;
+        }
+        st->rounds = s->round;
+        if ((err = send_round_end(s, st->pages_sent - pg0, dirty)) < 0)
+            goto fail;
+        /* Stop when the rest fits the downtime target, or rounds stop helping. */
+        if (estimate_ns(dirty, rbytes, rns) <= (uint64_t)p->downtime_ms * 1000000ull) {
+            st->converged = true;
+            break;
+        }
+        if (dirty < best_dirty) {
+            best_dirty = dirty;
+            stale_rounds = 0;
+        } else if (++stale_rounds >= 3) {
+            break;
+        }
+        if (s->round >= p->max_rounds)
+            break;
+    }
+
+    /* stop-and-copy */
+    uint64_t t_pause = migr_now_ns();
+    if ((err = hv->ops->pause(hv)) < 0)
+        goto fail;
+    paused_by_us = true;
+    long n = migr_dirty_harvest(d, bm);
+    if (n < 0) {
+        err = (int)n;
+        goto fail;
+    }
+    dirty = migr_bitmap_count(bm, hv->ram_pages);
+    s->round++;
+    uint64_t r0 = migr_now_ns(), b0 = t->bytes_sent, pg0 = st->pages_sent;
+    if ((err = send_pages(s, bm, dirty, "stop-and-copy")) < 0)
+        goto fail;
+    if (s->round <= MIGR_MAX_ROUNDS_KEPT)
+        st->round[s->round - 1] = (struct migr_round_stats){
+            st->pages_sent - pg0, t->bytes_sent - b0, migr_now_ns() - r0, 0};
+    st->rounds = s->round;
+    if ((err = send_round_end(s, st->pages_sent - pg0, 0)) < 0)
+        goto fail;
+    size_t blen;
+    if ((err = hv->ops->save_state(hv, &blob, &blen)) < 0)
+        goto fail;
+    if (blen > MIGR_META_MAX) {
+        err = migr_errorf(E2BIG, "vCPU state of %zu bytes exceeds the record limit", blen);
+        goto fail;
+    }
+    st->state_bytes = blen;
+    if ((err = migr_rec_send(t, MIGR_REC_STATE, blob, (uint32_t)blen, NULL, 0)) < 0)
+        goto fail;
+    uint8_t meta[64];
+    struct migr_switchover so = {.rounds = s->round, .total_pages_sent = st->pages_sent};
+    int mlen = migr_switchover_encode(&so, meta, sizeof(meta));
+    if (mlen < 0 || (err = migr_rec_send(t, MIGR_REC_SWITCHOVER, meta, (uint32_t)mlen, NULL, 0)) < 0) {
+        err = mlen < 0 ? mlen : err;
+        goto fail;
+    }
+    progress(s, "switchover", 0, 0, true);
+    struct migr_ack ack;
+    if ((err = expect(s, MIGR_REC_READY, &ack)) < 0)
+        goto fail;
+    st->verified = true;
+    /* From here the source gives the guest away. */
+    committed = true;
+    if ((err = migr_rec_send(t, MIGR_REC_COMMIT, NULL, 0, NULL, 0)) < 0)
+        goto fail;
+    if ((err = expect(s, MIGR_REC_DONE, &ack)) < 0)
+        goto fail;
+    uint64_t t_done = migr_now_ns();
+    st->downtime_ns = t_done - t_pause;
+    st->total_ns = t_done - s->t0;
+    st->bytes_sent = t->bytes_sent;
+    migr_dirty_close(d);
+    free(blob);
+    free(bm);
+    free(s);
+    return 0;
+
+fail:
+    if (!committed && migr_last_error()[0] && (err == -EPIPE || err == -ECONNRESET) && s)
+        peer_reason(s);
+    snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
+    if (!committed && s && err != -EPIPE && err != -ECONNRESET) {
+        char why[sizeof(st->error) + 32];
+        snprintf(why, sizeof(why), "source aborts: %s", st->error);
+        migr_rec_send_error(t, -err, why);
+    }
+    migr_dirty_close(d);
+    if (committed) {
+        /* The destination may be running the guest: never run a second copy. */
+        st->ownership_in_doubt = true;
+        snprintf(st->error + strlen(st->error), sizeof(st->error) - strlen(st->error),
+                 "; after COMMIT: the guest stays paused on the source (check the destination; "
+                 "`migr resume` only if it is not running there)");
+    } else if (paused_by_us) {
+        if (hv->ops->resume(hv) == 0)
+            st->resumed_on_source = true;
+    } else {
+        st->resumed_on_source = true;
+    }
+    if (st->resumed_on_source)
+        snprintf(st->error + strlen(st->error), sizeof(st->error) - strlen(st->error),
+                 "; the guest keeps running on the source");
+    st->total_ns = migr_now_ns() - (s ? s->t0 : 0);
+    if (t)
+        st->bytes_sent = t->bytes_sent;
+    free(blob);
+    free(bm);
+    free(s);
+    migr_errorf(-err, "%s", st->error);
+    return err;
+}

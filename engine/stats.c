@@ -1,0 +1,47 @@
+/* engine: the JSON summary of a migration (one object, stable field names;
+ * README.md documents them). */
+#include <stdio.h>
+#include <string.h>
+
+#include "migr/engine.h"
+
+static double ms(uint64_t ns) { return (double)ns / 1e6; }
+static double mbps(uint64_t bytes, uint64_t ns) { return ns ? (double)bytes / ((double)ns / 1e9) / 1e6 : 0; }
+
+int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
+{
+    size_t n = 0;
+#define OUT(...) do { int k_ = snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__); if (k_ > 0) n += (size_t)k_; } while (0)
+    char err[sizeof(st->error) * 2];
+    size_t j = 0;
+    for (const char *p = st->error; *p && j < sizeof(err) - 2; p++) {
+        if (*p == '"' || *p == '\\')
+            err[j++] = '\\';
+        err[j++] = (*p >= 0x20) ? *p : ' ';
+    }
+    err[j] = 0;
+    uint64_t moved = st->pages_sent * 4096;
+    OUT("{\"mode\":\"%s\",\"transport\":\"%s\",\"tracker\":\"%s\",", st->mode, st->transport, st->tracker);
+    OUT("\"ok\":%s,\"error\":\"%s\",", st->error[0] ? "false" : "true", err);
+    OUT("\"total_ms\":%.3f,\"downtime_ms\":%.3f,\"setup_ms\":%.3f,", ms(st->total_ns), ms(st->downtime_ns),
+        ms(st->setup_ns));
+    OUT("\"rounds\":%u,\"pages_sent\":%llu,\"zero_pages\":%llu,\"raw_pages\":%llu,\"torn_pages\":%llu,",
+        st->rounds, (unsigned long long)st->pages_sent, (unsigned long long)st->zero_pages,
+        (unsigned long long)st->raw_pages, (unsigned long long)st->torn_pages);
+    OUT("\"bytes_sent\":%llu,\"ram_bytes\":%llu,\"state_bytes\":%llu,", (unsigned long long)st->bytes_sent,
+        (unsigned long long)st->ram_bytes, (unsigned long long)st->state_bytes);
+    OUT("\"throughput_mbps\":%.1f,\"wire_mbps\":%.1f,", mbps(moved, st->total_ns), mbps(st->bytes_sent, st->total_ns));
+    OUT("\"first_pass_ms\":%.3f,\"first_pass_mbps\":%.1f,", ms(st->first_pass_ns),
+        mbps(st->first_pass_pages * 4096, st->first_pass_ns));
+    OUT("\"converged\":%s,\"verified\":%s,\"resumed_on_source\":%s,\"ownership_in_doubt\":%s,",
+        st->converged ? "true" : "false", st->verified ? "true" : "false",
+        st->resumed_on_source ? "true" : "false", st->ownership_in_doubt ? "true" : "false");
+    OUT("\"round_stats\":[");
+    for (uint32_t i = 0; i < st->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)
+        OUT("%s{\"round\":%u,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"dirty_after\":%llu}", i ? "," : "", i + 1,
+            (unsigned long long)st->round[i].pages, (unsigned long long)st->round[i].bytes, ms(st->round[i].ns),
+            (unsigned long long)st->round[i].dirty_after);
+    OUT("]}");
+#undef OUT
+    return (int)n;
+}

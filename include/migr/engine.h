@@ -1,0 +1,78 @@
+/* migr — the migration engine: pre-copy today.
+ *
+ * migr_send() moves a running guest to the peer at the other end of a
+ * transport; migr_recv() builds the guest from an incoming stream and
+ * resumes it. The source owns the guest until the destination has everything
+ * (READY) and the source has said COMMIT: any failure before that resumes the
+ * guest on the source. Between COMMIT and DONE ownership is in doubt; the
+ * source then keeps the guest paused (never running two copies).
+ */
+#ifndef MIGR_ENGINE_H
+#define MIGR_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "migr/hv.h"
+#include "migr/transport.h"
+
+#define MIGR_MAX_ROUNDS_KEPT 64
+
+struct migr_progress {
+    const char *phase;            /* "precopy", "stop-and-copy", "switchover" */
+    uint32_t round;
+    uint64_t pages_done, pages_total;   /* within this round */
+    uint64_t bytes_sent;                /* whole migration */
+    double elapsed_s;
+};
+
+typedef void (*migr_progress_fn)(void *arg, const struct migr_progress *p);
+
+struct migr_send_params {
+    uint32_t downtime_ms;         /* target; default 300 */
+    uint32_t max_rounds;          /* default 30 */
+    const char *tracker;          /* "auto" or a tracker name */
+    migr_progress_fn progress;    /* optional; called at most every ~100 ms and at round ends */
+    void *progress_arg;
+};
+
+struct migr_round_stats {
+    uint64_t pages, bytes, ns, dirty_after;
+};
+
+struct migr_stats {
+    char mode[16];
+    char transport[16];
+    char tracker[24];
+    char error[512];              /* why it failed, "" on success */
+    bool converged;
+    bool verified;                /* destination confirmed every page arrived intact (CRC) */
+    bool resumed_on_source;       /* failure: the guest runs on the source again */
+    bool ownership_in_doubt;      /* failure after COMMIT: guest kept paused on the source */
+    uint32_t rounds;
+    uint64_t ram_bytes;
+    uint64_t pages_sent, zero_pages, raw_pages, torn_pages;
+    uint64_t bytes_sent;          /* wire bytes, all records */
+    uint64_t total_ns, downtime_ns, setup_ns;
+    uint64_t first_pass_ns, first_pass_pages;
+    uint64_t state_bytes;
+    struct migr_round_stats round[MIGR_MAX_ROUNDS_KEPT];
+};
+
+void migr_send_params_defaults(struct migr_send_params *p);
+
+/*! Live-migrate hv over t (connected). On success the guest runs on the
+ *  destination and hv is left paused: the caller destroys it. On failure
+ *  st->error says why and st->resumed_on_source / st->ownership_in_doubt say
+ *  where the guest is. Returns 0 or -errno. */
+int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
+              struct migr_stats *st);
+
+/*! Receive a guest over t (accepted connection). On success *out is the
+ *  running guest (caller owns it). On failure no guest exists, an ERROR
+ *  record was sent to the source when possible, and st->error says why. */
+int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats *st);
+
+/*! Write st as one JSON object (no newline) into buf. Returns the length. */
+int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap);
+
+#endif
