@@ -19,8 +19,10 @@ struct migr_dirty_ops {
     /*! 1 if this tracker can work for hv on this machine, 0 if not (and then
      *  migr_last_error() says why), never negative. */
     int (*supported)(struct migr_hv *hv);
-    /*! Begin tracking. Every page counts as dirty until the first harvest
-     *  (callers send all of RAM in round 1 anyway). */
+    /*! Begin tracking. The first harvest reports the pages written since
+     *  start (callers send all of RAM in round 1). Only the guest's own writes
+     *  are seen: code that writes guest RAM through the host mapping while
+     *  tracking must account for those pages itself. */
     int (*start)(struct migr_dirty *d);
     /*! OR the pages written since the previous harvest (or start) into bitmap
      *  (one bit per RAM index, little-endian uint64 words) and re-arm

@@ -1,0 +1,49 @@
+/* migr CLI: shared helpers. One file per subcommand (cmd_*.c), dispatched from main.c. */
+#ifndef MIGR_CLI_H
+#define MIGR_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "migr/engine.h"
+#include "migr/hv.h"
+
+struct cli_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+    void (*usage)(FILE *f);
+};
+
+extern const char *cli_argv0;   /* path of this binary (for spawning VMMs) */
+
+/* Print "migr <cmd>: <msg>" and the command's usage to stderr; returns 2. */
+int cli_bad_args(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const struct cli_cmd *cli_find(const char *name);
+
+/* ---- the control socket (ctl.c) ---- */
+/* Serve the guest on a unix control socket at path until `stop`, a completed
+ * migration, or SIGTERM/SIGINT. Destroys hv before returning. info: JSON
+ * fragment describing the VM for `status`. Returns the process exit code. */
+int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json);
+
+/* Client: connect (retrying up to wait_ms), send one command line, call
+ * on_line for every "progress ..." line; the final "ok <json>" / "error <json>"
+ * is copied into result. Returns 0 for ok, 1 for error, -errno if the VMM
+ * could not be reached (message in migr_last_error()). */
+typedef void (*ctl_line_fn)(void *arg, const char *line);
+int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,
+             char *result, size_t cap);
+
+/* ---- output helpers (out.c) ---- */
+bool json_get_num(const char *json, const char *key, double *out);
+bool json_get_bool(const char *json, const char *key, bool *out);
+bool json_get_str(const char *json, const char *key, char *out, size_t cap);
+/* Render a progress line from the ctl ("progress <phase> <round> <done> <total> <bytes> <secs>")
+ * as a bar on stderr when it is a TTY. */
+void cli_progress_line(void *arg, const char *line);
+void cli_progress_done(void);
+/* Human summary of a migration JSON object. */
+void cli_print_summary(FILE *f, const char *json);
+
+#endif

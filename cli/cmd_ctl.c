@@ -1,0 +1,91 @@
+/* The small control-socket commands: verify, status, resume, stop. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "migr/common.h"
+
+static void usage_common(FILE *f, const char *name, const char *what)
+{
+    fprintf(f, "usage: migr %s --ctl PATH [--wait SECONDS] [--json]\n\n%s\n\n"
+               "  --ctl PATH        control socket of the VMM (migr run / migr recv)\n"
+               "  --wait SECONDS    retry connecting for this long (default 0)\n"
+               "  --json            print the answer as JSON\n", name, what);
+}
+
+void usage_verify(FILE *f)
+{
+    usage_common(f, "verify", "Stop the guest workload at a consistent point, check every page of its\n"
+                              "working set against its generation (lost, stale or torn pages are found),\n"
+                              "and let it run again. Exit 0 if intact, 1 if not.");
+}
+void usage_status(FILE *f) { usage_common(f, "status", "Print the VM's state (running, failed, pages written)."); }
+void usage_resume(FILE *f)
+{
+    usage_common(f, "resume", "Resume a guest that a failed migration left paused because ownership was\n"
+                              "in doubt. Only do this when the destination is not running it.");
+}
+void usage_stop(FILE *f) { usage_common(f, "stop", "Stop the VM; its VMM process exits."); }
+
+static int ctl_simple(int argc, char **argv, const char *name, const char *command)
+{
+    const struct cli_cmd *self = cli_find(name);
+    static const struct option opts[] = {
+        {"ctl", required_argument, 0, 'C'}, {"wait", required_argument, 0, 'w'},
+        {"json", no_argument, 0, 'j'}, {0, 0, 0, 0},
+    };
+    const char *ctl = NULL;
+    long wait_s = 0;
+    bool json = false;
+    int o;
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end;
+        switch (o) {
+        case 'C': ctl = optarg; break;
+        case 'j': json = true; break;
+        case 'w':
+            wait_s = strtol(optarg, &end, 10);
+            if (*end || wait_s < 0 || wait_s > 3600)
+                return cli_bad_args(self, "--wait %s: expected 0..3600 seconds", optarg);
+            break;
+        default:
+            return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
+    if (!ctl)
+        return cli_bad_args(self, "--ctl PATH is required");
+    char res[16384];
+    int rc = ctl_call(ctl, command, (int)wait_s * 1000, NULL, NULL, res, sizeof(res));
+    if (rc < 0) {
+        fprintf(stderr, "migr %s: %s\n", name, migr_last_error());
+        return 1;
+    }
+    if (json) {
+        printf("%s\n", res);
+    } else if (strcmp(name, "verify") == 0) {
+        double pages = 0, bad = 0, ms = 0;
+        char why[400] = "";
+        json_get_num(res, "pages_checked", &pages);
+        json_get_num(res, "bad_pages", &bad);
+        json_get_num(res, "pause_ms", &ms);
+        json_get_str(res, "first_bad", why, sizeof(why));
+        if (rc == 0)
+            printf("verified: %.0f pages intact (workload paused %.1f ms)\n", pages, ms);
+        else if (!json_get_str(res, "error", why, sizeof(why)) || bad > 0 || why[0])
+            printf("NOT verified: %.0f of %.0f pages bad; %s\n", bad, pages, why);
+    } else {
+        printf("%s\n", res);
+    }
+    return rc == 0 ? 0 : 1;
+}
+
+int cmd_verify(int argc, char **argv) { return ctl_simple(argc, argv, "verify", "verify"); }
+int cmd_status(int argc, char **argv) { return ctl_simple(argc, argv, "status", "status"); }
+int cmd_resume(int argc, char **argv) { return ctl_simple(argc, argv, "resume", "resume"); }
+int cmd_stop(int argc, char **argv) { return ctl_simple(argc, argv, "stop", "stop"); }

@@ -1,0 +1,281 @@
+/* The control socket of a VMM process (`migr run`, `migr recv`).
+ *
+ * Protocol: the client sends one line; the server answers with zero or more
+ * "progress ..." lines and one final "ok <json>" or "error <json>" line.
+ *   status | verify | stop | resume | migrate <url> <downtime_ms> <max_rounds>
+ * After a successful migrate the VMM releases the guest and exits.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "migr/common.h"
+#include "migr/transport.h"
+#include "migr/workload.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(int fd, const char *fmt, ...)
+{
+    char buf[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(buf) - 2)
+        n = (int)sizeof(buf) - 2;
+    buf[n++] = '\n';
+    /* A client that went away must not kill the VMM (MSG_NOSIGNAL). */
+    for (int off = 0; off < n;) {
+        ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        off += (int)w;
+    }
+}
+
+static void json_escape(const char *in, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (; *in && j + 2 < cap; in++) {
+        if (*in == '"' || *in == '\\')
+            out[j++] = '\\';
+        out[j++] = (unsigned char)*in >= 0x20 ? *in : ' ';
+    }
+    out[j] = 0;
+}
+
+static int read_line(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5000) <= 0)
+            return -ETIMEDOUT;
+        ssize_t r = read(fd, buf + n, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -EPIPE;
+        if (buf[n] == '\n') {
+            buf[n] = 0;
+            return (int)n;
+        }
+        n++;
+    }
+    return -E2BIG;
+}
+
+struct progress_sink {
+    int fd;
+};
+
+static void progress_to_client(void *arg, const struct migr_progress *p)
+{
+    struct progress_sink *s = arg;
+    reply(s->fd, "progress %s %u %llu %llu %llu %.3f", p->phase, p->round, (unsigned long long)p->pages_done,
+          (unsigned long long)p->pages_total, (unsigned long long)p->bytes_sent, p->elapsed_s);
+}
+
+static void do_verify(struct migr_hv *hv, int fd)
+{
+    struct migr_verify_report rep;
+    uint64_t t0 = migr_now_ns();
+    int err = hv->ops->quiesce(hv, 5000);
+    if (err == 0) {
+        err = migr_workload_verify(hv, &rep);
+        hv->ops->unquiesce(hv);
+    }
+    double pause_ms = (double)(migr_now_ns() - t0) / 1e6;
+    char why[400];
+    if (err < 0) {
+        json_escape(migr_last_error(), why, sizeof(why));
+        reply(fd, "error {\"verified\":false,\"error\":\"%s\"}", why);
+        return;
+    }
+    json_escape(rep.first_bad_why, why, sizeof(why));
+    reply(fd, "%s {\"verified\":%s,\"pages_checked\":%llu,\"bad_pages\":%llu,\"writes\":%llu,"
+          "\"first_bad\":\"%s\",\"pause_ms\":%.3f}", rep.ok ? "ok" : "error", rep.ok ? "true" : "false",
+          (unsigned long long)rep.pages_checked, (unsigned long long)rep.bad_pages,
+          (unsigned long long)rep.total_writes, why, pause_ms);
+}
+
+/* Returns true if the VMM should exit (guest gone). */
+static bool do_migrate(struct migr_hv *hv, int fd, char *args)
+{
+    char url[400];
+    unsigned downtime = 300, rounds = 30;
+    char tracker[32] = "auto";
+    if (sscanf(args, "%399s %u %u %31s", url, &downtime, &rounds, tracker) < 1) {
+        reply(fd, "error {\"ok\":false,\"error\":\"migrate: missing destination URL\"}");
+        return false;
+    }
+    struct migr_transport *t;
+    struct migr_stats st;
+    char js[16384], why[600];
+    if (migr_transport_connect(url, &t) < 0) {
+        json_escape(migr_last_error(), why, sizeof(why));
+        reply(fd, "error {\"ok\":false,\"error\":\"%s; the guest keeps running on the source\","
+                  "\"resumed_on_source\":true}", why);
+        return false;
+    }
+    struct migr_send_params p;
+    struct progress_sink sink = {fd};
+    migr_send_params_defaults(&p);
+    p.downtime_ms = downtime;
+    p.max_rounds = rounds;
+    p.tracker = tracker;
+    p.progress = progress_to_client;
+    p.progress_arg = &sink;
+    int err = migr_send(hv, t, &p, &st);
+    migr_transport_close(t);
+    migr_stats_json(&st, js, sizeof(js));
+    reply(fd, "%s %s", err == 0 ? "ok" : "error", js);
+    if (err < 0)
+        fprintf(stderr, "migr: migration to %s failed: %s\n", url, st.error);
+    return err == 0;
+}
+
+int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
+{
+    char url[300];
+    struct migr_listener *l;
+    snprintf(url, sizeof(url), "unix:%s", path);
+    if (migr_listener_open(url, &l) < 0) {
+        fprintf(stderr, "migr: control socket: %s\n", migr_last_error());
+        migr_hv_destroy(hv);
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 0;
+    bool done = false;
+    while (!done && !stop_signal) {
+        struct migr_transport *c;
+        int err = migr_listener_accept(l, 200, &c);
+        if (err == -ETIMEDOUT || err == -EINTR)
+            continue;
+        if (err < 0) {
+            fprintf(stderr, "migr: control socket: %s\n", migr_last_error());
+            rc = 1;
+            break;
+        }
+        char line[1024];
+        if (read_line(c->fd, line, sizeof(line)) < 0) {
+            migr_transport_close(c);
+            continue;
+        }
+        char *args = strchr(line, ' ');
+        if (args)
+            *args++ = 0;
+        else
+            args = line + strlen(line);
+        if (strcmp(line, "status") == 0) {
+            char why[300];
+            json_escape(hv->failure, why, sizeof(why));
+            reply(c->fd, "ok {%s,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu}", info_json,
+                  hv->paused ? "false" : "true", hv->failure[0] ? "true" : "false", why,
+                  (unsigned long long)migr_workload_progress(hv));
+        } else if (strcmp(line, "verify") == 0) {
+            do_verify(hv, c->fd);
+        } else if (strcmp(line, "stop") == 0) {
+            reply(c->fd, "ok {\"stopped\":true}");
+            done = true;
+        } else if (strcmp(line, "resume") == 0) {
+            if (hv->ops->resume(hv) == 0)
+                reply(c->fd, "ok {\"running\":true}");
+            else
+                reply(c->fd, "error {\"error\":\"resume failed\"}");
+        } else if (strcmp(line, "migrate") == 0) {
+            if (do_migrate(hv, c->fd, args)) {
+                fprintf(stderr, "migr: guest migrated away; this VMM exits\n");
+                done = true;
+            }
+        } else {
+            reply(c->fd, "error {\"error\":\"unknown command '%.100s'\"}", line);
+        }
+        migr_transport_close(c);
+    }
+    if (stop_signal)
+        fprintf(stderr, "migr: signal %d: stopping the VM\n", (int)stop_signal);
+    migr_listener_close(l);
+    migr_hv_destroy(hv);
+    return rc;
+}
+
+int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,
+             char *result, size_t cap)
+{
+    char url[300];
+    struct migr_transport *t = NULL;
+    snprintf(url, sizeof(url), "unix:%s", path);
+    uint64_t deadline = migr_now_ns() + (uint64_t)(wait_ms > 0 ? wait_ms : 0) * 1000000ull;
+    for (;;) {
+        int err = migr_transport_connect(url, &t);
+        if (err == 0)
+            break;
+        if (migr_now_ns() >= deadline)
+            return migr_error_prefix(-err, "no VMM at control socket %s", path);
+        usleep(20000);
+    }
+    char line[16384];
+    snprintf(line, sizeof(line), "%s\n", command);
+    if (migr_transport_send(t, line, strlen(line)) < 0) {
+        migr_transport_close(t);
+        return -EPIPE;
+    }
+    /* Read lines until the final one (no timeout: a migration can be long). */
+    size_t n = 0;
+    int rc = -EPIPE;
+    for (;;) {
+        ssize_t r = read(t->fd, line + n, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            migr_errorf(EPIPE, "the VMM at %s closed the control connection without an answer", path);
+            break;
+        }
+        if (line[n] != '\n') {
+            if (n + 2 < sizeof(line))
+                n++;
+            continue;
+        }
+        line[n] = 0;
+        n = 0;
+        if (strncmp(line, "progress ", 9) == 0) {
+            if (on_line)
+                on_line(arg, line + 9);
+            continue;
+        }
+        bool ok = strncmp(line, "ok ", 3) == 0;
+        const char *body = strchr(line, ' ');
+        snprintf(result, cap, "%s", body ? body + 1 : "{}");
+        rc = ok ? 0 : 1;
+        break;
+    }
+    migr_transport_close(t);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/* migr — command-line front end: `migr <command> [options]`. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cmd_run(int argc, char **argv);
+int cmd_recv(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+void usage_run(FILE *f);
+void usage_recv(FILE *f);
+void usage_send(FILE *f);
+void usage_verify(FILE *f);
+void usage_stop(FILE *f);
+void usage_status(FILE *f);
+void usage_resume(FILE *f);
+void usage_demo(FILE *f);
+
+static const struct cli_cmd cmds[] = {
+    {"demo", cmd_demo, "live-migrate a running guest between two VMM processes and verify it", usage_demo},
+    {"run", cmd_run, "start a VM running the test workload, serve a control socket", usage_run},
+    {"recv", cmd_recv, "wait for an incoming guest, then run it", usage_recv},
+    {"send", cmd_send, "live-migrate the VM behind a control socket to a receiver", usage_send},
+    {"verify", cmd_verify, "check the whole guest image (pauses the workload briefly)", usage_verify},
+    {"status", cmd_status, "print the VM's state as JSON", usage_status},
+    {"resume", cmd_resume, "resume a guest a failed migration left paused", usage_resume},
+    {"stop", cmd_stop, "stop the VM and its VMM process", usage_stop},
+};
+
+const char *cli_argv0;
+
+const struct cli_cmd *cli_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (strcmp(cmds[i].name, name) == 0)
+            return &cmds[i];
+    return NULL;
+}
+
+int cli_bad_args(const struct cli_cmd *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "migr %s: ", cmd->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cmd->usage(stderr);
+    return 2;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: migr <command> [options]     (migr <command> --help for details)\n\n"
+               "migr live-migrates running virtual machines between VMM processes.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f, "\nexample:\n"
+               "  migr run  --mem 256M --workload rate=64M --ctl /tmp/src.ctl &\n"
+               "  migr recv --listen unix:/tmp/mig.sock --ctl /tmp/dst.ctl &\n"
+               "  migr send --ctl /tmp/src.ctl --to unix:/tmp/mig.sock\n"
+               "  migr verify --ctl /tmp/dst.ctl && migr stop --ctl /tmp/dst.ctl\n");
+}
+
+int main(int argc, char **argv)
+{
+    cli_argv0 = argv[0];
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    const struct cli_cmd *c = cli_find(argv[1]);
+    if (!c) {
+        fprintf(stderr, "migr: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            c->usage(stdout);
+            return 0;
+        }
+    return c->fn(argc - 1, argv + 1);
+}
