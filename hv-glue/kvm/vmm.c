@@ -267,6 +267,19 @@ static bool vcpu_handle_exit(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
                 pthread_cond_wait(&vm->cond, &vm->lock);
             return true;
         }
+        if (off == WL_DB_SLEEP) {
+            /* The guest has nothing to do for val us: wait here instead of
+             * spinning in the guest; a pause or stop request ends the wait. */
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            uint64_t ns = (uint64_t)(val > 100000 ? 100000 : val) * 1000ull + (uint64_t)dl.tv_nsec;
+            dl.tv_sec += (time_t)(ns / 1000000000ull);
+            dl.tv_nsec = (long)(ns % 1000000000ull);
+            while (!vm->pause_req && !vm->stop_req && !vm->quiesce_hold &&
+                   pthread_cond_timedwait(&vm->cond, &vm->lock, &dl) == 0)
+                ;
+            return true;
+        }
         if (off == WL_DB_CONSOLE) {
             fputc((int)(val & 0xff), stderr);
             return true;

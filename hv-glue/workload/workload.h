@@ -33,6 +33,8 @@
 #define WL_DB_QUIESCED  0x10   /* value = vcpu id: stopped at a consistent point */
 #define WL_DB_PANIC     0x14   /* value = code: the guest found something impossible */
 #define WL_DB_CONSOLE   0x18   /* value = one character (debug) */
+#define WL_DB_SLEEP     0x1c   /* value = microseconds: nothing to do until then (a CPL3 guest
+                                  cannot HLT; this frees the host core while throttled) */
 
 struct wl_boot {
     uint64_t magic;

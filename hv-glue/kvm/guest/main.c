@@ -73,8 +73,12 @@ void guest_main(uint64_t id)
                 if (next - now > tsc_hz) {
                     next = now;   /* TSC jumped back (migration to another host) */
                 } else {
+                    uint64_t us = (next - now) / (tsc_hz / 1000000 ? tsc_hz / 1000000 : 1);
                     v->spins = v->spins + 1;
-                    __asm__ __volatile__("pause");
+                    if (us >= 200)
+                        doorbell(WL_DB_SLEEP, (uint32_t)us);
+                    else
+                        __asm__ __volatile__("pause");
                     continue;
                 }
             } else if (now - next > tsc_hz / 10) {

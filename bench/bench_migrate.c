@@ -1,0 +1,726 @@
+/* bench_migrate: live-migrate a running KVM guest between two processes and
+ * compare the transfer rate with this machine's limits, measured in the same
+ * run (single-thread memcpy, CRC32C, a raw unix / TCP-loopback stream).
+ *
+ * Per configuration (workload x transport), per repetition:
+ *   fork a receiver (listen -> migr_recv -> sample guest progress -> quiesce
+ *   -> migr_workload_verify -> result to the parent through a pipe -> destroy);
+ *   the parent creates the guest, lets it run ~0.5 s, connects and calls
+ *   migr_send with default parameters. A repetition counts only if the
+ *   destination's verify passed; a configuration with any failed repetition
+ *   is reported FAIL. Figures are medians over the repetitions.
+ *
+ * Output: a table on stdout, JSON (default bench/results/migrate.json).
+ * Exit: 0 all verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migr/common.h"
+#include "migr/crc32c.h"
+#include "migr/engine.h"
+#include "migr/hv.h"
+#include "migr/transport.h"
+#include "migr/workload.h"
+
+#define MiB (1ull << 20)
+#define STREAM_WRITE (1u << 20)     /* the transport ceiling uses 1 MiB writes */
+#define WARMUP_MS 500               /* guest runs this long before migration */
+#define AFTER_MS 500                /* destination progress is sampled this long */
+#define ACCEPT_TIMEOUT_MS 60000
+#define RESULT_TIMEOUT_MS 300000    /* one migration + verify, far above normal */
+
+/* "idle" still needs a non-zero rate: rate=0 means unthrottled. rate=4K is
+ * one page write per second, so the image is the same 1 GiB of text pages as
+ * in the dirtying rows and only the dirty rate differs. (A tiny ws would
+ * leave the rest of RAM zero and measure zero-page detection instead.) */
+static const struct {
+    const char *name, *spec;
+} workloads[] = {
+    {"idle", "rate=4K,pattern=random,data=text"},
+    {"dirty64M", "rate=64M,pattern=random,data=text"},
+    {"dirty256M", "rate=256M,pattern=random,data=text"},
+};
+static const struct {
+    const char *name, *listen;
+} transports[] = {
+    {"unix", "unix:@migr-bench-%d-%d"},   /* abstract: leaves no file behind */
+    {"tcp", "tcp:127.0.0.1:0"},
+};
+#define NW (int)MIGR_ARRAY_SIZE(workloads)
+#define NT (int)MIGR_ARRAY_SIZE(transports)
+
+struct opts {
+    uint64_t mem;
+    int reps;
+    bool quick;
+    const char *json;
+};
+
+struct machine {
+    uint64_t buf_bytes, stream_bytes;
+    int runs;
+    double memcpy_mbps, crc_mbps, unix_mbps, tcp_mbps;
+};
+
+/* What the receiver child sends back through the pipe (same binary on both
+ * ends, so a plain struct). */
+struct rx_result {
+    int rc;                       /* 0, or -errno of the first failure */
+    char error[600];
+    struct migr_stats st;
+    struct migr_verify_report rep;
+    bool verified;                /* verify ran and rep.ok */
+    double wps_after;             /* guest page writes/s right after resume */
+    uint64_t verify_ns;
+};
+
+struct rep_result {
+    bool ok;
+    char why[700];
+    int send_rc;
+    struct migr_stats st;
+    struct rx_result rx;
+    double wps_before, wps_during;
+};
+
+/* ---------- small helpers ---------- */
+
+static double now_s(void)
+{
+    return (double)migr_now_ns() / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+    if (n <= 0)
+        return 0;
+    double s[64];
+    n = n > 64 ? 64 : n;
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static double mbps(uint64_t bytes, uint64_t ns)
+{
+    return ns ? (double)bytes * 1e3 / (double)ns : 0;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    return 0;
+}
+
+/* Read exactly len bytes from fd within timeout_ms. 0, -ETIMEDOUT, -EPIPE. */
+static int read_timeout(int fd, void *buf, size_t len, int timeout_ms)
+{
+    uint8_t *p = buf;
+    double deadline = now_s() + timeout_ms / 1e3;
+    while (len) {
+        int left = (int)((deadline - now_s()) * 1e3);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0)
+            return -ETIMEDOUT;
+        int r = poll(&pfd, 1, left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            return -ETIMEDOUT;
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EPIPE;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void reap(pid_t pid, bool kill_it, char *why, size_t cap)
+{
+    int status;
+    if (kill_it)
+        kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (why && WIFSIGNALED(status) && !kill_it)
+        snprintf(why + strlen(why), cap - strlen(why), " (receiver killed by signal %d)", WTERMSIG(status));
+}
+
+/* ---------- the machine's limits ---------- */
+
+static void *map_buf(uint64_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    memset(p, 0x5a, len); /* fault everything in before timing */
+    return p;
+}
+
+/* Single-thread memcpy of len bytes, buffers far larger than the caches. */
+static double measure_memcpy(uint64_t len, int runs)
+{
+    uint8_t *a = map_buf(len), *b = map_buf(len);
+    double v[16];
+    if (!a || !b)
+        return 0;
+    memcpy(b, a, len); /* warm the TLB and the allocator path once */
+    for (int i = 0; i < runs; i++) {
+        uint64_t t0 = migr_now_ns();
+        memcpy(b, a, len);
+        __asm__ __volatile__("" ::"r"(b) : "memory");
+        v[i] = mbps(len, migr_now_ns() - t0);
+    }
+    munmap(a, len);
+    munmap(b, len);
+    return median(v, runs);
+}
+
+/* CRC32C over len bytes: both ends of a migration checksum every page. */
+static double measure_crc(uint64_t len, int runs)
+{
+    uint8_t *a = map_buf(len);
+    double v[16];
+    volatile uint32_t sink = 0;
+    if (!a)
+        return 0;
+    for (int i = 0; i < runs; i++) {
+        uint64_t t0 = migr_now_ns();
+        sink ^= migr_crc32c(0, a, len);
+        v[i] = mbps(len, migr_now_ns() - t0);
+    }
+    (void)sink;
+    munmap(a, len);
+    return median(v, runs);
+}
+
+/* One process writes total bytes in 1 MiB writes to another over a socket
+ * set up by migr's own transport code (same buffer sizes, TCP_NODELAY);
+ * timed from the first write to the reader's one-byte acknowledgement. */
+static double measure_stream_once(const char *listen_url, uint64_t total)
+{
+    struct migr_listener *l;
+    if (migr_listener_open(listen_url, &l) < 0) {
+        fprintf(stderr, "bench_migrate: stream %s: %s\n", listen_url, migr_last_error());
+        return 0;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        migr_listener_close(l);
+        return 0;
+    }
+    if (pid == 0) { /* reader */
+        struct migr_transport *t;
+        static uint8_t buf[STREAM_WRITE];
+        if (migr_transport_connect(l->bound, &t) < 0)
+            _exit(1);
+        uint64_t got = 0;
+        while (got < total) {
+            ssize_t n = read(t->fd, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                _exit(1);
+            got += (uint64_t)n;
+        }
+        char ack = 'k';
+        _exit(write(t->fd, &ack, 1) == 1 ? 0 : 1);
+    }
+    double r = 0;
+    struct migr_transport *t = NULL;
+    uint8_t *buf = map_buf(STREAM_WRITE);
+    if (buf && migr_listener_accept(l, 10000, &t) == 0) {
+        uint64_t t0 = migr_now_ns(), sent = 0;
+        while (sent < total && migr_write_full(t->fd, buf, STREAM_WRITE) == 0)
+            sent += STREAM_WRITE;
+        char ack;
+        if (sent >= total && read_timeout(t->fd, &ack, 1, 30000) == 0)
+            r = mbps(total, migr_now_ns() - t0);
+    }
+    migr_transport_close(t);
+    migr_listener_close(l);
+    if (buf)
+        munmap(buf, STREAM_WRITE);
+    reap(pid, r == 0, NULL, 0);
+    return r;
+}
+
+static double measure_stream(const char *url, uint64_t total, int runs)
+{
+    double v[16];
+    for (int i = 0; i < runs; i++)
+        v[i] = measure_stream_once(url, total);
+    return median(v, runs);
+}
+
+/* ---------- one migration ---------- */
+
+static void rx_fail(struct rx_result *r, int rc, const char *what)
+{
+    if (r->rc == 0) {
+        r->rc = rc < 0 ? rc : -EIO;
+        snprintf(r->error, sizeof(r->error), "%s: %s", what,
+                 migr_last_error()[0] ? migr_last_error() : strerror(-r->rc));
+    }
+}
+
+/* The receiver child: never returns. Writes the bound URL (char[300]) and
+ * then one struct rx_result to wfd. */
+static void receiver(const char *listen_url, int wfd)
+{
+    static struct rx_result r;
+    char bound[300] = "";
+    struct migr_listener *l = NULL;
+    struct migr_transport *t = NULL;
+    struct migr_hv *hv = NULL;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    if ((rc = migr_listener_open(listen_url, &l)) < 0)
+        rx_fail(&r, rc, "listen");
+    else
+        snprintf(bound, sizeof(bound), "%s", l->bound);
+    if (migr_write_full(wfd, bound, sizeof(bound)) < 0)
+        _exit(1);
+    if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
+        rx_fail(&r, rc, "accept");
+    if (r.rc == 0 && (rc = migr_recv(t, &hv, &r.st)) < 0)
+        rx_fail(&r, rc, "migr_recv");
+    if (r.rc == 0) {
+        /* Guest progress right after the switchover: every page it touches
+         * first costs an EPT fault on the new VMM. */
+        uint64_t w0 = migr_workload_progress(hv);
+        double t0 = now_s();
+        sleep_ms(AFTER_MS);
+        r.wps_after = (double)(migr_workload_progress(hv) - w0) / (now_s() - t0);
+        uint64_t v0 = migr_now_ns();
+        if (hv->ops->failed(hv))
+            rx_fail(&r, -EFAULT, hv->failure);
+        else if ((rc = hv->ops->quiesce(hv, 10000)) < 0)
+            rx_fail(&r, rc, "quiesce");
+        else if ((rc = migr_workload_verify(hv, &r.rep)) < 0)
+            rx_fail(&r, rc, "verify");
+        else if (!r.rep.ok)
+            rx_fail(&r, -EBADMSG, "verify on the destination");
+        else
+            r.verified = true;
+        if (r.rc != 0 && !r.rep.ok && r.rep.first_bad_why[0])
+            snprintf(r.error + strlen(r.error), sizeof(r.error) - strlen(r.error), " (%llu bad pages: %s)",
+                     (unsigned long long)r.rep.bad_pages, r.rep.first_bad_why);
+        r.verify_ns = migr_now_ns() - v0;
+    }
+    migr_hv_destroy(hv);
+    migr_transport_close(t);
+    migr_listener_close(l);
+    _exit(migr_write_full(wfd, &r, sizeof(r)) == 0 ? 0 : 1);
+}
+
+static void run_rep(const struct opts *o, int wi, int ti, int seq, struct rep_result *res)
+{
+    char listen_url[128], bound[300];
+    struct migr_vm_config cfg = {.mem_bytes = o->mem, .nvcpus = 1};
+    struct migr_hv *src = NULL;
+    struct migr_transport *t = NULL;
+    int pfd[2], rc;
+
+    memset(res, 0, sizeof(*res));
+    snprintf(listen_url, sizeof(listen_url), transports[ti].listen, (int)getpid(), seq);
+    if (pipe(pfd) < 0) {
+        snprintf(res->why, sizeof(res->why), "pipe: %s", strerror(errno));
+        return;
+    }
+    fflush(NULL);
+    /* Fork before the guest exists: the child must not inherit its VM. */
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(res->why, sizeof(res->why), "fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        receiver(listen_url, pfd[1]);
+    }
+    close(pfd[1]);
+    int rfd = pfd[0];
+
+    if ((rc = read_timeout(rfd, bound, sizeof(bound), 10000)) < 0 || !bound[0]) {
+        snprintf(res->why, sizeof(res->why), "receiver did not listen on %s", listen_url);
+        goto out_kill;
+    }
+    migr_workload_defaults(&cfg.wl);
+    if ((rc = migr_workload_parse(workloads[wi].spec, &cfg.wl)) < 0 ||
+        (rc = migr_hv_create("kvm", &cfg, &src)) < 0 || (rc = src->ops->resume(src)) < 0) {
+        snprintf(res->why, sizeof(res->why), "source guest: %s", migr_last_error());
+        goto out_kill;
+    }
+    /* Progress before: skip the first 100 ms (vCPU start-up). */
+    sleep_ms(100);
+    uint64_t w0 = migr_workload_progress(src);
+    double t0 = now_s();
+    sleep_ms(WARMUP_MS - 100);
+    res->wps_before = (double)(migr_workload_progress(src) - w0) / (now_s() - t0);
+    if (src->ops->failed(src)) {
+        snprintf(res->why, sizeof(res->why), "source guest stopped: %s", src->failure);
+        goto out_kill;
+    }
+    if ((rc = migr_transport_connect(bound, &t)) < 0) {
+        snprintf(res->why, sizeof(res->why), "%s", migr_last_error());
+        goto out_kill;
+    }
+    struct migr_send_params p;
+    migr_send_params_defaults(&p);
+    w0 = migr_workload_progress(src);
+    res->send_rc = migr_send(src, t, &p, &res->st);
+    /* On success the source is paused at the switchover: writes up to then. */
+    uint64_t live_ns = res->st.total_ns > res->st.downtime_ns ? res->st.total_ns - res->st.downtime_ns : 0;
+    if (res->send_rc == 0 && live_ns)
+        res->wps_during = (double)(migr_workload_progress(src) - w0) / ((double)live_ns / 1e9);
+    migr_hv_destroy(src);
+    src = NULL;
+
+    rc = read_timeout(rfd, &res->rx, sizeof(res->rx), RESULT_TIMEOUT_MS);
+    migr_transport_close(t);
+    close(rfd);
+    if (res->send_rc < 0)
+        snprintf(res->why, sizeof(res->why), "send: %s", res->st.error);
+    else if (rc < 0)
+        snprintf(res->why, sizeof(res->why), "no result from the receiver (%s)",
+                 rc == -ETIMEDOUT ? "timed out" : "it died");
+    else if (res->rx.rc < 0)
+        snprintf(res->why, sizeof(res->why), "receiver: %s", res->rx.error);
+    else if (!res->st.verified || !res->rx.verified)
+        snprintf(res->why, sizeof(res->why), "not verified");
+    else
+        res->ok = true;
+    reap(pid, rc < 0, res->why, sizeof(res->why));
+    return;
+
+out_kill:
+    migr_hv_destroy(src);
+    migr_transport_close(t);
+    close(rfd);
+    reap(pid, true, NULL, 0);
+}
+
+/* ---------- reporting ---------- */
+
+enum { M_TOTAL, M_DOWN, M_BYTES, M_ROUNDS, M_FIRST, M_ALL, M_FIRST_PCT, M_ALL_PCT, M_FIRST_LINK,
+       M_WPS_BEFORE, M_WPS_DURING, M_WPS_AFTER, M_DST_DOWN, M_VERIFY, M_COUNT };
+static const char *const metric_names[M_COUNT] = {
+    "total_ms", "downtime_ms", "bytes_sent", "rounds", "first_pass_mbps", "overall_mbps",
+    "first_pass_pct_memcpy", "overall_pct_memcpy", "first_pass_pct_stream",
+    "writes_per_s_before", "writes_per_s_during", "writes_per_s_after", "dst_downtime_ms", "verify_ms",
+};
+
+struct row {
+    int wi, ti, nok, nconv;
+    double med[M_COUNT];
+};
+
+static void rep_metrics(const struct rep_result *r, const struct machine *m, int ti, double *v)
+{
+    const struct migr_stats *s = &r->st;
+    double link = ti == 0 ? m->unix_mbps : m->tcp_mbps;
+    v[M_TOTAL] = (double)s->total_ns / 1e6;
+    v[M_DOWN] = (double)s->downtime_ns / 1e6;
+    v[M_BYTES] = (double)s->bytes_sent;
+    v[M_ROUNDS] = s->rounds;
+    v[M_FIRST] = mbps(s->first_pass_pages * MIGR_PAGE_SIZE, s->first_pass_ns);
+    v[M_ALL] = mbps(s->pages_sent * MIGR_PAGE_SIZE, s->total_ns);
+    v[M_FIRST_PCT] = m->memcpy_mbps > 0 ? 100 * v[M_FIRST] / m->memcpy_mbps : 0;
+    v[M_ALL_PCT] = m->memcpy_mbps > 0 ? 100 * v[M_ALL] / m->memcpy_mbps : 0;
+    v[M_FIRST_LINK] = link > 0 ? 100 * v[M_FIRST] / link : 0;
+    v[M_WPS_BEFORE] = r->wps_before;
+    v[M_WPS_DURING] = r->wps_during;
+    v[M_WPS_AFTER] = r->rx.wps_after;
+    v[M_DST_DOWN] = (double)r->rx.st.downtime_ns / 1e6;
+    v[M_VERIFY] = (double)r->rx.verify_ns / 1e6;
+}
+
+static void print_rep_json(FILE *f, const struct rep_result *r)
+{
+    static char js[16384];
+    fprintf(f, "{\"ok\":%s,\"error\":", r->ok ? "true" : "false");
+    json_str(f, r->why);
+    migr_stats_json(&r->st, js, sizeof(js));
+    fprintf(f, ",\"send\":%s", js);
+    migr_stats_json(&r->rx.st, js, sizeof(js));
+    fprintf(f, ",\"recv\":%s", js);
+    fprintf(f, ",\"verify\":{\"ok\":%s,\"pages_checked\":%llu,\"bad_pages\":%llu,\"ms\":%.1f,\"why\":",
+            r->rx.verified ? "true" : "false", (unsigned long long)r->rx.rep.pages_checked,
+            (unsigned long long)r->rx.rep.bad_pages, (double)r->rx.verify_ns / 1e6);
+    json_str(f, r->rx.rep.first_bad_why);
+    fprintf(f, "},\"writes_per_s\":{\"before\":%.0f,\"during\":%.0f,\"after\":%.0f}}", r->wps_before,
+            r->wps_during, r->rx.wps_after);
+}
+
+static int write_json(const struct opts *o, const struct machine *m, const struct row *rows, int nrows,
+                      struct rep_result (*reps)[64])
+{
+    int err = mkdir_p(o->json);
+    FILE *f = err < 0 ? NULL : fopen(o->json, "w");
+    if (!f) {
+        fprintf(stderr, "bench_migrate: cannot write %s: %s\n", o->json, strerror(err < 0 ? -err : errno));
+        return -1;
+    }
+    struct utsname u;
+    uname(&u);
+    char date[32];
+    time_t now = time(NULL);
+    strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    fprintf(f, "{\"bench\":\"migrate\",\"version\":1,\"date\":\"%s\",\"host\":{\"cpus\":%ld,\"kernel\":", date,
+            sysconf(_SC_NPROCESSORS_ONLN));
+    json_str(f, u.release);
+    fprintf(f, "},\n\"params\":{\"mem_bytes\":%llu,\"reps\":%d,\"quick\":%s,\"vcpus\":1,"
+               "\"downtime_target_ms\":300,\"warmup_ms\":%d},\n",
+            (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS);
+    fprintf(f, "\"machine\":{\"memcpy_mbps\":%.1f,\"crc32c_mbps\":%.1f,\"unix_stream_mbps\":%.1f,"
+               "\"tcp_stream_mbps\":%.1f,\"buffer_bytes\":%llu,\"stream_bytes\":%llu,"
+               "\"stream_write_bytes\":%u,\"runs\":%d},\n\"rows\":[\n",
+            m->memcpy_mbps, m->crc_mbps, m->unix_mbps, m->tcp_mbps, (unsigned long long)m->buf_bytes,
+            (unsigned long long)m->stream_bytes, STREAM_WRITE, m->runs);
+    for (int i = 0; i < nrows; i++) {
+        const struct row *r = &rows[i];
+        fprintf(f, "{\"name\":\"%s/%s\",\"workload\":\"%s\",\"workload_spec\":\"%s\",\"transport\":\"%s\","
+                   "\"status\":\"%s\",\"reps\":%d,\"verified_reps\":%d,\"converged_reps\":%d,\"median\":{",
+                workloads[r->wi].name, transports[r->ti].name, workloads[r->wi].name, workloads[r->wi].spec,
+                transports[r->ti].name, r->nok == o->reps ? "ok" : "FAIL", o->reps, r->nok, r->nconv);
+        for (int k = 0; k < M_COUNT; k++)
+            fprintf(f, "%s\"%s\":%.3f", k ? "," : "", metric_names[k], r->med[k]);
+        fprintf(f, "},\n \"runs\":[");
+        for (int k = 0; k < o->reps; k++) {
+            fprintf(f, k ? ",\n  " : "\n  ");
+            print_rep_json(f, &reps[i][k]);
+        }
+        fprintf(f, "]}%s\n", i + 1 < nrows ? "," : "");
+    }
+    fprintf(f, "]}\n");
+    if (fclose(f) != 0) {
+        fprintf(stderr, "bench_migrate: writing %s: %s\n", o->json, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_migrate [options]\n"
+            "Live-migrate a running KVM guest between two processes (workloads idle, dirty64M,\n"
+            "dirty256M; transports unix, tcp 127.0.0.1), verify every result on the destination,\n"
+            "and report medians next to this machine's memcpy / CRC32C / raw stream bandwidth.\n"
+            "  --mem SIZE    guest RAM (default 1G; K/M/G suffixes, multiple of 2M)\n"
+            "  --reps N      repetitions per configuration, medians reported (default 3)\n"
+            "  --quick       --mem 256M --reps 1 (explicit --mem/--reps still win)\n"
+            "  --json PATH   results file (default bench/results/migrate.json)\n"
+            "  -h, --help    this text\n"
+            "Exit: 0 every migration verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.\n");
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    static const struct option lo[] = {
+        {"mem", required_argument, NULL, 'm'}, {"reps", required_argument, NULL, 'r'},
+        {"quick", no_argument, NULL, 'q'},     {"json", required_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0},
+    };
+    uint64_t mem = 0;
+    int reps = 0, c;
+    *o = (struct opts){.mem = 1ull << 30, .reps = 3, .json = "bench/results/migrate.json"};
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            if (migr_parse_size(optarg, &mem) < 0 || mem < 8 * MiB || mem % (2 * MiB)) {
+                fprintf(stderr, "bench_migrate: --mem %s: need a multiple of 2M, at least 8M\n", optarg);
+                return -1;
+            }
+            break;
+        case 'r': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 64) {
+                fprintf(stderr, "bench_migrate: --reps %s: need 1..64\n", optarg);
+                return -1;
+            }
+            reps = (int)v;
+            break;
+        }
+        case 'q':
+            o->quick = true;
+            break;
+        case 'j':
+            o->json = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bench_migrate: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (o->quick) {
+        o->mem = 256 * MiB;
+        o->reps = 1;
+    }
+    if (mem)
+        o->mem = mem;
+    if (reps)
+        o->reps = reps;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    if (parse_args(argc, argv, &o) < 0)
+        return 2;
+    if (!migr_hv_available("kvm")) {
+        printf("SKIP: no usable /dev/kvm: %s\n", migr_last_error());
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    struct machine m = {.buf_bytes = 256 * MiB, .stream_bytes = o.quick ? 256 * MiB : 1024 * MiB,
+                        .runs = o.quick ? 3 : 5};
+    printf("bench_migrate: guest %llu MiB, 1 vCPU, %d rep%s per configuration, downtime target 300 ms\n",
+           (unsigned long long)(o.mem >> 20), o.reps, o.reps > 1 ? "s" : "");
+    m.memcpy_mbps = measure_memcpy(m.buf_bytes, m.runs);
+    m.crc_mbps = measure_crc(m.buf_bytes, m.runs);
+    char url[64];
+    snprintf(url, sizeof(url), "unix:@migr-bench-%d-stream", (int)getpid());
+    m.unix_mbps = measure_stream(url, m.stream_bytes, 3);
+    m.tcp_mbps = measure_stream("tcp:127.0.0.1:0", m.stream_bytes, 3);
+    printf("machine limits (median): memcpy %.0f MB/s (%llu MiB buffers, %d runs), CRC32C %.0f MB/s,\n"
+           "  raw stream with %u KiB writes (%llu MiB, 3 runs): unix %.0f MB/s (%.0f%% of memcpy), "
+           "tcp %.0f MB/s (%.0f%%)\n\n",
+           m.memcpy_mbps, (unsigned long long)(m.buf_bytes >> 20), m.runs, m.crc_mbps, STREAM_WRITE >> 10,
+           (unsigned long long)(m.stream_bytes >> 20), m.unix_mbps,
+           m.memcpy_mbps > 0 ? 100 * m.unix_mbps / m.memcpy_mbps : 0, m.tcp_mbps,
+           m.memcpy_mbps > 0 ? 100 * m.tcp_mbps / m.memcpy_mbps : 0);
+
+    static struct row rows[NW * NT];
+    static struct rep_result reps[NW * NT][64];
+    int nrows = 0, failed = 0, seq = 0;
+    for (int wi = 0; wi < NW; wi++) {
+        for (int ti = 0; ti < NT; ti++, nrows++) {
+            struct row *r = &rows[nrows];
+            double v[M_COUNT][64];
+            r->wi = wi;
+            r->ti = ti;
+            for (int k = 0; k < o.reps; k++) {
+                struct rep_result *x = &reps[nrows][k];
+                run_rep(&o, wi, ti, seq++, x);
+                if (!x->ok) {
+                    fprintf(stderr, "FAIL %s/%s rep %d: %s\n", workloads[wi].name, transports[ti].name, k + 1,
+                            x->why);
+                    continue;
+                }
+                double mv[M_COUNT];
+                rep_metrics(x, &m, ti, mv);
+                for (int j = 0; j < M_COUNT; j++)
+                    v[j][r->nok] = mv[j];
+                r->nok++;
+                r->nconv += x->st.converged;
+            }
+            for (int j = 0; j < M_COUNT; j++)
+                r->med[j] = median(v[j], r->nok);
+            failed += r->nok != o.reps;
+            fprintf(stderr, "  %s/%s: %d/%d verified\n", workloads[wi].name, transports[ti].name, r->nok,
+                    o.reps);
+        }
+    }
+
+    printf("migrations (median of %d; MB = 10^6 bytes; %%cpy = share of memcpy bandwidth, "
+           "%%link = of the raw stream)\n", o.reps);
+    printf("%-15s %-6s %9s %8s %8s %6s %5s %9s %6s %6s %9s %6s\n", "config", "status", "total ms", "down ms",
+           "sent MB", "rounds", "conv", "1st MB/s", "%cpy", "%link", "all MB/s", "%cpy");
+    for (int i = 0; i < nrows; i++) {
+        const struct row *r = &rows[i];
+        char name[32], conv[16];
+        snprintf(name, sizeof(name), "%s/%s", workloads[r->wi].name, transports[r->ti].name);
+        snprintf(conv, sizeof(conv), "%d/%d", r->nconv, r->nok);
+        printf("%-15s %-6s %9.1f %8.1f %8.1f %6.0f %5s %9.0f %5.1f%% %5.1f%% %9.0f %5.1f%%\n", name,
+               r->nok == o.reps ? "ok" : "FAIL", r->med[M_TOTAL], r->med[M_DOWN], r->med[M_BYTES] / 1e6,
+               r->med[M_ROUNDS], conv, r->med[M_FIRST], r->med[M_FIRST_PCT], r->med[M_FIRST_LINK], r->med[M_ALL],
+               r->med[M_ALL_PCT]);
+    }
+    printf("\nguest page writes per second (median): before migration, on the source while it was "
+           "migrated, on the destination in the first %d ms\n", AFTER_MS);
+    printf("%-15s %9s %9s %9s %10s %10s\n", "config", "before", "during", "after", "dst down", "verify ms");
+    for (int i = 0; i < nrows; i++) {
+        const struct row *r = &rows[i];
+        char name[32];
+        snprintf(name, sizeof(name), "%s/%s", workloads[r->wi].name, transports[r->ti].name);
+        printf("%-15s %9.0f %9.0f %9.0f %7.1f ms %10.0f\n", name, r->med[M_WPS_BEFORE], r->med[M_WPS_DURING],
+               r->med[M_WPS_AFTER], r->med[M_DST_DOWN], r->med[M_VERIFY]);
+    }
+    if (write_json(&o, &m, rows, nrows, reps) == 0)
+        printf("\nresults: %s\n", o.json);
+    if (failed)
+        printf("FAIL: %d configuration%s had unverified migrations (see stderr and the JSON)\n", failed,
+               failed > 1 ? "s" : "");
+    return failed ? 1 : 0;
+}
