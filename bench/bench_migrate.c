@@ -67,12 +67,14 @@ struct opts {
     int reps;
     bool quick;
     const char *json;
+    const char *only;             /* run only configurations whose name contains this */
 };
 
 struct machine {
     uint64_t buf_bytes, stream_bytes;
     int runs;
-    double memcpy_mbps, crc_mbps, unix_mbps, tcp_mbps;
+    double memcpy_mbps, crc_mbps, populate_mbps, unix_mbps, tcp_mbps;
+    double others_limits, others_run;   /* CPUs used by other processes */
 };
 
 /* What the receiver child sends back through the pipe (same binary on both
@@ -94,6 +96,7 @@ struct rep_result {
     struct migr_stats st;
     struct rx_result rx;
     double wps_before, wps_during;
+    double others;                /* CPUs used by other processes during migr_send */
 };
 
 /* ---------- small helpers ---------- */
@@ -161,6 +164,60 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
+/* CPU accounting, to tell how much of the machine other processes took
+ * while we measured (a shared 2-core machine: their guests spin too). */
+struct cpu_mark {
+    uint64_t busy, total;          /* /proc/stat, all CPUs, clock ticks */
+    uint64_t ours;                 /* this process (all threads) + the live receiver */
+};
+
+static uint64_t proc_pid_cpu(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* comm may contain spaces */
+    unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
+    /* utime stime cutime cstime: reaped children (stream readers, receivers) count as ours */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ut, &st, &cut,
+                     &cst) != 4)
+        return 0;
+    return ut + st + cut + cst;
+}
+
+static void cpu_mark(struct cpu_mark *m, pid_t child)
+{
+    unsigned long long v[10] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    memset(m, 0, sizeof(*m));
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7]) == 8) {
+            for (int i = 0; i < 8; i++)
+                m->total += v[i];
+            m->busy = m->total - v[3] - v[4]; /* minus idle, iowait (guest time is inside user) */
+        }
+        fclose(f);
+    }
+    m->ours = proc_pid_cpu(getpid()) + (child > 0 ? proc_pid_cpu(child) : 0);
+}
+
+/* CPUs' worth of work done by other processes between a and b. */
+static double others_cpus(const struct cpu_mark *a, const struct cpu_mark *b)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (b->total <= a->total || ncpu < 1)
+        return 0;
+    double wall = (double)(b->total - a->total) / (double)ncpu;
+    double other = (double)(b->busy - a->busy) - (double)(b->ours - a->ours);
+    return other > 0 ? other / wall : 0;
+}
+
 /* Read exactly len bytes from fd within timeout_ms. 0, -ETIMEDOUT, -EPIPE. */
 static int read_timeout(int fd, void *buf, size_t len, int timeout_ms)
 {
@@ -189,15 +246,30 @@ static int read_timeout(int fd, void *buf, size_t len, int timeout_ms)
     return 0;
 }
 
-static void reap(pid_t pid, bool kill_it, char *why, size_t cap)
+/* Wait up to grace_ms for child pid to exit, then kill it. A receiver that
+ * died by itself (or that we had to kill) is noted in why. */
+static void reap(pid_t pid, int grace_ms, char *why, size_t cap)
 {
-    int status;
-    if (kill_it)
+    int status = 0;
+    pid_t r;
+    for (int waited = 0;; waited += 10) {
+        r = waitpid(pid, &status, WNOHANG);
+        if (r != 0 || waited >= grace_ms)
+            break;
+        sleep_ms(10);
+    }
+    if (r == 0) {
         kill(pid, SIGKILL);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (why && WIFSIGNALED(status) && !kill_it)
-        snprintf(why + strlen(why), cap - strlen(why), " (receiver killed by signal %d)", WTERMSIG(status));
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (why && grace_ms > 0)
+            snprintf(why + strlen(why), cap - strlen(why), " (receiver killed after %d ms)", grace_ms);
+        return;
+    }
+    if (why && r == pid && WIFSIGNALED(status))
+        snprintf(why + strlen(why), cap - strlen(why), " (receiver died of signal %d)", WTERMSIG(status));
+    else if (why && r == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        snprintf(why + strlen(why), cap - strlen(why), " (receiver exit status %d)", WEXITSTATUS(status));
 }
 
 /* ---------- the machine's limits ---------- */
@@ -248,10 +320,42 @@ static double measure_crc(uint64_t len, int runs)
     return median(v, runs);
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Allocating fresh guest RAM the way a destination does (memfd, shared
+ * mapping, MADV_POPULATE_WRITE): the kernel zeroes every page, and on a
+ * nested hypervisor the first touch of host memory may cost more. */
+static double measure_populate(uint64_t len, int runs)
+{
+    double v[16];
+    int n = 0;
+    for (int i = 0; i < runs; i++) {
+        int fd = memfd_create("bench-populate", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)len) < 0) {
+            if (fd >= 0)
+                close(fd);
+            break;
+        }
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED) {
+            uint64_t t0 = migr_now_ns();
+            if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
+                v[n++] = mbps(len, migr_now_ns() - t0);
+            munmap(p, len);
+        }
+        close(fd);
+    }
+    return median(v, n);
+}
+
 /* One process writes total bytes in 1 MiB writes to another over a socket
  * set up by migr's own transport code (same buffer sizes, TCP_NODELAY);
- * timed from the first write to the reader's one-byte acknowledgement. */
-static double measure_stream_once(const char *listen_url, uint64_t total)
+ * timed from the first write to the reader's one-byte acknowledgement. Both
+ * sides walk through a buffer of buf_len bytes (out of cache, like guest RAM
+ * on both ends of a migration); a 1 MiB cache-hot buffer would beat memcpy. */
+static double measure_stream_once(const char *listen_url, uint64_t total, uint64_t buf_len)
 {
     struct migr_listener *l;
     if (migr_listener_open(listen_url, &l) < 0) {
@@ -266,27 +370,28 @@ static double measure_stream_once(const char *listen_url, uint64_t total)
     }
     if (pid == 0) { /* reader */
         struct migr_transport *t;
-        static uint8_t buf[STREAM_WRITE];
-        if (migr_transport_connect(l->bound, &t) < 0)
+        uint8_t *buf = map_buf(buf_len);
+        if (!buf || migr_transport_connect(l->bound, &t) < 0)
             _exit(1);
-        uint64_t got = 0;
+        uint64_t got = 0, off = 0;
         while (got < total) {
-            ssize_t n = read(t->fd, buf, sizeof(buf));
+            ssize_t n = read(t->fd, buf + off, STREAM_WRITE);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
                 _exit(1);
             got += (uint64_t)n;
+            off = (off + (uint64_t)n) % (buf_len - STREAM_WRITE);
         }
         char ack = 'k';
         _exit(write(t->fd, &ack, 1) == 1 ? 0 : 1);
     }
     double r = 0;
     struct migr_transport *t = NULL;
-    uint8_t *buf = map_buf(STREAM_WRITE);
+    uint8_t *buf = map_buf(buf_len);
     if (buf && migr_listener_accept(l, 10000, &t) == 0) {
         uint64_t t0 = migr_now_ns(), sent = 0;
-        while (sent < total && migr_write_full(t->fd, buf, STREAM_WRITE) == 0)
+        while (sent < total && migr_write_full(t->fd, buf + sent % buf_len, STREAM_WRITE) == 0)
             sent += STREAM_WRITE;
         char ack;
         if (sent >= total && read_timeout(t->fd, &ack, 1, 30000) == 0)
@@ -295,16 +400,16 @@ static double measure_stream_once(const char *listen_url, uint64_t total)
     migr_transport_close(t);
     migr_listener_close(l);
     if (buf)
-        munmap(buf, STREAM_WRITE);
-    reap(pid, r == 0, NULL, 0);
+        munmap(buf, buf_len);
+    reap(pid, r == 0 ? 0 : 5000, NULL, 0);
     return r;
 }
 
-static double measure_stream(const char *url, uint64_t total, int runs)
+static double measure_stream(const char *url, uint64_t total, uint64_t buf_len, int runs)
 {
     double v[16];
     for (int i = 0; i < runs; i++)
-        v[i] = measure_stream_once(url, total);
+        v[i] = measure_stream_once(url, total, buf_len);
     return median(v, runs);
 }
 
@@ -427,7 +532,11 @@ static void run_rep(const struct opts *o, int wi, int ti, int seq, struct rep_re
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     w0 = migr_workload_progress(src);
+    struct cpu_mark c0, c1;
+    cpu_mark(&c0, pid);
     res->send_rc = migr_send(src, t, &p, &res->st);
+    cpu_mark(&c1, pid);
+    res->others = others_cpus(&c0, &c1);
     /* On success the source is paused at the switchover: writes up to then. */
     uint64_t live_ns = res->st.total_ns > res->st.downtime_ns ? res->st.total_ns - res->st.downtime_ns : 0;
     if (res->send_rc == 0 && live_ns)
@@ -449,24 +558,25 @@ static void run_rep(const struct opts *o, int wi, int ti, int seq, struct rep_re
         snprintf(res->why, sizeof(res->why), "not verified");
     else
         res->ok = true;
-    reap(pid, rc < 0, res->why, sizeof(res->why));
+    reap(pid, rc == -ETIMEDOUT ? 0 : 5000, res->why, sizeof(res->why));
     return;
 
 out_kill:
     migr_hv_destroy(src);
     migr_transport_close(t);
     close(rfd);
-    reap(pid, true, NULL, 0);
+    reap(pid, 0, NULL, 0);
 }
 
 /* ---------- reporting ---------- */
 
 enum { M_TOTAL, M_DOWN, M_BYTES, M_ROUNDS, M_FIRST, M_ALL, M_FIRST_PCT, M_ALL_PCT, M_FIRST_LINK,
-       M_WPS_BEFORE, M_WPS_DURING, M_WPS_AFTER, M_DST_DOWN, M_VERIFY, M_COUNT };
+       M_WPS_BEFORE, M_WPS_DURING, M_WPS_AFTER, M_DST_DOWN, M_VERIFY, M_OTHERS, M_COUNT };
 static const char *const metric_names[M_COUNT] = {
     "total_ms", "downtime_ms", "bytes_sent", "rounds", "first_pass_mbps", "overall_mbps",
     "first_pass_pct_memcpy", "overall_pct_memcpy", "first_pass_pct_stream",
     "writes_per_s_before", "writes_per_s_during", "writes_per_s_after", "dst_downtime_ms", "verify_ms",
+    "other_load_cpus",
 };
 
 struct row {
@@ -492,6 +602,7 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, int
     v[M_WPS_AFTER] = r->rx.wps_after;
     v[M_DST_DOWN] = (double)r->rx.st.downtime_ns / 1e6;
     v[M_VERIFY] = (double)r->rx.verify_ns / 1e6;
+    v[M_OTHERS] = r->others;
 }
 
 static void print_rep_json(FILE *f, const struct rep_result *r)
@@ -507,8 +618,8 @@ static void print_rep_json(FILE *f, const struct rep_result *r)
             r->rx.verified ? "true" : "false", (unsigned long long)r->rx.rep.pages_checked,
             (unsigned long long)r->rx.rep.bad_pages, (double)r->rx.verify_ns / 1e6);
     json_str(f, r->rx.rep.first_bad_why);
-    fprintf(f, "},\"writes_per_s\":{\"before\":%.0f,\"during\":%.0f,\"after\":%.0f}}", r->wps_before,
-            r->wps_during, r->rx.wps_after);
+    fprintf(f, "},\"writes_per_s\":{\"before\":%.0f,\"during\":%.0f,\"after\":%.0f},\"other_load_cpus\":%.2f}",
+            r->wps_before, r->wps_during, r->rx.wps_after, r->others);
 }
 
 static int write_json(const struct opts *o, const struct machine *m, const struct row *rows, int nrows,
@@ -531,11 +642,14 @@ static int write_json(const struct opts *o, const struct machine *m, const struc
     fprintf(f, "},\n\"params\":{\"mem_bytes\":%llu,\"reps\":%d,\"quick\":%s,\"vcpus\":1,"
                "\"downtime_target_ms\":300,\"warmup_ms\":%d},\n",
             (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS);
-    fprintf(f, "\"machine\":{\"memcpy_mbps\":%.1f,\"crc32c_mbps\":%.1f,\"unix_stream_mbps\":%.1f,"
+    fprintf(f, "\"machine\":{\"memcpy_mbps\":%.1f,\"crc32c_mbps\":%.1f,\"populate_mbps\":%.1f,"
+               "\"unix_stream_mbps\":%.1f,"
                "\"tcp_stream_mbps\":%.1f,\"buffer_bytes\":%llu,\"stream_bytes\":%llu,"
-               "\"stream_write_bytes\":%u,\"runs\":%d},\n\"rows\":[\n",
-            m->memcpy_mbps, m->crc_mbps, m->unix_mbps, m->tcp_mbps, (unsigned long long)m->buf_bytes,
-            (unsigned long long)m->stream_bytes, STREAM_WRITE, m->runs);
+               "\"stream_write_bytes\":%u,\"runs\":%d,\"other_load_cpus\":%.2f},\n"
+               "\"other_load_cpus_run\":%.2f,\n\"rows\":[\n",
+            m->memcpy_mbps, m->crc_mbps, m->populate_mbps, m->unix_mbps, m->tcp_mbps,
+            (unsigned long long)m->buf_bytes,
+            (unsigned long long)m->stream_bytes, STREAM_WRITE, m->runs, m->others_limits, m->others_run);
     for (int i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
         fprintf(f, "{\"name\":\"%s/%s\",\"workload\":\"%s\",\"workload_spec\":\"%s\",\"transport\":\"%s\","
@@ -570,6 +684,7 @@ static void usage(FILE *f)
             "  --reps N      repetitions per configuration, medians reported (default 3)\n"
             "  --quick       --mem 256M --reps 1 (explicit --mem/--reps still win)\n"
             "  --json PATH   results file (default bench/results/migrate.json)\n"
+            "  --only TEXT   run only configurations whose name (e.g. dirty64M/unix) contains TEXT\n"
             "  -h, --help    this text\n"
             "Exit: 0 every migration verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.\n");
 }
@@ -579,7 +694,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
     static const struct option lo[] = {
         {"mem", required_argument, NULL, 'm'}, {"reps", required_argument, NULL, 'r'},
         {"quick", no_argument, NULL, 'q'},     {"json", required_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0},
+        {"only", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     uint64_t mem = 0;
     int reps = 0, c;
@@ -608,6 +724,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'j':
             o->json = optarg;
             break;
+        case 'o':
+            o->only = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -618,6 +737,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     if (optind < argc) {
         fprintf(stderr, "bench_migrate: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    bool any = !o->only;
+    for (int wi = 0; wi < NW; wi++)
+        for (int ti = 0; ti < NT; ti++) {
+            char cname[32];
+            snprintf(cname, sizeof(cname), "%s/%s", workloads[wi].name, transports[ti].name);
+            any |= o->only && strstr(cname, o->only);
+        }
+    if (!any) {
+        fprintf(stderr, "bench_migrate: --only %s matches no configuration (idle|dirty64M|dirty256M / unix|tcp)\n",
+                o->only);
         return -1;
     }
     if (o->quick) {
@@ -647,17 +778,24 @@ int main(int argc, char **argv)
                         .runs = o.quick ? 3 : 5};
     printf("bench_migrate: guest %llu MiB, 1 vCPU, %d rep%s per configuration, downtime target 300 ms\n",
            (unsigned long long)(o.mem >> 20), o.reps, o.reps > 1 ? "s" : "");
+    struct cpu_mark run0, c1;
+    cpu_mark(&run0, 0);
     m.memcpy_mbps = measure_memcpy(m.buf_bytes, m.runs);
     m.crc_mbps = measure_crc(m.buf_bytes, m.runs);
+    m.populate_mbps = measure_populate(m.buf_bytes, m.runs);
     char url[64];
     snprintf(url, sizeof(url), "unix:@migr-bench-%d-stream", (int)getpid());
-    m.unix_mbps = measure_stream(url, m.stream_bytes, 3);
-    m.tcp_mbps = measure_stream("tcp:127.0.0.1:0", m.stream_bytes, 3);
+    m.unix_mbps = measure_stream(url, m.stream_bytes, m.buf_bytes, 3);
+    m.tcp_mbps = measure_stream("tcp:127.0.0.1:0", m.stream_bytes, m.buf_bytes, 3);
+    cpu_mark(&c1, 0);
+    m.others_limits = others_cpus(&run0, &c1);
     printf("machine limits (median): memcpy %.0f MB/s (%llu MiB buffers, %d runs), CRC32C %.0f MB/s,\n"
-           "  raw stream with %u KiB writes (%llu MiB, 3 runs): unix %.0f MB/s (%.0f%% of memcpy), "
+           "  fresh memfd RAM (MADV_POPULATE_WRITE) %.0f MB/s,\n"
+           "  raw stream, %u KiB writes through %llu MiB buffers (%llu MiB, 3 runs): unix %.0f MB/s (%.0f%% of memcpy), "
            "tcp %.0f MB/s (%.0f%%)\n\n",
-           m.memcpy_mbps, (unsigned long long)(m.buf_bytes >> 20), m.runs, m.crc_mbps, STREAM_WRITE >> 10,
-           (unsigned long long)(m.stream_bytes >> 20), m.unix_mbps,
+           m.memcpy_mbps, (unsigned long long)(m.buf_bytes >> 20), m.runs, m.crc_mbps, m.populate_mbps,
+           STREAM_WRITE >> 10,
+           (unsigned long long)(m.buf_bytes >> 20), (unsigned long long)(m.stream_bytes >> 20), m.unix_mbps,
            m.memcpy_mbps > 0 ? 100 * m.unix_mbps / m.memcpy_mbps : 0, m.tcp_mbps,
            m.memcpy_mbps > 0 ? 100 * m.tcp_mbps / m.memcpy_mbps : 0);
 
@@ -665,13 +803,17 @@ int main(int argc, char **argv)
     static struct rep_result reps[NW * NT][64];
     int nrows = 0, failed = 0, seq = 0;
     for (int wi = 0; wi < NW; wi++) {
-        for (int ti = 0; ti < NT; ti++, nrows++) {
-            struct row *r = &rows[nrows];
+        for (int ti = 0; ti < NT; ti++) {
+            char cname[32];
+            snprintf(cname, sizeof(cname), "%s/%s", workloads[wi].name, transports[ti].name);
+            if (o.only && !strstr(cname, o.only))
+                continue;
+            struct row *r = &rows[nrows++];
             double v[M_COUNT][64];
             r->wi = wi;
             r->ti = ti;
             for (int k = 0; k < o.reps; k++) {
-                struct rep_result *x = &reps[nrows][k];
+                struct rep_result *x = &reps[nrows - 1][k];
                 run_rep(&o, wi, ti, seq++, x);
                 if (!x->ok) {
                     fprintf(stderr, "FAIL %s/%s rep %d: %s\n", workloads[wi].name, transports[ti].name, k + 1,
@@ -709,14 +851,24 @@ int main(int argc, char **argv)
     }
     printf("\nguest page writes per second (median): before migration, on the source while it was "
            "migrated, on the destination in the first %d ms\n", AFTER_MS);
-    printf("%-15s %9s %9s %9s %10s %10s\n", "config", "before", "during", "after", "dst down", "verify ms");
+    printf("%-15s %9s %9s %9s %10s %10s %7s\n", "config", "before", "during", "after", "dst down", "verify ms",
+           "others");
     for (int i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
         char name[32];
         snprintf(name, sizeof(name), "%s/%s", workloads[r->wi].name, transports[r->ti].name);
-        printf("%-15s %9.0f %9.0f %9.0f %7.1f ms %10.0f\n", name, r->med[M_WPS_BEFORE], r->med[M_WPS_DURING],
-               r->med[M_WPS_AFTER], r->med[M_DST_DOWN], r->med[M_VERIFY]);
+        printf("%-15s %9.0f %9.0f %9.0f %7.1f ms %10.0f %7.2f\n", name, r->med[M_WPS_BEFORE],
+               r->med[M_WPS_DURING], r->med[M_WPS_AFTER], r->med[M_DST_DOWN], r->med[M_VERIFY], r->med[M_OTHERS]);
     }
+    struct cpu_mark run1;
+    cpu_mark(&run1, 0);
+    m.others_run = others_cpus(&run0, &run1);
+    printf("(others = CPUs' worth of work done by other processes on this %ld-CPU machine during migr_send;\n"
+           " over the whole run: %.2f)\n", sysconf(_SC_NPROCESSORS_ONLN), m.others_run);
+    if (m.others_run > 0.2 || m.others_limits > 0.2)
+        printf("WARNING: other processes were busy while this ran (%.2f CPUs on average, %.2f during the "
+               "limit measurements): figures are lower and noisier than on an idle machine\n",
+               m.others_run, m.others_limits);
     if (write_json(&o, &m, rows, nrows, reps) == 0)
         printf("\nresults: %s\n", o.json);
     if (failed)

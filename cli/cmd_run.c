@@ -48,6 +48,8 @@ int cmd_run(int argc, char **argv)
         case 'm':
             if (migr_parse_size(optarg, &cfg.mem_bytes) < 0)
                 return cli_bad_args(self, "--mem: %s", migr_last_error());
+            if (cfg.mem_bytes < (8ull << 20) || cfg.mem_bytes % (2ull << 20) || cfg.mem_bytes > (64ull << 30))
+                return cli_bad_args(self, "--mem %s: must be a multiple of 2M between 8M and 64G", optarg);
             break;
         case 'c': {
             char *end;

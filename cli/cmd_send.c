@@ -11,7 +11,7 @@
 void usage_send(FILE *f)
 {
     fprintf(f,
-            "usage: migr send --ctl PATH --to URL [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
+            "usage: migr send --ctl PATH --to URL [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
             "`migr recv` listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all\n"
@@ -23,7 +23,9 @@ void usage_send(FILE *f)
             "guest runs), 2 = bad arguments.\n"
             "\n"
             "  --ctl PATH         control socket of the source VMM (migr run / migr recv)\n"
-            "  --to URL           destination\n"
+            "  --to URL           destination; handover:PATH = unix:PATH with --handover\n"
+            "  --handover         same host only: pass the guest's memory (memfd, SCM_RIGHTS) over\n"
+            "                     the unix socket; only vCPU state is copied (downtime ~1 ms)\n"
             "  --downtime-ms N    downtime target in ms (default 300)\n"
             "  --max-rounds N     pre-copy rounds at most (default 30)\n"
             "  --dirty NAME       dirty tracker (default auto; kvm-bitmap)\n"
@@ -36,11 +38,12 @@ int cmd_send(int argc, char **argv)
     static const struct option opts[] = {
         {"ctl", required_argument, 0, 'C'}, {"to", required_argument, 0, 't'},
         {"downtime-ms", required_argument, 0, 'd'}, {"max-rounds", required_argument, 0, 'r'},
-        {"dirty", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0},
+        {"dirty", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'},
+        {"handover", no_argument, 0, 'H'}, {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto";
     long downtime = 300, rounds = 30;
-    bool json = false;
+    bool json = false, handover = false;
     int o;
     optind = 1;
     opterr = 0;
@@ -51,6 +54,7 @@ int cmd_send(int argc, char **argv)
         case 't': to = optarg; break;
         case 'D': tracker = optarg; break;
         case 'j': json = true; break;
+        case 'H': handover = true; break;
         case 'd':
             downtime = strtol(optarg, &end, 10);
             if (*end || downtime < 1 || downtime > 600000)
@@ -69,13 +73,22 @@ int cmd_send(int argc, char **argv)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
     if (!ctl || !to)
         return cli_bad_args(self, "--ctl PATH and --to URL are required");
+    char unix_url[400];
+    if (strncmp(to, "handover:", 9) == 0) {
+        snprintf(unix_url, sizeof(unix_url), "unix:%s", to + 9);
+        to = unix_url;
+        handover = true;
+    }
     struct migr_url u;
     if (migr_url_parse(to, &u) < 0)
         return cli_bad_args(self, "--to: %s", migr_last_error());
     if (strchr(to, ' ') || strchr(tracker, ' '))
         return cli_bad_args(self, "URL and tracker names cannot contain spaces");
     char cmd[700], res[16384];
-    snprintf(cmd, sizeof(cmd), "migrate %s %ld %ld %s", to, downtime, rounds, tracker);
+    if (handover && u.kind != MIGR_URL_UNIX)
+        return cli_bad_args(self, "--handover needs a unix: destination on this host");
+    snprintf(cmd, sizeof(cmd), "migrate %s %ld %ld %s %s", to, downtime, rounds, tracker,
+             handover ? "handover" : "precopy");
     int rc = ctl_call(ctl, cmd, 0, cli_progress_line, NULL, res, sizeof(res));
     cli_progress_done();
     if (rc < 0) {

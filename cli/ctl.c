@@ -123,8 +123,8 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args)
 {
     char url[400];
     unsigned downtime = 300, rounds = 30;
-    char tracker[32] = "auto";
-    if (sscanf(args, "%399s %u %u %31s", url, &downtime, &rounds, tracker) < 1) {
+    char tracker[32] = "auto", mode[16] = "precopy";
+    if (sscanf(args, "%399s %u %u %31s %15s", url, &downtime, &rounds, tracker, mode) < 1) {
         reply(fd, "error {\"ok\":false,\"error\":\"migrate: missing destination URL\"}");
         return false;
     }
@@ -143,6 +143,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args)
     p.downtime_ms = downtime;
     p.max_rounds = rounds;
     p.tracker = tracker;
+    p.handover = strcmp(mode, "handover") == 0;
     p.progress = progress_to_client;
     p.progress_arg = &sink;
     int err = migr_send(hv, t, &p, &st);

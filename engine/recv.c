@@ -34,6 +34,7 @@ struct receiver {
     struct iovec iov[1024];
     uint32_t raw_idx[MIGR_BATCH_MAX];
     bool can_populate;
+    bool handover;                /* RAM arrives as memfds: no pages on the wire */
 };
 
 static int rec_err(struct receiver *r, int err, const char *type, const char *fmt, ...)
@@ -45,7 +46,7 @@ static int rec_err(struct receiver *r, int err, const char *type, const char *fm
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return migr_errorf(err, "record %llu (%s): %s", (unsigned long long)r->seq - 1, type, msg);
+    return migr_errorf(err, "record %llu (%s): %s", (unsigned long long)r->seq, type, msg);
 }
 
 #ifndef MADV_POPULATE_WRITE
@@ -80,7 +81,7 @@ static int read_iov(struct receiver *r, int n)
 {
     int err = migr_transport_recvv(r->t, r->iov, n);
     if (err < 0)
-        return migr_error_prefix(-err, "record %llu (PAGES) data", (unsigned long long)r->seq - 1);
+        return migr_error_prefix(-err, "record %llu (PAGES) data", (unsigned long long)r->seq);
     return 0;
 }
 
@@ -89,7 +90,7 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
     uint32_t round, count;
     int err = migr_pages_decode_hdr(r->meta, h->meta_len, h->bulk_len, &round, &count);
     if (err < 0)
-        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq - 1);
+        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
     struct migr_hv *hv = r->hv;
     struct migr_page_entry e[1];
     uint32_t nraw = 0;
@@ -97,7 +98,7 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
     /* First pass: check every entry, then read the data into place. */
     for (uint32_t i = 0; i < count; i++) {
         if ((err = migr_page_entry_decode(r->meta, i, e)) < 0)
-            return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq - 1);
+            return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
         int64_t idx = migr_hv_pfn_index(hv, e->pfn);
         if (idx < 0)
             return rec_err(r, EBADMSG, "PAGES", "entry %u: page 0x%llx (gpa 0x%llx) is outside guest RAM",
@@ -162,7 +163,7 @@ static int on_switchover(struct receiver *r, const struct migr_rec_hdr *h)
     r->st->rounds = so.rounds;
     if (!r->state)
         return rec_err(r, EPROTO, "SWITCHOVER", "no STATE record before switchover");
-    for (uint64_t w = 0; w < migr_bitmap_words(hv->ram_pages); w++) {
+    for (uint64_t w = 0; !r->handover && w < migr_bitmap_words(hv->ram_pages); w++) {
         uint64_t missing = ~r->received[w], bad = r->torn[w];
         uint64_t valid = w * 64 + 64 <= hv->ram_pages ? ~0ull : (1ull << (hv->ram_pages & 63)) - 1;
         if ((missing | bad) & valid) {
@@ -188,6 +189,33 @@ static int send_ack(struct receiver *r, uint16_t type)
     return migr_rec_send(r->t, type, meta, (uint32_t)len, NULL, 0);
 }
 
+/* Hand-over: the next record names the source's RAM memfds, which follow
+ * as descriptors; the guest is built on that memory without copying it. */
+static int recv_memfds(struct receiver *r, const struct migr_hello *hello)
+{
+    struct migr_rec_hdr h;
+    struct migr_memfd_desc m;
+    int fds[MIGR_MAX_REGIONS];
+    uint64_t offs[MIGR_MAX_REGIONS];
+    int err = migr_rec_recv(r->t, &r->seq, &h, r->meta, MIGR_META_MAX);
+    if (err < 0)
+        return err;
+    if (h.type != MIGR_REC_MEMFD)
+        return rec_err(r, EPROTO, migr_rec_type_name(h.type), "expected MEMFD after a handover HELLO");
+    if ((err = migr_memfd_decode(r->meta, h.meta_len, &m)) < 0)
+        return err;
+    if (m.nregions != hello->nregions)
+        return rec_err(r, EBADMSG, "MEMFD", "%u regions, HELLO announced %u", m.nregions, hello->nregions);
+    for (uint32_t i = 0; i < m.nregions; i++) {
+        if (m.r[i].gpa != hello->regions[i].gpa || m.r[i].size != hello->regions[i].size)
+            return rec_err(r, EBADMSG, "MEMFD", "region %u differs from HELLO's layout", i);
+        offs[i] = m.r[i].off;
+    }
+    if ((err = migr_transport_recv_fds(r->t, fds, (int)m.nregions)) < 0)
+        return err;
+    return migr_hv_create_shared(hello, fds, offs, &r->hv);
+}
+
 static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
 {
     struct migr_hello hello;
@@ -197,21 +225,29 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
     if (hello.page_size != MIGR_PAGE_SIZE)
         return rec_err(r, EPROTO, "HELLO", "page size %u is not supported here (this receiver uses %u)",
                        hello.page_size, MIGR_PAGE_SIZE);
-    if (strcmp(hello.mode, "precopy") != 0)
+    r->handover = strcmp(hello.mode, "handover") == 0;
+    if (strcmp(hello.mode, "precopy") != 0 && !r->handover)
         return rec_err(r, EPROTO, "HELLO", "mode '%s' is not supported by this receiver", hello.mode);
     snprintf(r->st->mode, sizeof(r->st->mode), "%s", hello.mode);
-    if ((err = migr_hv_create_incoming(&hello, &r->hv)) < 0)
-        return migr_error_prefix(-err, "record 0 (HELLO)");
+    if (r->handover)
+        err = recv_memfds(r, &hello);
+    else
+        err = migr_hv_create_incoming(&hello, &r->hv);
+    if (err < 0)
+        return migr_error_prefix(-err, "record %llu (%s)", (unsigned long long)r->seq,
+                                 migr_rec_type_name(r->handover ? MIGR_REC_MEMFD : MIGR_REC_HELLO));
     if (hello.state_version != r->hv->state_version)
         return rec_err(r, EPROTO, "HELLO", "%s state version %u, this receiver reads %u", hello.backend,
                        hello.state_version, r->hv->state_version);
+    r->st->ram_bytes = r->hv->ram_pages * MIGR_PAGE_SIZE;
+    if (r->handover)
+        return 0;
     uint64_t words = migr_bitmap_words(r->hv->ram_pages);
     r->received = calloc(words, 8);
     r->torn = calloc(words, 8);
     r->nonzero = calloc(words, 8);
     if (!r->received || !r->torn || !r->nonzero)
         return -ENOMEM;
-    r->st->ram_bytes = r->hv->ram_pages * MIGR_PAGE_SIZE;
     return 0;
 }
 
@@ -260,7 +296,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
     for (;;) {
         if ((err = next(r, &h)) < 0)
             goto fail;
-        if (h.type == MIGR_REC_PAGES) {
+        if (h.type == MIGR_REC_PAGES && !r->handover) {
             if ((err = on_pages(r, &h)) < 0)
                 goto fail;
         } else if (h.type == MIGR_REC_ROUND_END) {

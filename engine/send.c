@@ -185,6 +185,31 @@ static void peer_reason(struct sender *s)
     migr_errorf(EIO, "%s", saved);
 }
 
+/* Hand-over: the destination maps the very same memory. Sent while the guest
+ * still runs: the destination only maps it, touching nothing until COMMIT. */
+static int send_memfds(struct sender *s)
+{
+    struct migr_memfd_desc m = {.nregions = s->hv->nregions};
+    int fds[MIGR_MAX_REGIONS];
+    uint8_t meta[8 + MIGR_MAX_REGIONS * 24];
+    for (uint32_t i = 0; i < m.nregions; i++) {
+        const struct migr_hv_region *g = &s->hv->regions[i];
+        if (g->memfd < 0)
+            return migr_errorf(ENOTSUP, "handover: region %u has no memfd to pass", i);
+        m.r[i].gpa = g->gpa;
+        m.r[i].size = g->size;
+        m.r[i].off = g->memfd_off;
+        fds[i] = g->memfd;
+    }
+    int len = migr_memfd_encode(&m, meta, sizeof(meta));
+    if (len < 0)
+        return len;
+    int err = migr_rec_send(s->t, MIGR_REC_MEMFD, meta, (uint32_t)len, NULL, 0);
+    if (err < 0)
+        return err;
+    return migr_transport_send_fds(s->t, fds, (int)m.nregions);
+}
+
 static uint64_t estimate_ns(uint64_t dirty_pages, uint64_t bytes, uint64_t ns)
 {
     if (bytes == 0 || ns == 0)
@@ -202,10 +227,11 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     struct migr_dirty *d = NULL;
     uint8_t *blob = NULL;
     bool paused_by_us = false, committed = false;
+    uint64_t t_pause = 0;
     int err;
 
     memset(st, 0, sizeof(*st));
-    snprintf(st->mode, sizeof(st->mode), "precopy");
+    snprintf(st->mode, sizeof(st->mode), "%s", p->handover ? "handover" : "precopy");
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
     st->ram_bytes = hv->ram_pages * MIGR_PAGE_SIZE;
     if (!s || !bm) {
@@ -222,13 +248,20 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     /* set-up: stream header and layout, then dirty tracking */
     struct migr_hello hello;
     migr_hv_describe(hv, &hello);
-    snprintf(hello.mode, sizeof(hello.mode), "precopy");
+    snprintf(hello.mode, sizeof(hello.mode), "%s", p->handover ? "handover" : "precopy");
     uint8_t hmeta[MIGR_HELLO_FIXED + MIGR_MAX_REGIONS * 16];
     int hlen = migr_hello_encode(&hello, hmeta, sizeof(hmeta));
     if (hlen < 0 || (err = migr_preamble_send(t)) < 0 ||
         (err = migr_rec_send(t, MIGR_REC_HELLO, hmeta, (uint32_t)hlen, NULL, 0)) < 0) {
         err = hlen < 0 ? hlen : err;
         goto fail;
+    }
+    if (p->handover) {
+        if ((err = send_memfds(s)) < 0)
+            goto fail;
+        st->setup_ns = migr_now_ns() - s->t0;
+        st->converged = true; /* nothing to converge: no page is copied */
+        goto pause;
     }
     if ((err = migr_dirty_open(p->tracker, hv, &d)) < 0 || (err = migr_dirty_start(d)) < 0)
         goto fail;
@@ -277,10 +310,13 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     }
 
     /* stop-and-copy */
-    uint64_t t_pause = migr_now_ns();
+pause:
+    t_pause = migr_now_ns();
     if ((err = hv->ops->pause(hv)) < 0)
         goto fail;
     paused_by_us = true;
+    if (p->handover)
+        goto state;
     long n = migr_dirty_harvest(d, bm);
     if (n < 0) {
         err = (int)n;
@@ -297,6 +333,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     st->rounds = s->round;
     if ((err = send_round_end(s, st->pages_sent - pg0, 0)) < 0)
         goto fail;
+state:;
     size_t blen;
     if ((err = hv->ops->save_state(hv, &blob, &blen)) < 0)
         goto fail;

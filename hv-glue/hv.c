@@ -1,6 +1,7 @@
 /* hv-glue: backend dispatch and RAM address helpers shared by all backends. */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hv-glue/kvm/kvm.h"
 #include "migr/common.h"
@@ -24,7 +25,20 @@ int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct
 int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out)
 {
     if (strcmp(hello->backend, "kvm") == 0)
-        return migr_kvm_create_incoming(hello, out);
+        return migr_kvm_create_incoming(hello, -1, 0, out);
+    return migr_errorf(ENOTSUP, "HELLO: backend '%.16s' is not available in this build", hello->backend);
+}
+
+int migr_hv_create_shared(const struct migr_hello *hello, const int *memfds, const uint64_t *offs,
+                          struct migr_hv **out)
+{
+    if (strcmp(hello->backend, "kvm") == 0) {
+        for (uint32_t i = 1; i < hello->nregions; i++)
+            close(memfds[i]);
+        return migr_kvm_create_incoming(hello, memfds[0], offs[0], out);
+    }
+    for (uint32_t i = 0; i < hello->nregions; i++)
+        close(memfds[i]);
     return migr_errorf(ENOTSUP, "HELLO: backend '%.16s' is not available in this build", hello->backend);
 }
 

@@ -1,8 +1,15 @@
 #!/bin/sh
 # Install the Debian -dev packages migr builds against. Quiet and idempotent:
 # prints nothing and does nothing when everything is already present.
+#   --bench   also python3-matplotlib, for the plots of bench/plot.py
 set -eu
 PKGS="zlib1g-dev liblz4-dev libzstd-dev liburing-dev pkg-config"
+for arg in "$@"; do
+    case "$arg" in
+    --bench) PKGS="$PKGS python3-matplotlib" ;;
+    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+    esac
+done
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

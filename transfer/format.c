@@ -22,6 +22,7 @@ static const char *const type_names[] = {
     [MIGR_REC_COMMIT] = "COMMIT",
     [MIGR_REC_DONE] = "DONE",
     [MIGR_REC_ERROR] = "ERROR",
+    [MIGR_REC_MEMFD] = "MEMFD",
 };
 
 const char *migr_rec_type_name(unsigned type)
@@ -388,6 +389,49 @@ int migr_error_decode(const uint8_t *meta, size_t len, int *code, char *msg, siz
             msg[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
         }
         msg[m] = '\0';
+    }
+    return 0;
+}
+
+/* ---- MEMFD ---- */
+
+int migr_memfd_encode(const struct migr_memfd_desc *m, uint8_t *buf, size_t cap)
+{
+    size_t need = 8 + (size_t)m->nregions * 24;
+    if (m->nregions < 1 || m->nregions > MIGR_MAX_REGIONS)
+        return migr_errorf(EINVAL, "MEMFD: nregions %u out of range 1..%u", m->nregions, MIGR_MAX_REGIONS);
+    if (cap < need)
+        return no_space("MEMFD", cap, need);
+    migr_put_le32(buf, m->nregions);
+    migr_put_le32(buf + 4, 0);
+    for (uint32_t i = 0; i < m->nregions; i++) {
+        migr_put_le64(buf + 8 + i * 24, m->r[i].gpa);
+        migr_put_le64(buf + 16 + i * 24, m->r[i].size);
+        migr_put_le64(buf + 24 + i * 24, m->r[i].off);
+    }
+    return (int)need;
+}
+
+int migr_memfd_decode(const uint8_t *meta, size_t len, struct migr_memfd_desc *out)
+{
+    if (len < 8)
+        return BAD("MEMFD: meta length %zu shorter than 8", len);
+    out->nregions = migr_get_le32(meta);
+    if (out->nregions < 1 || out->nregions > MIGR_MAX_REGIONS)
+        return BAD("MEMFD: nregions %u out of range 1..%u", out->nregions, MIGR_MAX_REGIONS);
+    if (migr_get_le32(meta + 4))
+        return BAD("MEMFD: reserved field not zero");
+    if (len != 8 + (size_t)out->nregions * 24)
+        return BAD("MEMFD: meta length %zu (expected %u for %u regions)", len, 8 + out->nregions * 24,
+                   out->nregions);
+    for (uint32_t i = 0; i < out->nregions; i++) {
+        out->r[i].gpa = migr_get_le64(meta + 8 + i * 24);
+        out->r[i].size = migr_get_le64(meta + 16 + i * 24);
+        out->r[i].off = migr_get_le64(meta + 24 + i * 24);
+        if (out->r[i].size == 0 || (out->r[i].gpa | out->r[i].size | out->r[i].off) % MIGR_PAGE_SIZE)
+            return BAD("MEMFD: region %u (gpa 0x%llx size 0x%llx offset 0x%llx) not page aligned or empty", i,
+                       (unsigned long long)out->r[i].gpa, (unsigned long long)out->r[i].size,
+                       (unsigned long long)out->r[i].off);
     }
     return 0;
 }

@@ -369,3 +369,81 @@ void migr_transport_close(struct migr_transport *t)
     if (t)
         t->ops->close(t);
 }
+
+/* ---- descriptor passing (unix sockets) ---- */
+
+int migr_transport_send_fds(struct migr_transport *t, const int *fds, int n)
+{
+    if (strcmp(t->ops->name, "unix") != 0)
+        return migr_errorf(ENOTSUP, "passing memory to %s needs a unix socket, not %s", t->peer, t->ops->name);
+    if (n < 1 || n > 64)
+        return migr_errorf(EINVAL, "send_fds: %d descriptors (1..64)", n);
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(64 * sizeof(int))];
+    } c;
+    memset(&c, 0, sizeof(c));
+    char byte = 'F';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
+                       .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int))};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+    memcpy(CMSG_DATA(h), fds, (size_t)n * sizeof(int));
+    for (;;) {
+        ssize_t w = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+        if (w == 1) {
+            t->bytes_sent++;
+            return 0;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        return migr_errorf_errno(w < 0 ? (errno == ECONNRESET ? EPIPE : errno) : EIO,
+                                 "send %d descriptors to %s", n, t->peer);
+    }
+}
+
+int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n)
+{
+    if (n < 1 || n > 64)
+        return migr_errorf(EINVAL, "recv_fds: %d descriptors (1..64)", n);
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(64 * sizeof(int))];
+    } c;
+    char byte = 0;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+    ssize_t r;
+    do
+        r = recvmsg(t->fd, &m, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        return migr_errorf(EPIPE, "%s closed the stream before passing memory", t->peer);
+    if (r < 0)
+        return migr_errorf_errno(errno, "receive descriptors from %s", t->peer);
+    t->bytes_recv++;
+    int got = 0;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+            continue;
+        int k = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + (size_t)i * sizeof(int), sizeof(int));
+            if (got < n)
+                fds[got++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (byte != 'F' || got != n || (m.msg_flags & MSG_CTRUNC)) {
+        for (int i = 0; i < got; i++)
+            close(fds[i]);
+        return migr_errorf(EBADMSG, "expected %d memory descriptors from %s, got %d%s", n, t->peer, got,
+                           byte != 'F' ? " (no descriptor message)" : "");
+    }
+    return 0;
+}

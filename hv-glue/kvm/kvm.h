@@ -31,6 +31,7 @@ struct kvm_vm {
     int kvm_fd, vm_fd, memfd;
     uint8_t *mem;
     uint64_t mem_size;
+    uint64_t memfd_off;
     uint64_t tsc_khz;
     size_t run_size;
     struct kvm_cpuid2 *cpuid;
@@ -45,7 +46,7 @@ struct kvm_vm {
 
 int migr_kvm_available(void);
 int migr_kvm_create(const struct migr_vm_config *cfg, struct migr_hv **out);
-int migr_kvm_create_incoming(const struct migr_hello *h, struct migr_hv **out);
+int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out);
 int migr_kvm_probe_msrs(struct kvm_vm *vm);
 void migr_kvm_install_kick(void);
 int kvm_unquiesce_impl(struct kvm_vm *vm);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -555,20 +556,26 @@ static int get_cpuid(struct kvm_vm *vm)
 }
 
 /* VM, memory and vCPUs (threads parked, paused). */
-static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, struct kvm_vm **out)
+/* memfd >= 0: map that memory (ownership passes to the VM) instead of a new memfd. */
+static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint64_t memfd_off,
+                             struct kvm_vm **out)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     int err;
-    if (mem_size < (8ull << 20) || mem_size % (2ull << 20) || mem_size > (WL_MAX_GIB << 30))
+    if (mem_size < (8ull << 20) || mem_size % (2ull << 20) || mem_size > (WL_MAX_GIB << 30)) {
+        if (memfd >= 0)
+            close(memfd);
         return migr_errorf(EINVAL, "guest memory %llu bytes: must be a multiple of 2 MiB "
                            "between 8 MiB and %llu GiB", (unsigned long long)mem_size,
                            (unsigned long long)WL_MAX_GIB);
-    if (nvcpus < 1 || nvcpus > WL_MAX_VCPUS)
-        return migr_errorf(EINVAL, "%u vCPUs: must be 1..%u", nvcpus, WL_MAX_VCPUS);
-
-    struct kvm_vm *vm = calloc(1, sizeof(*vm));
-    if (!vm)
-        return -ENOMEM;
+    }
+    struct kvm_vm *vm = nvcpus >= 1 && nvcpus <= WL_MAX_VCPUS ? calloc(1, sizeof(*vm)) : NULL;
+    if (!vm) {
+        if (memfd >= 0)
+            close(memfd);
+        return nvcpus < 1 || nvcpus > WL_MAX_VCPUS ? migr_errorf(EINVAL, "%u vCPUs: must be 1..%u", nvcpus, WL_MAX_VCPUS)
+                                                   : -ENOMEM;
+    }
     vm->kvm_fd = vm->vm_fd = vm->memfd = -1;
     vm->hv.kvm_vm_fd = -1;
     vm->mem = MAP_FAILED;
@@ -585,16 +592,27 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, struct kvm_vm *
         err = migr_errorf_errno(errno, "KVM_CREATE_VM");
         goto fail;
     }
-    vm->memfd = memfd_create("migr-guest-ram", MFD_CLOEXEC);
-    if (vm->memfd < 0) {
-        err = migr_errorf_errno(errno, "memfd_create");
-        goto fail;
+    if (memfd >= 0) {
+        struct stat sb;
+        vm->memfd = memfd;
+        if (fstat(memfd, &sb) < 0 || (uint64_t)sb.st_size < memfd_off + mem_size) {
+            err = migr_errorf(EINVAL, "guest memory fd holds %lld bytes, the RAM layout needs %llu at offset %llu",
+                              (long long)sb.st_size, (unsigned long long)mem_size, (unsigned long long)memfd_off);
+            goto fail;
+        }
+    } else {
+        vm->memfd = memfd_create("migr-guest-ram", MFD_CLOEXEC);
+        if (vm->memfd < 0) {
+            err = migr_errorf_errno(errno, "memfd_create");
+            goto fail;
+        }
+        if (ftruncate(vm->memfd, (off_t)mem_size) < 0) {
+            err = migr_errorf_errno(errno, "ftruncate guest memfd to %llu", (unsigned long long)mem_size);
+            goto fail;
+        }
     }
-    if (ftruncate(vm->memfd, (off_t)mem_size) < 0) {
-        err = migr_errorf_errno(errno, "ftruncate guest memfd to %llu", (unsigned long long)mem_size);
-        goto fail;
-    }
-    vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd, 0);
+    vm->memfd_off = memfd_off;
+    vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd, (off_t)memfd_off);
     if (vm->mem == MAP_FAILED) {
         err = migr_errorf_errno(errno, "mmap guest RAM (%llu MiB)", (unsigned long long)(mem_size >> 20));
         goto fail;
@@ -611,7 +629,7 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, struct kvm_vm *
     hv->ops = &kvm_ops;
     hv->nregions = 1;
     hv->regions[0] = (struct migr_hv_region){
-        .gpa = 0, .size = mem_size, .host = vm->mem, .memfd = vm->memfd, .memfd_off = 0, .slot = 0};
+        .gpa = 0, .size = mem_size, .host = vm->mem, .memfd = vm->memfd, .memfd_off = memfd_off, .slot = 0};
     hv->nvcpus = nvcpus;
     hv->ram_pages = mem_size / MIGR_PAGE_SIZE;
     hv->state_version = MIGR_KVM_STATE_VERSION;
@@ -673,7 +691,7 @@ void migr_kvm_install_kick(void)
 int migr_kvm_create(const struct migr_vm_config *cfg, struct migr_hv **out)
 {
     struct kvm_vm *vm;
-    int err = kvm_create_common(cfg->mem_bytes, cfg->nvcpus, &vm);
+    int err = kvm_create_common(cfg->mem_bytes, cfg->nvcpus, -1, 0, &vm);
     if (err < 0)
         return err;
     if ((err = put_guest_image(vm, cfg)) < 0)
@@ -688,14 +706,17 @@ fail:
     return err;
 }
 
-int migr_kvm_create_incoming(const struct migr_hello *h, struct migr_hv **out)
+int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out)
 {
-    if (h->nregions != 1 || h->regions[0].gpa != 0)
+    if (h->nregions != 1 || h->regions[0].gpa != 0) {
+        if (memfd >= 0)
+            close(memfd);
         return migr_errorf(EINVAL, "HELLO: the kvm backend takes one RAM region at gpa 0 "
                            "(got %u regions, first at 0x%llx)", h->nregions,
                            (unsigned long long)h->regions[0].gpa);
+    }
     struct kvm_vm *vm;
-    int err = kvm_create_common(h->regions[0].size, h->nvcpus, &vm);
+    int err = kvm_create_common(h->regions[0].size, h->nvcpus, memfd, memfd_off, &vm);
     if (err < 0)
         return err;
     *out = &vm->hv;

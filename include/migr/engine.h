@@ -31,6 +31,7 @@ struct migr_send_params {
     uint32_t downtime_ms;         /* target; default 300 */
     uint32_t max_rounds;          /* default 30 */
     const char *tracker;          /* "auto" or a tracker name */
+    bool handover;                /* same host, unix socket: pass the RAM memfds, copy no page */
     migr_progress_fn progress;    /* optional; called at most every ~100 ms and at round ends */
     void *progress_arg;
 };

@@ -36,7 +36,8 @@ enum migr_rec_type {
     MIGR_REC_COMMIT = 7,      /* src->dst: source gives up the guest; run it */
     MIGR_REC_DONE = 8,        /* dst->src: guest running on the destination */
     MIGR_REC_ERROR = 9,       /* either way: the sender aborts, with a reason */
-    MIGR_REC_TYPE_MAX_V1 = 9,
+    MIGR_REC_MEMFD = 10,      /* src->dst, mode "handover" over unix only: RAM memfds follow (SCM_RIGHTS) */
+    MIGR_REC_TYPE_MAX_V1 = 10,
 };
 
 /*! Name of a record type ("PAGES"), "UNKNOWN" for others. Never NULL. */
@@ -104,6 +105,18 @@ struct migr_ack {
 #define MIGR_ACK_SIZE 16u
 
 /* COMMIT meta: empty. */
+
+/* ---- MEMFD meta ---- wire: u32 nregions, u32 rsvd, nregions x {u64 gpa, u64 size, u64 memfd_off}.
+ * Right after the record the sender passes nregions file descriptors (one per
+ * region, in order) with SCM_RIGHTS on a one-byte message 'F'. */
+struct migr_memfd_desc {
+    uint32_t nregions;
+    struct {
+        uint64_t gpa, size, off;
+    } r[MIGR_MAX_REGIONS];
+};
+int migr_memfd_encode(const struct migr_memfd_desc *m, uint8_t *buf, size_t cap);
+int migr_memfd_decode(const uint8_t *meta, size_t len, struct migr_memfd_desc *out);
 
 /* ---- ERROR meta ---- wire: i32 code (errno), u32 len, char msg[len] (no NUL, len <= 1024) */
 #define MIGR_ERROR_MSG_MAX 1024u

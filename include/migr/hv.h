@@ -78,6 +78,12 @@ int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct
  *  to be filled by an incoming migration (memory zeroed, state unset). */
 int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out);
 
+/*! Create a guest shell like migr_hv_create_incoming whose RAM is the given
+ *  memory (one memfd per region, at offs[i]) handed over by another VMM: no
+ *  copy. Takes ownership of the fds (closed on failure too). */
+int migr_hv_create_shared(const struct migr_hello *hello, const int *memfds, const uint64_t *offs,
+                          struct migr_hv **out);
+
 /*! 1 if backend can run on this machine, else 0 with migr_last_error() saying why. */
 int migr_hv_available(const char *backend);
 

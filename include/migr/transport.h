@@ -81,6 +81,13 @@ int migr_transport_from_fd(int fd, const char *kind, const char *peer, struct mi
 
 int migr_transport_send(struct migr_transport *t, const void *buf, size_t len);
 int migr_transport_recv(struct migr_transport *t, void *buf, size_t len);
+/*! Pass n (1..64) file descriptors to the peer (unix transports only):
+ *  a one-byte message 'F' carrying them with SCM_RIGHTS. The caller keeps
+ *  its own copies. -ENOTSUP on a transport that cannot carry descriptors. */
+int migr_transport_send_fds(struct migr_transport *t, const int *fds, int n);
+/*! Receive exactly n descriptors sent with migr_transport_send_fds (close-on-exec).
+ *  -EBADMSG if the next byte is not such a message or carries a different count. */
+int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n);
 /*! Close and free. NULL ok. */
 void migr_transport_close(struct migr_transport *t);
 
