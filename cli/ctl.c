@@ -160,7 +160,12 @@ int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
     char url[300];
     struct migr_listener *l;
     snprintf(url, sizeof(url), "unix:%s", path);
-    if (migr_listener_open(url, &l) < 0) {
+    /* After a hand-over or upgrade the previous VMM may still hold the path for
+     * a moment: it releases it right after DONE. */
+    int err;
+    for (int tries = 0; (err = migr_listener_open(url, &l)) == -EADDRINUSE && tries < 250; tries++)
+        usleep(20000);
+    if (err < 0) {
         fprintf(stderr, "migr: control socket: %s\n", migr_last_error());
         migr_hv_destroy(hv);
         return 1;
@@ -176,7 +181,7 @@ int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
     bool done = false;
     while (!done && !stop_signal) {
         struct migr_transport *c;
-        int err = migr_listener_accept(l, 200, &c);
+        err = migr_listener_accept(l, 200, &c);
         if (err == -ETIMEDOUT || err == -EINTR)
             continue;
         if (err < 0) {
@@ -197,8 +202,8 @@ int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
         if (strcmp(line, "status") == 0) {
             char why[300];
             json_escape(hv->failure, why, sizeof(why));
-            reply(c->fd, "ok {%s,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu}", info_json,
-                  hv->paused ? "false" : "true", hv->failure[0] ? "true" : "false", why,
+            reply(c->fd, "ok {%s,\"pid\":%d,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu}", info_json,
+                  (int)getpid(), hv->paused ? "false" : "true", hv->failure[0] ? "true" : "false", why,
                   (unsigned long long)migr_workload_progress(hv));
         } else if (strcmp(line, "verify") == 0) {
             do_verify(hv, c->fd);

@@ -13,6 +13,7 @@ int cmd_stop(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_upgrade(int argc, char **argv);
 void usage_run(FILE *f);
 void usage_recv(FILE *f);
 void usage_send(FILE *f);
@@ -21,12 +22,14 @@ void usage_stop(FILE *f);
 void usage_status(FILE *f);
 void usage_resume(FILE *f);
 void usage_demo(FILE *f);
+void usage_upgrade(FILE *f);
 
 static const struct cli_cmd cmds[] = {
     {"demo", cmd_demo, "live-migrate a running guest between two VMM processes and verify it", usage_demo},
     {"run", cmd_run, "start a VM running the test workload, serve a control socket", usage_run},
     {"recv", cmd_recv, "wait for an incoming guest, then run it", usage_recv},
     {"send", cmd_send, "live-migrate the VM behind a control socket to a receiver", usage_send},
+    {"upgrade", cmd_upgrade, "replace the VMM process under a running guest (zero-copy hand-over)", usage_upgrade},
     {"verify", cmd_verify, "check the whole guest image (pauses the workload briefly)", usage_verify},
     {"status", cmd_status, "print the VM's state as JSON", usage_status},
     {"resume", cmd_resume, "resume a guest a failed migration left paused", usage_resume},
