@@ -299,7 +299,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
         if (h.type == MIGR_REC_PAGES && !r->handover) {
             if ((err = on_pages(r, &h)) < 0)
                 goto fail;
-        } else if (h.type == MIGR_REC_ROUND_END) {
+        } else if (h.type == MIGR_REC_ROUND_END && !r->handover) {
             struct migr_round_end re;
             if ((err = migr_round_end_decode(r->meta, h.meta_len, &re)) < 0)
                 goto fail;

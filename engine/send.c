@@ -245,6 +245,10 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     s->st = st;
     s->t0 = migr_now_ns();
 
+    if (p->handover && strcmp(t->ops->name, "unix") != 0) {
+        err = migr_errorf(ENOTSUP, "handover to %s: passing memory needs a unix socket on this host", t->peer);
+        goto fail;
+    }
     /* set-up: stream header and layout, then dirty tracking */
     struct migr_hello hello;
     migr_hv_describe(hv, &hello);

@@ -859,6 +859,215 @@ static void test_garbage(unsigned long long *rng)
     }
 }
 
+/* ---------------------------------------------------------------- MEMFD */
+
+static struct migr_memfd_desc sample_memfd(uint32_t nregions)
+{
+    struct migr_memfd_desc m = { .nregions = nregions };
+
+    for (uint32_t i = 0; i < nregions; i++) {
+        m.r[i].gpa = (uint64_t)i << 32;
+        m.r[i].size = (uint64_t)(i + 1) << 20;
+        m.r[i].off = (uint64_t)i << 24;
+    }
+    return m;
+}
+
+static void test_memfd(void)
+{
+    struct migr_memfd_desc m, d;
+    uint8_t b[8 + 24 * MIGR_MAX_REGIONS + 24];
+    int n;
+
+    /* Round trips */
+    for (uint32_t nr = 1; nr <= MIGR_MAX_REGIONS; nr += (nr < 4 ? 1 : 15)) {
+        m = sample_memfd(nr);
+        n = migr_memfd_encode(&m, b, sizeof(b));
+        T_EQ(n, 8 + 24 * nr);
+        T_EQ(migr_get_le32(b), nr);
+        T_EQ(migr_get_le32(b + 4), 0);
+        memset(&d, 0xa5, sizeof(d));
+        T_OK(migr_memfd_decode(b, (size_t)n, &d));
+        T_EQ(d.nregions, nr);
+        for (uint32_t i = 0; i < nr; i++)
+            T_ASSERT(d.r[i].gpa == m.r[i].gpa && d.r[i].size == m.r[i].size && d.r[i].off == m.r[i].off);
+    }
+    /* The documented layout: u32 nregions, u32 reserved, {u64 gpa, u64 size, u64 memfd_off}. */
+    m = (struct migr_memfd_desc){ .nregions = 1 };
+    m.r[0].gpa = 0x100000000ull;
+    m.r[0].size = 0x40000000ull;
+    m.r[0].off = 0x7ffffffff000ull;
+    T_EQ(migr_memfd_encode(&m, b, sizeof(b)), 32);
+    {
+        static const uint8_t want[32] = {
+            1, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 1, 0, 0, 0,
+            0, 0, 0, 0x40, 0, 0, 0, 0,
+            0, 0xf0, 0xff, 0xff, 0xff, 0x7f, 0, 0,
+        };
+
+        T_ASSERT(!memcmp(b, want, sizeof(want)));
+    }
+    T_OK(migr_memfd_decode(b, 32, &d));
+    T_ASSERT(d.r[0].gpa == m.r[0].gpa && d.r[0].size == m.r[0].size && d.r[0].off == m.r[0].off);
+
+    /* Encoder refusals */
+    m = sample_memfd(3);
+    T_ERR(migr_memfd_encode(&m, b, 8 + 24 * 3 - 1), -ENOSPC, "MEMFD: buffer of 79 bytes too small (need 80)");
+    m.nregions = 0;
+    T_ERR(migr_memfd_encode(&m, b, sizeof(b)), -EINVAL, "MEMFD: nregions 0 out of range 1..64");
+    m.nregions = 65;
+    T_ERR(migr_memfd_encode(&m, b, sizeof(b)), -EINVAL, "MEMFD: nregions 65 out of range 1..64");
+
+    /* Decoder refusals, each starting from a valid 3-region encoding. */
+    m = sample_memfd(3);
+#define REG(i) (b + 8 + 24 * (i))
+#define MEMFD_BAD(mutate, substr) do { \
+        n = migr_memfd_encode(&m, b, sizeof(b)); \
+        T_EQ(n, 8 + 24 * 3); \
+        size_t len_ = (size_t)n; \
+        (void)len_; \
+        mutate; \
+        T_ERR(migr_memfd_decode(b, len_, &d), -EBADMSG, substr); \
+    } while (0)
+    MEMFD_BAD(len_ = 0, "MEMFD: meta length 0 shorter than 8");
+    MEMFD_BAD(len_ = 7, "MEMFD: meta length 7 shorter than 8");
+    MEMFD_BAD(migr_put_le32(b, 0), "MEMFD: nregions 0 out of range 1..64");
+    MEMFD_BAD(migr_put_le32(b, 65), "MEMFD: nregions 65 out of range 1..64");
+    MEMFD_BAD(migr_put_le32(b, UINT32_MAX), "MEMFD: nregions 4294967295 out of range 1..64");
+    MEMFD_BAD(b[4] = 1, "MEMFD: reserved field not zero");
+    MEMFD_BAD(b[7] = 0x80, "MEMFD: reserved field not zero");
+    MEMFD_BAD(len_ -= 1, "MEMFD: meta length 79 (expected 80 for 3 regions)");
+    MEMFD_BAD(len_ += 1, "MEMFD: meta length 81 (expected 80 for 3 regions)");
+    MEMFD_BAD(len_ = 8, "MEMFD: meta length 8 (expected 80 for 3 regions)");
+    MEMFD_BAD(migr_put_le32(b, 2), "MEMFD: meta length 80 (expected 56 for 2 regions)");
+    MEMFD_BAD(migr_put_le32(b, 4), "MEMFD: meta length 80 (expected 104 for 4 regions)");
+    MEMFD_BAD(migr_put_le64(REG(1), (1ull << 32) + 512),
+              "MEMFD: region 1 (gpa 0x100000200 size 0x200000 offset 0x1000000) not page aligned or empty");
+    MEMFD_BAD(migr_put_le64(REG(0), 1), "MEMFD: region 0 (gpa 0x1 ");
+    MEMFD_BAD(migr_put_le64(REG(2) + 8, 4095),
+              "MEMFD: region 2 (gpa 0x200000000 size 0xfff offset 0x2000000) not page aligned or empty");
+    MEMFD_BAD(migr_put_le64(REG(2) + 8, (3ull << 20) + 2048), "MEMFD: region 2 (gpa 0x200000000 size 0x300800 ");
+    MEMFD_BAD(migr_put_le64(REG(0) + 16, 4096 + 8),
+              "MEMFD: region 0 (gpa 0x0 size 0x100000 offset 0x1008) not page aligned or empty");
+    MEMFD_BAD(migr_put_le64(REG(1) + 16, UINT64_MAX), "MEMFD: region 1 (gpa 0x100000000 size 0x200000 offset 0xffffffffffffffff)");
+    MEMFD_BAD(migr_put_le64(REG(1) + 8, 0),
+              "MEMFD: region 1 (gpa 0x100000000 size 0x0 offset 0x1000000) not page aligned or empty");
+    MEMFD_BAD(migr_put_le64(REG(2) + 8, 0), "MEMFD: region 2 (gpa 0x200000000 size 0x0 ");
+#undef MEMFD_BAD
+#undef REG
+    /* Page-aligned extremes are fine: the decoder leaves range checks to the
+     * receiver's comparison with HELLO. */
+    m = sample_memfd(1);
+    m.r[0].gpa = 0;
+    m.r[0].size = 4096;
+    m.r[0].off = UINT64_MAX & ~4095ull;
+    n = migr_memfd_encode(&m, b, sizeof(b));
+    T_OK(migr_memfd_decode(b, (size_t)n, &d));
+    T_EQ(d.r[0].off, UINT64_MAX & ~4095ull);
+    T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_MEMFD), "MEMFD"));
+}
+
+/* The descriptor message after MEMFD: one byte 'F' with exactly n
+ * descriptors as SCM_RIGHTS; anything else is refused. */
+static void test_memfd_message(void)
+{
+    int pfd[2], fds[MIGR_MAX_REGIONS], got[MIGR_MAX_REGIONS];
+    struct chan c;
+    char x;
+
+    T_EQ(pipe(pfd), 0);
+    for (int i = 0; i < 3; i++)
+        fds[i] = i % 2 ? pfd[1] : pfd[0];
+
+    /* Good: three descriptors arrive and name the same files. */
+    chan_open(&c);
+    T_OK(migr_transport_send_fds(c.w, fds, 3));
+    T_EQ(c.w->bytes_sent, 1);
+    T_OK(migr_transport_recv_fds(c.r, got, 3));
+    T_EQ(c.r->bytes_recv, 1);
+    T_EQ(write(got[1], "z", 1), 1);
+    T_EQ(read(got[0], &x, 1), 1);
+    T_EQ(x, 'z');
+    for (int i = 0; i < 3; i++)
+        close(got[i]);
+    chan_close(&c);
+
+    /* The byte on the wire is 0x46. */
+    chan_open(&c);
+    T_OK(migr_transport_send_fds(c.w, fds, 1));
+    T_OK(migr_transport_recv(c.r, &x, 1));
+    T_EQ(x, 0x46);
+    chan_close(&c);
+
+    /* Sender-side refusals */
+    chan_open(&c);
+    T_ERR(migr_transport_send_fds(c.w, fds, 0), -EINVAL, "send_fds: 0 descriptors (1..64)");
+    T_ERR(migr_transport_send_fds(c.w, fds, 65), -EINVAL, "send_fds: 65 descriptors (1..64)");
+    T_ERR(migr_transport_recv_fds(c.r, got, 0), -EINVAL, "recv_fds: 0 descriptors (1..64)");
+    chan_close(&c);
+    {
+        int sv[2];
+        struct migr_transport *t;
+
+        T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        T_OK(migr_transport_from_fd(sv[0], "tcp", "not-unix", &t));
+        T_ERR(migr_transport_send_fds(t, fds, 1), -ENOTSUP, "passing memory to not-unix needs a unix socket");
+        migr_transport_close(t);
+        close(sv[1]);
+    }
+
+    /* Receiver refusals: no byte at all (stream ends) */
+    chan_open(&c);
+    chan_feed(&c, "", 0, 1);
+    T_ERR(migr_transport_recv_fds(c.r, got, 1), -EPIPE, "closed the stream before passing memory");
+    chan_close(&c);
+    /* ... another byte, without descriptors (e.g. the next record) */
+    chan_open(&c);
+    chan_feed(&c, "\x03", 1, 1);
+    T_ERR(migr_transport_recv_fds(c.r, got, 1), -EBADMSG,
+          "expected 1 memory descriptors from socketpair, got 0 (no descriptor message)");
+    chan_close(&c);
+    /* ... the byte 'F' without descriptors */
+    chan_open(&c);
+    chan_feed(&c, "F", 1, 1);
+    T_ERR(migr_transport_recv_fds(c.r, got, 2), -EBADMSG, "expected 2 memory descriptors from socketpair, got 0");
+    chan_close(&c);
+    /* ... fewer descriptors than the MEMFD record announced */
+    chan_open(&c);
+    T_OK(migr_transport_send_fds(c.w, fds, 2));
+    T_ERR(migr_transport_recv_fds(c.r, got, 3), -EBADMSG, "expected 3 memory descriptors from socketpair, got 2");
+    chan_close(&c);
+    /* ... more descriptors than fit the receiver's control buffer (truncated) */
+    chan_open(&c);
+    {
+        int many[MIGR_MAX_REGIONS + 6];
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(many))];
+        } cb;
+        char byte = 'F';
+        struct iovec iov = { &byte, 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.buf,
+                             .msg_controllen = sizeof(cb.buf) };
+        struct cmsghdr *ch;
+
+        memset(&cb, 0, sizeof(cb));
+        ch = CMSG_FIRSTHDR(&mh);
+        for (size_t i = 0; i < MIGR_ARRAY_SIZE(many); i++)
+            many[i] = pfd[0];
+        ch->cmsg_level = SOL_SOCKET;
+        ch->cmsg_type = SCM_RIGHTS;
+        ch->cmsg_len = CMSG_LEN(sizeof(many));
+        memcpy(CMSG_DATA(ch), many, sizeof(many));
+        T_EQ(sendmsg(c.wfd, &mh, 0), 1);
+        T_ERR(migr_transport_recv_fds(c.r, got, MIGR_MAX_REGIONS), -EBADMSG, "expected 64 memory descriptors");
+    }
+    chan_close(&c);
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
 int main(void)
 {
     unsigned long long seed = t_seed(), rng = seed;
@@ -866,10 +1075,12 @@ int main(void)
     test_hello();
     test_pages();
     test_small();
+    test_memfd();
     test_preamble();
     test_record_checks();
     test_golden();
     test_session();
     test_garbage(&rng);
+    test_memfd_message();
     return 0;
 }

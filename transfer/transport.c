@@ -425,12 +425,12 @@ int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n)
     if (r < 0)
         return migr_errorf_errno(errno, "receive descriptors from %s", t->peer);
     t->bytes_recv++;
-    int got = 0;
+    int got = 0, total = 0;
     for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
         if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
             continue;
         int k = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < k; i++) {
+        for (int i = 0; i < k; i++, total++) {
             int fd;
             memcpy(&fd, CMSG_DATA(h) + (size_t)i * sizeof(int), sizeof(int));
             if (got < n)
@@ -439,10 +439,10 @@ int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n)
                 close(fd);
         }
     }
-    if (byte != 'F' || got != n || (m.msg_flags & MSG_CTRUNC)) {
+    if (byte != 'F' || total != n || (m.msg_flags & MSG_CTRUNC)) {
         for (int i = 0; i < got; i++)
             close(fds[i]);
-        return migr_errorf(EBADMSG, "expected %d memory descriptors from %s, got %d%s", n, t->peer, got,
+        return migr_errorf(EBADMSG, "expected %d memory descriptors from %s, got %d%s", n, t->peer, total,
                            byte != 'F' ? " (no descriptor message)" : "");
     }
     return 0;
