@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -97,6 +99,7 @@ struct rep_result {
     struct rx_result rx;
     double wps_before, wps_during;
     double others;                /* CPUs used by other processes during migr_send */
+    int queued;                   /* bytes still in the socket at the last live round's end */
 };
 
 /* ---------- small helpers ---------- */
@@ -475,6 +478,23 @@ static void receiver(const char *listen_url, int wfd)
     _exit(migr_write_full(wfd, &r, sizeof(r)) == 0 ? 0 : 1);
 }
 
+/* Progress callback: how much of what the engine has "sent" still sits in
+ * the socket when the live rounds end. The destination drains that backlog
+ * after the pause, so it counts in the downtime. (SIOCOUTQ: unread bytes on
+ * unix; bytes not yet in the peer's receive buffer on TCP, so a lower bound.) */
+struct queue_probe {
+    int fd;
+    int queued;
+};
+
+static void on_progress(void *arg, const struct migr_progress *p)
+{
+    struct queue_probe *q = arg;
+    int n;
+    if (strcmp(p->phase, "precopy") == 0 && p->pages_done == p->pages_total && ioctl(q->fd, SIOCOUTQ, &n) == 0)
+        q->queued = n;
+}
+
 static void run_rep(const struct opts *o, int wi, int ti, int seq, struct rep_result *res)
 {
     char listen_url[128], bound[300];
@@ -531,12 +551,16 @@ static void run_rep(const struct opts *o, int wi, int ti, int seq, struct rep_re
     }
     struct migr_send_params p;
     migr_send_params_defaults(&p);
+    struct queue_probe qp = {.fd = t->fd, .queued = -1};
+    p.progress = on_progress;
+    p.progress_arg = &qp;
     w0 = migr_workload_progress(src);
     struct cpu_mark c0, c1;
     cpu_mark(&c0, pid);
     res->send_rc = migr_send(src, t, &p, &res->st);
     cpu_mark(&c1, pid);
     res->others = others_cpus(&c0, &c1);
+    res->queued = qp.queued;
     /* On success the source is paused at the switchover: writes up to then. */
     uint64_t live_ns = res->st.total_ns > res->st.downtime_ns ? res->st.total_ns - res->st.downtime_ns : 0;
     if (res->send_rc == 0 && live_ns)
@@ -571,12 +595,12 @@ out_kill:
 /* ---------- reporting ---------- */
 
 enum { M_TOTAL, M_DOWN, M_BYTES, M_ROUNDS, M_FIRST, M_ALL, M_FIRST_PCT, M_ALL_PCT, M_FIRST_LINK,
-       M_WPS_BEFORE, M_WPS_DURING, M_WPS_AFTER, M_DST_DOWN, M_VERIFY, M_OTHERS, M_COUNT };
+       M_WPS_BEFORE, M_WPS_DURING, M_WPS_AFTER, M_DST_DOWN, M_VERIFY, M_OTHERS, M_QUEUED, M_COUNT };
 static const char *const metric_names[M_COUNT] = {
     "total_ms", "downtime_ms", "bytes_sent", "rounds", "first_pass_mbps", "overall_mbps",
     "first_pass_pct_memcpy", "overall_pct_memcpy", "first_pass_pct_stream",
     "writes_per_s_before", "writes_per_s_during", "writes_per_s_after", "dst_downtime_ms", "verify_ms",
-    "other_load_cpus",
+    "other_load_cpus", "queued_at_pause_bytes",
 };
 
 struct row {
@@ -603,6 +627,7 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, int
     v[M_DST_DOWN] = (double)r->rx.st.downtime_ns / 1e6;
     v[M_VERIFY] = (double)r->rx.verify_ns / 1e6;
     v[M_OTHERS] = r->others;
+    v[M_QUEUED] = r->queued;
 }
 
 static void print_rep_json(FILE *f, const struct rep_result *r)
@@ -618,8 +643,9 @@ static void print_rep_json(FILE *f, const struct rep_result *r)
             r->rx.verified ? "true" : "false", (unsigned long long)r->rx.rep.pages_checked,
             (unsigned long long)r->rx.rep.bad_pages, (double)r->rx.verify_ns / 1e6);
     json_str(f, r->rx.rep.first_bad_why);
-    fprintf(f, "},\"writes_per_s\":{\"before\":%.0f,\"during\":%.0f,\"after\":%.0f},\"other_load_cpus\":%.2f}",
-            r->wps_before, r->wps_during, r->rx.wps_after, r->others);
+    fprintf(f, "},\"writes_per_s\":{\"before\":%.0f,\"during\":%.0f,\"after\":%.0f},\"other_load_cpus\":%.2f,"
+                  "\"queued_at_pause_bytes\":%d}",
+            r->wps_before, r->wps_during, r->rx.wps_after, r->others, r->queued);
 }
 
 static int write_json(const struct opts *o, const struct machine *m, const struct row *rows, int nrows,
@@ -851,20 +877,23 @@ int main(int argc, char **argv)
     }
     printf("\nguest page writes per second (median): before migration, on the source while it was "
            "migrated, on the destination in the first %d ms\n", AFTER_MS);
-    printf("%-15s %9s %9s %9s %10s %10s %7s\n", "config", "before", "during", "after", "dst down", "verify ms",
-           "others");
+    printf("%-15s %9s %9s %9s %10s %9s %10s %7s\n", "config", "before", "during", "after", "dst down",
+           "queued MB", "verify ms", "others");
     for (int i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
         char name[32];
         snprintf(name, sizeof(name), "%s/%s", workloads[r->wi].name, transports[r->ti].name);
-        printf("%-15s %9.0f %9.0f %9.0f %7.1f ms %10.0f %7.2f\n", name, r->med[M_WPS_BEFORE],
-               r->med[M_WPS_DURING], r->med[M_WPS_AFTER], r->med[M_DST_DOWN], r->med[M_VERIFY], r->med[M_OTHERS]);
+        printf("%-15s %9.0f %9.0f %9.0f %7.1f ms %9.1f %10.0f %7.2f\n", name, r->med[M_WPS_BEFORE],
+               r->med[M_WPS_DURING], r->med[M_WPS_AFTER], r->med[M_DST_DOWN], r->med[M_QUEUED] / 1e6,
+               r->med[M_VERIFY], r->med[M_OTHERS]);
     }
     struct cpu_mark run1;
     cpu_mark(&run1, 0);
     m.others_run = others_cpus(&run0, &run1);
-    printf("(others = CPUs' worth of work done by other processes on this %ld-CPU machine during migr_send;\n"
-           " over the whole run: %.2f)\n", sysconf(_SC_NPROCESSORS_ONLN), m.others_run);
+    printf("(dst down = SWITCHOVER received -> guest resumed on the destination; queued = bytes still in the\n"
+           " socket when the live rounds ended, drained inside the downtime; others = CPUs' worth of work done\n"
+           " by other processes on this %ld-CPU machine during migr_send, %.2f over the whole run)\n",
+           sysconf(_SC_NPROCESSORS_ONLN), m.others_run);
     if (m.others_run > 0.2 || m.others_limits > 0.2)
         printf("WARNING: other processes were busy while this ran (%.2f CPUs on average, %.2f during the "
                "limit measurements): figures are lower and noisier than on an idle machine\n",
