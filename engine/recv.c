@@ -19,23 +19,8 @@
 #include "migr/dirty.h"
 #include "migr/engine.h"
 #include "migr/record.h"
+#include "engine/engine_impl.h"
 
-struct receiver {
-    struct migr_transport *t;
-    struct migr_stats *st;
-    struct migr_hv *hv;
-    uint64_t seq;                 /* records received */
-    uint8_t *meta;                /* MIGR_META_MAX */
-    uint64_t *received;           /* page has arrived intact at least once */
-    uint64_t *torn;               /* last copy failed its CRC: a resend must follow */
-    uint64_t *nonzero;            /* page may hold data (a zero page must be cleared) */
-    uint8_t *state;               /* STATE blob */
-    size_t state_len;
-    struct iovec iov[1024];
-    uint32_t raw_idx[MIGR_BATCH_MAX];
-    bool can_populate;
-    bool handover;                /* RAM arrives as memfds: no pages on the wire */
-};
 
 static int rec_err(struct receiver *r, int err, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -61,13 +46,13 @@ static void populate(struct receiver *r, uint32_t nraw)
 {
     uint32_t i = 0;
     while (r->can_populate && i < nraw) {
-        if (migr_bit_test(r->nonzero, r->raw_idx[i])) {
+        if (migr_bit_test(r->alloc, r->raw_idx[i])) {
             i++;
             continue;
         }
         uint8_t *start = migr_hv_page(r->hv, r->raw_idx[i]);
         uint32_t j = i + 1;
-        while (j < nraw && r->raw_idx[j] == r->raw_idx[j - 1] + 1 && !migr_bit_test(r->nonzero, r->raw_idx[j]) &&
+        while (j < nraw && r->raw_idx[j] == r->raw_idx[j - 1] + 1 && !migr_bit_test(r->alloc, r->raw_idx[j]) &&
                migr_hv_page(r->hv, r->raw_idx[j]) == start + (size_t)(j - i) * MIGR_PAGE_SIZE)
             j++;
         if (madvise(start, (size_t)(j - i) * MIGR_PAGE_SIZE, MADV_POPULATE_WRITE) < 0 && errno == EINVAL)
@@ -140,6 +125,7 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
             continue;
         uint64_t idx = r->raw_idx[k++];
         migr_bit_set(r->nonzero, idx);
+        migr_bit_set(r->alloc, idx);
         if (migr_crc32c(0, migr_hv_page(hv, idx), MIGR_PAGE_SIZE) != e->crc) {
             migr_bit_set(r->torn, idx);   /* written while sent: the source resends it */
             r->st->torn_pages++;
@@ -149,6 +135,27 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
         }
         r->st->raw_pages++;
         r->st->pages_sent++;
+    }
+    return 0;
+}
+
+/* Hybrid: pages the guest dirtied after they were sent. Their copies here are
+ * stale and will be fetched again in post-copy. */
+static int on_discard(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    static struct migr_range rg[MIGR_RANGES_MAX];
+    uint32_t n;
+    int err = migr_ranges_decode("DISCARD", r->meta, h->meta_len, rg, &n);
+    if (err < 0)
+        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t first = migr_hv_pfn_index(r->hv, rg[i].pfn);
+        int64_t last = migr_hv_pfn_index(r->hv, rg[i].pfn + rg[i].npages - 1);
+        if (first < 0 || last != first + (int64_t)rg[i].npages - 1)
+            return rec_err(r, EBADMSG, "DISCARD", "range %u (pfn 0x%llx, %llu pages) leaves guest RAM", i,
+                           (unsigned long long)rg[i].pfn, (unsigned long long)rg[i].npages);
+        for (uint64_t k = (uint64_t)first; k <= (uint64_t)last; k++)
+            migr_bit_set(r->torn, k);
     }
     return 0;
 }
@@ -163,6 +170,12 @@ static int on_switchover(struct receiver *r, const struct migr_rec_hdr *h)
     r->st->rounds = so.rounds;
     if (!r->state)
         return rec_err(r, EPROTO, "SWITCHOVER", "no STATE record before switchover");
+    if (r->postcopy) {
+        /* Missing pages will be fetched while the guest runs. */
+        if ((err = engine_postcopy_prepare(r)) < 0)
+            return err;
+        return hv->ops->load_state(hv, r->state, r->state_len);
+    }
     for (uint64_t w = 0; !r->handover && w < migr_bitmap_words(hv->ram_pages); w++) {
         uint64_t missing = ~r->received[w], bad = r->torn[w];
         uint64_t valid = w * 64 + 64 <= hv->ram_pages ? ~0ull : (1ull << (hv->ram_pages & 63)) - 1;
@@ -186,7 +199,7 @@ static int send_ack(struct receiver *r, uint16_t type)
     int len = migr_ack_encode(&a, meta, sizeof(meta));
     if (len < 0)
         return len;
-    return migr_rec_send(r->t, type, meta, (uint32_t)len, NULL, 0);
+    return engine_recv_send(r, type, meta, (uint32_t)len);
 }
 
 /* Hand-over: the next record names the source's RAM memfds, which follow
@@ -226,7 +239,8 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
         return rec_err(r, EPROTO, "HELLO", "page size %u is not supported here (this receiver uses %u)",
                        hello.page_size, MIGR_PAGE_SIZE);
     r->handover = strcmp(hello.mode, "handover") == 0;
-    if (strcmp(hello.mode, "precopy") != 0 && !r->handover)
+    r->postcopy = strcmp(hello.mode, "postcopy") == 0 || strcmp(hello.mode, "hybrid") == 0;
+    if (strcmp(hello.mode, "precopy") != 0 && !r->handover && !r->postcopy)
         return rec_err(r, EPROTO, "HELLO", "mode '%s' is not supported by this receiver", hello.mode);
     snprintf(r->st->mode, sizeof(r->st->mode), "%s", hello.mode);
     if (r->handover)
@@ -246,7 +260,8 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
     r->received = calloc(words, 8);
     r->torn = calloc(words, 8);
     r->nonzero = calloc(words, 8);
-    if (!r->received || !r->torn || !r->nonzero)
+    r->alloc = calloc(words, 8);
+    if (!r->received || !r->torn || !r->nonzero || !r->alloc)
         return -ENOMEM;
     return 0;
 }
@@ -299,6 +314,9 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
         if (h.type == MIGR_REC_PAGES && !r->handover) {
             if ((err = on_pages(r, &h)) < 0)
                 goto fail;
+        } else if (h.type == MIGR_REC_DISCARD && r->postcopy) {
+            if ((err = on_discard(r, &h)) < 0)
+                goto fail;
         } else if (h.type == MIGR_REC_ROUND_END && !r->handover) {
             struct migr_round_end re;
             if ((err = migr_round_end_decode(r->meta, h.meta_len, &re)) < 0)
@@ -332,19 +350,33 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
         goto fail;
     }
     /* The guest is ours now. */
+    if (r->postcopy) {
+        /* DONE goes before the resume here: once the guest runs, its faults
+         * produce PAGE_REQ records, which must follow DONE on the wire. */
+        if ((err = engine_postcopy_start(r)) < 0 || (err = send_ack(r, MIGR_REC_DONE)) < 0)
+            goto fail;
+    }
     if ((err = r->hv->ops->resume(r->hv)) < 0)
         goto fail;
     uint64_t t_run = migr_now_ns();
     st->downtime_ns = t_run - t_switch;
-    if (send_ack(r, MIGR_REC_DONE) < 0)
+    if (!r->postcopy && send_ack(r, MIGR_REC_DONE) < 0)
         fprintf(stderr, "migr: recv: DONE not delivered (%s); the guest runs here\n", migr_last_error());
-    st->total_ns = t_run - t0;
+    if (r->postcopy) {
+        uint64_t p0 = migr_now_ns();
+        if ((err = engine_postcopy_run(r)) < 0)
+            goto fail;
+        st->postcopy_ns = migr_now_ns() - p0;
+        engine_postcopy_finish(r);
+    }
+    st->total_ns = migr_now_ns() - t0;
     st->bytes_sent = t->bytes_recv;
     *out = r->hv;
     free(r->meta);
     free(r->received);
     free(r->torn);
     free(r->nonzero);
+    free(r->alloc);
     free(r->state);
     free(r);
     return 0;
@@ -355,11 +387,15 @@ fail:
         migr_rec_send_error(t, -err, st->error);
     /* Before COMMIT the source still owns the guest: drop ours. */
     if (r) {
+        if (r->pc)
+            engine_postcopy_finish(r);
         migr_hv_destroy(r->hv);
         free(r->meta);
         free(r->received);
         free(r->torn);
         free(r->nonzero);
+        free(r->alloc);
+    free(r->alloc);
         free(r->state);
     }
     free(r);

@@ -22,25 +22,7 @@
 #include "migr/crc32c.h"
 #include "migr/dirty.h"
 #include "migr/record.h"
-
-#define BATCH_PAGES 256u
-
-struct sender {
-    struct migr_hv *hv;
-    struct migr_transport *t;
-    const struct migr_send_params *p;
-    struct migr_stats *st;
-    uint64_t t0;
-    uint64_t last_progress;
-    /* the batch being built */
-    struct migr_page_entry e[BATCH_PAGES];
-    uint32_t n;
-    struct iovec iov[BATCH_PAGES];
-    int niov;
-    uint8_t meta[MIGR_PAGES_FIXED + BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
-    uint32_t round;
-    uint64_t rx_seq;              /* records received from the destination */
-};
+#include "engine/engine_impl.h"
 
 void migr_send_params_defaults(struct migr_send_params *p)
 {
@@ -48,9 +30,11 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->downtime_ms = 300;
     p->max_rounds = 30;
     p->tracker = "auto";
+    p->postcopy_after = -1;
+    p->prepage = 8;
 }
 
-static int flush(struct sender *s)
+int engine_flush(struct sender *s)
 {
     if (s->n == 0)
         return 0;
@@ -65,7 +49,7 @@ static int flush(struct sender *s)
     return 0;
 }
 
-static void progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force)
+void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force)
 {
     if (!s->p->progress)
         return;
@@ -78,6 +62,30 @@ static void progress(struct sender *s, const char *phase, uint64_t done, uint64_
         .bytes_sent = s->t->bytes_sent, .elapsed_s = (double)(now - s->t0) / 1e9,
     };
     s->p->progress(s->p->progress_arg, &pr);
+}
+
+/* Append one page to the batch (zero pages merge into runs); flushes a full
+ * batch. Returns 1 if it flushed, 0 if not, or -errno. */
+int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn)
+{
+    struct migr_page_entry *last = s->n ? &s->e[s->n - 1] : NULL;
+    if (migr_page_is_zero(page)) {
+        s->st->zero_pages++;
+        if (last && last->enc == MIGR_ENC_ZERO && last->pfn + last->len == pfn && last->len < UINT32_MAX)
+            last->len++;
+        else
+            s->e[s->n++] = (struct migr_page_entry){.pfn = pfn, .enc = MIGR_ENC_ZERO, .len = 1};
+    } else {
+        s->st->raw_pages++;
+        s->e[s->n++] = (struct migr_page_entry){
+            .pfn = pfn, .enc = MIGR_ENC_RAW, .len = MIGR_PAGE_SIZE, .crc = migr_crc32c(0, page, MIGR_PAGE_SIZE)};
+        s->iov[s->niov++] = (struct iovec){.iov_base = (void *)page, .iov_len = MIGR_PAGE_SIZE};
+    }
+    s->st->pages_sent++;
+    if (s->n < ENGINE_BATCH_PAGES && s->niov < (int)ENGINE_BATCH_PAGES)
+        return 0;
+    int err = engine_flush(s);
+    return err < 0 ? err : 1;
 }
 
 /* Send the pages set in bm (all pages if bm is NULL). total = how many. */
@@ -102,36 +110,16 @@ static int send_pages(struct sender *s, const uint64_t *bm, uint64_t total, cons
                 if (!migr_bit_test(bm, idx))
                     continue;
             }
-            const uint8_t *page = g->host + i * MIGR_PAGE_SIZE;
-            uint64_t pfn = pfn0 + i;
-            struct migr_page_entry *last = s->n ? &s->e[s->n - 1] : NULL;
-            if (migr_page_is_zero(page)) {
-                s->st->zero_pages++;
-                if (last && last->enc == MIGR_ENC_ZERO && last->pfn + last->len == pfn &&
-                    last->len < UINT32_MAX) {
-                    last->len++;
-                } else {
-                    s->e[s->n++] = (struct migr_page_entry){.pfn = pfn, .enc = MIGR_ENC_ZERO, .len = 1};
-                }
-            } else {
-                s->st->raw_pages++;
-                s->e[s->n++] = (struct migr_page_entry){
-                    .pfn = pfn, .enc = MIGR_ENC_RAW, .len = MIGR_PAGE_SIZE,
-                    .crc = migr_crc32c(0, page, MIGR_PAGE_SIZE)};
-                s->iov[s->niov++] = (struct iovec){.iov_base = (void *)page, .iov_len = MIGR_PAGE_SIZE};
-            }
-            s->st->pages_sent++;
             done++;
-            if (s->n == BATCH_PAGES || s->niov == (int)BATCH_PAGES) {
-                if ((err = flush(s)) < 0)
-                    return err;
-                progress(s, phase, done, total, false);
-            }
+            if ((err = engine_add_page(s, g->host + i * MIGR_PAGE_SIZE, pfn0 + i)) < 0)
+                return err;
+            if (err > 0)
+                engine_progress(s, phase, done, total, false);
         }
     }
-    if ((err = flush(s)) < 0)
+    if ((err = engine_flush(s)) < 0)
         return err;
-    progress(s, phase, done, total, true);
+    engine_progress(s, phase, done, total, true);
     return 0;
 }
 
@@ -210,6 +198,37 @@ static int send_memfds(struct sender *s)
     return migr_transport_send_fds(s->t, fds, (int)m.nregions);
 }
 
+/* Hybrid: tell the destination which of its copies are stale (ranges). */
+static int send_discard(struct sender *s, const uint64_t *bm)
+{
+    static struct migr_range rg[MIGR_RANGES_MAX];
+    static uint8_t meta[8 + MIGR_RANGES_MAX * 16];
+    uint32_t n = 0;
+    int err;
+    for (uint64_t i = 0; i < s->hv->ram_pages; i++) {
+        if (!migr_bit_test(bm, i))
+            continue;
+        uint64_t pfn = migr_hv_index_pfn(s->hv, i);
+        if (n && rg[n - 1].pfn + rg[n - 1].npages == pfn) {
+            rg[n - 1].npages++;
+            continue;
+        }
+        if (n == MIGR_RANGES_MAX) {
+            int len = migr_ranges_encode("DISCARD", rg, n, meta, sizeof(meta));
+            if (len < 0 || (err = migr_rec_send(s->t, MIGR_REC_DISCARD, meta, (uint32_t)len, NULL, 0)) < 0)
+                return len < 0 ? len : err;
+            n = 0;
+        }
+        rg[n++] = (struct migr_range){pfn, 1};
+    }
+    if (n == 0)
+        return 0;
+    int len = migr_ranges_encode("DISCARD", rg, n, meta, sizeof(meta));
+    if (len < 0)
+        return len;
+    return migr_rec_send(s->t, MIGR_REC_DISCARD, meta, (uint32_t)len, NULL, 0);
+}
+
 static uint64_t estimate_ns(uint64_t dirty_pages, uint64_t bytes, uint64_t ns)
 {
     if (bytes == 0 || ns == 0)
@@ -226,12 +245,15 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     uint64_t *bm = calloc(words, sizeof(uint64_t));
     struct migr_dirty *d = NULL;
     uint8_t *blob = NULL;
-    bool paused_by_us = false, committed = false;
+    bool paused_by_us = false, committed = false, in_postcopy = false;
     uint64_t t_pause = 0;
     int err;
 
     memset(st, 0, sizeof(*st));
-    snprintf(st->mode, sizeof(st->mode), "%s", p->handover ? "handover" : "precopy");
+    const char *mode = p->handover ? "handover" : p->postcopy_after == 0 ? "postcopy"
+                     : p->postcopy_after > 0 ? "hybrid" : "precopy";
+    bool postcopy = !p->handover && p->postcopy_after >= 0;
+    snprintf(st->mode, sizeof(st->mode), "%s", mode);
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
     st->ram_bytes = hv->ram_pages * MIGR_PAGE_SIZE;
     if (!s || !bm) {
@@ -252,13 +274,17 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     /* set-up: stream header and layout, then dirty tracking */
     struct migr_hello hello;
     migr_hv_describe(hv, &hello);
-    snprintf(hello.mode, sizeof(hello.mode), "%s", p->handover ? "handover" : "precopy");
+    snprintf(hello.mode, sizeof(hello.mode), "%s", mode);
     uint8_t hmeta[MIGR_HELLO_FIXED + MIGR_MAX_REGIONS * 16];
     int hlen = migr_hello_encode(&hello, hmeta, sizeof(hmeta));
     if (hlen < 0 || (err = migr_preamble_send(t)) < 0 ||
         (err = migr_rec_send(t, MIGR_REC_HELLO, hmeta, (uint32_t)hlen, NULL, 0)) < 0) {
         err = hlen < 0 ? hlen : err;
         goto fail;
+    }
+    if (postcopy && p->postcopy_after == 0) {
+        st->setup_ns = migr_now_ns() - s->t0;
+        goto pause; /* post-copy: switch at once, every page follows */
     }
     if (p->handover) {
         if ((err = send_memfds(s)) < 0)
@@ -309,7 +335,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         } else if (++stale_rounds >= 3) {
             break;
         }
-        if (s->round >= p->max_rounds)
+        if (s->round >= p->max_rounds || (postcopy && s->round >= (uint32_t)p->postcopy_after))
             break;
     }
 
@@ -319,7 +345,7 @@ pause:
     if ((err = hv->ops->pause(hv)) < 0)
         goto fail;
     paused_by_us = true;
-    if (p->handover)
+    if (p->handover || (postcopy && !d))
         goto state;
     long n = migr_dirty_harvest(d, bm);
     if (n < 0) {
@@ -329,6 +355,12 @@ pause:
     dirty = migr_bitmap_count(bm, hv->ram_pages);
     s->round++;
     uint64_t r0 = migr_now_ns(), b0 = t->bytes_sent, pg0 = st->pages_sent;
+    if (postcopy) {
+        /* Hybrid: the destination drops its stale copies; the pages follow in post-copy. */
+        if ((err = send_discard(s, bm)) < 0)
+            goto fail;
+        goto state;
+    }
     if ((err = send_pages(s, bm, dirty, "stop-and-copy")) < 0)
         goto fail;
     if (s->round <= MIGR_MAX_ROUNDS_KEPT)
@@ -355,7 +387,7 @@ state:;
         err = mlen < 0 ? mlen : err;
         goto fail;
     }
-    progress(s, "switchover", 0, 0, true);
+    engine_progress(s, "switchover", 0, 0, true);
     struct migr_ack ack;
     if ((err = expect(s, MIGR_REC_READY, &ack)) < 0)
         goto fail;
@@ -368,7 +400,14 @@ state:;
         goto fail;
     uint64_t t_done = migr_now_ns();
     st->downtime_ns = t_done - t_pause;
-    st->total_ns = t_done - s->t0;
+    if (postcopy) {
+        /* The guest runs on the destination now and needs our pages. */
+        in_postcopy = true;
+        if ((err = engine_postcopy_push(s, d ? bm : NULL)) < 0)
+            goto fail;
+        st->postcopy_ns = migr_now_ns() - t_done;
+    }
+    st->total_ns = migr_now_ns() - s->t0;
     st->bytes_sent = t->bytes_sent;
     migr_dirty_close(d);
     free(blob);
@@ -386,7 +425,14 @@ fail:
         migr_rec_send_error(t, -err, why);
     }
     migr_dirty_close(d);
-    if (committed) {
+    if (committed)
+        t->ops->shutdown(t); /* the destination must not wait for us any longer */
+    if (in_postcopy) {
+        st->ownership_in_doubt = true;
+        snprintf(st->error + strlen(st->error), sizeof(st->error) - strlen(st->error),
+                 "; post-copy broke after the switchover: the guest on the destination cannot get its "
+                 "missing pages, and the paused copy here is stale since the switchover");
+    } else if (committed) {
         /* The destination may be running the guest: never run a second copy. */
         st->ownership_in_doubt = true;
         snprintf(st->error + strlen(st->error), sizeof(st->error) - strlen(st->error),

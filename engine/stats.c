@@ -36,6 +36,11 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
     OUT("\"converged\":%s,\"verified\":%s,\"resumed_on_source\":%s,\"ownership_in_doubt\":%s,",
         st->converged ? "true" : "false", st->verified ? "true" : "false",
         st->resumed_on_source ? "true" : "false", st->ownership_in_doubt ? "true" : "false");
+    if (strcmp(st->mode, "postcopy") == 0 || strcmp(st->mode, "hybrid") == 0)
+        OUT("\"postcopy_ms\":%.3f,\"demand_pages\":%llu,\"pushed_pages\":%llu,\"faults\":%llu,"
+            "\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,\"fault_max_us\":%.1f,", ms(st->postcopy_ns),
+            (unsigned long long)st->demand_pages, (unsigned long long)st->pushed_pages,
+            (unsigned long long)st->faults, st->fault_p50_us, st->fault_p99_us, st->fault_max_us);
     OUT("\"round_stats\":[");
     for (uint32_t i = 0; i < st->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)
         OUT("%s{\"round\":%u,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"dirty_after\":%llu}", i ? "," : "", i + 1,

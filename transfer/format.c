@@ -23,6 +23,9 @@ static const char *const type_names[] = {
     [MIGR_REC_DONE] = "DONE",
     [MIGR_REC_ERROR] = "ERROR",
     [MIGR_REC_MEMFD] = "MEMFD",
+    [MIGR_REC_PAGE_REQ] = "PAGE_REQ",
+    [MIGR_REC_DISCARD] = "DISCARD",
+    [MIGR_REC_COMPLETE] = "COMPLETE",
 };
 
 const char *migr_rec_type_name(unsigned type)
@@ -433,5 +436,45 @@ int migr_memfd_decode(const uint8_t *meta, size_t len, struct migr_memfd_desc *o
                        (unsigned long long)out->r[i].gpa, (unsigned long long)out->r[i].size,
                        (unsigned long long)out->r[i].off);
     }
+    return 0;
+}
+
+/* ---- PAGE_REQ / DISCARD ---- */
+
+int migr_ranges_encode(const char *what, const struct migr_range *r, uint32_t count, uint8_t *buf, size_t cap)
+{
+    size_t need = 8 + (size_t)count * 16;
+    if (count < 1 || count > MIGR_RANGES_MAX)
+        return migr_errorf(EINVAL, "%s: %u ranges (1..%u)", what, count, MIGR_RANGES_MAX);
+    if (cap < need)
+        return no_space(what, cap, need);
+    migr_put_le32(buf, count);
+    migr_put_le32(buf + 4, 0);
+    for (uint32_t i = 0; i < count; i++) {
+        migr_put_le64(buf + 8 + i * 16, r[i].pfn);
+        migr_put_le64(buf + 16 + i * 16, r[i].npages);
+    }
+    return (int)need;
+}
+
+int migr_ranges_decode(const char *what, const uint8_t *meta, size_t len, struct migr_range *out, uint32_t *count)
+{
+    if (len < 8)
+        return BAD("%s: meta length %zu shorter than 8", what, len);
+    uint32_t n = migr_get_le32(meta);
+    if (n < 1 || n > MIGR_RANGES_MAX)
+        return BAD("%s: count %u out of range 1..%u", what, n, MIGR_RANGES_MAX);
+    if (migr_get_le32(meta + 4))
+        return BAD("%s: reserved field not zero", what);
+    if (len != 8 + (size_t)n * 16)
+        return BAD("%s: meta length %zu (expected %u for %u ranges)", what, len, 8 + n * 16, n);
+    for (uint32_t i = 0; i < n; i++) {
+        out[i].pfn = migr_get_le64(meta + 8 + i * 16);
+        out[i].npages = migr_get_le64(meta + 16 + i * 16);
+        if (out[i].npages == 0 || out[i].pfn > PFN_LIMIT || out[i].npages > PFN_LIMIT - out[i].pfn)
+            return BAD("%s: range %u (pfn 0x%llx, %llu pages) empty or past the address space", what, i,
+                       (unsigned long long)out[i].pfn, (unsigned long long)out[i].npages);
+    }
+    *count = n;
     return 0;
 }

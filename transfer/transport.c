@@ -344,9 +344,12 @@ void migr_listener_close(struct migr_listener *l)
     if (!l)
         return;
     li = listener_impl(l);
+    /* Unlink before closing: while we still listen, a successor probing the
+     * path finds it alive and cannot have replaced it, so the file we unlink
+     * is ours (closing first let a successor's fresh socket be unlinked). */
+    li->be->unlisten(l);
     if (l->fd >= 0)
         close(l->fd);
-    li->be->unlisten(l);
     free(li);
 }
 

@@ -32,6 +32,9 @@ struct migr_send_params {
     uint32_t max_rounds;          /* default 30 */
     const char *tracker;          /* "auto" or a tracker name */
     bool handover;                /* same host, unix socket: pass the RAM memfds, copy no page */
+    int postcopy_after;           /* -1: pre-copy only; 0: post-copy (switch at once);
+                                     N > 0: hybrid, at most N pre-copy rounds then post-copy */
+    uint32_t prepage;             /* post-copy: pages sent after each faulted one (default 8) */
     migr_progress_fn progress;    /* optional; called at most every ~100 ms and at round ends */
     void *progress_arg;
 };
@@ -57,6 +60,12 @@ struct migr_stats {
     uint64_t first_pass_ns, first_pass_pages;
     uint64_t state_bytes;
     struct migr_round_stats round[MIGR_MAX_ROUNDS_KEPT];
+    /* post-copy */
+    uint64_t postcopy_ns;         /* guest running on the destination until every page is resident */
+    uint64_t demand_pages;        /* pages fetched because the guest faulted on them */
+    uint64_t pushed_pages;        /* pages pushed in the background */
+    uint64_t faults;              /* fault events served (destination) */
+    double fault_p50_us, fault_p99_us, fault_max_us;  /* fault to page placed (destination) */
 };
 
 void migr_send_params_defaults(struct migr_send_params *p);

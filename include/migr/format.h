@@ -37,7 +37,10 @@ enum migr_rec_type {
     MIGR_REC_DONE = 8,        /* dst->src: guest running on the destination */
     MIGR_REC_ERROR = 9,       /* either way: the sender aborts, with a reason */
     MIGR_REC_MEMFD = 10,      /* src->dst, mode "handover" over unix only: RAM memfds follow (SCM_RIGHTS) */
-    MIGR_REC_TYPE_MAX_V1 = 10,
+    MIGR_REC_PAGE_REQ = 11,   /* dst->src, post-copy: pages the running guest faulted on */
+    MIGR_REC_DISCARD = 12,    /* src->dst, hybrid: pages whose received copies are stale */
+    MIGR_REC_COMPLETE = 13,   /* dst->src, post-copy: every page is resident; the source may go */
+    MIGR_REC_TYPE_MAX_V1 = 13,
 };
 
 /*! Name of a record type ("PAGES"), "UNKNOWN" for others. Never NULL. */
@@ -120,6 +123,18 @@ int migr_memfd_decode(const uint8_t *meta, size_t len, struct migr_memfd_desc *o
 
 /* ---- ERROR meta ---- wire: i32 code (errno), u32 len, char msg[len] (no NUL, len <= 1024) */
 #define MIGR_ERROR_MSG_MAX 1024u
+
+/* ---- PAGE_REQ / DISCARD meta ---- wire: u32 count, u32 rsvd, count x {u64 pfn, u64 npages}
+ * (ranges of guest page frames; npages >= 1; count 1..MIGR_RANGES_MAX). */
+#define MIGR_RANGES_MAX 4096u
+struct migr_range {
+    uint64_t pfn, npages;
+};
+int migr_ranges_encode(const char *what, const struct migr_range *r, uint32_t count, uint8_t *buf, size_t cap);
+/*! Decodes into out (capacity MIGR_RANGES_MAX). what names the record in messages. */
+int migr_ranges_decode(const char *what, const uint8_t *meta, size_t len, struct migr_range *out, uint32_t *count);
+
+/* COMPLETE meta: as READY/DONE (struct migr_ack). */
 
 /* Little-endian helpers. */
 static inline void migr_put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }

@@ -1,0 +1,75 @@
+/* engine internals shared by the source-side files (send.c, postcopy_send.c)
+ * and the destination-side files (recv.c, postcopy_recv.c). */
+#ifndef MIGR_ENGINE_IMPL_H
+#define MIGR_ENGINE_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "migr/engine.h"
+#include "migr/format.h"
+#include "migr/hv.h"
+#include "migr/transport.h"
+
+#define ENGINE_BATCH_PAGES 256u
+
+struct sender {
+    struct migr_hv *hv;
+    struct migr_transport *t;
+    const struct migr_send_params *p;
+    struct migr_stats *st;
+    uint64_t t0;
+    uint64_t last_progress;
+    /* the batch being built */
+    struct migr_page_entry e[ENGINE_BATCH_PAGES];
+    uint32_t n;
+    struct iovec iov[ENGINE_BATCH_PAGES];
+    int niov;
+    uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
+    uint32_t round;
+    uint64_t rx_seq;              /* records received from the destination */
+};
+
+int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
+int engine_flush(struct sender *s);
+void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force);
+
+/* Post-copy, source side: serve the destination's faults and push the pages
+ * in need (RAM indices; NULL = all RAM) until it reports COMPLETE. The guest
+ * is paused here and owned by the destination. */
+int engine_postcopy_push(struct sender *s, const uint64_t *need);
+
+struct postcopy_dst;
+
+struct receiver {
+    struct migr_transport *t;
+    struct migr_stats *st;
+    struct migr_hv *hv;
+    uint64_t seq;                 /* records received */
+    uint8_t *meta;                /* MIGR_META_MAX */
+    uint64_t *received;           /* page has arrived intact at least once */
+    uint64_t *torn;               /* last copy failed its CRC: a resend must follow */
+    uint64_t *nonzero;            /* page may hold data (a zero page must be cleared) */
+    uint8_t *state;               /* STATE blob */
+    size_t state_len;
+    struct iovec iov[1024];
+    uint32_t raw_idx[MIGR_BATCH_MAX];
+    bool can_populate;
+    bool handover;                /* RAM arrives as memfds: no pages on the wire */
+    bool postcopy;                /* mode postcopy or hybrid */
+    uint64_t *alloc;              /* page was written with data at some point (may be allocated) */
+    struct postcopy_dst *pc;
+};
+
+/* Post-copy, destination side (postcopy_recv.c). prepare: at SWITCHOVER,
+ * drop stale copies and register guest RAM with userfaultfd; start: after
+ * COMMIT, before resume (fault thread); run: receive pages until every page
+ * is resident, then send COMPLETE and unregister. finish: free (also after
+ * failures; closing the userfaultfd releases any blocked vCPU). */
+int engine_postcopy_prepare(struct receiver *r);
+int engine_postcopy_start(struct receiver *r);
+int engine_postcopy_run(struct receiver *r);
+void engine_postcopy_finish(struct receiver *r);
+int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32_t len);
+
+#endif

@@ -1,0 +1,394 @@
+/* engine: post-copy, destination side.
+ *
+ * The guest runs before all of its memory is here. Guest RAM is registered
+ * with userfaultfd (MISSING): a vCPU that touches a missing page blocks in
+ * the host page fault (KVM resolves guest faults through the host mapping)
+ * until the page is placed with UFFDIO_COPY. A fault thread turns fault
+ * events into PAGE_REQ records; the main thread places every page that
+ * arrives (requested or pushed) and, when all RAM is resident, sends
+ * COMPLETE and unregisters.
+ *
+ * Page states (under pc->lock):
+ *   resident   the page holds its final contents
+ *   zero       known to be zero, not allocated; a fault on it is resolved
+ *              here with UFFDIO_ZEROPAGE, without asking the source
+ *   requested  a PAGE_REQ was sent; whoever makes the page resident or zero
+ *              must wake the faulting vCPU (UFFDIO_COPY and UFFDIO_ZEROPAGE do)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "engine/engine_impl.h"
+#include "migr/common.h"
+#include "migr/crc32c.h"
+#include "migr/dirty.h"
+#include "migr/record.h"
+
+#define MAX_SAMPLES (1u << 20)
+
+struct postcopy_dst {
+    int uffd, stopfd;
+    pthread_t fault_thread;
+    bool thread_started;
+    pthread_mutex_t lock;         /* page states */
+    pthread_mutex_t send_lock;    /* records to the source: fault thread + main thread */
+    uint64_t *resident, *zero, *requested;
+    uint64_t *req_ns;             /* when the fault was seen, per page */
+    uint64_t resolved, npages;
+    float *lat_us;                /* fault-to-placed samples */
+    uint32_t nlat;
+    uint8_t *buf;                 /* bulk data of one PAGES record */
+    size_t buf_cap;
+    int fault_err;                /* the fault thread's failure, if any */
+    char fault_why[256];
+};
+
+int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32_t len)
+{
+    if (!r->pc)
+        return migr_rec_send(r->t, type, meta, len, NULL, 0);
+    pthread_mutex_lock(&r->pc->send_lock);
+    int err = migr_rec_send(r->t, type, meta, len, NULL, 0);
+    pthread_mutex_unlock(&r->pc->send_lock);
+    return err;
+}
+
+/* Give the pages [first, first+n) back to the memfd so that they fault. */
+static int punch(struct receiver *r, uint64_t first, uint64_t n)
+{
+    const struct migr_hv_region *g = &r->hv->regions[0];
+    uint64_t base = 0;
+    for (uint32_t i = 0; i < r->hv->nregions; i++) {
+        g = &r->hv->regions[i];
+        uint64_t np = g->size / MIGR_PAGE_SIZE;
+        if (first < base + np)
+            break;
+        base += np;
+    }
+    off_t off = (off_t)(g->memfd_off + (first - base) * MIGR_PAGE_SIZE);
+    if (fallocate(g->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)(n * MIGR_PAGE_SIZE)) < 0)
+        return migr_errorf_errno(errno, "post-copy: drop stale pages at RAM index %llu (+%llu)",
+                                 (unsigned long long)first, (unsigned long long)n);
+    return 0;
+}
+
+int engine_postcopy_prepare(struct receiver *r)
+{
+    struct migr_hv *hv = r->hv;
+    struct postcopy_dst *pc = calloc(1, sizeof(*pc));
+    uint64_t words = migr_bitmap_words(hv->ram_pages);
+    if (!pc)
+        return -ENOMEM;
+    r->pc = pc;
+    pc->uffd = pc->stopfd = -1;
+    pthread_mutex_init(&pc->lock, NULL);
+    pthread_mutex_init(&pc->send_lock, NULL);
+    pc->npages = hv->ram_pages;
+    pc->resident = calloc(words, 8);
+    pc->zero = calloc(words, 8);
+    pc->requested = calloc(words, 8);
+    pc->req_ns = calloc(hv->ram_pages, 8);
+    pc->lat_us = malloc(MAX_SAMPLES * sizeof(float));
+    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us)
+        return -ENOMEM;
+
+    /* What arrived in pre-copy rounds and is still valid stays; stale and
+     * torn copies (marked in r->torn) and zero pages we wrote are dropped. */
+    uint64_t run = 0, run_len = 0;
+    int err;
+    for (uint64_t i = 0; i < hv->ram_pages; i++) {
+        bool valid = migr_bit_test(r->received, i) && !migr_bit_test(r->torn, i);
+        bool data = migr_bit_test(r->nonzero, i);
+        if (valid && data) {
+            migr_bit_set(pc->resident, i);
+            pc->resolved++;
+        } else if (valid) {
+            migr_bit_set(pc->zero, i);
+            pc->resolved++;
+        }
+        bool drop = migr_bit_test(r->alloc, i) && !(valid && data);
+        if (drop && run_len && run + run_len == i) {
+            run_len++;
+            continue;
+        }
+        if (run_len && (err = punch(r, run, run_len)) < 0)
+            return err;
+        run_len = drop ? 1 : 0;
+        run = i;
+    }
+    if (run_len && (err = punch(r, run, run_len)) < 0)
+        return err;
+
+    pc->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (pc->uffd < 0)
+        return migr_errorf_errno(errno, "post-copy: userfaultfd");
+    struct uffdio_api api = {.api = UFFD_API, .features = 0};
+    if (ioctl(pc->uffd, UFFDIO_API, &api) < 0)
+        return migr_errorf_errno(errno, "post-copy: UFFDIO_API");
+    for (uint32_t i = 0; i < hv->nregions; i++) {
+        struct uffdio_register reg = {
+            .range = {.start = (uint64_t)(uintptr_t)hv->regions[i].host, .len = hv->regions[i].size},
+            .mode = UFFDIO_REGISTER_MODE_MISSING};
+        if (ioctl(pc->uffd, UFFDIO_REGISTER, &reg) < 0)
+            return migr_errorf_errno(errno, "post-copy: register guest RAM region %u with userfaultfd", i);
+        if (!(reg.ioctls & (1ull << _UFFDIO_COPY)))
+            return migr_errorf(ENOTSUP, "post-copy: UFFDIO_COPY not offered for guest RAM");
+    }
+    pc->stopfd = eventfd(0, EFD_CLOEXEC);
+    if (pc->stopfd < 0)
+        return migr_errorf_errno(errno, "post-copy: eventfd");
+    return 0;
+}
+
+static int64_t addr_index(struct migr_hv *hv, uint64_t addr)
+{
+    uint64_t base = 0;
+    for (uint32_t i = 0; i < hv->nregions; i++) {
+        uint64_t start = (uint64_t)(uintptr_t)hv->regions[i].host;
+        if (addr >= start && addr - start < hv->regions[i].size)
+            return (int64_t)(base + (addr - start) / MIGR_PAGE_SIZE);
+        base += hv->regions[i].size / MIGR_PAGE_SIZE;
+    }
+    return -1;
+}
+
+/* Resolve a known-zero page (waking whoever faulted on it). Lock held. */
+static int place_zero(struct postcopy_dst *pc, uint8_t *page)
+{
+    struct uffdio_zeropage z = {.range = {.start = (uint64_t)(uintptr_t)page, .len = MIGR_PAGE_SIZE}};
+    if (ioctl(pc->uffd, UFFDIO_ZEROPAGE, &z) == 0 || errno == EEXIST)
+        return errno == EEXIST ? (ioctl(pc->uffd, UFFDIO_WAKE, &z.range), 0) : 0;
+    return -errno;
+}
+
+static void *fault_main(void *arg)
+{
+    struct receiver *r = arg;
+    struct postcopy_dst *pc = r->pc;
+    struct uffd_msg msgs[64];
+    struct migr_range req[64];
+    uint8_t meta[8 + 64 * 16];
+    for (;;) {
+        struct pollfd p[2] = {{.fd = pc->uffd, .events = POLLIN}, {.fd = pc->stopfd, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            pc->fault_err = -errno;
+            break;
+        }
+        if (p[1].revents)
+            break;
+        ssize_t n = read(pc->uffd, msgs, sizeof(msgs));
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            pc->fault_err = migr_errorf_errno(errno, "post-copy: read userfaultfd");
+            break;
+        }
+        uint64_t now = migr_now_ns();
+        uint32_t nreq = 0;
+        pthread_mutex_lock(&pc->lock);
+        for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+            if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+                continue;
+            uint64_t addr = msgs[i].arg.pagefault.address & ~(uint64_t)(MIGR_PAGE_SIZE - 1);
+            int64_t idx = addr_index(r->hv, addr);
+            if (idx < 0)
+                continue;
+            r->st->faults++;
+            uint8_t *page = (uint8_t *)(uintptr_t)addr;
+            if (migr_bit_test(pc->resident, (uint64_t)idx)) {
+                struct uffdio_range w = {.start = addr, .len = MIGR_PAGE_SIZE};
+                ioctl(pc->uffd, UFFDIO_WAKE, &w);
+            } else if (migr_bit_test(pc->zero, (uint64_t)idx)) {
+                if (place_zero(pc, page) < 0 && !pc->fault_err)
+                    pc->fault_err = migr_errorf_errno(errno, "post-copy: UFFDIO_ZEROPAGE at RAM index %lld",
+                                                      (long long)idx);
+            } else if (!migr_bit_test(pc->requested, (uint64_t)idx)) {
+                migr_bit_set(pc->requested, (uint64_t)idx);
+                pc->req_ns[idx] = now;
+                req[nreq++] = (struct migr_range){migr_hv_index_pfn(r->hv, (uint64_t)idx), 1};
+            }
+        }
+        pthread_mutex_unlock(&pc->lock);
+        if (nreq) {
+            int len = migr_ranges_encode("PAGE_REQ", req, nreq, meta, sizeof(meta));
+            int err = len < 0 ? len : engine_recv_send(r, MIGR_REC_PAGE_REQ, meta, (uint32_t)len);
+            if (err < 0) {
+                pc->fault_err = err;
+                snprintf(pc->fault_why, sizeof(pc->fault_why), "%s", migr_last_error());
+                break;
+            }
+            r->st->demand_pages += nreq;
+        }
+    }
+    return NULL;
+}
+
+int engine_postcopy_start(struct receiver *r)
+{
+    int err = pthread_create(&r->pc->fault_thread, NULL, fault_main, r);
+    if (err)
+        return migr_errorf(err, "post-copy: start the fault thread");
+    r->pc->thread_started = true;
+    return 0;
+}
+
+static void record_latency(struct postcopy_dst *pc, uint64_t idx, uint64_t now)
+{
+    if (migr_bit_test(pc->requested, idx) && pc->nlat < MAX_SAMPLES)
+        pc->lat_us[pc->nlat++] = (float)((double)(now - pc->req_ns[idx]) / 1000.0);
+}
+
+/* One PAGES record of the post-copy phase. */
+static int place_pages(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    struct postcopy_dst *pc = r->pc;
+    uint32_t round, count;
+    int err = migr_pages_decode_hdr(r->meta, h->meta_len, h->bulk_len, &round, &count);
+    if (err < 0)
+        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
+    if (h->bulk_len > pc->buf_cap) {
+        free(pc->buf);
+        pc->buf_cap = h->bulk_len;
+        if (!(pc->buf = aligned_alloc(MIGR_PAGE_SIZE, MIGR_ALIGN_UP(pc->buf_cap, MIGR_PAGE_SIZE))))
+            return -ENOMEM;
+    }
+    if (h->bulk_len && (err = migr_transport_recv(r->t, pc->buf, h->bulk_len)) < 0)
+        return migr_error_prefix(-err, "record %llu (PAGES) data", (unsigned long long)r->seq);
+    uint8_t *data = pc->buf;
+    struct migr_page_entry e;
+    for (uint32_t i = 0; i < count; i++) {
+        migr_page_entry_decode(r->meta, i, &e);
+        int64_t idx = migr_hv_pfn_index(r->hv, e.pfn);
+        uint64_t n = e.enc == MIGR_ENC_ZERO ? e.len : 1;
+        if (idx < 0 || migr_hv_pfn_index(r->hv, e.pfn + n - 1) != idx + (int64_t)n - 1)
+            return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx outside guest RAM",
+                               (unsigned long long)r->seq, i, (unsigned long long)e.pfn);
+        if (e.enc == MIGR_ENC_RAW && migr_crc32c(0, data, MIGR_PAGE_SIZE) != e.crc)
+            /* the source is paused: a bad CRC now is corruption, not a torn page */
+            return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx fails its CRC",
+                               (unsigned long long)r->seq, i, (unsigned long long)e.pfn);
+        pthread_mutex_lock(&pc->lock);
+        for (uint64_t k = (uint64_t)idx; k < (uint64_t)idx + n; k++) {
+            if (migr_bit_test(pc->resident, k) || migr_bit_test(pc->zero, k))
+                continue; /* a duplicate: request and push crossed */
+            uint8_t *page = migr_hv_page(r->hv, k);
+            if (e.enc == MIGR_ENC_RAW) {
+                struct uffdio_copy c = {.dst = (uint64_t)(uintptr_t)page, .src = (uint64_t)(uintptr_t)data,
+                                        .len = MIGR_PAGE_SIZE};
+                if (ioctl(pc->uffd, UFFDIO_COPY, &c) < 0 && errno != EEXIST) {
+                    err = migr_errorf_errno(errno, "post-copy: UFFDIO_COPY page 0x%llx",
+                                            (unsigned long long)e.pfn);
+                    pthread_mutex_unlock(&pc->lock);
+                    return err;
+                }
+                migr_bit_set(pc->resident, k);
+                r->st->raw_pages++;
+            } else {
+                migr_bit_set(pc->zero, k);
+                if (migr_bit_test(pc->requested, k) && (err = place_zero(pc, page)) < 0) {
+                    pthread_mutex_unlock(&pc->lock);
+                    return migr_errorf(-err, "post-copy: UFFDIO_ZEROPAGE page 0x%llx", (unsigned long long)e.pfn);
+                }
+                r->st->zero_pages++;
+            }
+            record_latency(pc, k, migr_now_ns());
+            pc->resolved++;
+            r->st->pages_sent++;
+        }
+        pthread_mutex_unlock(&pc->lock);
+        if (e.enc == MIGR_ENC_RAW)
+            data += MIGR_PAGE_SIZE;
+    }
+    return 0;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+int engine_postcopy_run(struct receiver *r)
+{
+    struct postcopy_dst *pc = r->pc;
+    struct migr_rec_hdr h;
+    int err = 0;
+    while (pc->resolved < pc->npages) {
+        if ((err = migr_rec_recv(r->t, &r->seq, &h, r->meta, MIGR_META_MAX)) < 0)
+            break;
+        if (h.type == MIGR_REC_PAGES) {
+            if ((err = place_pages(r, &h)) < 0)
+                break;
+        } else if (h.type == MIGR_REC_ERROR) {
+            err = migr_errorf(ECANCELED, "the source aborted during post-copy");
+            break;
+        } else {
+            err = migr_errorf(EPROTO, "record %llu (%s): unexpected during post-copy",
+                              (unsigned long long)r->seq, migr_rec_type_name(h.type));
+            break;
+        }
+        if (pc->fault_err) {
+            err = pc->fault_err;
+            if (pc->fault_why[0])
+                migr_errorf(-err, "%s", pc->fault_why);
+            break;
+        }
+    }
+    if (err < 0)
+        return migr_error_prefix(-err, "post-copy (%llu of %llu pages resident; the guest cannot continue)",
+                                 (unsigned long long)pc->resolved, (unsigned long long)pc->npages);
+    if (pc->nlat) {
+        qsort(pc->lat_us, pc->nlat, sizeof(float), cmp_float);
+        r->st->fault_p50_us = pc->lat_us[pc->nlat / 2];
+        r->st->fault_p99_us = pc->lat_us[(uint64_t)pc->nlat * 99 / 100];
+        r->st->fault_max_us = pc->lat_us[pc->nlat - 1];
+    }
+    r->st->pushed_pages = r->st->pages_sent > r->st->demand_pages ? r->st->pages_sent - r->st->demand_pages : 0;
+    uint8_t meta[MIGR_ACK_SIZE];
+    struct migr_ack a = {.pages = pc->npages, .t_ns = migr_now_ns()};
+    int len = migr_ack_encode(&a, meta, sizeof(meta));
+    if (len < 0 || (err = engine_recv_send(r, MIGR_REC_COMPLETE, meta, (uint32_t)len)) < 0)
+        fprintf(stderr, "migr: recv: COMPLETE not delivered (%s); the guest runs here\n", migr_last_error());
+    return 0;
+}
+
+void engine_postcopy_finish(struct receiver *r)
+{
+    struct postcopy_dst *pc = r->pc;
+    if (!pc)
+        return;
+    if (pc->thread_started) {
+        uint64_t one = 1;
+        if (write(pc->stopfd, &one, sizeof(one)) != sizeof(one))
+            fprintf(stderr, "migr: post-copy: cannot stop the fault thread: %s\n", strerror(errno));
+        pthread_join(pc->fault_thread, NULL);
+    }
+    /* Closing the userfaultfd unregisters guest RAM and releases any vCPU
+     * still waiting on it. */
+    if (pc->uffd >= 0)
+        close(pc->uffd);
+    if (pc->stopfd >= 0)
+        close(pc->stopfd);
+    free(pc->resident);
+    free(pc->zero);
+    free(pc->requested);
+    free(pc->req_ns);
+    free(pc->lat_us);
+    free(pc->buf);
+    pthread_mutex_destroy(&pc->lock);
+    pthread_mutex_destroy(&pc->send_lock);
+    free(pc);
+    r->pc = NULL;
+}
