@@ -11,7 +11,8 @@
 void usage_send(FILE *f)
 {
     fprintf(f,
-            "usage: migr send --ctl PATH --to URL [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
+            "usage: migr send --ctl PATH --to URL [--mode MODE] [--postcopy-after N] [--handover]\n"
+            "                 [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
             "`migr recv` listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all\n"
@@ -24,6 +25,13 @@ void usage_send(FILE *f)
             "\n"
             "  --ctl PATH         control socket of the source VMM (migr run / migr recv)\n"
             "  --to URL           destination; handover:PATH = unix:PATH with --handover\n"
+            "  --mode MODE        precopy (default), postcopy (switch over at once; missing pages\n"
+            "                     are fetched when the guest faults and pushed in the background),\n"
+            "                     hybrid (pre-copy rounds, then post-copy for the rest)\n"
+            "  --postcopy-after N hybrid: at most N pre-copy rounds before switching (default 1)\n"
+            "                     Note: after a post-copy switchover the guest's memory is split\n"
+            "                     between both sides; if the link or the source fails before every\n"
+            "                     page has arrived, the guest is lost (cancellable post-copy: not yet)\n"
             "  --handover         same host only: pass the guest's memory (memfd, SCM_RIGHTS) over\n"
             "                     the unix socket; only vCPU state is copied (downtime ~1 ms)\n"
             "  --downtime-ms N    downtime target in ms (default 300)\n"
@@ -39,11 +47,14 @@ int cmd_send(int argc, char **argv)
         {"ctl", required_argument, 0, 'C'}, {"to", required_argument, 0, 't'},
         {"downtime-ms", required_argument, 0, 'd'}, {"max-rounds", required_argument, 0, 'r'},
         {"dirty", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'},
-        {"handover", no_argument, 0, 'H'}, {0, 0, 0, 0},
+        {"handover", no_argument, 0, 'H'}, {"mode", required_argument, 0, 'M'},
+        {"postcopy-after", required_argument, 0, 'P'}, {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto";
     long downtime = 300, rounds = 30;
     bool json = false, handover = false;
+    const char *mode = "precopy";
+    long after = 1;
     int o;
     optind = 1;
     opterr = 0;
@@ -55,6 +66,18 @@ int cmd_send(int argc, char **argv)
         case 'D': tracker = optarg; break;
         case 'j': json = true; break;
         case 'H': handover = true; break;
+        case 'M':
+            if (strcmp(optarg, "precopy") && strcmp(optarg, "postcopy") && strcmp(optarg, "hybrid") &&
+                strcmp(optarg, "handover"))
+                return cli_bad_args(self, "--mode %s: expected precopy, postcopy, hybrid or handover", optarg);
+            mode = optarg;
+            handover = handover || strcmp(optarg, "handover") == 0;
+            break;
+        case 'P':
+            after = strtol(optarg, &end, 10);
+            if (*end || after < 1 || after > 1000)
+                return cli_bad_args(self, "--postcopy-after %s: expected 1..1000 rounds", optarg);
+            break;
         case 'd':
             downtime = strtol(optarg, &end, 10);
             if (*end || downtime < 1 || downtime > 600000)
@@ -87,8 +110,14 @@ int cmd_send(int argc, char **argv)
     char cmd[700], res[16384];
     if (handover && u.kind != MIGR_URL_UNIX)
         return cli_bad_args(self, "--handover needs a unix: destination on this host");
-    snprintf(cmd, sizeof(cmd), "migrate %s %ld %ld %s %s", to, downtime, rounds, tracker,
-             handover ? "handover" : "precopy");
+    char modearg[32];
+    if (handover)
+        snprintf(modearg, sizeof(modearg), "handover");
+    else if (strcmp(mode, "hybrid") == 0)
+        snprintf(modearg, sizeof(modearg), "hybrid:%ld", after);
+    else
+        snprintf(modearg, sizeof(modearg), "%s", mode);
+    snprintf(cmd, sizeof(cmd), "migrate %s %ld %ld %s %s", to, downtime, rounds, tracker, modearg);
     int rc = ctl_call(ctl, cmd, 0, cli_progress_line, NULL, res, sizeof(res));
     cli_progress_done();
     if (rc < 0) {

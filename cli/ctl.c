@@ -144,6 +144,10 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args)
     p.max_rounds = rounds;
     p.tracker = tracker;
     p.handover = strcmp(mode, "handover") == 0;
+    if (strcmp(mode, "postcopy") == 0)
+        p.postcopy_after = 0;
+    else if (strncmp(mode, "hybrid", 6) == 0)
+        p.postcopy_after = mode[6] == ':' ? atoi(mode + 7) : 1;
     p.progress = progress_to_client;
     p.progress_arg = &sink;
     int err = migr_send(hv, t, &p, &st);

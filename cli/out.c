@@ -95,7 +95,7 @@ void cli_print_summary(FILE *f, const char *js)
         fprintf(f, "  %-22s%s", "mode", s);
     if (json_get_str(js, "transport", s, sizeof(s)))
         fprintf(f, " over %s", s);
-    if (json_get_str(js, "tracker", s, sizeof(s)))
+    if (json_get_str(js, "tracker", s, sizeof(s)) && s[0])
         fprintf(f, ", tracker %s", s);
     fputc('\n', f);
     if (json_get_num(js, "ram_bytes", &v))
@@ -105,7 +105,7 @@ void cli_print_summary(FILE *f, const char *js)
     if (json_get_num(js, "downtime_ms", &v))
         fprintf(f, "  %-22s%.2f ms\n", "downtime", v);
     if (json_get_num(js, "rounds", &v))
-        fprintf(f, "  %-22s%.0f (converged: %s)\n", "rounds", v,
+        fprintf(f, "  %-22s%.0f (converged: %s)\n", "pre-copy rounds", v,
                 json_get_bool(js, "converged", &b) && b ? "yes" : "no");
     if (json_get_num(js, "pages_sent", &v)) {
         double z = 0;
@@ -114,9 +114,21 @@ void cli_print_summary(FILE *f, const char *js)
     }
     if (json_get_num(js, "bytes_sent", &v))
         fprintf(f, "  %-22s%.1f MiB\n", "bytes on the wire", v / 1048576.0);
-    if (json_get_num(js, "throughput_mbps", &v))
-        fprintf(f, "  %-22s%.0f MB/s (first pass %.0f MB/s)\n", "throughput", v,
-                json_get_num(js, "first_pass_mbps", &v) ? v : 0);
+    double fp = 0;
+    json_get_num(js, "first_pass_mbps", &fp);
+    if (json_get_num(js, "throughput_mbps", &v)) {
+        fprintf(f, "  %-22s%.0f MB/s", "throughput", v);
+        if (fp > 0)
+            fprintf(f, " (first pass %.0f MB/s)", fp);
+        fputc('\n', f);
+    }
+    if (json_get_num(js, "postcopy_ms", &v)) {
+        double dem = 0, push = 0;
+        json_get_num(js, "demand_pages", &dem);
+        json_get_num(js, "pushed_pages", &push);
+        fprintf(f, "  %-22s%.1f ms after the switchover (%.0f pages on demand, %.0f pushed)\n",
+                "post-copy", v, dem, push);
+    }
     if (json_get_bool(js, "verified", &b))
         fprintf(f, "  %-22s%s\n", "pages intact (CRC)", b ? "yes" : "no");
 }
