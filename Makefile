@@ -33,7 +33,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_DIRS := common engine transfer compress dirty hv-glue hv-glue/kvm hv-glue/workload
+LIB_DIRS := common engine transfer compress dirty hv-glue hv-glue/kvm hv-glue/proc hv-glue/workload model
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_ASM  := hv-glue/kvm/guest_blob.S
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_ASM:%.S=$(BUILD)/obj/%.o)

@@ -14,6 +14,7 @@ int cmd_status(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_upgrade(int argc, char **argv);
+int cmd_model(int argc, char **argv);
 void usage_run(FILE *f);
 void usage_recv(FILE *f);
 void usage_send(FILE *f);
@@ -23,6 +24,7 @@ void usage_status(FILE *f);
 void usage_resume(FILE *f);
 void usage_demo(FILE *f);
 void usage_upgrade(FILE *f);
+void usage_model(FILE *f);
 
 static const struct cli_cmd cmds[] = {
     {"demo", cmd_demo, "live-migrate a running guest between two VMM processes and verify it", usage_demo},
@@ -34,6 +36,7 @@ static const struct cli_cmd cmds[] = {
     {"status", cmd_status, "print the VM's state as JSON", usage_status},
     {"resume", cmd_resume, "resume a guest a failed migration left paused", usage_resume},
     {"stop", cmd_stop, "stop the VM and its VMM process", usage_stop},
+    {"model", cmd_model, "cluster throughput of VMM rejuvenation methods (paper 002 model)", usage_model},
 };
 
 const char *cli_argv0;
