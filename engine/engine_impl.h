@@ -28,6 +28,8 @@ struct sender {
     uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
     uint32_t round;
     uint64_t rx_seq;              /* records received from the destination */
+    bool took_back;               /* cancellable post-copy failed or was cancelled: the
+                                     destination's last checkpoint is loaded here */
 };
 
 int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
@@ -57,6 +59,7 @@ struct receiver {
     bool can_populate;
     bool handover;                /* RAM arrives as memfds: no pages on the wire */
     bool postcopy;                /* mode postcopy or hybrid */
+    bool cancellable;             /* ... and the source can take the guest back */
     uint64_t *alloc;              /* page was written with data at some point (may be allocated) */
     struct postcopy_dst *pc;
 };

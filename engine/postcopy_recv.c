@@ -26,6 +26,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/engine_impl.h"
@@ -51,7 +52,19 @@ struct postcopy_dst {
     size_t buf_cap;
     int fault_err;                /* the fault thread's failure, if any */
     char fault_why[256];
+    /* cancellable post-copy: checkpoints back to the source */
+    struct migr_dirty *trk;
+    pthread_t epoch_thread;
+    bool epoch_started, epoch_stop;
+    pthread_cond_t epoch_cond;
+    uint64_t epoch;
+    uint64_t *ebm;
+    uint8_t *snap;
+    size_t snap_cap;
+    int epoch_err;
 };
+
+#define EPOCH_MS 50
 
 int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32_t len)
 {
@@ -93,6 +106,7 @@ int engine_postcopy_prepare(struct receiver *r)
     pc->uffd = pc->stopfd = -1;
     pthread_mutex_init(&pc->lock, NULL);
     pthread_mutex_init(&pc->send_lock, NULL);
+    pthread_cond_init(&pc->epoch_cond, NULL);
     pc->npages = hv->ram_pages;
     pc->resident = calloc(words, 8);
     pc->zero = calloc(words, 8);
@@ -235,12 +249,137 @@ static void *fault_main(void *arg)
     return NULL;
 }
 
+/* Cancellable post-copy: send the source a consistent checkpoint — the pages
+ * the guest wrote since the last one, copied while it is paused, and its
+ * vCPU state — so that it can take the guest back. final: the guest is
+ * already paused and stays so (answer to CANCEL). */
+static int checkpoint(struct receiver *r, bool final)
+{
+    struct postcopy_dst *pc = r->pc;
+    struct migr_hv *hv = r->hv;
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+    int err;
+    if (!final && (err = hv->ops->pause(hv)) < 0)
+        return err;
+    memset(pc->ebm, 0, migr_bitmap_words(hv->ram_pages) * 8);
+    long n = migr_dirty_harvest(pc->trk, pc->ebm);
+    err = n < 0 ? (int)n : 0;
+    uint64_t count = n < 0 ? 0 : migr_bitmap_count(pc->ebm, hv->ram_pages);
+    if (!err && count * MIGR_PAGE_SIZE > pc->snap_cap) {
+        free(pc->snap);
+        pc->snap_cap = MIGR_ALIGN_UP(count * MIGR_PAGE_SIZE, 1u << 20);
+        if (!(pc->snap = malloc(pc->snap_cap))) {
+            pc->snap_cap = 0;
+            err = -ENOMEM;
+        }
+    }
+    uint64_t k = 0;
+    for (uint64_t i = 0; !err && i < hv->ram_pages; i++)
+        if (migr_bit_test(pc->ebm, i))
+            memcpy(pc->snap + (k++) * MIGR_PAGE_SIZE, migr_hv_page(hv, i), MIGR_PAGE_SIZE);
+    if (!err)
+        err = hv->ops->save_state(hv, &blob, &blen);
+    if (!final) {
+        int e2 = hv->ops->resume(hv);
+        err = err ? err : e2;
+    }
+    /* Now send, with the guest running again. */
+    struct migr_page_entry e[ENGINE_BATCH_PAGES];
+    struct iovec iov[ENGINE_BATCH_PAGES];
+    static uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
+    uint32_t ne = 0;
+    k = 0;
+    for (uint64_t i = 0; !err && i < hv->ram_pages; i++) {
+        if (!migr_bit_test(pc->ebm, i))
+            continue;
+        uint8_t *data = pc->snap + (k++) * MIGR_PAGE_SIZE;
+        e[ne] = (struct migr_page_entry){.pfn = migr_hv_index_pfn(hv, i), .enc = MIGR_ENC_RAW,
+                                         .len = MIGR_PAGE_SIZE, .crc = migr_crc32c(0, data, MIGR_PAGE_SIZE)};
+        iov[ne++] = (struct iovec){.iov_base = data, .iov_len = MIGR_PAGE_SIZE};
+        if (ne == ENGINE_BATCH_PAGES || k == count) {
+            int len = migr_pages_encode((uint32_t)pc->epoch, e, ne, meta, sizeof(meta));
+            pthread_mutex_lock(&pc->send_lock);
+            err = len < 0 ? len : migr_rec_send(r->t, MIGR_REC_PAGES, meta, (uint32_t)len, iov, (int)ne);
+            pthread_mutex_unlock(&pc->send_lock);
+            ne = 0;
+        }
+    }
+    if (!err && blen > MIGR_META_MAX)
+        err = migr_errorf(E2BIG, "checkpoint: state of %zu bytes", blen);
+    if (!err)
+        err = engine_recv_send(r, MIGR_REC_STATE, blob, (uint32_t)blen);
+    free(blob);
+    if (!err) {
+        uint8_t m[MIGR_ACK_SIZE];
+        struct migr_ack a = {.pages = ++pc->epoch, .t_ns = final ? MIGR_EPOCH_FINAL : 0};
+        int len = migr_ack_encode(&a, m, sizeof(m));
+        err = len < 0 ? len : engine_recv_send(r, MIGR_REC_EPOCH_END, m, (uint32_t)len);
+        r->st->epochs = pc->epoch;
+        r->st->back_pages += count;
+    }
+    return err;
+}
+
+static void *epoch_main(void *arg)
+{
+    struct receiver *r = arg;
+    struct postcopy_dst *pc = r->pc;
+    pthread_mutex_lock(&pc->lock);
+    while (!pc->epoch_stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += EPOCH_MS * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&pc->epoch_cond, &pc->lock, &dl);
+        if (pc->epoch_stop)
+            break;
+        pthread_mutex_unlock(&pc->lock);
+        int err = checkpoint(r, false);
+        pthread_mutex_lock(&pc->lock);
+        if (err < 0) {
+            /* The source keeps the last complete checkpoint; we go on without. */
+            pc->epoch_err = err;
+            fprintf(stderr, "migr: post-copy checkpoint failed: %s\n", migr_last_error());
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pc->lock);
+    return NULL;
+}
+
+static void stop_epochs(struct postcopy_dst *pc)
+{
+    if (!pc->epoch_started)
+        return;
+    pthread_mutex_lock(&pc->lock);
+    pc->epoch_stop = true;
+    pthread_cond_broadcast(&pc->epoch_cond);
+    pthread_mutex_unlock(&pc->lock);
+    pthread_join(pc->epoch_thread, NULL);
+    pc->epoch_started = false;
+}
+
 int engine_postcopy_start(struct receiver *r)
 {
-    int err = pthread_create(&r->pc->fault_thread, NULL, fault_main, r);
-    if (err)
+    struct postcopy_dst *pc = r->pc;
+    int err;
+    if (r->cancellable) {
+        /* Track the guest's writes from its first instruction here. */
+        if ((err = migr_dirty_open("auto", r->hv, &pc->trk)) < 0 || (err = migr_dirty_start(pc->trk)) < 0)
+            return migr_error_prefix(-err, "cancellable post-copy");
+        if (!(pc->ebm = calloc(migr_bitmap_words(r->hv->ram_pages), 8)))
+            return -ENOMEM;
+        if ((err = pthread_create(&pc->epoch_thread, NULL, epoch_main, r)) != 0)
+            return migr_errorf(err, "post-copy: start the checkpoint thread");
+        pc->epoch_started = true;
+    }
+    if ((err = pthread_create(&pc->fault_thread, NULL, fault_main, r)) != 0)
         return migr_errorf(err, "post-copy: start the fault thread");
-    r->pc->thread_started = true;
+    pc->thread_started = true;
     return 0;
 }
 
@@ -331,6 +470,15 @@ int engine_postcopy_run(struct receiver *r)
         if (h.type == MIGR_REC_PAGES) {
             if ((err = place_pages(r, &h)) < 0)
                 break;
+        } else if (h.type == MIGR_REC_CANCEL && r->cancellable) {
+            /* Give the guest back: stop it, send the last checkpoint. */
+            stop_epochs(pc);
+            if ((err = r->hv->ops->pause(r->hv)) == 0 && (err = checkpoint(r, true)) == 0) {
+                r->st->cancelled = true;
+                err = migr_errorf(ECANCELED, "the source cancelled the migration; the guest went back "
+                                  "with checkpoint %llu", (unsigned long long)pc->epoch);
+            }
+            break;
         } else if (h.type == MIGR_REC_ERROR) {
             err = migr_errorf(ECANCELED, "the source aborted during post-copy");
             break;
@@ -346,6 +494,8 @@ int engine_postcopy_run(struct receiver *r)
             break;
         }
     }
+    if (err < 0 && r->st->cancelled)
+        return err;
     if (err < 0)
         return migr_error_prefix(-err, "post-copy (%llu of %llu pages resident; the guest cannot continue)",
                                  (unsigned long long)pc->resolved, (unsigned long long)pc->npages);
@@ -356,6 +506,10 @@ int engine_postcopy_run(struct receiver *r)
         r->st->fault_max_us = pc->lat_us[pc->nlat - 1];
     }
     r->st->pushed_pages = r->st->pages_sent > r->st->demand_pages ? r->st->pages_sent - r->st->demand_pages : 0;
+    /* Every page is here: no more checkpoints, the guest is ours alone. */
+    stop_epochs(pc);
+    migr_dirty_close(pc->trk);
+    pc->trk = NULL;
     uint8_t meta[MIGR_ACK_SIZE];
     struct migr_ack a = {.pages = pc->npages, .t_ns = migr_now_ns()};
     int len = migr_ack_encode(&a, meta, sizeof(meta));
@@ -369,6 +523,11 @@ void engine_postcopy_finish(struct receiver *r)
     struct postcopy_dst *pc = r->pc;
     if (!pc)
         return;
+    stop_epochs(pc);
+    migr_dirty_close(pc->trk);
+    free(pc->ebm);
+    free(pc->snap);
+    pthread_cond_destroy(&pc->epoch_cond);
     if (pc->thread_started) {
         uint64_t one = 1;
         if (write(pc->stopfd, &one, sizeof(one)) != sizeof(one))

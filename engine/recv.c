@@ -239,7 +239,9 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
         return rec_err(r, EPROTO, "HELLO", "page size %u is not supported here (this receiver uses %u)",
                        hello.page_size, MIGR_PAGE_SIZE);
     r->handover = strcmp(hello.mode, "handover") == 0;
-    r->postcopy = strcmp(hello.mode, "postcopy") == 0 || strcmp(hello.mode, "hybrid") == 0;
+    r->postcopy = !strcmp(hello.mode, "postcopy") || !strcmp(hello.mode, "cpostcopy") ||
+                  !strcmp(hello.mode, "hybrid") || !strcmp(hello.mode, "chybrid");
+    r->cancellable = r->postcopy && hello.mode[0] == 'c';
     if (strcmp(hello.mode, "precopy") != 0 && !r->handover && !r->postcopy)
         return rec_err(r, EPROTO, "HELLO", "mode '%s' is not supported by this receiver", hello.mode);
     snprintf(r->st->mode, sizeof(r->st->mode), "%s", hello.mode);
@@ -383,7 +385,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
 
 fail:
     snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
-    if (err != -EPIPE && err != -ECONNRESET && !strstr(st->error, "the source aborted"))
+    if (err != -EPIPE && err != -ECONNRESET && !st->cancelled && !strstr(st->error, "the source aborted"))
         migr_rec_send_error(t, -err, st->error);
     /* Before COMMIT the source still owns the guest: drop ours. */
     if (r) {
@@ -395,7 +397,6 @@ fail:
         free(r->torn);
         free(r->nonzero);
         free(r->alloc);
-    free(r->alloc);
         free(r->state);
     }
     free(r);

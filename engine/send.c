@@ -250,8 +250,9 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     int err;
 
     memset(st, 0, sizeof(*st));
-    const char *mode = p->handover ? "handover" : p->postcopy_after == 0 ? "postcopy"
-                     : p->postcopy_after > 0 ? "hybrid" : "precopy";
+    const char *mode = p->handover ? "handover"
+                     : p->postcopy_after == 0 ? (p->no_cancel ? "postcopy" : "cpostcopy")
+                     : p->postcopy_after > 0 ? (p->no_cancel ? "hybrid" : "chybrid") : "precopy";
     bool postcopy = !p->handover && p->postcopy_after >= 0;
     snprintf(st->mode, sizeof(st->mode), "%s", mode);
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
@@ -427,7 +428,17 @@ fail:
     migr_dirty_close(d);
     if (committed)
         t->ops->shutdown(t); /* the destination must not wait for us any longer */
-    if (in_postcopy) {
+    if (in_postcopy && s->took_back) {
+        /* Cancellable post-copy: our RAM and state are the destination's last
+         * checkpoint (or the switchover itself); the destination has stopped
+         * or stops as soon as it sees the link close. */
+        st->cancelled = err == -ECANCELED;
+        if (hv->ops->resume(hv) == 0)
+            st->resumed_on_source = true;
+        snprintf(st->error + strlen(st->error), sizeof(st->error) - strlen(st->error),
+                 "; the guest was taken back from the destination's checkpoint %llu",
+                 (unsigned long long)st->epochs);
+    } else if (in_postcopy) {
         st->ownership_in_doubt = true;
         snprintf(st->error + strlen(st->error), sizeof(st->error) - strlen(st->error),
                  "; post-copy broke after the switchover: the guest on the destination cannot get its "

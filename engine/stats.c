@@ -36,7 +36,10 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
     OUT("\"converged\":%s,\"verified\":%s,\"resumed_on_source\":%s,\"ownership_in_doubt\":%s,",
         st->converged ? "true" : "false", st->verified ? "true" : "false",
         st->resumed_on_source ? "true" : "false", st->ownership_in_doubt ? "true" : "false");
-    if (strcmp(st->mode, "postcopy") == 0 || strcmp(st->mode, "hybrid") == 0)
+    if (strstr(st->mode, "postcopy") || strstr(st->mode, "hybrid"))
+        OUT("\"epochs\":%llu,\"back_pages\":%llu,\"cancelled\":%s,", (unsigned long long)st->epochs,
+            (unsigned long long)st->back_pages, st->cancelled ? "true" : "false");
+    if (strstr(st->mode, "postcopy") || strstr(st->mode, "hybrid"))
         OUT("\"postcopy_ms\":%.3f,\"demand_pages\":%llu,\"pushed_pages\":%llu,\"faults\":%llu,"
             "\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,\"fault_max_us\":%.1f,", ms(st->postcopy_ns),
             (unsigned long long)st->demand_pages, (unsigned long long)st->pushed_pages,

@@ -32,7 +32,15 @@ static void *rx_main(void *arg)
     return NULL;
 }
 
+/* cancel_at: cancel once this fraction of the pages went (0 = never).
+ * drop_at: the destination's link drops at that fraction (simulated death). */
+static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int after, double cancel_at);
 static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after)
+{
+    migrate_ex(url, wl, nvcpus, after, 0);
+}
+
+static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int after, double cancel_at)
 {
     struct migr_vm_config cfg = {.mem_bytes = 128ull << 20, .nvcpus = nvcpus};
     migr_workload_defaults(&cfg.wl);
@@ -51,11 +59,32 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after)
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     p.postcopy_after = after;
+    p.cancel_after_pages = (uint64_t)(cancel_at * (double)src->ram_pages) + (cancel_at > 0);
     struct migr_stats st;
     int rc = migr_send(src, t, &p, &st);
     pthread_join(th, NULL);
     migr_transport_close(t);
     migr_listener_close(x.l);
+    if (cancel_at > 0) {
+        /* The guest comes back to the source, verified and running; the
+         * destination has dropped its copy. */
+        char js[4096];
+        migr_stats_json(&st, js, sizeof(js));
+        fprintf(stderr, "cancel at %.0f%%: %s\n  dest: %s\n", cancel_at * 100, js, x.st.error);
+        T_ASSERT(rc == -ECANCELED && st.cancelled && st.resumed_on_source && !src->paused);
+        T_ASSERT(x.rc < 0 && x.hv == NULL);
+        uint64_t w = migr_workload_progress(src);
+        usleep(200000);
+        T_ASSERT(migr_workload_progress(src) > w);
+        struct migr_verify_report rep;
+        T_OK(src->ops->quiesce(src, 5000));
+        T_OK(migr_workload_verify(src, &rep));
+        T_OK(src->ops->unquiesce(src));
+        if (!rep.ok)
+            T_FAIL("verify on the source after cancel: %s", rep.first_bad_why);
+        migr_hv_destroy(src);
+        return;
+    }
     if (rc < 0)
         T_FAIL("send: %s", st.error);
     T_OK(x.rc);
@@ -63,7 +92,7 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after)
     migr_stats_json(&st, js, sizeof(js));
     migr_stats_json(&x.st, jr, sizeof(jr));
     fprintf(stderr, "%s %s after=%d\n  source: %s\n  dest:   %s\n", url, wl, after, js, jr);
-    T_ASSERT(strcmp(st.mode, after == 0 ? "postcopy" : "hybrid") == 0);
+    T_ASSERT(strcmp(st.mode, after == 0 ? "cpostcopy" : "chybrid") == 0);
     T_ASSERT(x.st.pages_sent > 0);
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);
@@ -91,6 +120,10 @@ int main(void)
     migrate(path, "rate=64M,pattern=random,data=text", 1, 0);
     migrate("tcp:127.0.0.1:0", "rate=128M,pattern=hotcold,data=random", 2, 0);
     migrate(path, "rate=64M,pattern=random,data=text", 2, 1);
+    /* cancellable post-copy: cancel early, midway and late; the guest comes back */
+    migrate_ex(path, "rate=64M,pattern=random,data=text", 2, 0, 0.01);
+    migrate_ex(path, "rate=64M,pattern=random,data=text", 2, 0, 0.50);
+    migrate_ex("tcp:127.0.0.1:0", "rate=64M,pattern=random,data=text", 2, 0, 0.99);
     /* fault storm: every vCPU sweeps the whole working set unthrottled */
     migrate(path, "rate=0,pattern=sequential,data=text", 2, 0);
     return 0;

@@ -308,7 +308,8 @@ static void test_small(void)
     T_ASSERT(!strcmp(migr_rec_type_name(0), "UNKNOWN"));
     T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_MEMFD), "MEMFD"));
     T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_COMPLETE), "COMPLETE"));
-    T_ASSERT(!strcmp(migr_rec_type_name(14), "UNKNOWN"));
+    T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_CANCEL), "CANCEL"));
+    T_ASSERT(!strcmp(migr_rec_type_name(16), "UNKNOWN"));
     T_ASSERT(!strcmp(migr_rec_type_name(~0u), "UNKNOWN"));
 }
 
@@ -423,7 +424,7 @@ static void test_record_checks(void)
     } while (0)
     REC_BAD(raw_record(rec, 77, 0, m, 24, 0), (void)0, 4, -EBADMSG, "record 5: unknown type 77");
     REC_BAD(raw_record(rec, 0, 0, m, 24, 0), (void)0, 0, -EBADMSG, "record 1: unknown type 0");
-    REC_BAD(raw_record(rec, 14, 0, m, 24, 0), (void)0, 0, -EBADMSG, "record 1: unknown type 14");
+    REC_BAD(raw_record(rec, 16, 0, m, 24, 0), (void)0, 0, -EBADMSG, "record 1: unknown type 16");
     REC_BAD(raw_record(rec, MIGR_REC_ROUND_END, 1, m, 24, 0), (void)0, 0, -EBADMSG,
             "record 1 (ROUND_END): flags 0x0001 not zero");
     REC_BAD(raw_record(rec, MIGR_REC_PAGES, 0, m, 24, 0), migr_put_le32(rec + 4, 2000000), 1841,
@@ -494,7 +495,7 @@ static void test_record_checks(void)
     /* Sender-side refusals */
     chan_open(&c);
     T_ERR(migr_rec_send(c.w, 0, NULL, 0, NULL, 0), -EINVAL, "type 0 not defined");
-    T_ERR(migr_rec_send(c.w, 14, NULL, 0, NULL, 0), -EINVAL, "type 14 not defined");
+    T_ERR(migr_rec_send(c.w, 16, NULL, 0, NULL, 0), -EINVAL, "type 16 not defined");
     T_ERR(migr_rec_send(c.w, MIGR_REC_STATE, meta, MIGR_META_MAX + 1, NULL, 0), -EINVAL,
           "meta length 1048577 exceeds 1048576");
     {

@@ -26,6 +26,8 @@ static const char *const type_names[] = {
     [MIGR_REC_PAGE_REQ] = "PAGE_REQ",
     [MIGR_REC_DISCARD] = "DISCARD",
     [MIGR_REC_COMPLETE] = "COMPLETE",
+    [MIGR_REC_EPOCH_END] = "EPOCH_END",
+    [MIGR_REC_CANCEL] = "CANCEL",
 };
 
 const char *migr_rec_type_name(unsigned type)

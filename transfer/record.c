@@ -92,7 +92,7 @@ int migr_rec_send(struct migr_transport *t, uint16_t type, const void *meta, uin
     if (bulk_len && type != MIGR_REC_PAGES)
         return migr_errorf(EINVAL, "send record (%s): only PAGES records carry bulk data",
                            migr_rec_type_name(type));
-    if (meta_len && type == MIGR_REC_COMMIT)
+    if (meta_len && (type == MIGR_REC_COMMIT || type == MIGR_REC_CANCEL))
         return migr_errorf(EINVAL, "send record (COMMIT): meta must be empty");
 
     put_hdr(hdr, type, meta_len, (uint32_t)bulk_len);
@@ -178,7 +178,7 @@ int migr_rec_recv(struct migr_transport *t, uint64_t *seq, struct migr_rec_hdr *
     if (hdr->bulk_len && hdr->type != MIGR_REC_PAGES)
         return migr_errorf(EBADMSG, "record %llu%s: bulk length %u (only PAGES records carry bulk)",
                            (unsigned long long)n, tn, hdr->bulk_len);
-    if (hdr->meta_len && hdr->type == MIGR_REC_COMMIT)
+    if (hdr->meta_len && (hdr->type == MIGR_REC_COMMIT || hdr->type == MIGR_REC_CANCEL))
         return migr_errorf(EBADMSG, "record %llu%s: meta length %u (must be 0)",
                            (unsigned long long)n, tn, hdr->meta_len);
 

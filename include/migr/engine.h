@@ -35,6 +35,9 @@ struct migr_send_params {
     int postcopy_after;           /* -1: pre-copy only; 0: post-copy (switch at once);
                                      N > 0: hybrid, at most N pre-copy rounds then post-copy */
     uint32_t prepage;             /* post-copy: pages sent after each faulted one (default 8) */
+    bool no_cancel;               /* post-copy without take-back (the destination sends nothing back) */
+    volatile int *cancel;         /* optional: set non-zero to cancel; in post-copy the guest comes back */
+    uint64_t cancel_after_pages;  /* tests: cancel by itself once this many post-copy pages went (0 = never) */
     migr_progress_fn progress;    /* optional; called at most every ~100 ms and at round ends */
     void *progress_arg;
 };
@@ -66,6 +69,9 @@ struct migr_stats {
     uint64_t pushed_pages;        /* pages pushed in the background */
     uint64_t faults;              /* fault events served (destination) */
     double fault_p50_us, fault_p99_us, fault_max_us;  /* fault to page placed (destination) */
+    uint64_t epochs;              /* cancellable: checkpoints the destination sent back */
+    uint64_t back_pages;          /* cancellable: pages the destination sent back */
+    bool cancelled;               /* the migration was cancelled and the guest taken back */
 };
 
 void migr_send_params_defaults(struct migr_send_params *p);

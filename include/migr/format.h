@@ -40,7 +40,9 @@ enum migr_rec_type {
     MIGR_REC_PAGE_REQ = 11,   /* dst->src, post-copy: pages the running guest faulted on */
     MIGR_REC_DISCARD = 12,    /* src->dst, hybrid: pages whose received copies are stale */
     MIGR_REC_COMPLETE = 13,   /* dst->src, post-copy: every page is resident; the source may go */
-    MIGR_REC_TYPE_MAX_V1 = 13,
+    MIGR_REC_EPOCH_END = 14,  /* dst->src, cancellable post-copy: a checkpoint (PAGES + STATE) is complete */
+    MIGR_REC_CANCEL = 15,     /* src->dst, cancellable post-copy: give the guest back */
+    MIGR_REC_TYPE_MAX_V1 = 15,
 };
 
 /*! Name of a record type ("PAGES"), "UNKNOWN" for others. Never NULL. */
@@ -134,7 +136,11 @@ int migr_ranges_encode(const char *what, const struct migr_range *r, uint32_t co
 /*! Decodes into out (capacity MIGR_RANGES_MAX). what names the record in messages. */
 int migr_ranges_decode(const char *what, const uint8_t *meta, size_t len, struct migr_range *out, uint32_t *count);
 
-/* COMPLETE meta: as READY/DONE (struct migr_ack). */
+/* COMPLETE meta: as READY/DONE (struct migr_ack).
+ * EPOCH_END meta: same 16-byte layout, fields {u64 epoch, u64 flags}; flags bit 0
+ * = final (the checkpoint answering CANCEL; the destination has stopped the guest).
+ * CANCEL meta: empty. */
+#define MIGR_EPOCH_FINAL 1ull
 
 /* Little-endian helpers. */
 static inline void migr_put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
