@@ -27,6 +27,12 @@ void usage_resume(FILE *f)
     usage_common(f, "resume", "Resume a guest that a failed migration left paused because ownership was\n"
                               "in doubt. Only do this when the destination is not running it.");
 }
+void usage_cancel(FILE *f)
+{
+    usage_common(f, "cancel", "Cancel the migration the VMM is running. Before the switchover the guest\n"
+                              "simply keeps running here; in (cancellable) post-copy the destination stops it\n"
+                              "and sends back its last checkpoint, and the guest resumes here.");
+}
 void usage_stop(FILE *f) { usage_common(f, "stop", "Stop the VM; its VMM process exits."); }
 
 static int ctl_simple(int argc, char **argv, const char *name, const char *command)
@@ -89,3 +95,4 @@ int cmd_verify(int argc, char **argv) { return ctl_simple(argc, argv, "verify", 
 int cmd_status(int argc, char **argv) { return ctl_simple(argc, argv, "status", "status"); }
 int cmd_resume(int argc, char **argv) { return ctl_simple(argc, argv, "resume", "resume"); }
 int cmd_stop(int argc, char **argv) { return ctl_simple(argc, argv, "stop", "stop"); }
+int cmd_cancel(int argc, char **argv) { return ctl_simple(argc, argv, "cancel", "cancel"); }

@@ -86,11 +86,41 @@ static int read_line(int fd, char *buf, size_t cap)
 
 struct progress_sink {
     int fd;
+    struct migr_listener *l;      /* the control socket: answered between progress reports */
+    volatile int cancel;
 };
+
+/* While a migration runs, the control socket is served from here: `cancel`
+ * is honoured, anything else is told to wait. */
+static void serve_during_migration(struct progress_sink *s)
+{
+    struct migr_transport *c;
+    char saved[512]; /* the engine's error context must survive our polling */
+    snprintf(saved, sizeof(saved), "%s", migr_last_error());
+    while (migr_listener_accept(s->l, 0, &c) == 0) {
+        char line[256];
+        if (read_line(c->fd, line, sizeof(line)) >= 0) {
+            if (strcmp(line, "cancel") == 0) {
+                s->cancel = 1;
+                reply(c->fd, "ok {\"cancelling\":true}");
+            } else if (strcmp(line, "status") == 0) {
+                reply(c->fd, "ok {\"migrating\":true}");
+            } else {
+                reply(c->fd, "error {\"error\":\"a migration is running; only cancel and status are served\"}");
+            }
+        }
+        migr_transport_close(c);
+    }
+    if (saved[0])
+        migr_errorf(EIO, "%s", saved);
+    else
+        migr_clear_error();
+}
 
 static void progress_to_client(void *arg, const struct migr_progress *p)
 {
     struct progress_sink *s = arg;
+    serve_during_migration(s);
     reply(s->fd, "progress %s %u %llu %llu %llu %.3f", p->phase, p->round, (unsigned long long)p->pages_done,
           (unsigned long long)p->pages_total, (unsigned long long)p->bytes_sent, p->elapsed_s);
 }
@@ -119,7 +149,7 @@ static void do_verify(struct migr_hv *hv, int fd)
 }
 
 /* Returns true if the VMM should exit (guest gone). */
-static bool do_migrate(struct migr_hv *hv, int fd, char *args)
+static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_listener *l)
 {
     char url[400];
     unsigned downtime = 300, rounds = 30;
@@ -138,7 +168,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args)
         return false;
     }
     struct migr_send_params p;
-    struct progress_sink sink = {fd};
+    struct progress_sink sink = {.fd = fd, .l = l};
     migr_send_params_defaults(&p);
     p.downtime_ms = downtime;
     p.max_rounds = rounds;
@@ -148,6 +178,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args)
         p.postcopy_after = 0;
     else if (strncmp(mode, "hybrid", 6) == 0)
         p.postcopy_after = mode[6] == ':' ? atoi(mode + 7) : 1;
+    p.cancel = &sink.cancel;
     p.progress = progress_to_client;
     p.progress_arg = &sink;
     int err = migr_send(hv, t, &p, &st);
@@ -214,13 +245,15 @@ int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
         } else if (strcmp(line, "stop") == 0) {
             reply(c->fd, "ok {\"stopped\":true}");
             done = true;
+        } else if (strcmp(line, "cancel") == 0) {
+            reply(c->fd, "error {\"error\":\"no migration is running\"}");
         } else if (strcmp(line, "resume") == 0) {
             if (hv->ops->resume(hv) == 0)
                 reply(c->fd, "ok {\"running\":true}");
             else
                 reply(c->fd, "error {\"error\":\"resume failed\"}");
         } else if (strcmp(line, "migrate") == 0) {
-            if (do_migrate(hv, c->fd, args)) {
+            if (do_migrate(hv, c->fd, args, l)) {
                 fprintf(stderr, "migr: guest migrated away; this VMM exits\n");
                 done = true;
             }

@@ -14,6 +14,7 @@ int cmd_status(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_upgrade(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 void usage_run(FILE *f);
 void usage_recv(FILE *f);
@@ -24,6 +25,7 @@ void usage_status(FILE *f);
 void usage_resume(FILE *f);
 void usage_demo(FILE *f);
 void usage_upgrade(FILE *f);
+void usage_cancel(FILE *f);
 void usage_model(FILE *f);
 
 static const struct cli_cmd cmds[] = {
@@ -35,6 +37,7 @@ static const struct cli_cmd cmds[] = {
     {"verify", cmd_verify, "check the whole guest image (pauses the workload briefly)", usage_verify},
     {"status", cmd_status, "print the VM's state as JSON", usage_status},
     {"resume", cmd_resume, "resume a guest a failed migration left paused", usage_resume},
+    {"cancel", cmd_cancel, "cancel a running migration; the guest stays on (or returns to) the source", usage_cancel},
     {"stop", cmd_stop, "stop the VM and its VMM process", usage_stop},
     {"model", cmd_model, "cluster throughput of VMM rejuvenation methods (paper 002 model)", usage_model},
 };

@@ -28,6 +28,7 @@ struct sender {
     uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
     uint32_t round;
     uint64_t rx_seq;              /* records received from the destination */
+    bool in_postcopy;             /* cancel is handled by the post-copy protocol, not by flush */
     bool took_back;               /* cancellable post-copy failed or was cancelled: the
                                      destination's last checkpoint is loaded here */
 };

@@ -36,6 +36,8 @@ void migr_send_params_defaults(struct migr_send_params *p)
 
 int engine_flush(struct sender *s)
 {
+    if (!s->in_postcopy && s->p->cancel && *s->p->cancel)
+        return migr_errorf(ECANCELED, "migration cancelled");
     if (s->n == 0)
         return 0;
     int len = migr_pages_encode(s->round, s->e, s->n, s->meta, sizeof(s->meta));
@@ -404,6 +406,7 @@ state:;
     if (postcopy) {
         /* The guest runs on the destination now and needs our pages. */
         in_postcopy = true;
+        s->in_postcopy = true;
         if ((err = engine_postcopy_push(s, d ? bm : NULL)) < 0)
             goto fail;
         st->postcopy_ns = migr_now_ns() - t_done;

@@ -42,6 +42,23 @@ for round in 1 2; do
     [ "$w2" -gt "$w1" ] || fail "guest not running on the source after take-back ($w1 -> $w2)"
 done
 
+# migr cancel during post-copy: the destination stops and hands back its last checkpoint
+"$MIGR" recv --listen "unix:$DIR/c.sock" --ctl "$DIR/c.ctl" 2>"$DIR/c.log" &
+dst=$!; pids+=($dst)
+for _ in $(seq 100); do [ -S "$DIR/c.sock" ] && break; sleep 0.05; done
+"$MIGR" send --ctl "$DIR/src.ctl" --to "unix:$DIR/c.sock" --mode postcopy --json >"$DIR/c.out" 2>&1 &
+snd=$!; pids+=($snd)
+for _ in $(seq 200); do ls /proc/$dst/task 2>/dev/null | wc -l | grep -qv '^1$' && break; sleep 0.01; done
+sleep 0.2
+"$MIGR" cancel --ctl "$DIR/src.ctl" >/dev/null || fail "migr cancel refused"
+wait "$snd"; rc=$?
+[ $rc -eq 1 ] || fail "send after cancel: exit $rc"
+grep -q 'cancelled' "$DIR/c.out" || fail "no 'cancelled' in the summary: $(cat "$DIR/c.out")"
+grep -q '"resumed_on_source":true' "$DIR/c.out" || fail "guest not resumed on the source after cancel"
+echo "cancel: $(grep -o '"error":"[^"]*"' "$DIR/c.out")"
+wait "$dst"; [ $? -ne 0 ] || fail "the destination VMM should exit non-zero after a cancel"
+"$MIGR" verify --ctl "$DIR/src.ctl" || fail "verify on the source after cancel"
+
 # and a post-copy that completes
 "$MIGR" recv --listen "unix:$DIR/ok.sock" --ctl "$DIR/ok.ctl" 2>"$DIR/ok.log" &
 pids+=($!)
