@@ -431,6 +431,12 @@ fail:
     migr_dirty_close(d);
     if (committed)
         t->ops->shutdown(t); /* the destination must not wait for us any longer */
+    if (committed && postcopy && !p->no_cancel && !in_postcopy) {
+        /* Cancellable post-copy broke between COMMIT and DONE: nothing came
+         * back yet, so the state we paused with is the last consistent one. */
+        s->took_back = true;
+        in_postcopy = true;
+    }
     if (in_postcopy && s->took_back) {
         /* Cancellable post-copy: our RAM and state are the destination's last
          * checkpoint (or the switchover itself); the destination has stopped
