@@ -455,9 +455,9 @@ static void cases_without_vm(void)
     sb_init(&b);
     sb_preamble(&b);
     h = good_hello();
-    h.mode = "postcopy";
+    h.mode = "teleport";
     sb_hello(&b, &h);
-    refuse(&(struct expect){"HELLO mode postcopy", {"HELLO", "mode", "postcopy"}, 1, BACK_ERROR}, &b);
+    refuse(&(struct expect){"HELLO mode teleport", {"HELLO", "mode", "teleport"}, 1, BACK_ERROR}, &b);
     sb_free(&b);
 
     sb_init(&b);
