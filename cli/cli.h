@@ -46,4 +46,17 @@ void cli_progress_done(void);
 /* Human summary of a migration JSON object. */
 void cli_print_summary(FILE *f, const char *json);
 
+/* ---- VMM processes (vmm_spawn.c) ---- */
+#include <sys/types.h>
+/*! Start `binary recv` listening on a fresh unix socket (written to sock)
+ *  that will serve ctl once it runs a guest; detached (own session, output
+ *  appended to ctl.log). Returns its pid once it listens, or -errno. */
+pid_t cli_spawn_recv(const char *binary, const char *ctl, char *sock, size_t cap);
+/*! Move the guest served at from_ctl to the VMM new_pid listening on sock
+ *  (mode: handover | precopy | postcopy ...), and wait until new_pid answers
+ *  on to_ctl. res gets the migration's JSON summary. 0 or -errno; on failure
+ *  the new VMM is stopped and the guest stays where it was (engine rules). */
+int cli_move_guest(const char *from_ctl, const char *sock, const char *mode, const char *to_ctl,
+                   pid_t new_pid, char *res, size_t cap);
+
 #endif

@@ -66,65 +66,13 @@ int cmd_upgrade(int argc, char **argv)
     }
     double old_pid = 0;
     json_get_num(st, "pid", &old_pid);
-    char sock[300], listen[320], log[320];
-    snprintf(sock, sizeof(sock), "%s.upgrade.%d", ctl, (int)getpid());
-    snprintf(listen, sizeof(listen), "unix:%s", sock);
-    snprintf(log, sizeof(log), "%s.log", ctl);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("migr upgrade: fork");
+    char sock[400];
+    pid_t pid = cli_spawn_recv(binary, ctl, sock, sizeof(sock));
+    if (pid < 0 || cli_move_guest(ctl, sock, "handover", ctl, pid, res, sizeof(res)) < 0) {
+        fprintf(stderr, "migr upgrade: failed: %s\n", migr_last_error());
         return 1;
     }
-    if (pid == 0) {
-        /* The new VMM outlives this command: its own session, output to PATH.log. */
-        setsid();
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char *nargv[] = {"migr", "recv", "--listen", listen, "--ctl", (char *)ctl, "--timeout", "30", NULL};
-        execv(binary, nargv);
-        _exit(127);
-    }
-    /* Wait for the new VMM's socket, then hand the guest over. */
-    int rc = -1;
-    for (int i = 0; i < 500; i++) {
-        struct stat sb;
-        if (stat(sock, &sb) == 0)
-            break;
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            fprintf(stderr, "migr upgrade: the new VMM (%s) exited at start; see %s\n", binary, log);
-            return 1;
-        }
-        usleep(10000);
-    }
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "migrate %s 300 30 auto handover", listen);
-    rc = ctl_call(ctl, cmd, 0, NULL, NULL, res, sizeof(res));
-    if (rc != 0) {
-        char why[800];
-        fprintf(stderr, "migr upgrade: failed: %s\n",
-                rc < 0 ? migr_last_error() : json_get_str(res, "error", why, sizeof(why)) ? why : res);
-        kill(pid, SIGTERM);
-        waitpid(pid, NULL, 0);
-        unlink(sock);
-        return 1;
-    }
-    /* The new VMM takes over the control socket once the old one let go. */
-    double new_pid = 0;
-    if (ctl_call(ctl, "status", 0, NULL, NULL, st, sizeof(st)) != 0 || !json_get_num(st, "pid", &new_pid) ||
-        new_pid == old_pid) {
-        for (int i = 0; i < 250 && (new_pid == 0 || new_pid == old_pid); i++) {
-            usleep(20000);
-            if (ctl_call(ctl, "status", 0, NULL, NULL, st, sizeof(st)) == 0)
-                json_get_num(st, "pid", &new_pid);
-        }
-    }
-    if (new_pid == 0 || new_pid == old_pid) {
-        fprintf(stderr, "migr upgrade: the guest moved but the new VMM does not answer on %s; see %s\n", ctl, log);
-        return 1;
-    }
+    double new_pid = pid;
     double down = 0;
     json_get_num(res, "downtime_ms", &down);
     if (json)

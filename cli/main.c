@@ -15,6 +15,7 @@ int cmd_resume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_upgrade(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_rejuvenate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 void usage_run(FILE *f);
 void usage_recv(FILE *f);
@@ -26,6 +27,7 @@ void usage_resume(FILE *f);
 void usage_demo(FILE *f);
 void usage_upgrade(FILE *f);
 void usage_cancel(FILE *f);
+void usage_rejuvenate(FILE *f);
 void usage_model(FILE *f);
 
 static const struct cli_cmd cmds[] = {
@@ -33,6 +35,7 @@ static const struct cli_cmd cmds[] = {
     {"run", cmd_run, "start a VM running the test workload, serve a control socket", usage_run},
     {"recv", cmd_recv, "wait for an incoming guest, then run it", usage_recv},
     {"send", cmd_send, "live-migrate the VM behind a control socket to a receiver", usage_send},
+    {"rejuvenate", cmd_rejuvenate, "seed-000 round trip: move the guest to a second VMM and back", usage_rejuvenate},
     {"upgrade", cmd_upgrade, "replace the VMM process under a running guest (zero-copy hand-over)", usage_upgrade},
     {"verify", cmd_verify, "check the whole guest image (pauses the workload briefly)", usage_verify},
     {"status", cmd_status, "print the VM's state as JSON", usage_status},

@@ -43,6 +43,16 @@ for i in 1 2; do
     [ "$w2" -gt "$w1" ] || fail "guest not running after upgrade $i ($w1 -> $w2)"
 done
 
+# The seed-000 round trip, by hand-over and by copy: same control socket, guest verified.
+for how in --handover --copy; do
+    out=$("$MIGR" rejuvenate --ctl "$DIR/vm.ctl" $how --json) || fail "rejuvenate $how: $out"
+    echo "$out" | grep -q '"ok":true' || fail "rejuvenate $how: $out"
+    echo "rejuvenate $how: $out"
+    p=$(pid_of "$DIR/vm.ctl"); [ "$p" != "$p0" ] || fail "rejuvenate $how: VMM 1 was not rebooted"
+    p0=$p
+    "$MIGR" verify --ctl "$DIR/vm.ctl" || fail "verify after rejuvenate $how"
+done
+
 # An incompatible new binary (another state format) is refused; the guest stays.
 if MIGR_TEST_STATE_VERSION=99 "$MIGR" upgrade --ctl "$DIR/vm.ctl" 2>"$DIR/refused.err"; then
     fail "an upgrade to an incompatible state format succeeded"
