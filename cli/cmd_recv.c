@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "migr/common.h"
@@ -22,7 +24,62 @@ void usage_recv(FILE *f)
             "  --listen URL       where to wait for the source\n"
             "  --ctl PATH         control socket to serve once the guest runs\n"
             "  --timeout SECONDS  give up if no source connects in time (default: wait forever)\n"
-            "  --json             print the migration summary as JSON on stdout\n");
+            "  --json             print the migration summary as JSON on stdout\n"
+            "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
+            "                     exec'd VMM maps the memory it inherited (migr rejuvenate --warm)\n");
+}
+
+/* After a warm reboot: the previous VMM process exec'd us with the guest's
+ * RAM memfd, a memfd holding its vCPU state and the client's connection. */
+static int warm_continue(const char *spec, const char *ctl)
+{
+    int memfd, sfd, cfd;
+    unsigned long long off, size, t0;
+    unsigned nvcpus, sv;
+    size_t slen;
+    if (sscanf(spec, "%d:%llu:%llu:%u:%d:%zu:%d:%llu:%u", &memfd, &off, &size, &nvcpus, &sfd, &slen, &cfd, &t0,
+               &sv) != 9) {
+        fprintf(stderr, "migr recv: --warm %s: malformed\n", spec);
+        return 2;
+    }
+    struct migr_hello h = {.page_size = MIGR_PAGE_SIZE, .nvcpus = nvcpus, .nregions = 1, .state_version = sv};
+    snprintf(h.backend, sizeof(h.backend), "kvm");
+    h.regions[0].gpa = 0;
+    h.regions[0].size = size;
+    uint64_t offs[1] = {off};
+    struct migr_hv *hv;
+    uint8_t *blob = malloc(slen ? slen : 1);
+    int err = blob ? 0 : -ENOMEM;
+    if (!err && pread(sfd, blob, slen, 0) != (ssize_t)slen)
+        err = migr_errorf_errno(errno, "warm reboot: read the vCPU state");
+    close(sfd);
+    if (!err)
+        err = migr_hv_create_shared(&h, &memfd, offs, &hv);
+    else
+        close(memfd);
+    if (!err && (err = hv->ops->load_state(hv, blob, slen)) == 0)
+        err = hv->ops->resume(hv);
+    free(blob);
+    char line[512];
+    if (err < 0) {
+        /* The memory is still in the memfd, but no process can run the guest
+         * now: say so loudly (the VMM that exec'd us is gone). */
+        snprintf(line, sizeof(line), "error {\"error\":\"warm reboot failed: %s; the guest is lost\"}\n",
+                 migr_last_error());
+        migr_write_full(cfd, line, strlen(line));
+        close(cfd);
+        fprintf(stderr, "migr recv: %s", line);
+        return 1;
+    }
+    double down = (double)(migr_now_ns() - t0) / 1e6;
+    snprintf(line, sizeof(line), "ok {\"mode\":\"warm\",\"ok\":true,\"downtime_ms\":%.3f,\"pid\":%d}\n", down,
+             (int)getpid());
+    migr_write_full(cfd, line, strlen(line));
+    close(cfd);
+    fprintf(stderr, "migr recv: warm reboot: guest paused %.2f ms, memory kept in place\n", down);
+    char info[256];
+    snprintf(info, sizeof(info), "\"backend\":\"kvm\",\"ram_bytes\":%llu,\"vcpus\":%u,\"warm\":true", size, nvcpus);
+    return ctl_serve(hv, ctl, info);
 }
 
 int cmd_recv(int argc, char **argv)
@@ -30,9 +87,10 @@ int cmd_recv(int argc, char **argv)
     const struct cli_cmd *self = cli_find("recv");
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'}, {"ctl", required_argument, 0, 'C'},
-        {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0},
+        {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+        {"warm", required_argument, 0, 'W'}, {0, 0, 0, 0},
     };
-    const char *listen = NULL, *ctl = NULL;
+    const char *listen = NULL, *ctl = NULL, *warm = NULL;
     bool json = false;
     int timeout_ms = -1;
     int o;
@@ -43,6 +101,7 @@ int cmd_recv(int argc, char **argv)
         case 'l': listen = optarg; break;
         case 'C': ctl = optarg; break;
         case 'j': json = true; break;
+        case 'W': warm = optarg; break;
         case 't': {
             char *end;
             long s = strtol(optarg, &end, 10);
@@ -57,6 +116,8 @@ int cmd_recv(int argc, char **argv)
     }
     if (optind < argc)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
+    if (warm && ctl)
+        return warm_continue(warm, ctl);
     if (!listen || !ctl)
         return cli_bad_args(self, "--listen URL and --ctl PATH are required");
     struct migr_listener *l;

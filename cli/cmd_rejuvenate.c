@@ -17,7 +17,7 @@
 void usage_rejuvenate(FILE *f)
 {
     fprintf(f,
-            "usage: migr rejuvenate --ctl PATH [--handover | --copy] [--binary NEW_MIGR] [--json]\n"
+            "usage: migr rejuvenate --ctl PATH [--handover | --copy | --warm] [--binary NEW_MIGR] [--json]\n"
             "\n"
             "Rejuvenate the VMM serving PATH without stopping its guest, as in seed 000:\n"
             "(1) nesting on (a no-op hook for the KVM backend), (2) start VMM 2, (3) migrate\n"
@@ -27,6 +27,9 @@ void usage_rejuvenate(FILE *f)
             "  --ctl PATH         control socket of the running VMM (kept by the rebooted VMM 1)\n"
             "  --handover         move the guest by passing its memory (default; no copy)\n"
             "  --copy             move it by live migration (pre-copy over a unix socket)\n"
+            "  --warm             Warm-VM Reboot instead (seed 002): no second VMM; the guest is\n"
+            "                     suspended in place while its VMM process restarts (exec) and\n"
+            "                     resumes from the same memory\n"
             "  --binary NEW_MIGR  migr binary for the new VMM processes (default: this one)\n"
             "  --json             print the phases as JSON\n");
 }
@@ -82,7 +85,7 @@ int cmd_rejuvenate(int argc, char **argv)
 {
     const struct cli_cmd *self = cli_find("rejuvenate");
     static const struct option opts[] = {
-        {"ctl", required_argument, 0, 'C'}, {"handover", no_argument, 0, 'H'}, {"copy", no_argument, 0, 'c'},
+        {"ctl", required_argument, 0, 'C'}, {"handover", no_argument, 0, 'H'}, {"copy", no_argument, 0, 'c'}, {"warm", no_argument, 0, 'w'},
         {"binary", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0},
     };
     struct proc_hooks h = {.binary = "/proc/self/exe", .mode = "handover"};
@@ -95,6 +98,7 @@ int cmd_rejuvenate(int argc, char **argv)
         case 'C': h.ctl = optarg; break;
         case 'H': h.mode = "handover"; break;
         case 'c': h.mode = "precopy"; break;
+        case 'w': h.mode = "warm"; break;
         case 'b': h.binary = optarg; break;
         case 'j': json = true; break;
         default: return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
@@ -108,6 +112,23 @@ int cmd_rejuvenate(int argc, char **argv)
     if (ctl_call(h.ctl, "status", 0, NULL, NULL, st, sizeof(st)) != 0) {
         fprintf(stderr, "migr rejuvenate: %s\n", migr_last_error());
         return 1;
+    }
+    if (strcmp(h.mode, "warm") == 0) {
+        char res[2048];
+        uint64_t t0 = migr_now_ns();
+        int rc = ctl_call(h.ctl, "warm", 0, NULL, NULL, res, sizeof(res));
+        double total = (double)(migr_now_ns() - t0) / 1e6, down = 0;
+        json_get_num(res, "downtime_ms", &down);
+        if (rc != 0) {
+            fprintf(stderr, "migr rejuvenate: warm reboot failed: %s\n", rc < 0 ? migr_last_error() : res);
+            return 1;
+        }
+        if (json)
+            printf("{\"ok\":true,\"mode\":\"warm\",\"total_ms\":%.3f,\"downtime_ms\":[%.3f]}\n", total, down);
+        else
+            printf("  warm reboot: VMM process restarted, guest paused %.2f ms, memory kept in place (%.1f ms)\n",
+                   down, total);
+        return 0;
     }
     snprintf(h.ctl2, sizeof(h.ctl2), "%s.vmm2", h.ctl);
     struct migr_rejuv_hooks hooks = {

@@ -6,6 +6,8 @@
  * After a successful migrate the VMM releases the guest and exits.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -190,6 +192,60 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
     return err == 0;
 }
 
+
+/* Warm VMM reboot (seed 002's Warm-VM Reboot): the guest's memory stays in
+ * place while this VMM process restarts. Pause, put the vCPU state in a
+ * memfd, keep the RAM memfd, the state memfd and the client's connection
+ * open across exec, and exec a fresh VMM (`migr recv --warm`), which maps the
+ * same memory, loads the state, resumes and answers the client. Returns only
+ * if the exec failed (the guest is resumed here then). */
+static void do_warm(struct migr_hv *hv, int fd, struct migr_listener **l, const char *path)
+{
+    uint64_t t0 = migr_now_ns();
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+    int sfd = -1;
+    char why[400];
+    if (hv->nregions != 1 || hv->regions[0].memfd < 0) {
+        reply(fd, "error {\"error\":\"warm reboot needs one memfd-backed RAM region\"}");
+        return;
+    }
+    if (hv->ops->pause(hv) < 0 || hv->ops->save_state(hv, &blob, &blen) < 0)
+        goto fail;
+    sfd = memfd_create("migr-warm-state", 0);
+    if (sfd < 0 || migr_write_full(sfd, blob, blen) < 0) {
+        migr_errorf_errno(errno, "warm reboot: state memfd");
+        goto fail;
+    }
+    int keep[] = {hv->regions[0].memfd, sfd, fd};
+    for (int i = 0; i < 3; i++)
+        if (fcntl(keep[i], F_SETFD, 0) < 0) {
+            migr_errorf_errno(errno, "warm reboot: keep fd %d across exec", keep[i]);
+            goto fail;
+        }
+    char spec[300], ctlpath[300];
+    snprintf(spec, sizeof(spec), "%d:%llu:%llu:%u:%d:%zu:%d:%llu:%u", hv->regions[0].memfd,
+             (unsigned long long)hv->regions[0].memfd_off, (unsigned long long)hv->regions[0].size, hv->nvcpus,
+             sfd, blen, fd, (unsigned long long)t0, hv->state_version);
+    snprintf(ctlpath, sizeof(ctlpath), "%s", path);
+    migr_listener_close(*l); /* the new process binds the same path */
+    *l = NULL;
+    char *argv[] = {"migr", "recv", "--warm", spec, "--ctl", ctlpath, NULL};
+    execv("/proc/self/exe", argv);
+    migr_errorf_errno(errno, "warm reboot: exec");
+    char url[320];
+    snprintf(url, sizeof(url), "unix:%s", path);
+    if (migr_listener_open(url, l) < 0)
+        fprintf(stderr, "migr: control socket lost after a failed warm reboot: %s\n", migr_last_error());
+fail:
+    json_escape(migr_last_error(), why, sizeof(why));
+    if (sfd >= 0)
+        close(sfd);
+    free(blob);
+    hv->ops->resume(hv);
+    reply(fd, "error {\"error\":\"%s; the guest keeps running in this VMM\"}", why);
+}
+
 int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
 {
     char url[300];
@@ -247,6 +303,13 @@ int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
             done = true;
         } else if (strcmp(line, "cancel") == 0) {
             reply(c->fd, "error {\"error\":\"no migration is running\"}");
+        } else if (strcmp(line, "warm") == 0) {
+            do_warm(hv, c->fd, &l, path); /* returns only on failure; the guest runs here */
+            if (!l) {
+                migr_transport_close(c);
+                rc = 1;
+                break;
+            }
         } else if (strcmp(line, "resume") == 0) {
             if (hv->ops->resume(hv) == 0)
                 reply(c->fd, "ok {\"running\":true}");

@@ -53,6 +53,15 @@ for how in --handover --copy; do
     "$MIGR" verify --ctl "$DIR/vm.ctl" || fail "verify after rejuvenate $how"
 done
 
+# Warm VMM reboot: the same process execs a fresh VMM, memory stays in place.
+out=$("$MIGR" rejuvenate --ctl "$DIR/vm.ctl" --warm --json) || fail "rejuvenate --warm: $out"
+echo "rejuvenate --warm: $out"
+"$MIGR" status --ctl "$DIR/vm.ctl" | grep -q '"warm":true' || fail "the VMM after a warm reboot is not the exec'd one"
+"$MIGR" verify --ctl "$DIR/vm.ctl" || fail "verify after the warm reboot"
+w1=$(writes "$DIR/vm.ctl"); sleep 0.3; w2=$(writes "$DIR/vm.ctl")
+[ "$w2" -gt "$w1" ] || fail "guest not running after the warm reboot"
+p0=$(pid_of "$DIR/vm.ctl")
+
 # An incompatible new binary (another state format) is refused; the guest stays.
 if MIGR_TEST_STATE_VERSION=99 "$MIGR" upgrade --ctl "$DIR/vm.ctl" 2>"$DIR/refused.err"; then
     fail "an upgrade to an incompatible state format succeeded"
