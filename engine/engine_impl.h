@@ -72,6 +72,7 @@ struct receiver {
  * failures; closing the userfaultfd releases any blocked vCPU). */
 int engine_postcopy_prepare(struct receiver *r);
 int engine_postcopy_start(struct receiver *r);
+int engine_postcopy_start_epochs(struct receiver *r);
 int engine_postcopy_run(struct receiver *r);
 void engine_postcopy_finish(struct receiver *r);
 int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32_t len);

@@ -351,6 +351,20 @@ static void *epoch_main(void *arg)
     return NULL;
 }
 
+/* After the resume: checkpoints pause and resume the guest, so they must not
+ * start before it runs. */
+int engine_postcopy_start_epochs(struct receiver *r)
+{
+    struct postcopy_dst *pc = r->pc;
+    if (!r->cancellable)
+        return 0;
+    int err = pthread_create(&pc->epoch_thread, NULL, epoch_main, r);
+    if (err)
+        return migr_errorf(err, "post-copy: start the checkpoint thread");
+    pc->epoch_started = true;
+    return 0;
+}
+
 static void stop_epochs(struct postcopy_dst *pc)
 {
     if (!pc->epoch_started)
@@ -373,9 +387,6 @@ int engine_postcopy_start(struct receiver *r)
             return migr_error_prefix(-err, "cancellable post-copy");
         if (!(pc->ebm = calloc(migr_bitmap_words(r->hv->ram_pages), 8)))
             return -ENOMEM;
-        if ((err = pthread_create(&pc->epoch_thread, NULL, epoch_main, r)) != 0)
-            return migr_errorf(err, "post-copy: start the checkpoint thread");
-        pc->epoch_started = true;
     }
     if ((err = pthread_create(&pc->fault_thread, NULL, fault_main, r)) != 0)
         return migr_errorf(err, "post-copy: start the fault thread");

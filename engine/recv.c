@@ -360,6 +360,8 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
     }
     if ((err = r->hv->ops->resume(r->hv)) < 0)
         goto fail;
+    if (r->postcopy && (err = engine_postcopy_start_epochs(r)) < 0)
+        goto fail;
     uint64_t t_run = migr_now_ns();
     st->downtime_ns = t_run - t_switch;
     if (!r->postcopy && send_ack(r, MIGR_REC_DONE) < 0)

@@ -313,6 +313,132 @@ static void test_small(void)
     T_ASSERT(!strcmp(migr_rec_type_name(~0u), "UNKNOWN"));
 }
 
+/* ------------------------------------------------------- PAGE_REQ, DISCARD */
+
+static void test_ranges(void)
+{
+    static struct migr_range r[MIGR_RANGES_MAX + 1], d[MIGR_RANGES_MAX];
+    static uint8_t b[8 + 16 * (MIGR_RANGES_MAX + 1)];
+    uint32_t count;
+    int n;
+
+    /* Round trips, up to a full record */
+    for (uint32_t i = 0; i < MIGR_RANGES_MAX; i++)
+        r[i] = (struct migr_range){ .pfn = 0x123456789ull + 1000ull * i, .npages = 1 + i % 17 };
+    for (uint32_t nr = 1; nr <= MIGR_RANGES_MAX; nr = nr < 4 ? nr + 1 : nr * 4) {
+        if (nr > MIGR_RANGES_MAX)
+            nr = MIGR_RANGES_MAX;
+        n = migr_ranges_encode("PAGE_REQ", r, nr, b, sizeof(b));
+        T_EQ(n, 8 + 16 * nr);
+        T_EQ(migr_get_le32(b), nr);
+        T_EQ(migr_get_le32(b + 4), 0);
+        count = 0;
+        memset(d, 0xa5, sizeof(d[0]) * nr);
+        T_OK(migr_ranges_decode("PAGE_REQ", b, (size_t)n, d, &count));
+        T_EQ(count, nr);
+        for (uint32_t i = 0; i < nr; i++)
+            T_ASSERT(d[i].pfn == r[i].pfn && d[i].npages == r[i].npages);
+        if (nr == MIGR_RANGES_MAX)
+            break;
+    }
+    /* The documented layout: u32 count, u32 reserved, count x {u64 pfn, u64 npages}. */
+    r[0] = (struct migr_range){ .pfn = 0x100, .npages = 1 };
+    r[1] = (struct migr_range){ .pfn = 0x0123456789abcull, .npages = 0x20000 };
+    T_EQ(migr_ranges_encode("DISCARD", r, 2, b, sizeof(b)), 40);
+    {
+        static const uint8_t want[40] = {
+            2, 0, 0, 0, 0, 0, 0, 0,
+            0, 1, 0, 0, 0, 0, 0, 0,
+            1, 0, 0, 0, 0, 0, 0, 0,
+            0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12, 0, 0,
+            0, 0, 2, 0, 0, 0, 0, 0,
+        };
+
+        T_ASSERT(!memcmp(b, want, sizeof(want)));
+    }
+    T_OK(migr_ranges_decode("DISCARD", b, 40, d, &count));
+    T_EQ(count, 2);
+    T_ASSERT(d[1].pfn == 0x0123456789abcull && d[1].npages == 0x20000);
+    /* The largest legal ranges end one page below pfn 2^52 - 1. */
+    r[0] = (struct migr_range){ .pfn = (1ull << 52) - 2, .npages = 1 };
+    r[1] = (struct migr_range){ .pfn = 0, .npages = (1ull << 52) - 1 };
+    n = migr_ranges_encode("PAGE_REQ", r, 2, b, sizeof(b));
+    T_OK(migr_ranges_decode("PAGE_REQ", b, (size_t)n, d, &count));
+    T_ASSERT(d[0].pfn == (1ull << 52) - 2 && d[1].npages == (1ull << 52) - 1);
+
+    /* Encoder refusals: only the count and the buffer are checked. */
+    r[0] = (struct migr_range){ .pfn = 5, .npages = 1 };
+    T_ERR(migr_ranges_encode("PAGE_REQ", r, 0, b, sizeof(b)), -EINVAL, "PAGE_REQ: 0 ranges (1..4096)");
+    T_ERR(migr_ranges_encode("DISCARD", r, MIGR_RANGES_MAX + 1, b, sizeof(b)), -EINVAL,
+          "DISCARD: 4097 ranges (1..4096)");
+    T_ERR(migr_ranges_encode("DISCARD", r, 2, b, 39), -ENOSPC, "DISCARD: buffer of 39 bytes too small (need 40)");
+
+    /* Decoder refusals, each starting from a valid 3-range encoding; the
+     * messages name the record given by the caller. */
+    for (uint32_t i = 0; i < 3; i++)
+        r[i] = (struct migr_range){ .pfn = 0x1000ull * (i + 1), .npages = 4 * (i + 1) };
+#define RNG(i) (b + 8 + 16 * (i))
+#define RANGES_BAD(what, mutate, substr) do { \
+        n = migr_ranges_encode(what, r, 3, b, sizeof(b)); \
+        T_EQ(n, 8 + 16 * 3); \
+        size_t len_ = (size_t)n; \
+        (void)len_; \
+        mutate; \
+        T_ERR(migr_ranges_decode(what, b, len_, d, &count), -EBADMSG, substr); \
+    } while (0)
+    RANGES_BAD("PAGE_REQ", len_ = 0, "PAGE_REQ: meta length 0 shorter than 8");
+    RANGES_BAD("PAGE_REQ", len_ = 7, "PAGE_REQ: meta length 7 shorter than 8");
+    RANGES_BAD("DISCARD", len_ = 7, "DISCARD: meta length 7 shorter than 8");
+    /* count 1..4096 */
+    RANGES_BAD("PAGE_REQ", migr_put_le32(b, 0), "PAGE_REQ: count 0 out of range 1..4096");
+    RANGES_BAD("DISCARD", migr_put_le32(b, 0), "DISCARD: count 0 out of range 1..4096");
+    RANGES_BAD("PAGE_REQ", migr_put_le32(b, MIGR_RANGES_MAX + 1), "PAGE_REQ: count 4097 out of range 1..4096");
+    RANGES_BAD("PAGE_REQ", migr_put_le32(b, UINT32_MAX), "PAGE_REQ: count 4294967295 out of range 1..4096");
+    /* reserved 0 */
+    RANGES_BAD("PAGE_REQ", b[4] = 1, "PAGE_REQ: reserved field not zero");
+    RANGES_BAD("DISCARD", b[7] = 0x80, "DISCARD: reserved field not zero");
+    /* exact length */
+    RANGES_BAD("PAGE_REQ", len_ -= 1, "PAGE_REQ: meta length 55 (expected 56 for 3 ranges)");
+    RANGES_BAD("PAGE_REQ", len_ += 1, "PAGE_REQ: meta length 57 (expected 56 for 3 ranges)");
+    RANGES_BAD("PAGE_REQ", len_ += 16, "PAGE_REQ: meta length 72 (expected 56 for 3 ranges)");
+    RANGES_BAD("DISCARD", len_ = 8, "DISCARD: meta length 8 (expected 56 for 3 ranges)");
+    RANGES_BAD("PAGE_REQ", migr_put_le32(b, 2), "PAGE_REQ: meta length 56 (expected 40 for 2 ranges)");
+    RANGES_BAD("PAGE_REQ", migr_put_le32(b, 4), "PAGE_REQ: meta length 56 (expected 72 for 4 ranges)");
+    RANGES_BAD("PAGE_REQ", migr_put_le32(b, 1), "expected 24 for 1 ranges");
+    /* npages >= 1 */
+    RANGES_BAD("PAGE_REQ", migr_put_le64(RNG(0) + 8, 0),
+               "PAGE_REQ: range 0 (pfn 0x1000, 0 pages) empty or past the address space");
+    RANGES_BAD("DISCARD", migr_put_le64(RNG(2) + 8, 0),
+               "DISCARD: range 2 (pfn 0x3000, 0 pages) empty or past the address space");
+    /* not past the 2^52 pfn limit */
+    RANGES_BAD("PAGE_REQ", migr_put_le64(RNG(1), 1ull << 52),
+               "PAGE_REQ: range 1 (pfn 0x10000000000000, 8 pages) empty or past the address space");
+    RANGES_BAD("PAGE_REQ", migr_put_le64(RNG(1), UINT64_MAX), "PAGE_REQ: range 1 (pfn 0xffffffffffffffff, 8 pages)");
+    RANGES_BAD("PAGE_REQ", (migr_put_le64(RNG(1), (1ull << 52) - 1), migr_put_le64(RNG(1) + 8, 1)),
+               "PAGE_REQ: range 1 (pfn 0xfffffffffffff, 1 pages) empty or past the address space");
+    RANGES_BAD("DISCARD", migr_put_le64(RNG(2), (1ull << 52) - 8),
+               "DISCARD: range 2 (pfn 0xffffffffffff8, 12 pages) empty or past the address space");
+    RANGES_BAD("PAGE_REQ", (migr_put_le64(RNG(0), 0), migr_put_le64(RNG(0) + 8, 1ull << 52)),
+               "PAGE_REQ: range 0 (pfn 0x0, 4503599627370496 pages) empty or past");
+    RANGES_BAD("PAGE_REQ", migr_put_le64(RNG(0) + 8, UINT64_MAX),
+               "PAGE_REQ: range 0 (pfn 0x1000, 18446744073709551615 pages) empty or past");
+    /* a bad range after good ones is found too */
+    RANGES_BAD("DISCARD", migr_put_le64(RNG(2) + 8, (1ull << 52) - 0x3000),
+               "DISCARD: range 2 (pfn 0x3000, 4503599627358208 pages)");
+#undef RANGES_BAD
+#undef RNG
+
+    T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_PAGE_REQ), "PAGE_REQ"));
+    T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_DISCARD), "DISCARD"));
+    T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_EPOCH_END), "EPOCH_END"));
+    T_ASSERT(!strcmp(migr_rec_type_name(11), "PAGE_REQ"));
+    T_ASSERT(!strcmp(migr_rec_type_name(12), "DISCARD"));
+    T_ASSERT(!strcmp(migr_rec_type_name(13), "COMPLETE"));
+    T_ASSERT(!strcmp(migr_rec_type_name(14), "EPOCH_END"));
+    T_ASSERT(!strcmp(migr_rec_type_name(15), "CANCEL"));
+    T_EQ(MIGR_REC_TYPE_MAX_V1, 15);
+}
+
 /* ------------------------------------------------------- records over a socket */
 
 struct chan {
@@ -1070,6 +1196,101 @@ static void test_memfd_message(void)
     close(pfd[1]);
 }
 
+/* -------------------------------------------- post-copy records on the wire */
+
+/* The post-copy samples of docs/format.md byte for byte, and the framing
+ * rules of the new types (CANCEL has empty meta, like COMMIT). */
+static void test_postcopy_records(void)
+{
+    static const uint8_t page_req[] = {
+        0x0B, 0, 0, 0, 0x18, 0, 0, 0, 0, 0, 0, 0,
+        0x01, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0,
+        0xA5, 0x64, 0x84, 0x9D,
+    };
+    static const uint8_t epoch_end[] = {
+        0x0E, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0,
+        0x03, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0,
+        0xF8, 0x8B, 0x1E, 0xE8,
+    };
+    static const uint8_t cancel[] = {
+        0x0F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xBC, 0x4E, 0x57, 0x33,
+    };
+    struct migr_range rg = { .pfn = 0x100, .npages = 1 }, d;
+    struct migr_ack ep = { .pages = 3, .t_ns = MIGR_EPOCH_FINAL }, a;
+    struct migr_rec_hdr h;
+    uint8_t got[64], m[32], rec[64];
+    uint32_t count;
+    uint64_t seq;
+    struct chan c;
+    size_t n;
+    int len;
+
+    T_EQ(MIGR_EPOCH_FINAL, 1);
+    chan_open(&c);
+    len = migr_ranges_encode("PAGE_REQ", &rg, 1, m, sizeof(m));
+    T_EQ(len, 24);
+    T_OK(migr_rec_send(c.w, MIGR_REC_PAGE_REQ, m, (uint32_t)len, NULL, 0));
+    T_OK(migr_transport_recv(c.r, got, sizeof(page_req)));
+    T_ASSERT(!memcmp(got, page_req, sizeof(page_req)));
+    T_EQ(migr_ack_encode(&ep, m, sizeof(m)), 16);
+    T_OK(migr_rec_send(c.w, MIGR_REC_EPOCH_END, m, 16, NULL, 0));
+    T_OK(migr_transport_recv(c.r, got, sizeof(epoch_end)));
+    T_ASSERT(!memcmp(got, epoch_end, sizeof(epoch_end)));
+    T_OK(migr_rec_send(c.w, MIGR_REC_CANCEL, NULL, 0, NULL, 0));
+    T_OK(migr_transport_recv(c.r, got, sizeof(cancel)));
+    T_ASSERT(!memcmp(got, cancel, sizeof(cancel)));
+    /* A CANCEL with meta is never sent. */
+    T_ERR(migr_rec_send(c.w, MIGR_REC_CANCEL, m, 8, NULL, 0), -EINVAL, "meta must be empty");
+    chan_close(&c);
+
+    /* The sample bytes read back as what they say. */
+    chan_open(&c);
+    chan_feed(&c, page_req, sizeof(page_req), 0);
+    chan_feed(&c, epoch_end, sizeof(epoch_end), 0);
+    chan_feed(&c, cancel, sizeof(cancel), 1);
+    seq = 0;
+    T_OK(migr_rec_recv(c.r, &seq, &h, meta, MIGR_META_MAX));
+    T_EQ(h.type, MIGR_REC_PAGE_REQ);
+    T_OK(migr_ranges_decode("PAGE_REQ", meta, h.meta_len, &d, &count));
+    T_ASSERT(count == 1 && d.pfn == 0x100 && d.npages == 1);
+    T_OK(migr_rec_recv(c.r, &seq, &h, meta, MIGR_META_MAX));
+    T_EQ(h.type, MIGR_REC_EPOCH_END);
+    T_OK(migr_ack_decode(meta, h.meta_len, &a));
+    T_ASSERT(a.pages == 3 && (a.t_ns & MIGR_EPOCH_FINAL));
+    T_OK(migr_rec_recv(c.r, &seq, &h, meta, MIGR_META_MAX));
+    T_EQ(h.type, MIGR_REC_CANCEL);
+    T_EQ(h.meta_len, 0);
+    T_EQ(seq, 3);
+    T_ERR(migr_rec_recv(c.r, &seq, &h, meta, MIGR_META_MAX), -EPIPE, "stream ended before record 4");
+    chan_close(&c);
+
+    /* Header checks: CANCEL must have empty meta; no new type carries bulk. */
+    memset(m, 0, sizeof(m));
+#define PC_BAD(build, seq0, err, substr) do { \
+        chan_open(&c); \
+        n = build; \
+        chan_feed(&c, rec, n, 1); \
+        seq = (seq0); \
+        T_ERR(migr_rec_recv(c.r, &seq, &h, meta, MIGR_META_MAX), err, substr); \
+        chan_close(&c); \
+    } while (0)
+    PC_BAD(raw_record(rec, MIGR_REC_CANCEL, 0, m, 1, 0), 56, -EBADMSG,
+           "record 57 (CANCEL): meta length 1 (must be 0)");
+    PC_BAD(raw_record(rec, MIGR_REC_CANCEL, 0, m, 16, 0), 0, -EBADMSG,
+           "record 1 (CANCEL): meta length 16 (must be 0)");
+    PC_BAD(raw_record(rec, MIGR_REC_PAGE_REQ, 0, m, 24, 4096), 0, -EBADMSG,
+           "record 1 (PAGE_REQ): bulk length 4096 (only PAGES records carry bulk)");
+    PC_BAD(raw_record(rec, MIGR_REC_DISCARD, 0, m, 24, 1), 0, -EBADMSG, "record 1 (DISCARD): bulk length 1");
+    PC_BAD(raw_record(rec, MIGR_REC_COMPLETE, 0, m, 16, 16), 0, -EBADMSG, "record 1 (COMPLETE): bulk length 16");
+    PC_BAD(raw_record(rec, MIGR_REC_EPOCH_END, 0, m, 16, 8), 0, -EBADMSG, "record 1 (EPOCH_END): bulk length 8");
+    PC_BAD(raw_record(rec, MIGR_REC_CANCEL, 0, m, 0, 4096), 0, -EBADMSG, "record 1 (CANCEL): bulk length 4096");
+    PC_BAD(raw_record(rec, MIGR_REC_EPOCH_END, 1, m, 16, 0), 0, -EBADMSG, "record 1 (EPOCH_END): flags 0x0001 not zero");
+    PC_BAD(raw_record(rec, 16, 0, m, 0, 0), 0, -EBADMSG, "record 1: unknown type 16");
+#undef PC_BAD
+    /* EPOCH_END and COMPLETE have the 16-byte READY/DONE layout. */
+    T_ERR(migr_ack_decode(m, 8, &a), -EBADMSG, "meta length 8 (expected 16)");
+}
+
 int main(void)
 {
     unsigned long long seed = t_seed(), rng = seed;
@@ -1077,6 +1298,7 @@ int main(void)
     test_hello();
     test_pages();
     test_small();
+    test_ranges();
     test_memfd();
     test_preamble();
     test_record_checks();
@@ -1084,5 +1306,6 @@ int main(void)
     test_session();
     test_garbage(&rng);
     test_memfd_message();
+    test_postcopy_records();
     return 0;
 }

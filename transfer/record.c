@@ -93,7 +93,7 @@ int migr_rec_send(struct migr_transport *t, uint16_t type, const void *meta, uin
         return migr_errorf(EINVAL, "send record (%s): only PAGES records carry bulk data",
                            migr_rec_type_name(type));
     if (meta_len && (type == MIGR_REC_COMMIT || type == MIGR_REC_CANCEL))
-        return migr_errorf(EINVAL, "send record (COMMIT): meta must be empty");
+        return migr_errorf(EINVAL, "send record (%s): meta must be empty", migr_rec_type_name(type));
 
     put_hdr(hdr, type, meta_len, (uint32_t)bulk_len);
     crc = migr_crc32c(0, hdr, sizeof(hdr));
