@@ -8,43 +8,14 @@
 #include <unistd.h>
 #include "migr/engine.h"
 #include "migr/workload.h"
-#include "testlib.h"
+#include "migratelib.h"
 
-struct rx {
-    struct migr_listener *l;
-    struct migr_hv *hv;
-    struct migr_stats st;
-    int rc;
-};
 
-static void *rx_main(void *arg)
-{
-    struct rx *x = arg;
-    struct migr_transport *t;
-    x->rc = migr_listener_accept(x->l, 10000, &t);
-    if (x->rc < 0)
-        return NULL;
-    x->rc = migr_recv(t, &x->hv, &x->st);
-    migr_transport_close(t);
-    return NULL;
-}
-
-static void verify(struct migr_hv *hv, const char *where)
-{
-    struct migr_verify_report rep;
-    T_OK(hv->ops->quiesce(hv, 5000));
-    T_OK(migr_workload_verify(hv, &rep));
-    T_OK(hv->ops->unquiesce(hv));
-    if (!rep.ok)
-        T_FAIL("verify %s: %s", where, rep.first_bad_why);
-}
 
 static int handover(struct migr_hv *src, const char *url, struct migr_hv **dst, struct migr_stats *st)
 {
-    struct rx x = {0};
-    T_OK(migr_listener_open(url, &x.l));
-    pthread_t th;
-    T_ASSERT(pthread_create(&th, NULL, rx_main, &x) == 0);
+    struct t_rx x;
+    t_rx_start(&x, url);
     struct migr_transport *t;
     T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
@@ -52,8 +23,7 @@ static int handover(struct migr_hv *src, const char *url, struct migr_hv **dst, 
     p.handover = true;
     int rc = migr_send(src, t, &p, st);
     migr_transport_close(t);
-    pthread_join(th, NULL);
-    migr_listener_close(x.l);
+    t_rx_join(&x);
     *dst = x.hv;
     if (rc == 0)
         T_OK(x.rc);
@@ -82,7 +52,7 @@ int main(void)
     uint64_t w = migr_workload_progress(src);
     usleep(100000);
     T_ASSERT(migr_workload_progress(src) > w);
-    verify(src, "on the source after the refused hand-over");
+    t_verify(src, "on the source after the refused hand-over");
 
     char path[64];
     snprintf(path, sizeof(path), "unix:/tmp/migr-ho-%d.sock", getpid());
@@ -95,13 +65,13 @@ int main(void)
     migr_hv_destroy(src); /* the source unmaps; the memory lives on in dst */
     usleep(200000);
     T_ASSERT(migr_workload_progress(dst) > at);
-    verify(dst, "after hand-over");
+    t_verify(dst, "after hand-over");
 
     /* and back again (the rejuvenation round trip's second leg) */
     T_OK(handover(dst, path, &back, &st));
     migr_hv_destroy(dst);
     usleep(100000);
-    verify(back, "after the hand-over back");
+    t_verify(back, "after the hand-over back");
     T_ASSERT(!back->ops->failed(back));
     migr_hv_destroy(back);
     return 0;

@@ -9,28 +9,8 @@
 #include <unistd.h>
 #include "migr/engine.h"
 #include "migr/workload.h"
-#include "testlib.h"
+#include "migratelib.h"
 
-struct rx {
-    struct migr_listener *l;
-    struct migr_hv *hv;
-    struct migr_stats st;
-    int rc;
-};
-
-static void *rx_main(void *arg)
-{
-    struct rx *x = arg;
-    struct migr_transport *t;
-    x->rc = migr_listener_accept(x->l, 10000, &t);
-    if (x->rc < 0)
-        return NULL;
-    x->rc = migr_recv(t, &x->hv, &x->st);
-    if (x->rc < 0)
-        fprintf(stderr, "recv: %s\n", x->st.error);
-    migr_transport_close(t);
-    return NULL;
-}
 
 /* cancel_at: cancel once this fraction of the pages went (0 = never).
  * drop_at: the destination's link drops at that fraction (simulated death). */
@@ -50,10 +30,8 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     T_OK(src->ops->resume(src));
     usleep(200000);
 
-    struct rx x = {0};
-    T_OK(migr_listener_open(url, &x.l));
-    pthread_t th;
-    T_ASSERT(pthread_create(&th, NULL, rx_main, &x) == 0);
+    struct t_rx x;
+    t_rx_start(&x, url);
     struct migr_transport *t;
     T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
@@ -62,9 +40,8 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     p.cancel_after_pages = (uint64_t)(cancel_at * (double)src->ram_pages) + (cancel_at > 0);
     struct migr_stats st;
     int rc = migr_send(src, t, &p, &st);
-    pthread_join(th, NULL);
     migr_transport_close(t);
-    migr_listener_close(x.l);
+    t_rx_join(&x);
     if (cancel_at > 0) {
         /* The guest comes back to the source, verified and running; the
          * destination has dropped its copy. */
@@ -76,12 +53,7 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
         uint64_t w = migr_workload_progress(src);
         usleep(200000);
         T_ASSERT(migr_workload_progress(src) > w);
-        struct migr_verify_report rep;
-        T_OK(src->ops->quiesce(src, 5000));
-        T_OK(migr_workload_verify(src, &rep));
-        T_OK(src->ops->unquiesce(src));
-        if (!rep.ok)
-            T_FAIL("verify on the source after cancel: %s", rep.first_bad_why);
+        t_verify(src, "verify on the source after cancel");
         migr_hv_destroy(src);
         return;
     }
@@ -100,12 +72,7 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     struct migr_hv *dst = x.hv;
     usleep(200000);
     T_ASSERT(migr_workload_progress(dst) > at_switch);
-    struct migr_verify_report rep;
-    T_OK(dst->ops->quiesce(dst, 5000));
-    T_OK(migr_workload_verify(dst, &rep));
-    T_OK(dst->ops->unquiesce(dst));
-    if (!rep.ok)
-        T_FAIL("verify on the destination: %s", rep.first_bad_why);
+    t_verify(dst, "verify on the destination");
     T_ASSERT(!dst->ops->failed(dst));
     migr_hv_destroy(dst);
 }

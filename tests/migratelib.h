@@ -1,0 +1,70 @@
+/* Helpers for the in-process engine tests: a receiver thread running
+ * migr_recv() behind a listener, and whole-image verification. */
+#ifndef MIGR_TEST_MIGRATELIB_H
+#define MIGR_TEST_MIGRATELIB_H
+
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "migr/engine.h"
+#include "migr/workload.h"
+#include "testlib.h"
+
+struct t_rx {
+    struct migr_listener *l;
+    pthread_t th;
+    struct migr_hv *hv;           /* the received guest, if migr_recv succeeded */
+    struct migr_stats st;
+    int rc;
+};
+
+static inline void *t_rx_main(void *arg)
+{
+    struct t_rx *x = arg;
+    struct migr_transport *t;
+    x->rc = migr_listener_accept(x->l, 10000, &t);
+    if (x->rc < 0)
+        return NULL;
+    x->rc = migr_recv(t, &x->hv, &x->st);
+    if (x->rc < 0)
+        fprintf(stderr, "recv: %s\n", x->st.error);
+    migr_transport_close(t);
+    return NULL;
+}
+
+/* Listen on url and receive one guest in a thread; x->l->bound is the URL to connect to. */
+static inline void t_rx_start(struct t_rx *x, const char *url)
+{
+    memset(x, 0, sizeof(*x));
+    T_OK(migr_listener_open(url, &x->l));
+    T_ASSERT(pthread_create(&x->th, NULL, t_rx_main, x) == 0);
+}
+
+static inline void t_rx_join(struct t_rx *x)
+{
+    pthread_join(x->th, NULL);
+    migr_listener_close(x->l);
+    x->l = NULL;
+}
+
+/* Quiesce, verify every page, let the guest run again; fails the test if not intact. */
+static inline void t_verify(struct migr_hv *hv, const char *where)
+{
+    struct migr_verify_report rep;
+    T_OK(hv->ops->quiesce(hv, 5000));
+    T_OK(migr_workload_verify(hv, &rep));
+    T_OK(hv->ops->unquiesce(hv));
+    if (!rep.ok)
+        T_FAIL("verify %s: %s (%llu bad pages)", where, rep.first_bad_why, (unsigned long long)rep.bad_pages);
+    T_ASSERT(rep.pages_checked > 0);
+}
+
+/* Page writes the guest makes in ms milliseconds. */
+static inline uint64_t t_progress_after(struct migr_hv *hv, int ms)
+{
+    uint64_t a = migr_workload_progress(hv);
+    usleep((useconds_t)ms * 1000);
+    return migr_workload_progress(hv) - a;
+}
+
+#endif
