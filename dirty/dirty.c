@@ -11,10 +11,23 @@
 #include "migr/hv.h"
 
 extern const struct migr_dirty_ops migr_dirty_kvm_bitmap;
+extern const struct migr_dirty_ops migr_dirty_pagemap_scan;
+extern const struct migr_dirty_ops migr_dirty_soft_dirty;
+extern const struct migr_dirty_ops migr_dirty_uffd_wp;
+extern const struct migr_dirty_ops migr_dirty_mprotect;
 
-/* In order of preference: "auto" picks the first supported one. */
+/* In order of preference: "auto" picks the first supported one. KVM guests
+ * support only kvm-bitmap; process guests (proc) the four after it, best
+ * first: pagemap-scan (no trap to user space, harvest and re-arm in one
+ * call), soft-dirty (no trap, but process-wide and the guest is paused for
+ * each harvest), uffd-wp (a trap to our handler thread per first write),
+ * mprotect (a signal per first write; portable). */
 const struct migr_dirty_ops *const migr_dirty_backends[] = {
     &migr_dirty_kvm_bitmap,
+    &migr_dirty_pagemap_scan,
+    &migr_dirty_soft_dirty,
+    &migr_dirty_uffd_wp,
+    &migr_dirty_mprotect,
     NULL,
 };
 
@@ -36,6 +49,26 @@ static void known_names(char *buf, size_t cap)
     }
 }
 
+/* "auto (= X), X, Y" — the trackers that support hv here. Clobbers the
+ * thread's error message (each supported() may record one). */
+static void supported_names(struct migr_hv *hv, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; migr_dirty_backends[i] && n < cap; i++) {
+        if (migr_dirty_backends[i]->supported(hv) <= 0)
+            continue;
+        int w = n == 0 ? snprintf(buf, cap, "auto (= %s), %s", migr_dirty_backends[i]->name,
+                                  migr_dirty_backends[i]->name)
+                       : snprintf(buf + n, cap - n, ", %s", migr_dirty_backends[i]->name);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+    if (n == 0)
+        snprintf(buf, cap, "none");
+}
+
 static const struct migr_dirty_ops *find_backend(const char *name)
 {
     for (size_t i = 0; migr_dirty_backends[i]; i++)
@@ -52,7 +85,7 @@ int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **ou
         return migr_errorf(EINVAL, "dirty tracker: no name or no guest given");
     if (strcmp(name, "auto") == 0) {
         /* Collect every backend's reason so the user sees why none fits. */
-        char why[400] = "";
+        char why[1000] = "";
         size_t n = 0;
         for (size_t i = 0; migr_dirty_backends[i]; i++) {
             migr_clear_error();
@@ -71,15 +104,22 @@ int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **ou
             return migr_errorf(ENOTSUP, "dirty tracker auto: no tracker supports backend '%s' (%s)",
                                hv->ops->name, why);
     } else {
+        char names[200], ok[200];
         ops = find_backend(name);
         if (!ops) {
-            char names[200];
             known_names(names, sizeof(names));
-            return migr_errorf(EINVAL, "unknown dirty tracker '%s' (known: auto, %s)", name, names);
+            supported_names(hv, ok, sizeof(ok));
+            return migr_errorf(EINVAL, "unknown dirty tracker '%s' (known: auto, %s; for backend '%s' "
+                               "this machine supports: %s)", name, names, hv->ops->name, ok);
         }
         migr_clear_error();
-        if (ops->supported(hv) <= 0)
-            return migr_error_prefix(ENOTSUP, "dirty tracker %s not supported", ops->name);
+        if (ops->supported(hv) <= 0) {
+            char why[300];
+            snprintf(why, sizeof(why), "%s", migr_last_error());
+            supported_names(hv, ok, sizeof(ok));
+            return migr_errorf(ENOTSUP, "dirty tracker %s not supported for backend '%s': %s "
+                               "(this machine supports: %s)", ops->name, hv->ops->name, why, ok);
+        }
     }
     struct dirty_impl *t = calloc(1, sizeof(*t));
     if (!t)

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "hv-glue/kvm/kvm.h"
+#include "hv-glue/proc/proc.h"
 #include "migr/common.h"
 #include "migr/hv.h"
 
@@ -11,7 +12,9 @@ int migr_hv_available(const char *backend)
 {
     if (strcmp(backend, "kvm") == 0)
         return migr_kvm_available();
-    migr_errorf(EINVAL, "unknown backend '%s' (known: kvm)", backend);
+    if (strcmp(backend, "proc") == 0)
+        return 1; /* memfd + threads: works wherever libmigr runs */
+    migr_errorf(EINVAL, "unknown backend '%s' (known: kvm, proc)", backend);
     return 0;
 }
 
@@ -19,13 +22,17 @@ int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct
 {
     if (strcmp(backend, "kvm") == 0)
         return migr_kvm_create(cfg, out);
-    return migr_errorf(EINVAL, "unknown backend '%s' (known: kvm)", backend);
+    if (strcmp(backend, "proc") == 0)
+        return migr_proc_create(cfg, out);
+    return migr_errorf(EINVAL, "unknown backend '%s' (known: kvm, proc)", backend);
 }
 
 int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out)
 {
     if (strcmp(hello->backend, "kvm") == 0)
         return migr_kvm_create_incoming(hello, -1, 0, out);
+    if (strcmp(hello->backend, "proc") == 0)
+        return migr_proc_create_incoming(hello, -1, 0, out);
     return migr_errorf(ENOTSUP, "HELLO: backend '%.16s' is not available in this build", hello->backend);
 }
 
@@ -36,6 +43,11 @@ int migr_hv_create_shared(const struct migr_hello *hello, const int *memfds, con
         for (uint32_t i = 1; i < hello->nregions; i++)
             close(memfds[i]);
         return migr_kvm_create_incoming(hello, memfds[0], offs[0], out);
+    }
+    if (strcmp(hello->backend, "proc") == 0) {
+        for (uint32_t i = 1; i < hello->nregions; i++)
+            close(memfds[i]);
+        return migr_proc_create_incoming(hello, memfds[0], offs[0], out);
     }
     for (uint32_t i = 0; i < hello->nregions; i++)
         close(memfds[i]);

@@ -41,8 +41,12 @@ struct migr_dirty {
     uint64_t harvest_ns;
 };
 
-/*! Open the tracker called name ("kvm-bitmap", or "auto" for the best one
- *  the backend supports) for hv. -ENOTSUP with the reason if not supported. */
+/*! Open the tracker called name for hv: "kvm-bitmap" (KVM guests),
+ *  "pagemap-scan", "soft-dirty", "uffd-wp", "mprotect" (guests whose RAM is
+ *  written through this process's mapping: proc), or "auto" for the first of
+ *  these, in that order, that supports hv here (docs/dirty.md). -EINVAL for an
+ *  unknown name, -ENOTSUP if not supported; the message gives the reason and
+ *  lists the trackers that would work for hv. */
 int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **out);
 int migr_dirty_start(struct migr_dirty *d);
 long migr_dirty_harvest(struct migr_dirty *d, uint64_t *bitmap);

@@ -2,7 +2,9 @@
  *
  * A guest is a list of RAM regions plus ops to pause/resume it and to save
  * and load its vCPU and device state. Backends: "kvm" (migr's minimal VMM on
- * /dev/kvm). Threads: ops are called from one control thread at a time.
+ * /dev/kvm) and "proc" (RAM in a memfd written by workload threads of this
+ * process; hv-glue/proc). Threads: ops are called from one control thread at
+ * a time.
  */
 #ifndef MIGR_HV_H
 #define MIGR_HV_H
@@ -71,7 +73,7 @@ struct migr_vm_config {
 };
 
 /*! Create a guest running the migr workload (paused; call resume to start).
- *  backend: "kvm". -ENODEV with the reason if /dev/kvm is unusable. */
+ *  backend: "kvm" or "proc". -ENODEV with the reason if /dev/kvm is unusable. */
 int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct migr_hv **out);
 
 /*! Create an empty guest shell with the RAM layout and vCPU count of hello,

@@ -1,0 +1,44 @@
+/* dirty/: helpers shared by the trackers that watch this process's own
+ * mapping of guest RAM (pagemap-scan, soft-dirty, uffd-wp, mprotect). */
+#ifndef MIGR_DIRTY_PROCESS_H
+#define MIGR_DIRTY_PROCESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "migr/dirty.h"
+#include "migr/hv.h"
+
+/* 1 if hv's guest writes its RAM through hv->regions[].host (a proc guest),
+ * else 0 with the reason recorded for tracker name. */
+int dirty_proc_guest(struct migr_hv *hv, const char *name);
+
+/* RAM index of region r's first page. */
+uint64_t dirty_region_base(const struct migr_hv *hv, uint32_t r);
+
+/* Set bits [first, first + n) of bm; returns how many were clear before. */
+uint64_t dirty_set_range(uint64_t *bm, uint64_t first, uint64_t n);
+
+/* OR the set bits of src (n bits, region-relative) into dst at bit offset
+ * base; returns how many were clear in dst before. */
+uint64_t dirty_or_at(uint64_t *dst, uint64_t base, const uint64_t *src, uint64_t n);
+
+/* A userfaultfd (O_CLOEXEC | O_NONBLOCK) with UFFDIO_API done for features.
+ * Falls back to user-mode-only faults, then /dev/userfaultfd, when the
+ * syscall is not allowed. Returns the fd or -errno with a message naming
+ * the missing feature and what the kernel offers. */
+int dirty_uffd_open(uint64_t features, const char *name);
+
+/* UFFDIO_WRITEPROTECT [addr, addr + len): protect, or unprotect and wake the
+ * threads waiting on it. Retries EAGAIN (the mm is changing). 0 or -errno. */
+int dirty_uffd_wp(int uffd, void *addr, uint64_t len, bool protect);
+
+/* 1 if hv's RAM can be registered (mode) with a new userfaultfd of these
+ * features right now, else 0 with the reason. A range takes one userfaultfd
+ * only: guest RAM that post-copy has registered for missing pages is EBUSY. */
+int dirty_uffd_can_register(struct migr_hv *hv, uint64_t features, uint64_t mode, const char *name);
+
+/* UFFDIO_REGISTER (mode) / UFFDIO_UNREGISTER every region of hv. */
+int dirty_uffd_register(int uffd, struct migr_hv *hv, uint64_t mode, const char *name);
+void dirty_uffd_unregister(int uffd, struct migr_hv *hv);
+
+#endif
