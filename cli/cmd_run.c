@@ -26,7 +26,8 @@ void usage_run(FILE *f)
             "                      data=zero|text|random               (what the pages hold)\n"
             "                      seed=N\n"
             "  --ctl PATH        control socket to serve (unix socket path)\n"
-            "  --backend NAME    hypervisor backend (default kvm)\n");
+            "  --backend NAME    kvm (default: migr's VMM on /dev/kvm) or proc (guest RAM written by\n"
+            "                    host threads: runs anywhere, migrates the same way)\n");
 }
 
 int cmd_run(int argc, char **argv)

@@ -36,7 +36,8 @@ void usage_send(FILE *f)
             "                     the unix socket; only vCPU state is copied (downtime ~1 ms)\n"
             "  --downtime-ms N    downtime target in ms (default 300)\n"
             "  --max-rounds N     pre-copy rounds at most (default 30)\n"
-            "  --dirty NAME       dirty tracker (default auto; kvm-bitmap)\n"
+            "  --dirty NAME       dirty tracker (default auto: kvm-bitmap for kvm, pagemap-scan for proc;\n"
+            "                     also uffd-wp, soft-dirty, mprotect)\n"
             "  --json             print the summary as one JSON object on the last line of stdout\n");
 }
 
