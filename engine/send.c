@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "migr/engine.h"
 #include "migr/codec.h"
@@ -231,6 +234,16 @@ static int send_discard(struct sender *s, const uint64_t *bm)
     return migr_rec_send(s->t, MIGR_REC_DISCARD, meta, (uint32_t)len, NULL, 0);
 }
 
+/* Let the destination take in what is still queued in the socket before the
+ * guest stops: otherwise it drains those megabytes inside the downtime. */
+static void drain(struct migr_transport *t)
+{
+    uint64_t until = migr_now_ns() + 200000000ull;
+    int outq = 0;
+    while (ioctl(t->fd, SIOCOUTQ, &outq) == 0 && outq > (64 << 10) && migr_now_ns() < until)
+        usleep(200);
+}
+
 static uint64_t estimate_ns(uint64_t dirty_pages, uint64_t bytes, uint64_t ns)
 {
     if (bytes == 0 || ns == 0)
@@ -344,6 +357,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
 
     /* stop-and-copy */
 pause:
+    drain(t);
     t_pause = migr_now_ns();
     if ((err = hv->ops->pause(hv)) < 0)
         goto fail;
