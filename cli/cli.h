@@ -26,6 +26,8 @@ const struct cli_cmd *cli_find(const char *name);
  * migration, or SIGTERM/SIGINT. Destroys hv before returning. info: JSON
  * fragment describing the VM for `status`. Returns the process exit code. */
 int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json);
+/* Same, writing `ready` to ready_fd (then closing it) once the socket is bound. */
+int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json, int ready_fd, const char *ready);
 
 /* Client: connect (retrying up to wait_ms), send one command line, call
  * on_line for every "progress ..." line; the final "ok <json>" / "error <json>"

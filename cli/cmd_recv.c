@@ -74,12 +74,10 @@ static int warm_continue(const char *spec, const char *ctl)
     double down = (double)(migr_now_ns() - t0) / 1e6;
     snprintf(line, sizeof(line), "ok {\"mode\":\"warm\",\"ok\":true,\"downtime_ms\":%.3f,\"pid\":%d}\n", down,
              (int)getpid());
-    migr_write_full(cfd, line, strlen(line));
-    close(cfd);
     fprintf(stderr, "migr recv: warm reboot: guest paused %.2f ms, memory kept in place\n", down);
     char info[256];
     snprintf(info, sizeof(info), "\"backend\":\"kvm\",\"ram_bytes\":%llu,\"vcpus\":%u,\"warm\":true", size, nvcpus);
-    return ctl_serve(hv, ctl, info);
+    return ctl_serve_ready(hv, ctl, info, cfd, line);
 }
 
 int cmd_recv(int argc, char **argv)

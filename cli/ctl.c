@@ -248,6 +248,11 @@ fail:
 
 int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
 {
+    return ctl_serve_ready(hv, path, info_json, -1, NULL);
+}
+
+int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json, int ready_fd, const char *ready)
+{
     char url[300];
     struct migr_listener *l;
     snprintf(url, sizeof(url), "unix:%s", path);
@@ -260,6 +265,11 @@ int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
         fprintf(stderr, "migr: control socket: %s\n", migr_last_error());
         migr_hv_destroy(hv);
         return 1;
+    }
+    if (ready_fd >= 0) {
+        /* Answer whoever waits for us only once the control socket exists. */
+        migr_write_full(ready_fd, ready, strlen(ready));
+        close(ready_fd);
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
