@@ -6,8 +6,16 @@
 migrate.json -> migrate.png: per configuration, first-pass and overall
 throughput as % of the single-thread memcpy bandwidth measured in the same
 run (the raw stream ceiling of each transport drawn as a marker), and the
-downtime. Without matplotlib it prints a note and exits 0: plotting never
-fails a benchmark run.
+downtime.
+postcopy.json -> postcopy.png: per dirty rate and mode, total time and time
+to full residence (the raw-stream floor as a line), downtime, the guest's
+write rate while migrated and after as % of before, and post-copy fault
+latency against the floor measured in the same run.
+handover.json -> handover.png: hand-over downtime per guest size next to
+the pre-copy of the 256 MiB guest and the switch-over floor, and the guest
+RAM actually allocated (sparse memfd) per size.
+Without matplotlib it prints a note and exits 0: plotting never fails a
+benchmark run.
 """
 import json
 import os
@@ -69,7 +77,217 @@ def plot_migrate(path, out, plt):
     print(f"plot: wrote {out}")
 
 
-PLOTTERS = {"migrate.json": plot_migrate}
+def _nz(v):
+    return 0.0 if v is None else v
+
+
+def _annotate(ax, bars, fmt="{:.0f}", fontsize=6):
+    for b in bars:
+        h = b.get_height()
+        if h and h == h:
+            ax.annotate(fmt.format(h), (b.get_x() + b.get_width() / 2, h), ha="center", va="bottom",
+                        fontsize=fontsize)
+
+
+def plot_postcopy(path, out, plt):
+    with open(path) as f:
+        d = json.load(f)
+    rows = d.get("rows", [])
+    if not rows:
+        print(f"plot: {path} has no rows; skipped")
+        return
+    m = d["machine"]
+    p = d["params"]
+    modes = [x for x in ("precopy", "hybrid", "postcopy") if any(r["mode"] == x for r in rows)]
+    wls = []
+    for r in rows:
+        if r["workload"] not in wls:
+            wls.append(r["workload"])
+    by = {(r["workload"], r["mode"]): r for r in rows}
+    colors = {"precopy": "tab:blue", "hybrid": "tab:orange", "postcopy": "tab:green"}
+    w = 0.8 / max(1, len(modes))
+    x = list(range(len(wls)))
+
+    def med(wl, mode, key):
+        r = by.get((wl, mode))
+        if not r:
+            return 0.0
+        return _nz(r["median"].get(key))
+
+    def label(wl, mode):
+        r = by.get((wl, mode))
+        return "" if not r or r["status"] == "ok" else "FAIL"
+
+    fig, axs = plt.subplots(2, 2, figsize=(13, 9))
+    ax = axs[0][0]
+    for i, mode in enumerate(modes):
+        xs = [k - 0.4 + w * (i + 0.5) for k in x]
+        bars = ax.bar(xs, [med(wl, mode, "total_ms") for wl in wls], w, color=colors[mode], alpha=0.45,
+                      label=f"{mode}: total")
+        _annotate(ax, bars)
+        if mode != "precopy":
+            ax.bar(xs, [med(wl, mode, "residence_ms") for wl in wls], w * 0.5, color=colors[mode],
+                   label=f"{mode}: post-copy phase (to full residence)")
+        for k, wl in enumerate(wls):
+            if label(wl, mode):
+                ax.annotate("FAIL", (xs[k], 0), ha="center", va="bottom", color="red", fontsize=8)
+    floor = p["mem_bytes"] / m["unix_stream_mbps"] / 1e3 if m.get("unix_stream_mbps") else 0
+    if floor:
+        ax.axhline(floor, color="black", linewidth=1.5)
+        ax.text(len(wls) - 0.5, floor, f"RAM through the raw unix stream: {floor:.0f} ms", ha="right",
+                va="bottom", fontsize=7)
+    top = max([med(wl, mode, "total_ms") for wl in wls for mode in modes] + [floor, 1.0])
+    ax.set_ylim(0, top * 1.5)  # room for the legend
+    ax.set_xticks(x)
+    ax.set_xticklabels(wls)
+    ax.set_ylabel("ms")
+    ax.set_title("migration time (bars) and post-copy phase (inner bars)", fontsize=9)
+    ax.legend(fontsize=6, loc="upper left")
+
+    ax = axs[0][1]
+    for i, mode in enumerate(modes):
+        xs = [k - 0.4 + w * (i + 0.5) for k in x]
+        bars = ax.bar(xs, [max(med(wl, mode, "downtime_ms"), 1e-3) for wl in wls], w, color=colors[mode],
+                      label=f"{mode}: source paused -> DONE")
+        _annotate(ax, bars, "{:.1f}")
+        ax.plot(xs, [max(med(wl, mode, "dst_downtime_ms"), 1e-3) for wl in wls], "k_", markersize=12,
+                label="destination: SWITCHOVER -> resumed" if i == 0 else None)
+    ax.set_yscale("log")
+    ax.set_ylim(top=3000)  # room for the legend above the 300 ms target
+    ax.set_xticks(x)
+    ax.set_xticklabels(wls)
+    ax.set_ylabel("downtime (ms, log)")
+    ax.axhline(300, color="grey", linestyle="--", linewidth=1)
+    ax.set_title("downtime (target 300 ms, dashed)", fontsize=9)
+    ax.legend(fontsize=6, loc="upper left")
+
+    ax = axs[1][0]
+    names, live, pc, after = [], [], [], []
+    for wl in wls:
+        for mode in modes:
+            r = by.get((wl, mode))
+            if not r:
+                continue
+            mm = r["median"]
+            before = _nz(mm.get("writes_per_s_before")) or 1.0
+            names.append(f"{wl}\n{mode}" + ("\n(FAIL)" if r["status"] != "ok" else ""))
+            live.append(100 * _nz(mm.get("writes_per_s_live_src")) / before)
+            pc.append(100 * _nz(mm.get("writes_per_s_postcopy_dst")) / before)
+            after.append(100 * _nz(mm.get("writes_per_s_after")) / before)
+    xx = list(range(len(names)))
+    ww = 0.27
+    _annotate(ax, ax.bar([i - ww for i in xx], live, ww, color="tab:blue", label="source, pre-copy rounds"))
+    _annotate(ax, ax.bar(xx, pc, ww, color="tab:red", label="destination, post-copy phase"))
+    _annotate(ax, ax.bar([i + ww for i in xx], after, ww, color="tab:grey", label="destination, after"))
+    ax.axhline(100, color="black", linewidth=1)
+    ax.set_ylim(0, max(live + pc + after + [100]) * 1.3)
+    ax.set_xticks(xx)
+    ax.set_xticklabels(names, fontsize=6)
+    ax.set_ylabel("guest page writes/s, % of before")
+    ax.set_title("what the migration costs the guest", fontsize=9)
+    ax.legend(fontsize=6, loc="upper right")
+
+    ax = axs[1][1]
+    pcr = [r for r in rows if r["mode"] != "precopy"]
+    xx = list(range(len(pcr)))
+    p50 = [max(_nz(r["median"].get("fault_p50_us")), 1e-3) for r in pcr]
+    p99 = [max(_nz(r["median"].get("fault_p99_us")), 1e-3) for r in pcr]
+    mx = [max(_nz(r["median"].get("fault_max_us")), 1e-3) for r in pcr]
+    _annotate(ax, ax.bar([i - 0.2 for i in xx], p50, 0.4, color="tab:purple", label="p50"))
+    _annotate(ax, ax.bar([i + 0.2 for i in xx], p99, 0.4, color="tab:pink", label="p99"))
+    ax.plot([i + 0.2 for i in xx], mx, "kv", markersize=4, label="max")
+    fl = _nz(m.get("fault_floor_us"))
+    ft = d.get("first_touch", {})
+    ept = 0.0
+    for v in ft.get("variants", []):
+        if v["name"] == "populated" and v["median"].get("first_touch_ns_per_page"):
+            ept = v["median"]["first_touch_ns_per_page"] / 1e3
+    if fl:
+        ax.axhline(fl + ept, color="black", linewidth=1.5)
+        ax.text(len(pcr) - 0.5, (fl + ept) * 1.1, f"floor {fl + ept:.1f} us (unix round trip + local uffd fault"
+                + (" + KVM first touch" if ept else "") + ")", ha="right", va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylim(top=max(mx + [1.0]) * 20)  # room for the legend
+    ax.set_xticks(xx)
+    ax.set_xticklabels([r["name"].replace("/", "\n") for r in pcr], fontsize=7)
+    ax.set_ylabel("fault -> page placed (us, log)")
+    ax.set_title("post-copy fault service latency (destination)", fontsize=9)
+    ax.legend(fontsize=6, loc="upper left")
+
+    note = (f"migr pre-copy / hybrid / {'cancellable ' if not p.get('no_cancel') else ''}post-copy over unix, "
+            f"{p['mem_bytes'] >> 20} MiB guest, medians of {p['reps']}")
+    if ft.get("measured"):
+        parts = [f"{v['name']}: +{_nz(v['median'].get('first_touch_ns_per_page')) / 1e3:.1f} us"
+                 for v in ft.get("variants", [])]
+        note += "; first touch of a guest page " + ", ".join(parts)
+    fig.suptitle(note, fontsize=10)
+    other = d.get("other_load_cpus_run", 0)
+    if other > 0.2:
+        fig.text(0.01, 0.005, f"other processes used {other:.2f} CPUs during this run: figures are pessimistic",
+                 fontsize=7, color="tab:red")
+    fig.tight_layout(rect=(0, 0.01, 1, 0.97))
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    print(f"plot: wrote {out}")
+
+
+def plot_handover(path, out, plt):
+    with open(path) as f:
+        d = json.load(f)
+    rows = d.get("rows", [])
+    if not rows:
+        print(f"plot: {path} has no rows; skipped")
+        return
+    m = d["machine"]
+    names = [r["name"] + ("" if r["status"] == "ok" else "\n(FAIL)") for r in rows]
+    x = list(range(len(rows)))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    down = [max(r["median"]["downtime_ms"], 1e-3) for r in rows]
+    dst = [max(r["median"]["dst_downtime_ms"], 1e-3) for r in rows]
+    cols = ["tab:green" if r["mode"] == "handover" else "tab:blue" for r in rows]
+    bars = ax1.bar(x, down, 0.55, color=cols)
+    _annotate(ax1, bars, "{:.2f}", 8)
+    ax1.plot(x, dst, "k_", markersize=18, label="destination: SWITCHOVER -> resumed")
+    setup = [max(r["median"].get("dst_vm_setup_ms", 0), 1e-3) for r in rows]
+    ax1.plot(x, setup, "rx", markersize=8, label="building the destination VM on the memfd (timed apart)")
+    fl = m.get("floor_us", 0) / 1e3
+    if fl:
+        ax1.axhline(fl, color="black", linewidth=1.5, linestyle="--")
+        ax1.text(len(rows) - 0.5, fl * 1.1, f"floor {fl:.2f} ms: pause+save+load+resume + 2 unix round trips",
+                 ha="right", va="bottom", fontsize=7)
+    ax1.set_yscale("log")
+    ax1.set_ylim(top=max(down) * 20)
+    ax1.set_xticks(x)
+    ax1.set_xticklabels(names, fontsize=8)
+    ax1.set_ylabel("downtime, source paused -> DONE (ms, log)")
+    ax1.set_title(f"hand-over (green) vs pre-copy (blue), medians of {d['params']['reps']}", fontsize=9)
+    ax1.legend(fontsize=7, loc="upper left")
+
+    ram = [r["mem_bytes"] / 2**20 for r in rows]
+    src = [r["median"]["src_memfd_bytes"] / 2**20 for r in rows]
+    dstm = [r["median"]["dst_memfd_bytes"] / 2**20 for r in rows]
+    w = 0.27
+    _annotate(ax2, ax2.bar([i - w for i in x], ram, w, color="lightgrey", label="guest RAM"), "{:.0f}", 7)
+    _annotate(ax2, ax2.bar(x, src, w, color="tab:orange", label="allocated, source"), "{:.0f}", 7)
+    _annotate(ax2, ax2.bar([i + w for i in x], dstm, w, color="tab:brown", label="allocated, destination"),
+              "{:.0f}", 7)
+    ax2.set_yscale("log")
+    ax2.set_xticks(x)
+    ax2.set_xticklabels(names, fontsize=8)
+    ax2.set_ylabel("MiB (log)")
+    ax2.set_title(f"memfd RAM actually allocated ({d['params']['workload_spec']})", fontsize=9)
+    ax2.legend(fontsize=7, loc="upper left")
+    other = d.get("other_load_cpus_run", 0)
+    if other > 0.2:
+        fig.text(0.01, 0.005, f"other processes used {other:.2f} CPUs during this run: figures are pessimistic",
+                 fontsize=7, color="tab:red")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    print(f"plot: wrote {out}")
+
+
+PLOTTERS = {"migrate.json": plot_migrate, "postcopy.json": plot_postcopy, "handover.json": plot_handover}
 
 
 def main():
