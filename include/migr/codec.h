@@ -32,7 +32,50 @@ bool migr_page_is_zero(const void *page);
 extern const struct migr_codec_ops migr_codec_raw;
 extern const struct migr_codec_ops migr_codec_zero;
 
+/* Proposed wire encodings of the compressing codecs (docs/compress.md,
+ * "Wire encodings"). Not yet in format.h: a version 1 stream still refuses
+ * them until the engine adopts them, with these values, as MIGR_ENC_*. */
+#define MIGR_CODEC_ENC_XBZRLE 2u   /* delta against the receiver's copy (xbzrle.h) */
+#define MIGR_CODEC_ENC_LZ4 3u      /* one LZ4 block */
+#define MIGR_CODEC_ENC_ZSTD 4u     /* one zstd frame */
+#define MIGR_CODEC_ENC_ZLIB 5u     /* one zlib (RFC 1950) stream */
+
+/* Compressing codecs. encode() returns MIGR_CODEC_DECLINE when the result
+ * would not be shorter than a page (xbzrle: not shorter than 3/4 page, or
+ * old is NULL); *len = 0 from xbzrle means "unchanged". decode() needs
+ * len < MIGR_PAGE_SIZE and for lz4/zstd/zlib exactly MIGR_PAGE_SIZE bytes
+ * out; on -EBADMSG xbzrle leaves the page alone, the others may have
+ * written any bytes of it. Thread-safe: the library contexts are per
+ * thread (allocated at first use, freed at thread exit); encode may return
+ * -ENOMEM. */
+extern const struct migr_codec_ops migr_codec_xbzrle;
+extern const struct migr_codec_ops migr_codec_lz4;
+extern const struct migr_codec_ops migr_codec_zstd;
+extern const struct migr_codec_ops migr_codec_zlib;
+
 /*! Codec for a wire encoding, or NULL if this build has none. */
 const struct migr_codec_ops *migr_codec_for_enc(uint8_t enc);
+
+/*! Codec by name ("raw", "zero", "xbzrle", "lz4", "zstd", "zlib"), or NULL. */
+const struct migr_codec_ops *migr_codec_by_name(const char *name);
+
+/*! The i-th codec of this build (0, 1, ...), NULL past the last. */
+const struct migr_codec_ops *migr_codec_at(size_t i);
+
+/*! Set the compression level of "lz4", "zstd" or "zlib" for all threads
+ *  (takes effect at each thread's next encode). Ranges and defaults:
+ *    lz4:  -65537 ... 12, default 1. <= 1: LZ4 fast with acceleration
+ *          max(1, -level) ("--fast=N" is -N); 2: acceleration 1 too;
+ *          3 ... 12: LZ4 HC at that level.
+ *    zstd: ZSTD_minCLevel() ... ZSTD_maxCLevel(), default 1 (0 means zstd's
+ *          default, 3).
+ *    zlib: 1 ... 9, default 1.
+ *  Returns 0; -ENOENT for another codec name; -ERANGE (message names the
+ *  range) outside it. Decoders need no level. */
+int migr_codec_set_level(const char *name, int level);
+
+/*! Store the current level of "lz4", "zstd" or "zlib" in *level: 0, or
+ *  -ENOENT for another name. */
+int migr_codec_get_level(const char *name, int *level);
 
 #endif
