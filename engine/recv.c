@@ -257,7 +257,7 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
                        hello.state_version, r->hv->state_version);
     r->st->ram_bytes = r->hv->ram_pages * MIGR_PAGE_SIZE;
     if (r->handover)
-        return 0;
+        return send_ack(r, MIGR_REC_READY); /* VM built on the shared memory: the source may pause now */
     uint64_t words = migr_bitmap_words(r->hv->ram_pages);
     r->received = calloc(words, 8);
     r->torn = calloc(words, 8);

@@ -303,7 +303,10 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         goto pause; /* post-copy: switch at once, every page follows */
     }
     if (p->handover) {
-        if ((err = send_memfds(s)) < 0)
+        /* Pause only once the destination has built its VM on our memory:
+         * that set-up grows with guest size and must not fall into the pause. */
+        struct migr_ack early;
+        if ((err = send_memfds(s)) < 0 || (err = expect(s, MIGR_REC_READY, &early)) < 0)
             goto fail;
         st->setup_ns = migr_now_ns() - s->t0;
         st->converged = true; /* nothing to converge: no page is copied */
