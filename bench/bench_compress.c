@@ -15,9 +15,13 @@
  * thread pinned to one CPU), ratio (page bytes / bytes sent, a declined page
  * counted as sent raw), share declined, speed-up over the baseline encoder,
  * and encode speed as % of the memory-read limit (XBZRLE reads two pages per
- * page: limit = read bandwidth / 2). Every figure is the median of --runs
- * runs. Decoded pages are compared with the originals after the timed runs,
- * so a fast but wrong codec fails the benchmark.
+ * page: limit = read bandwidth / 2). The limit is measured in the same run:
+ * both pools read page by page with the fastest loads this CPU has. Timed
+ * runs go round-robin over the codecs and the limit read, so a busy machine
+ * slows all alike; speeds are medians of --runs runs, speed-ups and % of
+ * limit medians of per-run ratios. Slow codecs (CPU-bound) run over as many
+ * pages as take 0.25 s. Decoded pages are compared with the originals after
+ * the timed runs, so a fast but wrong codec fails the benchmark.
  *
  * Output: a table on stdout, JSON (default bench/results/compress.json).
  * Exit: 0 ok, 1 a codec produced wrong output, 2 usage.
@@ -449,8 +453,12 @@ static void write_json(const struct opts *o, const char *impl)
         fprintf(f, "    {\"corpus\": \"%s\", \"codec\": \"%s\", ", r->corpus, r->codec);
         if (r->level != -999)
             fprintf(f, "\"level\": %d, ", r->level);
-        fprintf(f, "\"pages\": %llu, \"enc_gbps\": %.3f, \"dec_gbps\": %.3f, ",
-                (unsigned long long)r->pages, r->enc_gbps, r->dec_gbps);
+        fprintf(f, "\"pages\": %llu, \"enc_gbps\": %.3f, ", (unsigned long long)r->pages,
+                r->enc_gbps);
+        if (r->dec_gbps > 0)
+            fprintf(f, "\"dec_gbps\": %.3f, ", r->dec_gbps);
+        else
+            fprintf(f, "\"dec_gbps\": null, ");   /* nothing to decode */
         if (r->ratio < 0)
             fprintf(f, "\"ratio\": null, ");
         else
