@@ -1,0 +1,305 @@
+/* benchlib.h: helpers shared by bench_migrate.c, bench_postcopy.c and
+ * bench_handover.c (timing, statistics, JSON, CPU accounting, child
+ * processes, the machine's memcpy / stream limits).
+ *
+ * Header-only: every function is static inline, so each benchmark stays a
+ * single translation unit. Define BENCH_NAME (the program name, used as the
+ * prefix of error messages) before including this file.
+ */
+#ifndef BENCH_BENCHLIB_H
+#define BENCH_BENCHLIB_H
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migr/common.h"
+#include "migr/transport.h"
+
+#ifndef BENCH_NAME
+#error "define BENCH_NAME before including benchlib.h"
+#endif
+
+#define STREAM_WRITE (1u << 20)     /* the transport ceiling uses 1 MiB writes */
+
+/* Monotonic time in seconds. */
+static inline double now_s(void)
+{
+    return (double)migr_now_ns() / 1e9;
+}
+
+/* Sleep ms milliseconds, resuming after signals. */
+static inline void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* qsort comparator for doubles, ascending. */
+static inline int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of the first n (at most 64) values of v; 0 when n <= 0. */
+static inline double median(const double *v, int n)
+{
+    if (n <= 0)
+        return 0;
+    double s[64];
+    n = n > 64 ? 64 : n;
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* Percentile of a sorted array. */
+static inline double pct_sorted(const double *s, int n, int p)
+{
+    return n ? s[(int64_t)n * p / 100 >= n ? n - 1 : (int64_t)n * p / 100] : 0;
+}
+
+/* bytes over ns as MB/s (10^6 bytes per second); 0 when ns is 0. */
+static inline double mbps(uint64_t bytes, uint64_t ns)
+{
+    return ns ? (double)bytes * 1e3 / (double)ns : 0;
+}
+
+/* Write s to f as a JSON string literal. */
+static inline void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* Create every directory leading up to path's last component. */
+static inline int mkdir_p(const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    return 0;
+}
+
+/* CPU accounting, to tell how much of the machine other processes took
+ * while we measured (a shared 2-core machine: their guests spin too). */
+struct cpu_mark {
+    uint64_t busy, total;          /* /proc/stat, all CPUs, clock ticks */
+    uint64_t ours;                 /* this process (all threads) + the live receiver */
+};
+
+/* CPU ticks used by pid and its reaped children, from /proc/<pid>/stat. */
+static inline uint64_t proc_pid_cpu(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* comm may contain spaces */
+    unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
+    /* utime stime cutime cstime: reaped children (stream readers, receivers) count as ours */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ut, &st, &cut,
+                     &cst) != 4)
+        return 0;
+    return ut + st + cut + cst;
+}
+
+/* Snapshot /proc/stat and our own (plus child's) CPU ticks into m. */
+static inline void cpu_mark(struct cpu_mark *m, pid_t child)
+{
+    unsigned long long v[10] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    memset(m, 0, sizeof(*m));
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7]) == 8) {
+            for (int i = 0; i < 8; i++)
+                m->total += v[i];
+            m->busy = m->total - v[3] - v[4]; /* minus idle, iowait (guest time is inside user) */
+        }
+        fclose(f);
+    }
+    m->ours = proc_pid_cpu(getpid()) + (child > 0 ? proc_pid_cpu(child) : 0);
+}
+
+/* CPUs' worth of work done by other processes between a and b. */
+static inline double others_cpus(const struct cpu_mark *a, const struct cpu_mark *b)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (b->total <= a->total || ncpu < 1)
+        return 0;
+    double wall = (double)(b->total - a->total) / (double)ncpu;
+    double other = (double)(b->busy - a->busy) - (double)(b->ours - a->ours);
+    return other > 0 ? other / wall : 0;
+}
+
+/* Read exactly len bytes from fd within timeout_ms. 0, -ETIMEDOUT, -EPIPE. */
+static inline int read_timeout(int fd, void *buf, size_t len, int timeout_ms)
+{
+    uint8_t *p = buf;
+    double deadline = now_s() + timeout_ms / 1e3;
+    while (len) {
+        int left = (int)((deadline - now_s()) * 1e3);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0)
+            return -ETIMEDOUT;
+        int r = poll(&pfd, 1, left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            return -ETIMEDOUT;
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EPIPE;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Wait up to grace_ms for child pid to exit, then kill it. A receiver that
+ * died by itself (or that we had to kill) is noted in why. */
+static inline void reap(pid_t pid, int grace_ms, char *why, size_t cap)
+{
+    int status = 0;
+    pid_t r;
+    for (int waited = 0;; waited += 10) {
+        r = waitpid(pid, &status, WNOHANG);
+        if (r != 0 || waited >= grace_ms)
+            break;
+        sleep_ms(10);
+    }
+    if (r == 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (why && grace_ms > 0)
+            snprintf(why + strlen(why), cap - strlen(why), " (receiver killed after %d ms)", grace_ms);
+        return;
+    }
+    if (why && r == pid && WIFSIGNALED(status))
+        snprintf(why + strlen(why), cap - strlen(why), " (receiver died of signal %d)", WTERMSIG(status));
+    else if (why && r == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        snprintf(why + strlen(why), cap - strlen(why), " (receiver exit status %d)", WEXITSTATUS(status));
+}
+
+/* An anonymous private mapping of len bytes, every page touched; NULL on failure. */
+static inline void *map_buf(uint64_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    memset(p, 0x5a, len); /* fault everything in before timing */
+    return p;
+}
+
+/* Single-thread memcpy of len bytes, buffers far larger than the caches. */
+static inline double measure_memcpy(uint64_t len, int runs)
+{
+    uint8_t *a = map_buf(len), *b = map_buf(len);
+    double v[16];
+    if (!a || !b)
+        return 0;
+    memcpy(b, a, len); /* warm the TLB and the allocator path once */
+    for (int i = 0; i < runs; i++) {
+        uint64_t t0 = migr_now_ns();
+        memcpy(b, a, len);
+        __asm__ __volatile__("" ::"r"(b) : "memory");
+        v[i] = mbps(len, migr_now_ns() - t0);
+    }
+    munmap(a, len);
+    munmap(b, len);
+    return median(v, runs);
+}
+
+/* One process writes total bytes in 1 MiB writes to another over a socket
+ * set up by migr's own transport code (same buffer sizes, TCP_NODELAY);
+ * timed from the first write to the reader's one-byte acknowledgement. Both
+ * sides walk through a buffer of buf_len bytes (out of cache, like guest RAM
+ * on both ends of a migration); a 1 MiB cache-hot buffer would beat memcpy. */
+static inline double measure_stream_once(const char *listen_url, uint64_t total, uint64_t buf_len)
+{
+    struct migr_listener *l;
+    if (migr_listener_open(listen_url, &l) < 0) {
+        fprintf(stderr, BENCH_NAME ": stream %s: %s\n", listen_url, migr_last_error());
+        return 0;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        migr_listener_close(l);
+        return 0;
+    }
+    if (pid == 0) { /* reader */
+        struct migr_transport *t;
+        uint8_t *buf = map_buf(buf_len);
+        if (!buf || migr_transport_connect(l->bound, &t) < 0)
+            _exit(1);
+        uint64_t got = 0, off = 0;
+        while (got < total) {
+            ssize_t n = read(t->fd, buf + off, STREAM_WRITE);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                _exit(1);
+            got += (uint64_t)n;
+            off = (off + (uint64_t)n) % (buf_len - STREAM_WRITE);
+        }
+        char ack = 'k';
+        _exit(write(t->fd, &ack, 1) == 1 ? 0 : 1);
+    }
+    double r = 0;
+    struct migr_transport *t = NULL;
+    uint8_t *buf = map_buf(buf_len);
+    if (buf && migr_listener_accept(l, 10000, &t) == 0) {
+        uint64_t t0 = migr_now_ns(), sent = 0;
+        while (sent < total && migr_write_full(t->fd, buf + sent % buf_len, STREAM_WRITE) == 0)
+            sent += STREAM_WRITE;
+        char ack;
+        if (sent >= total && read_timeout(t->fd, &ack, 1, 30000) == 0)
+            r = mbps(total, migr_now_ns() - t0);
+    }
+    migr_transport_close(t);
+    migr_listener_close(l);
+    if (buf)
+        munmap(buf, buf_len);
+    reap(pid, r == 0 ? 0 : 5000, NULL, 0);
+    return r;
+}
+
+#endif /* BENCH_BENCHLIB_H */
