@@ -11,9 +11,7 @@
 #include "migr/workload.h"
 #include "migratelib.h"
 
-
-/* cancel_at: cancel once this fraction of the pages went (0 = never).
- * drop_at: the destination's link drops at that fraction (simulated death). */
+/* cancel_at: cancel once this fraction of the pages went (0 = never). */
 static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int after, double cancel_at);
 static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after)
 {

@@ -592,31 +592,9 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
         err = migr_errorf_errno(errno, "KVM_CREATE_VM");
         goto fail;
     }
-    if (memfd >= 0) {
-        struct stat sb;
-        vm->memfd = memfd;
-        if (fstat(memfd, &sb) < 0 || (uint64_t)sb.st_size < memfd_off + mem_size) {
-            err = migr_errorf(EINVAL, "guest memory fd holds %lld bytes, the RAM layout needs %llu at offset %llu",
-                              (long long)sb.st_size, (unsigned long long)mem_size, (unsigned long long)memfd_off);
-            goto fail;
-        }
-    } else {
-        vm->memfd = memfd_create("migr-guest-ram", MFD_CLOEXEC);
-        if (vm->memfd < 0) {
-            err = migr_errorf_errno(errno, "memfd_create");
-            goto fail;
-        }
-        if (ftruncate(vm->memfd, (off_t)mem_size) < 0) {
-            err = migr_errorf_errno(errno, "ftruncate guest memfd to %llu", (unsigned long long)mem_size);
-            goto fail;
-        }
-    }
     vm->memfd_off = memfd_off;
-    vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd, (off_t)memfd_off);
-    if (vm->mem == MAP_FAILED) {
-        err = migr_errorf_errno(errno, "mmap guest RAM (%llu MiB)", (unsigned long long)(mem_size >> 20));
+    if ((err = migr_hv_map_ram(mem_size, memfd, memfd_off, &vm->memfd, &vm->mem)) < 0)
         goto fail;
-    }
     vm->mem_size = mem_size;
     if ((err = kvm_set_slot(vm, 0)) < 0)
         goto fail;
@@ -712,13 +690,7 @@ fail:
 
 int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out)
 {
-    if (h->nregions != 1 || h->regions[0].gpa != 0) {
-        if (memfd >= 0)
-            close(memfd);
-        return migr_errorf(EINVAL, "HELLO: the kvm backend takes one RAM region at gpa 0 "
-                           "(got %u regions, first at 0x%llx)", h->nregions,
-                           (unsigned long long)h->regions[0].gpa);
-    }
+    /* hv.c has checked the layout: one region at gpa 0 */
     struct kvm_vm *vm;
     int err = kvm_create_common(h->regions[0].size, h->nvcpus, memfd, memfd_off, &vm);
     if (err < 0)

@@ -89,6 +89,12 @@ int migr_hv_create_shared(const struct migr_hello *hello, const int *memfds, con
 /*! 1 if backend can run on this machine, else 0 with migr_last_error() saying why. */
 int migr_hv_available(const char *backend);
 
+/*! For backends: map guest RAM of size bytes — the given memfd at off (a
+ *  hand-over; checked to be large enough, off page aligned) or, with memfd < 0,
+ *  a new memfd. Sets *fd (the memfd, to close on destroy, also after a
+ *  failure) and *mem (MAP_FAILED on failure). 0 or -errno. */
+int migr_hv_map_ram(uint64_t size, int memfd, uint64_t off, int *fd, uint8_t **mem);
+
 /*! Host pointer for RAM index i (see dirty.h), or NULL if out of range. */
 uint8_t *migr_hv_page(struct migr_hv *hv, uint64_t ram_index);
 /*! RAM index of guest page frame pfn, or -1 if pfn is not in guest RAM. */
