@@ -33,6 +33,10 @@ int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json,
  * on_line for every "progress ..." line; the final "ok <json>" / "error <json>"
  * is copied into result. Returns 0 for ok, 1 for error, -errno if the VMM
  * could not be reached (message in migr_last_error()). */
+struct migr_send_params;
+/*! Apply one `key=value` token of the ctl `migrate` command to p
+ *  (cli/migrate_opts.c). 0, or -1 with err set ("migrate: unknown setting 'x'"). */
+int cli_migrate_option(struct migr_send_params *p, const char *token, char *err, size_t cap);
 typedef void (*ctl_line_fn)(void *arg, const char *line);
 int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,
              char *result, size_t cap);

@@ -11,8 +11,8 @@
 void usage_send(FILE *f)
 {
     fprintf(f,
-            "usage: migr send --ctl PATH --to URL [--mode MODE] [--postcopy-after N] [--handover]\n"
-            "                 [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
+            "usage: migr send --ctl PATH --to URL [--mode MODE] [--postcopy-after N] [--prepage N]\n"
+            "                 [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
             "`migr recv` listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all\n"
@@ -29,9 +29,11 @@ void usage_send(FILE *f)
             "                     are fetched when the guest faults and pushed in the background),\n"
             "                     hybrid (pre-copy rounds, then post-copy for the rest)\n"
             "  --postcopy-after N hybrid: at most N pre-copy rounds before switching (default 1)\n"
-            "                     Note: after a post-copy switchover the guest's memory is split\n"
-            "                     between both sides; if the link or the source fails before every\n"
-            "                     page has arrived, the guest is lost (cancellable post-copy: not yet)\n"
+            "                     Post-copy is cancellable: until every page has arrived the\n"
+            "                     destination sends back what the guest dirties, so `migr cancel`,\n"
+            "                     a broken link or the destination's death resumes the guest here.\n"
+            "                     Only the source's own death loses it (docs/design.md)\n"
+            "  --prepage N        post-copy: pages sent after each faulted one (default 8)\n"
             "  --handover         same host only: pass the guest's memory (memfd, SCM_RIGHTS) over\n"
             "                     the unix socket; only vCPU state is copied (downtime ~1 ms)\n"
             "  --downtime-ms N    downtime target in ms (default 300)\n"
@@ -41,15 +43,26 @@ void usage_send(FILE *f)
             "  --json             print the summary as one JSON object on the last line of stdout\n");
 }
 
+static int append_setting(char *buf, size_t cap, const char *key, const char *val)
+{
+    size_t n = strlen(buf);
+    if (strchr(val, ' ') || !*val)
+        return -1;
+    int w = snprintf(buf + n, cap - n, " %s=%s", key, val);
+    return w < 0 || (size_t)w >= cap - n ? -1 : 0;
+}
+
 int cmd_send(int argc, char **argv)
 {
+    char extra[512] = "";
     const struct cli_cmd *self = cli_find("send");
     static const struct option opts[] = {
         {"ctl", required_argument, 0, 'C'}, {"to", required_argument, 0, 't'},
         {"downtime-ms", required_argument, 0, 'd'}, {"max-rounds", required_argument, 0, 'r'},
         {"dirty", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'},
         {"handover", no_argument, 0, 'H'}, {"mode", required_argument, 0, 'M'},
-        {"postcopy-after", required_argument, 0, 'P'}, {0, 0, 0, 0},
+        {"postcopy-after", required_argument, 0, 'P'},
+        {"prepage", required_argument, 0, 'p'}, {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto";
     long downtime = 300, rounds = 30;
@@ -78,6 +91,10 @@ int cmd_send(int argc, char **argv)
             after = strtol(optarg, &end, 10);
             if (*end || after < 1 || after > 1000)
                 return cli_bad_args(self, "--postcopy-after %s: expected 1..1000 rounds", optarg);
+            break;
+        case 'p': /* engine settings travel as key=value (cli/migrate_opts.c checks them) */
+            if (append_setting(extra, sizeof(extra), "prepage", optarg) < 0)
+                return cli_bad_args(self, "--prepage: value too long");
             break;
         case 'd':
             downtime = strtol(optarg, &end, 10);
@@ -108,7 +125,7 @@ int cmd_send(int argc, char **argv)
         return cli_bad_args(self, "--to: %s", migr_last_error());
     if (strchr(to, ' ') || strchr(tracker, ' '))
         return cli_bad_args(self, "URL and tracker names cannot contain spaces");
-    char cmd[700], res[16384];
+    char cmd[1300], res[16384];
     if (handover && u.kind != MIGR_URL_UNIX)
         return cli_bad_args(self, "--handover needs a unix: destination on this host");
     char modearg[32];
@@ -118,7 +135,7 @@ int cmd_send(int argc, char **argv)
         snprintf(modearg, sizeof(modearg), "hybrid:%ld", after);
     else
         snprintf(modearg, sizeof(modearg), "%s", mode);
-    snprintf(cmd, sizeof(cmd), "migrate %s %ld %ld %s %s", to, downtime, rounds, tracker, modearg);
+    snprintf(cmd, sizeof(cmd), "migrate %s %ld %ld %s %s%s", to, downtime, rounds, tracker, modearg, extra);
     int rc = ctl_call(ctl, cmd, 0, cli_progress_line, NULL, res, sizeof(res));
     cli_progress_done();
     if (rc < 0) {

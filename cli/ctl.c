@@ -156,9 +156,22 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
     char url[400];
     unsigned downtime = 300, rounds = 30;
     char tracker[32] = "auto", mode[16] = "precopy";
-    if (sscanf(args, "%399s %u %u %31s %15s", url, &downtime, &rounds, tracker, mode) < 1) {
+    int used = 0;
+    if (sscanf(args, "%399s %u %u %31s %15s%n", url, &downtime, &rounds, tracker, mode, &used) < 1) {
         reply(fd, "error {\"ok\":false,\"error\":\"migrate: missing destination URL\"}");
         return false;
+    }
+    struct migr_send_params p;
+    migr_send_params_defaults(&p);
+    /* key=value settings after the positional arguments (cli/migrate_opts.c) */
+    char *save = NULL, *rest = used > 0 ? args + used : NULL;
+    for (char *tok = rest ? strtok_r(rest, " ", &save) : NULL; tok; tok = strtok_r(NULL, " ", &save)) {
+        char bad[300], esc[400];
+        if (cli_migrate_option(&p, tok, bad, sizeof(bad)) < 0) {
+            json_escape(bad, esc, sizeof(esc));
+            reply(fd, "error {\"ok\":false,\"error\":\"%s\"}", esc);
+            return false;
+        }
     }
     struct migr_transport *t;
     struct migr_stats st;
@@ -169,9 +182,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
                   "\"resumed_on_source\":true}", why);
         return false;
     }
-    struct migr_send_params p;
     struct progress_sink sink = {.fd = fd, .l = l};
-    migr_send_params_defaults(&p);
     p.downtime_ms = downtime;
     p.max_rounds = rounds;
     p.tracker = tracker;
