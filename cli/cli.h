@@ -37,9 +37,51 @@ struct migr_send_params;
 /*! Apply one `key=value` token of the ctl `migrate` command to p
  *  (cli/migrate_opts.c). 0, or -1 with err set ("migrate: unknown setting 'x'"). */
 int cli_migrate_option(struct migr_send_params *p, const char *token, char *err, size_t cap);
-typedef void (*ctl_line_fn)(void *arg, const char *line);
+/* fd: the control connection, for an answer (a group barrier's "go"). */
+typedef void (*ctl_line_fn)(void *arg, const char *line, int fd);
 int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,
              char *result, size_t cap);
+
+/* ---- VM groups (group.c) ---- */
+#include <pthread.h>
+/*! 0 if name is a usable group name, else -EINVAL with a message. */
+int cli_group_check_name(const char *name);
+/*! Register the VMM serving ctl as a member of group name. 0 or -errno. */
+int cli_group_join(const char *name, const char *ctl);
+/*! The control sockets of the running members of group name (sorted), at
+ *  most max. Returns the count (≥ 1) or -errno (-ENOENT: no member). */
+int cli_group_members(const char *name, char (*ctl)[256], int max);
+/* The coordinator's side of a joint switchover: one per group move, shared
+ * by one thread per member (each in ctl_call with cli_barrier_line). */
+struct cli_barrier {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int members;
+    int arrived[2];          /* at "pause", at "commit" */
+    bool aborted;            /* a member failed before everyone passed "commit" */
+    uint64_t t_release[2];   /* when the last member arrived (migr_now_ns) */
+};
+void cli_barrier_init(struct cli_barrier *b, int members);
+void cli_barrier_destroy(struct cli_barrier *b);
+/*! A member's migration failed: release everyone waiting with "abort". */
+void cli_barrier_fail(struct cli_barrier *b);
+/*! ctl_line_fn for a member's migrate command (arg = the barrier). */
+void cli_barrier_line(void *arg, const char *line, int fd);
+struct cli_group_job {
+    char ctl[256];           /* the member's control socket */
+    char cmd[1024];          /* its migrate command, with barrier=1 */
+    char res[16384];         /* its JSON summary */
+};
+/*! Run every job's migrate command at once with one joint switchover; 0 if
+ *  all succeeded, else -ECANCELED ("2 of 3 members failed; ...": before the
+ *  joint COMMIT every guest resumed on its source). group_downtime_ms: from
+ *  the release of the pause barrier to the last member's answer. */
+int cli_group_switch(struct cli_group_job *jobs, int n, double *group_downtime_ms);
+/*! Print the group's summary: one JSON object {"group","ok","members",
+ *  "group_downtime_ms","max_member_downtime_ms","vms":[member summaries]}
+ *  if json, else one line, plus each failed member's error on stderr. */
+void cli_group_report(FILE *f, const char *group, const struct cli_group_job *jobs, int n, double gdown, bool ok,
+                      bool json);
 
 /* ---- output helpers (out.c) ---- */
 bool json_get_num(const char *json, const char *key, double *out);
@@ -47,7 +89,7 @@ bool json_get_bool(const char *json, const char *key, bool *out);
 bool json_get_str(const char *json, const char *key, char *out, size_t cap);
 /* Render a progress line from the ctl ("progress <phase> <round> <done> <total> <bytes> <secs>")
  * as a bar on stderr when it is a TTY. */
-void cli_progress_line(void *arg, const char *line);
+void cli_progress_line(void *arg, const char *line, int fd);
 void cli_progress_done(void);
 /* Human summary of a migration JSON object. */
 void cli_print_summary(FILE *f, const char *json);
@@ -55,14 +97,21 @@ void cli_print_summary(FILE *f, const char *json);
 /* ---- VMM processes (vmm_spawn.c) ---- */
 #include <sys/types.h>
 /*! Start `binary recv` listening on a fresh unix socket (written to sock)
- *  that will serve ctl once it runs a guest; detached (own session, output
+ *  that will serve ctl once it runs a guest (as a member of group, if not
+ *  NULL); detached (own session, output
  *  appended to ctl.log). Returns its pid once it listens, or -errno. */
-pid_t cli_spawn_recv(const char *binary, const char *ctl, char *sock, size_t cap);
+pid_t cli_spawn_recv(const char *binary, const char *ctl, const char *group, char *sock, size_t cap);
 /*! Move the guest served at from_ctl to the VMM new_pid listening on sock
  *  (mode: handover | precopy | postcopy ...), and wait until new_pid answers
  *  on to_ctl. res gets the migration's JSON summary. 0 or -errno; on failure
  *  the new VMM is stopped and the guest stays where it was (engine rules). */
 int cli_move_guest(const char *from_ctl, const char *sock, const char *mode, const char *to_ctl,
                    pid_t new_pid, char *res, size_t cap);
+/*! Wait up to 5 s until the VMM new_pid answers `status` on to_ctl. 0 or -ETIMEDOUT. */
+int cli_wait_vmm(const char *to_ctl, pid_t new_pid);
+/*! The same with extra key=value settings for the ctl migrate command
+ *  (NULL = none) and a callback for its progress lines (NULL = none). */
+int cli_move_guest_ex(const char *from_ctl, const char *sock, const char *mode, const char *settings,
+                      ctl_line_fn on_line, void *arg, const char *to_ctl, pid_t new_pid, char *res, size_t cap);
 
 #endif

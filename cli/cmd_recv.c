@@ -13,7 +13,7 @@
 void usage_recv(FILE *f)
 {
     fprintf(f,
-            "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--json]\n"
+            "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--json]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
             "a free port, printed on stderr as \"listening on URL\"). The guest is resumed\n"
@@ -25,13 +25,23 @@ void usage_recv(FILE *f)
             "  --ctl PATH         control socket to serve once the guest runs\n"
             "  --timeout SECONDS  give up if no source connects in time (default: wait forever)\n"
             "  --json             print the migration summary as JSON on stdout\n"
+            "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group)\n"
             "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
             "                     exec'd VMM maps the memory it inherited (migr rejuvenate --warm)\n");
 }
 
 /* After a warm reboot: the previous VMM process exec'd us with the guest's
  * RAM memfd, a memfd holding its vCPU state and the client's connection. */
-static int warm_continue(const char *spec, const char *ctl)
+/* ,"group":"NAME" for a VMM that serves a group member ("" otherwise). */
+static void group_info(const char *group, char *out, size_t cap)
+{
+    if (group)
+        snprintf(out, cap, ",\"group\":\"%s\"", group);
+    else
+        out[0] = 0;
+}
+
+static int warm_continue(const char *spec, const char *ctl, const char *group)
 {
     int memfd, sfd, cfd;
     unsigned long long off, size, t0;
@@ -75,8 +85,10 @@ static int warm_continue(const char *spec, const char *ctl)
     snprintf(line, sizeof(line), "ok {\"mode\":\"warm\",\"ok\":true,\"downtime_ms\":%.3f,\"pid\":%d}\n", down,
              (int)getpid());
     fprintf(stderr, "migr recv: warm reboot: guest paused %.2f ms, memory kept in place\n", down);
-    char info[256];
-    snprintf(info, sizeof(info), "\"backend\":\"kvm\",\"ram_bytes\":%llu,\"vcpus\":%u,\"warm\":true", size, nvcpus);
+    char info[360], gi[100];
+    group_info(group, gi, sizeof(gi));
+    snprintf(info, sizeof(info), "\"backend\":\"kvm\",\"ram_bytes\":%llu,\"vcpus\":%u,\"warm\":true%s", size, nvcpus,
+             gi);
     return ctl_serve_ready(hv, ctl, info, cfd, line);
 }
 
@@ -86,9 +98,9 @@ int cmd_recv(int argc, char **argv)
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'}, {"ctl", required_argument, 0, 'C'},
         {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-        {"warm", required_argument, 0, 'W'}, {0, 0, 0, 0},
+        {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
     };
-    const char *listen = NULL, *ctl = NULL, *warm = NULL;
+    const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL;
     bool json = false;
     int timeout_ms = -1;
     int o;
@@ -100,6 +112,11 @@ int cmd_recv(int argc, char **argv)
         case 'C': ctl = optarg; break;
         case 'j': json = true; break;
         case 'W': warm = optarg; break;
+        case 'g':
+            if (cli_group_check_name(optarg) < 0)
+                return cli_bad_args(self, "--group: %s", migr_last_error());
+            group = optarg;
+            break;
         case 't': {
             char *end;
             long s = strtol(optarg, &end, 10);
@@ -115,7 +132,7 @@ int cmd_recv(int argc, char **argv)
     if (optind < argc)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
     if (warm && ctl)
-        return warm_continue(warm, ctl);
+        return warm_continue(warm, ctl, group);
     if (!listen || !ctl)
         return cli_bad_args(self, "--listen URL and --ctl PATH are required");
     struct migr_listener *l;
@@ -150,8 +167,9 @@ int cmd_recv(int argc, char **argv)
         printf("%s\n", js);
         fflush(stdout);
     }
-    char info[256];
-    snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"incoming\":true",
-             hv->ops->name, (unsigned long long)st.ram_bytes, hv->nvcpus);
+    char info[360], gi[100];
+    group_info(group, gi, sizeof(gi));
+    snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"incoming\":true%s",
+             hv->ops->name, (unsigned long long)st.ram_bytes, hv->nvcpus, gi);
     return ctl_serve(hv, ctl, info);
 }

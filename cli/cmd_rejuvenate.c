@@ -46,7 +46,7 @@ struct proc_hooks {
 static int spawn(void *arg, int which)
 {
     struct proc_hooks *h = arg;
-    h->pending = cli_spawn_recv(h->binary, which == 2 ? h->ctl2 : h->ctl, h->sock, sizeof(h->sock));
+    h->pending = cli_spawn_recv(h->binary, which == 2 ? h->ctl2 : h->ctl, NULL, h->sock, sizeof(h->sock));
     return h->pending < 0 ? (int)h->pending : 0;
 }
 

@@ -12,6 +12,7 @@ void usage_run(FILE *f)
 {
     fprintf(f,
             "usage: migr run --mem SIZE [--vcpus N] [--workload SPEC] --ctl PATH [--backend kvm]\n"
+            "                [--group NAME]\n"
             "\n"
             "Start a VM whose guest rewrites memory pages at a chosen rate, keeping the\n"
             "integrity metadata that `migr verify` checks. Runs in the foreground until\n"
@@ -27,7 +28,10 @@ void usage_run(FILE *f)
             "                      seed=N\n"
             "  --ctl PATH        control socket to serve (unix socket path)\n"
             "  --backend NAME    kvm (default: migr's VMM on /dev/kvm) or proc (guest RAM written by\n"
-            "                    host threads: runs anywhere, migrates the same way)\n");
+            "                    host threads: runs anywhere, migrates the same way)\n"
+            "  --group NAME      member of VM group NAME: `migr upgrade --group NAME` and\n"
+            "                    `migr send --group NAME` move all members with one joint\n"
+            "                    switchover (all paused, all state moved, all resumed)\n");
 }
 
 int cmd_run(int argc, char **argv)
@@ -36,10 +40,10 @@ int cmd_run(int argc, char **argv)
     static const struct option opts[] = {
         {"mem", required_argument, 0, 'm'}, {"vcpus", required_argument, 0, 'c'},
         {"workload", required_argument, 0, 'w'}, {"ctl", required_argument, 0, 'C'},
-        {"backend", required_argument, 0, 'b'}, {0, 0, 0, 0},
+        {"backend", required_argument, 0, 'b'}, {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
     };
     struct migr_vm_config cfg = {.mem_bytes = 256ull << 20, .nvcpus = 1};
-    const char *ctl = NULL, *backend = "kvm";
+    const char *ctl = NULL, *backend = "kvm", *group = NULL;
     migr_workload_defaults(&cfg.wl);
     int o;
     optind = 1;
@@ -66,6 +70,11 @@ int cmd_run(int argc, char **argv)
             break;
         case 'C': ctl = optarg; break;
         case 'b': backend = optarg; break;
+        case 'g':
+            if (cli_group_check_name(optarg) < 0)
+                return cli_bad_args(self, "--group: %s", migr_last_error());
+            group = optarg;
+            break;
         default:
             return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
         }
@@ -88,10 +97,12 @@ int cmd_run(int argc, char **argv)
         migr_hv_destroy(hv);
         return 1;
     }
-    char wl[200], info[512];
+    char wl[200], info[600];
     migr_workload_format(&cfg.wl, wl, sizeof(wl));
-    snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"workload\":\"%s\"",
-             backend, (unsigned long long)cfg.mem_bytes, cfg.nvcpus, wl);
+    int il = snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"workload\":\"%s\"",
+                      backend, (unsigned long long)cfg.mem_bytes, cfg.nvcpus, wl);
+    if (group)
+        snprintf(info + il, sizeof(info) - (size_t)il, ",\"group\":\"%s\"", group);
     fprintf(stderr, "migr run: guest running (%llu MiB, %u vCPU%s, %s), control socket %s\n",
             (unsigned long long)(cfg.mem_bytes >> 20), cfg.nvcpus, cfg.nvcpus > 1 ? "s" : "", wl, ctl);
     return ctl_serve(hv, ctl, info);

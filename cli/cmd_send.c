@@ -11,7 +11,7 @@
 void usage_send(FILE *f)
 {
     fprintf(f,
-            "usage: migr send --ctl PATH --to URL [--mode MODE] [--postcopy-after N] [--prepage N]\n"
+            "usage: migr send --ctl PATH | --group NAME --to URL [--mode MODE] [--postcopy-after N] [--prepage N]\n"
             "                 [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
@@ -25,6 +25,11 @@ void usage_send(FILE *f)
             "\n"
             "  --ctl PATH         control socket of the source VMM (migr run / migr recv)\n"
             "  --to URL           destination; handover:PATH = unix:PATH with --handover\n"
+            "  --group NAME       migrate every member of VM group NAME (migr run --group) with one\n"
+            "                     joint switchover (all paused, all state moved, all resumed); {vm}\n"
+            "                     in URL is replaced by each member's control socket name without\n"
+            "                     .ctl. If one member fails before the joint commit, every guest\n"
+            "                     resumes on its source. precopy and handover modes only\n"
             "  --mode MODE        precopy (default), postcopy (switch over at once; missing pages\n"
             "                     are fetched when the guest faults and pushed in the background),\n"
             "                     hybrid (pre-copy rounds, then post-copy for the rest)\n"
@@ -52,6 +57,54 @@ static int append_setting(char *buf, size_t cap, const char *key, const char *va
     return w < 0 || (size_t)w >= cap - n ? -1 : 0;
 }
 
+/* Copy s into out replacing every "{vm}" with vm. */
+static void expand_vm(const char *s, const char *vm, char *out, size_t cap)
+{
+    size_t j = 0;
+    while (*s && j + 1 < cap) {
+        if (strncmp(s, "{vm}", 4) == 0) {
+            j += (size_t)snprintf(out + j, cap - j, "%s", vm);
+            if (j >= cap)
+                j = cap - 1;
+            s += 4;
+        } else {
+            out[j++] = *s++;
+        }
+    }
+    out[j] = 0;
+}
+
+#define MAX_MEMBERS 64
+
+/* Every member of the group migrates to its own destination ({vm} = the
+ * member's control socket file name without ".ctl"), with one joint switchover. */
+static int send_group(const char *group, const char *cmd_fmt, bool json)
+{
+    static char ctl[MAX_MEMBERS][256];
+    static struct cli_group_job jobs[MAX_MEMBERS];
+    int n = cli_group_members(group, ctl, MAX_MEMBERS);
+    if (n < 0) {
+        fprintf(stderr, "migr send: %s\n", migr_last_error());
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        char vm[256];
+        const char *base = strrchr(ctl[i], '/');
+        snprintf(vm, sizeof(vm), "%.255s", base ? base + 1 : ctl[i]);
+        size_t l = strlen(vm);
+        if (l > 4 && strcmp(vm + l - 4, ".ctl") == 0)
+            vm[l - 4] = 0;
+        snprintf(jobs[i].ctl, sizeof(jobs[i].ctl), "%.255s", ctl[i]);
+        expand_vm(cmd_fmt, vm, jobs[i].cmd, sizeof(jobs[i].cmd));
+    }
+    double gdown = 0;
+    int err = cli_group_switch(jobs, n, &gdown);
+    if (err < 0)
+        fprintf(stderr, "migr send: group %s: %s\n", group, migr_last_error());
+    cli_group_report(stdout, group, jobs, n, gdown, err == 0, json);
+    return err == 0 ? 0 : 1;
+}
+
 int cmd_send(int argc, char **argv)
 {
     char extra[512] = "";
@@ -62,9 +115,9 @@ int cmd_send(int argc, char **argv)
         {"dirty", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'},
         {"handover", no_argument, 0, 'H'}, {"mode", required_argument, 0, 'M'},
         {"postcopy-after", required_argument, 0, 'P'},
-        {"prepage", required_argument, 0, 'p'}, {0, 0, 0, 0},
+        {"prepage", required_argument, 0, 'p'}, {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
     };
-    const char *ctl = NULL, *to = NULL, *tracker = "auto";
+    const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     long downtime = 300, rounds = 30;
     bool json = false, handover = false;
     const char *mode = "precopy";
@@ -76,6 +129,7 @@ int cmd_send(int argc, char **argv)
         char *end;
         switch (o) {
         case 'C': ctl = optarg; break;
+        case 'g': group = optarg; break;
         case 't': to = optarg; break;
         case 'D': tracker = optarg; break;
         case 'j': json = true; break;
@@ -112,8 +166,15 @@ int cmd_send(int argc, char **argv)
     }
     if (optind < argc)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
-    if (!ctl || !to)
-        return cli_bad_args(self, "--ctl PATH and --to URL are required");
+    if (!ctl == !group || !to)
+        return cli_bad_args(self, "--to URL and one of --ctl PATH or --group NAME are required");
+    if (group && cli_group_check_name(group) < 0)
+        return cli_bad_args(self, "--group: %s", migr_last_error());
+    if (group && !strstr(to, "{vm}"))
+        return cli_bad_args(self, "--group: --to needs {vm} in it (one destination per member), e.g. "
+                                  "unix:/run/in-{vm}.sock");
+    if (group && strcmp(mode, "precopy") && strcmp(mode, "handover"))
+        return cli_bad_args(self, "--group: a joint switchover works with --mode precopy or handover, not %s", mode);
     char unix_url[400];
     if (strncmp(to, "handover:", 9) == 0) {
         snprintf(unix_url, sizeof(unix_url), "unix:%s", to + 9);
@@ -121,7 +182,9 @@ int cmd_send(int argc, char **argv)
         handover = true;
     }
     struct migr_url u;
-    if (migr_url_parse(to, &u) < 0)
+    char probe[400];
+    expand_vm(to, "vm", probe, sizeof(probe));
+    if (migr_url_parse(group ? probe : to, &u) < 0)
         return cli_bad_args(self, "--to: %s", migr_last_error());
     if (strchr(to, ' ') || strchr(tracker, ' '))
         return cli_bad_args(self, "URL and tracker names cannot contain spaces");
@@ -135,6 +198,12 @@ int cmd_send(int argc, char **argv)
         snprintf(modearg, sizeof(modearg), "hybrid:%ld", after);
     else
         snprintf(modearg, sizeof(modearg), "%s", mode);
+    if (group) {
+        char fmt[1300];
+        snprintf(fmt, sizeof(fmt), "migrate %s %ld %ld %s %s%s barrier=1", to, downtime, rounds, tracker, modearg,
+                 extra);
+        return send_group(group, fmt, json);
+    }
     snprintf(cmd, sizeof(cmd), "migrate %s %ld %ld %s %s%s", to, downtime, rounds, tracker, modearg, extra);
     int rc = ctl_call(ctl, cmd, 0, cli_progress_line, NULL, res, sizeof(res));
     cli_progress_done();

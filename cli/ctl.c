@@ -24,6 +24,7 @@
 #include "migr/workload.h"
 
 static volatile sig_atomic_t stop_signal;
+static char serve_group[80]; /* the VM's group ("" = none), kept across a warm reboot */
 
 static void on_signal(int sig)
 {
@@ -119,6 +120,36 @@ static void serve_during_migration(struct progress_sink *s)
         migr_clear_error();
 }
 
+/* Joint switchover of a VM group (cli/group.c): tell the coordinator we are
+ * at point and wait for its "go", serving cancel/status meanwhile. */
+static int barrier_hook(void *arg, const char *point)
+{
+    struct progress_sink *s = arg;
+    reply(s->fd, "progress barrier %s", point);
+    uint64_t deadline = migr_now_ns() + 120ull * 1000000000ull;
+    char line[64];
+    for (;;) {
+        struct pollfd pf = {.fd = s->fd, .events = POLLIN};
+        int r = poll(&pf, 1, 100);
+        if (r < 0 && errno != EINTR)
+            return migr_errorf_errno(errno, "group barrier at %s: poll", point);
+        if (r > 0)
+            break;
+        serve_during_migration(s);
+        if (s->cancel)
+            return migr_errorf(ECANCELED, "group barrier at %s: cancelled", point);
+        if (migr_now_ns() > deadline)
+            return migr_errorf(ETIMEDOUT, "group barrier at %s: the other members did not arrive within 120 s",
+                               point);
+    }
+    int n = read_line(s->fd, line, sizeof(line));
+    if (n < 0)
+        return migr_errorf(EPIPE, "group barrier at %s: the coordinator went away", point);
+    if (strcmp(line, "go") != 0)
+        return migr_errorf(ECANCELED, "group switchover aborted at %s: another member of the group failed", point);
+    return 0;
+}
+
 static void progress_to_client(void *arg, const struct migr_progress *p)
 {
     struct progress_sink *s = arg;
@@ -167,6 +198,10 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
     char *save = NULL, *rest = used > 0 ? args + used : NULL;
     for (char *tok = rest ? strtok_r(rest, " ", &save) : NULL; tok; tok = strtok_r(NULL, " ", &save)) {
         char bad[300], esc[400];
+        if (strcmp(tok, "barrier=1") == 0) {
+            p.switchover_hook = barrier_hook; /* its argument, the sink, is set below */
+            continue;
+        }
         if (cli_migrate_option(&p, tok, bad, sizeof(bad)) < 0) {
             json_escape(bad, esc, sizeof(esc));
             reply(fd, "error {\"ok\":false,\"error\":\"%s\"}", esc);
@@ -192,6 +227,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
     else if (strncmp(mode, "hybrid", 6) == 0)
         p.postcopy_after = mode[6] == ':' ? atoi(mode + 7) : 1;
     p.cancel = &sink.cancel;
+    p.switchover_arg = &sink;
     p.progress = progress_to_client;
     p.progress_arg = &sink;
     int err = migr_send(hv, t, &p, &st);
@@ -241,7 +277,8 @@ static void do_warm(struct migr_hv *hv, int fd, struct migr_listener **l, const 
     snprintf(ctlpath, sizeof(ctlpath), "%s", path);
     migr_listener_close(*l); /* the new process binds the same path */
     *l = NULL;
-    char *argv[] = {"migr", "recv", "--warm", spec, "--ctl", ctlpath, NULL};
+    char *argv[] = {"migr", "recv", "--warm", spec, "--ctl", ctlpath,
+                    serve_group[0] ? "--group" : NULL, serve_group, NULL};
     execv("/proc/self/exe", argv);
     migr_errorf_errno(errno, "warm reboot: exec");
     char url[320];
@@ -267,6 +304,8 @@ int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json,
     char url[300];
     struct migr_listener *l;
     snprintf(url, sizeof(url), "unix:%s", path);
+    if (!json_get_str(info_json, "group", serve_group, sizeof(serve_group)))
+        serve_group[0] = 0;
     /* After a hand-over or upgrade the previous VMM may still hold the path for
      * a moment: it releases it right after DONE. */
     int err;
@@ -277,6 +316,8 @@ int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json,
         migr_hv_destroy(hv);
         return 1;
     }
+    if (serve_group[0] && cli_group_join(serve_group, path) < 0)
+        fprintf(stderr, "migr: %s (the VM runs, but not as a group member)\n", migr_last_error());
     if (ready_fd >= 0) {
         /* Answer whoever waits for us only once the control socket exists. */
         migr_write_full(ready_fd, ready, strlen(ready));
@@ -394,7 +435,7 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
         n = 0;
         if (strncmp(line, "progress ", 9) == 0) {
             if (on_line)
-                on_line(arg, line + 9);
+                on_line(arg, line + 9, t->fd);
             continue;
         }
         bool ok = strncmp(line, "ok ", 3) == 0;

@@ -51,7 +51,7 @@ bool json_get_str(const char *json, const char *key, char *out, size_t cap)
 
 static bool bar_shown;
 
-void cli_progress_line(void *arg, const char *line)
+void cli_progress_line(void *arg, const char *line, int fd)
 {
     (void)arg;
     if (!isatty(2))

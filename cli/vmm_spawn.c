@@ -12,7 +12,7 @@
 #include "cli/cli.h"
 #include "migr/common.h"
 
-pid_t cli_spawn_recv(const char *binary, const char *ctl, char *sock, size_t cap)
+pid_t cli_spawn_recv(const char *binary, const char *ctl, const char *group, char *sock, size_t cap)
 {
     char listen[400], log[320];
     static int seq;
@@ -30,7 +30,8 @@ pid_t cli_spawn_recv(const char *binary, const char *ctl, char *sock, size_t cap
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        char *nargv[] = {"migr", "recv", "--listen", listen, "--ctl", (char *)ctl, "--timeout", "30", NULL};
+        char *nargv[] = {"migr", "recv", "--listen", listen, "--ctl", (char *)ctl, "--timeout", "30",
+                         group ? "--group" : NULL, (char *)group, NULL};
         execv(binary, nargv);
         _exit(127);
     }
@@ -50,9 +51,16 @@ pid_t cli_spawn_recv(const char *binary, const char *ctl, char *sock, size_t cap
 int cli_move_guest(const char *from_ctl, const char *sock, const char *mode, const char *to_ctl,
                    pid_t new_pid, char *res, size_t cap)
 {
-    char cmd[600], st[4096];
-    snprintf(cmd, sizeof(cmd), "migrate unix:%s 300 30 auto %s", sock, mode);
-    int rc = ctl_call(from_ctl, cmd, 0, NULL, NULL, res, cap);
+    return cli_move_guest_ex(from_ctl, sock, mode, NULL, NULL, NULL, to_ctl, new_pid, res, cap);
+}
+
+int cli_move_guest_ex(const char *from_ctl, const char *sock, const char *mode, const char *settings,
+                      ctl_line_fn on_line, void *arg, const char *to_ctl, pid_t new_pid, char *res, size_t cap)
+{
+    char cmd[900];
+    snprintf(cmd, sizeof(cmd), "migrate unix:%s 300 30 auto %s%s%s", sock, mode, settings ? " " : "",
+             settings ? settings : "");
+    int rc = ctl_call(from_ctl, cmd, 0, on_line, arg, res, cap);
     if (rc != 0) {
         char why[800];
         migr_errorf(EIO, "%s", rc < 0 ? migr_last_error() : json_get_str(res, "error", why, sizeof(why)) ? why : res);
@@ -61,6 +69,12 @@ int cli_move_guest(const char *from_ctl, const char *sock, const char *mode, con
         unlink(sock);
         return -EIO;
     }
+    return cli_wait_vmm(to_ctl, new_pid);
+}
+
+int cli_wait_vmm(const char *to_ctl, pid_t new_pid)
+{
+    char st[4096];
     /* The new VMM serves to_ctl once the guest runs there (and, when it is the
      * same path, once the old VMM let go of it). */
     for (int i = 0; i < 500; i++) {

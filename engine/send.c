@@ -287,6 +287,10 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         err = migr_errorf(ENOTSUP, "handover to %s: passing memory needs a unix socket on this host", t->peer);
         goto fail;
     }
+    if (p->switchover_hook && postcopy) {
+        err = migr_errorf(ENOTSUP, "a joint (group) switchover needs pre-copy or hand-over, not %s", mode);
+        goto fail;
+    }
     /* set-up: stream header and layout, then dirty tracking */
     struct migr_hello hello;
     migr_hv_describe(hv, &hello);
@@ -360,6 +364,8 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
 
     /* stop-and-copy */
 pause:
+    if (p->switchover_hook && (err = p->switchover_hook(p->switchover_arg, "pause")) < 0)
+        goto fail;
     drain(t);
     t_pause = migr_now_ns();
     if ((err = hv->ops->pause(hv)) < 0)
@@ -412,6 +418,8 @@ state:;
     if ((err = expect(s, MIGR_REC_READY, &ack)) < 0)
         goto fail;
     st->verified = true;
+    if (p->switchover_hook && (err = p->switchover_hook(p->switchover_arg, "commit")) < 0)
+        goto fail;
     /* From here the source gives the guest away. */
     committed = true;
     if ((err = migr_rec_send(t, MIGR_REC_COMMIT, NULL, 0, NULL, 0)) < 0)

@@ -40,6 +40,13 @@ struct migr_send_params {
     uint64_t cancel_after_pages;  /* tests: cancel by itself once this many post-copy pages went (0 = never) */
     migr_progress_fn progress;    /* optional; called at most every ~100 ms and at round ends */
     void *progress_arg;
+    /* Joint switchover of a VM group (cli/group.c): called with "pause" just
+     * before the guest is paused and with "commit" once the destination is
+     * ready, just before COMMIT; may block until every member got there. A
+     * negative return aborts the migration and the guest resumes on the
+     * source. Pre-copy and hand-over only (post-copy refuses it). NULL = none. */
+    int (*switchover_hook)(void *arg, const char *point);
+    void *switchover_arg;
 };
 
 struct migr_round_stats {
