@@ -19,7 +19,7 @@
 #include "migr/model.h"
 
 #define MAX_HOSTS 1000
-#define MAX_METHODS (MIGR_MODEL_PAPER_METHODS + 2)
+#define MAX_METHODS (MIGR_MODEL_PAPER_METHODS + 3)
 #define PLOT_POINTS 240
 #define DEFAULT_HOSTS "1-100000"
 
@@ -88,7 +88,8 @@ void usage_model(FILE *f)
     fprintf(f,
             "  --from-bench FILE    migr's JSON migration summaries (migr send --json lines,\n"
             "                       migr upgrade --json, bench/results/migrate.json): adds rows\n"
-            "                       migr-live (mode precopy) and migr-handover (mode handover)\n"
+            "                       migr-live (mode precopy), migr-handover (mode handover) and\n"
+            "                       migr-warm (migr rejuvenate --warm --json)\n"
             "  --vm-ram SIZE        scale migr's measured transfer time to VMs of SIZE (e.g. 1G)\n"
             "  --migr-gamma RATE    degradation rate during migr's live migration (default --gamma-live)\n"
             "  --handover-omega RATE  degradation rate during migr's hand-overs (default 0)\n"
@@ -262,6 +263,8 @@ static void print_json(FILE *f, const struct model *md, const uint64_t *hosts, s
         json_measured(f, "precopy", &md->bench.precopy);
         fprintf(f, ",");
         json_measured(f, "handover", &md->bench.handover);
+        fprintf(f, ",");
+        json_measured(f, "warm", &md->bench.warm);
         fprintf(f, ",\"failed\":%u,\"skipped_recv\":%u,\"vm_ram_bytes\":%.0f,\"migr_gamma\":%g,"
                    "\"handover_omega\":%g}",
                 md->bench.failed, md->bench.skipped, md->vm_ram, md->migr_gamma, md->handover_omega);
@@ -509,6 +512,11 @@ static int build(const struct cli_cmd *self, struct model *md)
             snprintf(md->notes[md->nnotes++], sizeof(md->notes[0]),
                      "%s has no hand-over summary (migr upgrade --json, migr send --handover --json); "
                      "no migr-handover row", md->bench_path);
+        }
+        if (md->bench.warm.count) {
+            if (migr_model_migr_warm(&md->p, &md->bench.warm, md->handover_omega, &md->m[md->n]) < 0)
+                return cli_bad_args(self, "--from-bench %s: %s", md->bench_path, migr_last_error());
+            md->n++;
         }
     }
     for (int i = 0; i < md->n; i++)

@@ -41,6 +41,7 @@ struct proc_hooks {
     pid_t pending;            /* the VMM spawned to receive the next migration */
     double downtime_ms[2];
     int moves;
+    char move_json[2][16384]; /* the engine's summary of each move */
 };
 
 static int spawn(void *arg, int which)
@@ -56,8 +57,10 @@ static int migrate(void *arg, int from, int to)
     char res[16384];
     int err = cli_move_guest(from == 1 ? h->ctl : h->ctl2, h->sock, h->mode, to == 1 ? h->ctl : h->ctl2,
                              h->pending, res, sizeof(res));
-    if (err == 0 && h->moves < 2)
-        json_get_num(res, "downtime_ms", &h->downtime_ms[h->moves++]);
+    if (err == 0 && h->moves < 2) {
+        json_get_num(res, "downtime_ms", &h->downtime_ms[h->moves]);
+        snprintf(h->move_json[h->moves++], sizeof(h->move_json[0]), "%s", res);
+    }
     return err;
 }
 
@@ -88,7 +91,8 @@ int cmd_rejuvenate(int argc, char **argv)
         {"ctl", required_argument, 0, 'C'}, {"handover", no_argument, 0, 'H'}, {"copy", no_argument, 0, 'c'}, {"warm", no_argument, 0, 'w'},
         {"binary", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0},
     };
-    struct proc_hooks h = {.binary = "/proc/self/exe", .mode = "handover"};
+    static struct proc_hooks h;
+    h = (struct proc_hooks){.binary = "/proc/self/exe", .mode = "handover"};
     bool json = false;
     int o;
     optind = 1;
@@ -123,8 +127,12 @@ int cmd_rejuvenate(int argc, char **argv)
             fprintf(stderr, "migr rejuvenate: warm reboot failed: %s\n", rc < 0 ? migr_last_error() : res);
             return 1;
         }
+        double ram = 0;
+        json_get_num(st, "ram_bytes", &ram);
+        /* Starts with "mode" like the engine's summaries: migr model --from-bench reads it. */
         if (json)
-            printf("{\"ok\":true,\"mode\":\"warm\",\"total_ms\":%.3f,\"downtime_ms\":[%.3f]}\n", total, down);
+            printf("{\"mode\":\"warm\",\"ok\":true,\"total_ms\":%.3f,\"downtime_ms\":%.3f,\"ram_bytes\":%.0f}\n",
+                   total, down, ram);
         else
             printf("  warm reboot: VMM process restarted, guest paused %.2f ms, memory kept in place (%.1f ms)\n",
                    down, total);
@@ -142,10 +150,13 @@ int cmd_rejuvenate(int argc, char **argv)
     for (int i = 0; i < MIGR_REJUV_PHASES; i++)
         total += (double)rep.ns[i] / 1e6;
     if (json) {
-        printf("{\"ok\":%s,\"mode\":\"%s\",\"total_ms\":%.3f,\"downtime_ms\":[%.3f,%.3f],\"phases\":[",
+        printf("{\"ok\":%s,\"how\":\"%s\",\"total_ms\":%.3f,\"downtime_ms\":[%.3f,%.3f],\"phases\":[",
                err ? "false" : "true", h.mode, total, h.downtime_ms[0], h.downtime_ms[1]);
         for (int i = 0; i < MIGR_REJUV_PHASES; i++)
             printf("%s{\"phase\":\"%s\",\"ms\":%.3f}", i ? "," : "", rep.phase[i], (double)rep.ns[i] / 1e6);
+        printf("],\"moves\":[");
+        for (int i = 0; i < h.moves; i++)
+            printf("%s%s", i ? "," : "", h.move_json[i]);
         printf("]}\n");
     } else {
         for (int i = 0; i < MIGR_REJUV_PHASES; i++)

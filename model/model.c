@@ -249,6 +249,16 @@ int migr_model_migr_handover(const struct migr_model_params *p, const struct mig
     return 0;
 }
 
+int migr_model_migr_warm(const struct migr_model_params *p, const struct migr_model_measured *m, double omega,
+                         struct migr_model_method *out)
+{
+    if (m->count == 0)
+        return migr_errorf(EINVAL, "no successful warm-reboot summaries");
+    *out = method("migr-warm", "migr warm VMM reboot", "", m->downtime_ms / 1e3, omega, p->n * m->total_ms / 1e3,
+                  false, false);
+    return 0;
+}
+
 int migr_model_parse_time(const char *text, double *seconds)
 {
     static const struct { const char *unit; double s; } units[] = {

@@ -81,12 +81,14 @@ cat >"$DIR/bench.json" <<'EOF'
 {"mode":"precopy","transport":"unix","tracker":"kvm-bitmap","ok":true,"error":"","total_ms":2500.0,"downtime_ms":40.0,"ram_bytes":1073741824,"round_stats":[]}
 {"mode":"precopy","ok":false,"error":"receiver died","total_ms":10,"downtime_ms":0,"ram_bytes":1073741824}
 {"mode":"handover","transport":"unix","tracker":"","ok":true,"error":"","total_ms":3.0,"downtime_ms":2.5,"ram_bytes":1073741824,"round_stats":[]}
+{"mode":"warm","ok":true,"total_ms":60.0,"downtime_ms":45.0,"ram_bytes":1073741824}
 EOF
 run_migr model --json --from-bench "$DIR/bench.json" --hosts 1,100,100000
 [ $RC -eq 0 ] || bad "--from-bench: exit $RC: $ERR"
 check_json "--from-bench" \
-    '[m["name"] for m in d["methods"]][-2:] == ["migr-live", "migr-handover"]' \
+    '[m["name"] for m in d["methods"]][-3:] == ["migr-live", "migr-handover", "migr-warm"]' \
     'd["bench"]["precopy"]["count"] == 2 and d["bench"]["failed"] == 1 and d["bench"]["handover"]["count"] == 1' \
+    'd["bench"]["warm"]["count"] == 1 and d["methods"][7]["downtime_s"] == 0.045' \
     'd["methods"][5]["downtime_s"] == 0.03 and abs(d["methods"][5]["period_s"] - 22) < 1e-9' \
     'd["methods"][5]["spare_host"] and not d["methods"][6]["spare_host"]' \
     'all(r["best"] == "migr-handover" for r in d["rows"])' \

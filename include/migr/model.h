@@ -116,6 +116,7 @@ struct migr_model_measured {
 struct migr_model_bench {
     struct migr_model_measured precopy;   /* mode "precopy": live migration */
     struct migr_model_measured handover;  /* mode "handover": same host, fresh VMM */
+    struct migr_model_measured warm;      /* mode "warm": migr rejuvenate --warm (VMM re-exec, memory kept) */
     unsigned failed;     /* summaries with "ok":false, left out */
     unsigned skipped;    /* receiver-side summaries ("recv": in bench JSON), left out */
 };
@@ -142,6 +143,12 @@ int migr_model_migr_live(const struct migr_model_params *p, const struct migr_mo
  *  rate = omega. 0 or -EINVAL. */
 int migr_model_migr_handover(const struct migr_model_params *p, const struct migr_model_measured *m,
                              double omega, struct migr_model_method *out);
+
+/*! migr's Warm-VM Reboot of one VMM process (migr rejuvenate --warm) as a
+ *  method: D = mean warm downtime, period = n · mean total time, rate =
+ *  omega. 0 or -EINVAL. */
+int migr_model_migr_warm(const struct migr_model_params *p, const struct migr_model_measured *m, double omega,
+                         struct migr_model_method *out);
 
 /* ---- parsing of user input ---- */
 
