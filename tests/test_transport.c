@@ -1,7 +1,8 @@
 /* Transports: unix and tcp connect/accept, 64 MiB of random data in random
  * iovec splits checked on the other side, early close -> -EPIPE (no
  * SIGPIPE: the default action would kill this test), bad URLs, address in
- * use, stale and missing unix sockets, abstract sockets, accept timeout. */
+ * use, stale and missing unix sockets, abstract sockets, accept timeout;
+ * the stream tests also over shm: and tcp ?channels=4. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -22,15 +23,36 @@
 
 static char tmpdir[64];
 
+struct acc_arg {
+    struct migr_listener *l;
+    struct migr_transport *t;
+    int ret;
+};
+
+static void *accept_thread(void *p)
+{
+    struct acc_arg *a = p;
+
+    a->ret = migr_listener_accept(a->l, 5000, &a->t);
+    if (a->ret < 0)
+        fprintf(stderr, "accept: %s\n", migr_last_error());
+    return NULL;
+}
+
+/* Accept in a thread: shm: and tcp ?channels=N connects wait for the
+ * listener's half of their handshake. */
 static void connect_pair(const char *url, struct migr_transport **srv, struct migr_transport **cli)
 {
-    struct migr_listener *l;
+    struct acc_arg a = { 0 };
+    pthread_t th;
 
-    T_OK(migr_listener_open(url, &l));
-    /* The kernel completes the connection from the backlog before accept. */
-    T_OK(migr_transport_connect(l->bound, cli));
-    T_OK(migr_listener_accept(l, 5000, srv));
-    migr_listener_close(l);
+    T_OK(migr_listener_open(url, &a.l));
+    T_EQ(pthread_create(&th, NULL, accept_thread, &a), 0);
+    T_OK(migr_transport_connect(a.l->bound, cli));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(a.ret);
+    *srv = a.t;
+    migr_listener_close(a.l);
 }
 
 /* Cut [0, len) of buf into a random iovec array (some empty entries). */
@@ -176,6 +198,9 @@ static void test_bad_urls(void)
 {
     static const char *const bad[] = {
         "", "foo:bar", "nothing", "unix:", "unix:@", "tcp:", "tcp:host", "tcp:host:",
+        "shm:", "shm:?ring=1M", "shm:x?ring=3M", "shm:x?ring=1K", "shm:x?ring", "shm:x?ring=", "shm:x?",
+        "shm:x?channels=2", "shm:a b", "tcp:h:1?channels=0", "tcp:h:1?channels=17", "tcp:h:1?channels=x",
+        "tcp:h:1?foo=1", "tcp:h:1?", "tcp:h:1?channels=2&ring=1M",
         "tcp::80", "tcp:host:99999", "tcp:host:12ab", "tcp:host:-1", "tcp:[::1", "tcp:[::1]80",
         "tcp:[]:80", "tcp:::1:80", "tcp:ho st:80", "tcp:host:80 ",
         ("unix:/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
@@ -208,6 +233,22 @@ static void test_bad_urls(void)
     T_OK(migr_url_parse("unix:@abstract", &u));
     T_EQ(u.kind, MIGR_URL_UNIX);
     T_ASSERT(!strcmp(u.path, "@abstract"));
+    T_EQ(migr_url_parse("tcp:h:1?channels=0", &u), -EINVAL);
+    T_ASSERT(strstr(migr_last_error(), "channels=0 (expected 1..16)"));
+    T_EQ(migr_url_parse("tcp:h:1?speed=9", &u), -EINVAL);
+    T_ASSERT(strstr(migr_last_error(), "unknown option 'speed'"));
+    T_EQ(migr_url_parse("shm:", &u), -EINVAL);
+    T_ASSERT(strstr(migr_last_error(), "no name after 'shm:'"));
+    T_OK(migr_url_parse("tcp:[::1]:80?channels=4", &u));
+    T_ASSERT(!strcmp(u.host, "::1"));
+    T_EQ(u.port, 80);
+    T_EQ(u.channels, 4);
+    T_OK(migr_url_parse("shm:vm1?ring=1M", &u));
+    T_EQ(u.kind, MIGR_URL_SHM);
+    T_ASSERT(!strcmp(u.path, "@migr-shm-vm1"));
+    T_EQ(u.ring_bytes, 1u << 20);
+    T_OK(migr_url_parse("shm:/tmp/x.sock", &u));
+    T_ASSERT(!strcmp(u.path, "/tmp/x.sock"));
     T_OK(migr_url_parse("unix:/tmp/x.sock", &u));
     T_ASSERT(!strcmp(u.path, "/tmp/x.sock"));
 }
@@ -357,6 +398,17 @@ int main(void)
     test_stream("tcp:127.0.0.1:0", src, dst, seed + 1);
     test_peer_close("tcp:127.0.0.1:0", src);
     test_shutdown("tcp:127.0.0.1:0");
+    /* The same stream rules over the shared-memory ring (small ring: it
+     * fills and wraps many times) and over four TCP channels. */
+    snprintf(url, sizeof(url), "shm:migr-test-%d?ring=256K", getpid());
+    test_stream(url, src, dst, seed + 2);
+    test_peer_close(url, src);
+    test_shutdown(url);
+    snprintf(url, sizeof(url), "shm:%s/shm.sock", tmpdir);
+    test_stream(url, src, dst, seed + 3);
+    test_stream("tcp:127.0.0.1:0?channels=4", src, dst, seed + 4);
+    test_peer_close("tcp:127.0.0.1:0?channels=4", src);
+    test_shutdown("tcp:127.0.0.1:0?channels=4");
 
     free(src);
     free(dst);

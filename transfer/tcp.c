@@ -141,6 +141,11 @@ static int tcp_listen(struct migr_listener *l, const char *url)
         return ret;
     }
     format_addr((struct sockaddr *)&ss, len, l->bound, sizeof(l->bound));
+    if (l->url.channels > 1) {
+        size_t k = strlen(l->bound);
+
+        snprintf(l->bound + k, sizeof(l->bound) - k, "?channels=%u", l->url.channels);
+    }
     l->fd = fd;
     return 0;
 }
@@ -171,4 +176,5 @@ const struct migr_transport_backend migr_tcp_backend = {
     .listen = tcp_listen,
     .accepted = tcp_accepted,
     .unlisten = tcp_unlisten,
+    .wrap = migr_mc_wrap,   /* only with ?channels=N (transport.c) */
 };

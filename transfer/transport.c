@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "migr/common.h"
@@ -21,6 +23,7 @@ static const struct migr_transport_backend *backend_for(enum migr_url_kind kind)
     switch (kind) {
     case MIGR_URL_UNIX: return &migr_unix_backend;
     case MIGR_URL_TCP: return &migr_tcp_backend;
+    case MIGR_URL_SHM: return &migr_shm_backend;
     }
     return NULL;
 }
@@ -80,14 +83,14 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
     return total;
 }
 
-int migr_sock_sendv(struct migr_transport *t, const struct iovec *iov, int iovcnt)
+int migr_fd_sendv(int fd, const char *what, const struct iovec *iov, int iovcnt, uint64_t *bytes)
 {
     struct iovec win[IOV_WINDOW];
     size_t off = 0;
     int i = 0;
 
     if (iovcnt < 0)
-        return migr_errorf(EINVAL, "send %s: negative iovec count %d", t->peer, iovcnt);
+        return migr_errorf(EINVAL, "send %s: negative iovec count %d", what, iovcnt);
     for (;;) {
         struct msghdr mh = { .msg_iov = win };
         ssize_t n;
@@ -95,7 +98,7 @@ int migr_sock_sendv(struct migr_transport *t, const struct iovec *iov, int iovcn
         mh.msg_iovlen = (size_t)fill_window(win, iov, iovcnt, i, off);
         if (mh.msg_iovlen == 0)
             return 0;
-        n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
         if (n < 0) {
             int e = errno;
 
@@ -103,26 +106,27 @@ int migr_sock_sendv(struct migr_transport *t, const struct iovec *iov, int iovcn
                 continue;
             if (e == EAGAIN || e == EWOULDBLOCK) {
                 /* Only if someone made the fd non-blocking: wait it out. */
-                e = -wait_fd(t->fd, POLLOUT);
+                e = -wait_fd(fd, POLLOUT);
                 if (!e)
                     continue;
             }
-            migr_errorf_errno(e, "send %s", t->peer);
+            migr_errorf_errno(e, "send %s", what);
             return e == ECONNRESET ? -EPIPE : -e;
         }
-        t->bytes_sent += (uint64_t)n;
+        if (bytes)
+            *bytes += (uint64_t)n;
         advance(iov, &i, &off, (size_t)n);
     }
 }
 
-int migr_sock_recvv(struct migr_transport *t, const struct iovec *iov, int iovcnt)
+int migr_fd_recvv(int fd, const char *what, const struct iovec *iov, int iovcnt, uint64_t *bytes)
 {
     struct iovec win[IOV_WINDOW];
     size_t off = 0, got = 0, total;
     int i = 0;
 
     if (iovcnt < 0)
-        return migr_errorf(EINVAL, "recv %s: negative iovec count %d", t->peer, iovcnt);
+        return migr_errorf(EINVAL, "recv %s: negative iovec count %d", what, iovcnt);
     total = iov_total(iov, iovcnt);
     for (;;) {
         struct msghdr mh = { .msg_iov = win };
@@ -131,27 +135,74 @@ int migr_sock_recvv(struct migr_transport *t, const struct iovec *iov, int iovcn
         mh.msg_iovlen = (size_t)fill_window(win, iov, iovcnt, i, off);
         if (mh.msg_iovlen == 0)
             return 0;
-        n = recvmsg(t->fd, &mh, MSG_WAITALL);
+        n = recvmsg(fd, &mh, MSG_WAITALL);
         if (n < 0) {
             int e = errno;
 
             if (e == EINTR)
                 continue;
             if (e == EAGAIN || e == EWOULDBLOCK) {
-                e = -wait_fd(t->fd, POLLIN);
+                e = -wait_fd(fd, POLLIN);
                 if (!e)
                     continue;
             }
-            migr_errorf_errno(e, "recv %s (%zu of %zu bytes received)", t->peer, got, total);
+            migr_errorf_errno(e, "recv %s (%zu of %zu bytes received)", what, got, total);
             return e == ECONNRESET ? -EPIPE : -e;
         }
         if (n == 0)
             return migr_errorf(EPIPE, "recv %s: peer closed the connection (%zu of %zu bytes received)",
-                               t->peer, got, total);
-        t->bytes_recv += (uint64_t)n;
+                               what, got, total);
+        if (bytes)
+            *bytes += (uint64_t)n;
         got += (size_t)n;
         advance(iov, &i, &off, (size_t)n);
     }
+}
+
+int migr_sock_sendv(struct migr_transport *t, const struct iovec *iov, int iovcnt)
+{
+    return migr_fd_sendv(t->fd, t->peer, iov, iovcnt, &t->bytes_sent);
+}
+
+int migr_sock_recvv(struct migr_transport *t, const struct iovec *iov, int iovcnt)
+{
+    return migr_fd_recvv(t->fd, t->peer, iov, iovcnt, &t->bytes_recv);
+}
+
+int migr_read_deadline(int fd, void *buf, size_t len, uint64_t deadline_ns)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int wait = -1, n;
+        ssize_t r;
+
+        if (deadline_ns) {
+            uint64_t now = migr_now_ns();
+
+            if (now >= deadline_ns)
+                return -ETIMEDOUT;
+            wait = (int)((deadline_ns - now + 999999) / 1000000);
+        }
+        n = poll(&pfd, 1, wait);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            continue;   /* the deadline check above ends the loop */
+        r = recv(fd, (char *)buf + got, len - got, MSG_DONTWAIT);
+        if (r == 0)
+            return -EPIPE;
+        if (r < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return errno == ECONNRESET ? -EPIPE : -errno;
+        }
+        got += (size_t)r;
+    }
+    return 0;
 }
 
 void migr_sock_shutdown(struct migr_transport *t)
@@ -210,6 +261,14 @@ void migr_sock_set_bufs(int fd, int bytes, int keep_autotune)
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
 }
 
+void migr_transport_init(struct migr_transport *t, int fd, const struct migr_transport_ops *ops,
+                         const char *peer)
+{
+    t->ops = ops;
+    t->fd = fd;
+    snprintf(t->peer, sizeof(t->peer), "%s", peer);
+}
+
 static int transport_new(int fd, const struct migr_transport_ops *ops, const char *peer,
                          struct migr_transport **out)
 {
@@ -217,9 +276,7 @@ static int transport_new(int fd, const struct migr_transport_ops *ops, const cha
 
     if (!t)
         return migr_errorf(ENOMEM, "%s: out of memory for the transport", peer);
-    t->ops = ops;
-    t->fd = fd;
-    snprintf(t->peer, sizeof(t->peer), "%s", peer);
+    migr_transport_init(t, fd, ops, peer);
     *out = t;
     return 0;
 }
@@ -234,6 +291,10 @@ int migr_transport_connect(const char *url, struct migr_transport **out)
     if (ret < 0)
         return migr_error_prefix(-ret, "connect");
     be = backend_for(u.kind);
+    if (u.kind == MIGR_URL_TCP && u.channels > 1)
+        return migr_mc_connect(&u, url, out);
+    if (be->connect_t)
+        return be->connect_t(&u, url, out);
     fd = be->connect(&u, url);
     if (fd < 0)
         return fd;
@@ -329,8 +390,22 @@ int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_tr
             return migr_errorf_errno(errno, "accept on %s", l->bound);
         }
         ret = li->be->accepted(l, fd, peer, sizeof(peer));
-        if (ret == 0)
-            ret = transport_new(fd, li->be->ops, peer, out);
+        if (ret < 0) {
+            close(fd);
+            return ret;
+        }
+        if (li->be->wrap && (l->url.kind != MIGR_URL_TCP || l->url.channels > 1)) {
+            /* The handshake must not outlive the caller's timeout, but give
+             * a peer that connected a moment to say hello. */
+            uint64_t hs = migr_now_ns() + 5000000000ull;
+
+            ret = li->be->wrap(l, fd, peer, timeout_ms < 0 ? hs : MIGR_MAX(deadline, migr_now_ns() + 1000000000ull),
+                               out);
+            if (ret == -EAGAIN)
+                continue;
+            return ret;
+        }
+        ret = transport_new(fd, li->be->ops, peer, out);
         if (ret < 0)
             close(fd);
         return ret;
@@ -348,6 +423,7 @@ void migr_listener_close(struct migr_listener *l)
      * path finds it alive and cannot have replaced it, so the file we unlink
      * is ours (closing first let a successor's fresh socket be unlinked). */
     li->be->unlisten(l);
+    migr_mc_listener_free(l);
     if (l->fd >= 0)
         close(l->fd);
     free(li);
@@ -357,14 +433,14 @@ int migr_transport_send(struct migr_transport *t, const void *buf, size_t len)
 {
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
-    return t->ops->sendv(t, &iov, 1);
+    return migr_transport_sendv(t, &iov, 1);
 }
 
 int migr_transport_recv(struct migr_transport *t, void *buf, size_t len)
 {
     struct iovec iov = { .iov_base = buf, .iov_len = len };
 
-    return t->ops->recvv(t, &iov, 1);
+    return migr_transport_recvv(t, &iov, 1);
 }
 
 void migr_transport_close(struct migr_transport *t)
@@ -375,10 +451,29 @@ void migr_transport_close(struct migr_transport *t)
 
 /* ---- descriptor passing (unix sockets) ---- */
 
+int migr_transport_can_pass_fds(const struct migr_transport *t)
+{
+    return t->ops->send_fds != NULL || !strcmp(t->ops->name, "unix");
+}
+
 int migr_transport_send_fds(struct migr_transport *t, const int *fds, int n)
 {
+    if (t->ops->send_fds)
+        return t->ops->send_fds(t, fds, n);
     if (strcmp(t->ops->name, "unix") != 0)
         return migr_errorf(ENOTSUP, "passing memory to %s needs a unix socket, not %s", t->peer, t->ops->name);
+    return migr_fd_send_fds(t->fd, t->peer, &t->bytes_sent, fds, n);
+}
+
+int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n)
+{
+    if (t->ops->recv_fds)
+        return t->ops->recv_fds(t, fds, n);
+    return migr_fd_recv_fds(t->fd, t->peer, &t->bytes_recv, fds, n);
+}
+
+int migr_fd_send_fds(int fd, const char *peer, uint64_t *bytes, const int *fds, int n)
+{
     if (n < 1 || n > 64)
         return migr_errorf(EINVAL, "send_fds: %d descriptors (1..64)", n);
     union {
@@ -396,19 +491,19 @@ int migr_transport_send_fds(struct migr_transport *t, const int *fds, int n)
     h->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
     memcpy(CMSG_DATA(h), fds, (size_t)n * sizeof(int));
     for (;;) {
-        ssize_t w = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+        ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
         if (w == 1) {
-            t->bytes_sent++;
+            (*bytes)++;
             return 0;
         }
         if (w < 0 && errno == EINTR)
             continue;
         return migr_errorf_errno(w < 0 ? (errno == ECONNRESET ? EPIPE : errno) : EIO,
-                                 "send %d descriptors to %s", n, t->peer);
+                                 "send %d descriptors to %s", n, peer);
     }
 }
 
-int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n)
+int migr_fd_recv_fds(int fd, const char *peer, uint64_t *bytes, int *fds, int n)
 {
     if (n < 1 || n > 64)
         return migr_errorf(EINVAL, "recv_fds: %d descriptors (1..64)", n);
@@ -421,32 +516,141 @@ int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n)
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
     ssize_t r;
     do
-        r = recvmsg(t->fd, &m, MSG_CMSG_CLOEXEC);
+        r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
     while (r < 0 && errno == EINTR);
     if (r == 0)
-        return migr_errorf(EPIPE, "%s closed the stream before passing memory", t->peer);
+        return migr_errorf(EPIPE, "%s closed the stream before passing memory", peer);
     if (r < 0)
-        return migr_errorf_errno(errno, "receive descriptors from %s", t->peer);
-    t->bytes_recv++;
+        return migr_errorf_errno(errno, "receive descriptors from %s", peer);
+    (*bytes)++;
     int got = 0, total = 0;
     for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
         if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
             continue;
         int k = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         for (int i = 0; i < k; i++, total++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(h) + (size_t)i * sizeof(int), sizeof(int));
+            int rfd;
+            memcpy(&rfd, CMSG_DATA(h) + (size_t)i * sizeof(int), sizeof(int));
             if (got < n)
-                fds[got++] = fd;
+                fds[got++] = rfd;
             else
-                close(fd);
+                close(rfd);
         }
     }
     if (byte != 'F' || total != n || (m.msg_flags & MSG_CTRUNC)) {
         for (int i = 0; i < got; i++)
             close(fds[i]);
-        return migr_errorf(EBADMSG, "expected %d memory descriptors from %s, got %d%s", n, t->peer, total,
+        return migr_errorf(EBADMSG, "expected %d memory descriptors from %s, got %d%s", n, peer, total,
                            byte != 'F' ? " (no descriptor message)" : "");
     }
     return 0;
+}
+
+/* ---- the common send/receive path: rate limiter and accounting ---- */
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int migr_transport_set_rate(struct migr_transport *t, uint64_t bytes_per_s)
+{
+    __atomic_store_n(&t->rate_bps, bytes_per_s, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Token bucket: refill at rate, hold at most one burst, then take len (the
+ * balance may go negative) and sleep the debt off. */
+static void rate_take(struct migr_transport *t, uint64_t rate, uint64_t burst, size_t len)
+{
+    uint64_t now = migr_now_ns();
+
+    if (t->rate_last_ns == 0) {
+        t->rate_last_ns = now;
+        t->rate_tokens = (int64_t)burst;
+    }
+    t->rate_tokens += (int64_t)((double)(now - t->rate_last_ns) * (double)rate / 1e9);
+    if (t->rate_tokens > (int64_t)burst)
+        t->rate_tokens = (int64_t)burst;
+    t->rate_last_ns = now;
+    t->rate_tokens -= (int64_t)len;
+    if (t->rate_tokens < 0) {
+        uint64_t ns = (uint64_t)((double)-t->rate_tokens * 1e9 / (double)rate);
+        struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        t->rate_wait_ns += ns;
+        /* The sleep refilled exactly the debt; count from its end. */
+        t->rate_last_ns = migr_now_ns();
+        t->rate_tokens = 0;
+    }
+}
+
+static int send_limited(struct migr_transport *t, const struct iovec *iov, int n, uint64_t rate)
+{
+    uint64_t burst = MIGR_MAX(rate / 50, 64u << 10);
+    struct iovec win[IOV_WINDOW];
+    size_t off = 0;
+    int i = 0;
+
+    for (;;) {
+        int k = 0;
+        size_t len = 0;
+
+        /* The next at most burst bytes, at most IOV_WINDOW pieces. */
+        for (int j = i; j < n && k < IOV_WINDOW && len < burst; j++) {
+            size_t o = j == i ? off : 0, l = iov[j].iov_len - o;
+
+            if (iov[j].iov_len <= o)
+                continue;
+            l = MIGR_MIN(l, burst - len);
+            win[k].iov_base = (char *)iov[j].iov_base + o;
+            win[k++].iov_len = l;
+            len += l;
+        }
+        if (k == 0)
+            return 0;
+        if (rate)
+            rate_take(t, rate, burst, len);
+        int ret = t->ops->sendv(t, win, k);
+        if (ret < 0)
+            return ret;
+        advance(iov, &i, &off, len);
+        /* The rate may change (or be lifted) between bursts. */
+        rate = __atomic_load_n(&t->rate_bps, __ATOMIC_RELAXED);
+        burst = rate ? MIGR_MAX(rate / 50, 64u << 10) : SIZE_MAX;
+    }
+}
+
+int migr_transport_sendv(struct migr_transport *t, const struct iovec *iov, int n)
+{
+    uint64_t c0 = thread_cpu_ns(), rate = __atomic_load_n(&t->rate_bps, __ATOMIC_RELAXED);
+    int ret;
+
+    if (n < 0)
+        return migr_errorf(EINVAL, "send %s: negative iovec count %d", t->peer, n);
+    ret = rate ? send_limited(t, iov, n, rate) : t->ops->sendv(t, iov, n);
+    __atomic_fetch_add(&t->send_cpu_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
+    t->send_calls++;
+    return ret;
+}
+
+int migr_transport_recvv(struct migr_transport *t, const struct iovec *iov, int n)
+{
+    uint64_t c0 = thread_cpu_ns();
+    int ret = t->ops->recvv(t, iov, n);
+
+    __atomic_fetch_add(&t->recv_cpu_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
+    t->recv_calls++;
+    return ret;
+}
+
+int migr_transport_channel_fd(const struct migr_transport *t, int i)
+{
+    return migr_mc_channel_fd(t, i);
 }

@@ -3,6 +3,7 @@
 #ifndef MIGR_TRANSPORT_IMPL_H
 #define MIGR_TRANSPORT_IMPL_H
 
+#include <stdint.h>
 #include <sys/types.h>
 #include "migr/transport.h"
 
@@ -14,6 +15,7 @@ struct migr_listener_impl {
     int owns_path;              /* unix: we created the socket file ... */
     dev_t dev;                  /* ... with this identity, so close unlinks */
     ino_t ino;                  /*     only our file, not a successor's */
+    void *mc_pending;           /* tcp ?channels: sessions still being assembled */
 };
 
 static inline struct migr_listener_impl *listener_impl(struct migr_listener *l)
@@ -35,10 +37,45 @@ struct migr_transport_backend {
     int (*accepted)(struct migr_listener *l, int fd, char *peer, size_t cap);
     /*! Undo what listen() created besides the fd (the unix socket file). */
     void (*unlisten)(struct migr_listener *l);
+    /*! Optional: turn an accepted, set-up socket into a transport (shm
+     *  handshake, multi-channel grouping). Owns fd from the call on. 0 with
+     *  *out set, -EAGAIN when fd joined a session that is not complete yet
+     *  (keep accepting), or -errno with a message. NULL = plain stream. */
+    int (*wrap)(struct migr_listener *l, int fd, const char *peer, uint64_t deadline_ns,
+                struct migr_transport **out);
+    /*! Optional: connect and build the transport (shm:, tcp ?channels). */
+    int (*connect_t)(const struct migr_url *u, const char *url, struct migr_transport **out);
 };
 
 extern const struct migr_transport_backend migr_unix_backend;
 extern const struct migr_transport_backend migr_tcp_backend;
+extern const struct migr_transport_backend migr_shm_backend;
+
+/* Fill the public part of a transport the backend allocated (first member). */
+void migr_transport_init(struct migr_transport *t, int fd, const struct migr_transport_ops *ops,
+                         const char *peer);
+
+/* Stream I/O on one descriptor: every byte of iov (sendmsg MSG_NOSIGNAL /
+ * recvmsg MSG_WAITALL), retrying EINTR and partial transfers; a reset
+ * connection is -EPIPE like an orderly close. what names the stream in
+ * messages; *bytes (if not NULL) grows by what moved. 0 or -errno. */
+int migr_fd_sendv(int fd, const char *what, const struct iovec *iov, int iovcnt, uint64_t *bytes);
+int migr_fd_recvv(int fd, const char *what, const struct iovec *iov, int iovcnt, uint64_t *bytes);
+
+/* SCM_RIGHTS descriptor passing on a unix socket (a one-byte message 'F'). */
+int migr_fd_send_fds(int fd, const char *peer, uint64_t *bytes, const int *fds, int n);
+int migr_fd_recv_fds(int fd, const char *peer, uint64_t *bytes, int *fds, int n);
+
+/* Multi-channel TCP (mc.c). */
+int migr_mc_connect(const struct migr_url *u, const char *url, struct migr_transport **out);
+int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, uint64_t deadline_ns,
+                 struct migr_transport **out);
+void migr_mc_listener_free(struct migr_listener *l);
+int migr_mc_channel_fd(const struct migr_transport *t, int i);
+
+/* Read exactly len bytes from fd before deadline_ns (0 = no deadline). 0,
+ * -EPIPE at EOF, -ETIMEDOUT, or -errno (message not set). */
+int migr_read_deadline(int fd, void *buf, size_t len, uint64_t deadline_ns);
 
 /* Socket stream operations shared by the unix and tcp backends. They use
  * sendmsg(MSG_NOSIGNAL)/recvmsg, retry EINTR and partial transfers, and

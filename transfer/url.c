@@ -1,5 +1,8 @@
-/* migr — transport URL parsing: unix:PATH, unix:@ABSTRACT, tcp:HOST:PORT, tcp:[V6]:PORT. */
+/* migr — transport URL parsing: unix:PATH, unix:@ABSTRACT, tcp:HOST:PORT, tcp:[V6]:PORT,
+ * tcp:HOST:PORT?channels=N, shm:NAME[?ring=SIZE]. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "migr/common.h"
@@ -80,21 +83,103 @@ static int parse_tcp(const char *url, const char *rest, struct migr_url *out)
     return 0;
 }
 
+/* Options after '?': key=value pairs separated by '&' or ','. */
+static int parse_options(const char *url, const char *opts, struct migr_url *out)
+{
+    const char *p = opts;
+
+    if (!*p)
+        return migr_errorf(EINVAL, "bad URL '%s': empty option list after '?'", url);
+    while (*p) {
+        size_t n = strcspn(p, "&,");
+        const char *eq = memchr(p, '=', n);
+        char key[32], val[64];
+
+        if (!eq || eq == p || (size_t)(eq - p) >= sizeof(key) || n - (size_t)(eq - p) - 1 >= sizeof(val) ||
+            n == (size_t)(eq - p) + 1)
+            return migr_errorf(EINVAL, "bad URL '%s': option '%.*s' is not key=value", url, (int)MIGR_MIN(n, 40), p);
+        memcpy(key, p, (size_t)(eq - p));
+        key[eq - p] = '\0';
+        memcpy(val, eq + 1, n - (size_t)(eq - p) - 1);
+        val[n - (size_t)(eq - p) - 1] = '\0';
+        if (out->kind == MIGR_URL_TCP && !strcmp(key, "channels")) {
+            char *end;
+            unsigned long v = strtoul(val, &end, 10);
+
+            if (*end || val[0] < '0' || val[0] > '9' || v < 1 || v > MIGR_MC_MAX_CHANNELS)
+                return migr_errorf(EINVAL, "bad URL '%s': channels=%s (expected 1..%d)", url, val,
+                                   MIGR_MC_MAX_CHANNELS);
+            out->channels = (unsigned)v;
+        } else if (out->kind == MIGR_URL_SHM && !strcmp(key, "ring")) {
+            uint64_t v;
+
+            if (migr_parse_size(val, &v) < 0)
+                return migr_errorf(EINVAL, "bad URL '%s': ring=%s is not a size", url, val);
+            if (v < (64u << 10) || v > (1u << 30) || (v & (v - 1)))
+                return migr_errorf(EINVAL, "bad URL '%s': ring=%s must be a power of two from 64K to 1G",
+                                   url, val);
+            out->ring_bytes = v;
+        } else {
+            return migr_errorf(EINVAL, "bad URL '%s': unknown option '%s' (%s)", url, key,
+                               out->kind == MIGR_URL_TCP ? "tcp: takes channels=N" : "shm: takes ring=SIZE");
+        }
+        p += n;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+static int parse_shm(const char *url, const char *name, struct migr_url *out)
+{
+    size_t n = strlen(name);
+
+    if (n == 0)
+        return migr_errorf(EINVAL, "bad URL '%s': no name after 'shm:'", url);
+    if (n >= sizeof(out->name))
+        return migr_errorf(EINVAL, "bad URL '%s': name is %zu bytes (at most %zu)", url, n,
+                           sizeof(out->name) - 1);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
+            return migr_errorf(EINVAL, "bad URL '%s': invalid character in name", url);
+    out->kind = MIGR_URL_SHM;
+    memcpy(out->name, name, n + 1);
+    if (name[0] == '/')
+        snprintf(out->path, sizeof(out->path), "%s", name);
+    else
+        snprintf(out->path, sizeof(out->path), "@migr-shm-%s", name);
+    return 0;
+}
+
 int migr_url_parse(const char *url, struct migr_url *out)
 {
-    const char *colon;
-
+    const char *q;
     memset(out, 0, sizeof(*out));
     if (!url || !*url)
-        return migr_errorf(EINVAL, "empty URL (expected unix:PATH or tcp:HOST:PORT)");
+        return migr_errorf(EINVAL, "empty URL (expected unix:PATH, tcp:HOST:PORT or shm:NAME)");
     if (!strncmp(url, "unix:", 5))
         return parse_unix(url, url + 5, out);
-    if (!strncmp(url, "tcp:", 4))
-        return parse_tcp(url, url + 4, out);
-    colon = strchr(url, ':');
+    q = strchr(url, '?');
+    if (!strncmp(url, "tcp:", 4) || !strncmp(url, "shm:", 4)) {
+        char base[512];
+        size_t n = q ? (size_t)(q - url) : strlen(url);
+        int ret;
+
+        if (n >= sizeof(base))
+            return migr_errorf(EINVAL, "bad URL '%.64s...': %zu bytes is too long", url, n);
+        memcpy(base, url, n);
+        base[n] = '\0';
+        ret = url[0] == 't' ? parse_tcp(url, base + 4, out) : parse_shm(url, base + 4, out);
+        if (ret == 0 && q)
+            ret = parse_options(url, q + 1, out);
+        if (ret < 0)
+            memset(out, 0, sizeof(*out));
+        return ret;
+    }
+    const char *colon = strchr(url, ':');
     if (!colon)
-        return migr_errorf(EINVAL, "bad URL '%s': no scheme (expected unix:PATH or tcp:HOST:PORT)",
+        return migr_errorf(EINVAL, "bad URL '%s': no scheme (expected unix:PATH, tcp:HOST:PORT or shm:NAME)",
                            url);
-    return migr_errorf(EINVAL, "unknown scheme '%.*s' in '%s' (expected unix: or tcp:)",
+    return migr_errorf(EINVAL, "unknown scheme '%.*s' in '%s' (expected unix:, tcp: or shm:)",
                        (int)MIGR_MIN(colon - url, 32), url, url);
 }

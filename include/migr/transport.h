@@ -2,6 +2,14 @@
  *
  * URLs:  unix:PATH            unix stream socket (abstract socket if PATH starts with '@')
  *        tcp:HOST:PORT        TCP (HOST may be a name, IPv4, or [IPv6]); PORT 0 = any (listen only)
+ *        tcp:HOST:PORT?channels=N
+ *                             N (2..16) TCP connections carrying one byte stream cut into
+ *                             sequenced frames (docs/format.md, "Multiple channels");
+ *                             channels=1 is plain TCP. Both sides must use ?channels.
+ *        shm:NAME[?ring=SIZE] two processes on one host: a shared-memory ring per direction
+ *                             (SIZE a power of two, 64K..1G, default 8M) in a memfd handed
+ *                             over the unix socket @migr-shm-NAME (or NAME itself when it
+ *                             starts with '/'), which stays open as the liveness channel.
  * A transport carries framed records (see record.h); it knows nothing of pages.
  */
 #ifndef MIGR_TRANSPORT_H
@@ -11,14 +19,20 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-enum migr_url_kind { MIGR_URL_UNIX = 1, MIGR_URL_TCP = 2 };
+enum migr_url_kind { MIGR_URL_UNIX = 1, MIGR_URL_TCP = 2, MIGR_URL_SHM = 3 };
 
 struct migr_url {
     enum migr_url_kind kind;
     char path[108];  /* unix: socket path ('@' prefix = abstract) */
     char host[256];  /* tcp: host without brackets */
     uint16_t port;   /* tcp */
+    unsigned channels;    /* tcp: ?channels=N (0 = not given = 1) */
+    uint64_t ring_bytes;  /* shm: ?ring=SIZE (0 = not given = default) */
+    char name[96];        /* shm: NAME as written (path holds the socket address) */
 };
+
+#define MIGR_MC_MAX_CHANNELS 16
+#define MIGR_SHM_RING_DEFAULT (8u << 20)
 
 /*! Parse url into *out. Returns 0 or -EINVAL with a message naming the problem
  *  ("unknown scheme 'foo' in 'foo:bar' (expected unix: or tcp:)"). */
@@ -35,6 +49,10 @@ struct migr_transport_ops {
     /* Shut down both directions (wakes a peer blocked in recv). */
     void (*shutdown)(struct migr_transport *t);
     void (*close)(struct migr_transport *t);
+    /* Optional: pass descriptors (shm: over its unix socket). NULL = the
+     * socket in t->fd carries them if the transport is "unix", else -ENOTSUP. */
+    int (*send_fds)(struct migr_transport *t, const int *fds, int n);
+    int (*recv_fds)(struct migr_transport *t, int *fds, int n);
 };
 
 struct migr_transport {
@@ -43,6 +61,18 @@ struct migr_transport {
     char peer[160];        /* for messages: "unix:/tmp/x", "tcp:127.0.0.1:4444" */
     uint64_t bytes_sent;   /* updated by sendv */
     uint64_t bytes_recv;   /* updated by recvv */
+    /* Accounting, kept by migr_transport_sendv/recvv (and a backend's own
+     * threads): thread CPU time spent sending and receiving, calls, and the
+     * time sendv slept in the rate limiter. */
+    uint64_t send_cpu_ns;
+    uint64_t recv_cpu_ns;
+    uint64_t send_calls;
+    uint64_t recv_calls;
+    uint64_t rate_wait_ns;
+    /* Rate limiter state (migr_transport_set_rate); internal. */
+    uint64_t rate_bps;     /* 0 = unlimited */
+    int64_t rate_tokens;   /* bytes that may go out now (negative = debt) */
+    uint64_t rate_last_ns;
 };
 
 /*! Connect to url. On success *out owns the connection (free with
@@ -65,14 +95,24 @@ int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_tr
 /*! Close the listener (and unlink a unix socket path it created). NULL ok. */
 void migr_listener_close(struct migr_listener *l);
 
-static inline int migr_transport_sendv(struct migr_transport *t, const struct iovec *iov, int n)
-{
-    return t->ops->sendv(t, iov, n);
-}
-static inline int migr_transport_recvv(struct migr_transport *t, const struct iovec *iov, int n)
-{
-    return t->ops->recvv(t, iov, n);
-}
+/*! Send every byte of iov through t: the rate limiter (if set), the backend,
+ *  then the accounting above. 0 or -errno. */
+int migr_transport_sendv(struct migr_transport *t, const struct iovec *iov, int n);
+/*! Receive exactly the total length of iov. 0, -EPIPE on EOF, or -errno. */
+int migr_transport_recvv(struct migr_transport *t, const struct iovec *iov, int n);
+
+/*! Limit what sendv puts on the wire to bytes_per_s (token bucket with a
+ *  burst of 1/50 s, at least 64 KiB; large sends are cut to the burst so the
+ *  rate stays smooth). 0 = unlimited. May be called from another thread
+ *  while a send runs; the new rate applies to the next burst. Returns 0. */
+int migr_transport_set_rate(struct migr_transport *t, uint64_t bytes_per_s);
+
+/*! 1 if send_fds/recv_fds work on t (unix: and shm: transports), else 0. */
+int migr_transport_can_pass_fds(const struct migr_transport *t);
+
+/*! Diagnostics and tests: the socket of channel i of a tcp ?channels=N
+ *  transport (i < N), or -EINVAL for other transports / indexes. */
+int migr_transport_channel_fd(const struct migr_transport *t, int i);
 /*! Wrap an already connected stream socket fd (socketpair, inherited fd) as a
  *  transport. kind is "unix" or "tcp" (NULL = "unix"); peer names it in
  *  messages (NULL = "fd:N"). On success the transport owns fd (closed by
