@@ -11,23 +11,30 @@
 #include "migr/hv.h"
 
 extern const struct migr_dirty_ops migr_dirty_kvm_bitmap;
+extern const struct migr_dirty_ops migr_dirty_kvm_ring;
 extern const struct migr_dirty_ops migr_dirty_pagemap_scan;
 extern const struct migr_dirty_ops migr_dirty_soft_dirty;
 extern const struct migr_dirty_ops migr_dirty_uffd_wp;
 extern const struct migr_dirty_ops migr_dirty_mprotect;
+extern const struct migr_dirty_ops migr_dirty_ept;
 
 /* In order of preference: "auto" picks the first supported one. KVM guests
- * support only kvm-bitmap; process guests (proc) the four after it, best
+ * support kvm-bitmap, or kvm-ring if created with a dirty ring (then only
+ * that: KVM gives a VM one or the other); process guests (proc) the four
+ * after them, best
  * first: pagemap-scan (no trap to user space, harvest and re-arm in one
  * call), soft-dirty (no trap, but process-wide and the guest is paused for
  * each harvest), uffd-wp (a trap to our handler thread per first write),
- * mprotect (a signal per first write; portable). */
+ * mprotect (a signal per first write; portable). ept: guests whose
+ * hypervisor owns its EPT and attached it (include/migr/ept.h). */
 const struct migr_dirty_ops *const migr_dirty_backends[] = {
     &migr_dirty_kvm_bitmap,
+    &migr_dirty_kvm_ring,
     &migr_dirty_pagemap_scan,
     &migr_dirty_soft_dirty,
     &migr_dirty_uffd_wp,
     &migr_dirty_mprotect,
+    &migr_dirty_ept,
     NULL,
 };
 

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "hv-glue/kvm/kvm.h"
 #include "migr/common.h"
 #include "migr/dirty.h"
 #include "migr/hv.h"
@@ -52,6 +53,11 @@ static int kb_supported(struct migr_hv *hv)
     }
     if (!hv->ops->set_dirty_log) {
         migr_errorf(ENOTSUP, "guest backend '%s' cannot turn on dirty logging", hv->ops->name);
+        return 0;
+    }
+    if (strcmp(hv->ops->name, "kvm") == 0 && ((struct kvm_vm *)hv)->ring_entries) {
+        migr_errorf(ENOTSUP, "the VM logs dirty pages to rings (created for kvm-ring): "
+                    "KVM refuses KVM_GET_DIRTY_LOG then");
         return 0;
     }
     return 1;

@@ -1,6 +1,9 @@
-/* The kvm-bitmap dirty tracker against a running KVM guest, in both modes
- * (MIGR_KVM_DIRTY_MANUAL=0: KVM_GET_DIRTY_LOG re-protects; =1: manual
- * protect with KVM_CLEAR_DIRTY_LOG), one fresh VM per mode and vCPU count.
+/* The KVM dirty trackers against a running KVM guest: kvm-bitmap in both
+ * modes (MIGR_KVM_DIRTY_MANUAL=0: KVM_GET_DIRTY_LOG re-protects; =1: manual
+ * protect with KVM_CLEAR_DIRTY_LOG) and kvm-ring on a VM created with small
+ * dirty rings (512 entries per vCPU, so that KVM_EXIT_DIRTY_RING_FULL
+ * happens between harvests and its entries must reach a later harvest), one
+ * fresh VM per mode and vCPU count.
  *
  * The oracle is the workload's generation table: every working-set page whose
  * generation changed while tracking was on was written, so it must be in the
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hv-glue/kvm/kvm.h"
 #include "hv-glue/workload/workload.h"
 #include "migr/dirty.h"
 #include "migr/hv.h"
@@ -22,6 +26,7 @@
 #include "testlib.h"
 
 #define RUN_MS 600
+#define RING 512u
 
 struct counts {
     uint64_t ws_written, gen_written, vcpu_written, expected;
@@ -109,26 +114,33 @@ static void check_cover(struct migr_hv *hv, const struct wl_boot *b, const uint3
     free(expect);
 }
 
-/* One mode, one VM. Returns 0, or 77 if this mode is unsupported here. */
-static int run_case(const char *mode, uint32_t nvcpus, const char *wl, unsigned long long *seed)
+/* One mode, one VM. Returns 0, or 77 if this mode is unsupported here.
+ * ring: entries of the VM's dirty rings (tracker kvm-ring), 0: kvm-bitmap. */
+static int run_case(const char *mode, uint32_t ring, uint32_t nvcpus, const char *wl, unsigned long long *seed)
 {
+    const char *tracker = ring ? "kvm-ring" : "kvm-bitmap";
     struct migr_vm_config cfg = {.mem_bytes = 64ull << 20, .nvcpus = nvcpus};
     migr_workload_defaults(&cfg.wl);
     T_OK(migr_workload_parse(wl, &cfg.wl));
     struct migr_hv *hv;
-    T_OK(migr_hv_create("kvm", &cfg, &hv));
+    int cerr = migr_kvm_create_ring(&cfg, ring, &hv);
+    if (cerr == -ENOTSUP) {
+        printf("%s %s vcpus=%u: SKIP: %s\n", tracker, mode, nvcpus, migr_last_error());
+        return 77;
+    }
+    T_OK(cerr);
     const struct wl_boot *b = (const struct wl_boot *)migr_hv_gpa(hv, WL_BOOT_GPA, 4096);
     T_ASSERT(b);
     T_OK(hv->ops->resume(hv));
     usleep(100000); /* past the first touches of the working set */
 
     struct migr_dirty *d;
-    T_OK(migr_dirty_open("kvm-bitmap", hv, &d));
+    T_OK(migr_dirty_open(tracker, hv, &d));
     T_EQ(d->npages, hv->ram_pages);
     T_EQ(migr_dirty_harvest(d, NULL), -EINVAL); /* before start */
     int err = migr_dirty_start(d);
     if (err == -ENOTSUP) {
-        printf("kvm-bitmap %s vcpus=%u: SKIP: %s\n", mode, nvcpus, migr_last_error());
+        printf("%s %s vcpus=%u: SKIP: %s\n", tracker, mode, nvcpus, migr_last_error());
         migr_dirty_close(d);
         migr_hv_destroy(hv);
         return 77;
@@ -152,8 +164,8 @@ static int run_case(const char *mode, uint32_t nvcpus, const char *wl, unsigned 
         harvest_checked(d, cum, prev, words);
         harvests++;
         unsigned long long r = t_rand(seed) % 4;
-        if (r) /* sometimes back to back, sometimes after a pause */
-            usleep((useconds_t)(r * 1000));
+        if (r) /* sometimes back to back, sometimes after a pause (long enough to fill a ring) */
+            usleep((useconds_t)(r * (ring ? 10000 : 1000)));
     }
     T_OK(hv->ops->quiesce(hv, 5000));
     harvest_checked(d, cum, prev, words);
@@ -177,15 +189,20 @@ static int run_case(const char *mode, uint32_t nvcpus, const char *wl, unsigned 
         T_FAIL("guest image damaged under dirty logging: %s", rep.first_bad_why);
     T_OK(hv->ops->unquiesce(hv));
 
-    printf("kvm-bitmap %-6s vcpus=%u %s: %llu page writes; written %llu pages (ws %llu, gen "
+    uint64_t full = 0;
+    for (uint32_t v = 0; v < nvcpus; v++)
+        full += ((struct kvm_vm *)hv)->vcpus[v].ring_full_exits;
+    if (ring && strstr(wl, "rate=0"))
+        T_ASSERT(full > 0); /* the ring-full path ran, and lost nothing (check_cover) */
+    printf("%s %-6s vcpus=%u %s: %llu page writes; written %llu pages (ws %llu, gen "
            "table %llu, vcpu %llu); reported %llu; false positives %llu; stack %llu, other %llu; "
-           "%llu harvests, %.1f us each\n",
-           mode, nvcpus, wl, (unsigned long long)writes, (unsigned long long)c.expected,
+           "%llu harvests, %.1f us each; %llu ring-full exits\n",
+           tracker, mode, nvcpus, wl, (unsigned long long)writes, (unsigned long long)c.expected,
            (unsigned long long)c.ws_written, (unsigned long long)c.gen_written,
            (unsigned long long)c.vcpu_written, (unsigned long long)c.reported,
            (unsigned long long)c.false_pos, (unsigned long long)c.stack,
            (unsigned long long)c.other, (unsigned long long)harvests,
-           (double)(d->harvest_ns - ns0) / 1e3 / (double)harvests);
+           (double)(d->harvest_ns - ns0) / 1e3 / (double)harvests, (unsigned long long)full);
 
     migr_dirty_close(d); /* logging off; the guest keeps running */
     usleep(20000);
@@ -217,7 +234,25 @@ static void test_open_and_bitmaps(void)
     T_ASSERT(strstr(migr_last_error(), "not KVM"));
     T_EQ(migr_dirty_open("auto", hv, &d), -ENOTSUP);
     hv->kvm_vm_fd = kvm_fd;
+    T_EQ(migr_dirty_open("kvm-ring", hv, &d), -ENOTSUP);
+    T_ASSERT(strstr(migr_last_error(), "without a dirty ring"));
     migr_hv_destroy(hv);
+
+    /* A VM with rings: kvm-ring is its tracker, kvm-bitmap cannot work. */
+    int err = migr_kvm_create_ring(&cfg, RING, &hv);
+    if (err == -ENOTSUP) {
+        printf("kvm-ring: SKIP: %s\n", migr_last_error());
+    } else {
+        T_OK(err);
+        T_OK(migr_dirty_open("auto", hv, &d));
+        T_ASSERT(strcmp(d->ops->name, "kvm-ring") == 0);
+        migr_dirty_close(d);
+        T_EQ(migr_dirty_open("kvm-bitmap", hv, &d), -ENOTSUP);
+        T_ASSERT(strstr(migr_last_error(), "kvm-ring"));
+        migr_hv_destroy(hv);
+        T_EQ(migr_kvm_create_ring(&cfg, 1000, &hv), -ENOTSUP); /* not a power of two */
+        T_EQ(migr_kvm_create_ring(&cfg, 16, &hv), -ENOTSUP);   /* less than a page */
+    }
 
     uint64_t bm[3] = {~0ull, 0x8000000000000001ull, 0xff};
     T_EQ(migr_bitmap_count(bm, 0), 0);
@@ -240,13 +275,18 @@ int main(void)
     for (size_t m = 0; m < MIGR_ARRAY_SIZE(modes); m++) {
         if (setenv("MIGR_KVM_DIRTY_MANUAL", modes[m][0], 1) != 0)
             T_FAIL("setenv");
-        if (run_case(modes[m][1], 1, "rate=0,pattern=random,data=text", &seed) == 77)
+        if (run_case(modes[m][1], 0, 1, "rate=0,pattern=random,data=text", &seed) == 77)
             continue;
-        run_case(modes[m][1], 2, "rate=128M,pattern=random,data=random", &seed);
+        run_case(modes[m][1], 0, 2, "rate=128M,pattern=random,data=random", &seed);
         ran++;
     }
     unsetenv("MIGR_KVM_DIRTY_MANUAL");
+    if (run_case("ring", RING, 1, "rate=0,pattern=random,data=text", &seed) != 77) {
+        run_case("ring", RING, 2, "rate=0,pattern=sequential,data=random", &seed);
+        run_case("ring", RING, 2, "rate=128M,pattern=random,data=random", &seed);
+        ran++;
+    }
     if (!ran)
-        T_SKIP("neither kvm-bitmap mode is supported here");
+        T_SKIP("no KVM dirty tracker (kvm-bitmap modes, kvm-ring) is supported here");
     return 0;
 }

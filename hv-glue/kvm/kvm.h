@@ -24,6 +24,14 @@ struct kvm_vcpu_ctx {
     bool io_pending;       /* last exit was I/O: complete it before saving state */
     int state;             /* VCPU_*, under vm->lock */
     uint64_t exits;
+    /* Dirty ring (VMs created with one, see migr_kvm_create_ring): KVM's
+     * kvm_dirty_gfn array mapped from the vCPU fd, our next index to look
+     * at, and the lock that lets one thread at a time collect it (the
+     * tracker's harvest or this vCPU's KVM_EXIT_DIRTY_RING_FULL). */
+    struct kvm_dirty_gfn *ring;
+    uint32_t ring_fetch;
+    pthread_mutex_t ring_lock;
+    uint64_t ring_full_exits;
 };
 
 struct kvm_vm {
@@ -36,6 +44,13 @@ struct kvm_vm {
     size_t run_size;
     struct kvm_cpuid2 *cpuid;
     bool manual_protect;
+    uint32_t ring_entries; /* per-vCPU dirty ring entries; 0: the VM has no ring */
+    bool ring_acq_rel;     /* enabled as KVM_CAP_DIRTY_LOG_RING_ACQ_REL */
+    /* Pages that vCPU threads collected from their full rings, waiting for
+     * the tracker's next harvest (atomic ORs / exchanges), and a count of
+     * the bits added since the last harvest took them (0: nothing to scan). */
+    uint64_t *ring_pending;
+    uint64_t ring_pending_bits;
     uint32_t nmsrs;        /* MSRs this KVM lets us read, saved with each vCPU */
     uint32_t msrs[KVM_MAX_SAVED_MSRS];
     pthread_mutex_t lock;
@@ -46,6 +61,17 @@ struct kvm_vm {
 
 int migr_kvm_available(void);
 int migr_kvm_create(const struct migr_vm_config *cfg, struct migr_hv **out);
+
+/* Default entries of a vCPU's dirty ring (16 bytes each: 64 KiB). */
+#define MIGR_KVM_RING_DEFAULT 4096u
+/*! As migr_kvm_create, with a dirty ring of ring_entries (a power of two;
+ *  0: none, as migr_kvm_create) enabled on the VM before its vCPUs exist,
+ *  so that the kvm-ring tracker can run (and kvm-bitmap cannot: KVM gives
+ *  a VM one or the other). -ENOTSUP with the reason if KVM lacks
+ *  KVM_CAP_DIRTY_LOG_RING or the size is out of its range. */
+int migr_kvm_create_ring(const struct migr_vm_config *cfg, uint32_t ring_entries, struct migr_hv **out);
+/*! 1 if hv is a KVM VM with a dirty ring, else 0 with the reason recorded. */
+int migr_kvm_has_ring(struct migr_hv *hv);
 int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out);
 int migr_kvm_probe_msrs(struct kvm_vm *vm);
 void migr_kvm_install_kick(void);

@@ -21,9 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dirty/kvm_ring.h"
 #include "hv-glue/kvm/kvm.h"
 #include "hv-glue/workload/workload.h"
 #include "migr/common.h"
+#include "migr/dirty.h"
 
 extern const uint8_t migr_guest_blob[], migr_guest_blob_end[];
 
@@ -246,6 +248,31 @@ static void vcpu_complete_io(struct kvm_vcpu_ctx *c)
     c->io_pending = false;
 }
 
+/* KVM_EXIT_DIRTY_RING_FULL: this vCPU's ring reached its soft limit and KVM
+ * will not run the vCPU until entries are handed back. Collect them into
+ * vm->ring_pending (the tracker's next harvest reports them: nothing is
+ * lost) and reset. Entries that a concurrent harvest already took are gone
+ * from the ring, so each entry is reported exactly once. */
+static bool vcpu_ring_full(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
+{
+    uint64_t added = 0;
+    c->ring_full_exits++;
+    pthread_mutex_lock(&c->ring_lock);
+    long n = migr_dirty_ring_collect(c->ring, vm->ring_entries, &c->ring_fetch, &vm->hv, vm->ring_pending,
+                                     true, &added);
+    pthread_mutex_unlock(&c->ring_lock);
+    if (n < 0) {
+        vcpu_fail(vm, c, "dirty ring full: %s", migr_last_error());
+        return false;
+    }
+    __atomic_add_fetch(&vm->ring_pending_bits, added, __ATOMIC_RELEASE);
+    if (ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0) {
+        vcpu_fail(vm, c, "KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 /* Handle one exit. Called with vm->lock held; returns false if the vCPU stops. */
 static bool vcpu_handle_exit(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
 {
@@ -311,6 +338,12 @@ static bool vcpu_handle_exit(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
         return false;
     case KVM_EXIT_INTR:
         return true;
+    case KVM_EXIT_DIRTY_RING_FULL:
+        if (!vm->ring_entries) {
+            vcpu_fail(vm, c, "KVM_EXIT_DIRTY_RING_FULL but this VM has no dirty ring");
+            return false;
+        }
+        return vcpu_ring_full(vm, c);
     default:
         vcpu_fail(vm, c, "unexpected exit reason %u", run->exit_reason);
         return false;
@@ -502,6 +535,9 @@ static int kvm_set_slot(struct kvm_vm *vm, uint32_t flags)
 static int kvm_set_dirty_log(struct migr_hv *hv, bool on, bool manual)
 {
     struct kvm_vm *vm = (struct kvm_vm *)hv;
+    if (on && manual && vm->ring_entries)
+        return migr_errorf(ENOTSUP, "this VM logs dirty pages to rings (KVM_CAP_DIRTY_LOG_RING): "
+                           "no manual-protect bitmap");
     if (on && manual && !vm->manual_protect) {
         int caps = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
         if (caps <= 0 || !(caps & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE))
@@ -555,10 +591,51 @@ static int get_cpuid(struct kvm_vm *vm)
     return migr_errorf(E2BIG, "KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
+/* Enable the dirty ring of entries entries per vCPU on a VM with no vCPU
+ * yet: KVM_CAP_DIRTY_LOG_RING_ACQ_REL if offered (the protocol that is
+ * correct on weakly ordered hosts too), else KVM_CAP_DIRTY_LOG_RING. */
+static int kvm_enable_ring(struct kvm_vm *vm, uint32_t entries)
+{
+    uint64_t bytes = (uint64_t)entries * sizeof(struct kvm_dirty_gfn);
+    int acq = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL);
+    int max = acq > 0 ? acq : ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING);
+    if (max <= 0)
+        return migr_errorf(ENOTSUP, "this KVM offers no dirty ring (KVM_CAP_DIRTY_LOG_RING%s: %d)",
+                           acq < 0 ? "" : "/_ACQ_REL", max);
+    if (entries & (entries - 1) || bytes < (uint64_t)sysconf(_SC_PAGESIZE) || bytes > (uint64_t)max)
+        return migr_errorf(ENOTSUP, "dirty ring of %u entries (%llu bytes): KVM takes a power of two "
+                           "from one page to %d bytes", entries, (unsigned long long)bytes, max);
+    struct kvm_enable_cap cap = {.cap = acq > 0 ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL : KVM_CAP_DIRTY_LOG_RING,
+                                 .args = {bytes}};
+    if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+        return migr_errorf_errno(errno == EINVAL ? ENOTSUP : errno, "KVM_ENABLE_CAP DIRTY_LOG_RING%s (%llu bytes)",
+                                 acq > 0 ? "_ACQ_REL" : "", (unsigned long long)bytes);
+    vm->ring_pending = calloc(migr_bitmap_words(vm->mem_size / MIGR_PAGE_SIZE), sizeof(uint64_t));
+    if (!vm->ring_pending)
+        return migr_errorf(ENOMEM, "dirty ring: out of memory for the pending bitmap");
+    vm->ring_entries = entries;
+    vm->ring_acq_rel = acq > 0;
+    return 0;
+}
+
+int migr_kvm_has_ring(struct migr_hv *hv)
+{
+    if (hv->kvm_vm_fd < 0 || strcmp(hv->ops->name, "kvm") != 0) {
+        migr_errorf(ENOTSUP, "guest backend '%s' is not KVM", hv->ops->name);
+        return 0;
+    }
+    if (!((struct kvm_vm *)hv)->ring_entries) {
+        migr_errorf(ENOTSUP, "the VM was created without a dirty ring (KVM enables rings only "
+                    "before vCPUs exist: start it with migr run --dirty=kvm-ring)");
+        return 0;
+    }
+    return 1;
+}
+
 /* VM, memory and vCPUs (threads parked, paused). */
 /* memfd >= 0: map that memory (ownership passes to the VM) instead of a new memfd. */
 static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint64_t memfd_off,
-                             struct kvm_vm **out)
+                             uint32_t ring_entries, struct kvm_vm **out)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     int err;
@@ -582,8 +659,10 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     vm->pause_req = true;
-    for (uint32_t i = 0; i < WL_MAX_VCPUS; i++)
+    for (uint32_t i = 0; i < WL_MAX_VCPUS; i++) {
         vm->vcpus[i].fd = -1;
+        pthread_mutex_init(&vm->vcpus[i].ring_lock, NULL);
+    }
 
     if ((err = kvm_open_dev()) < 0)
         goto fail;
@@ -596,6 +675,8 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
     if ((err = migr_hv_map_ram(mem_size, memfd, memfd_off, &vm->memfd, &vm->mem)) < 0)
         goto fail;
     vm->mem_size = mem_size;
+    if (ring_entries && (err = kvm_enable_ring(vm, ring_entries)) < 0)
+        goto fail;
     if ((err = kvm_set_slot(vm, 0)) < 0)
         goto fail;
     int khz = ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0);
@@ -640,6 +721,16 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
             err = migr_errorf_errno(errno, "mmap kvm_run of vCPU %u", i);
             goto fail;
         }
+        if (vm->ring_entries) {
+            long pg = sysconf(_SC_PAGESIZE);
+            void *r = mmap(NULL, (size_t)vm->ring_entries * sizeof(struct kvm_dirty_gfn), PROT_READ | PROT_WRITE,
+                           MAP_SHARED, c->fd, (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * pg);
+            if (r == MAP_FAILED) {
+                err = migr_errorf_errno(errno, "mmap the dirty ring of vCPU %u", i);
+                goto fail;
+            }
+            c->ring = r;
+        }
         if ((err = vcpu_setup_cpu(vm, c)) < 0)
             goto fail;
         c->state = VCPU_PAUSED;
@@ -672,8 +763,13 @@ void migr_kvm_install_kick(void)
 
 int migr_kvm_create(const struct migr_vm_config *cfg, struct migr_hv **out)
 {
+    return migr_kvm_create_ring(cfg, 0, out);
+}
+
+int migr_kvm_create_ring(const struct migr_vm_config *cfg, uint32_t ring_entries, struct migr_hv **out)
+{
     struct kvm_vm *vm;
-    int err = kvm_create_common(cfg->mem_bytes, cfg->nvcpus, -1, 0, &vm);
+    int err = kvm_create_common(cfg->mem_bytes, cfg->nvcpus, -1, 0, ring_entries, &vm);
     if (err < 0)
         return err;
     if ((err = put_guest_image(vm, cfg)) < 0)
@@ -692,7 +788,7 @@ int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t mem
 {
     /* hv.c has checked the layout: one region at gpa 0 */
     struct kvm_vm *vm;
-    int err = kvm_create_common(h->regions[0].size, h->nvcpus, memfd, memfd_off, &vm);
+    int err = kvm_create_common(h->regions[0].size, h->nvcpus, memfd, memfd_off, 0, &vm);
     if (err < 0)
         return err;
     *out = &vm->hv;
@@ -727,6 +823,9 @@ static void kvm_destroy(struct migr_hv *hv)
         }
         if (c->run)
             munmap(c->run, vm->run_size);
+        if (c->ring)
+            munmap(c->ring, (size_t)vm->ring_entries * sizeof(struct kvm_dirty_gfn));
+        pthread_mutex_destroy(&c->ring_lock);
         if (c->fd >= 0)
             close(c->fd);
     }
@@ -739,6 +838,7 @@ static void kvm_destroy(struct migr_hv *hv)
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
     free(vm->cpuid);
+    free(vm->ring_pending);
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);
     free(vm);

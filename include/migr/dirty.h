@@ -42,6 +42,7 @@ struct migr_dirty {
 };
 
 /*! Open the tracker called name for hv: "kvm-bitmap" (KVM guests),
+ *  "kvm-ring" (KVM guests created with a dirty ring),
  *  "pagemap-scan", "soft-dirty", "uffd-wp", "mprotect" (guests whose RAM is
  *  written through this process's mapping: proc), or "auto" for the first of
  *  these, in that order, that supports hv here (docs/dirty.md). -EINVAL for an
