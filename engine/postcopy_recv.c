@@ -56,6 +56,8 @@ struct postcopy_dst {
     struct migr_dirty *trk;
     pthread_t epoch_thread;
     bool epoch_started, epoch_stop;
+    bool cancel_req;              /* CANCEL arrived: the epoch thread sends the last checkpoint */
+    bool final_sent;              /* ... and has sent it (the guest stays paused) */
     pthread_cond_t epoch_cond;
     uint64_t epoch;
     uint64_t *ebm;
@@ -334,12 +336,31 @@ static void *epoch_main(void *arg)
             dl.tv_sec++;
             dl.tv_nsec -= 1000000000L;
         }
-        pthread_cond_timedwait(&pc->epoch_cond, &pc->lock, &dl);
+        if (!pc->cancel_req)
+            pthread_cond_timedwait(&pc->epoch_cond, &pc->lock, &dl);
         if (pc->epoch_stop)
             break;
+        bool final = pc->cancel_req;
         pthread_mutex_unlock(&pc->lock);
-        int err = checkpoint(r, false);
+        /* The last checkpoint (CANCEL) is taken here, not on the main thread:
+         * a pause waits for every vCPU to reach a consistent point, and a
+         * vCPU blocked in a fault (a proc thread mid-page) gets there only
+         * when the main thread places its page. */
+        int err = final ? r->hv->ops->pause(r->hv) : 0;
+        if (err == 0)
+            err = checkpoint(r, final);
         pthread_mutex_lock(&pc->lock);
+        if (final) {
+            pc->final_sent = err == 0;
+            if (err < 0) {
+                /* The source then takes the guest back from the last
+                 * complete checkpoint once the link closes. */
+                pc->epoch_err = err;
+                fprintf(stderr, "migr: post-copy: last checkpoint failed: %s\n", migr_last_error());
+                r->t->ops->shutdown(r->t);
+            }
+            break;
+        }
         if (err < 0) {
             /* The source keeps the last complete checkpoint; we go on without. */
             pc->epoch_err = err;
@@ -385,6 +406,8 @@ int engine_postcopy_start(struct receiver *r)
         /* Track the guest's writes from its first instruction here. */
         if ((err = migr_dirty_open("auto", r->hv, &pc->trk)) < 0 || (err = migr_dirty_start(pc->trk)) < 0)
             return migr_error_prefix(-err, "cancellable post-copy");
+        /* proc: "mprotect", since post-copy's userfaultfd holds the range */
+        snprintf(r->st->tracker, sizeof(r->st->tracker), "%s", pc->trk->ops->name);
         if (!(pc->ebm = calloc(migr_bitmap_words(r->hv->ram_pages), 8)))
             return -ENOMEM;
     }
@@ -475,21 +498,31 @@ int engine_postcopy_run(struct receiver *r)
     struct postcopy_dst *pc = r->pc;
     struct migr_rec_hdr h;
     int err = 0;
-    while (pc->resolved < pc->npages) {
+    bool cancelling = false;
+    while (pc->resolved < pc->npages || cancelling) {
+        /* cancelling: the source closes the link once it has the last checkpoint */
         if ((err = migr_rec_recv(r->t, &r->seq, &h, r->meta, MIGR_META_MAX)) < 0)
             break;
         if (h.type == MIGR_REC_PAGES) {
             if ((err = place_pages(r, &h)) < 0)
                 break;
-        } else if (h.type == MIGR_REC_CANCEL && r->cancellable) {
-            /* Give the guest back: stop it, send the last checkpoint. */
-            stop_epochs(pc);
-            if ((err = r->hv->ops->pause(r->hv)) == 0 && (err = checkpoint(r, true)) == 0) {
-                r->st->cancelled = true;
-                err = migr_errorf(ECANCELED, "the source cancelled the migration; the guest went back "
-                                  "with checkpoint %llu", (unsigned long long)pc->epoch);
+        } else if (h.type == MIGR_REC_CANCEL && r->cancellable && !cancelling) {
+            /* Give the guest back: the epoch thread stops it and sends the
+             * last checkpoint; until the source has it and closes the link,
+             * we keep placing the pages it still sends for blocked faults. */
+            pthread_mutex_lock(&pc->lock);
+            pc->cancel_req = true;
+            bool alive = pc->epoch_started && !pc->epoch_err;
+            pthread_cond_broadcast(&pc->epoch_cond);
+            pthread_mutex_unlock(&pc->lock);
+            if (!alive) {
+                /* no checkpoint thread: the source keeps the last complete one */
+                r->t->ops->shutdown(r->t);
+                err = migr_errorf(ECANCELED, "the source cancelled the migration; no last checkpoint "
+                                  "(checkpoints had failed)");
+                break;
             }
-            break;
+            cancelling = true;
         } else if (h.type == MIGR_REC_ERROR) {
             err = migr_errorf(ECANCELED, "the source aborted during post-copy");
             break;
@@ -504,6 +537,16 @@ int engine_postcopy_run(struct receiver *r)
                 migr_errorf(-err, "%s", pc->fault_why);
             break;
         }
+    }
+    if (cancelling) {
+        stop_epochs(pc); /* waits for the last checkpoint */
+        if (pc->final_sent) {
+            r->st->cancelled = true;
+            return migr_errorf(ECANCELED, "the source cancelled the migration; the guest went back "
+                               "with checkpoint %llu", (unsigned long long)pc->epoch);
+        }
+        if (err == 0)
+            err = migr_errorf(EIO, "the source cancelled the migration and the last checkpoint failed");
     }
     if (err < 0 && r->st->cancelled)
         return err;

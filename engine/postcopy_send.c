@@ -242,9 +242,10 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
                 break;
             cancel_sent = true;
         }
-        if (cancel_sent)
-            continue; /* wait for the destination's last checkpoint */
-        /* Faults first, each with a few pages after it (pre-paging). */
+        /* Faults first, each with a few pages after it (pre-paging). After a
+         * CANCEL too: the destination stops its guest at a consistent point
+         * for the last checkpoint, and a proc vCPU blocked in a fault gets
+         * there only once its page is here. */
         for (uint32_t i = 0; i < nreq && err >= 0; i++) {
             int64_t idx = migr_hv_pfn_index(hv, reqs[i]);
             if (idx < 0)
@@ -257,6 +258,8 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
         }
         if (err >= 0 && nreq)
             err = engine_flush(s);
+        if (err >= 0 && cancel_sent)
+            continue; /* no more background push: wait for the last checkpoint */
         /* Then the background push, from where the guest last faulted, unless
          * the socket still holds enough to keep the link busy. */
         int outq = 0;

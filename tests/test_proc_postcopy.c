@@ -1,0 +1,125 @@
+/* Post-copy, hybrid and cancellable post-copy of a proc guest (RAM in a
+ * memfd, workload threads in this process), in one process, over unix and
+ * TCP: the destination runs the guest while missing pages are fetched on
+ * fault (userfaultfd) and pushed in the background, and tracks what it
+ * writes with async write-protection on the same userfaultfd. Cancel at 1,
+ * 50 and 99 % of the post-copy phase and a dropped connection take the guest
+ * back to the source, which verifies and keeps running; a fault storm (every
+ * vCPU sweeping all of its pages unthrottled) completes. Needs no /dev/kvm. */
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "migr/engine.h"
+#include "migr/workload.h"
+#include "migratelib.h"
+
+#define MEM (64ull << 20)
+
+enum end { END_OK, END_CANCEL, END_DROP };
+
+struct dropper {
+    struct migr_transport *t;
+    uint64_t after_bytes;
+};
+
+/* Cut the link under the running post-copy (both directions), as a pulled
+ * cable or a dead peer would, once a third of RAM has gone. */
+static void *drop_main(void *arg)
+{
+    struct dropper *d = arg;
+    uint64_t until = migr_now_ns() + 10000000000ull;
+    while (__atomic_load_n(&d->t->bytes_sent, __ATOMIC_RELAXED) < d->after_bytes && migr_now_ns() < until)
+        usleep(100);
+    shutdown(d->t->fd, SHUT_RDWR);
+    return NULL;
+}
+
+static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after, bool no_cancel, enum end how,
+                    double cancel_at)
+{
+    struct migr_vm_config cfg = {.mem_bytes = MEM, .nvcpus = nvcpus};
+    migr_workload_defaults(&cfg.wl);
+    T_OK(migr_workload_parse(wl, &cfg.wl));
+    struct migr_hv *src;
+    T_OK(migr_hv_create("proc", &cfg, &src));
+    T_OK(src->ops->resume(src));
+    usleep(100000);
+
+    struct t_rx x;
+    t_rx_start(&x, url);
+    struct migr_transport *t;
+    T_OK(migr_transport_connect(x.l->bound, &t));
+    struct migr_send_params p;
+    migr_send_params_defaults(&p);
+    p.postcopy_after = after;
+    p.no_cancel = no_cancel;
+    if (how == END_CANCEL) /* hybrid: at = 0, the first post-copy page */
+        p.cancel_after_pages = (uint64_t)(cancel_at * (double)src->ram_pages) + 1;
+    pthread_t dth;
+    struct dropper d = {.t = t, .after_bytes = MEM / 3};
+    if (how == END_DROP)
+        T_ASSERT(pthread_create(&dth, NULL, drop_main, &d) == 0);
+    struct migr_stats st;
+    int rc = migr_send(src, t, &p, &st);
+    if (how == END_DROP)
+        pthread_join(dth, NULL);
+    migr_transport_close(t);
+    t_rx_join(&x);
+    char js[8192], jr[8192];
+    migr_stats_json(&st, js, sizeof(js));
+    migr_stats_json(&x.st, jr, sizeof(jr));
+    fprintf(stderr, "%s %s after=%d end=%d at=%.2f\n  source: %s\n  dest:   %s\n", url, wl, after, how, cancel_at,
+            js, jr);
+    if (how != END_OK) {
+        T_ASSERT(rc < 0);
+        /* The guest comes back to the source, verified and running; the
+         * destination has dropped its copy. */
+        T_ASSERT(st.resumed_on_source && !src->paused);
+        T_ASSERT(how != END_CANCEL || (rc == -ECANCELED && st.cancelled));
+        T_ASSERT(x.rc < 0 && x.hv == NULL);
+        uint64_t w = migr_workload_progress(src);
+        usleep(100000);
+        T_ASSERT(migr_workload_progress(src) > w);
+        t_verify(src, "on the source after take-back");
+        migr_hv_destroy(src);
+        return;
+    }
+    if (rc < 0)
+        T_FAIL("send: %s", st.error);
+    T_OK(x.rc);
+    T_ASSERT(x.st.pages_sent > 0);
+    uint64_t at_switch = migr_workload_progress(src);
+    migr_hv_destroy(src);
+    struct migr_hv *dst = x.hv;
+    usleep(100000);
+    T_ASSERT(migr_workload_progress(dst) > at_switch);
+    t_verify(dst, "on the destination");
+    T_ASSERT(!dst->ops->failed(dst));
+    migr_hv_destroy(dst);
+}
+
+int main(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "unix:/tmp/migr-ppc-%d.sock", getpid());
+    const char *only = getenv("PC_ONLY");
+    if (!only || !strcmp(only, "ok")) {
+        migrate(path, "rate=64M,pattern=random,data=text", 1, 0, true, END_OK, 0);
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 0, false, END_OK, 0);
+        migrate("tcp:127.0.0.1:0", "rate=128M,pattern=hotcold,data=random", 2, 0, false, END_OK, 0);
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 1, false, END_OK, 0);
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 1, true, END_OK, 0);
+    }
+    if (!only || !strcmp(only, "cancel")) {
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 0, false, END_CANCEL, 0.01);
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 0, false, END_CANCEL, 0.50);
+        migrate("tcp:127.0.0.1:0", "rate=64M,pattern=random,data=text", 2, 0, false, END_CANCEL, 0.99);
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 1, false, END_CANCEL, 0);
+    }
+    if (!only || !strcmp(only, "drop"))
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 0, false, END_DROP, 0);
+    if (!only || !strcmp(only, "storm"))
+        migrate(path, "rate=0,pattern=sequential,data=text", 2, 0, false, END_OK, 0);
+    return 0;
+}
