@@ -12,6 +12,7 @@ void usage_send(FILE *f)
 {
     fprintf(f,
             "usage: migr send --ctl PATH | --group NAME --to URL [--mode MODE] [--postcopy-after N] [--prepage N]\n"
+            "                 [--max-bandwidth R] [--adaptive [--min-bandwidth R]]\n"
             "                 [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
@@ -39,6 +40,12 @@ void usage_send(FILE *f)
             "                     a broken link or the destination's death resumes the guest here.\n"
             "                     Only the source's own death loses it (docs/design.md)\n"
             "  --prepage N        post-copy: pages sent after each faulted one (default 8)\n"
+            "  --max-bandwidth R  at most R bytes/s on the wire (e.g. 100M; default unlimited)\n"
+            "  --adaptive         rate control like Xen's (for links shared with other guests):\n"
+            "                     round 1 at --min-bandwidth, each later round at the dirty rate\n"
+            "                     of the previous one + --min-bandwidth, capped by --max-bandwidth;\n"
+            "                     the stop-and-copy at --max-bandwidth\n"
+            "  --min-bandwidth R  adaptive: first rate and step (default 64M)\n"
             "  --handover         same host only: pass the guest's memory (memfd, SCM_RIGHTS) over\n"
             "                     the unix socket; only vCPU state is copied (downtime ~1 ms)\n"
             "  --downtime-ms N    downtime target in ms (default 300)\n"
@@ -115,7 +122,8 @@ int cmd_send(int argc, char **argv)
         {"dirty", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'},
         {"handover", no_argument, 0, 'H'}, {"mode", required_argument, 0, 'M'},
         {"postcopy-after", required_argument, 0, 'P'},
-        {"prepage", required_argument, 0, 'p'}, {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
+        {"prepage", required_argument, 0, 'p'}, {"max-bandwidth", required_argument, 0, 'B'},
+        {"adaptive", no_argument, 0, 'A'}, {"min-bandwidth", required_argument, 0, 'm'}, {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     long downtime = 300, rounds = 30;
@@ -149,6 +157,20 @@ int cmd_send(int argc, char **argv)
         case 'p': /* engine settings travel as key=value (cli/migrate_opts.c checks them) */
             if (append_setting(extra, sizeof(extra), "prepage", optarg) < 0)
                 return cli_bad_args(self, "--prepage: value too long");
+            break;
+        case 'B':
+        case 'm': {
+            uint64_t v;
+            if (migr_parse_size(optarg, &v) < 0 || v == 0)
+                return cli_bad_args(self, "--%s %s: expected a rate in bytes/s above 0 (e.g. 100M)",
+                                    o == 'B' ? "max-bandwidth" : "min-bandwidth", optarg);
+            if (append_setting(extra, sizeof(extra), o == 'B' ? "max_bandwidth" : "min_bandwidth", optarg) < 0)
+                return cli_bad_args(self, "too many settings");
+            break;
+        }
+        case 'A':
+            if (append_setting(extra, sizeof(extra), "adaptive_bw", "1") < 0)
+                return cli_bad_args(self, "too many settings");
             break;
         case 'd':
             downtime = strtol(optarg, &end, 10);

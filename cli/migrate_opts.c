@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "migr/common.h"
 #include "migr/engine.h"
 
 static int set_prepage(struct migr_send_params *p, const char *v)
@@ -20,12 +21,33 @@ static int set_prepage(struct migr_send_params *p, const char *v)
     return 0;
 }
 
+static int set_max_bw(struct migr_send_params *p, const char *v)
+{
+    return migr_parse_size(v, &p->max_bandwidth) < 0 ? -1 : 0;
+}
+
+static int set_min_bw(struct migr_send_params *p, const char *v)
+{
+    return migr_parse_size(v, &p->min_bandwidth) < 0 || p->min_bandwidth == 0 ? -1 : 0;
+}
+
+static int set_adaptive(struct migr_send_params *p, const char *v)
+{
+    if (strcmp(v, "0") && strcmp(v, "1"))
+        return -1;
+    p->adaptive_bw = v[0] == '1';
+    return 0;
+}
+
 static const struct {
     const char *key;
     int (*set)(struct migr_send_params *p, const char *v);
     const char *expect;
 } migrate_opts[] = {
     {"prepage", set_prepage, "0..512 pages"},
+    {"max_bandwidth", set_max_bw, "bytes per second (K, M, G suffixes)"},
+    {"min_bandwidth", set_min_bw, "bytes per second above 0 (K, M, G suffixes)"},
+    {"adaptive_bw", set_adaptive, "0 or 1"},
 };
 
 int cli_migrate_option(struct migr_send_params *p, const char *token, char *err, size_t cap)

@@ -35,6 +35,8 @@ struct sender {
 
 int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
 int engine_flush(struct sender *s);
+/* This side's CPU and rate-limiter accounting into st (cpu0: migr_thread_cpu_ns() at the start). */
+void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0);
 void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force);
 
 /* Post-copy, source side: serve the destination's faults and push the pages

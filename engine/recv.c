@@ -290,7 +290,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
 {
     struct receiver *r = calloc(1, sizeof(*r));
     struct migr_rec_hdr h;
-    uint64_t t0 = migr_now_ns(), t_switch = 0;
+    uint64_t t0 = migr_now_ns(), t_switch = 0, cpu0 = migr_thread_cpu_ns();
     int err;
 
     memset(st, 0, sizeof(*st));
@@ -375,6 +375,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
     }
     st->total_ns = migr_now_ns() - t0;
     st->bytes_sent = t->bytes_recv;
+    engine_account(st, t, cpu0);
     *out = r->hv;
     free(r->meta);
     free(r->received);
@@ -403,6 +404,7 @@ fail:
     }
     free(r);
     st->total_ns = migr_now_ns() - t0;
+    engine_account(st, t, cpu0);
     migr_errorf(-err, "%s", st->error);
     return err;
 }

@@ -35,6 +35,24 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->tracker = "auto";
     p->postcopy_after = -1;
     p->prepage = 8;
+    p->min_bandwidth = 64ull << 20;
+}
+
+/* This side's CPU and rate-limiter accounting into st. */
+void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0)
+{
+    st->engine_cpu_ns = migr_thread_cpu_ns() - cpu0;
+    st->io_cpu_ns = t->send_cpu_ns + t->recv_cpu_ns;
+    st->rate_wait_ns = t->rate_wait_ns;
+}
+
+/* Rate for the next pre-copy round (docs/design.md, "Rate control"). */
+static uint64_t round_rate(const struct migr_send_params *p, uint32_t round, uint64_t dirty_bps)
+{
+    if (!p->adaptive_bw)
+        return p->max_bandwidth;
+    uint64_t r = round <= 1 ? p->min_bandwidth : dirty_bps + p->min_bandwidth;
+    return p->max_bandwidth && r > p->max_bandwidth ? p->max_bandwidth : r;
 }
 
 int engine_flush(struct sender *s)
@@ -261,7 +279,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     struct migr_dirty *d = NULL;
     uint8_t *blob = NULL;
     bool paused_by_us = false, committed = false, in_postcopy = false;
-    uint64_t t_pause = 0;
+    uint64_t t_pause = 0, cpu0 = migr_thread_cpu_ns();
     int err;
 
     memset(st, 0, sizeof(*st));
@@ -282,6 +300,13 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     s->p = p;
     s->st = st;
     s->t0 = migr_now_ns();
+    st->max_bandwidth = p->max_bandwidth;
+    st->adaptive_bw = p->adaptive_bw;
+    if (p->adaptive_bw && !p->min_bandwidth) {
+        err = migr_errorf(EINVAL, "adaptive rate control needs a min_bandwidth above 0");
+        goto fail;
+    }
+    migr_transport_set_rate(t, round_rate(p, 1, 0));
 
     if (p->handover && strcmp(t->ops->name, "unix") != 0) {
         err = migr_errorf(ENOTSUP, "handover to %s: passing memory needs a unix socket on this host", t->peer);
@@ -322,8 +347,10 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     st->setup_ns = migr_now_ns() - s->t0;
 
     /* live rounds */
-    uint64_t best_dirty = UINT64_MAX, stale_rounds = 0, dirty = 0;
+    uint64_t best_dirty = UINT64_MAX, stale_rounds = 0, dirty = 0, dirty_bps = 0;
     for (s->round = 1;; s->round++) {
+        uint64_t rate = round_rate(p, s->round, dirty_bps);
+        migr_transport_set_rate(t, rate);
         uint64_t r0 = migr_now_ns(), b0 = t->bytes_sent, pg0 = st->pages_sent;
         err = s->round == 1 ? send_pages(s, NULL, hv->ram_pages, "precopy")
                             : send_pages(s, bm, dirty, "precopy");
@@ -339,7 +366,8 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         uint64_t rns = migr_now_ns() - r0, rbytes = t->bytes_sent - b0;
         if (s->round <= MIGR_MAX_ROUNDS_KEPT)
             st->round[s->round - 1] = (struct migr_round_stats){
-                st->pages_sent - pg0, rbytes, rns, dirty};
+                st->pages_sent - pg0, rbytes, rns, dirty, rate};
+        dirty_bps = rns ? (uint64_t)((double)dirty * MIGR_PAGE_SIZE * 1e9 / (double)rns) : 0;
         if (s->round == 1) {
             st->first_pass_ns = rns;
             st->first_pass_pages = st->pages_sent - pg0;
@@ -366,6 +394,8 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
 pause:
     if (p->switchover_hook && (err = p->switchover_hook(p->switchover_arg, "pause")) < 0)
         goto fail;
+    /* The guest is about to stop: the rest goes as fast as allowed. */
+    migr_transport_set_rate(t, p->max_bandwidth);
     drain(t);
     t_pause = migr_now_ns();
     if ((err = hv->ops->pause(hv)) < 0)
@@ -391,7 +421,7 @@ pause:
         goto fail;
     if (s->round <= MIGR_MAX_ROUNDS_KEPT)
         st->round[s->round - 1] = (struct migr_round_stats){
-            st->pages_sent - pg0, t->bytes_sent - b0, migr_now_ns() - r0, 0};
+            st->pages_sent - pg0, t->bytes_sent - b0, migr_now_ns() - r0, 0, p->max_bandwidth};
     st->rounds = s->round;
     if ((err = send_round_end(s, st->pages_sent - pg0, 0)) < 0)
         goto fail;
@@ -438,6 +468,7 @@ state:;
     }
     st->total_ns = migr_now_ns() - s->t0;
     st->bytes_sent = t->bytes_sent;
+    engine_account(st, t, cpu0);
     migr_dirty_close(d);
     free(blob);
     free(bm);
@@ -493,8 +524,10 @@ fail:
         snprintf(st->error + strlen(st->error), sizeof(st->error) - strlen(st->error),
                  "; the guest keeps running on the source");
     st->total_ns = migr_now_ns() - (s ? s->t0 : 0);
-    if (t)
+    if (t) {
         st->bytes_sent = t->bytes_sent;
+        engine_account(st, t, cpu0);
+    }
     free(blob);
     free(bm);
     free(s);

@@ -44,11 +44,15 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
             "\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,\"fault_max_us\":%.1f,", ms(st->postcopy_ns),
             (unsigned long long)st->demand_pages, (unsigned long long)st->pushed_pages,
             (unsigned long long)st->faults, st->fault_p50_us, st->fault_p99_us, st->fault_max_us);
+    OUT("\"max_bandwidth\":%llu,\"adaptive_bw\":%s,\"engine_cpu_ms\":%.3f,\"io_cpu_ms\":%.3f,"
+        "\"rate_wait_ms\":%.3f,", (unsigned long long)st->max_bandwidth, st->adaptive_bw ? "true" : "false",
+        ms(st->engine_cpu_ns), ms(st->io_cpu_ns), ms(st->rate_wait_ns));
     OUT("\"round_stats\":[");
     for (uint32_t i = 0; i < st->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)
-        OUT("%s{\"round\":%u,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"dirty_after\":%llu}", i ? "," : "", i + 1,
-            (unsigned long long)st->round[i].pages, (unsigned long long)st->round[i].bytes, ms(st->round[i].ns),
-            (unsigned long long)st->round[i].dirty_after);
+        OUT("%s{\"round\":%u,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"dirty_after\":%llu,\"rate\":%llu}",
+            i ? "," : "", i + 1, (unsigned long long)st->round[i].pages, (unsigned long long)st->round[i].bytes,
+            ms(st->round[i].ns), (unsigned long long)st->round[i].dirty_after,
+            (unsigned long long)st->round[i].rate);
     OUT("]}");
 #undef OUT
     return (int)n;

@@ -37,6 +37,8 @@ void migr_clear_error(void);
 
 /*! Monotonic time in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t migr_now_ns(void);
+/*! CPU time consumed by the calling thread, ns. */
+uint64_t migr_thread_cpu_ns(void);
 
 /*! Parse a size with optional K/M/G/T suffix (binary units, "64M" = 64 MiB).
  *  Returns 0 and sets *out, or -EINVAL (with a message naming the text). */

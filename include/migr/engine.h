@@ -47,10 +47,17 @@ struct migr_send_params {
      * source. Pre-copy and hand-over only (post-copy refuses it). NULL = none. */
     int (*switchover_hook)(void *arg, const char *point);
     void *switchover_arg;
+    /* Rate control (pre-copy rounds; post-copy pushes too). */
+    uint64_t max_bandwidth;       /* bytes/s on the wire, 0 = unlimited */
+    bool adaptive_bw;             /* Xen-style (seed 002, Clark et al.): round 1 at min_bandwidth, then
+                                     each round at the previous round's dirty rate + min_bandwidth,
+                                     capped by max_bandwidth; stop-and-copy at max_bandwidth */
+    uint64_t min_bandwidth;       /* adaptive: first round's rate and the step (default 64 MiB/s) */
 };
 
 struct migr_round_stats {
     uint64_t pages, bytes, ns, dirty_after;
+    uint64_t rate;                /* rate limit in force, bytes/s (0 = none) */
 };
 
 struct migr_stats {
@@ -79,6 +86,12 @@ struct migr_stats {
     uint64_t epochs;              /* cancellable: checkpoints the destination sent back */
     uint64_t back_pages;          /* cancellable: pages the destination sent back */
     bool cancelled;               /* the migration was cancelled and the guest taken back */
+    /* accounting of this side */
+    uint64_t max_bandwidth;       /* the limit asked for (0 = none) */
+    bool adaptive_bw;
+    uint64_t engine_cpu_ns;       /* CPU time of the thread running migr_send / migr_recv */
+    uint64_t io_cpu_ns;           /* CPU time inside the transport's send + receive calls */
+    uint64_t rate_wait_ns;        /* time the rate limiter held sends back */
 };
 
 void migr_send_params_defaults(struct migr_send_params *p);
