@@ -47,13 +47,14 @@ static int warm_continue(const char *spec, const char *ctl, const char *group)
     unsigned long long off, size, t0;
     unsigned nvcpus, sv;
     size_t slen;
-    if (sscanf(spec, "%d:%llu:%llu:%u:%d:%zu:%d:%llu:%u", &memfd, &off, &size, &nvcpus, &sfd, &slen, &cfd, &t0,
-               &sv) != 9) {
+    char backend[16];
+    if (sscanf(spec, "%d:%llu:%llu:%u:%d:%zu:%d:%llu:%u:%15s", &memfd, &off, &size, &nvcpus, &sfd, &slen, &cfd, &t0,
+               &sv, backend) != 10) {
         fprintf(stderr, "migr recv: --warm %s: malformed\n", spec);
         return 2;
     }
     struct migr_hello h = {.page_size = MIGR_PAGE_SIZE, .nvcpus = nvcpus, .nregions = 1, .state_version = sv};
-    snprintf(h.backend, sizeof(h.backend), "kvm");
+    snprintf(h.backend, sizeof(h.backend), "%s", backend);
     h.regions[0].gpa = 0;
     h.regions[0].size = size;
     uint64_t offs[1] = {off};
@@ -87,8 +88,8 @@ static int warm_continue(const char *spec, const char *ctl, const char *group)
     fprintf(stderr, "migr recv: warm reboot: guest paused %.2f ms, memory kept in place\n", down);
     char info[360], gi[100];
     group_info(group, gi, sizeof(gi));
-    snprintf(info, sizeof(info), "\"backend\":\"kvm\",\"ram_bytes\":%llu,\"vcpus\":%u,\"warm\":true%s", size, nvcpus,
-             gi);
+    snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"warm\":true%s", backend,
+             size, nvcpus, gi);
     return ctl_serve_ready(hv, ctl, info, cfd, line);
 }
 

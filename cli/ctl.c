@@ -271,9 +271,9 @@ static void do_warm(struct migr_hv *hv, int fd, struct migr_listener **l, const 
             goto fail;
         }
     char spec[300], ctlpath[300];
-    snprintf(spec, sizeof(spec), "%d:%llu:%llu:%u:%d:%zu:%d:%llu:%u", hv->regions[0].memfd,
+    snprintf(spec, sizeof(spec), "%d:%llu:%llu:%u:%d:%zu:%d:%llu:%u:%s", hv->regions[0].memfd,
              (unsigned long long)hv->regions[0].memfd_off, (unsigned long long)hv->regions[0].size, hv->nvcpus,
-             sfd, blen, fd, (unsigned long long)t0, hv->state_version);
+             sfd, blen, fd, (unsigned long long)t0, hv->state_version, hv->ops->name);
     snprintf(ctlpath, sizeof(ctlpath), "%s", path);
     migr_listener_close(*l); /* the new process binds the same path */
     *l = NULL;
