@@ -9,28 +9,15 @@
 #     VMM and verifies, and the summary says so.
 # Backend: kvm when /dev/kvm is usable, else proc (same code path).
 set -u
-MIGR=${MIGR:-build/migr}
 BACKEND=proc
 [ -r /dev/kvm ] && [ -w /dev/kvm ] && BACKEND=kvm
 if [ -z "${MIGR_TEST_BACKEND:-}" ] && [ $BACKEND = kvm ]; then
     MIGR_TEST_BACKEND=proc "$0" || exit 1   # the proc backend first, then kvm below
 fi
 BACKEND=${MIGR_TEST_BACKEND:-$BACKEND}
-DIR=$(mktemp -d /tmp/migr-it-group.XXXXXX)
+. "$(dirname "$0")/itlib.sh"
+it_setup group
 export MIGR_RUN_DIR=$DIR/run
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    # VMMs started by migr upgrade are not our children: find them by socket path
-    pkill -f -- "--ctl $DIR/" 2>/dev/null
-    sleep 0.3
-    pkill -9 -f -- "--ctl $DIR/" 2>/dev/null
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; for f in "$DIR"/*.log; do echo "--- $f"; tail -5 "$f"; done; exit 1; }
-pid_of() { "$MIGR" status --ctl "$1" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
 verify_all() { # $1: what; then ctl paths
     local what=$1; shift
     for c in "$@"; do
@@ -43,7 +30,7 @@ ctls=()
 for i in 1 2 3; do
     "$MIGR" run --backend $BACKEND --mem 64M --workload rate=32M,pattern=random,data=text --group g1 \
         --ctl "$DIR/vm$i.ctl" 2>"$DIR/run$i.log" &
-    pids+=($!)
+    PIDS+=($!)
     ctls+=("$DIR/vm$i.ctl")
 done
 for c in "${ctls[@]}"; do "$MIGR" status --ctl "$c" --wait 20 >/dev/null || fail "VMM $c did not start"; done
@@ -70,7 +57,7 @@ rpids=()
 for i in 1 2 3; do
     "$MIGR" recv --listen "unix:$DIR/in-vm$i.sock" --ctl "$DIR/dst$i.ctl" --group g1 --timeout 60 \
         2>"$DIR/recv$i.log" &
-    rpids+=($!); pids+=($!)
+    rPIDS+=($!); PIDS+=($!)
 done
 for i in 1 2 3; do for _ in $(seq 100); do [ -S "$DIR/in-vm$i.sock" ] && break; sleep 0.05; done; done
 out=$("$MIGR" send --group g1 --to "unix:$DIR/in-{vm}.sock" --json) || fail "send --group: $out"

@@ -10,84 +10,9 @@
 # migrated successfully, to show the failures left the source usable.
 # Exit 0 pass, 1 fail, 77 skip (no usable /dev/kvm).
 set -u
-MIGR=${MIGR:-build/migr}
-[ -x "$MIGR" ] || { echo "FAIL: $MIGR is not an executable (run make all)"; exit 1; }
-if [ ! -e /dev/kvm ] || [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
-    echo "SKIP: /dev/kvm is missing or not readable and writable"
-    exit 77
-fi
-
-DIR=$(mktemp -d /tmp/migr-it-receiver-dies.XXXXXX) || exit 1
-PIDS=()
-
-# Kill and reap every background process, whatever happened; remove $DIR.
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT HUP PIPE
-
-fail() {
-    echo "FAIL: $*"
-    local f
-    for f in "$DIR"/*.log "$DIR"/*.out "$DIR"/*.err; do
-        [ -s "$f" ] && { echo "--- $(basename "$f")"; tail -n 20 "$f"; }
-    done
-    exit 1
-}
-
-json_get() {
-    local v
-    v=$(grep -o "\"$2\":\(\"[^\"]*\"\|[^,}]*\)" <<<"$1" | head -n1) || return 1
-    v=${v#*:}
-    v=${v#\"}
-    printf '%s\n' "${v%\"}"
-}
-num_ok() { awk "BEGIN { exit !($1) }"; }
-
-# Foreground migr commands get a time limit: a hang is a failure, not a stuck run.
-M() { timeout --foreground -k 5 40 "$MIGR" "$@"; }
-
-# wait_vmm PID CTL SECONDS: until the VMM answers status (1 if it died or timed out).
-wait_vmm() {
-    local i
-    for ((i = 0; i < $3 * 20; i++)); do
-        M status --ctl "$2" >/dev/null 2>&1 && return 0
-        kill -0 "$1" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
-# reap PID: wait for it and forget it (cleanup must not signal a reused pid).
-reap() {
-    local rc p keep=()
-    wait "$1"
-    rc=$?
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-    return $rc
-}
-
-# wait_exit PID SECONDS: wait for PID to exit, return its exit status (124 on timeout).
-wait_exit() {
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        if ! kill -0 "$1" 2>/dev/null; then
-            reap "$1"
-            return $?
-        fi
-        sleep 0.05
-    done
-    return 124
-}
+. "$(dirname "$0")/itlib.sh"
+need_kvm
+it_setup receiver-dies
 
 SCTL=$DIR/src.ctl
 "$MIGR" run --mem 512M --workload rate=256M,pattern=random,data=random --ctl "$SCTL" 2>"$DIR/src.log" &

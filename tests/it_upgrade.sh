@@ -6,7 +6,6 @@
 # running in the old one; a hand-over to a peer that dies leaves it running too.
 # Runs for the proc backend, then for kvm when /dev/kvm is usable.
 set -u
-MIGR=${MIGR:-build/migr}
 # Backend: the proc backend always, then kvm when /dev/kvm is usable.
 BACKEND=${MIGR_TEST_BACKEND:-}
 if [ -z "$BACKEND" ]; then
@@ -15,25 +14,13 @@ if [ -z "$BACKEND" ]; then
     BACKEND=kvm
 fi
 echo "=== backend $BACKEND"
-DIR=$(mktemp -d /tmp/migr-it-upgrade.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    # VMMs started by migr upgrade are not our children: find them by socket path
-    pkill -f -- "--ctl $DIR/" 2>/dev/null
-    sleep 0.3
-    pkill -9 -f -- "--ctl $DIR/" 2>/dev/null
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; for f in "$DIR"/*.log; do echo "--- $f"; cat "$f"; done; exit 1; }
-writes() { "$MIGR" status --ctl "$1" | sed -n 's/.*"writes":\([0-9]*\).*/\1/p'; }
+. "$(dirname "$0")/itlib.sh"
+it_setup upgrade
+writes() { writes_of "$1"; }
 alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
-pid_of() { "$MIGR" status --ctl "$1" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
 
 "$MIGR" run --backend "$BACKEND" --mem 128M --vcpus 2 --workload rate=64M,pattern=random,data=text --ctl "$DIR/vm.ctl" 2>"$DIR/run.log" &
-pids+=($!)
+PIDS+=($!)
 "$MIGR" status --ctl "$DIR/vm.ctl" --wait 20 >/dev/null || fail "VMM did not start"
 p0=$(pid_of "$DIR/vm.ctl")
 
@@ -80,11 +67,11 @@ grep -q "state version" "$DIR/refused.err" || fail "refusal does not name the st
 
 # A hand-over peer that dies before resuming: the guest keeps running here.
 "$MIGR" recv --listen "unix:$DIR/ho.sock" --ctl "$DIR/dst.ctl" 2>"$DIR/dead.log" &
-dead=$!; pids+=($dead)
+dead=$!; PIDS+=($dead)
 for _ in $(seq 100); do [ -S "$DIR/ho.sock" ] && break; sleep 0.05; done
 kill -STOP "$dead"
 ( sleep 0.5; kill -9 "$dead" ) &
-pids+=($!)
+PIDS+=($!)
 if "$MIGR" send --ctl "$DIR/vm.ctl" --to "handover:$DIR/ho.sock" >"$DIR/dead.out" 2>&1; then
     fail "hand-over to a dead peer succeeded"
 fi
@@ -95,7 +82,7 @@ w1=$(writes "$DIR/vm.ctl"); sleep 0.3; w2=$(writes "$DIR/vm.ctl")
 
 # migr send --handover to a migr recv, then stop.
 "$MIGR" recv --listen "unix:$DIR/ho2.sock" --ctl "$DIR/dst2.ctl" 2>"$DIR/recv2.log" &
-pids+=($!)
+PIDS+=($!)
 for _ in $(seq 100); do [ -S "$DIR/ho2.sock" ] && break; sleep 0.05; done
 "$MIGR" send --ctl "$DIR/vm.ctl" --to "unix:$DIR/ho2.sock" --handover --json >"$DIR/ho2.json" || fail "send --handover"
 "$MIGR" verify --ctl "$DIR/dst2.ctl" --wait 10 || fail "verify after send --handover"

@@ -112,16 +112,21 @@ static int unix_listen(struct migr_listener *l, const char *url)
     if (fd < 0)
         return migr_errorf_errno(-fd, "listen %s: socket", url);
     ret = bind(fd, (struct sockaddr *)&sa, len);
-    if (ret < 0 && errno == EADDRINUSE && !is_abstract(u) && stale_socket(&sa, len, u->path)) {
+    /* Keep bind's errno: the probe below may fail with another one (ENOENT
+     * when the owner unlinks its socket meanwhile), and callers retry on
+     * EADDRINUSE. */
+    int bind_err = ret < 0 ? errno : 0;
+    if (ret < 0 && bind_err == EADDRINUSE && !is_abstract(u) && stale_socket(&sa, len, u->path)) {
         if (unlink(u->path) < 0 && errno != ENOENT) {
             ret = migr_errorf_errno(errno, "listen %s: removing stale socket", url);
             close(fd);
             return ret;
         }
         ret = bind(fd, (struct sockaddr *)&sa, len);
+        bind_err = ret < 0 ? errno : 0;
     }
     if (ret < 0) {
-        ret = migr_errorf_errno(errno, "listen %s", url);
+        ret = migr_errorf_errno(bind_err, "listen %s", url);
         close(fd);
         return ret;
     }
