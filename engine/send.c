@@ -46,6 +46,14 @@ void engine_account(struct migr_stats *st, const struct migr_transport *t, uint6
     st->rate_wait_ns = t->rate_wait_ns;
 }
 
+/* Without rate control in p the engine leaves the transport's own limit
+ * (set by the caller with migr_transport_set_rate) alone. */
+static void set_rate(const struct migr_send_params *p, struct migr_transport *t, uint64_t rate)
+{
+    if (p->max_bandwidth || p->adaptive_bw)
+        migr_transport_set_rate(t, rate);
+}
+
 /* Rate for the next pre-copy round (docs/design.md, "Rate control"). */
 static uint64_t round_rate(const struct migr_send_params *p, uint32_t round, uint64_t dirty_bps)
 {
@@ -306,7 +314,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         err = migr_errorf(EINVAL, "adaptive rate control needs a min_bandwidth above 0");
         goto fail;
     }
-    migr_transport_set_rate(t, round_rate(p, 1, 0));
+    set_rate(p, t, round_rate(p, 1, 0));
 
     if (p->handover && strcmp(t->ops->name, "unix") != 0) {
         err = migr_errorf(ENOTSUP, "handover to %s: passing memory needs a unix socket on this host", t->peer);
@@ -350,7 +358,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     uint64_t best_dirty = UINT64_MAX, stale_rounds = 0, dirty = 0, dirty_bps = 0;
     for (s->round = 1;; s->round++) {
         uint64_t rate = round_rate(p, s->round, dirty_bps);
-        migr_transport_set_rate(t, rate);
+        set_rate(p, t, rate);
         uint64_t r0 = migr_now_ns(), b0 = t->bytes_sent, pg0 = st->pages_sent;
         err = s->round == 1 ? send_pages(s, NULL, hv->ram_pages, "precopy")
                             : send_pages(s, bm, dirty, "precopy");
@@ -395,7 +403,7 @@ pause:
     if (p->switchover_hook && (err = p->switchover_hook(p->switchover_arg, "pause")) < 0)
         goto fail;
     /* The guest is about to stop: the rest goes as fast as allowed. */
-    migr_transport_set_rate(t, p->max_bandwidth);
+    set_rate(p, t, p->max_bandwidth);
     drain(t);
     t_pause = migr_now_ns();
     if ((err = hv->ops->pause(hv)) < 0)
