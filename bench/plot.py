@@ -11,6 +11,8 @@ postcopy.json -> postcopy.png: per dirty rate and mode, total time and time
 to full residence (the raw-stream floor as a line), downtime, the guest's
 write rate while migrated and after as % of before, and post-copy fault
 latency against the floor measured in the same run.
+dirty.json -> dirty.png: per dirty tracker, harvest time against tracked size
+and per dirty fraction, and the workload's slowdown while tracked.
 handover.json -> handover.png: hand-over downtime per guest size next to
 the pre-copy of the 256 MiB guest and the switch-over floor, and the guest
 RAM actually allocated (sparse memfd) per size.
@@ -287,7 +289,75 @@ def plot_handover(path, out, plt):
     print(f"plot: wrote {out}")
 
 
-PLOTTERS = {"migrate.json": plot_migrate, "postcopy.json": plot_postcopy, "handover.json": plot_handover}
+def plot_dirty(path, out, plt):
+    """dirty.json -> dirty.png: harvest time against tracked size at 1% dirty
+    (one line per tracker and memory kind, the 2 ms aim at 16 GiB marked),
+    harvest time per dirty fraction at 1 GiB, and the workload's write rate
+    while tracked as % of untracked."""
+    with open(path) as f:
+        d = json.load(f)
+    rows = d.get("rows", [])
+    if not rows:
+        print(f"plot: {path} has no rows; skipped")
+        return
+    m = d["machine"]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 5), gridspec_kw={"width_ratios": [3, 3, 2]})
+    keys = []
+    for r in rows:
+        k = (r["tracker"], r["mode"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        pts = sorted((r["size_bytes"] >> 30, r["harvest_ms"]) for r in rows
+                     if (r["tracker"], r["mode"]) == k and abs(r["dirty_frac"] - 0.01) < 1e-9)
+        if pts:
+            ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                     label=k[0] if k[1] == "kvm" else f"{k[0]} ({k[1]})")
+    ax1.axhline(2.0, color="grey", linestyle="--", linewidth=1)
+    ax1.text(1, 2.1, "aim: 16 GiB at 1% in 2 ms", fontsize=8, color="grey")
+    ax1.set_xscale("log", base=2)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("tracked GiB")
+    ax1.set_ylabel("harvest ms (median)")
+    ax1.set_title("harvest at 1% dirty (isolated pages)", fontsize=10)
+    ax1.legend(fontsize=7)
+    fr = sorted({r["dirty_frac"] for r in rows})
+    one = [k for k in keys if any(r["size_bytes"] == 1 << 30 and (r["tracker"], r["mode"]) == k for r in rows)]
+    w = 0.8 / max(1, len(fr))
+    for j, fv in enumerate(fr):
+        vals = []
+        for k in one:
+            v = [r["harvest_ms"] for r in rows if (r["tracker"], r["mode"]) == k and r["size_bytes"] == 1 << 30
+                 and r["dirty_frac"] == fv]
+            vals.append(v[0] if v else 0)
+        bars = ax2.bar([i + (j - (len(fr) - 1) / 2) * w for i in range(len(one))], vals, w, label=f"{fv * 100:g}% dirty")
+        _annotate(ax2, bars, fmt="{:.2f}")
+    ax2.set_xticks(range(len(one)))
+    ax2.set_xticklabels([k[0] if k[1] == "kvm" else f"{k[0]}\n({k[1]})" for k in one], fontsize=7, rotation=30)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("harvest ms, 1 GiB")
+    ax2.set_title(f"1 GiB; memcpy {m['memcpy_mbps']:.0f} MB/s, read {m['read_mbps']:.0f} MB/s", fontsize=10)
+    ax2.legend(fontsize=7)
+    sl = d.get("slowdown", [])
+    if sl:
+        pct = [100.0 * s["tracked_wps"] / s["untracked_wps"] if s["untracked_wps"] else 0 for s in sl]
+        bars = ax3.bar(range(len(sl)), pct)
+        _annotate(ax3, bars)
+        ax3.set_xticks(range(len(sl)))
+        ax3.set_xticklabels([s["tracker"] for s in sl], fontsize=7, rotation=30)
+        ax3.axhline(100, color="grey", linewidth=1)
+        ax3.set_ylabel("write rate tracked, % of untracked")
+        ax3.set_title("workload while tracked (harvest every 5 ms)", fontsize=10)
+    fig.suptitle(f"migr dirty trackers ({'quick, ' if d.get('quick') else ''}medians of {d.get('reps')}; "
+                 f"kernel {d.get('kernel', '?')})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    print(f"plot: wrote {out}")
+
+
+PLOTTERS = {"migrate.json": plot_migrate, "postcopy.json": plot_postcopy, "handover.json": plot_handover,
+            "dirty.json": plot_dirty}
 
 
 def main():

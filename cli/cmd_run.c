@@ -1,18 +1,22 @@
 /* migr run: start a VM running the test workload and serve its control socket. */
+#include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "hv-glue/kvm/kvm.h"
 #include "migr/common.h"
+#include "migr/dirty.h"
 #include "migr/workload.h"
 
 void usage_run(FILE *f)
 {
     fprintf(f,
             "usage: migr run --mem SIZE [--vcpus N] [--workload SPEC] --ctl PATH [--backend kvm]\n"
-            "                [--group NAME]\n"
+            "                [--dirty NAME] [--group NAME]\n"
             "\n"
             "Start a VM whose guest rewrites memory pages at a chosen rate, keeping the\n"
             "integrity metadata that `migr verify` checks. Runs in the foreground until\n"
@@ -29,6 +33,11 @@ void usage_run(FILE *f)
             "  --ctl PATH        control socket to serve (unix socket path)\n"
             "  --backend NAME    kvm (default: migr's VMM on /dev/kvm) or proc (guest RAM written by\n"
             "                    host threads: runs anywhere, migrates the same way)\n"
+            "  --dirty NAME      the VM's dirty tracker, used by `migr send` unless it names one\n"
+            "                    (default auto: kvm-bitmap for kvm, pagemap-scan for proc). kvm:\n"
+            "                    kvm-bitmap, kvm-ring (the VM is created with per-vCPU dirty rings);\n"
+            "                    proc: pagemap-scan, soft-dirty, uffd-wp, mprotect. Checked now:\n"
+            "                    one that cannot work here is an error listing those that can\n"
             "  --group NAME      member of VM group NAME: `migr upgrade --group NAME` and\n"
             "                    `migr send --group NAME` move all members with one joint\n"
             "                    switchover (all paused, all state moved, all resumed)\n");
@@ -40,10 +49,11 @@ int cmd_run(int argc, char **argv)
     static const struct option opts[] = {
         {"mem", required_argument, 0, 'm'}, {"vcpus", required_argument, 0, 'c'},
         {"workload", required_argument, 0, 'w'}, {"ctl", required_argument, 0, 'C'},
-        {"backend", required_argument, 0, 'b'}, {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
+        {"backend", required_argument, 0, 'b'}, {"dirty", required_argument, 0, 'D'},
+        {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
     };
     struct migr_vm_config cfg = {.mem_bytes = 256ull << 20, .nvcpus = 1};
-    const char *ctl = NULL, *backend = "kvm", *group = NULL;
+    const char *ctl = NULL, *backend = "kvm", *dirty = "auto", *group = NULL;
     migr_workload_defaults(&cfg.wl);
     int o;
     optind = 1;
@@ -70,6 +80,7 @@ int cmd_run(int argc, char **argv)
             break;
         case 'C': ctl = optarg; break;
         case 'b': backend = optarg; break;
+        case 'D': dirty = optarg; break;
         case 'g':
             if (cli_group_check_name(optarg) < 0)
                 return cli_bad_args(self, "--group: %s", migr_last_error());
@@ -83,15 +94,48 @@ int cmd_run(int argc, char **argv)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
     if (!ctl)
         return cli_bad_args(self, "--ctl PATH is required");
+    if (strchr(dirty, ' ') || strlen(dirty) > 30)
+        return cli_bad_args(self, "--dirty '%s': not a tracker name", dirty);
     if (!migr_hv_available(backend)) {
         fprintf(stderr, "migr run: backend %s is not usable here: %s\n", backend, migr_last_error());
         return 1;
     }
     struct migr_hv *hv;
-    if (migr_hv_create(backend, &cfg, &hv) < 0) {
+    /* KVM enables dirty rings only before the vCPUs exist. */
+    bool ring = strcmp(dirty, "kvm-ring") == 0 && strcmp(backend, "kvm") == 0;
+    int err = ring ? migr_kvm_create_ring(&cfg, MIGR_KVM_RING_DEFAULT, &hv) : migr_hv_create(backend, &cfg, &hv);
+    if (err == -ENOTSUP && ring) {
+        /* No rings on this KVM: say which trackers would work for a plain VM. */
+        char why[400];
+        snprintf(why, sizeof(why), "%s", migr_last_error());
+        struct migr_dirty *d;
+        if (migr_hv_create(backend, &cfg, &hv) == 0) {
+            migr_dirty_open("no-such-tracker", hv, &d);
+            const char *ok = strstr(migr_last_error(), "this machine supports: ");
+            migr_hv_destroy(hv);
+            return cli_bad_args(self, "--dirty kvm-ring: %s (%s", why, ok ? ok : "");
+        }
+        return cli_bad_args(self, "--dirty kvm-ring: %s", why);
+    }
+    if (err < 0) {
         fprintf(stderr, "migr run: %s\n", migr_last_error());
         return 1;
     }
+    /* The tracker must exist and work for this guest: check now, not at
+     * `migr send`; the message lists the trackers that work here. */
+    struct migr_dirty *d;
+    if (migr_dirty_open(dirty, hv, &d) < 0) {
+        char why[600];
+        snprintf(why, sizeof(why), "%s", migr_last_error());
+        bool rings = strcmp(backend, "kvm") == 0 && migr_kvm_ring_offered();
+        migr_hv_destroy(hv);
+        return cli_bad_args(self, "--dirty %s: %s%s", dirty, why,
+                            rings ? "; and kvm-ring (this KVM offers dirty rings: --dirty kvm-ring creates "
+                                    "the VM with them)" : "");
+    }
+    char tracker[32];
+    snprintf(tracker, sizeof(tracker), "%s", d->ops->name);
+    migr_dirty_close(d); /* opened only to check; migr send starts its own */
     if (hv->ops->resume(hv) < 0) {
         fprintf(stderr, "migr run: %s\n", migr_last_error());
         migr_hv_destroy(hv);
@@ -99,11 +143,11 @@ int cmd_run(int argc, char **argv)
     }
     char wl[200], info[600];
     migr_workload_format(&cfg.wl, wl, sizeof(wl));
-    int il = snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"workload\":\"%s\"",
-                      backend, (unsigned long long)cfg.mem_bytes, cfg.nvcpus, wl);
+    int il = snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"workload\":\"%s\","
+                      "\"dirty\":\"%s\"", backend, (unsigned long long)cfg.mem_bytes, cfg.nvcpus, wl, tracker);
     if (group)
         snprintf(info + il, sizeof(info) - (size_t)il, ",\"group\":\"%s\"", group);
-    fprintf(stderr, "migr run: guest running (%llu MiB, %u vCPU%s, %s), control socket %s\n",
-            (unsigned long long)(cfg.mem_bytes >> 20), cfg.nvcpus, cfg.nvcpus > 1 ? "s" : "", wl, ctl);
+    fprintf(stderr, "migr run: guest running (%llu MiB, %u vCPU%s, %s, dirty tracker %s), control socket %s\n",
+            (unsigned long long)(cfg.mem_bytes >> 20), cfg.nvcpus, cfg.nvcpus > 1 ? "s" : "", wl, tracker, ctl);
     return ctl_serve(hv, ctl, info);
 }

@@ -20,11 +20,15 @@
 
 #include "cli/cli.h"
 #include "migr/common.h"
+#include "migr/dirty.h"
 #include "migr/transport.h"
 #include "migr/workload.h"
 
 static volatile sig_atomic_t stop_signal;
 static char serve_group[80]; /* the VM's group ("" = none), kept across a warm reboot */
+/* The VM's dirty tracker ("dirty" of migr run's info; used when migrate says
+ * auto) and the one the last migration ran (reported by verify). */
+static char vm_tracker[32] = "auto", ran_tracker[32] = "";
 
 static void on_signal(int sig)
 {
@@ -174,11 +178,16 @@ static void do_verify(struct migr_hv *hv, int fd)
         reply(fd, "error {\"verified\":false,\"error\":\"%s\"}", why);
         return;
     }
+    struct migr_dirty *d;
+    if (!ran_tracker[0] && migr_dirty_open(vm_tracker, hv, &d) == 0) { /* "auto": say which one */
+        snprintf(ran_tracker, sizeof(ran_tracker), "%s", d->ops->name);
+        migr_dirty_close(d);
+    }
     json_escape(rep.first_bad_why, why, sizeof(why));
     reply(fd, "%s {\"verified\":%s,\"pages_checked\":%llu,\"bad_pages\":%llu,\"writes\":%llu,"
-          "\"first_bad\":\"%s\",\"pause_ms\":%.3f}", rep.ok ? "ok" : "error", rep.ok ? "true" : "false",
+          "\"first_bad\":\"%s\",\"pause_ms\":%.3f,\"tracker\":\"%s\"}", rep.ok ? "ok" : "error", rep.ok ? "true" : "false",
           (unsigned long long)rep.pages_checked, (unsigned long long)rep.bad_pages,
-          (unsigned long long)rep.total_writes, why, pause_ms);
+          (unsigned long long)rep.total_writes, why, pause_ms, ran_tracker[0] ? ran_tracker : vm_tracker);
 }
 
 /* Returns true if the VMM should exit (guest gone). */
@@ -220,7 +229,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
     struct progress_sink sink = {.fd = fd, .l = l};
     p.downtime_ms = downtime;
     p.max_rounds = rounds;
-    p.tracker = tracker;
+    p.tracker = strcmp(tracker, "auto") == 0 ? vm_tracker : tracker;
     p.handover = strcmp(mode, "handover") == 0;
     if (strcmp(mode, "postcopy") == 0)
         p.postcopy_after = 0;
@@ -231,6 +240,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
     p.progress = progress_to_client;
     p.progress_arg = &sink;
     int err = migr_send(hv, t, &p, &st);
+    snprintf(ran_tracker, sizeof(ran_tracker), "%s", st.tracker);
     migr_transport_close(t);
     migr_stats_json(&st, js, sizeof(js));
     reply(fd, "%s %s", err == 0 ? "ok" : "error", js);
@@ -306,6 +316,8 @@ int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json,
     snprintf(url, sizeof(url), "unix:%s", path);
     if (!json_get_str(info_json, "group", serve_group, sizeof(serve_group)))
         serve_group[0] = 0;
+    if (!json_get_str(info_json, "dirty", vm_tracker, sizeof(vm_tracker)) || !vm_tracker[0])
+        snprintf(vm_tracker, sizeof(vm_tracker), "auto");
     /* After a hand-over or upgrade the previous VMM may still hold the path for
      * a moment: it releases it right after DONE. */
     int err;

@@ -70,6 +70,8 @@ int migr_kvm_create(const struct migr_vm_config *cfg, struct migr_hv **out);
  *  a VM one or the other). -ENOTSUP with the reason if KVM lacks
  *  KVM_CAP_DIRTY_LOG_RING or the size is out of its range. */
 int migr_kvm_create_ring(const struct migr_vm_config *cfg, uint32_t ring_entries, struct migr_hv **out);
+/*! 1 if this machine's KVM offers dirty rings (KVM_CAP_DIRTY_LOG_RING), else 0. */
+int migr_kvm_ring_offered(void);
 /*! 1 if hv is a KVM VM with a dirty ring, else 0 with the reason recorded. */
 int migr_kvm_has_ring(struct migr_hv *hv);
 int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out);

@@ -618,6 +618,20 @@ static int kvm_enable_ring(struct kvm_vm *vm, uint32_t entries)
     return 0;
 }
 
+int migr_kvm_ring_offered(void)
+{
+    int fd = kvm_open_dev();
+    if (fd < 0)
+        return 0;
+    int vm = ioctl(fd, KVM_CREATE_VM, 0), r = 0;
+    if (vm >= 0) {
+        r = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING) > 0;
+        close(vm);
+    }
+    close(fd);
+    return r;
+}
+
 int migr_kvm_has_ring(struct migr_hv *hv)
 {
     if (hv->kvm_vm_fd < 0 || strcmp(hv->ops->name, "kvm") != 0) {
