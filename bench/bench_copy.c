@@ -40,6 +40,7 @@ static uint64_t buf_bytes = 64ull << 20;
 static uint64_t total_bytes = 256ull << 20;
 static uint8_t *src;            /* the sender's pages (parent) */
 static uint64_t src_sum;
+static const char *shm_ring;    /* --ring SIZE for the shm: strategy */
 
 /* ---- helpers ---- */
 
@@ -329,7 +330,9 @@ static const char *kind_url(enum kind k, char *buf, size_t cap)
 {
     switch (k) {
     case K_UNIX: snprintf(buf, cap, "unix:@migr-bench-copy-%d", getpid()); break;
-    case K_SHM: snprintf(buf, cap, "shm:migr-bench-copy-%d", getpid()); break;
+    case K_SHM:
+        snprintf(buf, cap, "shm:migr-bench-copy-%d%s%s", getpid(), shm_ring ? "?ring=" : "", shm_ring ? shm_ring : "");
+        break;
     case K_MC: snprintf(buf, cap, "tcp:127.0.0.1:0?channels=%d", MC_CHANNELS); break;
     case K_TCP: case K_URING: case K_TCP_RAW_N: snprintf(buf, cap, "tcp:127.0.0.1:0"); break;
     case K_MEMFD: snprintf(buf, cap, "unix:@migr-bench-copy-memfd-%d", getpid()); break;
@@ -654,13 +657,15 @@ static void usage(FILE *f)
                "  --reps N     repetitions per cell (median; default 3)\n"
                "  --total SIZE bytes moved per run (default 256M; the 64 MiB buffers are reused)\n"
                "  --only TEXT  only strategies whose name contains TEXT\n"
-               "  --json PATH  default bench/results/copy.json\n");
+               "  --json PATH  default bench/results/copy.json\n"
+               "  --ring SIZE  ring size of the shm: strategy (default: the transport's, 8M)\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {{"quick", 0, 0, 'q'}, {"reps", 1, 0, 'r'}, {"total", 1, 0, 't'},
-                                       {"only", 1, 0, 'o'}, {"json", 1, 0, 'j'}, {"help", 0, 0, 'h'}, {0}};
+                                       {"only", 1, 0, 'o'}, {"json", 1, 0, 'j'}, {"ring", 1, 0, 'R'},
+                                       {"help", 0, 0, 'h'}, {0}};
     const char *json = "bench/results/copy.json", *only = NULL;
     int reps = 0, quick = 0, c;
     uint64_t batches[MAXB] = {4096, 16384, 65536, 262144, 2u << 20};
@@ -678,6 +683,7 @@ int main(int argc, char **argv)
             break;
         case 'o': only = optarg; break;
         case 'j': json = optarg; break;
+        case 'R': shm_ring = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -57,7 +57,9 @@ struct migr_transport_ops {
 
 struct migr_transport {
     const struct migr_transport_ops *ops;
-    int fd;                /* pollable descriptor (readable = data or EOF) */
+    int fd;                /* pollable descriptor (readable = data or EOF); tcp ?channels:
+                              channel 0's socket; shm: an epoll set, readable on the peer's
+                              close and when a receiver was woken for data (docs/transport.md) */
     char peer[160];        /* for messages: "unix:/tmp/x", "tcp:127.0.0.1:4444" */
     uint64_t bytes_sent;   /* updated by sendv */
     uint64_t bytes_recv;   /* updated by recvv */
