@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -514,12 +516,28 @@ static void mc_close(struct migr_transport *t)
     mc_free((struct mc_transport *)t);
 }
 
+static long long mc_outq(struct migr_transport *t)
+{
+    struct mc_transport *m = (struct mc_transport *)t;
+    long long sum = 0;
+
+    for (int i = 0; i < m->n; i++) {
+        int q = 0;
+
+        if (ioctl(m->fd[i], SIOCOUTQ, &q) < 0)
+            return migr_errorf_errno(errno, "%s: SIOCOUTQ", m->name[i]);
+        sum += q;
+    }
+    return sum;
+}
+
 static const struct migr_transport_ops mc_ops = {
     .name = "tcp",
     .sendv = mc_sendv,
     .recvv = mc_recvv,
     .shutdown = mc_shutdown,
     .close = mc_close,
+    .outq = mc_outq,
 };
 
 int migr_mc_channel_fd(const struct migr_transport *t, int i)
