@@ -179,13 +179,14 @@ static double run_memcpy(copy_fn fn, int threads, uint64_t batch)
 /* ---- two processes ---- */
 
 enum kind {
-    K_PIPE, K_VMSPLICE, K_UNIX, K_TCP, K_TCP_RAW_N, K_MC, K_SHM, K_URING, K_ZC, K_PVM_WRITE, K_PVM_READ, K_UFFD, K_MEMFD
+    K_PIPE, K_VMSPLICE, K_UNIX, K_TCP, K_TCP_RAW1, K_TCP_RAW_N, K_MC, K_SHM, K_URING, K_ZC, K_PVM_WRITE, K_PVM_READ, K_UFFD, K_MEMFD
 };
 
 struct ctx {
     enum kind kind;
     uint64_t batch, total;
     int ctl;                     /* socketpair to the child */
+    int nraw;                    /* raw TCP: connections (and threads per side) */
     int pipe_fd[2];
     struct migr_listener *l;
     pid_t child;
@@ -257,7 +258,7 @@ struct raw_arg {
 static void *raw_thread(void *p)
 {
     struct raw_arg *a = p;
-    uint64_t share = a->c->total / RAW_STREAMS, base = share * (uint64_t)a->idx;
+    uint64_t share = a->c->total / (uint64_t)a->c->nraw, base = share * (uint64_t)a->idx;
     a->ret = 0;
     for (uint64_t done = 0; done < share;) {
         uint64_t o = (base + done) % buf_bytes, len = MIGR_MIN(a->c->batch, share - done);
@@ -277,12 +278,12 @@ static int raw_n(struct ctx *c, int *fds, int rx, uint8_t *dst)
     struct raw_arg a[RAW_STREAMS];
     pthread_t th[RAW_STREAMS];
     int ret = 0;
-    for (int i = 0; i < RAW_STREAMS; i++) {
+    for (int i = 0; i < c->nraw; i++) {
         a[i] = (struct raw_arg){c, fds[i], i, rx, dst, 0};
         if (pthread_create(&th[i], NULL, raw_thread, &a[i]))
             return -1;
     }
-    for (int i = 0; i < RAW_STREAMS; i++) {
+    for (int i = 0; i < c->nraw; i++) {
         pthread_join(th[i], NULL);
         ret |= a[i].ret;
     }
@@ -400,7 +401,7 @@ static const char *kind_url(enum kind k, char *buf, size_t cap)
         snprintf(buf, cap, "shm:migr-bench-copy-%d%s%s", getpid(), shm_ring ? "?ring=" : "", shm_ring ? shm_ring : "");
         break;
     case K_MC: snprintf(buf, cap, "tcp:127.0.0.1:0?channels=%d", MC_CHANNELS); break;
-    case K_TCP: case K_URING: case K_ZC: case K_TCP_RAW_N: snprintf(buf, cap, "tcp:127.0.0.1:0"); break;
+    case K_TCP: case K_URING: case K_ZC: case K_TCP_RAW1: case K_TCP_RAW_N: snprintf(buf, cap, "tcp:127.0.0.1:0"); break;
     case K_MEMFD: snprintf(buf, cap, "unix:@migr-bench-copy-memfd-%d", getpid()); break;
     default: return NULL;
     }
@@ -427,8 +428,8 @@ static int child_main(struct ctx *c, const char *bound)
             return 2;
         fd = t->fd;
         break;
-    case K_TCP_RAW_N:
-        for (int i = 0; i < RAW_STREAMS; i++)
+    case K_TCP_RAW1: case K_TCP_RAW_N:
+        for (int i = 0; i < c->nraw; i++)
             if (migr_transport_connect(bound, &ts[i]) < 0)
                 return 2;
         break;
@@ -469,9 +470,9 @@ static int child_main(struct ctx *c, const char *bound)
     case K_UNIX: case K_TCP: case K_MC: case K_SHM:
         ret = rx_stream(c, t, -1, dst);
         break;
-    case K_TCP_RAW_N: {
+    case K_TCP_RAW1: case K_TCP_RAW_N: {
         int fds[RAW_STREAMS];
-        for (int i = 0; i < RAW_STREAMS; i++)
+        for (int i = 0; i < c->nraw; i++)
             fds[i] = ts[i]->fd;
         ret = raw_n(c, fds, 1, dst);
         break;
@@ -508,7 +509,8 @@ static int child_main(struct ctx *c, const char *bound)
 
 static double run_pair(enum kind kind, uint64_t batch)
 {
-    struct ctx c = {.kind = kind, .batch = batch, .total = total_bytes, .pipe_fd = {-1, -1}};
+    struct ctx c = {.kind = kind, .batch = batch, .total = total_bytes, .pipe_fd = {-1, -1},
+                    .nraw = kind == K_TCP_RAW1 ? 1 : RAW_STREAMS};
     char ubuf[128];
     const char *url = kind_url(kind, ubuf, sizeof(ubuf));
     int sp[2];
@@ -550,8 +552,8 @@ static double run_pair(enum kind kind, uint64_t batch)
     if (kind == K_PIPE || kind == K_VMSPLICE) {
         close(c.pipe_fd[0]);
         fd = c.pipe_fd[1];
-    } else if (kind == K_TCP_RAW_N) {
-        for (int i = 0; i < RAW_STREAMS; i++)
+    } else if (kind == K_TCP_RAW1 || kind == K_TCP_RAW_N) {
+        for (int i = 0; i < c.nraw; i++)
             if (migr_listener_accept(c.l, 10000, &ts[i]) < 0)
                 goto out;
     } else if (c.l) {
@@ -587,9 +589,9 @@ static double run_pair(enum kind kind, uint64_t batch)
     case K_UNIX: case K_TCP: case K_MC: case K_SHM:
         ret = tx_stream(&c, t, -1);
         break;
-    case K_TCP_RAW_N: {
+    case K_TCP_RAW1: case K_TCP_RAW_N: {
         int fds[RAW_STREAMS];
-        for (int i = 0; i < RAW_STREAMS; i++)
+        for (int i = 0; i < c.nraw; i++)
             fds[i] = ts[i]->fd;
         ret = raw_n(&c, fds, 0, NULL);
         break;
@@ -698,6 +700,7 @@ static const struct strat strats[] = {
     {"pipe", 1, K_PIPE, NULL, NULL, 0, "write/read, 1 MiB pipe"},
     {"unix", 1, K_UNIX, NULL, NULL, 0, "migr unix: transport"},
     {"tcp", 1, K_TCP, NULL, NULL, 0, "migr tcp: transport, loopback"},
+    {"tcp-raw-1", 1, K_TCP_RAW1, NULL, NULL, 0, "1 connection, plain write/read"},
     {"tcp-raw-4", 4, K_TCP_RAW_N, NULL, NULL, 0, "4 connections, a thread each side"},
     {"tcp?channels=4", 4, K_MC, NULL, NULL, 0, "migr multi-channel transport"},
     {"tcp-msg_zerocopy", 1, K_ZC, NULL, NULL, 0, "send(MSG_ZEROCOPY), completions reaped"},
