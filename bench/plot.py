@@ -16,6 +16,9 @@ and per dirty fraction, and the workload's slowdown while tracked.
 handover.json -> handover.png: hand-over downtime per guest size next to
 the pre-copy of the 256 MiB guest and the switch-over floor, and the guest
 RAM actually allocated (sparse memfd) per size.
+copy.json -> copy.png: every page-moving strategy of bench_copy as % of the
+single-thread memcpy bandwidth per batch size, with the two aims of issue 5
+(shm ring vs memcpy, tcp ?channels=4 vs the raw 4-stream loop).
 Without matplotlib it prints a note and exits 0: plotting never fails a
 benchmark run.
 """
@@ -351,13 +354,58 @@ def plot_dirty(path, out, plt):
     fig.suptitle(f"migr dirty trackers ({'quick, ' if d.get('quick') else ''}medians of {d.get('reps')}; "
                  f"kernel {d.get('kernel', '?')})", fontsize=10)
     fig.tight_layout()
+def plot_copy(path, out, plt):
+    with open(path) as f:
+        d = json.load(f)
+    rows = [r for r in d.get("rows", []) if r["status"] == "ok"]
+    if not rows:
+        print(f"plot: {path} has no rows; skipped")
+        return
+    memcpy = d["machine"]["memcpy_mbps"] or 1.0
+    batches = d["batches"]
+    series = {}
+    for r in rows:
+        key = r["strategy"] + (f" x{r['threads']}" if r["threads"] > 1 else "")
+        series.setdefault(key, {})[r["batch"]] = 100.0 * r["mbps"] / memcpy
+    fig, ax = plt.subplots(figsize=(11, 6.5))
+    styles = ["-", "--", "-.", ":"]
+    bold = {"shm", "tcp?channels=4 x4", "tcp-raw-4 x4", "memcpy-libc"}
+    for i, (name, pts) in enumerate(sorted(series.items())):
+        xs = [b for b in batches if b in pts]
+        ys = [pts[b] for b in xs]
+        if len(xs) == 1:
+            ax.plot(xs, ys, "*", markersize=12, label=name)
+            continue
+        ax.plot(xs, ys, styles[i % len(styles)], marker="o", markersize=3,
+                linewidth=2.5 if name in bold else 1.1, label=name)
+    ax.axhline(80, color="grey", linestyle=":", linewidth=1)
+    ax.text(batches[0], 81, "aim: shm >= 80% of memcpy", fontsize=7, color="grey", va="bottom")
+    a = d.get("aims", {})
+    if a.get("raw_multi_best_mbps"):
+        y = 90.0 * a["raw_multi_best_mbps"] / memcpy
+        ax.axhline(y, color="tab:red", linestyle=":", linewidth=1)
+        ax.text(batches[0], y + 1, "aim: tcp?channels=4 >= 90% of the best raw 4-stream loop", fontsize=7,
+                color="tab:red", va="bottom")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batches)
+    ax.set_xticklabels([f"{b >> 10}K" if b < 1 << 20 else f"{b >> 20}M" for b in batches])
+    ax.set_xlabel("batch (bytes per call; transports get an iovec of 4 KiB pages)")
+    ax.set_ylabel("% of single-thread memcpy")
+    ax.set_title(f"moving 4 KiB pages between two processes: {d['params']['total_bytes'] >> 20} MiB per run, "
+                 f"medians of {d['params']['reps']}; memcpy {memcpy:.0f} MB/s", fontsize=10)
+    ax.legend(fontsize=7, ncol=3, loc="upper left")
+    other = d.get("other_load_cpus_run", 0)
+    if other > 0.2:
+        fig.text(0.01, 0.005, f"other processes used {other:.2f} CPUs during this run: figures are pessimistic",
+                 fontsize=7, color="tab:red")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
     fig.savefig(out, dpi=100)
     plt.close(fig)
     print(f"plot: wrote {out}")
 
 
 PLOTTERS = {"migrate.json": plot_migrate, "postcopy.json": plot_postcopy, "handover.json": plot_handover,
-            "dirty.json": plot_dirty}
+            "dirty.json": plot_dirty, "copy.json": plot_copy}
 
 
 def main():

@@ -17,6 +17,7 @@ int cmd_upgrade(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_rejuvenate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 void usage_run(FILE *f);
 void usage_recv(FILE *f);
 void usage_send(FILE *f);
@@ -29,6 +30,7 @@ void usage_upgrade(FILE *f);
 void usage_cancel(FILE *f);
 void usage_rejuvenate(FILE *f);
 void usage_model(FILE *f);
+void usage_bench(FILE *f);
 
 static const struct cli_cmd cmds[] = {
     {"demo", cmd_demo, "live-migrate a running guest between two VMM processes and verify it", usage_demo},
@@ -43,6 +45,7 @@ static const struct cli_cmd cmds[] = {
     {"cancel", cmd_cancel, "cancel a running migration; the guest stays on (or returns to) the source", usage_cancel},
     {"stop", cmd_stop, "stop the VM and its VMM process", usage_stop},
     {"model", cmd_model, "cluster throughput of VMM rejuvenation methods (paper 002 model)", usage_model},
+    {"bench", cmd_bench, "run a benchmark (copy: ways of moving pages between processes)", usage_bench},
 };
 
 const char *cli_argv0;

@@ -307,7 +307,10 @@ static void test_rate(void)
     if (secs < 0.09 || secs > 1.0)
         T_FAIL("4 MiB at 32 MiB/s took %.3f s", secs);
     T_ASSERT(cli->rate_wait_ns > 50000000ull);
+    /* Nothing read yet: all 4 MiB wait in the ring. */
+    T_EQ(migr_transport_outq(cli), 4u << 20);
     T_OK(migr_transport_recv(srv, buf, 4u << 20));
+    T_EQ(migr_transport_outq(cli), 0);
     T_OK(migr_transport_set_rate(cli, 0));
     t0 = migr_now_ns();
     T_OK(migr_transport_send(cli, buf, 4u << 20));

@@ -5,19 +5,22 @@
  * session id, channel index, channel count); the listener groups them by
  * session and, once all N are there, answers an 8-byte ack on channel 0.
  *
- * The stream is cut into frames, each a 16-byte header (sequence number,
- * length, the number of frames that follow on channels 1.., the channel)
- * and its bytes. A sendv below MC_SPLIT bytes is one frame on channel 0. A
- * larger one is cut into k <= N parts: part 0 on channel 0 (written by the
- * caller) announces k-1 followers, parts 1..k-1 go on channels 1..k-1 in
- * parallel (one sender thread per channel). sendv returns when every part
- * is in its socket, so frames of the next sendv come after all of these.
+ * The stream is cut into rounds, a round into frames. A sendv below MC_SPLIT
+ * bytes is a round of one frame on channel 0. A larger one is cut into
+ * k <= N parts of equal size P (the last may be shorter): part j travels as
+ * frame j on channel j. Every frame has a 32-byte header (sequence number,
+ * length, channel; frame 0 also the round's length, P and k). Part 0 is
+ * written by the caller, parts 1..k-1 by one sender thread per channel, in
+ * parallel; sendv returns when every part is in its socket, so the frames
+ * of the next round come after all of these.
  *
- * The receiver therefore always knows where the next byte is: on channel 0
- * unless followers are announced, then on channels 1, 2, ... in turn. It
- * reads each frame straight into the caller's iovecs (no copy besides the
- * kernel's) and checks every sequence number, so the bytes come out in
- * exactly the order they went in.
+ * Reading frame 0's header tells the receiver where every byte of the round
+ * is. A recvv that falls within one frame reads it in the calling thread;
+ * one that spans several frames (a page batch) has one receiver thread per
+ * further channel read its piece straight into the caller's iovecs while
+ * the caller reads the first: no copy besides the kernel's, the channels
+ * drained in parallel. Every header's sequence number, channel and length
+ * are checked, so the bytes come out in exactly the order they went in.
  */
 #include <endian.h>
 #include <errno.h>
@@ -26,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -39,7 +44,6 @@
 #define MC_ACK_MAGIC "MIGRMCA1"
 #define MC_SPLIT (256u << 10)          /* smaller sends stay one frame on channel 0 */
 #define MC_ROUND_MAX (256ull << 20)    /* at most this much per round of parts */
-#define MC_FRAME_HDR 16
 
 struct mc_hello {
     char magic[8];
@@ -49,6 +53,9 @@ struct mc_hello {
     uint64_t reserved;
 };
 
+#define MC_HDR 32
+
+/* A piece of I/O for a channel's thread (sending or receiving). */
 struct mc_job {
     struct iovec *iov;
     int cnt;
@@ -58,33 +65,43 @@ struct mc_job {
     char err[256];
 };
 
-struct mc_transport {
-    struct migr_transport pub;   /* first member */
-    int n;
-    int fd[MIGR_MC_MAX_CHANNELS];
-    char name[MIGR_MC_MAX_CHANNELS][200];
-    /* sending */
-    uint64_t tx_seq;
+struct mc_transport;
+
+/* One thread per channel 1..n-1, for one direction. */
+struct mc_pool {
+    struct mc_transport *m;
+    int rx;
     pthread_mutex_t mu;
     pthread_cond_t cv_job, cv_done;
     struct mc_job job[MIGR_MC_MAX_CHANNELS];
     pthread_t th[MIGR_MC_MAX_CHANNELS];
     int nthreads, quit;
+};
+
+struct mc_transport {
+    struct migr_transport pub;   /* first member */
+    int n;
+    int fd[MIGR_MC_MAX_CHANNELS];
+    char name[MIGR_MC_MAX_CHANNELS][200];
+    struct mc_pool txp, rxp;
+    /* sending */
+    uint64_t tx_seq;
     struct iovec *scratch;
     size_t scratch_cap;
-    uint8_t hdr[MIGR_MC_MAX_CHANNELS][MC_FRAME_HDR];
-    /* receiving */
-    uint64_t rx_seq;
-    uint64_t rx_left;
-    int rx_chan;
-    int rx_follow;          /* followers still to come on channels rx_next.. */
-    int rx_next;
+    uint8_t hdr[MIGR_MC_MAX_CHANNELS][MC_HDR];
+    /* receiving: the current round */
+    uint64_t rx_seq;        /* sequence number of the round's frame 0 */
+    uint64_t r_len, r_part, r_pos;
+    int r_frames;
+    int r_active;
+    uint8_t r_hdr_read[MIGR_MC_MAX_CHANNELS];
+    uint8_t rhdr[MIGR_MC_MAX_CHANNELS][MC_HDR];
     struct iovec *rscratch;
     size_t rscratch_cap;
 };
 
 struct mc_worker_arg {
-    struct mc_transport *m;
+    struct mc_pool *p;
     int ch;
 };
 
@@ -97,16 +114,41 @@ static uint64_t thread_cpu_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void put_hdr(uint8_t *h, uint64_t seq, uint32_t len, uint16_t follow, uint16_t ch)
+struct mc_frame {
+    uint64_t seq, round_len;
+    uint32_t len, part;
+    uint16_t frames, ch;
+};
+
+static void put_hdr(uint8_t *h, const struct mc_frame *f)
 {
-    uint64_t s = htole64(seq);
-    uint32_t l = htole32(len);
-    uint16_t f = htole16(follow), c = htole16(ch);
+    uint64_t s = htole64(f->seq), r = htole64(f->round_len);
+    uint32_t l = htole32(f->len), p = htole32(f->part), z = 0;
+    uint16_t k = htole16(f->frames), c = htole16(f->ch);
 
     memcpy(h, &s, 8);
-    memcpy(h + 8, &l, 4);
-    memcpy(h + 12, &f, 2);
-    memcpy(h + 14, &c, 2);
+    memcpy(h + 8, &r, 8);
+    memcpy(h + 16, &l, 4);
+    memcpy(h + 20, &p, 4);
+    memcpy(h + 24, &k, 2);
+    memcpy(h + 26, &c, 2);
+    memcpy(h + 28, &z, 4);
+}
+
+static void get_hdr(const uint8_t *h, struct mc_frame *f)
+{
+    memcpy(&f->seq, h, 8);
+    memcpy(&f->round_len, h + 8, 8);
+    memcpy(&f->len, h + 16, 4);
+    memcpy(&f->part, h + 20, 4);
+    memcpy(&f->frames, h + 24, 2);
+    memcpy(&f->ch, h + 26, 2);
+    f->seq = le64toh(f->seq);
+    f->round_len = le64toh(f->round_len);
+    f->len = le32toh(f->len);
+    f->part = le32toh(f->part);
+    f->frames = le16toh(f->frames);
+    f->ch = le16toh(f->ch);
 }
 
 static int grow(struct iovec **a, size_t *cap, size_t need)
@@ -126,52 +168,114 @@ static int grow(struct iovec **a, size_t *cap, size_t need)
 static void *worker(void *p)
 {
     struct mc_worker_arg *a = p;
-    struct mc_transport *m = a->m;
+    struct mc_pool *pl = a->p;
+    struct mc_transport *m = pl->m;
     int ch = a->ch;
 
     free(a);
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&pl->mu);
     for (;;) {
-        while (!m->quit && m->job[ch].state != 1)
-            pthread_cond_wait(&m->cv_job, &m->mu);
-        if (m->quit)
+        while (!pl->quit && pl->job[ch].state != 1)
+            pthread_cond_wait(&pl->cv_job, &pl->mu);
+        if (pl->quit)
             break;
-        struct mc_job *j = &m->job[ch];
-        pthread_mutex_unlock(&m->mu);
+        struct mc_job *j = &pl->job[ch];
+        pthread_mutex_unlock(&pl->mu);
         uint64_t c0 = thread_cpu_ns(), bytes = 0;
-        int ret = migr_fd_sendv(m->fd[ch], m->name[ch], j->iov, j->cnt, &bytes);
+        int ret = pl->rx ? migr_fd_recvv(m->fd[ch], m->name[ch], j->iov, j->cnt, &bytes)
+                         : migr_fd_sendv(m->fd[ch], m->name[ch], j->iov, j->cnt, &bytes);
 
-        __atomic_fetch_add(&m->pub.send_cpu_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
-        pthread_mutex_lock(&m->mu);
+        __atomic_fetch_add(pl->rx ? &m->pub.recv_cpu_ns : &m->pub.send_cpu_ns, thread_cpu_ns() - c0,
+                           __ATOMIC_RELAXED);
+        pthread_mutex_lock(&pl->mu);
         j->ret = ret;
         j->bytes = bytes;
         if (ret < 0)
             snprintf(j->err, sizeof(j->err), "%s", migr_last_error());
         j->state = 2;
-        pthread_cond_broadcast(&m->cv_done);
+        pthread_cond_broadcast(&pl->cv_done);
     }
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&pl->mu);
     return NULL;
 }
 
-static int start_workers(struct mc_transport *m)
+static void pool_init(struct mc_pool *pl, struct mc_transport *m, int rx)
 {
-    for (int ch = 1; ch < m->n; ch++) {
+    pl->m = m;
+    pl->rx = rx;
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->cv_job, NULL);
+    pthread_cond_init(&pl->cv_done, NULL);
+}
+
+static int pool_start(struct mc_pool *pl)
+{
+    struct mc_transport *m = pl->m;
+
+    for (int ch = pl->nthreads + 1; ch < m->n; ch++) {
         struct mc_worker_arg *a = malloc(sizeof(*a));
         int e;
 
         if (!a)
-            return migr_errorf(ENOMEM, "send %s: out of memory for sender threads", m->pub.peer);
-        a->m = m;
+            return migr_errorf(ENOMEM, "%s: out of memory for channel threads", m->pub.peer);
+        a->p = pl;
         a->ch = ch;
-        e = pthread_create(&m->th[ch], NULL, worker, a);
+        e = pthread_create(&pl->th[ch], NULL, worker, a);
         if (e) {
             free(a);
-            return migr_errorf_errno(e, "send %s: starting the sender thread of channel %d", m->pub.peer, ch);
+            return migr_errorf_errno(e, "%s: starting the thread of channel %d", m->pub.peer, ch);
         }
-        m->nthreads = ch;
+        pl->nthreads = ch;
     }
     return 0;
+}
+
+static void pool_stop(struct mc_pool *pl)
+{
+    if (pl->nthreads) {
+        pthread_mutex_lock(&pl->mu);
+        pl->quit = 1;
+        pthread_cond_broadcast(&pl->cv_job);
+        pthread_mutex_unlock(&pl->mu);
+        for (int ch = 1; ch <= pl->nthreads; ch++)
+            pthread_join(pl->th[ch], NULL);
+    }
+    pthread_mutex_destroy(&pl->mu);
+    pthread_cond_destroy(&pl->cv_job);
+    pthread_cond_destroy(&pl->cv_done);
+}
+
+/* Post jobs for channels [from, to) (iov/cnt already set). */
+static void pool_post(struct mc_pool *pl, int from, int to)
+{
+    pthread_mutex_lock(&pl->mu);
+    for (int c = from; c < to; c++)
+        pl->job[c].state = 1;
+    pthread_cond_broadcast(&pl->cv_job);
+    pthread_mutex_unlock(&pl->mu);
+}
+
+/* Wait for them; *bytes grows by what they moved; the first failure's
+ * return value (its message restored in this thread), else 0. */
+static int pool_wait(struct mc_pool *pl, int from, int to, uint64_t *bytes)
+{
+    int bad = -1, ret = 0;
+
+    pthread_mutex_lock(&pl->mu);
+    for (int c = from; c < to; c++) {
+        while (pl->job[c].state != 2)
+            pthread_cond_wait(&pl->cv_done, &pl->mu);
+        *bytes += pl->job[c].bytes;
+        if (pl->job[c].ret < 0 && bad < 0)
+            bad = c;
+        pl->job[c].state = 0;
+    }
+    pthread_mutex_unlock(&pl->mu);
+    if (bad >= 0) {
+        ret = pl->job[bad].ret;
+        migr_errorf(-ret, "%s", pl->job[bad].err);
+    }
+    return ret;
 }
 
 /* Append to out the slice [*i,*off) .. +len of iov; advance the position. */
@@ -217,59 +321,50 @@ static int mc_sendv(struct migr_transport *t, const struct iovec *iov, int iovcn
     while (total) {
         uint64_t round = MIGR_MIN(total, MC_ROUND_MAX);
         int parts = (int)MIGR_MIN((uint64_t)m->n, (round + MC_SPLIT - 1) / MC_SPLIT);
-        uint64_t part = MIGR_ALIGN_UP((round + (uint64_t)parts - 1) / (uint64_t)parts, MIGR_PAGE_SIZE);
+        uint64_t part = parts == 1 ? round : MIGR_ALIGN_UP((round + (uint64_t)parts - 1) / (uint64_t)parts, MIGR_PAGE_SIZE);
         struct iovec *s = m->scratch;
-        uint64_t left = round;
-        int used = 0, ret = 0;
+        uint64_t left = round, moved = 0;
+        int used = 0, ret, np = 0, first[MIGR_MC_MAX_CHANNELS], count[MIGR_MC_MAX_CHANNELS];
 
-        if (parts > 1 && m->nthreads == 0 && (ret = start_workers(m)) < 0)
+        if (parts > 1 && m->txp.nthreads < m->n - 1 && (ret = pool_start(&m->txp)) < 0)
             return ret;
         /* Lay out every part: [header, slices...]. */
-        int first[MIGR_MC_MAX_CHANNELS], count[MIGR_MC_MAX_CHANNELS], np = 0;
-        uint64_t seq0 = m->tx_seq;
-        for (int p = 0; p < parts && left; p++, np++) {
+        for (; left; np++) {
             uint64_t len = MIGR_MIN(part, left);
+            struct mc_frame f = { .seq = m->tx_seq + (uint64_t)np, .len = (uint32_t)len, .ch = (uint16_t)np };
 
-            put_hdr(m->hdr[p], m->tx_seq++, (uint32_t)len, 0, (uint16_t)p);
-            first[p] = used;
-            s[used].iov_base = m->hdr[p];
-            s[used++].iov_len = MC_FRAME_HDR;
+            first[np] = used;
+            s[used].iov_base = m->hdr[np];
+            s[used++].iov_len = MC_HDR;
             used += slice(iov, iovcnt, &i, &off, (size_t)len, s + used);
-            count[p] = used - first[p];
+            count[np] = used - first[np];
             left -= len;
-        }
-        /* Part 0 announces its followers. */
-        put_hdr(m->hdr[0], seq0, (uint32_t)MIGR_MIN(part, round), (uint16_t)(np - 1), 0);
-        if (np > 1) {
-            pthread_mutex_lock(&m->mu);
-            for (int p = 1; p < np; p++) {
-                m->job[p] = (struct mc_job){ .iov = s + first[p], .cnt = count[p], .state = 1 };
+            if (np == 0) {
+                f.round_len = round;
+                f.part = (uint32_t)part;
             }
-            pthread_cond_broadcast(&m->cv_job);
-            pthread_mutex_unlock(&m->mu);
+            put_hdr(m->hdr[np], &f);
         }
-        uint64_t b0 = 0;
-        ret = migr_fd_sendv(m->fd[0], m->name[0], s + first[0], count[0], &b0);
-        /* bytes_sent counts the stream, not the frame headers. */
-        t->bytes_sent += b0 > MC_FRAME_HDR ? b0 - MC_FRAME_HDR : 0;
+        /* Frame 0 announces how many frames the round has. */
+        struct mc_frame f0 = { .seq = m->tx_seq, .round_len = round, .len = (uint32_t)MIGR_MIN(part, round),
+                               .part = (uint32_t)part, .frames = (uint16_t)np, .ch = 0 };
+        put_hdr(m->hdr[0], &f0);
+        m->tx_seq += (uint64_t)np;
+        for (int p = 1; p < np; p++) {
+            m->txp.job[p].iov = s + first[p];
+            m->txp.job[p].cnt = count[p];
+        }
+        if (np > 1)
+            pool_post(&m->txp, 1, np);
+        ret = migr_fd_sendv(m->fd[0], m->name[0], s + first[0], count[0], &moved);
         if (np > 1) {
-            int bad = -1;
+            int r2 = pool_wait(&m->txp, 1, np, &moved);
 
-            pthread_mutex_lock(&m->mu);
-            for (int p = 1; p < np; p++) {
-                while (m->job[p].state != 2)
-                    pthread_cond_wait(&m->cv_done, &m->mu);
-                t->bytes_sent += m->job[p].bytes > MC_FRAME_HDR ? m->job[p].bytes - MC_FRAME_HDR : 0;
-                if (m->job[p].ret < 0 && bad < 0)
-                    bad = p;
-                m->job[p].state = 0;
-            }
-            pthread_mutex_unlock(&m->mu);
-            if (ret == 0 && bad > 0) {
-                ret = m->job[bad].ret;
-                migr_errorf(-ret, "%s", m->job[bad].err);
-            }
+            if (ret == 0)
+                ret = r2;
         }
+        /* bytes_sent counts the stream, not the frame headers. */
+        t->bytes_sent += moved > (uint64_t)np * MC_HDR ? moved - (uint64_t)np * MC_HDR : 0;
         if (ret < 0)
             return ret;
         total -= round;
@@ -277,80 +372,123 @@ static int mc_sendv(struct migr_transport *t, const struct iovec *iov, int iovcn
     return 0;
 }
 
-static int next_frame(struct mc_transport *m)
+/* Read frame 0's header on channel 0: the layout of the next round. */
+static int next_round(struct mc_transport *m)
 {
-    int ch = m->rx_follow > 0 ? m->rx_next : 0;
-    uint8_t h[MC_FRAME_HDR];
-    struct iovec v = { h, sizeof(h) };
-    uint64_t seq;
-    uint32_t len;
-    uint16_t follow, hch;
-    int ret = migr_fd_recvv(m->fd[ch], m->name[ch], &v, 1, NULL);
+    struct iovec v = { m->rhdr[0], MC_HDR };
+    struct mc_frame f;
+    int ret = migr_fd_recvv(m->fd[0], m->name[0], &v, 1, NULL);
 
     if (ret < 0)
         return ret;
-    memcpy(&seq, h, 8);
-    memcpy(&len, h + 8, 4);
-    memcpy(&follow, h + 12, 2);
-    memcpy(&hch, h + 14, 2);
-    seq = le64toh(seq);
-    len = le32toh(len);
-    follow = le16toh(follow);
-    hch = le16toh(hch);
-    if (seq != m->rx_seq || hch != ch || len == 0 || (ch == 0 && follow >= m->n) || (ch != 0 && follow))
-        return migr_errorf(EPROTO, "recv %s: bad frame (seq %llu, expected %llu; channel %u, read on %d; "
-                           "%u followers; %u bytes)", m->name[ch], (unsigned long long)seq,
-                           (unsigned long long)m->rx_seq, hch, ch, follow, len);
-    m->rx_seq++;
-    m->rx_left = len;
-    m->rx_chan = ch;
-    if (ch == 0) {
-        m->rx_follow = follow;
-        m->rx_next = 1;
-    } else {
-        m->rx_follow--;
-        m->rx_next++;
-    }
+    get_hdr(m->rhdr[0], &f);
+    if (f.seq != m->rx_seq || f.ch != 0 || f.frames < 1 || f.frames > m->n || f.round_len == 0 ||
+        f.part == 0 || f.len != MIGR_MIN((uint64_t)f.part, f.round_len) ||
+        (uint64_t)f.part * f.frames < f.round_len || (uint64_t)f.part * (f.frames - 1u) >= f.round_len)
+        return migr_errorf(EPROTO, "recv %s: bad frame (seq %llu, expected %llu; channel %u; %u frames of %u "
+                           "bytes for a %llu-byte round)", m->name[0], (unsigned long long)f.seq,
+                           (unsigned long long)m->rx_seq, f.ch, f.frames, f.part, (unsigned long long)f.round_len);
+    m->r_len = f.round_len;
+    m->r_part = f.part;
+    m->r_frames = f.frames;
+    m->r_pos = 0;
+    m->r_active = 1;
+    memset(m->r_hdr_read, 0, sizeof(m->r_hdr_read));
+    m->r_hdr_read[0] = 1;
+    return 0;
+}
+
+static int check_follower(struct mc_transport *m, int j)
+{
+    struct mc_frame f;
+    uint64_t len = MIGR_MIN(m->r_part, m->r_len - (uint64_t)j * m->r_part);
+
+    get_hdr(m->rhdr[j], &f);
+    if (f.seq != m->rx_seq + (uint64_t)j || f.ch != j || f.len != len || f.frames || f.round_len)
+        return migr_errorf(EPROTO, "recv %s: bad frame (seq %llu, expected %llu; channel %u; %u bytes, expected "
+                           "%llu)", m->name[j], (unsigned long long)f.seq, (unsigned long long)(m->rx_seq + (uint64_t)j),
+                           f.ch, f.len, (unsigned long long)len);
     return 0;
 }
 
 static int mc_recvv(struct migr_transport *t, const struct iovec *iov, int iovcnt)
 {
     struct mc_transport *m = (struct mc_transport *)t;
-    uint64_t total = 0;
+    uint64_t total = 0, want, b0 = t->bytes_recv;
     size_t off = 0;
-    int i = 0;
+    int i = 0, ret = 0, ch = 0;
 
     if (iovcnt < 0)
         return migr_errorf(EINVAL, "recv %s: negative iovec count %d", t->peer, iovcnt);
     for (int k = 0; k < iovcnt; k++)
         total += iov[k].iov_len;
-    if (grow(&m->rscratch, &m->rscratch_cap, (size_t)iovcnt + 1) < 0)
+    want = total;
+    if (grow(&m->rscratch, &m->rscratch_cap, (size_t)iovcnt + 2 * MIGR_MC_MAX_CHANNELS + 2) < 0)
         return migr_errorf(ENOMEM, "recv %s: out of memory", t->peer);
-    uint64_t want = total, b0 = t->bytes_recv;
-    while (total) {
-        int ret = 0, ch = m->rx_chan;
-
-        if (m->rx_left == 0) {
-            ch = m->rx_follow > 0 ? m->rx_next : 0;
-            ret = next_frame(m);
+    while (total && ret == 0) {
+        if (!m->r_active || m->r_pos == m->r_len) {
+            if (m->r_active)
+                m->rx_seq += (uint64_t)m->r_frames;
+            m->r_active = 0;
+            ch = 0;
+            if ((ret = next_round(m)) < 0)
+                break;
         }
-        if (m->rx_left) {
-            uint64_t take = MIGR_MIN(total, m->rx_left);
-            int k = slice(iov, iovcnt, &i, &off, (size_t)take, m->rscratch);
-            uint64_t got = t->bytes_recv;
+        uint64_t take = MIGR_MIN(total, m->r_len - m->r_pos), a = m->r_pos, e = a + take;
+        int j0 = (int)(a / m->r_part), j1 = (int)((e - 1) / m->r_part), used = 0;
+        int first[MIGR_MC_MAX_CHANNELS], count[MIGR_MC_MAX_CHANNELS];
+        struct iovec *s = m->rscratch;
+        uint64_t moved = 0, hdrs = 0;
 
-            ret = migr_fd_recvv(m->fd[ch], m->name[ch], m->rscratch, k, &t->bytes_recv);
-            m->rx_left -= t->bytes_recv - got;
-            total -= t->bytes_recv - got;
+        /* The piece of every frame this window covers, with the header of
+         * a follower frame not read yet in front. */
+        for (int j = j0; j <= j1; j++) {
+            uint64_t fa = MIGR_MAX(a, (uint64_t)j * m->r_part), fe = MIGR_MIN(e, (uint64_t)(j + 1) * m->r_part);
+
+            first[j] = used;
+            if (!m->r_hdr_read[j]) {
+                s[used].iov_base = m->rhdr[j];
+                s[used++].iov_len = MC_HDR;
+                hdrs += MC_HDR;
+            }
+            used += slice(iov, iovcnt, &i, &off, (size_t)(fe - fa), s + used);
+            count[j] = used - first[j];
         }
-        if (ret == -EPIPE)
-            return migr_errorf(EPIPE, "recv %s: peer closed channel %d (%llu of %llu bytes received)", t->peer,
-                               ch, (unsigned long long)(t->bytes_recv - b0), (unsigned long long)want);
-        if (ret < 0)
-            return ret;
+        if (j1 > j0) {
+            for (int j = j0 + 1; j <= j1; j++) {
+                m->rxp.job[j].iov = s + first[j];
+                m->rxp.job[j].cnt = count[j];
+            }
+            if (m->rxp.nthreads < m->n - 1 && (ret = pool_start(&m->rxp)) < 0)
+                return ret;
+            pool_post(&m->rxp, j0 + 1, j1 + 1);
+        }
+        ch = j0;
+        ret = migr_fd_recvv(m->fd[j0], m->name[j0], s + first[j0], count[j0], &moved);
+        if (j1 > j0) {
+            int r2 = pool_wait(&m->rxp, j0 + 1, j1 + 1, &moved);
+
+            if (ret == 0) {
+                ret = r2;
+                ch = j0 + 1;
+            }
+        }
+        for (int j = j0; j <= j1 && ret == 0; j++) {
+            if (!m->r_hdr_read[j]) {
+                m->r_hdr_read[j] = 1;
+                ret = check_follower(m, j);
+            }
+        }
+        moved = moved > hdrs ? moved - hdrs : 0;
+        t->bytes_recv += moved;
+        m->r_pos += take;
+        total -= take;
     }
-    return 0;
+    if (ret == -EPIPE)
+        return migr_errorf(EPIPE, "recv %s: peer closed %s (%llu of %llu bytes received)", t->peer,
+                           ch ? "a channel" : "channel 0", (unsigned long long)(t->bytes_recv - b0),
+                           (unsigned long long)want);
+    return ret;
 }
 
 static void mc_shutdown(struct migr_transport *t)
@@ -363,20 +501,11 @@ static void mc_shutdown(struct migr_transport *t)
 
 static void mc_free(struct mc_transport *m)
 {
-    if (m->nthreads) {
-        pthread_mutex_lock(&m->mu);
-        m->quit = 1;
-        pthread_cond_broadcast(&m->cv_job);
-        pthread_mutex_unlock(&m->mu);
-        for (int ch = 1; ch <= m->nthreads; ch++)
-            pthread_join(m->th[ch], NULL);
-    }
+    pool_stop(&m->txp);
+    pool_stop(&m->rxp);
     for (int i = 0; i < m->n; i++)
         if (m->fd[i] >= 0)
             close(m->fd[i]);
-    pthread_mutex_destroy(&m->mu);
-    pthread_cond_destroy(&m->cv_job);
-    pthread_cond_destroy(&m->cv_done);
     free(m->scratch);
     free(m->rscratch);
     free(m);
@@ -387,12 +516,28 @@ static void mc_close(struct migr_transport *t)
     mc_free((struct mc_transport *)t);
 }
 
+static long long mc_outq(struct migr_transport *t)
+{
+    struct mc_transport *m = (struct mc_transport *)t;
+    long long sum = 0;
+
+    for (int i = 0; i < m->n; i++) {
+        int q = 0;
+
+        if (ioctl(m->fd[i], SIOCOUTQ, &q) < 0)
+            return migr_errorf_errno(errno, "%s: SIOCOUTQ", m->name[i]);
+        sum += q;
+    }
+    return sum;
+}
+
 static const struct migr_transport_ops mc_ops = {
     .name = "tcp",
     .sendv = mc_sendv,
     .recvv = mc_recvv,
     .shutdown = mc_shutdown,
     .close = mc_close,
+    .outq = mc_outq,
 };
 
 int migr_mc_channel_fd(const struct migr_transport *t, int i)
@@ -420,9 +565,8 @@ static int mc_build(const int *fds, int n, const char *peer, struct migr_transpo
         m->fd[i] = fds[i];
         snprintf(m->name[i], sizeof(m->name[i]), "%.160s channel %d", peer, i);
     }
-    pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv_job, NULL);
-    pthread_cond_init(&m->cv_done, NULL);
+    pool_init(&m->txp, m, 0);
+    pool_init(&m->rxp, m, 1);
     migr_transport_init(&m->pub, fds[0], &mc_ops, peer);
     *out = &m->pub;
     return 0;

@@ -378,6 +378,13 @@ static int shm_recv_fds(struct migr_transport *t, int *fds, int n)
     return migr_fd_recv_fds(s->sock, t->peer, &t->bytes_recv, fds, n);
 }
 
+static long long shm_outq(struct migr_transport *t)
+{
+    struct shm_transport *s = (struct shm_transport *)t;
+
+    return (long long)(s->tx.pos - atomic_load(&s->tx.c->head));
+}
+
 static const struct migr_transport_ops shm_ops = {
     .name = "shm",
     .sendv = shm_sendv,
@@ -386,6 +393,7 @@ static const struct migr_transport_ops shm_ops = {
     .close = shm_close,
     .send_fds = shm_send_fds,
     .recv_fds = shm_recv_fds,
+    .outq = shm_outq,
 };
 
 /* Map memfd and set up both directions. side 0 = connector, 1 = listener.

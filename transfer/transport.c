@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -648,6 +650,17 @@ int migr_transport_recvv(struct migr_transport *t, const struct iovec *iov, int 
     __atomic_fetch_add(&t->recv_cpu_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
     t->recv_calls++;
     return ret;
+}
+
+long long migr_transport_outq(struct migr_transport *t)
+{
+    int q = 0;
+
+    if (t->ops->outq)
+        return t->ops->outq(t);
+    if (ioctl(t->fd, SIOCOUTQ, &q) < 0)
+        return migr_errorf_errno(errno, "%s: SIOCOUTQ", t->peer);
+    return q;
 }
 
 int migr_transport_channel_fd(const struct migr_transport *t, int i)

@@ -53,11 +53,15 @@ struct migr_transport_ops {
      * socket in t->fd carries them if the transport is "unix", else -ENOTSUP. */
     int (*send_fds)(struct migr_transport *t, const int *fds, int n);
     int (*recv_fds)(struct migr_transport *t, int *fds, int n);
+    /* Optional: bytes sent but not yet taken in by the peer (NULL = SIOCOUTQ on fd). */
+    long long (*outq)(struct migr_transport *t);
 };
 
 struct migr_transport {
     const struct migr_transport_ops *ops;
-    int fd;                /* pollable descriptor (readable = data or EOF) */
+    int fd;                /* pollable descriptor (readable = data or EOF); tcp ?channels:
+                              channel 0's socket; shm: an epoll set, readable on the peer's
+                              close and when a receiver was woken for data (docs/transport.md) */
     char peer[160];        /* for messages: "unix:/tmp/x", "tcp:127.0.0.1:4444" */
     uint64_t bytes_sent;   /* updated by sendv */
     uint64_t bytes_recv;   /* updated by recvv */
@@ -106,6 +110,13 @@ int migr_transport_recvv(struct migr_transport *t, const struct iovec *iov, int 
  *  rate stays smooth). 0 = unlimited. May be called from another thread
  *  while a send runs; the new rate applies to the next burst. Returns 0. */
 int migr_transport_set_rate(struct migr_transport *t, uint64_t bytes_per_s);
+
+/*! Bytes sent on t that the peer has not taken in yet: the socket send
+ *  queue (SIOCOUTQ; for ?channels the sum over the channels), or what sits
+ *  in the shm: ring. For the engine's "let it drain before pausing" wait,
+ *  which otherwise sees only one socket (or, on shm:, none). -errno if it
+ *  cannot tell. */
+long long migr_transport_outq(struct migr_transport *t);
 
 /*! 1 if send_fds/recv_fds work on t (unix: and shm: transports), else 0. */
 int migr_transport_can_pass_fds(const struct migr_transport *t);

@@ -1,0 +1,56 @@
+/* migr bench copy [OPTIONS]: run a benchmark binary built next to this one
+ * (build/bench/bench_NAME for build/migr), passing the options through. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char *const benches[][2] = {
+    {"copy", "ways of moving 4 KiB pages between two processes on one host (bench/README.md)"},
+};
+
+void usage_bench(FILE *f)
+{
+    fprintf(f, "usage: migr bench NAME [OPTIONS]   (OPTIONS go to build/bench/bench_NAME; build/bench/bench_NAME --help lists them)\n");
+    for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
+        fprintf(f, "  %-6s %s\n", benches[i][0], benches[i][1]);
+    fprintf(f, "  e.g. migr bench copy --quick   (table, bench/results/copy.json; plot: python3 bench/plot.py)\n");
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const struct cli_cmd *self = cli_find("bench");
+    char exe[PATH_MAX], path[PATH_MAX + 32];
+    ssize_t n;
+    size_t i;
+
+    if (argc < 2)
+        return cli_bad_args(self, "which benchmark?");
+    for (i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
+        if (!strcmp(argv[1], benches[i][0]))
+            break;
+    if (i == sizeof(benches) / sizeof(benches[0]))
+        return cli_bad_args(self, "unknown benchmark '%s'", argv[1]);
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n < 0) {
+        fprintf(stderr, "migr bench: /proc/self/exe: %s\n", strerror(errno));
+        return 1;
+    }
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(path, sizeof(path), "%s/bench/bench_%s", slash ? exe : ".", argv[1]);
+    if (access(path, X_OK) < 0) {
+        fprintf(stderr, "migr bench: %s: %s (`make bench` builds the benchmarks)\n", path, strerror(errno));
+        return 1;
+    }
+    argv[0] = path;
+    execv(path, argv + 0);
+    fprintf(stderr, "migr bench: exec %s: %s\n", path, strerror(errno));
+    return 1;
+}
