@@ -5,6 +5,7 @@
  * a non-shm client, a missing peer, a name in use, the rate limiter and the
  * accounting. */
 #include <errno.h>
+#include <sys/prctl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -121,8 +122,10 @@ static void test_two_processes(unsigned long long seed)
     T_OK(migr_listener_open(url, &l));
     pid = fork();
     T_ASSERT(pid >= 0);
-    if (pid == 0)
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a test killed by its timeout */
         _exit(child_main(seed, npages, 0));
+    }
     T_OK(migr_listener_accept(l, 5000, &t));
     T_ASSERT(migr_transport_can_pass_fds(t));
     /* Receive in batches that do not match the sender's. */
@@ -158,8 +161,10 @@ static void test_two_processes(unsigned long long seed)
      * and the pollable fd said so. */
     pid = fork();
     T_ASSERT(pid >= 0);
-    if (pid == 0)
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a test killed by its timeout */
         _exit(child_main(seed, npages, 1000));
+    }
     T_OK(migr_listener_accept(l, 5000, &t));
     uint64_t i = 0;
     int ret;
