@@ -41,23 +41,26 @@
  * even at 10% of 16 GiB dirty in isolated pages (bench/README.md). */
 #define VEC_LEN 8192u
 #define PROBE_VEC 16u
+/* Tests shrink the vector to make it overflow: MIGR_PAGEMAP_SCAN_VEC=N. */
+#define ENV_VEC "MIGR_PAGEMAP_SCAN_VEC"
 #define FEATURES (UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
 
 struct pms {
     int uffd, pagemap;
-    struct page_region *vec;   /* VEC_LEN */
+    struct page_region *vec;
+    uint64_t vec_len;
 };
 
 /* One scan of [start, end): report into bm from RAM index base, re-arm. */
-static long scan(int pagemap, struct page_region *vec, uint8_t *start, uint8_t *end, uint64_t *bm,
-                 uint64_t base, uint8_t *region)
+static long scan(int pagemap, struct page_region *vec, uint64_t vec_len, uint8_t *start, uint8_t *end,
+                 uint64_t *bm, uint64_t base, uint8_t *region)
 {
     long added = 0;
     while (start < end) {
         struct pm_scan_arg a = {
             .size = sizeof(a), .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
             .start = (uintptr_t)start, .end = (uintptr_t)end,
-            .vec = (uintptr_t)vec, .vec_len = VEC_LEN,
+            .vec = (uintptr_t)vec, .vec_len = vec_len,
             .category_mask = PAGE_IS_WRITTEN, .return_mask = PAGE_IS_WRITTEN,
         };
         long n = ioctl(pagemap, PAGEMAP_SCAN, &a);
@@ -173,7 +176,9 @@ static int pms_start(struct migr_dirty *d)
     if (!t)
         return migr_errorf(ENOMEM, NAME ": out of memory");
     t->uffd = t->pagemap = -1;
-    if (!(t->vec = calloc(VEC_LEN, sizeof(*t->vec)))) {
+    const char *env = getenv(ENV_VEC);
+    t->vec_len = env && atoi(env) > 0 ? (uint64_t)atoi(env) : VEC_LEN;
+    if (!(t->vec = calloc(t->vec_len, sizeof(*t->vec)))) {
         err = migr_errorf(ENOMEM, NAME ": out of memory");
         goto fail;
     }
@@ -212,7 +217,7 @@ static long pms_harvest(struct migr_dirty *d, uint64_t *bitmap)
     long added = 0;
     for (uint32_t r = 0; r < hv->nregions; r++) {
         uint8_t *h = hv->regions[r].host;
-        long n = scan(t->pagemap, t->vec, h, h + hv->regions[r].size, bitmap, dirty_region_base(hv, r), h);
+        long n = scan(t->pagemap, t->vec, t->vec_len, h, h + hv->regions[r].size, bitmap, dirty_region_base(hv, r), h);
         if (n < 0)
             return n;
         added += n;
