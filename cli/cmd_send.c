@@ -211,8 +211,8 @@ int cmd_send(int argc, char **argv)
     if (strchr(to, ' ') || strchr(tracker, ' '))
         return cli_bad_args(self, "URL and tracker names cannot contain spaces");
     char cmd[1300], res[16384];
-    if (handover && u.kind != MIGR_URL_UNIX)
-        return cli_bad_args(self, "--handover needs a unix: destination on this host");
+    if (handover && u.kind != MIGR_URL_UNIX && u.kind != MIGR_URL_SHM)
+        return cli_bad_args(self, "--handover needs a unix: or shm: destination on this host");
     char modearg[32];
     if (handover)
         snprintf(modearg, sizeof(modearg), "handover");

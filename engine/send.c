@@ -316,8 +316,9 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     }
     set_rate(p, t, round_rate(p, 1, 0));
 
-    if (p->handover && strcmp(t->ops->name, "unix") != 0) {
-        err = migr_errorf(ENOTSUP, "handover to %s: passing memory needs a unix socket on this host", t->peer);
+    if (p->handover && !migr_transport_can_pass_fds(t)) {
+        err = migr_errorf(ENOTSUP, "handover to %s: passing memory needs a unix: or shm: transport on this host",
+                          t->peer);
         goto fail;
     }
     if (p->switchover_hook && postcopy) {

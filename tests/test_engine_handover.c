@@ -5,6 +5,7 @@
  * on the source. */
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 #include "migr/engine.h"
 #include "migr/workload.h"
@@ -67,11 +68,15 @@ int main(void)
     T_ASSERT(migr_workload_progress(dst) > at);
     t_verify(dst, "after hand-over");
 
-    /* and back again (the rejuvenation round trip's second leg) */
-    T_OK(handover(dst, path, &back, &st));
+    /* and back again (the rejuvenation round trip's second leg), over the
+     * shared-memory transport: it passes descriptors too */
+    char shm[64];
+    snprintf(shm, sizeof(shm), "shm:migr-ho-%d", getpid());
+    T_OK(handover(dst, shm, &back, &st));
+    T_ASSERT(st.pages_sent == 0 && !strcmp(st.transport, "shm"));
     migr_hv_destroy(dst);
     usleep(100000);
-    t_verify(back, "after the hand-over back");
+    t_verify(back, "after the hand-over back over shm:");
     T_ASSERT(!back->ops->failed(back));
     migr_hv_destroy(back);
     return 0;
