@@ -40,6 +40,20 @@ struct migr_send_params {
     uint64_t cancel_after_pages;  /* tests: cancel by itself once this many post-copy pages went (0 = never) */
     migr_progress_fn progress;    /* optional; called at most every ~100 ms and at round ends */
     void *progress_arg;
+    /* page codecs of the pre-copy rounds (docs/compress.md, "In the engine") */
+    const char *compress;         /* none|zero|xbzrle|lz4|zlib|zstd|auto (default auto) */
+    int compress_level;           /* lz4/zstd/zlib level; 0 = the codec's default */
+    uint32_t xbzrle_cache_mib;    /* sender's page cache for deltas (default 64; 0 = no deltas) */
+    uint32_t compress_threads;    /* encoding threads incl. the engine's (default 1, 1..16) */
+    uint32_t link_mbps;           /* auto policy: assume this link rate (MB/s) instead of measuring it */
+};
+
+/* Per wire encoding (index = MIGR_ENC_*), on either side of a migration. */
+#define MIGR_STATS_ENCS 6
+struct migr_codec_stats {
+    uint64_t pages;               /* pages carried in this encoding (a ZERO run counts each page) */
+    uint64_t bytes_out;           /* payload bytes on the wire (RAW: 4096 per page, ZERO: 0) */
+    uint64_t cpu_ns;              /* encoder (source) or decoder (destination) time, all threads */
 };
 
 struct migr_round_stats {
@@ -72,6 +86,14 @@ struct migr_stats {
     uint64_t epochs;              /* cancellable: checkpoints the destination sent back */
     uint64_t back_pages;          /* cancellable: pages the destination sent back */
     bool cancelled;               /* the migration was cancelled and the guest taken back */
+    /* page codecs (pre-copy rounds) */
+    char compress[8];             /* the --compress setting ("" on the destination) */
+    uint32_t compress_threads;    /* encoding (source) or decoding (destination) threads */
+    struct migr_codec_stats codec[MIGR_STATS_ENCS];
+    uint64_t unchanged_pages;     /* source: dirty pages whose delta was empty (not resent) */
+    uint64_t cache_lookups, cache_hits;  /* source: XBZRLE page cache */
+    uint64_t probes;              /* source, auto: pages encoded with another codec to re-measure it */
+    double link_mbps;             /* source, auto: link rate the policy used at the end (MB/s) */
 };
 
 void migr_send_params_defaults(struct migr_send_params *p);
