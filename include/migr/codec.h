@@ -78,4 +78,20 @@ int migr_codec_set_level(const char *name, int level);
  *  -ENOENT for another name. */
 int migr_codec_get_level(const char *name, int *level);
 
+/* ---- GPU (CUDA; only in a `make GPU=1` build, compress/gpu/) ---- */
+
+/*! 0 if this build has CUDA and a device; else -ENOTSUP (no CUDA in the
+ *  build) or -ENODEV (no device), with a message. */
+int migr_gpu_available(void);
+
+/*! XBZRLE-encode count page pairs on the GPU: page i of old_pages and of
+ *  new_pages (MIGR_PAGE_SIZE bytes each, consecutive) into dst + i * dlen;
+ *  lens[i] = what migr_xbzrle_encode(old, new, 4096, dst, dlen) returns for
+ *  that pair (same bytes, same -1 cases). Synchronous. 0 or -errno. */
+int migr_gpu_xbzrle_encode(const uint8_t *old_pages, const uint8_t *new_pages, uint32_t count, uint8_t *dst,
+                           int dlen, int *lens);
+
+/*! zero[i] = 1 if page i of pages (consecutive) is all zero, else 0. 0 or -errno. */
+int migr_gpu_zero_pages(const uint8_t *pages, uint32_t count, uint8_t *zero);
+
 #endif
