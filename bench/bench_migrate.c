@@ -476,7 +476,8 @@ static void usage(FILE *f)
             "  --only TEXT   run only configurations whose name (e.g. dirty64M/unix) contains TEXT\n"
             "  --compress LIST  page codecs, comma-separated rows (none,zero,xbzrle,lz4,zlib,zstd,auto;\n"
             "                default auto)\n"
-            "  --compress-threads N  encoding threads (default 1); MIGR_RECV_THREADS for the decoders\n"
+            "  --compress-threads N  encoding threads (default 0: the engine's choice); MIGR_RECV_THREADS\n"
+            "                for the decoders\n"
             "  --link-mbps N auto policy: assume an N MB/s link instead of measuring it (no throttling)\n"
             "  -h, --help    this text\n"
             "Exit: 0 every migration verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.\n");
@@ -494,7 +495,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     };
     uint64_t mem = 0;
     int reps = 0, c;
-    *o = (struct opts){.mem = 1ull << 30, .reps = 3, .json = "bench/results/migrate.json", .threads = 1,
+    *o = (struct opts){.mem = 1ull << 30, .reps = 3, .json = "bench/results/migrate.json", .threads = 0,
                        .compress = {"auto"}, .ncompress = 1};
     static char clist[256];
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -545,7 +546,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 't': case 'l': {
             char *end;
             long v = strtol(optarg, &end, 10);
-            if (*end || v < (c == 't' ? 1 : 0) || v > (c == 't' ? 16 : 1000000)) {
+            if (*end || v < 0 || v > (c == 't' ? 16 : 1000000)) {
                 fprintf(stderr, "bench_migrate: --%s %s: out of range\n", c == 't' ? "compress-threads" : "link-mbps",
                         optarg);
                 return -1;

@@ -38,7 +38,7 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->prepage = 8;
     p->compress = "auto";
     p->xbzrle_cache_mib = 64;
-    p->compress_threads = 1;
+    p->compress_threads = 0; /* the engine picks: 2 with 2+ CPUs online (docs/compress.md) */
 }
 
 int engine_flush(struct sender *s)

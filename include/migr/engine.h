@@ -44,7 +44,7 @@ struct migr_send_params {
     const char *compress;         /* none|zero|xbzrle|lz4|zlib|zstd|auto (default auto) */
     int compress_level;           /* lz4/zstd/zlib level; 0 = the codec's default */
     uint32_t xbzrle_cache_mib;    /* sender's page cache for deltas (default 64; 0 = no deltas) */
-    uint32_t compress_threads;    /* encoding threads incl. the engine's (default 1, 1..16) */
+    uint32_t compress_threads;    /* encoding threads incl. the engine's, 1..16; 0 (default): 2 if 2+ CPUs */
     uint32_t link_mbps;           /* auto policy: assume this link rate (MB/s) instead of measuring it */
 };
 
