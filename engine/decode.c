@@ -64,9 +64,10 @@ static unsigned recv_threads(void)
 static int decoder_get(struct receiver *r, struct decoder **out)
 {
     if (!r->dec) {
-        struct decoder *d = calloc(1, sizeof(*d));
+        struct decoder *d = aligned_alloc(64, MIGR_ALIGN_UP(sizeof(*d), 64)); /* dec_worker is 64-aligned */
         if (!d)
             return -ENOMEM;
+        memset(d, 0, sizeof(*d));
         r->dec = d;
         d->r = r;
         d->nthreads = recv_threads();

@@ -89,9 +89,9 @@ int engine_pool_create(unsigned n, struct engine_pool **out)
     pthread_cond_init(&p->done, NULL);
     for (unsigned w = 1; w < n; w++) {
         struct pool_thread_arg *ta = malloc(sizeof(*ta));
-        int err = ta ? pthread_create(&p->th[w], NULL, pool_main, ta) : ENOMEM;
         if (ta)
-            *ta = (struct pool_thread_arg){p, w};
+            *ta = (struct pool_thread_arg){p, w}; /* before the thread starts: it frees ta */
+        int err = ta ? pthread_create(&p->th[w], NULL, pool_main, ta) : ENOMEM;
         if (err) {
             free(ta);
             engine_pool_destroy(p);
@@ -393,9 +393,10 @@ int engine_encoder_create(struct sender *s)
     unsigned n = p->compress_threads ? p->compress_threads : cpus >= 2 ? 2 : 1;
     if (n > ENGINE_MAX_THREADS)
         return migr_errorf(EINVAL, "compress threads %u: expected 1..%u", n, ENGINE_MAX_THREADS);
-    struct encoder *e = calloc(1, sizeof(*e));
+    struct encoder *e = aligned_alloc(64, MIGR_ALIGN_UP(sizeof(*e), 64)); /* struct worker is 64-aligned */
     if (!e)
         return -ENOMEM;
+    memset(e, 0, sizeof(*e));
     s->enc = e;
     e->mode = (enum cmode)mode;
     e->nthreads = n;
