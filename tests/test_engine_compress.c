@@ -117,11 +117,20 @@ static void each_mode(const char *backend)
     T_ASSERT(st.codec[MIGR_ENC_ZERO].pages > 0 && codec_pages(&st) == 0);
 
     c.compress = "xbzrle";
-    /* an unthrottled guest rewriting 1 MiB: every round has dirty pages, so
+    /* an unthrottled guest rewriting 8 MiB: rounds do not converge at once and
      * pages cached in round 2 are looked up again; its generation table
      * changes a few bytes per write: deltas */
-    c.wl = "rate=0,ws=1M,pattern=sequential,data=text";
-    migrate(&c, &st, &rst);
+    c.wl = "rate=0,ws=8M,pattern=sequential,data=text";
+    /* Tolerated race: on this shared 2-CPU host a vCPU can get no CPU time
+     * during a 1-3 ms round, and a round without writes ends the migration
+     * before a cached page comes back. Up to 3 attempts; each is verified. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        migrate(&c, &st, &rst);
+        if (st.cache_hits > 0 && st.codec[MIGR_ENC_XBZRLE].pages > 0)
+            break;
+        fprintf(stderr, "%s xbzrle: no delta in attempt %d (a round without guest writes); again\n", backend,
+                attempt + 1);
+    }
     c.wl = wl;
     T_ASSERT(st.cache_hits > 0 && st.codec[MIGR_ENC_XBZRLE].pages > 0);
     T_ASSERT(st.codec[MIGR_ENC_LZ4].pages + st.codec[MIGR_ENC_ZSTD].pages + st.codec[MIGR_ENC_ZLIB].pages == 0);
