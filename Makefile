@@ -37,6 +37,16 @@ LIB_DIRS := common engine transfer compress dirty hv-glue hv-glue/kvm hv-glue/pr
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_ASM  := hv-glue/kvm/guest_blob.S
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_ASM:%.S=$(BUILD)/obj/%.o)
+# Optional CUDA (compress/gpu/, docs/compress.md): make GPU=1 where nvcc exists.
+ifeq ($(GPU),1)
+CFLAGS   += -DMIGR_HAVE_GPU
+LIB_OBJS += $(BUILD)/obj/compress/gpu/xbzrle.o
+CUDA_HOME ?= /usr/local/cuda
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++
+$(BUILD)/obj/compress/gpu/%.o: compress/gpu/%.cu compress/gpu/xbzrle_model.h
+	@mkdir -p $(dir $@)
+	$(or $(NVCC),$(wildcard $(CUDA_HOME)/bin/nvcc),nvcc) -O2 -Iinclude -I. -c $< -o $@
+endif
 CLI_SRCS := $(wildcard cli/*.c)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 

@@ -10,6 +10,11 @@
  *   destination's verify passed; a configuration with any failed repetition
  *   is reported FAIL. Figures are medians over the repetitions.
  *
+ * A third dimension is the page codec (--compress LIST, default "auto", the
+ * engine's default): bench_migrate --only dirty256M/unix --compress
+ * none,zero,auto,xbzrle,lz4,zstd compares the bytes on the wire and the time
+ * of each (docs/compress.md).
+ *
  * Output: a table on stdout, JSON (default bench/results/migrate.json).
  * Exit: 0 all verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.
  */
@@ -63,6 +68,7 @@ static const struct {
     {"unix", "unix:@migr-bench-%d-%d"},   /* abstract: leaves no file behind */
     {"tcp", "tcp:127.0.0.1:0"},
 };
+#define NC_MAX 8                    /* --compress values */
 #define NW (int)MIGR_ARRAY_SIZE(workloads)
 #define NT (int)MIGR_ARRAY_SIZE(transports)
 
@@ -72,6 +78,10 @@ struct opts {
     bool quick;
     const char *json;
     const char *only;             /* run only configurations whose name contains this */
+    const char *compress[NC_MAX]; /* --compress values (rows per value) */
+    int ncompress;
+    uint32_t threads;             /* --compress-threads */
+    uint32_t link_mbps;           /* --link-mbps: the auto policy assumes this link rate */
 };
 
 struct machine {
@@ -243,7 +253,7 @@ static void on_progress(void *arg, const struct migr_progress *p)
         q->queued = n;
 }
 
-static void run_rep(const struct opts *o, int wi, int ti, int seq, struct rep_result *res)
+static void run_rep(const struct opts *o, int wi, int ti, int ci, int seq, struct rep_result *res)
 {
     char listen_url[128], bound[300];
     struct migr_vm_config cfg = {.mem_bytes = o->mem, .nvcpus = 1};
@@ -299,6 +309,9 @@ static void run_rep(const struct opts *o, int wi, int ti, int seq, struct rep_re
     }
     struct migr_send_params p;
     migr_send_params_defaults(&p);
+    p.compress = o->compress[ci];
+    p.compress_threads = o->threads;
+    p.link_mbps = o->link_mbps;
     struct queue_probe qp = {.fd = t->fd, .queued = -1};
     p.progress = on_progress;
     p.progress_arg = &qp;
@@ -352,7 +365,7 @@ static const char *const metric_names[M_COUNT] = {
 };
 
 struct row {
-    int wi, ti, nok, nconv;
+    int wi, ti, ci, nok, nconv;
     double med[M_COUNT];
 };
 
@@ -414,8 +427,8 @@ static int write_json(const struct opts *o, const struct machine *m, const struc
             sysconf(_SC_NPROCESSORS_ONLN));
     json_str(f, u.release);
     fprintf(f, "},\n\"params\":{\"mem_bytes\":%llu,\"reps\":%d,\"quick\":%s,\"vcpus\":1,"
-               "\"downtime_target_ms\":300,\"warmup_ms\":%d},\n",
-            (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS);
+               "\"downtime_target_ms\":300,\"warmup_ms\":%d,\"compress_threads\":%u,\"link_mbps\":%u},\n",
+            (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS, o->threads, o->link_mbps);
     fprintf(f, "\"machine\":{\"memcpy_mbps\":%.1f,\"crc32c_mbps\":%.1f,\"populate_mbps\":%.1f,"
                "\"unix_stream_mbps\":%.1f,"
                "\"tcp_stream_mbps\":%.1f,\"buffer_bytes\":%llu,\"stream_bytes\":%llu,"
@@ -426,10 +439,12 @@ static int write_json(const struct opts *o, const struct machine *m, const struc
             (unsigned long long)m->stream_bytes, STREAM_WRITE, m->runs, m->others_limits, m->others_run);
     for (int i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
-        fprintf(f, "{\"name\":\"%s/%s\",\"workload\":\"%s\",\"workload_spec\":\"%s\",\"transport\":\"%s\","
-                   "\"status\":\"%s\",\"reps\":%d,\"verified_reps\":%d,\"converged_reps\":%d,\"median\":{",
-                workloads[r->wi].name, transports[r->ti].name, workloads[r->wi].name, workloads[r->wi].spec,
-                transports[r->ti].name, r->nok == o->reps ? "ok" : "FAIL", o->reps, r->nok, r->nconv);
+        fprintf(f, "{\"name\":\"%s/%s/%s\",\"workload\":\"%s\",\"workload_spec\":\"%s\",\"transport\":\"%s\","
+                   "\"compress\":\"%s\",\"status\":\"%s\",\"reps\":%d,\"verified_reps\":%d,\"converged_reps\":%d,"
+                   "\"median\":{",
+                workloads[r->wi].name, transports[r->ti].name, o->compress[r->ci], workloads[r->wi].name,
+                workloads[r->wi].spec, transports[r->ti].name, o->compress[r->ci], r->nok == o->reps ? "ok" : "FAIL",
+                o->reps, r->nok, r->nconv);
         for (int k = 0; k < M_COUNT; k++)
             fprintf(f, "%s\"%s\":%.3f", k ? "," : "", metric_names[k], r->med[k]);
         fprintf(f, "},\n \"runs\":[");
@@ -459,6 +474,11 @@ static void usage(FILE *f)
             "  --quick       --mem 256M --reps 1 (explicit --mem/--reps still win)\n"
             "  --json PATH   results file (default bench/results/migrate.json)\n"
             "  --only TEXT   run only configurations whose name (e.g. dirty64M/unix) contains TEXT\n"
+            "  --compress LIST  page codecs, comma-separated rows (none,zero,xbzrle,lz4,zlib,zstd,auto;\n"
+            "                default auto)\n"
+            "  --compress-threads N  encoding threads (default 0: the engine's choice); MIGR_RECV_THREADS\n"
+            "                for the decoders\n"
+            "  --link-mbps N auto policy: assume an N MB/s link instead of measuring it (no throttling)\n"
             "  -h, --help    this text\n"
             "Exit: 0 every migration verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.\n");
 }
@@ -469,11 +489,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"mem", required_argument, NULL, 'm'}, {"reps", required_argument, NULL, 'r'},
         {"quick", no_argument, NULL, 'q'},     {"json", required_argument, NULL, 'j'},
         {"only", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
+        {"compress", required_argument, NULL, 'c'}, {"compress-threads", required_argument, NULL, 't'},
+        {"link-mbps", required_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
     uint64_t mem = 0;
     int reps = 0, c;
-    *o = (struct opts){.mem = 1ull << 30, .reps = 3, .json = "bench/results/migrate.json"};
+    *o = (struct opts){.mem = 1ull << 30, .reps = 3, .json = "bench/results/migrate.json", .threads = 0,
+                       .compress = {"auto"}, .ncompress = 1};
+    static char clist[256];
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case 'm':
@@ -501,6 +525,38 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'o':
             o->only = optarg;
             break;
+        case 'c': {
+            snprintf(clist, sizeof(clist), "%s", optarg);
+            o->ncompress = 0;
+            char *save = NULL;
+            for (char *tok = strtok_r(clist, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                char key[64];
+                snprintf(key, sizeof(key), ",%.40s,", tok);
+                if (o->ncompress == NC_MAX || !strstr(",none,zero,xbzrle,lz4,zlib,zstd,auto,", key)) {
+                    fprintf(stderr, "bench_migrate: --compress %s: need up to %d of none,zero,xbzrle,lz4,zlib,"
+                                    "zstd,auto\n", optarg, NC_MAX);
+                    return -1;
+                }
+                o->compress[o->ncompress++] = tok;
+            }
+            if (!o->ncompress)
+                return -1;
+            break;
+        }
+        case 't': case 'l': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > (c == 't' ? 16 : 1000000)) {
+                fprintf(stderr, "bench_migrate: --%s %s: out of range\n", c == 't' ? "compress-threads" : "link-mbps",
+                        optarg);
+                return -1;
+            }
+            if (c == 't')
+                o->threads = (uint32_t)v;
+            else
+                o->link_mbps = (uint32_t)v;
+            break;
+        }
         case 'h':
             usage(stdout);
             exit(0);
@@ -573,11 +629,12 @@ int main(int argc, char **argv)
            m.memcpy_mbps > 0 ? 100 * m.unix_mbps / m.memcpy_mbps : 0, m.tcp_mbps,
            m.memcpy_mbps > 0 ? 100 * m.tcp_mbps / m.memcpy_mbps : 0);
 
-    static struct row rows[NW * NT];
-    static struct rep_result reps[NW * NT][64];
+    static struct row rows[NW * NT * NC_MAX];
+    static struct rep_result reps[NW * NT * NC_MAX][64];
     int nrows = 0, failed = 0, seq = 0;
     for (int wi = 0; wi < NW; wi++) {
         for (int ti = 0; ti < NT; ti++) {
+          for (int ci = 0; ci < o.ncompress; ci++) {
             char cname[32];
             snprintf(cname, sizeof(cname), "%s/%s", workloads[wi].name, transports[ti].name);
             if (o.only && !strstr(cname, o.only))
@@ -586,9 +643,10 @@ int main(int argc, char **argv)
             double v[M_COUNT][64];
             r->wi = wi;
             r->ti = ti;
+            r->ci = ci;
             for (int k = 0; k < o.reps; k++) {
                 struct rep_result *x = &reps[nrows - 1][k];
-                run_rep(&o, wi, ti, seq++, x);
+                run_rep(&o, wi, ti, ci, seq++, x);
                 if (!x->ok) {
                     fprintf(stderr, "FAIL %s/%s rep %d: %s\n", workloads[wi].name, transports[ti].name, k + 1,
                             x->why);
@@ -604,36 +662,63 @@ int main(int argc, char **argv)
             for (int j = 0; j < M_COUNT; j++)
                 r->med[j] = median(v[j], r->nok);
             failed += r->nok != o.reps;
-            fprintf(stderr, "  %s/%s: %d/%d verified\n", workloads[wi].name, transports[ti].name, r->nok,
-                    o.reps);
+            fprintf(stderr, "  %s/%s/%s: %d/%d verified\n", workloads[wi].name, transports[ti].name,
+                    o.compress[ci], r->nok, o.reps);
+          }
         }
     }
 
     printf("migrations (median of %d; MB = 10^6 bytes; %%cpy = share of memcpy bandwidth, "
            "%%link = of the raw stream)\n", o.reps);
-    printf("%-15s %-6s %9s %8s %8s %6s %5s %9s %6s %6s %9s %6s\n", "config", "status", "total ms", "down ms",
+    printf("%-22s %-6s %9s %8s %8s %6s %5s %9s %6s %6s %9s %6s\n", "config", "status", "total ms", "down ms",
            "sent MB", "rounds", "conv", "1st MB/s", "%cpy", "%link", "all MB/s", "%cpy");
     for (int i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
         char name[32], conv[16];
-        snprintf(name, sizeof(name), "%s/%s", workloads[r->wi].name, transports[r->ti].name);
+        snprintf(name, sizeof(name), "%s/%s/%s", workloads[r->wi].name, transports[r->ti].name, o.compress[r->ci]);
         snprintf(conv, sizeof(conv), "%d/%d", r->nconv, r->nok);
-        printf("%-15s %-6s %9.1f %8.1f %8.1f %6.0f %5s %9.0f %5.1f%% %5.1f%% %9.0f %5.1f%%\n", name,
+        printf("%-22s %-6s %9.1f %8.1f %8.1f %6.0f %5s %9.0f %5.1f%% %5.1f%% %9.0f %5.1f%%\n", name,
                r->nok == o.reps ? "ok" : "FAIL", r->med[M_TOTAL], r->med[M_DOWN], r->med[M_BYTES] / 1e6,
                r->med[M_ROUNDS], conv, r->med[M_FIRST], r->med[M_FIRST_PCT], r->med[M_FIRST_LINK], r->med[M_ALL],
                r->med[M_ALL_PCT]);
     }
     printf("\nguest page writes per second (median): before migration, on the source while it was "
            "migrated, on the destination in the first %d ms\n", AFTER_MS);
-    printf("%-15s %9s %9s %9s %10s %9s %10s %7s\n", "config", "before", "during", "after", "dst down",
+    printf("%-22s %9s %9s %9s %10s %9s %10s %7s\n", "config", "before", "during", "after", "dst down",
            "queued MB", "verify ms", "others");
     for (int i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
         char name[32];
-        snprintf(name, sizeof(name), "%s/%s", workloads[r->wi].name, transports[r->ti].name);
-        printf("%-15s %9.0f %9.0f %9.0f %7.1f ms %9.1f %10.0f %7.2f\n", name, r->med[M_WPS_BEFORE],
+        snprintf(name, sizeof(name), "%s/%s/%s", workloads[r->wi].name, transports[r->ti].name, o.compress[r->ci]);
+        printf("%-22s %9.0f %9.0f %9.0f %7.1f ms %9.1f %10.0f %7.2f\n", name, r->med[M_WPS_BEFORE],
                r->med[M_WPS_DURING], r->med[M_WPS_AFTER], r->med[M_DST_DOWN], r->med[M_QUEUED] / 1e6,
                r->med[M_VERIFY], r->med[M_OTHERS]);
+    }
+    if (o.ncompress > 1) {
+        printf("\npage codecs (median bytes on the wire; x = fewer bytes than the row with --compress none, same\n"
+               "workload and transport; codec pages and CPU from the source's summary of the first repetition)\n");
+        printf("%-22s %9s %8s %9s %8s %8s %8s %8s %8s %9s\n", "config", "sent MB", "vs none", "total ms", "raw",
+               "zero", "xbzrle", "lz4", "zstd", "enc cpu ms");
+        for (int i = 0; i < nrows; i++) {
+            const struct row *r = &rows[i];
+            double none = 0;
+            for (int j = 0; j < nrows; j++)
+                if (rows[j].wi == r->wi && rows[j].ti == r->ti && !strcmp(o.compress[rows[j].ci], "none"))
+                    none = rows[j].med[M_BYTES];
+            const struct migr_stats *s = &reps[i][0].st;
+            double cpu = 0;
+            for (int k = 0; k < MIGR_STATS_ENCS; k++)
+                cpu += (double)s->codec[k].cpu_ns / 1e6;
+            char name[40], vs[16];
+            snprintf(name, sizeof(name), "%s/%s/%s", workloads[r->wi].name, transports[r->ti].name,
+                     o.compress[r->ci]);
+            snprintf(vs, sizeof(vs), none > 0 && r->med[M_BYTES] > 0 ? "%.2fx" : "-", none / r->med[M_BYTES]);
+            printf("%-22s %9.1f %8s %9.1f %8llu %8llu %8llu %8llu %8llu %9.0f\n", name, r->med[M_BYTES] / 1e6, vs,
+                   r->med[M_TOTAL], (unsigned long long)s->codec[MIGR_ENC_RAW].pages,
+                   (unsigned long long)s->codec[MIGR_ENC_ZERO].pages, (unsigned long long)s->codec[MIGR_ENC_XBZRLE].pages,
+                   (unsigned long long)s->codec[MIGR_ENC_LZ4].pages, (unsigned long long)s->codec[MIGR_ENC_ZSTD].pages,
+                   cpu);
+        }
     }
     struct cpu_mark run1;
     cpu_mark(&run1, 0);

@@ -404,8 +404,49 @@ def plot_copy(path, out, plt):
     print(f"plot: wrote {out}")
 
 
+def plot_compress_e2e(path, out, plt):
+    with open(path) as f:
+        d = json.load(f)
+    rows = d.get("rows", [])
+    if not rows:
+        print(f"plot: {path} has no rows; skipped")
+        return
+    none = {}
+    for r in rows:
+        if r.get("compress") == "none":
+            none[(r["workload"], r["transport"])] = r["median"]["bytes_sent"]
+    names = [r["name"] + ("" if r["status"] == "ok" else "\n(FAIL)") for r in rows]
+    mb = [r["median"]["bytes_sent"] / 1e6 for r in rows]
+    ratio = [none.get((r["workload"], r["transport"]), 0) / r["median"]["bytes_sent"]
+             if r["median"]["bytes_sent"] else 0 for r in rows]
+    total = [r["median"]["total_ms"] for r in rows]
+    x = list(range(len(rows)))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(7, 1.2 * len(rows)), 7), sharex=True)
+    bars = ax1.bar(x, mb, 0.5)
+    for b, q in zip(bars, ratio):
+        ax1.annotate(f"{b.get_height():.0f} MB\n{q:.2f}x" if q else f"{b.get_height():.0f} MB",
+                     (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=7)
+    ax1.set_ylabel("bytes on the wire (MB)\nx = fewer than none")
+    ax1.set_title(f"page codecs end to end, {d['params']['mem_bytes'] >> 20} MiB guest, medians of "
+                  f"{d['params']['reps']}", fontsize=10)
+    bars = ax2.bar(x, total, 0.5, color="tab:orange")
+    _annotate(ax2, bars)
+    ax2.set_ylabel("total ms")
+    ax2.set_yscale("log")
+    ax2.set_xticks(x)
+    ax2.set_xticklabels(names, fontsize=7, rotation=20)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"plot: wrote {out}")
+
+
+PLOTTERS = {"migrate.json": plot_migrate, "compress_e2e.json": plot_compress_e2e, "postcopy.json": plot_postcopy, "handover.json": plot_handover}
+
+
 PLOTTERS = {"migrate.json": plot_migrate, "postcopy.json": plot_postcopy, "handover.json": plot_handover,
-            "dirty.json": plot_dirty, "copy.json": plot_copy}
+            "dirty.json": plot_dirty, "copy.json": plot_copy,
+            "compress_e2e.json": plot_compress_e2e}
 
 
 def main():

@@ -14,6 +14,7 @@ void usage_send(FILE *f)
             "usage: migr send --ctl PATH | --group NAME --to URL [--mode MODE] [--postcopy-after N] [--prepage N]\n"
             "                 [--max-bandwidth R] [--adaptive [--min-bandwidth R]]\n"
             "                 [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
+            "                 [--compress CODEC] [--compress-level N] [--xbzrle-cache MiB] [--compress-threads N]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
             "`migr recv` listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all\n"
@@ -52,6 +53,15 @@ void usage_send(FILE *f)
             "  --max-rounds N     pre-copy rounds at most (default 30)\n"
             "  --dirty NAME       dirty tracker (default auto: kvm-bitmap for kvm, pagemap-scan for proc;\n"
             "                     also uffd-wp, soft-dirty, mprotect)\n"
+            "  --compress CODEC   page codec of the pre-copy rounds: none (every page raw), zero (zero\n"
+            "                     pages as runs, the rest raw), xbzrle (deltas against the pages the\n"
+            "                     destination has, from round 2), lz4, zlib, zstd, or auto (default:\n"
+            "                     per page zero / delta / lz4 / zstd / raw, whichever costs least at\n"
+            "                     the measured link rate; docs/compress.md)\n"
+            "  --compress-level N lz4 (-65537..12), zlib (1..9) or zstd level (auto: zstd's); 0 = default\n"
+            "  --xbzrle-cache MiB sender's cache of pages for deltas (default 64; 0 = no deltas)\n"
+            "  --compress-threads N  encoding threads (default 2 with 2+ CPUs, else 1; the destination's\n"
+            "                     decoders: the MIGR_RECV_THREADS environment variable of migr recv)\n"
             "  --json             print the summary as one JSON object on the last line of stdout\n");
 }
 
@@ -123,7 +133,11 @@ int cmd_send(int argc, char **argv)
         {"handover", no_argument, 0, 'H'}, {"mode", required_argument, 0, 'M'},
         {"postcopy-after", required_argument, 0, 'P'},
         {"prepage", required_argument, 0, 'p'}, {"max-bandwidth", required_argument, 0, 'B'},
-        {"adaptive", no_argument, 0, 'A'}, {"min-bandwidth", required_argument, 0, 'm'}, {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
+        {"adaptive", no_argument, 0, 'A'}, {"min-bandwidth", required_argument, 0, 'm'},
+        {"group", required_argument, 0, 'g'},
+        {"compress", required_argument, 0, 1000}, {"compress-level", required_argument, 0, 1001},
+        {"xbzrle-cache", required_argument, 0, 1002}, {"compress-threads", required_argument, 0, 1003},
+        {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     long downtime = 300, rounds = 30;
@@ -172,6 +186,12 @@ int cmd_send(int argc, char **argv)
             if (append_setting(extra, sizeof(extra), "adaptive_bw", "1") < 0)
                 return cli_bad_args(self, "too many settings");
             break;
+        case 1000: case 1001: case 1002: case 1003: { /* checked by the VMM (cli/migrate_opts.c) */
+            static const char *const keys[] = {"compress", "compress-level", "xbzrle-cache", "compress-threads"};
+            if (append_setting(extra, sizeof(extra), keys[o - 1000], optarg) < 0)
+                return cli_bad_args(self, "--%s: empty or too long", keys[o - 1000]);
+            break;
+        }
         case 'd':
             downtime = strtol(optarg, &end, 10);
             if (*end || downtime < 1 || downtime > 600000)

@@ -39,6 +39,54 @@ static int set_adaptive(struct migr_send_params *p, const char *v)
     return 0;
 }
 
+static int set_compress(struct migr_send_params *p, const char *v)
+{
+    static const char *const names[] = {"none", "zero", "xbzrle", "lz4", "zlib", "zstd", "auto"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(v, names[i]) == 0) {
+            p->compress = names[i];
+            return 0;
+        }
+    return -1;
+}
+
+static int set_int(const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < lo || n > hi)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int set_compress_level(struct migr_send_params *p, const char *v)
+{
+    long n;
+    if (set_int(v, -65537, 22, &n) < 0) /* each codec checks its own range (codec.h) */
+        return -1;
+    p->compress_level = (int)n;
+    return 0;
+}
+
+static int set_xbzrle_cache(struct migr_send_params *p, const char *v)
+{
+    long n;
+    if (set_int(v, 0, 65536, &n) < 0)
+        return -1;
+    p->xbzrle_cache_mib = (uint32_t)n;
+    return 0;
+}
+
+static int set_compress_threads(struct migr_send_params *p, const char *v)
+{
+    long n;
+    if (set_int(v, 1, 16, &n) < 0)
+        return -1;
+    p->compress_threads = (uint32_t)n;
+    return 0;
+}
+
 static const struct {
     const char *key;
     int (*set)(struct migr_send_params *p, const char *v);
@@ -48,6 +96,10 @@ static const struct {
     {"max_bandwidth", set_max_bw, "bytes per second (K, M, G suffixes)"},
     {"min_bandwidth", set_min_bw, "bytes per second above 0 (K, M, G suffixes)"},
     {"adaptive_bw", set_adaptive, "0 or 1"},
+    {"compress", set_compress, "none, zero, xbzrle, lz4, zlib, zstd or auto"},
+    {"compress-level", set_compress_level, "a codec level (lz4 -65537..12, zstd up to 22, zlib 1..9)"},
+    {"xbzrle-cache", set_xbzrle_cache, "0..65536 MiB"},
+    {"compress-threads", set_compress_threads, "1..16 threads"},
 };
 
 int cli_migrate_option(struct migr_send_params *p, const char *token, char *err, size_t cap)

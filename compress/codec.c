@@ -1,5 +1,5 @@
-/* compress: the codecs of this build, by wire encoding (format.h MIGR_ENC_*
- * and the proposed codec.h MIGR_CODEC_ENC_*), by name, and their levels. */
+/* compress: the codecs of this build, by wire encoding (format.h MIGR_ENC_*,
+ * which codec.h also names MIGR_CODEC_ENC_*), by name, and their levels. */
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>

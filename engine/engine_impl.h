@@ -31,6 +31,7 @@ struct sender {
     bool in_postcopy;             /* cancel is handled by the post-copy protocol, not by flush */
     bool took_back;               /* cancellable post-copy failed or was cancelled: the
                                      destination's last checkpoint is loaded here */
+    struct encoder *enc;          /* pre-copy page codec stage (engine/encode.c), NULL = RAW/ZERO */
 };
 
 int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
@@ -59,12 +60,15 @@ struct receiver {
     size_t state_len;
     struct iovec iov[1024];
     uint32_t raw_idx[MIGR_BATCH_MAX];
+    uint8_t *raw_slot[MIGR_BATCH_MAX];     /* codec entries: where their bulk goes (else NULL) */
+    uint32_t raw_len[MIGR_BATCH_MAX];
     bool can_populate;
     bool handover;                /* RAM arrives as memfds: no pages on the wire */
     bool postcopy;                /* mode postcopy or hybrid */
     bool cancellable;             /* ... and the source can take the guest back */
     uint64_t *alloc;              /* page was written with data at some point (may be allocated) */
     struct postcopy_dst *pc;
+    struct decoder *dec;          /* PAGES with codec entries (engine/decode.c) */
 };
 
 /* Post-copy, destination side (postcopy_recv.c). prepare: at SWITCHOVER,

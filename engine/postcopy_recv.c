@@ -443,6 +443,9 @@ static int place_pages(struct receiver *r, const struct migr_rec_hdr *h)
     struct migr_page_entry e;
     for (uint32_t i = 0; i < count; i++) {
         migr_page_entry_decode(r->meta, i, &e);
+        if (e.enc != MIGR_ENC_RAW && e.enc != MIGR_ENC_ZERO) /* the post-copy phase is RAW/ZERO only */
+            return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: %s page in the post-copy phase",
+                               (unsigned long long)r->seq, i, migr_page_enc_name(e.enc));
         int64_t idx = migr_hv_pfn_index(r->hv, e.pfn);
         uint64_t n = e.enc == MIGR_ENC_ZERO ? e.len : 1;
         if (idx < 0 || migr_hv_pfn_index(r->hv, e.pfn + n - 1) != idx + (int64_t)n - 1)

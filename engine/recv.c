@@ -20,6 +20,7 @@
 #include "migr/engine.h"
 #include "migr/record.h"
 #include "engine/engine_impl.h"
+#include "engine/stage.h"
 
 
 static int rec_err(struct receiver *r, int err, const char *type, const char *fmt, ...)
@@ -102,25 +103,37 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
                 migr_bit_clear(r->torn, k);
             }
             r->st->zero_pages += e->len;
+            r->st->codec[MIGR_ENC_ZERO].pages += e->len;
             r->st->pages_sent += e->len;
             continue;
         }
-        /* RAW: the decoder has checked len == page size */
+        /* RAW (the decoder has checked len == page size) or a codec's payload */
+        uint8_t *slot = NULL;
+        if ((err = engine_decode_note(r, i, e, (uint64_t)idx, &slot)) < 0)
+            return err;
+        r->raw_slot[nraw] = slot;
+        r->raw_len[nraw] = e->len;
         r->raw_idx[nraw++] = (uint32_t)idx;
     }
     populate(r, nraw);
     for (uint32_t i = 0; i < nraw; i++) {
-        r->iov[niov++] = (struct iovec){.iov_base = migr_hv_page(hv, r->raw_idx[i]), .iov_len = MIGR_PAGE_SIZE};
+        r->iov[niov++] = r->raw_slot[i] ? (struct iovec){.iov_base = r->raw_slot[i], .iov_len = r->raw_len[i]}
+                                        : (struct iovec){.iov_base = migr_hv_page(hv, r->raw_idx[i]),
+                                                         .iov_len = MIGR_PAGE_SIZE};
         if (niov == (int)MIGR_ARRAY_SIZE(r->iov) || i + 1 == nraw) {
             if ((err = read_iov(r, niov)) < 0)
                 return err;
             niov = 0;
         }
     }
+    if ((err = engine_decode_run(r)) < 0) /* codec entries: decode, CRC, mark received */
+        return err;
     /* Second pass: CRC of what landed. */
     uint32_t k = 0;
     for (uint32_t i = 0; i < count; i++) {
         migr_page_entry_decode(r->meta, i, e);
+        if (e->enc != MIGR_ENC_ZERO && e->enc != MIGR_ENC_RAW)
+            k++;
         if (e->enc != MIGR_ENC_RAW)
             continue;
         uint64_t idx = r->raw_idx[k++];
@@ -134,6 +147,8 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
             migr_bit_clear(r->torn, idx);
         }
         r->st->raw_pages++;
+        r->st->codec[MIGR_ENC_RAW].pages++;
+        r->st->codec[MIGR_ENC_RAW].bytes_out += MIGR_PAGE_SIZE;
         r->st->pages_sent++;
     }
     return 0;
@@ -377,6 +392,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
     st->bytes_sent = t->bytes_recv;
     engine_account(st, t, cpu0);
     *out = r->hv;
+    engine_decoder_destroy(r);
     free(r->meta);
     free(r->received);
     free(r->torn);
@@ -394,6 +410,7 @@ fail:
     if (r) {
         if (r->pc)
             engine_postcopy_finish(r);
+        engine_decoder_destroy(r);
         migr_hv_destroy(r->hv);
         free(r->meta);
         free(r->received);

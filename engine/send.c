@@ -26,6 +26,7 @@
 #include "migr/dirty.h"
 #include "migr/record.h"
 #include "engine/engine_impl.h"
+#include "engine/stage.h"
 
 void migr_send_params_defaults(struct migr_send_params *p)
 {
@@ -35,6 +36,9 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->tracker = "auto";
     p->postcopy_after = -1;
     p->prepage = 8;
+    p->compress = "auto";
+    p->xbzrle_cache_mib = 64;
+    p->compress_threads = 0; /* the engine picks: 2 with 2+ CPUs online (docs/compress.md) */
     p->min_bandwidth = 64ull << 20;
 }
 
@@ -142,13 +146,15 @@ static int send_pages(struct sender *s, const uint64_t *bm, uint64_t total, cons
                     continue;
             }
             done++;
-            if ((err = engine_add_page(s, g->host + i * MIGR_PAGE_SIZE, pfn0 + i)) < 0)
+            err = s->enc ? engine_encode_page(s, g->host + i * MIGR_PAGE_SIZE, pfn0 + i)
+                         : engine_add_page(s, g->host + i * MIGR_PAGE_SIZE, pfn0 + i);
+            if (err < 0)
                 return err;
             if (err > 0)
                 engine_progress(s, phase, done, total, false);
         }
     }
-    if ((err = engine_flush(s)) < 0)
+    if ((s->enc && (err = engine_encode_flush(s)) < 0) || (err = engine_flush(s)) < 0)
         return err;
     engine_progress(s, phase, done, total, true);
     return 0;
@@ -350,7 +356,8 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         st->converged = true; /* nothing to converge: no page is copied */
         goto pause;
     }
-    if ((err = migr_dirty_open(p->tracker, hv, &d)) < 0 || (err = migr_dirty_start(d)) < 0)
+    if ((err = engine_encoder_create(s)) < 0 ||
+        (err = migr_dirty_open(p->tracker, hv, &d)) < 0 || (err = migr_dirty_start(d)) < 0)
         goto fail;
     snprintf(st->tracker, sizeof(st->tracker), "%s", d->ops->name);
     st->setup_ns = migr_now_ns() - s->t0;
@@ -478,6 +485,7 @@ state:;
     st->total_ns = migr_now_ns() - s->t0;
     st->bytes_sent = t->bytes_sent;
     engine_account(st, t, cpu0);
+    engine_encoder_destroy(s);
     migr_dirty_close(d);
     free(blob);
     free(bm);
@@ -537,6 +545,8 @@ fail:
         st->bytes_sent = t->bytes_sent;
         engine_account(st, t, cpu0);
     }
+    if (s)
+        engine_encoder_destroy(s);
     free(blob);
     free(bm);
     free(s);

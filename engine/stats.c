@@ -47,6 +47,24 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
     OUT("\"max_bandwidth\":%llu,\"adaptive_bw\":%s,\"engine_cpu_ms\":%.3f,\"io_cpu_ms\":%.3f,"
         "\"rate_wait_ms\":%.3f,", (unsigned long long)st->max_bandwidth, st->adaptive_bw ? "true" : "false",
         ms(st->engine_cpu_ns), ms(st->io_cpu_ns), ms(st->rate_wait_ns));
+    /* page codecs: per wire encoding, pages, payload bytes, CPU time (encode or decode) */
+    static const char *const encs[MIGR_STATS_ENCS] = {"raw", "zero", "xbzrle", "lz4", "zstd", "zlib"};
+    uint64_t before = 0, after = 0;
+    OUT("\"compress\":\"%s\",\"compress_threads\":%u,\"codecs\":{", st->compress, st->compress_threads);
+    for (int k = 0; k < MIGR_STATS_ENCS; k++) {
+        const struct migr_codec_stats *c = &st->codec[k];
+        before += c->pages * 4096;
+        after += c->bytes_out;
+        OUT("%s\"%s\":{\"pages\":%llu,\"bytes\":%llu,\"cpu_ms\":%.3f}", k ? "," : "", encs[k],
+            (unsigned long long)c->pages, (unsigned long long)c->bytes_out, ms(c->cpu_ns));
+    }
+    OUT("},\"page_bytes_before\":%llu,\"page_bytes_after\":%llu,\"bytes_saved\":%llu,\"unchanged_pages\":%llu,",
+        (unsigned long long)before, (unsigned long long)after,
+        (unsigned long long)(before + st->unchanged_pages * 4096 - after), (unsigned long long)st->unchanged_pages);
+    OUT("\"cache_lookups\":%llu,\"cache_hits\":%llu,\"cache_hit_rate\":%.4f,\"probes\":%llu,\"link_mbps\":%.1f,",
+        (unsigned long long)st->cache_lookups, (unsigned long long)st->cache_hits,
+        st->cache_lookups ? (double)st->cache_hits / (double)st->cache_lookups : 0.0,
+        (unsigned long long)st->probes, st->link_mbps);
     OUT("\"round_stats\":[");
     for (uint32_t i = 0; i < st->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)
         OUT("%s{\"round\":%u,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"dirty_after\":%llu,\"rate\":%llu}",

@@ -7,6 +7,7 @@ command -v clang >/dev/null || { echo "SKIP: clang (libFuzzer) not installed"; e
 BUILD=${BUILD:-build}
 out=$BUILD/fuzz
 mkdir -p "$out/corpus"
+cp tests/fuzz/corpus_record/* "$out/corpus/" 2>/dev/null  # seeds: streams with every page encoding
 srcs=$(ls common/*.c transfer/*.c)
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
         -Iinclude -I. tests/fuzz/fuzz_record.c $srcs -o "$out/fuzz_record" 2>"$out/build.log"; then

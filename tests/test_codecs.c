@@ -70,6 +70,8 @@ static void test_lookup(void)
     T_ASSERT(!migr_codec_by_name("lzo") && !migr_codec_by_name(NULL));
     T_ASSERT(!migr_codec_for_enc(6) && !migr_codec_for_enc(255));
     T_EQ(MIGR_CODEC_ENC_XBZRLE, 2);
+    T_EQ(MIGR_ENC_XBZRLE, 2);
+    T_EQ(MIGR_ENC_ZLIB, 5);
     T_EQ(MIGR_CODEC_ENC_LZ4, 3);
     T_EQ(MIGR_CODEC_ENC_ZSTD, 4);
     T_EQ(MIGR_CODEC_ENC_ZLIB, 5);

@@ -1,7 +1,10 @@
 /* Golden files (tests/golden/): encoded XBZRLE deltas checked byte for byte
  * against every encoder, and decoded back; one lz4, zstd and zlib payload
  * each, decoded (their encoders' exact bytes depend on the library version,
- * so only decoding is pinned). A format change shows up here.
+ * so only decoding is pinned); a sample stream with the codec page
+ * encodings of docs/format.md 1.3 (stream_pages_codecs.hex), made by the
+ * record and PAGES encoders and read back by the decoders. A format change
+ * shows up here.
  *
  * The inputs are made by this file alone (xorshift64 and a word list), so a
  * change elsewhere cannot move them. To rewrite the files after an
@@ -13,7 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/uio.h>
+
 #include "migr/codec.h"
+#include "migr/crc32c.h"
+#include "migr/format.h"
+#include "migr/record.h"
+#include "migr/transport.h"
 #include "migr/xbzrle.h"
 #include "testlib.h"
 
@@ -238,11 +247,113 @@ static void test_codec_golden(int update)
     }
 }
 
+/* An in-memory transport: sends append to buf, receives read from it. */
+struct memt {
+    struct migr_transport t;
+    uint8_t buf[16384];
+    size_t len, pos;
+};
+
+static int memt_sendv(struct migr_transport *t, const struct iovec *iov, int n)
+{
+    struct memt *m = (struct memt *)t;
+    for (int i = 0; i < n; i++) {
+        if (m->len + iov[i].iov_len > sizeof(m->buf))
+            return -ENOSPC;
+        if (iov[i].iov_len)
+            memcpy(m->buf + m->len, iov[i].iov_base, iov[i].iov_len);
+        m->len += iov[i].iov_len;
+    }
+    return 0;
+}
+
+static int memt_recvv(struct migr_transport *t, const struct iovec *iov, int n)
+{
+    struct memt *m = (struct memt *)t;
+    for (int i = 0; i < n; i++) {
+        if (m->pos + iov[i].iov_len > m->len)
+            return migr_errorf(EPIPE, "end of golden stream");
+        memcpy(iov[i].iov_base, m->buf + m->pos, iov[i].iov_len);
+        m->pos += iov[i].iov_len;
+    }
+    return 0;
+}
+
+static void memt_noop(struct migr_transport *t) { (void)t; }
+
+static const struct migr_transport_ops memt_ops = {
+    .name = "mem", .sendv = memt_sendv, .recvv = memt_recvv, .shutdown = memt_noop, .close = memt_noop,
+};
+
+/* preamble; PAGES round 2 {ZERO 0x10 x3, XBZRLE 0x20 (QEMU docs delta)};
+ * PAGES round 2 {LZ4 0x21 (the lz4 golden payload)} */
+static void test_stream_golden(int update)
+{
+    static struct memt m;
+    static _Alignas(64) uint8_t o[PS], n[PS], page[PS], delta[PS], lz[PS], gold[sizeof(m.buf)];
+    uint8_t meta[MIGR_PAGES_FIXED + 2 * MIGR_PAGE_ENTRY_SIZE];
+    memset(&m, 0, sizeof(m));
+    m.t.ops = &memt_ops;
+    m.t.fd = -1;
+    mk_docs(o, n, PS, 0);
+    int dlen = migr_xbzrle_encode(o, n, PS, delta, PS);
+    int lzlen = read_hex("lz4_text.hex", lz, PS);
+    text_page(page, PS, 4242);
+    T_ASSERT(dlen == 24 && lzlen > 0);
+    struct migr_page_entry e[2] = {
+        {.pfn = 0x10, .enc = MIGR_ENC_ZERO, .len = 3},
+        {.pfn = 0x20, .enc = MIGR_ENC_XBZRLE, .len = (uint32_t)dlen, .crc = migr_crc32c(0, n, PS)},
+    };
+    struct iovec iv = {delta, (size_t)dlen};
+    T_OK(migr_preamble_send(&m.t));
+    int len = migr_pages_encode(2, e, 2, meta, sizeof(meta));
+    T_EQ(len, MIGR_PAGES_FIXED + 2 * MIGR_PAGE_ENTRY_SIZE);
+    T_OK(migr_rec_send(&m.t, MIGR_REC_PAGES, meta, (uint32_t)len, &iv, 1));
+    struct migr_page_entry l = {.pfn = 0x21, .enc = MIGR_ENC_LZ4, .len = (uint32_t)lzlen,
+                                .crc = migr_crc32c(0, page, PS)};
+    struct iovec lv = {lz, (size_t)lzlen};
+    len = migr_pages_encode(2, &l, 1, meta, sizeof(meta));
+    T_OK(migr_rec_send(&m.t, MIGR_REC_PAGES, meta, (uint32_t)len, &lv, 1));
+    if (update) {
+        write_hex("stream_pages_codecs.hex", "stream: preamble, PAGES{ZERO x3, XBZRLE}, PAGES{LZ4} (format.md 1.3)",
+                  m.buf, (int)m.len);
+        return;
+    }
+    int glen = read_hex("stream_pages_codecs.hex", gold, (int)sizeof(gold));
+    if (glen != (int)m.len || memcmp(gold, m.buf, m.len))
+        T_FAIL("stream_pages_codecs.hex: the encoders' stream (%zu bytes) differs from the golden file (%d bytes)",
+               m.len, glen);
+    /* read it back like a receiver */
+    uint64_t seq = 0;
+    struct migr_rec_hdr h;
+    uint32_t round, count;
+    static uint8_t rmeta[4096], bulk[PS];
+    T_OK(migr_preamble_recv(&m.t));
+    for (int r = 0; r < 2; r++) {
+        T_OK(migr_rec_recv(&m.t, &seq, &h, rmeta, sizeof(rmeta)));
+        T_EQ(h.type, MIGR_REC_PAGES);
+        T_OK(migr_pages_decode_hdr(rmeta, h.meta_len, h.bulk_len, &round, &count));
+        T_EQ(round, 2);
+        T_OK(migr_transport_recv(&m.t, bulk, h.bulk_len));
+        struct migr_page_entry d;
+        T_OK(migr_page_entry_decode(rmeta, count - 1, &d));
+        uint8_t *target = r == 0 ? o : page;
+        if (r == 1)
+            memset(page, 0, PS);
+        const struct migr_codec_ops *ops = migr_codec_for_enc(d.enc);
+        T_ASSERT(ops && d.enc == (r == 0 ? MIGR_ENC_XBZRLE : MIGR_ENC_LZ4));
+        T_OK(ops->decode(bulk, d.len, target));
+        T_EQ(migr_crc32c(0, target, PS), d.crc);
+    }
+    T_ASSERT(memcmp(o, n, PS) == 0);
+}
+
 int main(void)
 {
     int update = getenv("MIGR_GOLDEN_UPDATE") && atoi(getenv("MIGR_GOLDEN_UPDATE"));
     test_xbzrle_golden(update);
     test_codec_golden(update);
+    test_stream_golden(update);
     if (update)
         printf("golden files written to %s/\n", dir());
     return 0;

@@ -198,7 +198,15 @@ static void test_pages(void)
     PAGES_BAD(migr_put_le32(b + 4, 0), "PAGES: count 0 out of range 1..4096");
     PAGES_BAD(migr_put_le32(b + 4, MIGR_BATCH_MAX + 1), "PAGES: count 4097 out of range 1..4096");
     PAGES_BAD(migr_put_le32(b + 4, 21), "expected 512 for 21 entries");
-    PAGES_BAD(ENT(17)[8] = 2, "PAGES: entry 17: unknown encoding 2");
+    PAGES_BAD(ENT(17)[8] = 6, "PAGES: entry 17: unknown encoding 6");
+    PAGES_BAD((ENT(17)[8] = MIGR_ENC_XBZRLE, migr_put_le32(ENT(17) + 12, 4096)),
+              "PAGES: entry 17: XBZRLE delta of 4096 bytes (at most 4095)");
+    PAGES_BAD((ENT(17)[8] = MIGR_ENC_LZ4, migr_put_le32(ENT(17) + 12, 0), bulk_ -= 4096),
+              "PAGES: entry 17: LZ4 payload of 0 bytes (expected 1..4095)");
+    PAGES_BAD((ENT(17)[8] = MIGR_ENC_ZSTD, migr_put_le32(ENT(17) + 12, 4096)),
+              "PAGES: entry 17: ZSTD payload of 4096 bytes");
+    PAGES_BAD((ENT(17)[8] = MIGR_ENC_ZLIB, migr_put_le32(ENT(17) + 12, 100)),
+              "PAGES: bulk length 81920 does not match the entries' data (77924 bytes)");
     PAGES_BAD(migr_put_le32(ENT(17) + 12, 100), "PAGES: entry 17: RAW length 100 (expected 4096)");
     PAGES_BAD(migr_put_le32(ENT(17) + 12, 0), "PAGES: entry 17: RAW length 0");
     PAGES_BAD((ENT(17)[8] = MIGR_ENC_ZERO, migr_put_le32(ENT(17) + 12, 0),

@@ -37,6 +37,18 @@ const char *migr_rec_type_name(unsigned type)
     return "UNKNOWN";
 }
 
+static const char *const enc_names[] = {
+    [MIGR_ENC_RAW] = "RAW", [MIGR_ENC_ZERO] = "ZERO", [MIGR_ENC_XBZRLE] = "XBZRLE",
+    [MIGR_ENC_LZ4] = "LZ4", [MIGR_ENC_ZSTD] = "ZSTD", [MIGR_ENC_ZLIB] = "ZLIB",
+};
+
+const char *migr_page_enc_name(unsigned enc)
+{
+    if (enc < MIGR_ARRAY_SIZE(enc_names) && enc_names[enc])
+        return enc_names[enc];
+    return "UNKNOWN";
+}
+
 static int no_space(const char *what, size_t cap, size_t need)
 {
     return migr_errorf(ENOSPC, "%s: buffer of %zu bytes too small (need %zu)", what, cap, need);
@@ -190,6 +202,16 @@ static int check_entry(const struct migr_page_entry *e, uint32_t i, int err)
         if (e->len - 1 > PFN_LIMIT - e->pfn)
             return migr_errorf(err, "PAGES: entry %u: ZERO run of %u pages from pfn 0x%llx "
                                "overflows", i, e->len, (unsigned long long)e->pfn);
+        break;
+    case MIGR_ENC_XBZRLE:
+        if (e->len >= MIGR_PAGE_SIZE)
+            return migr_errorf(err, "PAGES: entry %u: XBZRLE delta of %u bytes (at most %u)",
+                               i, e->len, MIGR_PAGE_SIZE - 1);
+        break;
+    default: /* LZ4, ZSTD, ZLIB: a payload shorter than the page */
+        if (e->len == 0 || e->len >= MIGR_PAGE_SIZE)
+            return migr_errorf(err, "PAGES: entry %u: %s payload of %u bytes (expected 1..%u)",
+                               i, migr_page_enc_name(e->enc), e->len, MIGR_PAGE_SIZE - 1);
         break;
     }
     return 0;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "migr/format.h"
 
 #define MIGR_CODEC_DECLINE 1   /* encode(): this codec does not pay for this page */
 
@@ -32,13 +33,12 @@ bool migr_page_is_zero(const void *page);
 extern const struct migr_codec_ops migr_codec_raw;
 extern const struct migr_codec_ops migr_codec_zero;
 
-/* Proposed wire encodings of the compressing codecs (docs/compress.md,
- * "Wire encodings"). Not yet in format.h: a version 1 stream still refuses
- * them until the engine adopts them, with these values, as MIGR_ENC_*. */
-#define MIGR_CODEC_ENC_XBZRLE 2u   /* delta against the receiver's copy (xbzrle.h) */
-#define MIGR_CODEC_ENC_LZ4 3u      /* one LZ4 block */
-#define MIGR_CODEC_ENC_ZSTD 4u     /* one zstd frame */
-#define MIGR_CODEC_ENC_ZLIB 5u     /* one zlib (RFC 1950) stream */
+/* Wire encodings of the compressing codecs: the MIGR_ENC_* values of
+ * format.h (docs/format.md revision 1.3, "Page Encodings"). */
+#define MIGR_CODEC_ENC_XBZRLE MIGR_ENC_XBZRLE   /* delta against the receiver's copy (xbzrle.h) */
+#define MIGR_CODEC_ENC_LZ4 MIGR_ENC_LZ4         /* one LZ4 block */
+#define MIGR_CODEC_ENC_ZSTD MIGR_ENC_ZSTD       /* one zstd frame */
+#define MIGR_CODEC_ENC_ZLIB MIGR_ENC_ZLIB       /* one zlib (RFC 1950) stream */
 
 /* Compressing codecs. encode() returns MIGR_CODEC_DECLINE when the result
  * would not be shorter than a page (xbzrle: not shorter than 3/4 page, or
@@ -77,5 +77,21 @@ int migr_codec_set_level(const char *name, int level);
 /*! Store the current level of "lz4", "zstd" or "zlib" in *level: 0, or
  *  -ENOENT for another name. */
 int migr_codec_get_level(const char *name, int *level);
+
+/* ---- GPU (CUDA; only in a `make GPU=1` build, compress/gpu/) ---- */
+
+/*! 0 if this build has CUDA and a device; else -ENOTSUP (no CUDA in the
+ *  build) or -ENODEV (no device), with a message. */
+int migr_gpu_available(void);
+
+/*! XBZRLE-encode count page pairs on the GPU: page i of old_pages and of
+ *  new_pages (MIGR_PAGE_SIZE bytes each, consecutive) into dst + i * dlen;
+ *  lens[i] = what migr_xbzrle_encode(old, new, 4096, dst, dlen) returns for
+ *  that pair (same bytes, same -1 cases). Synchronous. 0 or -errno. */
+int migr_gpu_xbzrle_encode(const uint8_t *old_pages, const uint8_t *new_pages, uint32_t count, uint8_t *dst,
+                           int dlen, int *lens);
+
+/*! zero[i] = 1 if page i of pages (consecutive) is all zero, else 0. 0 or -errno. */
+int migr_gpu_zero_pages(const uint8_t *pages, uint32_t count, uint8_t *zero);
 
 #endif

@@ -53,6 +53,20 @@ struct migr_send_params {
                                      each round at the previous round's dirty rate + min_bandwidth,
                                      capped by max_bandwidth; stop-and-copy at max_bandwidth */
     uint64_t min_bandwidth;       /* adaptive: first round's rate and the step (default 64 MiB/s) */
+    /* page codecs of the pre-copy rounds (docs/compress.md, "In the engine") */
+    const char *compress;         /* none|zero|xbzrle|lz4|zlib|zstd|auto (default auto) */
+    int compress_level;           /* lz4/zstd/zlib level; 0 = the codec's default */
+    uint32_t xbzrle_cache_mib;    /* sender's page cache for deltas (default 64; 0 = no deltas) */
+    uint32_t compress_threads;    /* encoding threads incl. the engine's, 1..16; 0 (default): 2 if 2+ CPUs */
+    uint32_t link_mbps;           /* auto policy: assume this link rate (MB/s) instead of measuring it */
+};
+
+/* Per wire encoding (index = MIGR_ENC_*), on either side of a migration. */
+#define MIGR_STATS_ENCS 6
+struct migr_codec_stats {
+    uint64_t pages;               /* pages carried in this encoding (a ZERO run counts each page) */
+    uint64_t bytes_out;           /* payload bytes on the wire (RAW: 4096 per page, ZERO: 0) */
+    uint64_t cpu_ns;              /* encoder (source) or decoder (destination) time, all threads */
 };
 
 struct migr_round_stats {
@@ -92,6 +106,14 @@ struct migr_stats {
     uint64_t engine_cpu_ns;       /* CPU time of the thread running migr_send / migr_recv */
     uint64_t io_cpu_ns;           /* CPU time inside the transport's send + receive calls */
     uint64_t rate_wait_ns;        /* time the rate limiter held sends back */
+    /* page codecs (pre-copy rounds) */
+    char compress[8];             /* the --compress setting ("" on the destination) */
+    uint32_t compress_threads;    /* encoding (source) or decoding (destination) threads */
+    struct migr_codec_stats codec[MIGR_STATS_ENCS];
+    uint64_t unchanged_pages;     /* source: dirty pages whose delta was empty (not resent) */
+    uint64_t cache_lookups, cache_hits;  /* source: XBZRLE page cache */
+    uint64_t probes;              /* source, auto: pages encoded with another codec to re-measure it */
+    double link_mbps;             /* source, auto: link rate the policy used at the end (MB/s) */
 };
 
 void migr_send_params_defaults(struct migr_send_params *p);

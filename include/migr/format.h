@@ -50,10 +50,18 @@ const char *migr_rec_type_name(unsigned type);
 
 /* Page encodings in a PAGES entry. */
 enum migr_page_enc {
-    MIGR_ENC_RAW = 0,   /* len = page size, crc = CRC-32C of the data */
-    MIGR_ENC_ZERO = 1,  /* len = number of consecutive zero pages (run >= 1), no data, crc = 0 */
-    MIGR_ENC_MAX_V1 = 1,
+    MIGR_ENC_RAW = 0,     /* len = page size, crc = CRC-32C of the data */
+    MIGR_ENC_ZERO = 1,    /* len = number of consecutive zero pages (run >= 1), no data, crc = 0 */
+    MIGR_ENC_XBZRLE = 2,  /* len = 0..4095 delta bytes against the receiver's intact copy (0 = unchanged);
+                             crc = CRC-32C of the page after decoding (revision 1.3) */
+    MIGR_ENC_LZ4 = 3,     /* len = 1..4095, one LZ4 block; crc = CRC-32C of the decoded page */
+    MIGR_ENC_ZSTD = 4,    /* len = 1..4095, one zstd frame; crc = CRC-32C of the decoded page */
+    MIGR_ENC_ZLIB = 5,    /* len = 1..4095, one zlib stream; crc = CRC-32C of the decoded page */
+    MIGR_ENC_MAX_V1 = 5,
 };
+
+/*! Name of a page encoding ("RAW", "XBZRLE", ...), "UNKNOWN" for others. Never NULL. */
+const char *migr_page_enc_name(unsigned enc);
 
 /* ---- HELLO meta ---- */
 struct migr_region_desc {

@@ -5,7 +5,10 @@
  * Build and run (from the top directory):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. -D_GNU_SOURCE \
  *         tests/fuzz/fuzz_record.c $(find common transfer -name '*.c') -o fuzz_record
- *   ./fuzz_record -max_total_time=60 corpus/
+ *   ./fuzz_record -max_total_time=60 corpus/ tests/fuzz/corpus_record/
+ *
+ * tests/fuzz/corpus_record/ holds seeds: the golden stream with the codec
+ * page encodings (tests/golden/stream_pages_codecs.hex), whole and as records.
  *
  * First input byte, low two bits:
  *   0  a valid preamble is supplied, the rest is records (so the fuzzer
@@ -101,6 +104,9 @@ static void decode(const struct migr_rec_hdr *h, int *ret)
         for (uint32_t i = 0; *ret == 0 && i < count; i++) {
             *ret = migr_page_entry_decode(meta, i, &e);
             if (*ret == 0 && e.enc > MIGR_ENC_MAX_V1)
+                abort();
+            /* codec pages (format.md 1.3) carry 0..4095 bytes, LZ4/ZSTD/ZLIB at least 1 */
+            if (*ret == 0 && e.enc >= MIGR_ENC_XBZRLE && (e.len >= 4096 || (e.enc != MIGR_ENC_XBZRLE && !e.len)))
                 abort();
         }
         break;

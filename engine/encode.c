@@ -1,0 +1,552 @@
+/* engine: the source's page codec stage (pre-copy rounds).
+ *
+ * send_pages() queues guest pages here; a batch of up to ENGINE_BATCH_PAGES
+ * is encoded by the workers (page i by worker pfn % nthreads, which owns the
+ * page-cache shard of that pfn) and then sent as one PAGES record, entries in
+ * the order the pages were queued. Batches are encoded one after another and
+ * a batch is sent before the next is encoded, so records leave in order and a
+ * newer copy of a page never overtakes an older one.
+ *
+ * Rules (docs/compress.md, "In the engine"; docs/format.md, "Page Encodings"):
+ *   - a page that is compressed or delta-encoded is first copied from guest
+ *     RAM into a private snapshot; it is encoded from the snapshot and its CRC
+ *     is the snapshot's, so such pages are never torn;
+ *   - the cache holds exactly the bytes the destination has: a page sent from
+ *     a snapshot (any encoding) refreshes or fills its cache slot with the
+ *     snapshot; a page sent RAW from live RAM (may be torn) or as ZERO is
+ *     dropped from the cache. A failed send ends the migration and the cache
+ *     with it.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migr/codec.h"
+#include "migr/common.h"
+#include "migr/crc32c.h"
+#include "migr/pagecache.h"
+#include "engine/engine_impl.h"
+#include "engine/stage.h"
+
+/* ---------- fork-join pool ---------- */
+
+struct engine_pool {
+    unsigned n;
+    pthread_t th[ENGINE_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t gen;
+    unsigned pending;
+    bool stop;
+    void (*fn)(void *, unsigned);
+    void *arg;
+};
+
+struct pool_thread_arg {
+    struct engine_pool *p;
+    unsigned w;
+};
+
+static void *pool_main(void *a)
+{
+    struct pool_thread_arg *ta = a;
+    struct engine_pool *p = ta->p;
+    unsigned w = ta->w;
+    free(ta);
+    pthread_mutex_lock(&p->mu);
+    uint64_t seen = 0; /* runs start after creation: gen was 0 then (the thread may start late) */
+    for (;;) {
+        while (p->gen == seen && !p->stop)
+            pthread_cond_wait(&p->go, &p->mu);
+        if (p->stop)
+            break;
+        seen = p->gen;
+        void (*fn)(void *, unsigned) = p->fn;
+        void *arg = p->arg;
+        pthread_mutex_unlock(&p->mu);
+        fn(arg, w);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0)
+            pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int engine_pool_create(unsigned n, struct engine_pool **out)
+{
+    if (n < 1 || n > ENGINE_MAX_THREADS)
+        return migr_errorf(EINVAL, "worker pool: %u threads (1..%u)", n, ENGINE_MAX_THREADS);
+    struct engine_pool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (unsigned w = 1; w < n; w++) {
+        struct pool_thread_arg *ta = malloc(sizeof(*ta));
+        if (ta)
+            *ta = (struct pool_thread_arg){p, w}; /* before the thread starts: it frees ta */
+        int err = ta ? pthread_create(&p->th[w], NULL, pool_main, ta) : ENOMEM;
+        if (err) {
+            free(ta);
+            engine_pool_destroy(p);
+            return migr_errorf(err, "worker pool: cannot start thread %u of %u", w, n);
+        }
+        p->n = w + 1;
+    }
+    p->n = n;
+    *out = p;
+    return 0;
+}
+
+void engine_pool_run(struct engine_pool *p, void (*fn)(void *arg, unsigned w), void *arg)
+{
+    if (p->n > 1) {
+        pthread_mutex_lock(&p->mu);
+        p->fn = fn;
+        p->arg = arg;
+        p->pending = p->n - 1;
+        p->gen++;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+    }
+    fn(arg, 0);
+    if (p->n > 1) {
+        pthread_mutex_lock(&p->mu);
+        while (p->pending)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+void engine_pool_destroy(struct engine_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned w = 1; w < p->n; w++)
+        if (p->th[w])
+            pthread_join(p->th[w], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+/* ---------- the encoder ---------- */
+
+enum cmode { C_NONE, C_ZERO, C_XBZRLE, C_LZ4, C_ZLIB, C_ZSTD, C_AUTO };
+static const char *const cmode_names[] = {"none", "zero", "xbzrle", "lz4", "zlib", "zstd", "auto"};
+
+/* What a page became. */
+enum { P_ZERO, P_RAW_LIVE, P_SNAP, P_SKIP };
+
+struct enc_page {
+    const uint8_t *live;
+    uint64_t pfn;
+    uint8_t kind;                 /* P_* */
+    uint8_t enc;                  /* MIGR_ENC_* for P_SNAP (RAW or a codec) */
+    uint32_t len, crc;
+};
+
+/* Auto policy, per worker: what each codec made of the pages it encoded
+ * (EWMA of output bytes, declines counted as a whole page) and how long it
+ * took (EWMA of ns per page). */
+#define AUTO_CODECS 3             /* xbzrle, lz4, zstd */
+#define PROBE_EVERY 64            /* every 64th page of a worker re-measures another codec */
+#define EWMA 0.1
+struct model {
+    double bytes[AUTO_CODECS], ns[AUTO_CODECS];
+    bool measured[AUTO_CODECS];
+    uint32_t since_probe, next_probe;
+};
+static const uint8_t auto_enc[AUTO_CODECS] = {MIGR_ENC_XBZRLE, MIGR_ENC_LZ4, MIGR_ENC_ZSTD};
+
+struct worker {
+    struct migr_pagecache *cache; /* shard: pfns with pfn % nthreads == w */
+    struct model m;
+    struct migr_codec_stats cs[MIGR_STATS_ENCS];
+    uint64_t unchanged, probes;
+} __attribute__((aligned(64)));
+
+struct encoder {
+    enum cmode mode;
+    unsigned nthreads;
+    struct engine_pool *pool;
+    struct worker w[ENGINE_MAX_THREADS];
+    uint8_t *snap, *out;          /* ENGINE_BATCH_PAGES pages each */
+    struct enc_page pg[ENGINE_BATCH_PAGES];
+    uint32_t n;
+    uint32_t round;               /* round of the queued pages */
+    bool cache_on;                /* this round uses the cache (round >= 2) */
+    double bw;                    /* link bytes per ns (auto) */
+    bool bw_fixed;
+    const char *lvl_name;         /* codec whose level we set (restored at the end) */
+    int lvl_saved;
+};
+
+static const struct migr_codec_ops *codec_of(uint8_t enc)
+{
+    return migr_codec_for_enc(enc);
+}
+
+/* Time a page costs the pipeline: CPU spread over the workers overlaps with
+ * the link (the socket buffer decouples them); the smaller part still counts
+ * a little, so ties go to fewer bytes. */
+static double cost(const struct encoder *e, double ns, double bytes)
+{
+    double cpu = ns / e->nthreads, wire = (bytes + MIGR_PAGE_ENTRY_SIZE) / e->bw;
+    return cpu > wire ? cpu + 0.1 * wire : wire + 0.1 * cpu;
+}
+
+/* Auto: the codec to try first for this page (AUTO_CODECS = send RAW). */
+static int auto_pick(struct encoder *e, struct worker *wk, bool has_old)
+{
+    struct model *m = &wk->m;
+    if (++m->since_probe >= PROBE_EVERY) {
+        m->since_probe = 0;
+        for (int k = 0; k < AUTO_CODECS; k++) {
+            int c = (int)(m->next_probe++ % AUTO_CODECS);
+            if (c != 0 || has_old) {
+                wk->probes++;
+                return c;
+            }
+        }
+    }
+    for (int c = 0; c < AUTO_CODECS; c++)
+        if (!m->measured[c] && (c != 0 || has_old))
+            return c; /* measure each codec once before trusting the model */
+    int best = AUTO_CODECS;
+    double best_cost = cost(e, 0, MIGR_PAGE_SIZE);
+    for (int c = has_old ? 0 : 1; c < AUTO_CODECS; c++) {
+        double k = cost(e, m->ns[c], m->bytes[c]);
+        if (k < best_cost) {
+            best_cost = k;
+            best = c;
+        }
+    }
+    return best;
+}
+
+static void model_update(struct model *m, int c, double ns, double bytes)
+{
+    if (!m->measured[c]) {
+        m->ns[c] = ns;
+        m->bytes[c] = bytes;
+        m->measured[c] = true;
+        return;
+    }
+    /* Time is wall time: a worker preempted inside a codec (a busy host)
+     * would otherwise inflate the estimate for many pages. */
+    if (ns > 3 * m->ns[c])
+        ns = 3 * m->ns[c];
+    m->ns[c] += EWMA * (ns - m->ns[c]);
+    m->bytes[c] += EWMA * (bytes - m->bytes[c]);
+}
+
+/* Run codec enc on the snapshot: 1 and *len if it paid, 0 if it declined. */
+static int try_codec(uint8_t enc, const uint8_t *snap, const uint8_t *old, uint8_t *out, uint32_t *len)
+{
+    size_t l = 0;
+    int rc = codec_of(enc)->encode(snap, old, out, MIGR_PAGE_SIZE - 1, &l);
+    if (rc != 0)
+        return 0; /* declined, or -ENOMEM for a library context: send the page another way */
+    *len = (uint32_t)l;
+    return 1;
+}
+
+static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
+{
+    struct enc_page *pg = &e->pg[i];
+    uint8_t *snap = e->snap + (size_t)i * MIGR_PAGE_SIZE, *out = e->out + (size_t)i * MIGR_PAGE_SIZE;
+    uint64_t t0 = migr_now_ns();
+    uint8_t *old = NULL;
+    pg->kind = P_RAW_LIVE;
+    if (e->mode == C_NONE)
+        goto raw_live;
+    if (migr_page_is_zero(pg->live)) {
+        pg->kind = P_ZERO;
+        if (wk->cache)
+            migr_pagecache_drop(wk->cache, pg->pfn);
+        goto done;
+    }
+    if (e->mode == C_ZERO)
+        goto raw_live;
+    bool cache = wk->cache && e->cache_on;
+    if (cache)
+        old = migr_pagecache_lookup(wk->cache, pg->pfn);
+    int pick = -1;                /* auto: model index tried first */
+    if (e->mode == C_AUTO) {
+        pick = auto_pick(e, wk, old != NULL);
+        if (pick == AUTO_CODECS && !cache)
+            goto raw_live;        /* nothing to gain from a copy */
+    } else if (e->mode == C_XBZRLE && !cache) {
+        goto raw_live;            /* round 1: no cache yet (as QEMU) */
+    }
+    memcpy(snap, pg->live, MIGR_PAGE_SIZE);
+    pg->kind = P_SNAP;
+    pg->enc = MIGR_ENC_RAW;
+    pg->len = MIGR_PAGE_SIZE;
+    uint8_t first = e->mode == C_XBZRLE ? MIGR_ENC_XBZRLE : e->mode == C_LZ4 ? MIGR_ENC_LZ4
+                  : e->mode == C_ZLIB ? MIGR_ENC_ZLIB : e->mode == C_ZSTD ? MIGR_ENC_ZSTD
+                  : pick < AUTO_CODECS ? auto_enc[pick] : MIGR_ENC_RAW;
+    if (first == MIGR_ENC_XBZRLE && !old)
+        first = MIGR_ENC_RAW;
+    if (first != MIGR_ENC_RAW) {
+        uint64_t c0 = migr_now_ns();
+        int ok = try_codec(first, snap, old, out, &pg->len);
+        uint64_t c1 = migr_now_ns();
+        if (pick >= 0)
+            model_update(&wk->m, pick, (double)(c1 - c0), ok ? (double)pg->len : (double)MIGR_PAGE_SIZE);
+        if (ok && first == MIGR_ENC_XBZRLE && pg->len == 0) {
+            pg->kind = P_SKIP;    /* unchanged: the destination has these bytes */
+            wk->unchanged++;
+            goto done;
+        }
+        if (ok) {
+            pg->enc = first;
+        } else {
+            pg->len = MIGR_PAGE_SIZE;
+            /* auto: a declined delta may still compress */
+            if (pick == 0) {
+                int alt = 1;
+                double best = cost(e, 0, MIGR_PAGE_SIZE);
+                for (int c = 1; c < AUTO_CODECS; c++)
+                    if (wk->m.measured[c] && cost(e, wk->m.ns[c], wk->m.bytes[c]) < best) {
+                        best = cost(e, wk->m.ns[c], wk->m.bytes[c]);
+                        alt = c + AUTO_CODECS;
+                    }
+                if (alt >= AUTO_CODECS) {
+                    alt -= AUTO_CODECS;
+                    c0 = migr_now_ns();
+                    ok = try_codec(auto_enc[alt], snap, NULL, out, &pg->len);
+                    model_update(&wk->m, alt, (double)(migr_now_ns() - c0),
+                                 ok ? (double)pg->len : (double)MIGR_PAGE_SIZE);
+                    if (ok)
+                        pg->enc = auto_enc[alt];
+                    else
+                        pg->len = MIGR_PAGE_SIZE;
+                }
+            }
+        }
+    }
+    pg->crc = migr_crc32c(0, snap, MIGR_PAGE_SIZE);
+    if (old) {
+        memcpy(old, snap, MIGR_PAGE_SIZE);
+    } else if (cache) {
+        uint8_t *slot = migr_pagecache_insert(wk->cache, pg->pfn);
+        if (slot)
+            memcpy(slot, snap, MIGR_PAGE_SIZE);
+    }
+    (void)out;
+    goto done;
+
+raw_live:
+    pg->kind = P_RAW_LIVE;
+    if (wk->cache)
+        migr_pagecache_drop(wk->cache, pg->pfn);
+    pg->crc = migr_crc32c(0, pg->live, MIGR_PAGE_SIZE);
+done:;
+    uint8_t enc = pg->kind == P_ZERO ? MIGR_ENC_ZERO : pg->kind == P_SNAP ? pg->enc : MIGR_ENC_RAW;
+    if (pg->kind != P_SKIP) {
+        wk->cs[enc].pages++;
+        wk->cs[enc].bytes_out += pg->kind == P_ZERO ? 0 : pg->kind == P_RAW_LIVE ? MIGR_PAGE_SIZE : pg->len;
+    }
+    wk->cs[enc].cpu_ns += migr_now_ns() - t0;
+}
+
+static void encode_worker(void *arg, unsigned w)
+{
+    struct encoder *e = arg;
+    for (uint32_t i = 0; i < e->n; i++)
+        if (e->pg[i].pfn % e->nthreads == w)
+            encode_one(e, &e->w[w], i);
+}
+
+static int parse_mode(const char *name)
+{
+    for (size_t i = 0; i < MIGR_ARRAY_SIZE(cmode_names); i++)
+        if (strcmp(name, cmode_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+int engine_encoder_create(struct sender *s)
+{
+    const struct migr_send_params *p = s->p;
+    const char *name = p->compress ? p->compress : "auto";
+    int mode = parse_mode(name);
+    if (mode < 0)
+        return migr_errorf(EINVAL, "compress '%s': expected none, zero, xbzrle, lz4, zlib, zstd or auto", name);
+    /* Default: two encoders where there are two CPUs — measured here: lz4 and
+     * zstd migrations 2-3x faster with 2 than with 1, raw/zero/auto within
+     * the noise of a shared machine (docs/compress.md, "Parallel pipeline"). */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = p->compress_threads ? p->compress_threads : cpus >= 2 ? 2 : 1;
+    if (n > ENGINE_MAX_THREADS)
+        return migr_errorf(EINVAL, "compress threads %u: expected 1..%u", n, ENGINE_MAX_THREADS);
+    struct encoder *e = aligned_alloc(64, MIGR_ALIGN_UP(sizeof(*e), 64)); /* struct worker is 64-aligned */
+    if (!e)
+        return -ENOMEM;
+    memset(e, 0, sizeof(*e));
+    s->enc = e;
+    e->mode = (enum cmode)mode;
+    e->nthreads = n;
+    e->bw = p->link_mbps ? p->link_mbps * 1e-3 : 1.0; /* bytes per ns; 1.0 = 1 GB/s until measured */
+    e->bw_fixed = p->link_mbps != 0;
+    snprintf(s->st->compress, sizeof(s->st->compress), "%s", cmode_names[mode]);
+    s->st->compress_threads = n;
+    int err;
+    if (p->compress_level) {
+        e->lvl_name = mode == C_LZ4 ? "lz4" : mode == C_ZLIB ? "zlib" : mode == C_ZSTD || mode == C_AUTO ? "zstd" : NULL;
+        if (!e->lvl_name)
+            return migr_errorf(EINVAL, "compress level %d: only lz4, zlib, zstd and auto (zstd) have levels",
+                               p->compress_level);
+        if ((err = migr_codec_get_level(e->lvl_name, &e->lvl_saved)) < 0 ||
+            (err = migr_codec_set_level(e->lvl_name, p->compress_level)) < 0) {
+            e->lvl_name = NULL;
+            return err;
+        }
+    }
+    if (e->mode >= C_XBZRLE &&
+        (!(e->snap = aligned_alloc(64, ENGINE_BATCH_PAGES * MIGR_PAGE_SIZE)) ||
+         !(e->out = aligned_alloc(64, ENGINE_BATCH_PAGES * MIGR_PAGE_SIZE))))
+        return -ENOMEM;
+    if ((e->mode == C_XBZRLE || e->mode == C_AUTO) && p->xbzrle_cache_mib) {
+        uint64_t shard = ((uint64_t)p->xbzrle_cache_mib << 20) / n;
+        for (unsigned w = 0; w < n; w++)
+            if ((err = migr_pagecache_create(shard, MIGR_PAGECACHE_SETASSOC, &e->w[w].cache)) < 0)
+                return migr_error_prefix(-err, "xbzrle cache of %u MiB over %u threads", p->xbzrle_cache_mib, n);
+    }
+    if (e->mode == C_XBZRLE && !p->xbzrle_cache_mib)
+        return migr_errorf(EINVAL, "compress xbzrle needs an xbzrle cache (size 0 given)");
+    if (n > 1 && (err = engine_pool_create(n, &e->pool)) < 0)
+        return err;
+    return 0;
+}
+
+void engine_encoder_destroy(struct sender *s)
+{
+    struct encoder *e = s->enc;
+    if (!e)
+        return;
+    engine_pool_destroy(e->pool);
+    for (unsigned w = 0; w < ENGINE_MAX_THREADS; w++)
+        migr_pagecache_destroy(e->w[w].cache);
+    if (e->lvl_name)
+        migr_codec_set_level(e->lvl_name, e->lvl_saved);
+    free(e->snap);
+    free(e->out);
+    free(e);
+    s->enc = NULL;
+}
+
+/* Encode the queued batch, build the PAGES record in queue order, send it. */
+static int encode_send(struct sender *s)
+{
+    struct encoder *e = s->enc;
+    if (e->n == 0)
+        return 0;
+    if (e->pool)
+        engine_pool_run(e->pool, encode_worker, e);
+    else
+        encode_worker(e, 0);
+    struct migr_stats *st = s->st;
+    for (unsigned w = 0; w < e->nthreads; w++) {
+        struct worker *wk = &e->w[w];
+        for (int k = 0; k < MIGR_STATS_ENCS; k++) {
+            st->codec[k].pages += wk->cs[k].pages;
+            st->codec[k].bytes_out += wk->cs[k].bytes_out;
+            st->codec[k].cpu_ns += wk->cs[k].cpu_ns;
+        }
+        memset(wk->cs, 0, sizeof(wk->cs));
+        st->unchanged_pages += wk->unchanged;
+        st->probes += wk->probes;
+        wk->unchanged = wk->probes = 0;
+    }
+    for (uint32_t i = 0; i < e->n; i++) {
+        const struct enc_page *pg = &e->pg[i];
+        struct migr_page_entry *last = s->n ? &s->e[s->n - 1] : NULL;
+        if (pg->kind == P_SKIP)
+            continue;
+        st->pages_sent++;
+        if (pg->kind == P_ZERO) {
+            st->zero_pages++;
+            if (last && last->enc == MIGR_ENC_ZERO && last->pfn + last->len == pg->pfn)
+                last->len++;
+            else
+                s->e[s->n++] = (struct migr_page_entry){.pfn = pg->pfn, .enc = MIGR_ENC_ZERO, .len = 1};
+            continue;
+        }
+        const void *data = pg->kind == P_RAW_LIVE ? pg->live
+                         : pg->enc == MIGR_ENC_RAW ? e->snap + (size_t)i * MIGR_PAGE_SIZE
+                         : e->out + (size_t)i * MIGR_PAGE_SIZE;
+        uint8_t enc = pg->kind == P_RAW_LIVE ? MIGR_ENC_RAW : pg->enc;
+        uint32_t len = pg->kind == P_RAW_LIVE ? MIGR_PAGE_SIZE : pg->len;
+        if (enc == MIGR_ENC_RAW)
+            st->raw_pages++;
+        s->e[s->n++] = (struct migr_page_entry){.pfn = pg->pfn, .enc = enc, .len = len, .crc = pg->crc};
+        s->iov[s->niov++] = (struct iovec){.iov_base = (void *)data, .iov_len = len};
+    }
+    e->n = 0;
+    uint64_t b0 = s->t->bytes_sent, t0 = migr_now_ns();
+    int err = engine_flush(s);
+    uint64_t ns = migr_now_ns() - t0, bytes = s->t->bytes_sent - b0;
+    if (err == 0 && !e->bw_fixed && bytes >= 64 * 1024 && ns > 0) {
+        /* The socket buffer absorbs small records at memory speed; the
+         * estimate comes down as soon as sends start to wait for the link. */
+        double sample = (double)bytes / (double)ns;
+        e->bw += 0.2 * (sample - e->bw);
+    }
+    st->link_mbps = e->bw * 1e3;
+    return err;
+}
+
+int engine_encode_page(struct sender *s, const uint8_t *page, uint64_t pfn)
+{
+    struct encoder *e = s->enc;
+    if (e->n && e->round != s->round) {
+        int err = encode_send(s);
+        if (err < 0)
+            return err;
+    }
+    if (e->round != s->round) {
+        e->round = s->round;
+        e->cache_on = s->round >= 2;
+        for (unsigned w = 0; w < e->nthreads; w++)
+            if (e->w[w].cache)
+                migr_pagecache_next_round(e->w[w].cache);
+    }
+    e->pg[e->n++] = (struct enc_page){.live = page, .pfn = pfn};
+    if (e->n < ENGINE_BATCH_PAGES)
+        return 0;
+    int err = encode_send(s);
+    return err < 0 ? err : 1;
+}
+
+int engine_encode_flush(struct sender *s)
+{
+    int err = encode_send(s);
+    if (err == 0 && s->enc) {
+        struct migr_stats *st = s->st;
+        for (unsigned w = 0; w < s->enc->nthreads; w++) {
+            struct migr_pagecache_stats cs;
+            if (!s->enc->w[w].cache)
+                continue;
+            migr_pagecache_get_stats(s->enc->w[w].cache, &cs);
+            if (w == 0)
+                st->cache_lookups = st->cache_hits = 0;
+            st->cache_lookups += cs.lookups;
+            st->cache_hits += cs.hits;
+        }
+    }
+    return err;
+}
