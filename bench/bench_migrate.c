@@ -82,6 +82,7 @@ struct opts {
     int ncompress;
     uint32_t threads;             /* --compress-threads */
     uint32_t link_mbps;           /* --link-mbps: the auto policy assumes this link rate */
+    uint32_t max_mbps;            /* --max-bandwidth: the engine's rate limit, MB/s (0 = none) */
 };
 
 struct machine {
@@ -312,6 +313,7 @@ static void run_rep(const struct opts *o, int wi, int ti, int ci, int seq, struc
     p.compress = o->compress[ci];
     p.compress_threads = o->threads;
     p.link_mbps = o->link_mbps;
+    p.max_bandwidth = (uint64_t)o->max_mbps * 1000000;
     struct queue_probe qp = {.fd = t->fd, .queued = -1};
     p.progress = on_progress;
     p.progress_arg = &qp;
@@ -427,8 +429,10 @@ static int write_json(const struct opts *o, const struct machine *m, const struc
             sysconf(_SC_NPROCESSORS_ONLN));
     json_str(f, u.release);
     fprintf(f, "},\n\"params\":{\"mem_bytes\":%llu,\"reps\":%d,\"quick\":%s,\"vcpus\":1,"
-               "\"downtime_target_ms\":300,\"warmup_ms\":%d,\"compress_threads\":%u,\"link_mbps\":%u},\n",
-            (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS, o->threads, o->link_mbps);
+               "\"downtime_target_ms\":300,\"warmup_ms\":%d,\"compress_threads\":%u,\"link_mbps\":%u,"
+            "\"max_bandwidth_mbps\":%u},\n",
+            (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS, o->threads, o->link_mbps,
+            o->max_mbps);
     fprintf(f, "\"machine\":{\"memcpy_mbps\":%.1f,\"crc32c_mbps\":%.1f,\"populate_mbps\":%.1f,"
                "\"unix_stream_mbps\":%.1f,"
                "\"tcp_stream_mbps\":%.1f,\"buffer_bytes\":%llu,\"stream_bytes\":%llu,"
@@ -479,6 +483,7 @@ static void usage(FILE *f)
             "  --compress-threads N  encoding threads (default 0: the engine's choice); MIGR_RECV_THREADS\n"
             "                for the decoders\n"
             "  --link-mbps N auto policy: assume an N MB/s link instead of measuring it (no throttling)\n"
+            "  --max-bandwidth N  the engine's rate limit (migr send --max-bandwidth): a real N MB/s link\n"
             "  -h, --help    this text\n"
             "Exit: 0 every migration verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.\n");
 }
@@ -490,7 +495,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"quick", no_argument, NULL, 'q'},     {"json", required_argument, NULL, 'j'},
         {"only", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
         {"compress", required_argument, NULL, 'c'}, {"compress-threads", required_argument, NULL, 't'},
-        {"link-mbps", required_argument, NULL, 'l'},
+        {"link-mbps", required_argument, NULL, 'l'}, {"max-bandwidth", required_argument, NULL, 'B'},
         {NULL, 0, NULL, 0},
     };
     uint64_t mem = 0;
@@ -543,18 +548,20 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 return -1;
             break;
         }
-        case 't': case 'l': {
+        case 't': case 'l': case 'B': {
             char *end;
             long v = strtol(optarg, &end, 10);
             if (*end || v < 0 || v > (c == 't' ? 16 : 1000000)) {
-                fprintf(stderr, "bench_migrate: --%s %s: out of range\n", c == 't' ? "compress-threads" : "link-mbps",
-                        optarg);
+                fprintf(stderr, "bench_migrate: --%s %s: out of range\n",
+                        c == 't' ? "compress-threads" : c == 'l' ? "link-mbps" : "max-bandwidth", optarg);
                 return -1;
             }
             if (c == 't')
                 o->threads = (uint32_t)v;
-            else
+            else if (c == 'l')
                 o->link_mbps = (uint32_t)v;
+            else
+                o->max_mbps = (uint32_t)v;
             break;
         }
         case 'h':

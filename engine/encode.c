@@ -506,6 +506,11 @@ static int encode_send(struct sender *s)
         double sample = (double)bytes / (double)ns;
         e->bw += 0.2 * (sample - e->bw);
     }
+    /* A rate limit on the transport is the link as far as we are concerned:
+     * its burst lets single flushes look faster than it. */
+    uint64_t limit = __atomic_load_n(&s->t->rate_bps, __ATOMIC_RELAXED);
+    if (!e->bw_fixed && limit && e->bw > (double)limit / 1e9)
+        e->bw = (double)limit / 1e9;
     st->link_mbps = e->bw * 1e3;
     return err;
 }
