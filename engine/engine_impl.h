@@ -9,6 +9,7 @@
 #include "migr/engine.h"
 #include "migr/format.h"
 #include "migr/hv.h"
+#include "migr/record.h"
 #include "migr/transport.h"
 
 #define ENGINE_BATCH_PAGES 256u
@@ -31,6 +32,9 @@ struct sender {
     bool in_postcopy;             /* cancel is handled by the post-copy protocol, not by flush */
     bool took_back;               /* cancellable post-copy failed or was cancelled: the
                                      destination's last checkpoint is loaded here */
+    struct migr_transport *fch;   /* post-copy fault channel (FAULT_CHANNEL), or NULL */
+    struct migr_listener *fl;     /* tcp: where the destination connects it, until accepted */
+    uint64_t fch_cookie;          /* tcp: what the destination must send first on it */
 };
 
 int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
@@ -41,6 +45,18 @@ void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_
  * in need (RAM indices; NULL = all RAM) until it reports COMPLETE. The guest
  * is paused here and owned by the destination. */
 int engine_postcopy_push(struct sender *s, const uint64_t *need);
+
+/* The fault channel (format 1.3, FAULT_CHANNEL): a second connection that
+ * carries only PAGE_REQ and the pages answering them, so that a fault never
+ * waits behind the background push. offer: right after HELLO (unix: one end
+ * of a socketpair passed along; tcp: a listener the destination connects
+ * to); accept: before the pause (tcp); close: at the end (NULL-safe). */
+#define ENGINE_FCH_UNIX 1u
+#define ENGINE_FCH_TCP 2u
+#define ENGINE_FCH_META 16u
+int engine_postcopy_offer_channel(struct sender *s);
+int engine_postcopy_accept_channel(struct sender *s);
+void engine_postcopy_close_channel(struct sender *s);
 
 struct postcopy_dst;
 
@@ -63,6 +79,7 @@ struct receiver {
     bool cancellable;             /* ... and the source can take the guest back */
     uint64_t *alloc;              /* page was written with data at some point (may be allocated) */
     struct postcopy_dst *pc;
+    struct migr_transport *fch;   /* post-copy fault channel, or NULL (faults go on t) */
 };
 
 /* Post-copy, destination side (postcopy_recv.c). prepare: at SWITCHOVER,
@@ -76,5 +93,7 @@ int engine_postcopy_start_epochs(struct receiver *r);
 int engine_postcopy_run(struct receiver *r);
 void engine_postcopy_finish(struct receiver *r);
 int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32_t len);
+/* FAULT_CHANNEL arrived (before SWITCHOVER): take the descriptor or connect. */
+int engine_postcopy_on_channel(struct receiver *r, const struct migr_rec_hdr *h);
 
 #endif

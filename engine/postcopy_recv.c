@@ -14,9 +14,17 @@
  *              here with UFFDIO_ZEROPAGE, without asking the source
  *   requested  a PAGE_REQ was sent; whoever makes the page resident or zero
  *              must wake the faulting vCPU (UFFDIO_COPY and UFFDIO_ZEROPAGE do)
+ *
+ * With a fault channel (FAULT_CHANNEL) the fault thread sends its PAGE_REQ
+ * there and places the answers itself, as they come: a fault is served by
+ * one thread here and one at the source, with nothing queued in front of
+ * it. The main thread places the push meanwhile. Both copy pages in outside
+ * the lock (UFFDIO_COPY refuses a page that is there already: EEXIST, so a
+ * page is placed exactly once) and mark them resident under it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,6 +33,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +46,15 @@
 
 #define MAX_SAMPLES (1u << 20)
 
+/* One stream that brings pages: the main one or the fault channel. */
+struct pc_chan {
+    struct migr_transport *t;
+    uint8_t *meta;                /* MIGR_META_MAX */
+    uint64_t *seq;
+    uint8_t *buf;                 /* bulk data of one PAGES record */
+    size_t buf_cap;
+};
+
 struct postcopy_dst {
     int uffd, stopfd;
     pthread_t fault_thread;
@@ -48,8 +66,8 @@ struct postcopy_dst {
     uint64_t resolved, npages;
     float *lat_us;                /* fault-to-placed samples */
     uint32_t nlat;
-    uint8_t *buf;                 /* bulk data of one PAGES record */
-    size_t buf_cap;
+    struct pc_chan main, fch;
+    uint64_t fseq;
     int fault_err;                /* the fault thread's failure, if any */
     char fault_why[256];
     /* cancellable post-copy: checkpoints back to the source */
@@ -97,6 +115,46 @@ static int punch(struct receiver *r, uint64_t first, uint64_t n)
     return 0;
 }
 
+int engine_postcopy_on_channel(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    if (h->meta_len != ENGINE_FCH_META)
+        return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): meta length %u (expected %u)",
+                           (unsigned long long)r->seq, h->meta_len, ENGINE_FCH_META);
+    if (r->fch)
+        return migr_errorf(EPROTO, "record %llu (FAULT_CHANNEL): a second one", (unsigned long long)r->seq);
+    uint32_t kind = migr_get_le32(r->meta), port = migr_get_le32(r->meta + 4);
+    uint64_t cookie = migr_get_le64(r->meta + 8);
+    int err;
+    if (kind == ENGINE_FCH_UNIX && strcmp(r->t->ops->name, "unix") == 0) {
+        int fd;
+        if (cookie != 0 || port != 0)
+            return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): unix: port and cookie must be 0",
+                               (unsigned long long)r->seq);
+        if ((err = migr_transport_recv_fds(r->t, &fd, 1)) < 0)
+            return migr_error_prefix(-err, "record %llu (FAULT_CHANNEL)", (unsigned long long)r->seq);
+        if ((err = migr_transport_from_fd(fd, "unix", "fault channel", &r->fch)) < 0)
+            close(fd);
+        return err;
+    }
+    if (kind != ENGINE_FCH_TCP || strcmp(r->t->ops->name, "tcp") != 0 || port == 0 || port > 65535)
+        return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): kind %u port %u on a %s stream",
+                           (unsigned long long)r->seq, kind, port, r->t->ops->name);
+    /* connect back to the source's address on this stream */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[NI_MAXHOST], url[NI_MAXHOST + 16];
+    if (getpeername(r->t->fd, (struct sockaddr *)&ss, &sl) < 0)
+        return migr_errorf_errno(errno, "fault channel: getpeername");
+    if ((err = getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST)) != 0)
+        return migr_errorf(EINVAL, "fault channel: getnameinfo: %s", gai_strerror(err));
+    snprintf(url, sizeof(url), ss.ss_family == AF_INET6 ? "tcp:[%s]:%u" : "tcp:%s:%u", host, port);
+    uint8_t b[8];
+    migr_put_le64(b, cookie);
+    if ((err = migr_transport_connect(url, &r->fch)) < 0 || (err = migr_transport_send(r->fch, b, 8)) < 0)
+        return migr_error_prefix(-err, "fault channel");
+    return 0;
+}
+
 int engine_postcopy_prepare(struct receiver *r)
 {
     struct migr_hv *hv = r->hv;
@@ -115,8 +173,12 @@ int engine_postcopy_prepare(struct receiver *r)
     pc->requested = calloc(words, 8);
     pc->req_ns = calloc(hv->ram_pages, 8);
     pc->lat_us = malloc(MAX_SAMPLES * sizeof(float));
-    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us)
+    pc->main = (struct pc_chan){.t = r->t, .meta = r->meta, .seq = &r->seq};
+    pc->fch = (struct pc_chan){.t = r->fch, .seq = &pc->fseq};
+    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us ||
+        (r->fch && !(pc->fch.meta = malloc(MIGR_META_MAX))))
         return -ENOMEM;
+    r->st->fault_channel = r->fch != NULL;
 
     /* What arrived in pre-copy rounds and is still valid stays; stale and
      * torn copies (marked in r->torn) and zero pages we wrote are dropped. */
@@ -187,6 +249,22 @@ static int place_zero(struct postcopy_dst *pc, uint8_t *page)
     return -errno;
 }
 
+static int place_pages(struct receiver *r, struct pc_chan *ch, const struct migr_rec_hdr *h);
+
+/* Fault channel: one answer (PAGES) arrived; place it here. */
+static int fch_read(struct receiver *r)
+{
+    struct postcopy_dst *pc = r->pc;
+    struct migr_rec_hdr h;
+    int err = migr_rec_recv(r->fch, pc->fch.seq, &h, pc->fch.meta, MIGR_META_MAX);
+    if (err < 0)
+        return migr_error_prefix(-err, "fault channel");
+    if (h.type != MIGR_REC_PAGES)
+        return migr_errorf(EPROTO, "fault channel: record %llu (%s) is not PAGES",
+                           (unsigned long long)*pc->fch.seq, migr_rec_type_name(h.type));
+    return place_pages(r, &pc->fch, &h);
+}
+
 static void *fault_main(void *arg)
 {
     struct receiver *r = arg;
@@ -194,9 +272,11 @@ static void *fault_main(void *arg)
     struct uffd_msg msgs[64];
     struct migr_range req[64];
     uint8_t meta[8 + 64 * 16];
+    int np = r->fch ? 3 : 2;
     for (;;) {
-        struct pollfd p[2] = {{.fd = pc->uffd, .events = POLLIN}, {.fd = pc->stopfd, .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
+        struct pollfd p[3] = {{.fd = pc->uffd, .events = POLLIN}, {.fd = pc->stopfd, .events = POLLIN},
+                              {.fd = r->fch ? r->fch->fd : -1, .events = POLLIN}};
+        if (poll(p, (nfds_t)np, -1) < 0) {
             if (errno == EINTR)
                 continue;
             pc->fault_err = -errno;
@@ -204,6 +284,16 @@ static void *fault_main(void *arg)
         }
         if (p[1].revents)
             break;
+        if (np == 3 && p[2].revents) {
+            int err = fch_read(r);
+            if (err < 0) {
+                pc->fault_err = err;
+                snprintf(pc->fault_why, sizeof(pc->fault_why), "%s", migr_last_error());
+                break;
+            }
+        }
+        if (!p[0].revents)
+            continue;
         ssize_t n = read(pc->uffd, msgs, sizeof(msgs));
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
@@ -239,7 +329,9 @@ static void *fault_main(void *arg)
         pthread_mutex_unlock(&pc->lock);
         if (nreq) {
             int len = migr_ranges_encode("PAGE_REQ", req, nreq, meta, sizeof(meta));
-            int err = len < 0 ? len : engine_recv_send(r, MIGR_REC_PAGE_REQ, meta, (uint32_t)len);
+            int err = len < 0 ? len
+                      : r->fch ? migr_rec_send(r->fch, MIGR_REC_PAGE_REQ, meta, (uint32_t)len, NULL, 0)
+                               : engine_recv_send(r, MIGR_REC_PAGE_REQ, meta, (uint32_t)len);
             if (err < 0) {
                 pc->fault_err = err;
                 snprintf(pc->fault_why, sizeof(pc->fault_why), "%s", migr_last_error());
@@ -417,73 +509,137 @@ int engine_postcopy_start(struct receiver *r)
     return 0;
 }
 
-static void record_latency(struct postcopy_dst *pc, uint64_t idx, uint64_t now)
+static void record_latency(struct receiver *r, uint64_t idx, uint64_t now)
 {
-    if (migr_bit_test(pc->requested, idx) && pc->nlat < MAX_SAMPLES)
-        pc->lat_us[pc->nlat++] = (float)((double)(now - pc->req_ns[idx]) / 1000.0);
+    struct postcopy_dst *pc = r->pc;
+    if (!migr_bit_test(pc->requested, idx))
+        return;
+    double us = (double)(now - pc->req_ns[idx]) / 1000.0;
+    if (pc->nlat < MAX_SAMPLES)
+        pc->lat_us[pc->nlat++] = (float)us;
+    int i = 0;
+    while (i + 1 < MIGR_FAULT_BUCKETS && us >= MIGR_FAULT_BUCKET_US[i])
+        i++;
+    r->st->fault_hist[i]++;
+    migr_bit_clear(pc->requested, idx); /* counted once */
 }
 
-/* One PAGES record of the post-copy phase. */
-static int place_pages(struct receiver *r, const struct migr_rec_hdr *h)
+/* Place n consecutive RAW pages [k0, k0+n) from data: one UFFDIO_COPY for
+ * the run (a page already there, placed by the other stream, ends a part
+ * with EEXIST and is skipped). Marks what this call placed resident. */
+static int copy_run(struct receiver *r, uint64_t k0, uint64_t n, const uint8_t *data)
+{
+    struct postcopy_dst *pc = r->pc;
+    uint64_t i = 0;
+    bool single = false;
+    while (i < n) {
+        uint8_t *page = migr_hv_page(r->hv, k0 + i);
+        struct uffdio_copy c = {.dst = (uint64_t)(uintptr_t)page, .src = (uint64_t)(uintptr_t)(data + i * MIGR_PAGE_SIZE),
+                                .len = (single ? 1 : n - i) * MIGR_PAGE_SIZE};
+        int rc = ioctl(pc->uffd, UFFDIO_COPY, &c);
+        int e = errno;
+        uint64_t done = rc == 0 ? c.len / MIGR_PAGE_SIZE : c.copy > 0 ? (uint64_t)c.copy / MIGR_PAGE_SIZE : 0;
+        uint64_t now = migr_now_ns();
+        pthread_mutex_lock(&pc->lock);
+        for (uint64_t k = k0 + i; k < k0 + i + done; k++) {
+            migr_bit_set(pc->resident, k);
+            record_latency(r, k, now);
+            pc->resolved++;
+            r->st->raw_pages++;
+            r->st->pages_sent++;
+        }
+        pthread_mutex_unlock(&pc->lock);
+        i += done;
+        if (rc == 0) {
+            if (single)
+                continue;
+            break;
+        }
+        if (e == ENOENT && !single && n - i > 1)
+            single = true; /* the run spans two mappings (the mprotect tracker splits them): page by page */
+        else if (e == EEXIST && done == 0)
+            i++; /* this page is there: the other stream placed it */
+        else if (e != EAGAIN && e != EEXIST)
+            return migr_errorf_errno(e, "post-copy: UFFDIO_COPY pages 0x%llx (+%llu)",
+                                     (unsigned long long)migr_hv_index_pfn(r->hv, k0 + i),
+                                     (unsigned long long)(n - i));
+    }
+    return 0;
+}
+
+/* One PAGES record of the post-copy phase, from either stream. */
+static int place_pages(struct receiver *r, struct pc_chan *ch, const struct migr_rec_hdr *h)
 {
     struct postcopy_dst *pc = r->pc;
     uint32_t round, count;
-    int err = migr_pages_decode_hdr(r->meta, h->meta_len, h->bulk_len, &round, &count);
+    int err = migr_pages_decode_hdr(ch->meta, h->meta_len, h->bulk_len, &round, &count);
     if (err < 0)
-        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
-    if (h->bulk_len > pc->buf_cap) {
-        free(pc->buf);
-        pc->buf_cap = h->bulk_len;
-        if (!(pc->buf = aligned_alloc(MIGR_PAGE_SIZE, MIGR_ALIGN_UP(pc->buf_cap, MIGR_PAGE_SIZE))))
+        return migr_error_prefix(-err, "record %llu", (unsigned long long)*ch->seq);
+    if (h->bulk_len > ch->buf_cap) {
+        free(ch->buf);
+        ch->buf_cap = h->bulk_len;
+        if (!(ch->buf = aligned_alloc(MIGR_PAGE_SIZE, MIGR_ALIGN_UP(ch->buf_cap, MIGR_PAGE_SIZE)))) {
+            ch->buf_cap = 0;
             return -ENOMEM;
+        }
     }
-    if (h->bulk_len && (err = migr_transport_recv(r->t, pc->buf, h->bulk_len)) < 0)
-        return migr_error_prefix(-err, "record %llu (PAGES) data", (unsigned long long)r->seq);
-    uint8_t *data = pc->buf;
+    if (h->bulk_len && (err = migr_transport_recv(ch->t, ch->buf, h->bulk_len)) < 0)
+        return migr_error_prefix(-err, "record %llu (PAGES) data", (unsigned long long)*ch->seq);
+    uint8_t *data = ch->buf, *run_data = NULL;
+    uint64_t run0 = 0, run_n = 0;
     struct migr_page_entry e;
     for (uint32_t i = 0; i < count; i++) {
-        migr_page_entry_decode(r->meta, i, &e);
+        migr_page_entry_decode(ch->meta, i, &e);
         int64_t idx = migr_hv_pfn_index(r->hv, e.pfn);
         uint64_t n = e.enc == MIGR_ENC_ZERO ? e.len : 1;
         if (idx < 0 || migr_hv_pfn_index(r->hv, e.pfn + n - 1) != idx + (int64_t)n - 1)
             return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx outside guest RAM",
-                               (unsigned long long)r->seq, i, (unsigned long long)e.pfn);
-        if (e.enc == MIGR_ENC_RAW && migr_crc32c(0, data, MIGR_PAGE_SIZE) != e.crc)
-            /* the source is paused: a bad CRC now is corruption, not a torn page */
-            return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx fails its CRC",
-                               (unsigned long long)r->seq, i, (unsigned long long)e.pfn);
+                               (unsigned long long)*ch->seq, i, (unsigned long long)e.pfn);
+        pthread_mutex_lock(&pc->lock);
+        bool dup = e.enc == MIGR_ENC_RAW &&
+                   (migr_bit_test(pc->resident, (uint64_t)idx) || migr_bit_test(pc->zero, (uint64_t)idx));
+        pthread_mutex_unlock(&pc->lock);
+        bool extend = e.enc == MIGR_ENC_RAW && !dup && run_n && run0 + run_n == (uint64_t)idx;
+        if (run_n && !extend) {
+            if ((err = copy_run(r, run0, run_n, run_data)) < 0)
+                return err;
+            run_n = 0;
+        }
+        if (e.enc == MIGR_ENC_RAW) {
+            /* A duplicate (request and push crossed) is dropped unread: the
+             * source may have sent it from a page a checkpoint was rewriting. */
+            if (!dup && migr_crc32c(0, data, MIGR_PAGE_SIZE) != e.crc)
+                /* the source is paused: a bad CRC now is corruption, not a torn page */
+                return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx fails its CRC",
+                                   (unsigned long long)*ch->seq, i, (unsigned long long)e.pfn);
+            if (!dup) {
+                if (!run_n) {
+                    run0 = (uint64_t)idx;
+                    run_data = data;
+                }
+                run_n++;
+            }
+            data += MIGR_PAGE_SIZE;
+            continue;
+        }
         pthread_mutex_lock(&pc->lock);
         for (uint64_t k = (uint64_t)idx; k < (uint64_t)idx + n; k++) {
             if (migr_bit_test(pc->resident, k) || migr_bit_test(pc->zero, k))
-                continue; /* a duplicate: request and push crossed */
-            uint8_t *page = migr_hv_page(r->hv, k);
-            if (e.enc == MIGR_ENC_RAW) {
-                struct uffdio_copy c = {.dst = (uint64_t)(uintptr_t)page, .src = (uint64_t)(uintptr_t)data,
-                                        .len = MIGR_PAGE_SIZE};
-                if (ioctl(pc->uffd, UFFDIO_COPY, &c) < 0 && errno != EEXIST) {
-                    err = migr_errorf_errno(errno, "post-copy: UFFDIO_COPY page 0x%llx",
-                                            (unsigned long long)e.pfn);
-                    pthread_mutex_unlock(&pc->lock);
-                    return err;
-                }
-                migr_bit_set(pc->resident, k);
-                r->st->raw_pages++;
-            } else {
-                migr_bit_set(pc->zero, k);
-                if (migr_bit_test(pc->requested, k) && (err = place_zero(pc, page)) < 0) {
-                    pthread_mutex_unlock(&pc->lock);
-                    return migr_errorf(-err, "post-copy: UFFDIO_ZEROPAGE page 0x%llx", (unsigned long long)e.pfn);
-                }
-                r->st->zero_pages++;
+                continue;
+            migr_bit_set(pc->zero, k);
+            if (migr_bit_test(pc->requested, k) && (err = place_zero(pc, migr_hv_page(r->hv, k))) < 0) {
+                pthread_mutex_unlock(&pc->lock);
+                return migr_errorf(-err, "post-copy: UFFDIO_ZEROPAGE page 0x%llx", (unsigned long long)e.pfn);
             }
-            record_latency(pc, k, migr_now_ns());
+            r->st->zero_pages++;
+            record_latency(r, k, migr_now_ns());
             pc->resolved++;
             r->st->pages_sent++;
         }
         pthread_mutex_unlock(&pc->lock);
-        if (e.enc == MIGR_ENC_RAW)
-            data += MIGR_PAGE_SIZE;
     }
+    if (run_n && (err = copy_run(r, run0, run_n, run_data)) < 0)
+        return err;
     return 0;
 }
 
@@ -504,7 +660,7 @@ int engine_postcopy_run(struct receiver *r)
         if ((err = migr_rec_recv(r->t, &r->seq, &h, r->meta, MIGR_META_MAX)) < 0)
             break;
         if (h.type == MIGR_REC_PAGES) {
-            if ((err = place_pages(r, &h)) < 0)
+            if ((err = place_pages(r, &pc->main, &h)) < 0)
                 break;
         } else if (h.type == MIGR_REC_CANCEL && r->cancellable && !cancelling) {
             /* Give the guest back: the epoch thread stops it and sends the
@@ -599,7 +755,9 @@ void engine_postcopy_finish(struct receiver *r)
     free(pc->requested);
     free(pc->req_ns);
     free(pc->lat_us);
-    free(pc->buf);
+    free(pc->main.buf);
+    free(pc->fch.buf);
+    free(pc->fch.meta);
     pthread_mutex_destroy(&pc->lock);
     pthread_mutex_destroy(&pc->send_lock);
     free(pc);

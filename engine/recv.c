@@ -316,6 +316,9 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
         if (h.type == MIGR_REC_PAGES && !r->handover) {
             if ((err = on_pages(r, &h)) < 0)
                 goto fail;
+        } else if (h.type == MIGR_REC_FAULT_CHANNEL && r->postcopy) {
+            if ((err = engine_postcopy_on_channel(r, &h)) < 0)
+                goto fail;
         } else if (h.type == MIGR_REC_DISCARD && r->postcopy) {
             if ((err = on_discard(r, &h)) < 0)
                 goto fail;
@@ -373,6 +376,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
         st->postcopy_ns = migr_now_ns() - p0;
         engine_postcopy_finish(r);
     }
+    migr_transport_close(r->fch);
     st->total_ns = migr_now_ns() - t0;
     st->bytes_sent = t->bytes_recv;
     *out = r->hv;
@@ -393,6 +397,7 @@ fail:
     if (r) {
         if (r->pc)
             engine_postcopy_finish(r);
+        migr_transport_close(r->fch);
         migr_hv_destroy(r->hv);
         free(r->meta);
         free(r->received);

@@ -298,6 +298,8 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         err = hlen < 0 ? hlen : err;
         goto fail;
     }
+    if (postcopy && (err = engine_postcopy_offer_channel(s)) < 0)
+        goto fail;
     if (postcopy && p->postcopy_after == 0) {
         st->setup_ns = migr_now_ns() - s->t0;
         goto pause; /* post-copy: switch at once, every page follows */
@@ -360,6 +362,9 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
 
     /* stop-and-copy */
 pause:
+    if (postcopy && (err = engine_postcopy_accept_channel(s)) < 0)
+        goto fail;
+    st->fault_channel = s->fch != NULL;
     drain(t);
     t_pause = migr_now_ns();
     if ((err = hv->ops->pause(hv)) < 0)
@@ -430,6 +435,7 @@ state:;
     }
     st->total_ns = migr_now_ns() - s->t0;
     st->bytes_sent = t->bytes_sent;
+    engine_postcopy_close_channel(s);
     migr_dirty_close(d);
     free(blob);
     free(bm);
@@ -487,6 +493,8 @@ fail:
     st->total_ns = migr_now_ns() - (s ? s->t0 : 0);
     if (t)
         st->bytes_sent = t->bytes_sent;
+    if (s)
+        engine_postcopy_close_channel(s);
     free(blob);
     free(bm);
     free(s);

@@ -44,6 +44,18 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
             "\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,\"fault_max_us\":%.1f,", ms(st->postcopy_ns),
             (unsigned long long)st->demand_pages, (unsigned long long)st->pushed_pages,
             (unsigned long long)st->faults, st->fault_p50_us, st->fault_p99_us, st->fault_max_us);
+    if (strstr(st->mode, "postcopy") || strstr(st->mode, "hybrid")) {
+        /* time to full residence = postcopy_ms; bytes sent back = back_pages x 4096 */
+        OUT("\"resident_ms\":%.3f,\"back_bytes\":%llu,\"prepaged_pages\":%llu,\"fault_channel\":%s,"
+            "\"fault_hist_us\":{", ms(st->postcopy_ns), (unsigned long long)st->back_pages * 4096,
+            (unsigned long long)st->prepaged_pages, st->fault_channel ? "true" : "false");
+        for (int i = 0; i < MIGR_FAULT_BUCKETS; i++)
+            if (i + 1 < MIGR_FAULT_BUCKETS)
+                OUT("%s\"lt%.0f\":%llu", i ? "," : "", MIGR_FAULT_BUCKET_US[i], (unsigned long long)st->fault_hist[i]);
+            else
+                OUT(",\"ge%.0f\":%llu", MIGR_FAULT_BUCKET_US[i - 1], (unsigned long long)st->fault_hist[i]);
+        OUT("},");
+    }
     OUT("\"round_stats\":[");
     for (uint32_t i = 0; i < st->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)
         OUT("%s{\"round\":%u,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"dirty_after\":%llu}", i ? "," : "", i + 1,
