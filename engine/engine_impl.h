@@ -80,6 +80,7 @@ struct receiver {
     uint64_t *alloc;              /* page was written with data at some point (may be allocated) */
     struct postcopy_dst *pc;
     struct migr_transport *fch;   /* post-copy fault channel, or NULL (faults go on t) */
+    uint64_t discarded;           /* hybrid: pages discarded since the last ROUND_END */
 };
 
 /* Post-copy, destination side (postcopy_recv.c). prepare: at SWITCHOVER,
@@ -93,6 +94,8 @@ int engine_postcopy_start_epochs(struct receiver *r);
 int engine_postcopy_run(struct receiver *r);
 void engine_postcopy_finish(struct receiver *r);
 int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32_t len);
+/* Give RAM pages [first, first+n) back to their memfd so that they fault. */
+int engine_punch(struct receiver *r, uint64_t first, uint64_t n);
 /* FAULT_CHANNEL arrived (before SWITCHOVER): take the descriptor or connect. */
 int engine_postcopy_on_channel(struct receiver *r, const struct migr_rec_hdr *h);
 

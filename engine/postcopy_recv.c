@@ -96,22 +96,25 @@ int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32
     return err;
 }
 
-/* Give the pages [first, first+n) back to the memfd so that they fault. */
-static int punch(struct receiver *r, uint64_t first, uint64_t n)
+int engine_punch(struct receiver *r, uint64_t first, uint64_t n)
 {
-    const struct migr_hv_region *g = &r->hv->regions[0];
     uint64_t base = 0;
-    for (uint32_t i = 0; i < r->hv->nregions; i++) {
-        g = &r->hv->regions[i];
+    for (uint32_t i = 0; i < r->hv->nregions && n; i++) {
+        const struct migr_hv_region *g = &r->hv->regions[i];
         uint64_t np = g->size / MIGR_PAGE_SIZE;
-        if (first < base + np)
-            break;
+        if (first >= base + np) {
+            base += np;
+            continue;
+        }
+        uint64_t k = first + n <= base + np ? n : base + np - first; /* the part in this region */
+        off_t off = (off_t)(g->memfd_off + (first - base) * MIGR_PAGE_SIZE);
+        if (fallocate(g->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)(k * MIGR_PAGE_SIZE)) < 0)
+            return migr_errorf_errno(errno, "post-copy: drop stale pages at RAM index %llu (+%llu)",
+                                     (unsigned long long)first, (unsigned long long)k);
+        first += k;
+        n -= k;
         base += np;
     }
-    off_t off = (off_t)(g->memfd_off + (first - base) * MIGR_PAGE_SIZE);
-    if (fallocate(g->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)(n * MIGR_PAGE_SIZE)) < 0)
-        return migr_errorf_errno(errno, "post-copy: drop stale pages at RAM index %llu (+%llu)",
-                                 (unsigned long long)first, (unsigned long long)n);
     return 0;
 }
 
@@ -180,31 +183,41 @@ int engine_postcopy_prepare(struct receiver *r)
         return -ENOMEM;
     r->st->fault_channel = r->fch != NULL;
 
-    /* What arrived in pre-copy rounds and is still valid stays; stale and
-     * torn copies (marked in r->torn) and zero pages we wrote are dropped. */
+    /* What arrived in pre-copy rounds and is still valid stays (a page we
+     * cleared for a ZERO entry too: it holds its final zeros); torn copies
+     * are dropped (DISCARD dropped the stale ones already). Clean words are
+     * skipped 64 pages at a time: this runs inside the pause. */
     uint64_t run = 0, run_len = 0;
     int err;
     for (uint64_t i = 0; i < hv->ram_pages; i++) {
+        uint64_t w = i >> 6;
+        if ((i & 63) == 0 && !r->received[w] && !r->alloc[w]) {
+            if (run_len && (err = engine_punch(r, run, run_len)) < 0)
+                return err;
+            run_len = 0;
+            i += 63;
+            continue;
+        }
         bool valid = migr_bit_test(r->received, i) && !migr_bit_test(r->torn, i);
-        bool data = migr_bit_test(r->nonzero, i);
-        if (valid && data) {
+        bool alloc = migr_bit_test(r->alloc, i);
+        if (valid && (alloc || migr_bit_test(r->nonzero, i))) {
             migr_bit_set(pc->resident, i);
             pc->resolved++;
         } else if (valid) {
             migr_bit_set(pc->zero, i);
             pc->resolved++;
         }
-        bool drop = migr_bit_test(r->alloc, i) && !(valid && data);
+        bool drop = alloc && !valid;
         if (drop && run_len && run + run_len == i) {
             run_len++;
             continue;
         }
-        if (run_len && (err = punch(r, run, run_len)) < 0)
+        if (run_len && (err = engine_punch(r, run, run_len)) < 0)
             return err;
         run_len = drop ? 1 : 0;
         run = i;
     }
-    if (run_len && (err = punch(r, run, run_len)) < 0)
+    if (run_len && (err = engine_punch(r, run, run_len)) < 0)
         return err;
 
     pc->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
