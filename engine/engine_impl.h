@@ -55,6 +55,11 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need);
 #define ENGINE_FCH_TCP 2u
 #define ENGINE_FCH_META 16u
 int engine_postcopy_offer_channel(struct sender *s);
+/* Post-copy: the calling thread (push, placing the push) yields to the
+ * fault path: nice +ENGINE_BULK_NICE (a thread of its own: nice cannot be
+ * lowered again without privileges). */
+#define ENGINE_BULK_NICE 5
+void engine_bulk_priority(void);
 int engine_postcopy_accept_channel(struct sender *s);
 void engine_postcopy_close_channel(struct sender *s);
 

@@ -53,7 +53,11 @@ struct pc_chan {
     uint64_t *seq;
     uint8_t *buf;                 /* bulk data of one PAGES record */
     size_t buf_cap;
+    uint64_t hdr_ns;              /* when the header of the record being placed was read */
 };
+
+#define PHASE_SAMPLES (1u << 16)
+#define FCH_SPIN_NS 30000ull
 
 struct postcopy_dst {
     int uffd, stopfd;
@@ -66,6 +70,11 @@ struct postcopy_dst {
     uint64_t resolved, npages;
     float *lat_us;                /* fault-to-placed samples */
     uint32_t nlat;
+    /* Where a fault's time goes (fault channel only): event read -> request
+     * sent -> answer's header read -> page placed. */
+    uint64_t *sent_ns;            /* when its PAGE_REQ was sent, per page */
+    float *ph_req, *ph_wait, *ph_place;
+    uint32_t nph;
     struct pc_chan main, fch;
     uint64_t fseq;
     int fault_err;                /* the fault thread's failure, if any */
@@ -176,9 +185,13 @@ int engine_postcopy_prepare(struct receiver *r)
     pc->requested = calloc(words, 8);
     pc->req_ns = calloc(hv->ram_pages, 8);
     pc->lat_us = malloc(MAX_SAMPLES * sizeof(float));
+    pc->sent_ns = calloc(hv->ram_pages, 8);
+    pc->ph_req = malloc(3 * PHASE_SAMPLES * sizeof(float));
+    pc->ph_wait = pc->ph_req ? pc->ph_req + PHASE_SAMPLES : NULL;
+    pc->ph_place = pc->ph_req ? pc->ph_req + 2 * PHASE_SAMPLES : NULL;
     pc->main = (struct pc_chan){.t = r->t, .meta = r->meta, .seq = &r->seq};
     pc->fch = (struct pc_chan){.t = r->fch, .seq = &pc->fseq};
-    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us ||
+    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us || !pc->sent_ns || !pc->ph_req ||
         (r->fch && !(pc->fch.meta = malloc(MIGR_META_MAX))))
         return -ENOMEM;
     r->st->fault_channel = r->fch != NULL;
@@ -272,6 +285,7 @@ static int fch_read(struct receiver *r)
     int err = migr_rec_recv(r->fch, pc->fch.seq, &h, pc->fch.meta, MIGR_META_MAX);
     if (err < 0)
         return migr_error_prefix(-err, "fault channel");
+    pc->fch.hdr_ns = migr_now_ns();
     if (h.type != MIGR_REC_PAGES)
         return migr_errorf(EPROTO, "fault channel: record %llu (%s) is not PAGES",
                            (unsigned long long)*pc->fch.seq, migr_rec_type_name(h.type));
@@ -350,7 +364,22 @@ static void *fault_main(void *arg)
                 snprintf(pc->fault_why, sizeof(pc->fault_why), "%s", migr_last_error());
                 break;
             }
+            uint64_t sent = migr_now_ns();
+            pthread_mutex_lock(&pc->lock);
+            for (uint32_t i = 0; i < nreq; i++) {
+                int64_t idx = migr_hv_pfn_index(r->hv, req[i].pfn);
+                if (idx >= 0)
+                    pc->sent_ns[idx] = sent;
+            }
+            pthread_mutex_unlock(&pc->lock);
             r->st->demand_pages += nreq;
+            /* The answer takes a round trip (~7 us here when idle): wait for
+             * it awake for a while rather than sleep in poll and be woken. */
+            if (r->fch) {
+                struct pollfd q = {.fd = r->fch->fd, .events = POLLIN};
+                while (migr_now_ns() - sent < FCH_SPIN_NS && poll(&q, 1, 0) == 0)
+                    __builtin_ia32_pause();
+            }
         }
     }
     return NULL;
@@ -522,7 +551,7 @@ int engine_postcopy_start(struct receiver *r)
     return 0;
 }
 
-static void record_latency(struct receiver *r, uint64_t idx, uint64_t now)
+static void record_latency(struct receiver *r, const struct pc_chan *ch, uint64_t idx, uint64_t now)
 {
     struct postcopy_dst *pc = r->pc;
     if (!migr_bit_test(pc->requested, idx))
@@ -530,6 +559,11 @@ static void record_latency(struct receiver *r, uint64_t idx, uint64_t now)
     double us = (double)(now - pc->req_ns[idx]) / 1000.0;
     if (pc->nlat < MAX_SAMPLES)
         pc->lat_us[pc->nlat++] = (float)us;
+    if (ch == &pc->fch && pc->sent_ns[idx] && pc->nph < PHASE_SAMPLES && ch->hdr_ns >= pc->sent_ns[idx]) {
+        pc->ph_req[pc->nph] = (float)((double)(pc->sent_ns[idx] - pc->req_ns[idx]) / 1000.0);
+        pc->ph_wait[pc->nph] = (float)((double)(ch->hdr_ns - pc->sent_ns[idx]) / 1000.0);
+        pc->ph_place[pc->nph++] = (float)((double)(now - ch->hdr_ns) / 1000.0);
+    }
     int i = 0;
     while (i + 1 < MIGR_FAULT_BUCKETS && us >= MIGR_FAULT_BUCKET_US[i])
         i++;
@@ -540,7 +574,7 @@ static void record_latency(struct receiver *r, uint64_t idx, uint64_t now)
 /* Place n consecutive RAW pages [k0, k0+n) from data: one UFFDIO_COPY for
  * the run (a page already there, placed by the other stream, ends a part
  * with EEXIST and is skipped). Marks what this call placed resident. */
-static int copy_run(struct receiver *r, uint64_t k0, uint64_t n, const uint8_t *data)
+static int copy_run(struct receiver *r, const struct pc_chan *ch, uint64_t k0, uint64_t n, const uint8_t *data)
 {
     struct postcopy_dst *pc = r->pc;
     uint64_t i = 0;
@@ -556,7 +590,7 @@ static int copy_run(struct receiver *r, uint64_t k0, uint64_t n, const uint8_t *
         pthread_mutex_lock(&pc->lock);
         for (uint64_t k = k0 + i; k < k0 + i + done; k++) {
             migr_bit_set(pc->resident, k);
-            record_latency(r, k, now);
+            record_latency(r, ch, k, now);
             pc->resolved++;
             r->st->raw_pages++;
             r->st->pages_sent++;
@@ -614,7 +648,7 @@ static int place_pages(struct receiver *r, struct pc_chan *ch, const struct migr
         pthread_mutex_unlock(&pc->lock);
         bool extend = e.enc == MIGR_ENC_RAW && !dup && run_n && run0 + run_n == (uint64_t)idx;
         if (run_n && !extend) {
-            if ((err = copy_run(r, run0, run_n, run_data)) < 0)
+            if ((err = copy_run(r, ch, run0, run_n, run_data)) < 0)
                 return err;
             run_n = 0;
         }
@@ -645,13 +679,13 @@ static int place_pages(struct receiver *r, struct pc_chan *ch, const struct migr
                 return migr_errorf(-err, "post-copy: UFFDIO_ZEROPAGE page 0x%llx", (unsigned long long)e.pfn);
             }
             r->st->zero_pages++;
-            record_latency(r, k, migr_now_ns());
+            record_latency(r, ch, k, migr_now_ns());
             pc->resolved++;
             r->st->pages_sent++;
         }
         pthread_mutex_unlock(&pc->lock);
     }
-    if (run_n && (err = copy_run(r, run0, run_n, run_data)) < 0)
+    if (run_n && (err = copy_run(r, ch, run0, run_n, run_data)) < 0)
         return err;
     return 0;
 }
@@ -662,7 +696,7 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int engine_postcopy_run(struct receiver *r)
+static int run_main(struct receiver *r)
 {
     struct postcopy_dst *pc = r->pc;
     struct migr_rec_hdr h;
@@ -728,6 +762,14 @@ int engine_postcopy_run(struct receiver *r)
         r->st->fault_p99_us = pc->lat_us[(uint64_t)pc->nlat * 99 / 100];
         r->st->fault_max_us = pc->lat_us[pc->nlat - 1];
     }
+    if (pc->nph) {
+        qsort(pc->ph_req, pc->nph, sizeof(float), cmp_float);
+        qsort(pc->ph_wait, pc->nph, sizeof(float), cmp_float);
+        qsort(pc->ph_place, pc->nph, sizeof(float), cmp_float);
+        r->st->fault_req_us = pc->ph_req[pc->nph / 2];
+        r->st->fault_wait_us = pc->ph_wait[pc->nph / 2];
+        r->st->fault_place_us = pc->ph_place[pc->nph / 2];
+    }
     r->st->pushed_pages = r->st->pages_sent > r->st->demand_pages ? r->st->pages_sent - r->st->demand_pages : 0;
     /* Every page is here: no more checkpoints, the guest is ours alone. */
     stop_epochs(pc);
@@ -739,6 +781,37 @@ int engine_postcopy_run(struct receiver *r)
     if (len < 0 || (err = engine_recv_send(r, MIGR_REC_COMPLETE, meta, (uint32_t)len)) < 0)
         fprintf(stderr, "migr: recv: COMPLETE not delivered (%s); the guest runs here\n", migr_last_error());
     return 0;
+}
+
+struct bulk_arg {
+    struct receiver *r;
+    int ret;
+    char why[512];
+};
+
+static void *bulk_thread(void *arg)
+{
+    struct bulk_arg *a = arg;
+    engine_bulk_priority();
+    a->ret = run_main(a->r);
+    if (a->ret < 0)
+        snprintf(a->why, sizeof(a->why), "%s", migr_last_error());
+    return NULL;
+}
+
+/* The push is placed on a thread of its own at a lower priority than the
+ * fault thread, so that a fault's answer does not wait for a CPU behind it. */
+int engine_postcopy_run(struct receiver *r)
+{
+    struct bulk_arg a = {.r = r};
+    pthread_t th;
+    int err = pthread_create(&th, NULL, bulk_thread, &a);
+    if (err)
+        return run_main(r);
+    pthread_join(th, NULL);
+    if (a.ret < 0)
+        migr_errorf(-a.ret, "%s", a.why); /* the message is per thread */
+    return a.ret;
 }
 
 void engine_postcopy_finish(struct receiver *r)
@@ -768,6 +841,8 @@ void engine_postcopy_finish(struct receiver *r)
     free(pc->requested);
     free(pc->req_ns);
     free(pc->lat_us);
+    free(pc->sent_ns);
+    free(pc->ph_req);
     free(pc->main.buf);
     free(pc->fch.buf);
     free(pc->fch.meta);

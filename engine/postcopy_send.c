@@ -25,6 +25,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,8 @@ struct pc_src {
     uint64_t fseq;
     uint64_t f_demand, f_prepaged; /* pages the fault server sent (stats at the end) */
     uint64_t f_raw, f_zero;
+    float serve_us[4096];         /* PAGE_REQ read -> its page's record sent, first requests */
+    uint32_t nserve;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     uint64_t q[REQ_QUEUE];        /* requested pfns */
@@ -329,23 +332,23 @@ static int fserve_send(struct pc_src *pc, const uint64_t *idx, uint8_t *const *d
     return len < 0 ? len : migr_rec_send(s->fch, MIGR_REC_PAGES, meta, (uint32_t)len, iov, niov);
 }
 
-/* One faulted page: itself at once (copied under the lock: a checkpoint may
- * be rewriting it if the push's copy got there first and the guest wrote
- * it), then up to 15 neighbours nobody has sent yet, straight from RAM (a
- * page the destination never had cannot be in a checkpoint). */
-static int fserve_one(struct pc_src *pc, uint64_t idx, uint8_t *bounce)
+/* One faulted page: itself at once, then up to 15 neighbours nobody has
+ * sent yet, all straight from RAM. A checkpoint may be rewriting the faulted
+ * page while it goes (if the push's copy got there first and the guest wrote
+ * it), but then the destination has the page and drops this copy unread; a
+ * neighbour never sent cannot be in a checkpoint at all. */
+static int fserve_one(struct pc_src *pc, uint64_t idx, uint64_t t_req)
 {
     struct sender *s = pc->s;
     uint8_t *data[16];
     uint64_t ix[16];
-    pthread_mutex_lock(&pc->lock);
-    memcpy(bounce, migr_hv_page(s->hv, idx), MIGR_PAGE_SIZE);
-    pthread_mutex_unlock(&pc->lock);
     if (claim(pc, idx))
         pc->f_demand++;
     ix[0] = idx;
-    data[0] = bounce;
+    data[0] = migr_hv_page(s->hv, idx);
     int err = fserve_send(pc, ix, data, 1);
+    if (pc->nserve < MIGR_ARRAY_SIZE(pc->serve_us))
+        pc->serve_us[pc->nserve++] = (float)((double)(migr_now_ns() - t_req) / 1000.0);
     uint32_t n = 0;
     uint64_t prepage = s->p->prepage < 15 ? s->p->prepage : 15;
     for (uint64_t k = idx + 1; err == 0 && k <= idx + prepage && k < s->hv->ram_pages; k++) {
@@ -365,11 +368,11 @@ static void *fault_server(void *arg)
 {
     struct pc_src *pc = arg;
     struct sender *s = pc->s;
-    static __thread uint8_t bounce[MIGR_PAGE_SIZE] __attribute__((aligned(64)));
     struct migr_rec_hdr h;
     for (;;) {
         uint32_t n = 0;
         int err = migr_rec_recv(s->fch, &pc->fseq, &h, pc->fmeta, MIGR_META_MAX);
+        uint64_t t_req = migr_now_ns();
         if (err == 0 && h.type != MIGR_REC_PAGE_REQ)
             err = migr_errorf(EPROTO, "fault channel: record %llu (%s) is not a PAGE_REQ",
                               (unsigned long long)pc->fseq, migr_rec_type_name(h.type));
@@ -379,7 +382,7 @@ static void *fault_server(void *arg)
             for (uint64_t k = 0; err == 0 && k < pc->frg[i].npages && k < 64; k++) {
                 int64_t idx = migr_hv_pfn_index(s->hv, pc->frg[i].pfn + k);
                 if (idx >= 0)
-                    err = fserve_one(pc, (uint64_t)idx, bounce);
+                    err = fserve_one(pc, (uint64_t)idx, t_req);
             }
         if (err == 0)
             continue;
@@ -398,6 +401,12 @@ static void *fault_server(void *arg)
     }
 }
 
+static int cmp_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
 static void pc_free(struct pc_src *pc)
 {
     free(pc->sent);
@@ -413,7 +422,7 @@ static void pc_free(struct pc_src *pc)
     free(pc);
 }
 
-int engine_postcopy_push(struct sender *s, const uint64_t *need)
+static int push_main(struct sender *s, const uint64_t *need)
 {
     struct migr_hv *hv = s->hv;
     struct pc_src *pc = calloc(1, sizeof(*pc));
@@ -552,6 +561,10 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
         s->st->raw_pages += pc->f_raw;
         s->st->zero_pages += pc->f_zero;
         s->st->pages_sent += pc->f_raw + pc->f_zero;
+        if (pc->nserve) {
+            qsort(pc->serve_us, pc->nserve, sizeof(float), cmp_f);
+            s->st->serve_p50_us = pc->serve_us[pc->nserve / 2];
+        }
     }
     if (err < 0 && !s->p->no_cancel) {
         /* Take the guest back: our RAM already holds every complete
@@ -566,4 +579,44 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
     engine_progress(s, "postcopy", total - pages_left(pc), total, true);
     pc_free(pc);
     return err < 0 ? err : 0;
+}
+
+void engine_bulk_priority(void)
+{
+    /* best effort: at worst the push competes with the fault path as before */
+    int cur = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (cur < ENGINE_BULK_NICE)
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), ENGINE_BULK_NICE);
+}
+
+struct bulk_arg {
+    struct sender *s;
+    const uint64_t *need;
+    int ret;
+    char why[512];
+};
+
+static void *bulk_thread(void *arg)
+{
+    struct bulk_arg *a = arg;
+    engine_bulk_priority();
+    a->ret = push_main(a->s, a->need);
+    if (a->ret < 0)
+        snprintf(a->why, sizeof(a->why), "%s", migr_last_error());
+    return NULL;
+}
+
+/* The push runs on a thread of its own at a lower priority than the fault
+ * server, so that a fault's answer does not wait for a CPU behind it. */
+int engine_postcopy_push(struct sender *s, const uint64_t *need)
+{
+    struct bulk_arg a = {.s = s, .need = need};
+    pthread_t th;
+    int err = pthread_create(&th, NULL, bulk_thread, &a);
+    if (err)
+        return push_main(s, need);
+    pthread_join(th, NULL);
+    if (a.ret < 0)
+        migr_errorf(-a.ret, "%s", a.why); /* the message is per thread */
+    return a.ret;
 }

@@ -54,7 +54,8 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
                 OUT("%s\"lt%.0f\":%llu", i ? "," : "", MIGR_FAULT_BUCKET_US[i], (unsigned long long)st->fault_hist[i]);
             else
                 OUT(",\"ge%.0f\":%llu", MIGR_FAULT_BUCKET_US[i - 1], (unsigned long long)st->fault_hist[i]);
-        OUT("},");
+        OUT("},\"fault_req_us\":%.1f,\"fault_wait_us\":%.1f,\"fault_place_us\":%.1f,\"serve_p50_us\":%.1f,",
+            st->fault_req_us, st->fault_wait_us, st->fault_place_us, st->serve_p50_us);
     }
     OUT("\"round_stats\":[");
     for (uint32_t i = 0; i < st->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)

@@ -75,6 +75,10 @@ struct migr_stats {
 #define MIGR_FAULT_BUCKETS 12
     uint64_t fault_hist[MIGR_FAULT_BUCKETS];
     bool fault_channel;           /* faults had their own connection (FAULT_CHANNEL) */
+    /* medians of a fault's phases on the fault channel (destination): uffd event
+     * read -> PAGE_REQ sent; -> the answer's header read; -> UFFDIO_COPY done */
+    double fault_req_us, fault_wait_us, fault_place_us;
+    double serve_p50_us;          /* source: PAGE_REQ read -> the page's record sent */
     uint64_t epochs;              /* cancellable: checkpoints the destination sent back */
     uint64_t back_pages;          /* cancellable: pages the destination sent back */
     bool cancelled;               /* the migration was cancelled and the guest taken back */
