@@ -58,6 +58,7 @@ struct pc_chan {
 
 #define PHASE_SAMPLES (1u << 16)
 #define FCH_SPIN_NS 30000ull
+#define RELEASE_TIMEOUT_MS 10000
 
 struct postcopy_dst {
     int uffd, stopfd;
@@ -690,6 +691,37 @@ static int place_pages(struct receiver *r, struct pc_chan *ch, const struct migr
     return 0;
 }
 
+/* After COMPLETE (cancellable): read until the source's COMMIT (release).
+ * Push pages still in flight are duplicates; a CANCEL that crossed COMPLETE
+ * is moot (the source reads COMPLETE first and releases). */
+static int await_release(struct receiver *r)
+{
+    struct postcopy_dst *pc = r->pc;
+    struct migr_rec_hdr h;
+    for (;;) {
+        struct pollfd p = {.fd = r->t->fd, .events = POLLIN};
+        int n = poll(&p, 1, RELEASE_TIMEOUT_MS);
+        if (n == 0)
+            return migr_errorf(ETIMEDOUT, "no release from the source within %d ms", RELEASE_TIMEOUT_MS);
+        if (n < 0 && errno != EINTR)
+            return migr_errorf_errno(errno, "waiting for the release");
+        if (n < 0)
+            continue;
+        int err = migr_rec_recv(r->t, &r->seq, &h, r->meta, MIGR_META_MAX);
+        if (err < 0)
+            return err;
+        if (h.type == MIGR_REC_COMMIT)
+            return 0;
+        if (h.type == MIGR_REC_PAGES) {
+            if ((err = place_pages(r, &pc->main, &h)) < 0)
+                return err;
+        } else if (h.type != MIGR_REC_CANCEL) {
+            return migr_errorf(EPROTO, "record %llu (%s): expected COMMIT (release) after COMPLETE",
+                               (unsigned long long)r->seq, migr_rec_type_name(h.type));
+        }
+    }
+}
+
 static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
@@ -778,8 +810,29 @@ static int run_main(struct receiver *r)
     uint8_t meta[MIGR_ACK_SIZE];
     struct migr_ack a = {.pages = pc->npages, .t_ns = migr_now_ns()};
     int len = migr_ack_encode(&a, meta, sizeof(meta));
-    if (len < 0 || (err = engine_recv_send(r, MIGR_REC_COMPLETE, meta, (uint32_t)len)) < 0)
-        fprintf(stderr, "migr: recv: COMPLETE not delivered (%s); the guest runs here\n", migr_last_error());
+    err = len < 0 ? len : engine_recv_send(r, MIGR_REC_COMPLETE, meta, (uint32_t)len);
+    if (!r->cancellable) {
+        /* plain post-copy: the source cannot take the guest back in any case */
+        if (err < 0)
+            fprintf(stderr, "migr: recv: COMPLETE not delivered (%s); the guest runs here\n", migr_last_error());
+        return 0;
+    }
+    /* Cancellable: until the source has read COMPLETE it may still take the
+     * guest back (a link break looks like our death to it). It answers
+     * COMPLETE with COMMIT, its release; without that we cannot tell whether
+     * it resumed its copy, so ours stops: paused, never two copies running. */
+    if (err == 0)
+        err = await_release(r);
+    if (err < 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", migr_last_error());
+        int e2 = r->hv->ops->pause(r->hv);
+        r->st->ownership_in_doubt = true;
+        snprintf(r->st->error, sizeof(r->st->error),
+                 "every page is here, but the source's release did not arrive (%s): the guest is kept "
+                 "paused here (%s); `migr resume` only if the source is not running it",
+                 why, e2 == 0 ? "paused" : "pause failed");
+    }
     return 0;
 }
 

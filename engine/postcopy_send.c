@@ -171,6 +171,11 @@ static void *reader(void *arg)
                 continue;
             }
         }
+        if (err == 0 && h.type == MIGR_REC_COMPLETE && getenv("MIGR_TEST_LOSE_COMPLETE")) {
+            /* tests: the link breaks with COMPLETE in flight */
+            s->t->ops->shutdown(s->t);
+            err = migr_errorf(EPIPE, "test: the link broke before COMPLETE was read");
+        }
         if (err == 0 && h.type == MIGR_REC_ERROR)
             err = migr_errorf(EIO, "the destination failed during post-copy");
         else if (err == 0 && h.type != MIGR_REC_COMPLETE && h.type != MIGR_REC_PAGE_REQ)
@@ -544,6 +549,19 @@ static int push_main(struct sender *s, const uint64_t *need)
         if (err < 0)
             break;
         engine_progress(s, "postcopy", total - pages_left(pc), total, false);
+    }
+    if (err == 0 && !s->p->no_cancel) {
+        /* COMPLETE read: the guest is the destination's from here on, come
+         * what may; tell it (COMMIT, the release), or it keeps the guest
+         * paused, unable to tell this from our taking it back. */
+        if (getenv("MIGR_TEST_LOSE_RELEASE")) /* tests: the link breaks right here */
+            s->t->ops->shutdown(s->t);
+        if (migr_rec_send(s->t, MIGR_REC_COMMIT, NULL, 0, NULL, 0) < 0) {
+            s->st->ownership_in_doubt = true;
+            snprintf(s->st->error, sizeof(s->st->error),
+                     "every page reached the destination, but the release did not (%s): the guest is paused "
+                     "there; `migr resume` it there (this side has released it)", migr_last_error());
+        }
     }
     if (err < 0) {
         /* Wake the reader: the destination sees EOF or an error soon. */
