@@ -101,6 +101,7 @@ struct opts {
     const char *json;
     const char *only;
     double link_mbps;             /* --link: the source's stream limited to this (0 = not) */
+    bool tcp;                     /* --tcp: TCP loopback instead of a unix socket */
 };
 
 struct machine {
@@ -494,7 +495,10 @@ static void job_start(const struct opts *o, struct job *j)
     memset(res, 0, sizeof(*res));
     res->wps_live = res->wps_pc = NAN;
     j->rfd = -1;
-    snprintf(listen_url, sizeof(listen_url), "unix:@migr-bench-pc-%d-%d", (int)getpid(), j->seq);
+    if (o->tcp)
+        snprintf(listen_url, sizeof(listen_url), "tcp:127.0.0.1:0");
+    else
+        snprintf(listen_url, sizeof(listen_url), "unix:@migr-bench-pc-%d-%d", (int)getpid(), j->seq);
     if (pipe(pfd) < 0) {
         snprintf(res->why, sizeof(res->why), "pipe: %s", strerror(errno));
         j->dead = true;
@@ -835,9 +839,9 @@ static int write_json(const struct opts *o, const struct machine *m, const struc
     json_str(f, u.release);
     fprintf(f, "},\n\"params\":{\"mem_bytes\":%llu,\"reps\":%d,\"quick\":%s,\"vcpus\":1,\"transport\":\"unix\","
                "\"downtime_target_ms\":300,\"warmup_ms\":%d,\"after_ms\":%d,\"prepage\":8,\"no_cancel\":%s,"
-               "\"link_mbps\":%.0f},\n",
+               "\"link_mbps\":%.0f,\"migration_transport\":\"%s\"},\n",
             (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS, AFTER_MS,
-            o->no_cancel ? "true" : "false", o->link_mbps);
+            o->no_cancel ? "true" : "false", o->link_mbps, o->tcp ? "tcp" : "unix");
     fprintf(f, "\"machine\":{\"memcpy_mbps\":%.1f,\"unix_stream_mbps\":%.1f,\"unix_rtt_4k_p50_us\":%.2f,"
                "\"unix_rtt_4k_p99_us\":%.2f,\"uffd_fault_p50_us\":%.2f,\"uffd_fault_p99_us\":%.2f,"
                "\"fault_floor_us\":%.2f,\"buffer_bytes\":%llu,\"stream_bytes\":%llu,\"runs\":%d,"
@@ -915,6 +919,7 @@ static void usage(FILE *f)
             "  --no-cancel   post-copy and hybrid without take-back (no checkpoints to the source)\n"
             "  --link MBPS   limit the source's stream to MBPS MB/s (a link slower than the guest\n"
             "                dirties; the fault channel is not limited)\n"
+            "  --tcp         migrate over TCP loopback instead of a unix socket (limits stay unix)\n"
             "  -h, --help    this text\n"
             "Exit: 0 every migration verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.\n");
 }
@@ -926,6 +931,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"quick", no_argument, NULL, 'q'},      {"json", required_argument, NULL, 'j'},
         {"only", required_argument, NULL, 'o'}, {"no-touch", no_argument, NULL, 'T'},
         {"no-cancel", no_argument, NULL, 'C'},  {"link", required_argument, NULL, 'L'},
+        {"tcp", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     uint64_t mem = 0;
@@ -963,6 +969,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'C':
             o->no_cancel = true;
+            break;
+        case 'P':
+            o->tcp = true;
             break;
         case 'L': {
             char *end;
@@ -1034,6 +1043,8 @@ int main(int argc, char **argv)
     printf("bench_postcopy: guest %llu MiB, 1 vCPU, unix socket, %d rep%s per configuration, downtime target "
            "300 ms; post-copy %s\n", (unsigned long long)(o.mem >> 20), o.reps, o.reps > 1 ? "s" : "",
            o.no_cancel ? "without take-back (--no-cancel)" : "cancellable (checkpoints back to the source)");
+    if (o.tcp)
+        printf("transport: TCP loopback (--tcp; the machine limits below are still measured over unix)\n");
     if (o.link_mbps > 0)
         printf("link: the source's stream limited to %.0f MB/s (--link; the fault channel is not)\n", o.link_mbps);
     struct cpu_mark run0, c1;

@@ -643,10 +643,12 @@ static int place_pages(struct receiver *r, struct pc_chan *ch, const struct migr
         if (idx < 0 || migr_hv_pfn_index(r->hv, e.pfn + n - 1) != idx + (int64_t)n - 1)
             return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx outside guest RAM",
                                (unsigned long long)*ch->seq, i, (unsigned long long)e.pfn);
-        pthread_mutex_lock(&pc->lock);
-        bool dup = e.enc == MIGR_ENC_RAW &&
-                   (migr_bit_test(pc->resident, (uint64_t)idx) || migr_bit_test(pc->zero, (uint64_t)idx));
-        pthread_mutex_unlock(&pc->lock);
+        /* Read without the lock (the fault thread wants it): resident and
+         * zero bits are only ever set in this phase, so a set bit is the
+         * truth, and a page placed meanwhile ends its UFFDIO_COPY with EEXIST. */
+        bool dup = e.enc == MIGR_ENC_RAW && (__atomic_load_n(&pc->resident[idx >> 6], __ATOMIC_RELAXED) |
+                                             __atomic_load_n(&pc->zero[idx >> 6], __ATOMIC_RELAXED)) >>
+                                                (idx & 63) & 1;
         bool extend = e.enc == MIGR_ENC_RAW && !dup && run_n && run0 + run_n == (uint64_t)idx;
         if (run_n && !extend) {
             if ((err = copy_run(r, ch, run0, run_n, run_data)) < 0)
