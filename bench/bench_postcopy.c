@@ -553,11 +553,13 @@ static void on_progress(void *arg, const struct migr_progress *p)
     }
 }
 
-/* --link: a link slower than the guest dirties. The source's main stream
- * goes through this wrapper, which lets sendv return only once the link
- * would have carried the bytes (a token bucket, no burst). The fault channel
- * the engine opens itself (a socketpair on this unix stream) is not limited:
- * it carries one record per fault (4 KiB + up to 15 pre-paged pages). */
+/* --link: a link slower than the guest dirties. The source's stream goes
+ * through this wrapper, which lets sendv return only once the link would
+ * have carried the bytes (a token bucket, no burst). Its transport name is
+ * "limited", not "unix", so the engine opens no fault channel beside it (a
+ * socketpair the wrapper could not slow down): faults and their answers
+ * share the one limited stream, as on a real slow link. The destination's
+ * checkpoints to the source are not limited. */
 struct limited {
     struct migr_transport pub;    /* first */
     struct migr_transport *in;
@@ -614,7 +616,7 @@ static struct migr_transport *limit_link(struct migr_transport *in, double mbps)
     struct limited *l = calloc(1, sizeof(*l));
     if (!l)
         return in;
-    lim_ops = (struct migr_transport_ops){.name = in->ops->name, .sendv = lim_sendv, .recvv = lim_recvv,
+    lim_ops = (struct migr_transport_ops){.name = "limited", .sendv = lim_sendv, .recvv = lim_recvv,
                                           .shutdown = lim_shutdown, .close = lim_close};
     l->in = in;
     l->ns_per_byte = 1e3 / mbps;
@@ -918,7 +920,7 @@ static void usage(FILE *f)
             "  --no-touch    skip the first-touch measurement\n"
             "  --no-cancel   post-copy and hybrid without take-back (no checkpoints to the source)\n"
             "  --link MBPS   limit the source's stream to MBPS MB/s (a link slower than the guest\n"
-            "                dirties; the fault channel is not limited)\n"
+            "                dirties; faults share that stream: no fault channel)\n"
             "  --tcp         migrate over TCP loopback instead of a unix socket (limits stay unix)\n"
             "  -h, --help    this text\n"
             "Exit: 0 every migration verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.\n");
@@ -1046,7 +1048,8 @@ int main(int argc, char **argv)
     if (o.tcp)
         printf("transport: TCP loopback (--tcp; the machine limits below are still measured over unix)\n");
     if (o.link_mbps > 0)
-        printf("link: the source's stream limited to %.0f MB/s (--link; the fault channel is not)\n", o.link_mbps);
+        printf("link: the source's stream limited to %.0f MB/s (--link; faults share it: no fault channel)\n",
+               o.link_mbps);
     struct cpu_mark run0, c1;
     cpu_mark(&run0, 0);
     m.memcpy_mbps = measure_memcpy(m.buf_bytes, m.runs);
