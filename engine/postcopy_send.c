@@ -297,11 +297,12 @@ int engine_postcopy_accept_channel(struct sender *s)
         migr_transport_close(c);
         err = -EACCES;
     }
+    char why[256];
+    snprintf(why, sizeof(why), "%s", err == -EACCES ? "a connection without the cookie" : migr_last_error());
     migr_listener_close(s->fl);
     s->fl = NULL;
     if (err < 0)
-        return migr_errorf(-err, "post-copy: the destination did not open the fault channel (%s)",
-                           migr_last_error());
+        return migr_errorf(-err, "post-copy: the destination did not open the fault channel (%s)", why);
     return 0;
 }
 
