@@ -100,6 +100,8 @@ struct opts {
     bool no_cancel;               /* post-copy without take-back (no checkpoints) */
     const char *json;
     const char *only;
+    double link_mbps;             /* --link: the source's stream limited to this (0 = not) */
+    bool tcp;                     /* --tcp: TCP loopback instead of a unix socket */
 };
 
 struct machine {
@@ -450,6 +452,7 @@ static void receiver(const char *listen_url, int wfd)
 struct job {
     int wi, mi, seq;
     bool no_cancel;
+    double link_mbps;
     pid_t pid;
     int rfd;
     struct migr_hv *src;
@@ -492,7 +495,10 @@ static void job_start(const struct opts *o, struct job *j)
     memset(res, 0, sizeof(*res));
     res->wps_live = res->wps_pc = NAN;
     j->rfd = -1;
-    snprintf(listen_url, sizeof(listen_url), "unix:@migr-bench-pc-%d-%d", (int)getpid(), j->seq);
+    if (o->tcp)
+        snprintf(listen_url, sizeof(listen_url), "tcp:127.0.0.1:0");
+    else
+        snprintf(listen_url, sizeof(listen_url), "unix:@migr-bench-pc-%d-%d", (int)getpid(), j->seq);
     if (pipe(pfd) < 0) {
         snprintf(res->why, sizeof(res->why), "pipe: %s", strerror(errno));
         j->dead = true;
@@ -547,6 +553,79 @@ static void on_progress(void *arg, const struct migr_progress *p)
     }
 }
 
+/* --link: a link slower than the guest dirties. The source's stream goes
+ * through this wrapper, which lets sendv return only once the link would
+ * have carried the bytes (a token bucket, no burst). Its transport name is
+ * "limited", not "unix", so the engine opens no fault channel beside it (a
+ * socketpair the wrapper could not slow down): faults and their answers
+ * share the one limited stream, as on a real slow link. The destination's
+ * checkpoints to the source are not limited. */
+struct limited {
+    struct migr_transport pub;    /* first */
+    struct migr_transport *in;
+    double ns_per_byte;
+    uint64_t next_ns;
+};
+static struct migr_transport_ops lim_ops;
+
+static int lim_sendv(struct migr_transport *t, const struct iovec *iov, int n)
+{
+    struct limited *l = (struct limited *)t;
+    uint64_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += iov[i].iov_len;
+    int err = l->in->ops->sendv(l->in, iov, n);
+    t->bytes_sent = l->in->bytes_sent;
+    uint64_t now = migr_now_ns();
+    if (l->next_ns < now)
+        l->next_ns = now;
+    l->next_ns += (uint64_t)((double)len * l->ns_per_byte);
+    if (l->next_ns > now) {
+        struct timespec ts = {.tv_sec = (time_t)(l->next_ns / 1000000000ull),
+                              .tv_nsec = (long)(l->next_ns % 1000000000ull)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+    }
+    return err;
+}
+
+static int lim_recvv(struct migr_transport *t, const struct iovec *iov, int n)
+{
+    struct limited *l = (struct limited *)t;
+    int err = l->in->ops->recvv(l->in, iov, n);
+    t->bytes_recv = l->in->bytes_recv;
+    return err;
+}
+
+static void lim_shutdown(struct migr_transport *t)
+{
+    struct limited *l = (struct limited *)t;
+    l->in->ops->shutdown(l->in);
+}
+
+static void lim_close(struct migr_transport *t)
+{
+    struct limited *l = (struct limited *)t;
+    migr_transport_close(l->in);
+    free(l);
+}
+
+/* Wrap in (owned from here) so that it carries at most mbps MB/s. */
+static struct migr_transport *limit_link(struct migr_transport *in, double mbps)
+{
+    struct limited *l = calloc(1, sizeof(*l));
+    if (!l)
+        return in;
+    lim_ops = (struct migr_transport_ops){.name = "limited", .sendv = lim_sendv, .recvv = lim_recvv,
+                                          .shutdown = lim_shutdown, .close = lim_close};
+    l->in = in;
+    l->ns_per_byte = 1e3 / mbps;
+    l->pub.ops = &lim_ops;
+    l->pub.fd = in->fd;
+    snprintf(l->pub.peer, sizeof(l->pub.peer), "%s", in->peer);
+    return &l->pub;
+}
+
 static void job_run(struct job *j)
 {
     struct rep_result *res = j->res;
@@ -575,6 +654,8 @@ static void job_run(struct job *j)
         job_kill(j);
         return;
     }
+    if (j->link_mbps > 0)
+        t = limit_link(t, j->link_mbps);
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     p.postcopy_after = modes[j->mi].postcopy_after;
@@ -646,14 +727,15 @@ static void job_finish(struct job *j)
 
 enum { M_TOTAL, M_DOWN, M_DST_DOWN, M_BYTES, M_ROUNDS, M_RESID, M_RESID_FLOOR, M_WPS_BEFORE, M_WPS_LIVE,
        M_WPS_PC, M_PC_PCT, M_WPS_AFTER, M_FAULTS, M_P50, M_P99, M_MAX, M_DEMAND, M_PUSHED, M_EPOCHS,
-       M_BACK, M_SRC_EPOCHS, M_SRC_BACK, M_SRC_PUSHED, M_VERIFY, M_OTHERS, M_COUNT };
+       M_BACK, M_SRC_EPOCHS, M_SRC_BACK, M_SRC_PUSHED, M_VERIFY, M_OTHERS, M_FREQ, M_FWAIT, M_FPLACE,
+       M_SERVE, M_COUNT };
 static const char *const metric_names[M_COUNT] = {
     "total_ms", "downtime_ms", "dst_downtime_ms", "bytes_sent", "rounds", "residence_ms",
     "residence_x_stream_floor", "writes_per_s_before", "writes_per_s_live_src", "writes_per_s_postcopy_dst",
     "postcopy_pct_of_before", "writes_per_s_after", "faults", "fault_p50_us", "fault_p99_us", "fault_max_us",
     "demand_pages", "pushed_pages", "epochs", "back_pages", "src_epochs_applied", "src_back_pages",
     "src_pushed_pages",
-    "verify_ms", "other_load_cpus",
+    "verify_ms", "other_load_cpus", "fault_req_us", "fault_wait_us", "fault_place_us", "src_serve_us",
 };
 
 struct row {
@@ -692,6 +774,11 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, dou
     v[M_SRC_PUSHED] = has_pc ? (double)s->pushed_pages : NAN;
     v[M_VERIFY] = (double)r->rx.verify_ns / 1e6;
     v[M_OTHERS] = r->others;
+    bool ph = has_pc && d->fault_channel && d->fault_wait_us > 0;
+    v[M_FREQ] = ph ? d->fault_req_us : NAN;
+    v[M_FWAIT] = ph ? d->fault_wait_us : NAN;
+    v[M_FPLACE] = ph ? d->fault_place_us : NAN;
+    v[M_SERVE] = has_pc && s->serve_p50_us > 0 ? s->serve_p50_us : NAN;
 }
 
 /* Median over the values that exist (NaN = not applicable). */
@@ -753,9 +840,10 @@ static int write_json(const struct opts *o, const struct machine *m, const struc
             sysconf(_SC_NPROCESSORS_ONLN));
     json_str(f, u.release);
     fprintf(f, "},\n\"params\":{\"mem_bytes\":%llu,\"reps\":%d,\"quick\":%s,\"vcpus\":1,\"transport\":\"unix\","
-               "\"downtime_target_ms\":300,\"warmup_ms\":%d,\"after_ms\":%d,\"prepage\":8,\"no_cancel\":%s},\n",
+               "\"downtime_target_ms\":300,\"warmup_ms\":%d,\"after_ms\":%d,\"prepage\":8,\"no_cancel\":%s,"
+               "\"link_mbps\":%.0f,\"migration_transport\":\"%s\"},\n",
             (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS, AFTER_MS,
-            o->no_cancel ? "true" : "false");
+            o->no_cancel ? "true" : "false", o->link_mbps, o->tcp ? "tcp" : "unix");
     fprintf(f, "\"machine\":{\"memcpy_mbps\":%.1f,\"unix_stream_mbps\":%.1f,\"unix_rtt_4k_p50_us\":%.2f,"
                "\"unix_rtt_4k_p99_us\":%.2f,\"uffd_fault_p50_us\":%.2f,\"uffd_fault_p99_us\":%.2f,"
                "\"fault_floor_us\":%.2f,\"buffer_bytes\":%llu,\"stream_bytes\":%llu,\"runs\":%d,"
@@ -831,6 +919,9 @@ static void usage(FILE *f)
             "  --only TEXT   run only configurations whose name (e.g. dirty64M/postcopy) contains TEXT\n"
             "  --no-touch    skip the first-touch measurement\n"
             "  --no-cancel   post-copy and hybrid without take-back (no checkpoints to the source)\n"
+            "  --link MBPS   limit the source's stream to MBPS MB/s (a link slower than the guest\n"
+            "                dirties; faults share that stream: no fault channel)\n"
+            "  --tcp         migrate over TCP loopback instead of a unix socket (limits stay unix)\n"
             "  -h, --help    this text\n"
             "Exit: 0 every migration verified, 1 a configuration failed, 2 usage, 77 no /dev/kvm.\n");
 }
@@ -841,7 +932,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"mem", required_argument, NULL, 'm'},  {"reps", required_argument, NULL, 'r'},
         {"quick", no_argument, NULL, 'q'},      {"json", required_argument, NULL, 'j'},
         {"only", required_argument, NULL, 'o'}, {"no-touch", no_argument, NULL, 'T'},
-        {"no-cancel", no_argument, NULL, 'C'},
+        {"no-cancel", no_argument, NULL, 'C'},  {"link", required_argument, NULL, 'L'},
+        {"tcp", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     uint64_t mem = 0;
@@ -880,6 +972,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'C':
             o->no_cancel = true;
             break;
+        case 'P':
+            o->tcp = true;
+            break;
+        case 'L': {
+            char *end;
+            o->link_mbps = strtod(optarg, &end);
+            if (*end || !(o->link_mbps >= 1 && o->link_mbps <= 1e6)) {
+                fprintf(stderr, "bench_postcopy: --link %s: need MB/s, 1..1000000\n", optarg);
+                return -1;
+            }
+            break;
+        }
         case 'h':
             usage(stdout);
             exit(0);
@@ -941,6 +1045,11 @@ int main(int argc, char **argv)
     printf("bench_postcopy: guest %llu MiB, 1 vCPU, unix socket, %d rep%s per configuration, downtime target "
            "300 ms; post-copy %s\n", (unsigned long long)(o.mem >> 20), o.reps, o.reps > 1 ? "s" : "",
            o.no_cancel ? "without take-back (--no-cancel)" : "cancellable (checkpoints back to the source)");
+    if (o.tcp)
+        printf("transport: TCP loopback (--tcp; the machine limits below are still measured over unix)\n");
+    if (o.link_mbps > 0)
+        printf("link: the source's stream limited to %.0f MB/s (--link; faults share it: no fault channel)\n",
+               o.link_mbps);
     struct cpu_mark run0, c1;
     cpu_mark(&run0, 0);
     m.memcpy_mbps = measure_memcpy(m.buf_bytes, m.runs);
@@ -1023,7 +1132,7 @@ int main(int argc, char **argv)
             rows[nrows] = (struct row){.wi = wi, .mi = mi};
             for (int k = 0; k < o.reps; k++, njobs++)
                 jobs[njobs] = (struct job){.wi = wi, .mi = mi, .seq = njobs, .no_cancel = o.no_cancel,
-                                            .res = &reps[nrows][k]};
+                                            .link_mbps = o.link_mbps, .res = &reps[nrows][k]};
             nrows++;
         }
     /* start(j), finish(j-1), run(j): the next guest is built while the
@@ -1117,6 +1226,23 @@ int main(int argc, char **argv)
         fmt_num(c[9], 32, r->med[M_SRC_PUSHED], "%.0f");
         printf("%-22s %7s %7s %7s %7s %7s %8s %8s %6s %7s %7s\n", name, c[0], c[1], c[2], c[3], c[4], c[5], c[9],
                c[6], c[7], c[8]);
+    }
+    printf("\nwhere a fault's time goes (median, fault channel): req = uffd event read -> PAGE_REQ sent; wait ="
+           " -> the\n answer's header read (src serve = PAGE_REQ read -> page sent, at the source); place = -> "
+           "UFFDIO_COPY done\n");
+    printf("%-22s %8s %8s %10s %8s %8s\n", "config", "p50 us", "req us", "wait us", "(serve)", "place us");
+    for (int i = 0; i < nrows; i++) {
+        const struct row *r = &rows[i];
+        if (modes[r->mi].postcopy_after < 0)
+            continue;
+        char name[48], c[5][32];
+        snprintf(name, sizeof(name), "%s/%s", workloads[r->wi].name, modes[r->mi].name);
+        fmt_num(c[0], 32, r->med[M_P50], "%.1f");
+        fmt_num(c[1], 32, r->med[M_FREQ], "%.1f");
+        fmt_num(c[2], 32, r->med[M_FWAIT], "%.1f");
+        fmt_num(c[3], 32, r->med[M_SERVE], "%.1f");
+        fmt_num(c[4], 32, r->med[M_FPLACE], "%.1f");
+        printf("%-22s %8s %8s %10s %8s %8s\n", name, c[0], c[1], c[2], c[3], c[4]);
     }
     struct cpu_mark run1;
     cpu_mark(&run1, 0);

@@ -137,9 +137,12 @@ def plot_postcopy(path, out, plt):
             if label(wl, mode):
                 ax.annotate("FAIL", (xs[k], 0), ha="center", va="bottom", color="red", fontsize=8)
     floor = p["mem_bytes"] / m["unix_stream_mbps"] / 1e3 if m.get("unix_stream_mbps") else 0
+    if p.get("link_mbps"):
+        floor = p["mem_bytes"] / p["link_mbps"] / 1e3  # RAM through the limited link
     if floor:
         ax.axhline(floor, color="black", linewidth=1.5)
-        ax.text(len(wls) - 0.5, floor, f"RAM through the raw unix stream: {floor:.0f} ms", ha="right",
+        through = f"the {p['link_mbps']:.0f} MB/s link" if p.get("link_mbps") else "the raw unix stream"
+        ax.text(len(wls) - 0.5, floor, f"RAM through {through}: {floor:.0f} ms", ha="right",
                 va="bottom", fontsize=7)
     top = max([med(wl, mode, "total_ms") for wl in wls for mode in modes] + [floor, 1.0])
     ax.set_ylim(0, top * 1.5)  # room for the legend
@@ -221,6 +224,8 @@ def plot_postcopy(path, out, plt):
 
     note = (f"migr pre-copy / hybrid / {'cancellable ' if not p.get('no_cancel') else ''}post-copy over unix, "
             f"{p['mem_bytes'] >> 20} MiB guest, medians of {p['reps']}")
+    if p.get("link_mbps"):
+        note += f", link limited to {p['link_mbps']:.0f} MB/s"
     if ft.get("measured"):
         parts = [f"{v['name']}: +{_nz(v['median'].get('first_touch_ns_per_page')) / 1e3:.1f} us"
                  for v in ft.get("variants", [])]
@@ -441,10 +446,7 @@ def plot_compress_e2e(path, out, plt):
     print(f"plot: wrote {out}")
 
 
-PLOTTERS = {"migrate.json": plot_migrate, "compress_e2e.json": plot_compress_e2e, "postcopy.json": plot_postcopy, "handover.json": plot_handover}
-
-
-PLOTTERS = {"migrate.json": plot_migrate, "postcopy.json": plot_postcopy, "handover.json": plot_handover,
+PLOTTERS = {"migrate.json": plot_migrate, "postcopy.json": plot_postcopy, "postcopy_link.json": plot_postcopy, "handover.json": plot_handover,
             "dirty.json": plot_dirty, "copy.json": plot_copy,
             "compress_e2e.json": plot_compress_e2e}
 

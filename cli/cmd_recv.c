@@ -161,9 +161,12 @@ int cmd_recv(int argc, char **argv)
             printf("%s\n", js);
         return 1;
     }
-    fprintf(stderr, "migr recv: guest running here (%llu MiB in %.1f ms, %llu pages, %llu torn and resent)\n",
-            (unsigned long long)(st.ram_bytes >> 20), (double)st.total_ns / 1e6,
-            (unsigned long long)st.pages_sent, (unsigned long long)st.torn_pages);
+    if (st.ownership_in_doubt) /* cancellable post-copy: the source's release did not arrive */
+        fprintf(stderr, "migr recv: %s\n", st.error);
+    else
+        fprintf(stderr, "migr recv: guest running here (%llu MiB in %.1f ms, %llu pages, %llu torn and resent)\n",
+                (unsigned long long)(st.ram_bytes >> 20), (double)st.total_ns / 1e6,
+                (unsigned long long)st.pages_sent, (unsigned long long)st.torn_pages);
     if (json) {
         printf("%s\n", js);
         fflush(stdout);

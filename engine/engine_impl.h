@@ -9,6 +9,7 @@
 #include "migr/engine.h"
 #include "migr/format.h"
 #include "migr/hv.h"
+#include "migr/record.h"
 #include "migr/transport.h"
 
 #define ENGINE_BATCH_PAGES 256u
@@ -32,6 +33,9 @@ struct sender {
     bool took_back;               /* cancellable post-copy failed or was cancelled: the
                                      destination's last checkpoint is loaded here */
     struct encoder *enc;          /* pre-copy page codec stage (engine/encode.c), NULL = RAW/ZERO */
+    struct migr_transport *fch;   /* post-copy fault channel (FAULT_CHANNEL), or NULL */
+    struct migr_listener *fl;     /* tcp: where the destination connects it, until accepted */
+    uint64_t fch_cookie;          /* tcp: what the destination must send first on it */
 };
 
 int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
@@ -44,6 +48,23 @@ void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_
  * in need (RAM indices; NULL = all RAM) until it reports COMPLETE. The guest
  * is paused here and owned by the destination. */
 int engine_postcopy_push(struct sender *s, const uint64_t *need);
+
+/* The fault channel (format 1.3, FAULT_CHANNEL): a second connection that
+ * carries only PAGE_REQ and the pages answering them, so that a fault never
+ * waits behind the background push. offer: right after HELLO (unix: one end
+ * of a socketpair passed along; tcp: a listener the destination connects
+ * to); accept: before the pause (tcp); close: at the end (NULL-safe). */
+#define ENGINE_FCH_UNIX 1u
+#define ENGINE_FCH_TCP 2u
+#define ENGINE_FCH_META 16u
+int engine_postcopy_offer_channel(struct sender *s);
+/* Post-copy: the calling thread (push, placing the push) yields to the
+ * fault path: nice +ENGINE_BULK_NICE (a thread of its own: nice cannot be
+ * lowered again without privileges). */
+#define ENGINE_BULK_NICE 5
+void engine_bulk_priority(void);
+int engine_postcopy_accept_channel(struct sender *s);
+void engine_postcopy_close_channel(struct sender *s);
 
 struct postcopy_dst;
 
@@ -69,6 +90,8 @@ struct receiver {
     uint64_t *alloc;              /* page was written with data at some point (may be allocated) */
     struct postcopy_dst *pc;
     struct decoder *dec;          /* PAGES with codec entries (engine/decode.c) */
+    struct migr_transport *fch;   /* post-copy fault channel, or NULL (faults go on t) */
+    uint64_t discarded;           /* hybrid: pages discarded since the last ROUND_END */
 };
 
 /* Post-copy, destination side (postcopy_recv.c). prepare: at SWITCHOVER,
@@ -82,5 +105,9 @@ int engine_postcopy_start_epochs(struct receiver *r);
 int engine_postcopy_run(struct receiver *r);
 void engine_postcopy_finish(struct receiver *r);
 int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32_t len);
+/* Give RAM pages [first, first+n) back to their memfd so that they fault. */
+int engine_punch(struct receiver *r, uint64_t first, uint64_t n);
+/* FAULT_CHANNEL arrived (before SWITCHOVER): take the descriptor or connect. */
+int engine_postcopy_on_channel(struct receiver *r, const struct migr_rec_hdr *h);
 
 #endif

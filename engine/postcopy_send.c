@@ -5,17 +5,33 @@
  * pushes the rest in the background, continuing after the last fault so that
  * the push follows the guest's locality. A reader thread collects PAGE_REQ
  * records and the final COMPLETE while this thread sends.
+ *
+ * With a fault channel (FAULT_CHANNEL, format 1.3) faults take another road:
+ * a fault server thread blocks on the channel, and answers each PAGE_REQ at
+ * once with the page read from RAM (one PAGES record), then its pre-paged
+ * neighbours (a second record): no queue, no hand-over to this thread, and
+ * nothing of the background push in front of the answer. The pages sent
+ * are one bitmap (`sent`, set atomically) for both threads; a faulted page
+ * is answered even if the push has sent it already (its copy may still sit
+ * in the push stream behind a few hundred KiB).
  */
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/engine_impl.h"
+#include "migr/codec.h"
 #include "migr/common.h"
 #include "migr/crc32c.h"
 #include "migr/dirty.h"
@@ -29,6 +45,19 @@
 
 struct pc_src {
     struct sender *s;
+    const uint64_t *need;         /* pages the destination lacks (NULL = all) */
+    uint64_t *sent;               /* page went (either channel); atomic */
+    uint64_t left;                /* pages of need not sent yet; atomic */
+    /* fault server (fault channel) */
+    pthread_t fserver;
+    bool fserver_started, stopping;
+    uint8_t *fmeta;
+    struct migr_range *frg;
+    uint64_t fseq;
+    uint64_t f_demand, f_prepaged; /* pages the fault server sent (stats at the end) */
+    uint64_t f_raw, f_zero;
+    float serve_us[4096];         /* PAGE_REQ read -> its page's record sent, first requests */
+    uint32_t nserve;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     uint64_t q[REQ_QUEUE];        /* requested pfns */
@@ -142,6 +171,11 @@ static void *reader(void *arg)
                 continue;
             }
         }
+        if (err == 0 && h.type == MIGR_REC_COMPLETE && getenv("MIGR_TEST_LOSE_COMPLETE")) {
+            /* tests: the link breaks with COMPLETE in flight */
+            s->t->ops->shutdown(s->t);
+            err = migr_errorf(EPIPE, "test: the link broke before COMPLETE was read");
+        }
         if (err == 0 && h.type == MIGR_REC_ERROR)
             err = migr_errorf(EIO, "the destination failed during post-copy");
         else if (err == 0 && h.type != MIGR_REC_COMPLETE && h.type != MIGR_REC_PAGE_REQ)
@@ -167,49 +201,273 @@ static void *reader(void *arg)
     }
 }
 
-/* Send page idx unless it went already. Returns 1 if added, 0, or -errno. */
-static int push_one(struct sender *s, uint64_t *sent, const uint64_t *need, uint64_t *left, uint64_t idx)
+/* Claim page idx for sending: true if nobody sent it before (and counts it). */
+static bool claim(struct pc_src *pc, uint64_t idx)
 {
-    if (idx >= s->hv->ram_pages || migr_bit_test(sent, idx))
+    uint64_t bit = 1ull << (idx & 63);
+    if (__atomic_fetch_or(&pc->sent[idx >> 6], bit, __ATOMIC_RELAXED) & bit)
+        return false;
+    if (!pc->need || migr_bit_test(pc->need, idx))
+        __atomic_fetch_sub(&pc->left, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+static uint64_t pages_left(struct pc_src *pc)
+{
+    return __atomic_load_n(&pc->left, __ATOMIC_RELAXED);
+}
+
+/* Send page idx unless it went already. Returns 1 if added, 0, or -errno. */
+static int push_one(struct pc_src *pc, uint64_t idx)
+{
+    struct sender *s = pc->s;
+    if (idx >= s->hv->ram_pages || (pc->need && !migr_bit_test(pc->need, idx)) || !claim(pc, idx))
         return 0;
-    migr_bit_set(sent, idx);
-    if (!need || migr_bit_test(need, idx))
-        (*left)--;
     int err = engine_add_page(s, migr_hv_page(s->hv, idx), migr_hv_index_pfn(s->hv, idx));
     return err < 0 ? err : 1;
 }
 
-int engine_postcopy_push(struct sender *s, const uint64_t *need)
+/* ---------- the fault channel ---------- */
+
+int engine_postcopy_offer_channel(struct sender *s)
+{
+    uint8_t meta[ENGINE_FCH_META] = {0};
+    int err;
+    if (strcmp(s->t->ops->name, "unix") == 0) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+            return migr_errorf_errno(errno, "post-copy: fault channel: socketpair");
+        migr_put_le32(meta, ENGINE_FCH_UNIX);
+        if ((err = migr_rec_send(s->t, MIGR_REC_FAULT_CHANNEL, meta, sizeof(meta), NULL, 0)) < 0 ||
+            (err = migr_transport_send_fds(s->t, &sv[1], 1)) < 0) {
+            close(sv[0]);
+            close(sv[1]);
+            return err;
+        }
+        close(sv[1]);
+        if ((err = migr_transport_from_fd(sv[0], "unix", "fault channel", &s->fch)) < 0)
+            close(sv[0]);
+        return err;
+    }
+    if (strcmp(s->t->ops->name, "tcp") != 0)
+        return 0; /* faults share the stream */
+    /* tcp: listen on the address this connection uses, any port; the
+     * destination connects back and proves itself with the cookie. */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[NI_MAXHOST], url[NI_MAXHOST + 16];
+    if (getsockname(s->t->fd, (struct sockaddr *)&ss, &sl) < 0)
+        return migr_errorf_errno(errno, "post-copy: fault channel: getsockname");
+    if ((err = getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST)) != 0)
+        return migr_errorf(EINVAL, "post-copy: fault channel: getnameinfo: %s", gai_strerror(err));
+    snprintf(url, sizeof(url), ss.ss_family == AF_INET6 ? "tcp:[%s]:0" : "tcp:%s:0", host);
+    if ((err = migr_listener_open(url, &s->fl)) < 0)
+        return migr_error_prefix(-err, "post-copy: fault channel");
+    const char *port = strrchr(s->fl->bound, ':');
+    uint64_t cookie;
+    if (getrandom(&cookie, sizeof(cookie), 0) != sizeof(cookie))
+        return migr_errorf_errno(errno, "post-copy: fault channel: getrandom");
+    s->fch_cookie = cookie;
+    migr_put_le32(meta, ENGINE_FCH_TCP);
+    migr_put_le32(meta + 4, port ? (uint32_t)strtoul(port + 1, NULL, 10) : 0);
+    migr_put_le64(meta + 8, cookie);
+    return migr_rec_send(s->t, MIGR_REC_FAULT_CHANNEL, meta, sizeof(meta), NULL, 0);
+}
+
+int engine_postcopy_accept_channel(struct sender *s)
+{
+    if (!s->fl)
+        return 0;
+    uint64_t until = migr_now_ns() + 10000000000ull;
+    int err = -ETIMEDOUT;
+    while (migr_now_ns() < until) {
+        struct migr_transport *c;
+        int ms = (int)((until - migr_now_ns()) / 1000000ull) + 1;
+        if ((err = migr_listener_accept(s->fl, ms, &c)) < 0)
+            break;
+        /* whoever connects first must know the cookie */
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        uint8_t b[8];
+        if (poll(&pfd, 1, 2000) == 1 && migr_transport_recv(c, b, sizeof(b)) == 0 &&
+            migr_get_le64(b) == s->fch_cookie) {
+            s->fch = c;
+            err = 0;
+            break;
+        }
+        migr_transport_close(c);
+        err = -EACCES;
+    }
+    char why[256];
+    snprintf(why, sizeof(why), "%s", err == -EACCES ? "a connection without the cookie" : migr_last_error());
+    migr_listener_close(s->fl);
+    s->fl = NULL;
+    if (err < 0)
+        return migr_errorf(-err, "post-copy: the destination did not open the fault channel (%s)", why);
+    return 0;
+}
+
+void engine_postcopy_close_channel(struct sender *s)
+{
+    migr_listener_close(s->fl);
+    s->fl = NULL;
+    migr_transport_close(s->fch);
+    s->fch = NULL;
+}
+
+/* Send the given pages (RAM indices, data from buf[i] or RAM) in one PAGES record. */
+static int fserve_send(struct pc_src *pc, const uint64_t *idx, uint8_t *const *data, uint32_t n)
+{
+    struct sender *s = pc->s;
+    struct migr_page_entry e[16];
+    struct iovec iov[16];
+    uint8_t meta[MIGR_PAGES_FIXED + 16 * MIGR_PAGE_ENTRY_SIZE];
+    int niov = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t pfn = migr_hv_index_pfn(s->hv, idx[i]);
+        if (migr_page_is_zero(data[i])) {
+            e[i] = (struct migr_page_entry){.pfn = pfn, .enc = MIGR_ENC_ZERO, .len = 1};
+            pc->f_zero++;
+        } else {
+            e[i] = (struct migr_page_entry){.pfn = pfn, .enc = MIGR_ENC_RAW, .len = MIGR_PAGE_SIZE,
+                                            .crc = migr_crc32c(0, data[i], MIGR_PAGE_SIZE)};
+            iov[niov++] = (struct iovec){.iov_base = data[i], .iov_len = MIGR_PAGE_SIZE};
+            pc->f_raw++;
+        }
+    }
+    int len = migr_pages_encode(0, e, n, meta, sizeof(meta));
+    return len < 0 ? len : migr_rec_send(s->fch, MIGR_REC_PAGES, meta, (uint32_t)len, iov, niov);
+}
+
+/* One faulted page: itself at once, then up to 15 neighbours nobody has
+ * sent yet, all straight from RAM. A checkpoint may be rewriting the faulted
+ * page while it goes (if the push's copy got there first and the guest wrote
+ * it), but then the destination has the page and drops this copy unread; a
+ * neighbour never sent cannot be in a checkpoint at all. */
+static int fserve_one(struct pc_src *pc, uint64_t idx, uint64_t t_req)
+{
+    struct sender *s = pc->s;
+    uint8_t *data[16];
+    uint64_t ix[16];
+    if (claim(pc, idx))
+        pc->f_demand++;
+    ix[0] = idx;
+    data[0] = migr_hv_page(s->hv, idx);
+    int err = fserve_send(pc, ix, data, 1);
+    if (pc->nserve < MIGR_ARRAY_SIZE(pc->serve_us))
+        pc->serve_us[pc->nserve++] = (float)((double)(migr_now_ns() - t_req) / 1000.0);
+    uint32_t n = 0;
+    uint64_t prepage = s->p->prepage < 15 ? s->p->prepage : 15;
+    for (uint64_t k = idx + 1; err == 0 && k <= idx + prepage && k < s->hv->ram_pages; k++) {
+        if ((pc->need && !migr_bit_test(pc->need, k)) || !claim(pc, k))
+            continue;
+        ix[n] = k;
+        data[n++] = migr_hv_page(s->hv, k);
+    }
+    if (err == 0 && n) {
+        pc->f_prepaged += n;
+        err = fserve_send(pc, ix, data, n);
+    }
+    return err;
+}
+
+static void *fault_server(void *arg)
+{
+    struct pc_src *pc = arg;
+    struct sender *s = pc->s;
+    struct migr_rec_hdr h;
+    for (;;) {
+        uint32_t n = 0;
+        int err = migr_rec_recv(s->fch, &pc->fseq, &h, pc->fmeta, MIGR_META_MAX);
+        uint64_t t_req = migr_now_ns();
+        if (err == 0 && h.type != MIGR_REC_PAGE_REQ)
+            err = migr_errorf(EPROTO, "fault channel: record %llu (%s) is not a PAGE_REQ",
+                              (unsigned long long)pc->fseq, migr_rec_type_name(h.type));
+        if (err == 0)
+            err = migr_ranges_decode("PAGE_REQ", pc->fmeta, h.meta_len, pc->frg, &n);
+        for (uint32_t i = 0; err == 0 && i < n; i++)
+            for (uint64_t k = 0; err == 0 && k < pc->frg[i].npages && k < 64; k++) {
+                int64_t idx = migr_hv_pfn_index(s->hv, pc->frg[i].pfn + k);
+                if (idx >= 0)
+                    err = fserve_one(pc, (uint64_t)idx, t_req);
+            }
+        if (err == 0)
+            continue;
+        /* The end of the channel alone proves nothing (the destination closes
+         * it when it is done, maybe before we read its COMPLETE on the main
+         * stream, which decides); a malformed request is a failure. */
+        pthread_mutex_lock(&pc->lock);
+        if (!pc->stopping && err != -EPIPE && err != -ECONNRESET && !pc->failed) {
+            pc->failed = true;
+            pc->err = err;
+            snprintf(pc->why, sizeof(pc->why), "%s", migr_last_error());
+            pthread_cond_broadcast(&pc->cond);
+        }
+        pthread_mutex_unlock(&pc->lock);
+        return NULL;
+    }
+}
+
+static int cmp_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static void pc_free(struct pc_src *pc)
+{
+    free(pc->sent);
+    free(pc->meta);
+    free(pc->fmeta);
+    free(pc->frg);
+    free(pc->stage);
+    free(pc->stage_idx);
+    free(pc->state);
+    free(pc->pending_state);
+    pthread_mutex_destroy(&pc->lock);
+    pthread_cond_destroy(&pc->cond);
+    free(pc);
+}
+
+static int push_main(struct sender *s, const uint64_t *need)
 {
     struct migr_hv *hv = s->hv;
-    uint64_t words = migr_bitmap_words(hv->ram_pages);
-    uint64_t *sent = calloc(words, 8);
     struct pc_src *pc = calloc(1, sizeof(*pc));
     uint64_t reqs[256];
     pthread_t th;
     int err = 0;
-    if (!sent || !pc || !(pc->meta = malloc(MIGR_META_MAX))) {
-        free(sent);
-        if (pc)
-            free(pc->meta);
-        free(pc);
+    if (!pc)
         return -ENOMEM;
-    }
-    pc->s = s;
     pthread_mutex_init(&pc->lock, NULL);
     pthread_cond_init(&pc->cond, NULL);
+    pc->s = s;
+    pc->need = need;
+    if (!(pc->sent = calloc(migr_bitmap_words(hv->ram_pages), 8)) || !(pc->meta = malloc(MIGR_META_MAX)) ||
+        (s->fch && (!(pc->fmeta = malloc(MIGR_META_MAX)) ||
+                    !(pc->frg = malloc(MIGR_RANGES_MAX * sizeof(*pc->frg)))))) {
+        pc_free(pc);
+        return -ENOMEM;
+    }
+    pc->left = need ? migr_bitmap_count(need, hv->ram_pages) : hv->ram_pages;
+    uint64_t total = pc->left, cursor = 0;
     if ((err = pthread_create(&th, NULL, reader, pc)) != 0) {
-        free(sent);
-        free(pc->meta);
-        free(pc);
+        pc_free(pc);
         return migr_errorf(err, "post-copy: start the request reader");
     }
-    uint64_t left = need ? migr_bitmap_count(need, hv->ram_pages) : hv->ram_pages, cursor = 0;
-    uint64_t total = left;
+    if (s->fch) {
+        if ((err = pthread_create(&pc->fserver, NULL, fault_server, pc)) != 0) {
+            err = migr_errorf(err, "post-copy: start the fault server");
+            s->t->ops->shutdown(s->t);
+            pthread_join(th, NULL);
+            pc_free(pc);
+            return err;
+        }
+        pc->fserver_started = true;
+    }
     bool cancel_sent = false;
     for (;;) {
         pthread_mutex_lock(&pc->lock);
-        if ((left == 0 || cancel_sent) && !pc->complete && !pc->failed && !pc->cancel_done && pc->head == pc->tail) {
+        if ((pages_left(pc) == 0 || cancel_sent) && !pc->complete && !pc->failed && !pc->cancel_done &&
+            pc->head == pc->tail) {
             struct timespec dl; /* wake up now and then to look at the cancel flag */
             clock_gettime(CLOCK_REALTIME, &dl);
             dl.tv_nsec += 50000000L;
@@ -235,25 +493,26 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
         if (done)
             break;
         bool want_cancel = (s->p->cancel && *s->p->cancel) ||
-                           (s->p->cancel_after_pages && total - left >= s->p->cancel_after_pages);
+                           (s->p->cancel_after_pages && total - pages_left(pc) >= s->p->cancel_after_pages);
         if (!s->p->no_cancel && want_cancel && !cancel_sent) {
             if ((err = engine_flush(s)) < 0 ||
                 (err = migr_rec_send(s->t, MIGR_REC_CANCEL, NULL, 0, NULL, 0)) < 0)
                 break;
             cancel_sent = true;
         }
-        /* Faults first, each with a few pages after it (pre-paging). After a
-         * CANCEL too: the destination stops its guest at a consistent point
-         * for the last checkpoint, and a proc vCPU blocked in a fault gets
-         * there only once its page is here. */
+        /* Faults that came on the main stream (no fault channel), each with
+         * a few pages after it (pre-paging). After a CANCEL too: the
+         * destination stops its guest at a consistent point for the last
+         * checkpoint, and a proc vCPU blocked in a fault gets there only once
+         * its page is here. */
         for (uint32_t i = 0; i < nreq && err >= 0; i++) {
             int64_t idx = migr_hv_pfn_index(hv, reqs[i]);
             if (idx < 0)
                 continue;
-            if (!migr_bit_test(sent, (uint64_t)idx))
+            if (!migr_bit_test(pc->sent, (uint64_t)idx))
                 s->st->demand_pages++;
             for (uint64_t k = 0; k <= s->p->prepage && err >= 0; k++)
-                err = push_one(s, sent, need, &left, (uint64_t)idx + k);
+                err = push_one(pc, (uint64_t)idx + k);
             cursor = (uint64_t)idx + s->p->prepage + 1;
         }
         if (err >= 0 && nreq)
@@ -263,7 +522,7 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
         /* Then the background push, from where the guest last faulted, unless
          * the socket still holds enough to keep the link busy. */
         int outq = 0;
-        if (left && ioctl(s->t->fd, SIOCOUTQ, &outq) == 0 && outq > (int)PUSH_BACKLOG) {
+        if (pages_left(pc) && ioctl(s->t->fd, SIOCOUTQ, &outq) == 0 && outq > (int)PUSH_BACKLOG) {
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
             dl.tv_nsec += 100000;
@@ -277,13 +536,11 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
             pthread_mutex_unlock(&pc->lock);
             continue;
         }
-        /* Then the background push, from where the guest last faulted. */
-        for (uint32_t pushed = 0; err >= 0 && left && pushed < PUSH_CHUNK; cursor++) {
+        for (uint32_t pushed = 0, scanned = 0; err >= 0 && pages_left(pc) && pushed < PUSH_CHUNK &&
+                                                scanned < hv->ram_pages; cursor++, scanned++) {
             if (cursor >= hv->ram_pages)
                 cursor = 0;
-            if (need && !migr_bit_test(need, cursor))
-                continue;
-            err = push_one(s, sent, need, &left, cursor);
+            err = push_one(pc, cursor);
             pushed += err > 0;
             if (err > 0)
                 s->st->pushed_pages++;
@@ -292,13 +549,42 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
             err = engine_flush(s);
         if (err < 0)
             break;
-        engine_progress(s, "postcopy", total - left, total, false);
+        engine_progress(s, "postcopy", total - pages_left(pc), total, false);
+    }
+    if (err == 0 && !s->p->no_cancel) {
+        /* COMPLETE read: the guest is the destination's from here on, come
+         * what may; tell it (COMMIT, the release), or it keeps the guest
+         * paused, unable to tell this from our taking it back. */
+        if (getenv("MIGR_TEST_LOSE_RELEASE")) /* tests: the link breaks right here */
+            s->t->ops->shutdown(s->t);
+        if (migr_rec_send(s->t, MIGR_REC_COMMIT, NULL, 0, NULL, 0) < 0) {
+            s->st->ownership_in_doubt = true;
+            snprintf(s->st->error, sizeof(s->st->error),
+                     "every page reached the destination, but the release did not (%s): the guest is paused "
+                     "there; `migr resume` it there (this side has released it)", migr_last_error());
+        }
     }
     if (err < 0) {
         /* Wake the reader: the destination sees EOF or an error soon. */
         s->t->ops->shutdown(s->t);
     }
     pthread_join(th, NULL);
+    if (pc->fserver_started) {
+        pthread_mutex_lock(&pc->lock);
+        pc->stopping = true;
+        pthread_mutex_unlock(&pc->lock);
+        s->fch->ops->shutdown(s->fch);
+        pthread_join(pc->fserver, NULL);
+        s->st->demand_pages += pc->f_demand;
+        s->st->prepaged_pages += pc->f_prepaged;
+        s->st->raw_pages += pc->f_raw;
+        s->st->zero_pages += pc->f_zero;
+        s->st->pages_sent += pc->f_raw + pc->f_zero;
+        if (pc->nserve) {
+            qsort(pc->serve_us, pc->nserve, sizeof(float), cmp_f);
+            s->st->serve_p50_us = pc->serve_us[pc->nserve / 2];
+        }
+    }
     if (err < 0 && !s->p->no_cancel) {
         /* Take the guest back: our RAM already holds every complete
          * checkpoint; its vCPU state goes with the last one (none yet: the
@@ -309,15 +595,47 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need)
         else
             migr_error_prefix(-err, "taking the guest back failed (%d)", e2);
     }
-    free(pc->stage);
-    free(pc->stage_idx);
-    free(pc->state);
-    free(pc->pending_state);
-    engine_progress(s, "postcopy", total - left, total, true);
-    free(sent);
-    free(pc->meta);
-    pthread_mutex_destroy(&pc->lock);
-    pthread_cond_destroy(&pc->cond);
-    free(pc);
+    engine_progress(s, "postcopy", total - pages_left(pc), total, true);
+    pc_free(pc);
     return err < 0 ? err : 0;
+}
+
+void engine_bulk_priority(void)
+{
+    /* best effort: at worst the push competes with the fault path as before */
+    int cur = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (cur < ENGINE_BULK_NICE)
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), ENGINE_BULK_NICE);
+}
+
+struct bulk_arg {
+    struct sender *s;
+    const uint64_t *need;
+    int ret;
+    char why[512];
+};
+
+static void *bulk_thread(void *arg)
+{
+    struct bulk_arg *a = arg;
+    engine_bulk_priority();
+    a->ret = push_main(a->s, a->need);
+    if (a->ret < 0)
+        snprintf(a->why, sizeof(a->why), "%s", migr_last_error());
+    return NULL;
+}
+
+/* The push runs on a thread of its own at a lower priority than the fault
+ * server, so that a fault's answer does not wait for a CPU behind it. */
+int engine_postcopy_push(struct sender *s, const uint64_t *need)
+{
+    struct bulk_arg a = {.s = s, .need = need};
+    pthread_t th;
+    int err = pthread_create(&th, NULL, bulk_thread, &a);
+    if (err)
+        return push_main(s, need);
+    pthread_join(th, NULL);
+    if (a.ret < 0)
+        migr_errorf(-a.ret, "%s", a.why); /* the message is per thread */
+    return a.ret;
 }

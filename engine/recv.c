@@ -155,7 +155,9 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
 }
 
 /* Hybrid: pages the guest dirtied after they were sent. Their copies here are
- * stale and will be fetched again in post-copy. */
+ * stale and will be fetched again in post-copy: drop them now (the source may
+ * still be running the guest: a discard round), one punch per run of pages
+ * that hold something, so that the pause has only the last few to drop. */
 static int on_discard(struct receiver *r, const struct migr_rec_hdr *h)
 {
     static struct migr_range rg[MIGR_RANGES_MAX];
@@ -169,8 +171,25 @@ static int on_discard(struct receiver *r, const struct migr_rec_hdr *h)
         if (first < 0 || last != first + (int64_t)rg[i].npages - 1)
             return rec_err(r, EBADMSG, "DISCARD", "range %u (pfn 0x%llx, %llu pages) leaves guest RAM", i,
                            (unsigned long long)rg[i].pfn, (unsigned long long)rg[i].npages);
-        for (uint64_t k = (uint64_t)first; k <= (uint64_t)last; k++)
-            migr_bit_set(r->torn, k);
+        uint64_t run = 0, run_len = 0;
+        for (uint64_t k = (uint64_t)first; k <= (uint64_t)last + 1; k++) {
+            bool drop = k <= (uint64_t)last && migr_bit_test(r->alloc, k);
+            if (drop && run_len && run + run_len == k) {
+                run_len++;
+                continue;
+            }
+            if (run_len && (err = engine_punch(r, run, run_len)) < 0)
+                return err;
+            run = k;
+            run_len = drop;
+        }
+        for (uint64_t k = (uint64_t)first; k <= (uint64_t)last; k++) {
+            migr_bit_clear(r->alloc, k);
+            migr_bit_clear(r->nonzero, k);
+            migr_bit_clear(r->received, k);
+            migr_bit_clear(r->torn, k);
+        }
+        r->discarded += rg[i].npages;
     }
     return 0;
 }
@@ -331,6 +350,9 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
         if (h.type == MIGR_REC_PAGES && !r->handover) {
             if ((err = on_pages(r, &h)) < 0)
                 goto fail;
+        } else if (h.type == MIGR_REC_FAULT_CHANNEL && r->postcopy) {
+            if ((err = engine_postcopy_on_channel(r, &h)) < 0)
+                goto fail;
         } else if (h.type == MIGR_REC_DISCARD && r->postcopy) {
             if ((err = on_discard(r, &h)) < 0)
                 goto fail;
@@ -338,6 +360,10 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
             struct migr_round_end re;
             if ((err = migr_round_end_decode(r->meta, h.meta_len, &re)) < 0)
                 goto fail;
+            /* the end of a discard round: the source pauses once we are done */
+            if (r->discarded && (err = send_ack(r, MIGR_REC_READY)) < 0)
+                goto fail;
+            r->discarded = 0;
         } else if (h.type == MIGR_REC_STATE) {
             free(r->state);
             if (!(r->state = malloc(h.meta_len ? h.meta_len : 1))) {
@@ -388,6 +414,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
         st->postcopy_ns = migr_now_ns() - p0;
         engine_postcopy_finish(r);
     }
+    migr_transport_close(r->fch);
     st->total_ns = migr_now_ns() - t0;
     st->bytes_sent = t->bytes_recv;
     engine_account(st, t, cpu0);
@@ -411,6 +438,7 @@ fail:
         if (r->pc)
             engine_postcopy_finish(r);
         engine_decoder_destroy(r);
+        migr_transport_close(r->fch);
         migr_hv_destroy(r->hv);
         free(r->meta);
         free(r->received);

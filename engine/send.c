@@ -266,6 +266,40 @@ static int send_discard(struct sender *s, const uint64_t *bm)
     return migr_rec_send(s->t, MIGR_REC_DISCARD, meta, (uint32_t)len, NULL, 0);
 }
 
+/* Hybrid, before the pause: discard rounds. The destination drops (punches)
+ * its stale copies while the guest still runs here — ~5.5 us per run of
+ * pages on this machine, 45 ms for 8,000 scattered pages — and says READY
+ * when done; each round discards what the guest wrote during the previous
+ * one, so that only the pages written since the last harvest are dropped
+ * inside the pause. need collects every page discarded. */
+static int discard_rounds(struct sender *s, struct migr_dirty *d, uint64_t *bm, uint64_t *need)
+{
+    uint64_t words = migr_bitmap_words(s->hv->ram_pages);
+    for (int k = 0; k < 3; k++) {
+        uint64_t n = migr_bitmap_count(bm, s->hv->ram_pages);
+        if (n <= 64)
+            break; /* few enough for the pause */
+        struct migr_ack ack;
+        uint64_t r0 = migr_now_ns();
+        int err;
+        s->round++;
+        if ((err = send_discard(s, bm)) < 0 || (err = send_round_end(s, 0, n)) < 0 ||
+            (err = expect(s, MIGR_REC_READY, &ack)) < 0)
+            return err;
+        for (uint64_t w = 0; w < words; w++)
+            need[w] |= bm[w];
+        memset(bm, 0, words * 8);
+        long h = migr_dirty_harvest(d, bm);
+        if (h < 0)
+            return (int)h;
+        if (s->round <= MIGR_MAX_ROUNDS_KEPT)
+            s->st->round[s->round - 1] = (struct migr_round_stats){
+                .ns = migr_now_ns() - r0, .dirty_after = migr_bitmap_count(bm, s->hv->ram_pages)};
+        s->st->rounds = s->round;
+    }
+    return 0;
+}
+
 /* Let the destination take in what is still queued in the socket before the
  * guest stops: otherwise it drains those megabytes inside the downtime. */
 static void drain(struct migr_transport *t)
@@ -290,6 +324,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     struct sender *s = calloc(1, sizeof(*s));
     uint64_t words = migr_bitmap_words(hv->ram_pages);
     uint64_t *bm = calloc(words, sizeof(uint64_t));
+    uint64_t *need = NULL;        /* hybrid: pages discarded in discard rounds */
     struct migr_dirty *d = NULL;
     uint8_t *blob = NULL;
     bool paused_by_us = false, committed = false, in_postcopy = false;
@@ -342,6 +377,8 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         err = hlen < 0 ? hlen : err;
         goto fail;
     }
+    if (postcopy && (err = engine_postcopy_offer_channel(s)) < 0)
+        goto fail;
     if (postcopy && p->postcopy_after == 0) {
         st->setup_ns = migr_now_ns() - s->t0;
         goto pause; /* post-copy: switch at once, every page follows */
@@ -405,6 +442,14 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         if (s->round >= p->max_rounds || (postcopy && s->round >= (uint32_t)p->postcopy_after))
             break;
     }
+    if (postcopy) {
+        if (!(need = calloc(words, 8))) {
+            err = migr_errorf(ENOMEM, "send: out of memory for a %llu-page bitmap", (unsigned long long)hv->ram_pages);
+            goto fail;
+        }
+        if ((err = discard_rounds(s, d, bm, need)) < 0)
+            goto fail;
+    }
 
     /* stop-and-copy */
 pause:
@@ -412,6 +457,9 @@ pause:
         goto fail;
     /* The guest is about to stop: the rest goes as fast as allowed. */
     set_rate(p, t, p->max_bandwidth);
+    if (postcopy && (err = engine_postcopy_accept_channel(s)) < 0)
+        goto fail;
+    st->fault_channel = s->fch != NULL;
     drain(t);
     t_pause = migr_now_ns();
     if ((err = hv->ops->pause(hv)) < 0)
@@ -428,9 +476,12 @@ pause:
     s->round++;
     uint64_t r0 = migr_now_ns(), b0 = t->bytes_sent, pg0 = st->pages_sent;
     if (postcopy) {
-        /* Hybrid: the destination drops its stale copies; the pages follow in post-copy. */
+        /* Hybrid: the destination drops its stale copies; the pages follow in
+         * post-copy (with those of the discard rounds). */
         if ((err = send_discard(s, bm)) < 0)
             goto fail;
+        for (uint64_t w = 0; w < words; w++)
+            bm[w] |= need[w];
         goto state;
     }
     if ((err = send_pages(s, bm, dirty, "stop-and-copy")) < 0)
@@ -486,9 +537,11 @@ state:;
     st->bytes_sent = t->bytes_sent;
     engine_account(st, t, cpu0);
     engine_encoder_destroy(s);
+    engine_postcopy_close_channel(s);
     migr_dirty_close(d);
     free(blob);
     free(bm);
+    free(need);
     free(s);
     return 0;
 
@@ -545,10 +598,13 @@ fail:
         st->bytes_sent = t->bytes_sent;
         engine_account(st, t, cpu0);
     }
-    if (s)
+    if (s) {
         engine_encoder_destroy(s);
+        engine_postcopy_close_channel(s);
+    }
     free(blob);
     free(bm);
+    free(need);
     free(s);
     migr_errorf(-err, "%s", st->error);
     return err;

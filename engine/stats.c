@@ -65,6 +65,19 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
         (unsigned long long)st->cache_lookups, (unsigned long long)st->cache_hits,
         st->cache_lookups ? (double)st->cache_hits / (double)st->cache_lookups : 0.0,
         (unsigned long long)st->probes, st->link_mbps);
+    if (strstr(st->mode, "postcopy") || strstr(st->mode, "hybrid")) {
+        /* time to full residence = postcopy_ms; bytes sent back = back_pages x 4096 */
+        OUT("\"resident_ms\":%.3f,\"back_bytes\":%llu,\"prepaged_pages\":%llu,\"fault_channel\":%s,"
+            "\"fault_hist_us\":{", ms(st->postcopy_ns), (unsigned long long)st->back_pages * 4096,
+            (unsigned long long)st->prepaged_pages, st->fault_channel ? "true" : "false");
+        for (int i = 0; i < MIGR_FAULT_BUCKETS; i++)
+            if (i + 1 < MIGR_FAULT_BUCKETS)
+                OUT("%s\"lt%.0f\":%llu", i ? "," : "", MIGR_FAULT_BUCKET_US[i], (unsigned long long)st->fault_hist[i]);
+            else
+                OUT(",\"ge%.0f\":%llu", MIGR_FAULT_BUCKET_US[i - 1], (unsigned long long)st->fault_hist[i]);
+        OUT("},\"fault_req_us\":%.1f,\"fault_wait_us\":%.1f,\"fault_place_us\":%.1f,\"serve_p50_us\":%.1f,",
+            st->fault_req_us, st->fault_wait_us, st->fault_place_us, st->serve_p50_us);
+    }
     OUT("\"round_stats\":[");
     for (uint32_t i = 0; i < st->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)
         OUT("%s{\"round\":%u,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"dirty_after\":%llu,\"rate\":%llu}",

@@ -4,8 +4,10 @@
  * fault (userfaultfd) and pushed in the background, and tracks what it
  * writes with async write-protection on the same userfaultfd. Cancel at 1,
  * 50 and 99 % of the post-copy phase and a dropped connection take the guest
- * back to the source, which verifies and keeps running; a fault storm (every
- * vCPU sweeping all of its pages unthrottled) completes. Needs no /dev/kvm. */
+ * back to the source, which verifies and keeps running; a link that breaks
+ * with COMPLETE or the source's release in flight leaves one copy paused and
+ * at most one running; a fault storm (every vCPU sweeping all of its pages
+ * unthrottled) completes. Needs no /dev/kvm. */
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -16,7 +18,7 @@
 
 #define MEM (64ull << 20)
 
-enum end { END_OK, END_CANCEL, END_DROP };
+enum end { END_OK, END_CANCEL, END_DROP, END_LOSE_COMPLETE, END_LOSE_RELEASE };
 
 struct dropper {
     struct migr_transport *t;
@@ -61,7 +63,13 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
     if (how == END_DROP)
         T_ASSERT(pthread_create(&dth, NULL, drop_main, &d) == 0);
     struct migr_stats st;
+    if (how == END_LOSE_COMPLETE)
+        setenv("MIGR_TEST_LOSE_COMPLETE", "1", 1);
+    if (how == END_LOSE_RELEASE)
+        setenv("MIGR_TEST_LOSE_RELEASE", "1", 1);
     int rc = migr_send(src, t, &p, &st);
+    unsetenv("MIGR_TEST_LOSE_COMPLETE");
+    unsetenv("MIGR_TEST_LOSE_RELEASE");
     if (how == END_DROP)
         pthread_join(dth, NULL);
     migr_transport_close(t);
@@ -71,6 +79,34 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
     migr_stats_json(&x.st, jr, sizeof(jr));
     fprintf(stderr, "%s %s after=%d end=%d at=%.2f\n  source: %s\n  dest:   %s\n", url, wl, after, how, cancel_at,
             js, jr);
+    if (how == END_LOSE_COMPLETE || how == END_LOSE_RELEASE) {
+        /* The window around COMPLETE: every page is at the destination, and
+         * either the source never read COMPLETE (it takes the guest back) or
+         * it did and its release was lost. The destination cannot tell which,
+         * so its guest stays paused: one copy runs at most, and no copy is
+         * lost (the operator resumes the right one). */
+        T_OK(x.rc);
+        T_ASSERT(x.st.ownership_in_doubt && x.hv && x.hv->paused);
+        uint64_t w = migr_workload_progress(x.hv);
+        usleep(100000);
+        T_EQ(migr_workload_progress(x.hv), w);
+        struct migr_hv *runner = x.hv;
+        if (how == END_LOSE_COMPLETE) {
+            T_ASSERT(rc < 0 && st.resumed_on_source && !src->paused);
+            migr_hv_destroy(x.hv);
+            runner = src;
+        } else {
+            T_ASSERT(rc == 0 && st.ownership_in_doubt && src->paused);
+            migr_hv_destroy(src);
+            T_OK(runner->ops->resume(runner)); /* what `migr resume` does there */
+        }
+        w = migr_workload_progress(runner);
+        usleep(100000);
+        T_ASSERT(migr_workload_progress(runner) > w);
+        t_verify(runner, "after the COMPLETE window");
+        migr_hv_destroy(runner);
+        return;
+    }
     if (how != END_OK) {
         T_ASSERT(rc < 0);
         /* The guest comes back to the source, verified and running; the
@@ -119,6 +155,10 @@ int main(void)
     }
     if (!only || !strcmp(only, "drop"))
         migrate(path, "rate=64M,pattern=random,data=text", 2, 0, false, END_DROP, 0);
+    if (!only || !strcmp(only, "window")) {
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 0, false, END_LOSE_COMPLETE, 0);
+        migrate(path, "rate=64M,pattern=random,data=text", 2, 0, false, END_LOSE_RELEASE, 0);
+    }
     if (!only || !strcmp(only, "storm"))
         migrate(path, "rate=0,pattern=sequential,data=text", 2, 0, false, END_OK, 0);
     return 0;

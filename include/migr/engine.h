@@ -95,8 +95,18 @@ struct migr_stats {
     uint64_t postcopy_ns;         /* guest running on the destination until every page is resident */
     uint64_t demand_pages;        /* pages fetched because the guest faulted on them */
     uint64_t pushed_pages;        /* pages pushed in the background */
+    uint64_t prepaged_pages;      /* source: neighbours sent with a faulted page (fault channel) */
     uint64_t faults;              /* fault events served (destination) */
     double fault_p50_us, fault_p99_us, fault_max_us;  /* fault to page placed (destination) */
+    /* faults served by service time (uffd event read -> UFFDIO_COPY done), bucket
+     * i counts times below MIGR_FAULT_BUCKET_US[i] µs (the last: the rest) */
+#define MIGR_FAULT_BUCKETS 12
+    uint64_t fault_hist[MIGR_FAULT_BUCKETS];
+    bool fault_channel;           /* faults had their own connection (FAULT_CHANNEL) */
+    /* medians of a fault's phases on the fault channel (destination): uffd event
+     * read -> PAGE_REQ sent; -> the answer's header read; -> UFFDIO_COPY done */
+    double fault_req_us, fault_wait_us, fault_place_us;
+    double serve_p50_us;          /* source: PAGE_REQ read -> the page's record sent */
     uint64_t epochs;              /* cancellable: checkpoints the destination sent back */
     uint64_t back_pages;          /* cancellable: pages the destination sent back */
     bool cancelled;               /* the migration was cancelled and the guest taken back */
@@ -115,6 +125,10 @@ struct migr_stats {
     uint64_t probes;              /* source, auto: pages encoded with another codec to re-measure it */
     double link_mbps;             /* source, auto: link rate the policy used at the end (MB/s) */
 };
+
+/* Upper bounds of the fault_hist buckets in µs (the last is unbounded). */
+static const double MIGR_FAULT_BUCKET_US[MIGR_FAULT_BUCKETS] = {5, 10, 20, 50, 100, 200, 500,
+                                                               1000, 2000, 5000, 10000, 1e300};
 
 void migr_send_params_defaults(struct migr_send_params *p);
 

@@ -42,7 +42,8 @@ enum migr_rec_type {
     MIGR_REC_COMPLETE = 13,   /* dst->src, post-copy: every page is resident; the source may go */
     MIGR_REC_EPOCH_END = 14,  /* dst->src, cancellable post-copy: a checkpoint (PAGES + STATE) is complete */
     MIGR_REC_CANCEL = 15,     /* src->dst, cancellable post-copy: give the guest back */
-    MIGR_REC_TYPE_MAX_V1 = 15,
+    MIGR_REC_FAULT_CHANNEL = 16, /* src->dst, post-copy modes: a second connection for faults (format 1.3) */
+    MIGR_REC_TYPE_MAX_V1 = 16,
 };
 
 /*! Name of a record type ("PAGES"), "UNKNOWN" for others. Never NULL. */
