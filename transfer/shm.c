@@ -18,6 +18,8 @@
  * fence orders the flag and the counter on both sides) and writes the
  * eventfd. The unix socket stays open: the peer's death or close shows as
  * POLLRDHUP on it, and it carries descriptors for send_fds/recv_fds.
+ * Sleeps are added to send_wait_ns / recv_wait_ns, so the CPU accounting
+ * needs no system call either (wall time minus sleeps).
  *
  * t->fd is an epoll set of the socket and the "data arrived" eventfd: it
  * polls readable on the peer's close and whenever a receiver was told of
@@ -121,15 +123,17 @@ static void drain_efd(int fd)
 
 /* Sleep until the eventfd fires or the peer goes away. 0, or -EPIPE once the
  * peer closed (or we were shut down), or -errno. */
-static int sleep_on(struct shm_transport *s, int efd)
+static int sleep_on(struct shm_transport *s, int efd, uint64_t *waited)
 {
     struct pollfd p[2] = { { .fd = efd, .events = POLLIN }, { .fd = s->sock, .events = POLLRDHUP } };
 
     if (atomic_load(&s->shut))
         return -EPIPE;
     for (;;) {
+        uint64_t t0 = migr_now_ns();
         int n = poll(p, 2, -1);
 
+        __atomic_fetch_add(waited, migr_now_ns() - t0, __ATOMIC_RELAXED);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -167,7 +171,7 @@ static int wait_tx_space(struct shm_transport *s)
                     atomic_store(&d->c->prod_waiting, 0);
                     return 0;
                 }
-                int err = sleep_on(s, d->wait_fd);
+                int err = sleep_on(s, d->wait_fd, &s->pub.send_wait_ns);
 
                 atomic_store(&d->c->prod_waiting, 0);
                 if (err < 0)
@@ -203,7 +207,7 @@ static int wait_rx_data(struct shm_transport *s)
                     atomic_store(&d->c->cons_waiting, 0);
                     return 0;
                 }
-                int err = sleep_on(s, d->wait_fd);
+                int err = sleep_on(s, d->wait_fd, &s->pub.recv_wait_ns);
 
                 atomic_store(&d->c->cons_waiting, 0);
                 if (err < 0) {
@@ -394,6 +398,7 @@ static const struct migr_transport_ops shm_ops = {
     .send_fds = shm_send_fds,
     .recv_fds = shm_recv_fds,
     .outq = shm_outq,
+    .cpu_from_wall = 1,   /* sleeps are counted in send_wait_ns/recv_wait_ns */
 };
 
 /* Map memfd and set up both directions. side 0 = connector, 1 = listener.

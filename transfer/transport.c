@@ -586,9 +586,10 @@ static void rate_take(struct migr_transport *t, uint64_t rate, uint64_t burst, s
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
-        t->rate_wait_ns += ns;
-        /* The sleep refilled exactly the debt; count from its end. */
+        /* The sleep refilled the debt; count from its end. Measured, not
+         * ns: an oversleep is waiting too, not CPU time. */
         t->rate_last_ns = migr_now_ns();
+        t->rate_wait_ns += t->rate_last_ns - now;
         t->rate_tokens = 0;
     }
 }
@@ -629,25 +630,47 @@ static int send_limited(struct migr_transport *t, const struct iovec *iov, int n
     }
 }
 
+/* CPU time of the calling thread, or for a backend that accounts its
+ * sleeps, wall time minus them (a vDSO clock read instead of a system call:
+ * the shm ring makes none on its fast path). */
+static uint64_t cpu_mark_ns(const struct migr_transport *t, const uint64_t *waits)
+{
+    if (t->ops->cpu_from_wall)
+        return migr_now_ns() - __atomic_load_n(waits, __ATOMIC_RELAXED) - t->rate_wait_ns;
+    return thread_cpu_ns();
+}
+
 int migr_transport_sendv(struct migr_transport *t, const struct iovec *iov, int n)
 {
-    uint64_t c0 = thread_cpu_ns(), rate = __atomic_load_n(&t->rate_bps, __ATOMIC_RELAXED);
+    uint64_t c0 = cpu_mark_ns(t, &t->send_wait_ns), rate = __atomic_load_n(&t->rate_bps, __ATOMIC_RELAXED);
     int ret;
 
     if (n < 0)
         return migr_errorf(EINVAL, "send %s: negative iovec count %d", t->peer, n);
     ret = rate ? send_limited(t, iov, n, rate) : t->ops->sendv(t, iov, n);
-    __atomic_fetch_add(&t->send_cpu_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&t->send_cpu_ns, cpu_mark_ns(t, &t->send_wait_ns) - c0, __ATOMIC_RELAXED);
     t->send_calls++;
     return ret;
 }
 
 int migr_transport_recvv(struct migr_transport *t, const struct iovec *iov, int n)
 {
-    uint64_t c0 = thread_cpu_ns();
-    int ret = t->ops->recvv(t, iov, n);
+    /* rate_wait_ns only moves in sendv (another thread): read it the same
+     * way at both ends; a change in between would skew one receive, so the
+     * receive side leaves it out. */
+    uint64_t c0, c1;
+    int ret;
 
-    __atomic_fetch_add(&t->recv_cpu_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
+    if (t->ops->cpu_from_wall) {
+        c0 = migr_now_ns() - __atomic_load_n(&t->recv_wait_ns, __ATOMIC_RELAXED);
+        ret = t->ops->recvv(t, iov, n);
+        c1 = migr_now_ns() - __atomic_load_n(&t->recv_wait_ns, __ATOMIC_RELAXED);
+    } else {
+        c0 = thread_cpu_ns();
+        ret = t->ops->recvv(t, iov, n);
+        c1 = thread_cpu_ns();
+    }
+    __atomic_fetch_add(&t->recv_cpu_ns, c1 - c0, __ATOMIC_RELAXED);
     t->recv_calls++;
     return ret;
 }

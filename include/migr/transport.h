@@ -55,6 +55,10 @@ struct migr_transport_ops {
     int (*recv_fds)(struct migr_transport *t, int *fds, int n);
     /* Optional: bytes sent but not yet taken in by the peer (NULL = SIOCOUTQ on fd). */
     long long (*outq)(struct migr_transport *t);
+    /* 1: the backend adds every sleep to send_wait_ns/recv_wait_ns, so the
+     * CPU accounting can use wall time minus those (no system call per
+     * call); 0: the thread CPU clock is read around each call. */
+    int cpu_from_wall;
 };
 
 struct migr_transport {
@@ -66,13 +70,16 @@ struct migr_transport {
     uint64_t bytes_sent;   /* updated by sendv */
     uint64_t bytes_recv;   /* updated by recvv */
     /* Accounting, kept by migr_transport_sendv/recvv (and a backend's own
-     * threads): thread CPU time spent sending and receiving, calls, and the
-     * time sendv slept in the rate limiter. */
+     * threads): CPU time spent sending and receiving (the thread CPU clock;
+     * shm: wall time minus sleeps, which also counts preemption), calls,
+     * and the time sendv slept in the rate limiter. */
     uint64_t send_cpu_ns;
     uint64_t recv_cpu_ns;
     uint64_t send_calls;
     uint64_t recv_calls;
     uint64_t rate_wait_ns;
+    uint64_t send_wait_ns;  /* shm: time sendv slept waiting for ring space */
+    uint64_t recv_wait_ns;  /* shm: time recvv slept waiting for data */
     /* Rate limiter state (migr_transport_set_rate); internal. */
     uint64_t rate_bps;     /* 0 = unlimited */
     int64_t rate_tokens;   /* bytes that may go out now (negative = debt) */
