@@ -22,8 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -521,8 +519,7 @@ static int push_main(struct sender *s, const uint64_t *need)
             continue; /* no more background push: wait for the last checkpoint */
         /* Then the background push, from where the guest last faulted, unless
          * the socket still holds enough to keep the link busy. */
-        int outq = 0;
-        if (pages_left(pc) && ioctl(s->t->fd, SIOCOUTQ, &outq) == 0 && outq > (int)PUSH_BACKLOG) {
+        if (pages_left(pc) && migr_transport_outq(s->t) > (long long)PUSH_BACKLOG) {
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
             dl.tv_nsec += 100000;

@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "migr/engine.h"
@@ -305,8 +303,8 @@ static int discard_rounds(struct sender *s, struct migr_dirty *d, uint64_t *bm, 
 static void drain(struct migr_transport *t)
 {
     uint64_t until = migr_now_ns() + 200000000ull;
-    int outq = 0;
-    while (ioctl(t->fd, SIOCOUTQ, &outq) == 0 && outq > (64 << 10) && migr_now_ns() < until)
+    long long outq;
+    while ((outq = migr_transport_outq(t)) > (64 << 10) && migr_now_ns() < until)
         usleep(200);
 }
 

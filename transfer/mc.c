@@ -105,15 +105,6 @@ struct mc_worker_arg {
     int ch;
 };
 
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 struct mc_frame {
     uint64_t seq, round_len;
     uint32_t len, part;
@@ -181,11 +172,11 @@ static void *worker(void *p)
             break;
         struct mc_job *j = &pl->job[ch];
         pthread_mutex_unlock(&pl->mu);
-        uint64_t c0 = thread_cpu_ns(), bytes = 0;
+        uint64_t c0 = migr_thread_cpu_ns(), bytes = 0;
         int ret = pl->rx ? migr_fd_recvv(m->fd[ch], m->name[ch], j->iov, j->cnt, &bytes)
                          : migr_fd_sendv(m->fd[ch], m->name[ch], j->iov, j->cnt, &bytes);
 
-        __atomic_fetch_add(pl->rx ? &m->pub.recv_cpu_ns : &m->pub.send_cpu_ns, thread_cpu_ns() - c0,
+        __atomic_fetch_add(pl->rx ? &m->pub.recv_cpu_ns : &m->pub.send_cpu_ns, migr_thread_cpu_ns() - c0,
                            __ATOMIC_RELAXED);
         pthread_mutex_lock(&pl->mu);
         j->ret = ret;

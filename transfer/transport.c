@@ -550,15 +550,6 @@ int migr_fd_recv_fds(int fd, const char *peer, uint64_t *bytes, int *fds, int n)
 
 /* ---- the common send/receive path: rate limiter and accounting ---- */
 
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int migr_transport_set_rate(struct migr_transport *t, uint64_t bytes_per_s)
 {
     __atomic_store_n(&t->rate_bps, bytes_per_s, __ATOMIC_RELAXED);
@@ -637,7 +628,7 @@ static uint64_t cpu_mark_ns(const struct migr_transport *t, const uint64_t *wait
 {
     if (t->ops->cpu_from_wall)
         return migr_now_ns() - __atomic_load_n(waits, __ATOMIC_RELAXED) - t->rate_wait_ns;
-    return thread_cpu_ns();
+    return migr_thread_cpu_ns();
 }
 
 int migr_transport_sendv(struct migr_transport *t, const struct iovec *iov, int n)
@@ -666,9 +657,9 @@ int migr_transport_recvv(struct migr_transport *t, const struct iovec *iov, int 
         ret = t->ops->recvv(t, iov, n);
         c1 = migr_now_ns() - __atomic_load_n(&t->recv_wait_ns, __ATOMIC_RELAXED);
     } else {
-        c0 = thread_cpu_ns();
+        c0 = migr_thread_cpu_ns();
         ret = t->ops->recvv(t, iov, n);
-        c1 = thread_cpu_ns();
+        c1 = migr_thread_cpu_ns();
     }
     __atomic_fetch_add(&t->recv_cpu_ns, c1 - c0, __ATOMIC_RELAXED);
     t->recv_calls++;
