@@ -60,6 +60,8 @@ struct cli_barrier {
     int arrived[2];          /* at "pause", at "commit" */
     bool aborted;            /* a member failed before everyone passed "commit" */
     uint64_t t_release[2];   /* when the last member arrived (migr_now_ns) */
+    int done;                /* members whose guest runs on the destination */
+    uint64_t t_done;         /* when the last of them said so */
 };
 void cli_barrier_init(struct cli_barrier *b, int members);
 void cli_barrier_destroy(struct cli_barrier *b);

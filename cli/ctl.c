@@ -130,6 +130,8 @@ static int barrier_hook(void *arg, const char *point)
 {
     struct progress_sink *s = arg;
     reply(s->fd, "progress barrier %s", point);
+    if (strcmp(point, "done") == 0)
+        return 0; /* nothing to wait for: the guest moved */
     uint64_t deadline = migr_now_ns() + 120ull * 1000000000ull;
     char line[64];
     for (;;) {
@@ -427,20 +429,28 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
         migr_transport_close(t);
         return -EPIPE;
     }
-    /* Read lines until the final one (no timeout: a migration can be long). */
-    size_t n = 0;
+    /* Read lines until the final one (no timeout: a migration can be long).
+     * The server writes nothing after its final line, so reading ahead in
+     * blocks cannot take anything that is not ours. */
+    size_t n = 0, have = 0, at = 0;
+    char in[4096];
     int rc = -EPIPE;
     for (;;) {
-        ssize_t r = read(t->fd, line + n, 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            migr_errorf(EPIPE, "the VMM at %s closed the control connection without an answer", path);
-            break;
+        if (at == have) {
+            ssize_t r = read(t->fd, in, sizeof(in));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                migr_errorf(EPIPE, "the VMM at %s closed the control connection without an answer", path);
+                break;
+            }
+            have = (size_t)r;
+            at = 0;
         }
-        if (line[n] != '\n') {
+        char c = in[at++];
+        if (c != '\n') {
             if (n + 2 < sizeof(line))
-                n++;
+                line[n++] = c;
             continue;
         }
         line[n] = 0;

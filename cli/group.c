@@ -177,6 +177,13 @@ void cli_barrier_line(void *arg, const char *line, int fd)
 {
     struct cli_barrier *b = arg;
     int point;
+    if (strcmp(line, "barrier done") == 0) {
+        pthread_mutex_lock(&b->lock);
+        b->done++;
+        b->t_done = migr_now_ns();
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
     if (strcmp(line, "barrier pause") == 0)
         point = 0;
     else if (strcmp(line, "barrier commit") == 0)
@@ -243,10 +250,12 @@ int cli_group_switch(struct cli_group_job *jobs, int n, double *group_downtime_m
             t_end = m[i].t_end;
     }
     failed += n - started;
-    /* From the moment every member may pause to the last member's answer
-     * (sent after its DONE): an upper bound of the time any member was paused
-     * while another had not resumed yet. */
-    *group_downtime_ms = b.t_release[0] && !failed ? (double)(t_end - b.t_release[0]) / 1e6 : 0;
+    /* From the moment every member may pause to the moment the last one
+     * reported its guest running on the destination (right after its DONE;
+     * its final answer if that line is missing): an upper bound of the time
+     * during which some member of the group was paused. */
+    uint64_t t_last = b.done == n ? b.t_done : t_end;
+    *group_downtime_ms = b.t_release[0] && !failed ? (double)(t_last - b.t_release[0]) / 1e6 : 0;
     bool aborted = b.aborted;
     cli_barrier_destroy(&b);
     free(m);

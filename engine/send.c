@@ -521,6 +521,8 @@ state:;
         goto fail;
     if ((err = expect(s, MIGR_REC_DONE, &ack)) < 0)
         goto fail;
+    if (p->switchover_hook) /* informational: the guest runs on the destination now */
+        p->switchover_hook(p->switchover_arg, "done");
     uint64_t t_done = migr_now_ns();
     st->downtime_ns = t_done - t_pause;
     if (postcopy) {

@@ -44,7 +44,9 @@ struct migr_send_params {
      * before the guest is paused and with "commit" once the destination is
      * ready, just before COMMIT; may block until every member got there. A
      * negative return aborts the migration and the guest resumes on the
-     * source. Pre-copy and hand-over only (post-copy refuses it). NULL = none. */
+     * source. Pre-copy and hand-over only (post-copy refuses it). Called
+     * once more with "done" when the destination runs the guest (its return
+     * is ignored). NULL = none. */
     int (*switchover_hook)(void *arg, const char *point);
     void *switchover_arg;
     /* Rate control (pre-copy rounds; post-copy pushes too). */
