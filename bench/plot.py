@@ -448,7 +448,7 @@ def plot_compress_e2e(path, out, plt):
 
 PLOTTERS = {"migrate.json": plot_migrate, "postcopy.json": plot_postcopy, "postcopy_link.json": plot_postcopy, "handover.json": plot_handover,
             "dirty.json": plot_dirty, "copy.json": plot_copy,
-            "compress_e2e.json": plot_compress_e2e}
+            "compress_e2e.json": plot_compress_e2e, "compress_link100.json": plot_compress_e2e}
 
 
 def main():
