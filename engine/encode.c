@@ -187,6 +187,7 @@ struct encoder {
     uint32_t n;
     uint32_t round;               /* round of the queued pages */
     bool cache_on;                /* this round uses the cache (round >= 2) */
+    bool final;                   /* the guest is paused: last round, nothing tears, no round follows */
     double bw;                    /* link bytes per ns (auto) */
     bool bw_fixed;
     const char *lvl_name;         /* codec whose level we set (restored at the end) */
@@ -286,8 +287,8 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
     int pick = -1;                /* auto: model index tried first */
     if (e->mode == C_AUTO) {
         pick = auto_pick(e, wk, old != NULL);
-        if (pick == AUTO_CODECS && !cache)
-            goto raw_live;        /* nothing to gain from a copy */
+        if (pick == AUTO_CODECS && (!cache || e->final))
+            goto raw_live;        /* nothing to gain from a copy (final round: no cache to keep up) */
     } else if (e->mode == C_XBZRLE && !cache) {
         goto raw_live;            /* round 1: no cache yet (as QEMU) */
     }
@@ -339,7 +340,9 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
         }
     }
     pg->crc = migr_crc32c(0, snap, MIGR_PAGE_SIZE);
-    if (old) {
+    if (e->final) {
+        /* no round follows: the cache is not read again */
+    } else if (old) {
         memcpy(old, snap, MIGR_PAGE_SIZE);
     } else if (cache) {
         uint8_t *slot = migr_pagecache_insert(wk->cache, pg->pfn);
@@ -526,6 +529,7 @@ int engine_encode_page(struct sender *s, const uint8_t *page, uint64_t pfn)
     if (e->round != s->round) {
         e->round = s->round;
         e->cache_on = s->round >= 2;
+        e->final = s->hv->paused;
         for (unsigned w = 0; w < e->nthreads; w++)
             if (e->w[w].cache)
                 migr_pagecache_next_round(e->w[w].cache);
