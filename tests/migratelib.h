@@ -47,6 +47,35 @@ static inline void t_rx_join(struct t_rx *x)
     x->l = NULL;
 }
 
+/* A running guest of backend ("kvm", "proc") with workload spec wl, left to
+ * dirty memory for warm_ms first. */
+static inline struct migr_hv *t_guest(const char *backend, uint64_t mem, uint32_t nvcpus, const char *wl, int warm_ms)
+{
+    struct migr_vm_config cfg = {.mem_bytes = mem, .nvcpus = nvcpus};
+    struct migr_hv *hv;
+    migr_workload_defaults(&cfg.wl);
+    T_OK(migr_workload_parse(wl, &cfg.wl));
+    T_OK(migr_hv_create(backend, &cfg, &hv));
+    T_OK(hv->ops->resume(hv));
+    usleep((useconds_t)warm_ms * 1000);
+    return hv;
+}
+
+/* Migrate src to a receiver thread listening on url with params p; st gets
+ * the source's summary, x the destination's result (x->hv, x->rc, x->st).
+ * Returns migr_send's result. */
+static inline int t_send(struct migr_hv *src, const char *url, const struct migr_send_params *p,
+                         struct migr_stats *st, struct t_rx *x)
+{
+    struct migr_transport *t;
+    t_rx_start(x, url);
+    T_OK(migr_transport_connect(x->l->bound, &t));
+    int rc = migr_send(src, t, p, st);
+    migr_transport_close(t);
+    t_rx_join(x);
+    return rc;
+}
+
 /* Quiesce, verify every page, let the guest run again; fails the test if not intact. */
 static inline void t_verify(struct migr_hv *hv, const char *where)
 {

@@ -16,15 +16,10 @@
 static int handover(struct migr_hv *src, const char *url, struct migr_hv **dst, struct migr_stats *st)
 {
     struct t_rx x;
-    t_rx_start(&x, url);
-    struct migr_transport *t;
-    T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     p.handover = true;
-    int rc = migr_send(src, t, &p, st);
-    migr_transport_close(t);
-    t_rx_join(&x);
+    int rc = t_send(src, url, &p, st, &x);
     *dst = x.hv;
     if (rc == 0)
         T_OK(x.rc);

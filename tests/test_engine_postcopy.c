@@ -20,26 +20,14 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after)
 
 static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int after, double cancel_at)
 {
-    struct migr_vm_config cfg = {.mem_bytes = 128ull << 20, .nvcpus = nvcpus};
-    migr_workload_defaults(&cfg.wl);
-    T_OK(migr_workload_parse(wl, &cfg.wl));
-    struct migr_hv *src;
-    T_OK(migr_hv_create("kvm", &cfg, &src));
-    T_OK(src->ops->resume(src));
-    usleep(200000);
-
+    struct migr_hv *src = t_guest("kvm", 128ull << 20, nvcpus, wl, 200);
     struct t_rx x;
-    t_rx_start(&x, url);
-    struct migr_transport *t;
-    T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     p.postcopy_after = after;
     p.cancel_after_pages = (uint64_t)(cancel_at * (double)src->ram_pages) + (cancel_at > 0);
     struct migr_stats st;
-    int rc = migr_send(src, t, &p, &st);
-    migr_transport_close(t);
-    t_rx_join(&x);
+    int rc = t_send(src, url, &p, &st, &x);
     if (cancel_at > 0) {
         /* The guest comes back to the source, verified and running; the
          * destination has dropped its copy. */

@@ -3,6 +3,7 @@
  * the source VM is released only after DONE. */
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 #include "migr/engine.h"
 #include "migr/workload.h"
@@ -11,26 +12,13 @@
 
 static void migrate(const char *url, const char *wl, uint32_t nvcpus)
 {
-    struct migr_vm_config cfg = {.mem_bytes = 128ull << 20, .nvcpus = nvcpus};
-    migr_workload_defaults(&cfg.wl);
-    T_OK(migr_workload_parse(wl, &cfg.wl));
-    struct migr_hv *src;
-    T_OK(migr_hv_create("kvm", &cfg, &src));
-    T_OK(src->ops->resume(src));
-    usleep(200000);
-
+    struct migr_hv *src = t_guest("kvm", 128ull << 20, nvcpus, wl, 200);
     struct t_rx x;
-    t_rx_start(&x, url);
-    struct migr_transport *t;
-    T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     struct migr_stats st;
-    int rc = migr_send(src, t, &p, &st);
-    if (rc < 0)
+    if (t_send(src, url, &p, &st, &x) < 0)
         T_FAIL("send: %s", st.error);
-    migr_transport_close(t);
-    t_rx_join(&x);
     T_OK(x.rc);
     char js[4096];
     migr_stats_json(&st, js, sizeof(js));
@@ -42,7 +30,7 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus)
 
     struct migr_hv *dst = x.hv;
     usleep(200000);
-    T_ASSERT(migr_workload_progress(dst) > at_switch || cfg.wl.rate_bytes == 0);
+    T_ASSERT(migr_workload_progress(dst) > at_switch || strstr(wl, "rate=0"));
     t_verify(dst, "verify on the destination");
     T_ASSERT(!dst->ops->failed(dst));
     migr_hv_destroy(dst);

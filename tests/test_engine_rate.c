@@ -15,19 +15,10 @@
 
 static void migrate(const char *wl, uint64_t max_bw, bool adaptive, uint64_t min_bw, struct migr_stats *st)
 {
-    struct migr_vm_config cfg = {.mem_bytes = 64 * MiB, .nvcpus = 1};
-    migr_workload_defaults(&cfg.wl);
-    T_OK(migr_workload_parse(wl, &cfg.wl));
-    struct migr_hv *src;
-    T_OK(migr_hv_create("proc", &cfg, &src));
-    T_OK(src->ops->resume(src));
-    usleep(300000);
+    struct migr_hv *src = t_guest("proc", 64 * MiB, 1, wl, 300);
     char url[64];
     snprintf(url, sizeof(url), "unix:/tmp/migr-rate-%d.sock", getpid());
     struct t_rx x;
-    t_rx_start(&x, url);
-    struct migr_transport *t;
-    T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     p.max_bandwidth = max_bw;
@@ -35,11 +26,8 @@ static void migrate(const char *wl, uint64_t max_bw, bool adaptive, uint64_t min
     p.adaptive_bw = adaptive;
     if (min_bw)
         p.min_bandwidth = min_bw;
-    int rc = migr_send(src, t, &p, st);
-    if (rc < 0)
+    if (t_send(src, url, &p, st, &x) < 0)
         T_FAIL("send: %s", st->error);
-    migr_transport_close(t);
-    t_rx_join(&x);
     T_OK(x.rc);
     char js[8192];
     migr_stats_json(st, js, sizeof(js));

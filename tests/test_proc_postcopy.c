@@ -40,13 +40,7 @@ static void *drop_main(void *arg)
 static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after, bool no_cancel, enum end how,
                     double cancel_at)
 {
-    struct migr_vm_config cfg = {.mem_bytes = MEM, .nvcpus = nvcpus};
-    migr_workload_defaults(&cfg.wl);
-    T_OK(migr_workload_parse(wl, &cfg.wl));
-    struct migr_hv *src;
-    T_OK(migr_hv_create("proc", &cfg, &src));
-    T_OK(src->ops->resume(src));
-    usleep(100000);
+    struct migr_hv *src = t_guest("proc", MEM, nvcpus, wl, 100);
 
     struct t_rx x;
     t_rx_start(&x, url);
