@@ -179,7 +179,8 @@ static double run_memcpy(copy_fn fn, int threads, uint64_t batch)
 /* ---- two processes ---- */
 
 enum kind {
-    K_PIPE, K_VMSPLICE, K_UNIX, K_TCP, K_TCP_RAW1, K_TCP_RAW_N, K_MC, K_SHM, K_URING, K_ZC, K_PVM_WRITE, K_PVM_READ, K_UFFD, K_MEMFD
+    K_PIPE, K_VMSPLICE, K_UNIX, K_TCP, K_TCP_RAW1, K_TCP_RAW_N, K_MC, K_SHM, K_URING, K_ZC, K_PVM_WRITE, K_PVM_READ, K_UFFD, K_MEMFD,
+    K_UNIX_UR, K_TCP_UR   /* the transports with ?uring=1 */
 };
 
 struct ctx {
@@ -397,6 +398,8 @@ static const char *kind_url(enum kind k, char *buf, size_t cap)
 {
     switch (k) {
     case K_UNIX: snprintf(buf, cap, "unix:@migr-bench-copy-%d", getpid()); break;
+    case K_UNIX_UR: snprintf(buf, cap, "unix:@migr-bench-copy-%d?uring=1", getpid()); break;
+    case K_TCP_UR: snprintf(buf, cap, "tcp:127.0.0.1:0?uring=1"); break;
     case K_SHM:
         snprintf(buf, cap, "shm:migr-bench-copy-%d%s%s", getpid(), shm_ring ? "?ring=" : "", shm_ring ? shm_ring : "");
         break;
@@ -423,7 +426,7 @@ static int child_main(struct ctx *c, const char *bound)
         close(c->pipe_fd[1]);
         fd = c->pipe_fd[0];
         break;
-    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_URING: case K_ZC: case K_MEMFD:
+    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_URING: case K_ZC: case K_MEMFD: case K_UNIX_UR: case K_TCP_UR:
         if (migr_transport_connect(bound, &t) < 0)
             return 2;
         fd = t->fd;
@@ -467,7 +470,7 @@ static int child_main(struct ctx *c, const char *bound)
     case K_PIPE: case K_VMSPLICE: case K_URING: case K_ZC:
         ret = c->kind == K_URING ? uring_stream(c, fd, dst, 1) : rx_stream(c, NULL, fd, dst);
         break;
-    case K_UNIX: case K_TCP: case K_MC: case K_SHM:
+    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_UNIX_UR: case K_TCP_UR:
         ret = rx_stream(c, t, -1, dst);
         break;
     case K_TCP_RAW1: case K_TCP_RAW_N: {
@@ -560,6 +563,8 @@ static double run_pair(enum kind kind, uint64_t batch)
         if (migr_listener_accept(c.l, 10000, &t) < 0)
             goto out;
         fd = t->fd;
+        if ((kind == K_UNIX_UR || kind == K_TCP_UR) && !t->uring)
+            fprintf(stderr, "bench_copy: %s: %s\n", url, t->uring_note);
     }
     if (kind == K_PVM_WRITE || kind == K_PVM_READ) {
         if (recv_msg(c.ctl, &remote, sizeof(remote)) < 0)
@@ -586,7 +591,7 @@ static double run_pair(enum kind kind, uint64_t batch)
     case K_ZC:
         ret = zc_stream(&c, fd);
         break;
-    case K_UNIX: case K_TCP: case K_MC: case K_SHM:
+    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_UNIX_UR: case K_TCP_UR:
         ret = tx_stream(&c, t, -1);
         break;
     case K_TCP_RAW1: case K_TCP_RAW_N: {
@@ -700,6 +705,8 @@ static const struct strat strats[] = {
     {"pipe", 1, K_PIPE, NULL, NULL, 0, "write/read, 1 MiB pipe"},
     {"unix", 1, K_UNIX, NULL, NULL, 0, "migr unix: transport"},
     {"tcp", 1, K_TCP, NULL, NULL, 0, "migr tcp: transport, loopback"},
+    {"unix?uring=1", 1, K_UNIX_UR, NULL, NULL, 0, "migr unix: via IORING_OP_SENDMSG/RECVMSG"},
+    {"tcp?uring=1", 1, K_TCP_UR, NULL, NULL, 0, "migr tcp: via IORING_OP_SENDMSG/RECVMSG"},
     {"tcp-raw-1", 1, K_TCP_RAW1, NULL, NULL, 0, "1 connection, plain write/read"},
     {"tcp-raw-4", 4, K_TCP_RAW_N, NULL, NULL, 0, "4 connections, a thread each side"},
     {"tcp?channels=4", 4, K_MC, NULL, NULL, 0, "migr multi-channel transport"},

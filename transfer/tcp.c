@@ -146,6 +146,11 @@ static int tcp_listen(struct migr_listener *l, const char *url)
 
         snprintf(l->bound + k, sizeof(l->bound) - k, "?channels=%u", l->url.channels);
     }
+    if (l->url.uring) {
+        size_t k = strlen(l->bound);
+
+        snprintf(l->bound + k, sizeof(l->bound) - k, "?uring=1");
+    }
     l->fd = fd;
     return 0;
 }

@@ -17,8 +17,7 @@
 #include "migr/transport.h"
 #include "transfer/transport_impl.h"
 
-/* iovecs handed to one sendmsg/recvmsg; also keeps us under IOV_MAX (1024). */
-#define IOV_WINDOW 256
+#define IOV_WINDOW MIGR_IOV_WINDOW
 
 static const struct migr_transport_backend *backend_for(enum migr_url_kind kind)
 {
@@ -46,7 +45,7 @@ static int wait_fd(int fd, short events)
 }
 
 /* Copy up to IOV_WINDOW non-empty iovecs starting at iov[i] + off into win. */
-static int fill_window(struct iovec *win, const struct iovec *iov, int iovcnt, int i, size_t off)
+int migr_iov_window(struct iovec *win, const struct iovec *iov, int iovcnt, int i, size_t off)
 {
     int n = 0;
 
@@ -61,7 +60,7 @@ static int fill_window(struct iovec *win, const struct iovec *iov, int iovcnt, i
 }
 
 /* Move the position (*i, *off) forward by done bytes. */
-static void advance(const struct iovec *iov, int *i, size_t *off, size_t done)
+void migr_iov_advance(const struct iovec *iov, int *i, size_t *off, size_t done)
 {
     while (done) {
         size_t avail = iov[*i].iov_len - *off;
@@ -76,7 +75,7 @@ static void advance(const struct iovec *iov, int *i, size_t *off, size_t done)
     }
 }
 
-static size_t iov_total(const struct iovec *iov, int iovcnt)
+size_t migr_iov_total(const struct iovec *iov, int iovcnt)
 {
     size_t total = 0;
 
@@ -97,7 +96,7 @@ int migr_fd_sendv(int fd, const char *what, const struct iovec *iov, int iovcnt,
         struct msghdr mh = { .msg_iov = win };
         ssize_t n;
 
-        mh.msg_iovlen = (size_t)fill_window(win, iov, iovcnt, i, off);
+        mh.msg_iovlen = (size_t)migr_iov_window(win, iov, iovcnt, i, off);
         if (mh.msg_iovlen == 0)
             return 0;
         n = sendmsg(fd, &mh, MSG_NOSIGNAL);
@@ -117,7 +116,7 @@ int migr_fd_sendv(int fd, const char *what, const struct iovec *iov, int iovcnt,
         }
         if (bytes)
             *bytes += (uint64_t)n;
-        advance(iov, &i, &off, (size_t)n);
+        migr_iov_advance(iov, &i, &off, (size_t)n);
     }
 }
 
@@ -129,12 +128,12 @@ int migr_fd_recvv(int fd, const char *what, const struct iovec *iov, int iovcnt,
 
     if (iovcnt < 0)
         return migr_errorf(EINVAL, "recv %s: negative iovec count %d", what, iovcnt);
-    total = iov_total(iov, iovcnt);
+    total = migr_iov_total(iov, iovcnt);
     for (;;) {
         struct msghdr mh = { .msg_iov = win };
         ssize_t n;
 
-        mh.msg_iovlen = (size_t)fill_window(win, iov, iovcnt, i, off);
+        mh.msg_iovlen = (size_t)migr_iov_window(win, iov, iovcnt, i, off);
         if (mh.msg_iovlen == 0)
             return 0;
         n = recvmsg(fd, &mh, MSG_WAITALL);
@@ -157,7 +156,7 @@ int migr_fd_recvv(int fd, const char *what, const struct iovec *iov, int iovcnt,
         if (bytes)
             *bytes += (uint64_t)n;
         got += (size_t)n;
-        advance(iov, &i, &off, (size_t)n);
+        migr_iov_advance(iov, &i, &off, (size_t)n);
     }
 }
 
@@ -300,7 +299,7 @@ int migr_transport_connect(const char *url, struct migr_transport **out)
     fd = be->connect(&u, url);
     if (fd < 0)
         return fd;
-    ret = transport_new(fd, be->ops, url, out);
+    ret = u.uring ? migr_uring_transport_new(fd, be->ops->name, url, out) : transport_new(fd, be->ops, url, out);
     if (ret < 0)
         close(fd);
     return ret;
@@ -407,7 +406,8 @@ int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_tr
                 continue;
             return ret;
         }
-        ret = transport_new(fd, li->be->ops, peer, out);
+        ret = l->url.uring ? migr_uring_transport_new(fd, li->be->ops->name, peer, out)
+                           : transport_new(fd, li->be->ops, peer, out);
         if (ret < 0)
             close(fd);
         return ret;
@@ -614,7 +614,7 @@ static int send_limited(struct migr_transport *t, const struct iovec *iov, int n
         int ret = t->ops->sendv(t, win, k);
         if (ret < 0)
             return ret;
-        advance(iov, &i, &off, len);
+        migr_iov_advance(iov, &i, &off, len);
         /* The rate may change (or be lifted) between bursts. */
         rate = __atomic_load_n(&t->rate_bps, __ATOMIC_RELAXED);
         burst = rate ? MIGR_MAX(rate / 50, 64u << 10) : SIZE_MAX;

@@ -62,6 +62,23 @@ void migr_transport_init(struct migr_transport *t, int fd, const struct migr_tra
 int migr_fd_sendv(int fd, const char *what, const struct iovec *iov, int iovcnt, uint64_t *bytes);
 int migr_fd_recvv(int fd, const char *what, const struct iovec *iov, int iovcnt, uint64_t *bytes);
 
+/* iovecs handed to one sendmsg/recvmsg; also keeps us under IOV_MAX (1024). */
+#define MIGR_IOV_WINDOW 256
+
+/* The position (i, off) in an iovec array: copy up to MIGR_IOV_WINDOW
+ * non-empty pieces from there into win (returns how many; 0 = all done),
+ * move it forward by done bytes, and the array's total length. */
+int migr_iov_window(struct iovec *win, const struct iovec *iov, int iovcnt, int i, size_t off);
+void migr_iov_advance(const struct iovec *iov, int *i, size_t *off, size_t done);
+size_t migr_iov_total(const struct iovec *iov, int iovcnt);
+
+/* io_uring stream path for ?uring=1 (uring.c): wrap a connected unix or tcp
+ * socket fd (kind "unix"/"tcp") as a transport whose sendv/recvv go through
+ * io_uring, or, when the kernel refuses a ring (or MIGR_TEST_NO_URING=1 is
+ * set), through the plain socket path; t->uring and t->uring_note tell
+ * which. Owns fd on success only. 0 or -errno with a message. */
+int migr_uring_transport_new(int fd, const char *kind, const char *peer, struct migr_transport **out);
+
 /* SCM_RIGHTS descriptor passing on a unix socket (a one-byte message 'F'). */
 int migr_fd_send_fds(int fd, const char *peer, uint64_t *bytes, const int *fds, int n);
 int migr_fd_recv_fds(int fd, const char *peer, uint64_t *bytes, int *fds, int n);

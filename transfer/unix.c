@@ -140,7 +140,7 @@ static int unix_listen(struct migr_listener *l, const char *url)
         }
     }
     l->fd = fd;
-    snprintf(l->bound, sizeof(l->bound), "unix:%s", u->path);
+    snprintf(l->bound, sizeof(l->bound), "unix:%s%s", u->path, u->uring ? "?uring=1" : "");
     if (listen(fd, 16) < 0) {
         ret = migr_errorf_errno(errno, "listen %s", url);
         close(fd);

@@ -1,5 +1,5 @@
 /* migr — transport URL parsing: unix:PATH, unix:@ABSTRACT, tcp:HOST:PORT, tcp:[V6]:PORT,
- * tcp:HOST:PORT?channels=N, shm:NAME[?ring=SIZE]. */
+ * tcp:HOST:PORT?channels=N, shm:NAME[?ring=SIZE], ?uring=0|1 on unix: and tcp:. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,14 +119,24 @@ static int parse_options(const char *url, const char *opts, struct migr_url *out
                 return migr_errorf(EINVAL, "bad URL '%s': ring=%s must be a power of two from 64K to 1G",
                                    url, val);
             out->ring_bytes = v;
+        } else if ((out->kind == MIGR_URL_TCP || out->kind == MIGR_URL_UNIX) && !strcmp(key, "uring")) {
+            if (strcmp(val, "0") && strcmp(val, "1"))
+                return migr_errorf(EINVAL, "bad URL '%s': uring=%s (expected uring=1 to send and receive "
+                                   "through io_uring, or uring=0)", url, val);
+            out->uring = val[0] == '1';
         } else {
             return migr_errorf(EINVAL, "bad URL '%s': unknown option '%s' (%s)", url, key,
-                               out->kind == MIGR_URL_TCP ? "tcp: takes channels=N" : "shm: takes ring=SIZE");
+                               out->kind == MIGR_URL_TCP    ? "tcp: takes channels=N and uring=0|1"
+                               : out->kind == MIGR_URL_UNIX ? "unix: takes uring=0|1"
+                                                            : "shm: takes ring=SIZE");
         }
         p += n;
         if (*p)
             p++;
     }
+    if (out->uring && out->channels > 1)
+        return migr_errorf(EINVAL, "bad URL '%s': uring=1 is for one stream, not with channels=%u", url,
+                           out->channels);
     return 0;
 }
 
@@ -157,10 +167,10 @@ int migr_url_parse(const char *url, struct migr_url *out)
     memset(out, 0, sizeof(*out));
     if (!url || !*url)
         return migr_errorf(EINVAL, "empty URL (expected unix:PATH, tcp:HOST:PORT or shm:NAME)");
-    if (!strncmp(url, "unix:", 5))
-        return parse_unix(url, url + 5, out);
     q = strchr(url, '?');
-    if (!strncmp(url, "tcp:", 4) || !strncmp(url, "shm:", 4)) {
+    if (!strncmp(url, "unix:", 5) && !q)
+        return parse_unix(url, url + 5, out);
+    if (!strncmp(url, "unix:", 5) || !strncmp(url, "tcp:", 4) || !strncmp(url, "shm:", 4)) {
         char base[512];
         size_t n = q ? (size_t)(q - url) : strlen(url);
         int ret;
@@ -169,7 +179,9 @@ int migr_url_parse(const char *url, struct migr_url *out)
             return migr_errorf(EINVAL, "bad URL '%.64s...': %zu bytes is too long", url, n);
         memcpy(base, url, n);
         base[n] = '\0';
-        ret = url[0] == 't' ? parse_tcp(url, base + 4, out) : parse_shm(url, base + 4, out);
+        ret = url[0] == 'u'   ? parse_unix(url, base + 5, out)
+              : url[0] == 't' ? parse_tcp(url, base + 4, out)
+                              : parse_shm(url, base + 4, out);
         if (ret == 0 && q)
             ret = parse_options(url, q + 1, out);
         if (ret < 0)

@@ -10,6 +10,11 @@
  *                             (SIZE a power of two, 64K..1G, default 8M) in a memfd handed
  *                             over the unix socket @migr-shm-NAME (or NAME itself when it
  *                             starts with '/'), which stays open as the liveness channel.
+ *        unix:PATH?uring=1, tcp:HOST:PORT?uring=1
+ *                             the stream's sendv/recvv go through io_uring (IORING_OP_SENDMSG/
+ *                             RECVMSG); if the kernel refuses a ring (ENOSYS, EPERM:
+ *                             kernel.io_uring_disabled, seccomp) the plain path is used and
+ *                             t->uring / t->uring_note say so. Not with channels=N > 1.
  * A transport carries framed records (see record.h); it knows nothing of pages.
  */
 #ifndef MIGR_TRANSPORT_H
@@ -29,6 +34,7 @@ struct migr_url {
     unsigned channels;    /* tcp: ?channels=N (0 = not given = 1) */
     uint64_t ring_bytes;  /* shm: ?ring=SIZE (0 = not given = default) */
     char name[96];        /* shm: NAME as written (path holds the socket address) */
+    unsigned uring;       /* unix:, tcp: ?uring=1: send/recv through io_uring (0 = plain) */
 };
 
 #define MIGR_MC_MAX_CHANNELS 16
@@ -84,6 +90,11 @@ struct migr_transport {
     uint64_t rate_bps;     /* 0 = unlimited */
     int64_t rate_tokens;   /* bytes that may go out now (negative = debt) */
     uint64_t rate_last_ns;
+    /* ?uring=1 (transfer/uring.c): 1 if sendv/recvv go through io_uring, 0
+     * if they use plain sendmsg/recvmsg (not asked for, or the kernel refused
+     * a ring); uring_note says which, and why, in one line ("" if not asked). */
+    int uring;
+    char uring_note[160];
 };
 
 /*! Connect to url. On success *out owns the connection (free with
