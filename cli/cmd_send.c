@@ -178,12 +178,12 @@ int cmd_send(int argc, char **argv)
             if (migr_parse_size(optarg, &v) < 0 || v == 0)
                 return cli_bad_args(self, "--%s %s: expected a rate in bytes/s above 0 (e.g. 100M)",
                                     o == 'B' ? "max-bandwidth" : "min-bandwidth", optarg);
-            if (append_setting(extra, sizeof(extra), o == 'B' ? "max_bandwidth" : "min_bandwidth", optarg) < 0)
+            if (append_setting(extra, sizeof(extra), o == 'B' ? "max-bandwidth" : "min-bandwidth", optarg) < 0)
                 return cli_bad_args(self, "too many settings");
             break;
         }
         case 'A':
-            if (append_setting(extra, sizeof(extra), "adaptive_bw", "1") < 0)
+            if (append_setting(extra, sizeof(extra), "adaptive", "1") < 0)
                 return cli_bad_args(self, "too many settings");
             break;
         case 1000: case 1001: case 1002: case 1003: { /* checked by the VMM (cli/migrate_opts.c) */

@@ -93,9 +93,9 @@ static const struct {
     const char *expect;
 } migrate_opts[] = {
     {"prepage", set_prepage, "0..512 pages"},
-    {"max_bandwidth", set_max_bw, "bytes per second (K, M, G suffixes)"},
-    {"min_bandwidth", set_min_bw, "bytes per second above 0 (K, M, G suffixes)"},
-    {"adaptive_bw", set_adaptive, "0 or 1"},
+    {"max-bandwidth", set_max_bw, "bytes per second (K, M, G suffixes)"},
+    {"min-bandwidth", set_min_bw, "bytes per second above 0 (K, M, G suffixes)"},
+    {"adaptive", set_adaptive, "0 or 1"},
     {"compress", set_compress, "none, zero, xbzrle, lz4, zlib, zstd or auto"},
     {"compress-level", set_compress_level, "a codec level (lz4 -65537..12, zstd up to 22, zlib 1..9)"},
     {"xbzrle-cache", set_xbzrle_cache, "0..65536 MiB"},
