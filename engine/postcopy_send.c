@@ -462,6 +462,7 @@ static int push_main(struct sender *s, const uint64_t *need)
         pc->fserver_started = true;
     }
     bool cancel_sent = false;
+    uint64_t last_nudge = migr_now_ns();
     for (;;) {
         pthread_mutex_lock(&pc->lock);
         if ((pages_left(pc) == 0 || cancel_sent) && !pc->complete && !pc->failed && !pc->cancel_done &&
@@ -517,6 +518,19 @@ static int push_main(struct sender *s, const uint64_t *need)
             err = engine_flush(s);
         if (err >= 0 && cancel_sent)
             continue; /* no more background push: wait for the last checkpoint */
+        if (err >= 0 && s->fch && pages_left(pc) == 0 && migr_now_ns() - last_nudge > 20000000ull) {
+            /* Everything went out, but the destination's last page may have
+             * come on the fault channel while its main-stream reader sat in a
+             * blocking read that nothing else would end: resend one page now
+             * and then. The destination drops it unread if it has the page;
+             * if not, this RAM still holds the page's current bytes (a page
+             * the destination lacks cannot have been written there). A
+             * failed send is not ours to report: COMPLETE may be crossing it
+             * and the destination gone; the reader says which. */
+            if (engine_add_page(s, migr_hv_page(hv, 0), migr_hv_index_pfn(hv, 0)) >= 0)
+                (void)engine_flush(s);
+            last_nudge = migr_now_ns();
+        }
         /* Then the background push, from where the guest last faulted, unless
          * the socket still holds enough to keep the link busy. */
         if (pages_left(pc) && migr_transport_outq(s->t) > (long long)PUSH_BACKLOG) {
