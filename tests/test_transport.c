@@ -17,42 +17,16 @@
 
 #include "migr/transport.h"
 #include "testlib.h"
+#include "transportlib.h"
 
 #define STREAM_BYTES (64u << 20)
 #define MAX_IOV 1100   /* more than IOV_MAX: sendv/recvv must split */
 
 static char tmpdir[64];
 
-struct acc_arg {
-    struct migr_listener *l;
-    struct migr_transport *t;
-    int ret;
-};
-
-static void *accept_thread(void *p)
-{
-    struct acc_arg *a = p;
-
-    a->ret = migr_listener_accept(a->l, 5000, &a->t);
-    if (a->ret < 0)
-        fprintf(stderr, "accept: %s\n", migr_last_error());
-    return NULL;
-}
-
-/* Accept in a thread: shm: and tcp ?channels=N connects wait for the
- * listener's half of their handshake. */
 static void connect_pair(const char *url, struct migr_transport **srv, struct migr_transport **cli)
 {
-    struct acc_arg a = { 0 };
-    pthread_t th;
-
-    T_OK(migr_listener_open(url, &a.l));
-    T_EQ(pthread_create(&th, NULL, accept_thread, &a), 0);
-    T_OK(migr_transport_connect(a.l->bound, cli));
-    T_EQ(pthread_join(th, NULL), 0);
-    T_OK(a.ret);
-    *srv = a.t;
-    migr_listener_close(a.l);
+    t_connect_pair(url, srv, cli, NULL, 0);
 }
 
 /* Cut [0, len) of buf into a random iovec array (some empty entries). */

@@ -18,6 +18,7 @@
 #include "migr/crc32c.h"
 #include "migr/transport.h"
 #include "migratelib.h"
+#include "transportlib.h"
 
 #define PAGE 4096
 #define NPAGES 4096u           /* 16 MiB of pages per stream */
@@ -26,35 +27,11 @@
 
 static int have_uring;          /* the kernel gave us rings */
 
-struct acc_arg {
-    struct migr_listener *l;
-    struct migr_transport *t;
-    int ret;
-};
-
-static void *accept_thread(void *p)
-{
-    struct acc_arg *a = p;
-
-    a->ret = migr_listener_accept(a->l, 5000, &a->t);
-    if (a->ret < 0)
-        fprintf(stderr, "accept: %s\n", migr_last_error());
-    return NULL;
-}
-
 static void connect_pair(const char *url, struct migr_transport **srv, struct migr_transport **cli)
 {
-    struct acc_arg a = { 0 };
-    pthread_t th;
-
-    T_OK(migr_listener_open(url, &a.l));
-    T_ASSERT(strstr(a.l->bound, "?uring=1"));
-    T_EQ(pthread_create(&th, NULL, accept_thread, &a), 0);
-    T_OK(migr_transport_connect(a.l->bound, cli));
-    T_EQ(pthread_join(th, NULL), 0);
-    T_OK(a.ret);
-    *srv = a.t;
-    migr_listener_close(a.l);
+    char bound[300];
+    t_connect_pair(url, srv, cli, bound, sizeof(bound));
+    T_ASSERT(strstr(bound, "?uring=1"));
 }
 
 /* The transport is on the path it should be: io_uring when the machine has

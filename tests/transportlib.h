@@ -1,0 +1,48 @@
+/* Helpers for the transport tests: a connected pair of transports. */
+#ifndef MIGR_TEST_TRANSPORTLIB_H
+#define MIGR_TEST_TRANSPORTLIB_H
+
+#include <pthread.h>
+#include <stdio.h>
+#include "migr/common.h"
+#include "migr/transport.h"
+#include "testlib.h"
+
+struct t_acc_arg {
+    struct migr_listener *l;
+    struct migr_transport *t;
+    int ret;
+};
+
+static inline void *t_accept_thread(void *p)
+{
+    struct t_acc_arg *a = p;
+
+    a->ret = migr_listener_accept(a->l, 5000, &a->t);
+    if (a->ret < 0)
+        fprintf(stderr, "accept: %s\n", migr_last_error());
+    return NULL;
+}
+
+/* Listen on url and connect to it: *srv is the accepted end, *cli the
+ * connecting one. Accept runs in a thread: shm: and tcp ?channels=N
+ * connects wait for the listener's half of their handshake. bound, if not
+ * NULL, gets the URL the listener bound (cap bytes). */
+static inline void t_connect_pair(const char *url, struct migr_transport **srv, struct migr_transport **cli,
+                                  char *bound, size_t cap)
+{
+    struct t_acc_arg a = { 0 };
+    pthread_t th;
+
+    T_OK(migr_listener_open(url, &a.l));
+    if (bound)
+        snprintf(bound, cap, "%s", a.l->bound);
+    T_EQ(pthread_create(&th, NULL, t_accept_thread, &a), 0);
+    T_OK(migr_transport_connect(a.l->bound, cli));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(a.ret);
+    *srv = a.t;
+    migr_listener_close(a.l);
+}
+
+#endif
