@@ -123,22 +123,6 @@ struct rep_result {
 
 /* ---------- small helpers (as in bench_migrate.c) ---------- */
 
-/* A repetition that hangs (an engine bug) must not leave a receiver behind:
- * kill it and end the run with a FAIL. */
-#define MAX_CHILDREN 2
-static volatile pid_t g_children[MAX_CHILDREN];
-
-static void on_watchdog(int sig)
-{
-    (void)sig;
-    static const char msg[] = "FAIL: a repetition did not finish within the watchdog; receivers killed\n";
-    for (int i = 0; i < MAX_CHILDREN; i++)
-        if (g_children[i] > 0)
-            kill(g_children[i], SIGKILL);
-    if (write(2, msg, sizeof(msg) - 1) < 0) {
-    }
-    _exit(1);
-}
 
 /* ---------- the machine's limits ---------- */
 
