@@ -206,7 +206,10 @@ static void receiver(const char *listen_url, int wfd)
         _exit(1);
     if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
         rx_fail(&r, rc, "accept");
-    if (r.rc == 0 && (rc = migr_recv(t, &hv, &r.st)) < 0)
+    /* the destination's decoders: MIGR_RECV_THREADS (this benchmark's knob) */
+    const char *dv = getenv("MIGR_RECV_THREADS");
+    struct migr_recv_params rp = {.decode_threads = dv ? (uint32_t)strtoul(dv, NULL, 10) : 0};
+    if (r.rc == 0 && (rc = migr_recv_ex(t, &rp, &hv, &r.st)) < 0)
         rx_fail(&r, rc, "migr_recv");
     if (r.rc == 0) {
         /* Guest progress right after the switchover: every page it touches

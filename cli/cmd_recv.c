@@ -13,7 +13,8 @@
 void usage_recv(FILE *f)
 {
     fprintf(f,
-            "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--json]\n"
+            "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--decode-threads N]\n"
+            "                 [--json]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
             "a free port, printed on stderr as \"listening on URL\"). The guest is resumed\n"
@@ -26,6 +27,7 @@ void usage_recv(FILE *f)
             "  --timeout SECONDS  give up if no source connects in time (default: wait forever)\n"
             "  --json             print the migration summary as JSON on stdout\n"
             "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group)\n"
+            "  --decode-threads N threads decoding compressed pages, 1..16 (default 1)\n"
             "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
             "                     exec'd VMM maps the memory it inherited (migr rejuvenate --warm)\n");
 }
@@ -99,9 +101,11 @@ int cmd_recv(int argc, char **argv)
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'}, {"ctl", required_argument, 0, 'C'},
         {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-        {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
+        {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'},
+        {"decode-threads", required_argument, 0, 'T'}, {0, 0, 0, 0},
     };
     const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL;
+    struct migr_recv_params rp = {.decode_threads = 1};
     bool json = false;
     int timeout_ms = -1;
     int o;
@@ -113,6 +117,14 @@ int cmd_recv(int argc, char **argv)
         case 'C': ctl = optarg; break;
         case 'j': json = true; break;
         case 'W': warm = optarg; break;
+        case 'T': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > 16)
+                return cli_bad_args(self, "--decode-threads %s: expected 1..16", optarg);
+            rp.decode_threads = (uint32_t)n;
+            break;
+        }
         case 'g':
             if (cli_group_check_name(optarg) < 0)
                 return cli_bad_args(self, "--group: %s", migr_last_error());
@@ -151,7 +163,7 @@ int cmd_recv(int argc, char **argv)
     migr_listener_close(l);
     struct migr_hv *hv = NULL;
     struct migr_stats st;
-    int err = migr_recv(t, &hv, &st);
+    int err = migr_recv_ex(t, &rp, &hv, &st);
     migr_transport_close(t);
     char js[16384];
     migr_stats_json(&st, js, sizeof(js));

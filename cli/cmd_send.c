@@ -61,7 +61,7 @@ void usage_send(FILE *f)
             "  --compress-level N lz4 (-65537..12), zlib (1..9) or zstd level (auto: zstd's); 0 = default\n"
             "  --xbzrle-cache MiB sender's cache of pages for deltas (default 64; 0 = no deltas)\n"
             "  --compress-threads N  encoding threads (default 2 with 2+ CPUs, else 1; the destination's\n"
-            "                     decoders: the MIGR_RECV_THREADS environment variable of migr recv)\n"
+            "                     decoders: migr recv --decode-threads)\n"
             "  --json             print the summary as one JSON object on the last line of stdout\n");
 }
 

@@ -54,11 +54,9 @@ struct decoder {
     struct dec_worker w[ENGINE_MAX_THREADS];
 };
 
-static unsigned recv_threads(void)
+static unsigned recv_threads(const struct receiver *r)
 {
-    const char *v = getenv("MIGR_RECV_THREADS");
-    long n = v ? strtol(v, NULL, 10) : 1;
-    return n < 1 ? 1 : n > (long)ENGINE_MAX_THREADS ? ENGINE_MAX_THREADS : (unsigned)n;
+    return r->decode_threads > ENGINE_MAX_THREADS ? ENGINE_MAX_THREADS : r->decode_threads;
 }
 
 static int decoder_get(struct receiver *r, struct decoder **out)
@@ -70,7 +68,7 @@ static int decoder_get(struct receiver *r, struct decoder **out)
         memset(d, 0, sizeof(*d));
         r->dec = d;
         d->r = r;
-        d->nthreads = recv_threads();
+        d->nthreads = recv_threads(r);
         if (!(d->slots = malloc((size_t)MIGR_BATCH_MAX * MIGR_PAGE_SIZE)) ||
             !(d->inrec = calloc(migr_bitmap_words(r->hv->ram_pages), 8)))
             return migr_errorf(ENOMEM, "recv: no memory for the page decoder");

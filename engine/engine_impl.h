@@ -69,6 +69,7 @@ void engine_postcopy_close_channel(struct sender *s);
 struct postcopy_dst;
 
 struct receiver {
+    uint32_t decode_threads;      /* migr_recv_params.decode_threads (>= 1) */
     struct migr_transport *t;
     struct migr_stats *st;
     struct migr_hv *hv;

@@ -322,6 +322,12 @@ static int next(struct receiver *r, struct migr_rec_hdr *h)
 
 int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats *st)
 {
+    return migr_recv_ex(t, NULL, out, st);
+}
+
+int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
+                 struct migr_stats *st)
+{
     struct receiver *r = calloc(1, sizeof(*r));
     struct migr_rec_hdr h;
     uint64_t t0 = migr_now_ns(), t_switch = 0, cpu0 = migr_thread_cpu_ns();
@@ -336,6 +342,7 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
     r->t = t;
     r->st = st;
     r->can_populate = true;
+    r->decode_threads = p && p->decode_threads ? p->decode_threads : 1;
     if ((err = migr_preamble_recv(t)) < 0 || (err = next(r, &h)) < 0)
         goto fail;
     if (h.type != MIGR_REC_HELLO) {

@@ -11,6 +11,7 @@
 #include "testlib.h"
 
 struct t_rx {
+    uint32_t decode_threads;      /* migr_recv_params.decode_threads (t_rx_start_ex) */
     struct migr_listener *l;
     pthread_t th;
     struct migr_hv *hv;           /* the received guest, if migr_recv succeeded */
@@ -25,19 +26,27 @@ static inline void *t_rx_main(void *arg)
     x->rc = migr_listener_accept(x->l, 10000, &t);
     if (x->rc < 0)
         return NULL;
-    x->rc = migr_recv(t, &x->hv, &x->st);
+    struct migr_recv_params p = {.decode_threads = x->decode_threads};
+    x->rc = migr_recv_ex(t, &p, &x->hv, &x->st);
     if (x->rc < 0)
         fprintf(stderr, "recv: %s\n", x->st.error);
     migr_transport_close(t);
     return NULL;
 }
 
-/* Listen on url and receive one guest in a thread; x->l->bound is the URL to connect to. */
-static inline void t_rx_start(struct t_rx *x, const char *url)
+/* Listen on url and receive one guest in a thread with decode_threads
+ * decoders (0 = the default); x->l->bound is the URL to connect to. */
+static inline void t_rx_start_ex(struct t_rx *x, const char *url, uint32_t decode_threads)
 {
     memset(x, 0, sizeof(*x));
+    x->decode_threads = decode_threads;
     T_OK(migr_listener_open(url, &x->l));
     T_ASSERT(pthread_create(&x->th, NULL, t_rx_main, x) == 0);
+}
+
+static inline void t_rx_start(struct t_rx *x, const char *url)
+{
+    t_rx_start_ex(x, url, 0);
 }
 
 static inline void t_rx_join(struct t_rx *x)

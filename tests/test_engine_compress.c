@@ -37,6 +37,7 @@ const char *__asan_default_options(void) { return "handle_segv=0"; }
 struct run {
     const char *backend, *compress, *wl;
     uint32_t threads, link_mbps, cache_mib, max_rounds;
+    uint32_t decoders;            /* destination decode threads (0 = default) */
 };
 
 static void migrate(const struct run *c, struct migr_stats *st, struct migr_stats *rst)
@@ -52,7 +53,7 @@ static void migrate(const struct run *c, struct migr_stats *st, struct migr_stat
     char path[80];
     snprintf(path, sizeof(path), "unix:/tmp/migr-test-compress-%d.sock", getpid());
     struct t_rx x;
-    t_rx_start(&x, path);
+    t_rx_start_ex(&x, path, c->decoders);
     struct migr_transport *t;
     T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
@@ -174,11 +175,10 @@ static void pipeline(const char *backend)
     c.link_mbps = (seed / 72) % 2 ? 30 : 0;
     printf("pipeline %s: seed %llu: compress %s, %s, cache %u MiB, link %u\n", backend, (unsigned long long)seed,
            c.compress, c.wl, c.cache_mib, c.link_mbps);
-    setenv("MIGR_RECV_THREADS", "2", 1);
+    c.decoders = 2;
     struct migr_stats st, rst;
     migrate(&c, &st, &rst);
     T_ASSERT(st.compress_threads == 2 && rst.compress_threads == 2);
-    unsetenv("MIGR_RECV_THREADS");
 }
 
 /* ---- crafted streams against migr_recv (proc backend layout) ---- */

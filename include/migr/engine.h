@@ -146,6 +146,14 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
  *  record was sent to the source when possible, and st->error says why. */
 int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats *st);
 
+struct migr_recv_params {
+    uint32_t decode_threads;      /* decoders of compressed pages, 1..16 (0 = 1) */
+};
+
+/*! migr_recv() with settings (p NULL = defaults). */
+int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
+                 struct migr_stats *st);
+
 /*! Write st as one JSON object (no newline) into buf. Returns the length. */
 int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap);
 
