@@ -146,28 +146,6 @@ static void test_peer_close(const char *url, uint8_t *buf)
     migr_transport_close(cli);
 }
 
-static void *shutdown_thread(void *p)
-{
-    usleep(50000);
-    ((struct migr_transport *)p)->ops->shutdown(p);
-    return NULL;
-}
-
-/* shutdown() wakes a thread blocked in recv. */
-static void test_shutdown(const char *url)
-{
-    struct migr_transport *srv, *cli;
-    pthread_t th;
-    uint8_t b[8];
-
-    connect_pair(url, &srv, &cli);
-    T_EQ(pthread_create(&th, NULL, shutdown_thread, cli), 0);
-    T_EQ(migr_transport_recv(cli, b, sizeof(b)), -EPIPE);
-    T_EQ(pthread_join(th, NULL), 0);
-    migr_transport_close(cli);
-    migr_transport_close(srv);
-}
-
 static void test_bad_urls(void)
 {
     static const char *const bad[] = {
@@ -368,21 +346,21 @@ int main(void)
     snprintf(url, sizeof(url), "unix:%s/stream.sock", tmpdir);
     test_stream(url, src, dst, seed);
     test_peer_close(url, src);
-    test_shutdown(url);
+    t_check_shutdown(url);
     test_stream("tcp:127.0.0.1:0", src, dst, seed + 1);
     test_peer_close("tcp:127.0.0.1:0", src);
-    test_shutdown("tcp:127.0.0.1:0");
+    t_check_shutdown("tcp:127.0.0.1:0");
     /* The same stream rules over the shared-memory ring (small ring: it
      * fills and wraps many times) and over four TCP channels. */
     snprintf(url, sizeof(url), "shm:migr-test-%d?ring=256K", getpid());
     test_stream(url, src, dst, seed + 2);
     test_peer_close(url, src);
-    test_shutdown(url);
+    t_check_shutdown(url);
     snprintf(url, sizeof(url), "shm:%s/shm.sock", tmpdir);
     test_stream(url, src, dst, seed + 3);
     test_stream("tcp:127.0.0.1:0?channels=4", src, dst, seed + 4);
     test_peer_close("tcp:127.0.0.1:0?channels=4", src);
-    test_shutdown("tcp:127.0.0.1:0?channels=4");
+    t_check_shutdown("tcp:127.0.0.1:0?channels=4");
 
     free(src);
     free(dst);

@@ -177,28 +177,6 @@ static void test_peer_close(const char *url)
     migr_transport_close(cli);
 }
 
-static void *shutdown_thread(void *p)
-{
-    usleep(50000);
-    ((struct migr_transport *)p)->ops->shutdown(p);
-    return NULL;
-}
-
-/* shutdown() from another thread ends a receive waiting in the ring. */
-static void test_shutdown(const char *url)
-{
-    struct migr_transport *srv, *cli;
-    pthread_t th;
-    uint8_t b[8];
-
-    connect_pair(url, &srv, &cli);
-    T_EQ(pthread_create(&th, NULL, shutdown_thread, cli), 0);
-    T_EQ(migr_transport_recv(cli, b, sizeof(b)), -EPIPE);
-    T_EQ(pthread_join(th, NULL), 0);
-    migr_transport_close(cli);
-    migr_transport_close(srv);
-}
-
 static void test_bad_options(void)
 {
     static const struct { const char *url, *msg; } bad[] = {
@@ -284,8 +262,8 @@ int main(void)
         test_stream("tcp:127.0.0.1:0?uring=1", 1, seed + 1);
         test_peer_close(uurl);
         test_peer_close("tcp:127.0.0.1:0?uring=1");
-        test_shutdown(uurl);
-        test_shutdown("tcp:127.0.0.1:0?uring=1");
+        t_check_shutdown(uurl);
+        t_check_shutdown("tcp:127.0.0.1:0?uring=1");
     }
 
     /* Forced fallback: same calls, the plain path, reported. */

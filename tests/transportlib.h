@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
 #include "migr/common.h"
 #include "migr/transport.h"
 #include "testlib.h"
@@ -43,6 +44,28 @@ static inline void t_connect_pair(const char *url, struct migr_transport **srv, 
     T_OK(a.ret);
     *srv = a.t;
     migr_listener_close(a.l);
+}
+
+static inline void *t_shutdown_thread(void *p)
+{
+    usleep(50000);
+    ((struct migr_transport *)p)->ops->shutdown(p);
+    return NULL;
+}
+
+/* shutdown() from another thread ends a receive that waits on url's transport with -EPIPE. */
+static inline void t_check_shutdown(const char *url)
+{
+    struct migr_transport *srv, *cli;
+    pthread_t th;
+    uint8_t b[8];
+
+    t_connect_pair(url, &srv, &cli, NULL, 0);
+    T_EQ(pthread_create(&th, NULL, t_shutdown_thread, cli), 0);
+    T_EQ(migr_transport_recv(cli, b, sizeof(b)), -EPIPE);
+    T_EQ(pthread_join(th, NULL), 0);
+    migr_transport_close(cli);
+    migr_transport_close(srv);
 }
 
 #endif
