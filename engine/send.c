@@ -40,14 +40,6 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->min_bandwidth = 64ull << 20;
 }
 
-/* This side's CPU and rate-limiter accounting into st. */
-void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0)
-{
-    st->engine_cpu_ns = migr_thread_cpu_ns() - cpu0;
-    st->io_cpu_ns = t->send_cpu_ns + t->recv_cpu_ns;
-    st->rate_wait_ns = t->rate_wait_ns;
-}
-
 /* Without rate control in p the engine leaves the transport's own limit
  * (set by the caller with migr_transport_set_rate) alone. */
 static void set_rate(const struct migr_send_params *p, struct migr_transport *t, uint64_t rate)

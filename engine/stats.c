@@ -1,12 +1,22 @@
 /* engine: the JSON summary of a migration (one object, stable field names;
- * README.md documents them). */
+ * README.md documents them), and the accounting both sides put in it. */
 #include <stdio.h>
 #include <string.h>
 
+#include "migr/common.h"
 #include "migr/engine.h"
+#include "engine/engine_impl.h"
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 static double mbps(uint64_t bytes, uint64_t ns) { return ns ? (double)bytes / ((double)ns / 1e9) / 1e6 : 0; }
+
+/* Both sides (send.c, recv.c): this side's CPU and rate-limiter accounting into st. */
+void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0)
+{
+    st->engine_cpu_ns = migr_thread_cpu_ns() - cpu0;
+    st->io_cpu_ns = t->send_cpu_ns + t->recv_cpu_ns;
+    st->rate_wait_ns = t->rate_wait_ns;
+}
 
 int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
 {
