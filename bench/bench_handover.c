@@ -591,16 +591,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
     *o = (struct opts){.reps = 5, .json = "bench/results/handover.json"};
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case 'r': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 64) {
-                fprintf(stderr, "bench_handover: --reps %s: need 1..64\n", optarg);
+        case 'r':
+            if (bench_opt_reps(optarg, &reps) < 0)
                 return -1;
-            }
-            reps = (int)v;
             break;
-        }
         case 'q':
             o->quick = true;
             break;

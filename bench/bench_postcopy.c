@@ -926,21 +926,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case 'm':
-            if (migr_parse_size(optarg, &mem) < 0 || mem < 8 * MiB || mem % (2 * MiB)) {
-                fprintf(stderr, "bench_postcopy: --mem %s: need a multiple of 2M, at least 8M\n", optarg);
+            if (bench_opt_mem(optarg, &mem) < 0)
                 return -1;
-            }
             break;
-        case 'r': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 64) {
-                fprintf(stderr, "bench_postcopy: --reps %s: need 1..64\n", optarg);
+        case 'r':
+            if (bench_opt_reps(optarg, &reps) < 0)
                 return -1;
-            }
-            reps = (int)v;
             break;
-        }
         case 'q':
             o->quick = true;
             break;

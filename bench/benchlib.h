@@ -320,4 +320,27 @@ static inline void on_watchdog(int sig)
     _exit(1);
 }
 
+/* --reps N: 1..64 into *reps, or -1 with a message. */
+static inline int bench_opt_reps(const char *arg, int *reps)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (*end || v < 1 || v > 64) {
+        fprintf(stderr, BENCH_NAME ": --reps %s: need 1..64\n", arg);
+        return -1;
+    }
+    *reps = (int)v;
+    return 0;
+}
+
+/* --mem SIZE: a multiple of 2 MiB, at least 8 MiB, into *mem, or -1 with a message. */
+static inline int bench_opt_mem(const char *arg, uint64_t *mem)
+{
+    if (migr_parse_size(arg, mem) < 0 || *mem < (8ull << 20) || *mem % (2ull << 20)) {
+        fprintf(stderr, BENCH_NAME ": --mem %s: need a multiple of 2M, at least 8M\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
 #endif /* BENCH_BENCHLIB_H */
