@@ -191,7 +191,11 @@ int cmd_demo(int argc, char **argv)
 
     struct demo d;
     memset(&d, 0, sizeof(d));
-    snprintf(d.dir, sizeof(d.dir), "/tmp/migr-demo-XXXXXX");
+    /* $TMPDIR when it is short enough for the socket paths below, else /tmp */
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp || strlen(tmp) > 40)
+        tmp = "/tmp";
+    snprintf(d.dir, sizeof(d.dir), "%.40s/migr-demo-XXXXXX", tmp);
     if (!mkdtemp(d.dir)) {
         perror("migr demo: mkdtemp");
         return 1;

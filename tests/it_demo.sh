@@ -6,13 +6,12 @@
 set -u
 . "$(dirname "$0")/itlib.sh"
 it_setup demo
-out=$(M demo --mem 64M --rate 32M --json 2>"$DIR/demo.err") || fail "migr demo failed: $out"
+out=$(TMPDIR=$DIR M demo --mem 64M --rate 32M --json 2>"$DIR/demo.err") || fail "migr demo failed: $out"
 last=$(tail -n1 <<<"$out")
 for f in ok verified workload_verified guest_progress_after handover_verified handover_progress_after; do
     [ "$(json_get "$last" $f)" = true ] || fail "demo summary: $f is not true: $last"
 done
 [ "$(json_get "$last" handover_pages_copied)" = 0 ] || fail "the hand-over copied pages: $last"
 num_ok "$(json_get "$last" downtime_ms) > 0" || fail "no downtime measured: $last"
-ls /tmp | grep -q "^migr-demo-" && [ -n "$(find /tmp -maxdepth 1 -name 'migr-demo-*' -newer "$DIR" 2>/dev/null)" ] &&
-    fail "migr demo left its directory behind"
+compgen -G "$DIR/migr-demo-*" >/dev/null && fail "migr demo left its directory behind: $(ls -d "$DIR"/migr-demo-*)"
 echo "ok: $(json_get "$last" downtime_ms) ms migration downtime, $(json_get "$last" handover_downtime_ms) ms hand-over"
