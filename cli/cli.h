@@ -22,11 +22,28 @@ int cli_bad_args(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__(
 const struct cli_cmd *cli_find(const char *name);
 
 /* ---- the control socket (ctl.c) ---- */
-/* Serve the guest on a unix control socket at path until `stop`, a completed
- * migration, or SIGTERM/SIGINT. Destroys hv before returning. info: JSON
- * fragment describing the VM for `status`. Returns the process exit code. */
+struct ctl_server;
+/*! Bind the control socket at path and serve status on it at once (before a
+ *  guest exists). take_over: path belongs to the VMM whose guest migrates
+ *  here (migr upgrade): bind PATH.new.PID now and rename it over path once
+ *  the guest runs here. 0, or -errno with the reason (in use, too long,
+ *  no such directory, abstract). */
+int ctl_open(const char *path, bool take_over, struct ctl_server **out);
+/*! What status says until ctl_run ("receiving"). */
+void ctl_set_phase(struct ctl_server *srv, const char *phase);
+/*! Stop serving and free srv (no guest came). NULL ok. */
+void ctl_close(struct ctl_server *srv);
+/*! Serve the guest on srv until `stop`, a completed migration, or
+ *  SIGTERM/SIGINT; then free srv and destroy hv. info: JSON fragment
+ *  describing the VM for `status`; ready (if ready_fd >= 0) is written to
+ *  ready_fd once the socket serves the guest. Returns the exit code. */
+int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, int ready_fd, const char *ready);
+/*! ctl_open + ctl_run for a fresh guest (migr run): if the socket cannot be
+ *  bound, the guest is destroyed and 1 returned. */
 int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json);
-/* Same, writing `ready` to ready_fd (then closing it) once the socket is bound. */
+/*! The same for a guest that must not be lost (after a warm reboot): if the
+ *  socket cannot be bound, it says so on ready_fd and the guest runs on,
+ *  unserved, until a signal. */
 int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json, int ready_fd, const char *ready);
 
 /* Client: connect (retrying up to wait_ms), send one command line, call

@@ -14,7 +14,7 @@ void usage_recv(FILE *f)
 {
     fprintf(f,
             "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--decode-threads N]\n"
-            "                 [--json]\n"
+            "                 [--take-over-ctl] [--json]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
             "a free port, printed on stderr as \"listening on URL\"). The guest is resumed\n"
@@ -23,7 +23,12 @@ void usage_recv(FILE *f)
             "A bad or truncated stream makes it exit 1 with the reason; no guest runs.\n"
             "\n"
             "  --listen URL       where to wait for the source\n"
-            "  --ctl PATH         control socket to serve once the guest runs\n"
+            "  --ctl PATH         control socket: bound at start (status answers at once;\n"
+            "                     a path that cannot be bound is refused before any guest\n"
+            "                     comes), serving the guest once it runs here\n"
+            "  --take-over-ctl    PATH is the control socket of the VMM whose guest comes\n"
+            "                     here (migr upgrade does this): serve PATH.new.PID until\n"
+            "                     the guest runs here, then take PATH over\n"
             "  --timeout SECONDS  give up if no source connects in time (default: wait forever)\n"
             "  --json             print the migration summary as JSON on stdout\n"
             "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group)\n"
@@ -102,11 +107,12 @@ int cmd_recv(int argc, char **argv)
         {"listen", required_argument, 0, 'l'}, {"ctl", required_argument, 0, 'C'},
         {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
         {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'},
-        {"decode-threads", required_argument, 0, 'T'}, {0, 0, 0, 0},
+        {"decode-threads", required_argument, 0, 'T'}, {"take-over-ctl", no_argument, 0, 'O'},
+        {0, 0, 0, 0},
     };
     const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL;
     struct migr_recv_params rp = {.decode_threads = 1};
-    bool json = false;
+    bool json = false, take_over = false;
     int timeout_ms = -1;
     int o;
     optind = 1;
@@ -117,6 +123,7 @@ int cmd_recv(int argc, char **argv)
         case 'C': ctl = optarg; break;
         case 'j': json = true; break;
         case 'W': warm = optarg; break;
+        case 'O': take_over = true; break;
         case 'T': {
             char *end;
             long n = strtol(optarg, &end, 10);
@@ -148,19 +155,30 @@ int cmd_recv(int argc, char **argv)
         return warm_continue(warm, ctl, group);
     if (!listen || !ctl)
         return cli_bad_args(self, "--listen URL and --ctl PATH are required");
-    struct migr_listener *l;
-    if (migr_listener_open(listen, &l) < 0) {
+    /* Everything the guest will need here is acquired before a source can
+     * give it to us: once it has committed, nothing may make us drop it. */
+    struct ctl_server *srv;
+    if (ctl_open(ctl, take_over, &srv) < 0) {
         fprintf(stderr, "migr recv: %s\n", migr_last_error());
         return 1;
     }
+    struct migr_listener *l;
+    if (migr_listener_open(listen, &l) < 0) {
+        fprintf(stderr, "migr recv: %s\n", migr_last_error());
+        ctl_close(srv);
+        return 1;
+    }
     fprintf(stderr, "migr recv: listening on %s\n", l->bound);
+    ctl_set_phase(srv, "waiting");
     struct migr_transport *t;
     if (migr_listener_accept(l, timeout_ms, &t) < 0) {
         fprintf(stderr, "migr recv: %s\n", migr_last_error());
         migr_listener_close(l);
+        ctl_close(srv);
         return 1;
     }
     migr_listener_close(l);
+    ctl_set_phase(srv, "receiving");
     struct migr_hv *hv = NULL;
     struct migr_stats st;
     int err = migr_recv_ex(t, &rp, &hv, &st);
@@ -171,6 +189,7 @@ int cmd_recv(int argc, char **argv)
         fprintf(stderr, "migr recv: %s\n", st.error);
         if (json)
             printf("%s\n", js);
+        ctl_close(srv);
         return 1;
     }
     if (st.ownership_in_doubt) /* cancellable post-copy: the source's release did not arrive */
@@ -187,5 +206,5 @@ int cmd_recv(int argc, char **argv)
     group_info(group, gi, sizeof(gi));
     snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"incoming\":true%s",
              hv->ops->name, (unsigned long long)st.ram_bytes, hv->nvcpus, gi);
-    return ctl_serve(hv, ctl, info);
+    return ctl_run(srv, hv, info, -1, NULL);
 }

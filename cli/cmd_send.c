@@ -15,6 +15,7 @@ void usage_send(FILE *f)
             "                 [--max-bandwidth R] [--adaptive [--min-bandwidth R]]\n"
             "                 [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
             "                 [--compress CODEC] [--compress-level N] [--xbzrle-cache MiB] [--compress-threads N]\n"
+            "                 [--stall-timeout MS]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
             "`migr recv` listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all\n"
@@ -62,6 +63,10 @@ void usage_send(FILE *f)
             "  --xbzrle-cache MiB sender's cache of pages for deltas (default 64; 0 = no deltas)\n"
             "  --compress-threads N  encoding threads (default 2 with 2+ CPUs, else 1; the destination's\n"
             "                     decoders: migr recv --decode-threads)\n"
+            "  --stall-timeout MS before the switchover: if nothing moves on the link for MS\n"
+            "                     (a stalled or partitioned destination), give up and resume the\n"
+            "                     guest here (default 10000; 0 = wait forever). `migr cancel`\n"
+            "                     works at any moment, also during a stall\n"
             "  --json             print the summary as one JSON object on the last line of stdout\n");
 }
 
@@ -137,7 +142,7 @@ int cmd_send(int argc, char **argv)
         {"group", required_argument, 0, 'g'},
         {"compress", required_argument, 0, 1000}, {"compress-level", required_argument, 0, 1001},
         {"xbzrle-cache", required_argument, 0, 1002}, {"compress-threads", required_argument, 0, 1003},
-        {0, 0, 0, 0},
+        {"stall-timeout", required_argument, 0, 1004}, {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     long downtime = 300, rounds = 30;
@@ -186,8 +191,9 @@ int cmd_send(int argc, char **argv)
             if (append_setting(extra, sizeof(extra), "adaptive", "1") < 0)
                 return cli_bad_args(self, "too many settings");
             break;
-        case 1000: case 1001: case 1002: case 1003: { /* checked by the VMM (cli/migrate_opts.c) */
-            static const char *const keys[] = {"compress", "compress-level", "xbzrle-cache", "compress-threads"};
+        case 1000: case 1001: case 1002: case 1003: case 1004: { /* checked by the VMM (cli/migrate_opts.c) */
+            static const char *const keys[] = {"compress", "compress-level", "xbzrle-cache", "compress-threads",
+                                               "stall-timeout"};
             if (append_setting(extra, sizeof(extra), keys[o - 1000], optarg) < 0)
                 return cli_bad_args(self, "--%s: empty or too long", keys[o - 1000]);
             break;

@@ -2,8 +2,12 @@
  *
  * Protocol: the client sends one line; the server answers with zero or more
  * "progress ..." lines and one final "ok <json>" or "error <json>" line.
- *   status | verify | stop | resume | migrate <url> <downtime_ms> <max_rounds>
+ *   status | cancel | verify | stop | resume | warm | migrate <url> <downtime_ms> <max_rounds> ...
  * After a successful migrate the VMM releases the guest and exits.
+ *
+ * Threads: the socket is served by its own thread (cli/ctl_thread.c), which
+ * answers status and cancel at once, at any moment; the other commands run
+ * here, on the VMM's main thread, one at a time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/ctl_thread.h"
 #include "migr/common.h"
 #include "migr/dirty.h"
 #include "migr/transport.h"
@@ -30,19 +35,28 @@ static char serve_group[80]; /* the VM's group ("" = none), kept across a warm r
  * auto) and the one the last migration ran (reported by verify). */
 static char vm_tracker[32] = "auto", ran_tracker[32] = "";
 
+struct ctl_server {
+    struct migr_listener *l;
+    struct ctl_thread *th;
+    char path[108];               /* the control socket's final path */
+    char tmp[108];                /* take-over: where it is bound until published ("" = at path) */
+};
+
 static void on_signal(int sig)
 {
     stop_signal = sig;
 }
 
-static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reply(int fd, const char *fmt, ...)
+/* Answers to the client of the command the main thread runs. The final line
+ * may wait up to 5 s for a slow reader (SO_SNDTIMEO); progress lines never
+ * wait (dropped if the client is behind): the engine calls them, sometimes
+ * with the guest paused. */
+static struct ctl_thread *answering; /* the command whose final answer is next */
+
+static void reply_flags(int fd, int flags, const char *fmt, va_list ap)
 {
     char buf[16384];
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-    va_end(ap);
     if (n < 0)
         return;
     if ((size_t)n > sizeof(buf) - 2)
@@ -50,13 +64,48 @@ static void reply(int fd, const char *fmt, ...)
     buf[n++] = '\n';
     /* A client that went away must not kill the VMM (MSG_NOSIGNAL). */
     for (int off = 0; off < n;) {
-        ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+        ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL | flags);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             return;
         off += (int)w;
     }
+}
+
+/* The final answer to the running command. The control thread learns that
+ * the command is over before the client does: a client that sends its next
+ * command as soon as it has this answer must not be told "busy". */
+static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(int fd, const char *fmt, ...)
+{
+    va_list ap;
+    if (answering) {
+        ctl_thread_done(answering);
+        answering = NULL;
+    }
+    va_start(ap, fmt);
+    reply_flags(fd, 0, fmt, ap);
+    va_end(ap);
+}
+
+/* A line that is not the answer (a group barrier's), waiting like one. */
+static void reply_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply_line(int fd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_flags(fd, 0, fmt, ap);
+    va_end(ap);
+}
+
+static void reply_progress(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply_progress(int fd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_flags(fd, MSG_DONTWAIT, fmt, ap);
+    va_end(ap);
 }
 
 static void json_escape(const char *in, char *out, size_t cap)
@@ -93,43 +142,16 @@ static int read_line(int fd, char *buf, size_t cap)
 
 struct progress_sink {
     int fd;
-    struct migr_listener *l;      /* the control socket: answered between progress reports */
-    volatile int cancel;
+    struct ctl_thread *th;
+    struct migr_cancel *cancel;
 };
 
-/* While a migration runs, the control socket is served from here: `cancel`
- * is honoured, anything else is told to wait. */
-static void serve_during_migration(struct progress_sink *s)
-{
-    struct migr_transport *c;
-    char saved[512]; /* the engine's error context must survive our polling */
-    snprintf(saved, sizeof(saved), "%s", migr_last_error());
-    while (migr_listener_accept(s->l, 0, &c) == 0) {
-        char line[256];
-        if (read_line(c->fd, line, sizeof(line)) >= 0) {
-            if (strcmp(line, "cancel") == 0) {
-                s->cancel = 1;
-                reply(c->fd, "ok {\"cancelling\":true}");
-            } else if (strcmp(line, "status") == 0) {
-                reply(c->fd, "ok {\"migrating\":true}");
-            } else {
-                reply(c->fd, "error {\"error\":\"a migration is running; only cancel and status are served\"}");
-            }
-        }
-        migr_transport_close(c);
-    }
-    if (saved[0])
-        migr_errorf(EIO, "%s", saved);
-    else
-        migr_clear_error();
-}
-
 /* Joint switchover of a VM group (cli/group.c): tell the coordinator we are
- * at point and wait for its "go", serving cancel/status meanwhile. */
+ * at point and wait for its "go" (a cancel on the control socket ends the wait). */
 static int barrier_hook(void *arg, const char *point)
 {
     struct progress_sink *s = arg;
-    reply(s->fd, "progress barrier %s", point);
+    reply_line(s->fd, "progress barrier %s", point);
     if (strcmp(point, "done") == 0)
         return 0; /* nothing to wait for: the guest moved */
     uint64_t deadline = migr_now_ns() + 120ull * 1000000000ull;
@@ -141,8 +163,7 @@ static int barrier_hook(void *arg, const char *point)
             return migr_errorf_errno(errno, "group barrier at %s: poll", point);
         if (r > 0)
             break;
-        serve_during_migration(s);
-        if (s->cancel)
+        if (migr_cancel_requested(s->cancel))
             return migr_errorf(ECANCELED, "group barrier at %s: cancelled", point);
         if (migr_now_ns() > deadline)
             return migr_errorf(ETIMEDOUT, "group barrier at %s: the other members did not arrive within 120 s",
@@ -159,9 +180,10 @@ static int barrier_hook(void *arg, const char *point)
 static void progress_to_client(void *arg, const struct migr_progress *p)
 {
     struct progress_sink *s = arg;
-    serve_during_migration(s);
-    reply(s->fd, "progress %s %u %llu %llu %llu %.3f", p->phase, p->round, (unsigned long long)p->pages_done,
-          (unsigned long long)p->pages_total, (unsigned long long)p->bytes_sent, p->elapsed_s);
+    ctl_thread_progress(s->th, p);
+    reply_progress(s->fd, "progress %s %u %llu %llu %llu %.3f", p->phase, p->round,
+                   (unsigned long long)p->pages_done, (unsigned long long)p->pages_total,
+                   (unsigned long long)p->bytes_sent, p->elapsed_s);
 }
 
 static void do_verify(struct migr_hv *hv, int fd)
@@ -193,7 +215,7 @@ static void do_verify(struct migr_hv *hv, int fd)
 }
 
 /* Returns true if the VMM should exit (guest gone). */
-static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_listener *l)
+static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread *th)
 {
     char url[400];
     unsigned downtime = 300, rounds = 30;
@@ -219,16 +241,24 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
             return false;
         }
     }
-    struct migr_transport *t;
-    struct migr_stats st;
+    struct progress_sink sink = {.fd = fd, .th = th, .cancel = migr_cancel_new()};
     char js[16384], why[600];
+    if (!sink.cancel) {
+        reply(fd, "error {\"ok\":false,\"error\":\"out of memory\",\"resumed_on_source\":true}");
+        return false;
+    }
+    /* From here a cancel on the control socket reaches the migration, also
+     * while it connects to a destination that does not answer. */
+    ctl_thread_migrating(th, sink.cancel);
+    struct migr_transport *t;
     if (migr_transport_connect(url, &t) < 0) {
         json_escape(migr_last_error(), why, sizeof(why));
+        ctl_thread_migrating(th, NULL);
+        migr_cancel_free(sink.cancel);
         reply(fd, "error {\"ok\":false,\"error\":\"%s; the guest keeps running on the source\","
                   "\"resumed_on_source\":true}", why);
         return false;
     }
-    struct progress_sink sink = {.fd = fd, .l = l};
     p.downtime_ms = downtime;
     p.max_rounds = rounds;
     p.tracker = strcmp(tracker, "auto") == 0 ? vm_tracker : tracker;
@@ -237,11 +267,14 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
         p.postcopy_after = 0;
     else if (strncmp(mode, "hybrid", 6) == 0)
         p.postcopy_after = mode[6] == ':' ? atoi(mode + 7) : 1;
-    p.cancel = &sink.cancel;
+    p.cancel = sink.cancel;
     p.switchover_arg = &sink;
     p.progress = progress_to_client;
     p.progress_arg = &sink;
+    struct migr_stats st;
     int err = migr_send(hv, t, &p, &st);
+    ctl_thread_migrating(th, NULL);
+    migr_cancel_free(sink.cancel);
     snprintf(ran_tracker, sizeof(ran_tracker), "%s", st.tracker);
     migr_transport_close(t);
     migr_stats_json(&st, js, sizeof(js));
@@ -251,14 +284,14 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct migr_liste
     return err == 0;
 }
 
-
 /* Warm VMM reboot (seed 002's Warm-VM Reboot): the guest's memory stays in
  * place while this VMM process restarts. Pause, put the vCPU state in a
  * memfd, keep the RAM memfd, the state memfd and the client's connection
  * open across exec, and exec a fresh VMM (`migr recv --warm`), which maps the
  * same memory, loads the state, resumes and answers the client. Returns only
- * if the exec failed (the guest is resumed here then). */
-static void do_warm(struct migr_hv *hv, int fd, struct migr_listener **l, const char *path)
+ * if the exec failed (the guest is resumed here then; the control socket is
+ * served again if srv->l is set). */
+static void do_warm(struct migr_hv *hv, int fd, struct ctl_server *srv)
 {
     uint64_t t0 = migr_now_ns();
     uint8_t *blob = NULL;
@@ -286,17 +319,24 @@ static void do_warm(struct migr_hv *hv, int fd, struct migr_listener **l, const 
     snprintf(spec, sizeof(spec), "%d:%llu:%llu:%u:%d:%zu:%d:%llu:%u:%s", hv->regions[0].memfd,
              (unsigned long long)hv->regions[0].memfd_off, (unsigned long long)hv->regions[0].size, hv->nvcpus,
              sfd, blen, fd, (unsigned long long)t0, hv->state_version, hv->ops->name);
-    snprintf(ctlpath, sizeof(ctlpath), "%s", path);
-    migr_listener_close(*l); /* the new process binds the same path */
-    *l = NULL;
+    snprintf(ctlpath, sizeof(ctlpath), "%s", srv->path);
+    /* the new process binds the same path */
+    ctl_thread_stop(srv->th);
+    srv->th = NULL;
+    answering = NULL;
+    migr_listener_close(srv->l);
+    srv->l = NULL;
     char *argv[] = {"migr", "recv", "--warm", spec, "--ctl", ctlpath,
                     serve_group[0] ? "--group" : NULL, serve_group, NULL};
     execv("/proc/self/exe", argv);
     migr_errorf_errno(errno, "warm reboot: exec");
     char url[320];
-    snprintf(url, sizeof(url), "unix:%s", path);
-    if (migr_listener_open(url, l) < 0)
+    snprintf(url, sizeof(url), "unix:%s", srv->path);
+    if (migr_listener_open(url, &srv->l) < 0 || ctl_thread_start(srv->l, NULL, &srv->th) < 0) {
         fprintf(stderr, "migr: control socket lost after a failed warm reboot: %s\n", migr_last_error());
+        migr_listener_close(srv->l);
+        srv->l = NULL;
+    }
 fail:
     json_escape(migr_last_error(), why, sizeof(why));
     if (sfd >= 0)
@@ -306,31 +346,89 @@ fail:
     reply(fd, "error {\"error\":\"%s; the guest keeps running in this VMM\"}", why);
 }
 
-int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
+int ctl_open(const char *path, bool take_over, struct ctl_server **out)
 {
-    return ctl_serve_ready(hv, path, info_json, -1, NULL);
+    struct ctl_server *srv = calloc(1, sizeof(*srv));
+    char url[300];
+    int err;
+    if (!srv)
+        return migr_errorf(ENOMEM, "control socket: out of memory");
+    if (strlen(path) >= sizeof(srv->path)) {
+        free(srv);
+        return migr_errorf(ENAMETOOLONG, "control socket %s: path longer than %zu bytes", path,
+                           sizeof(srv->path) - 1);
+    }
+    if (path[0] == '@') {
+        free(srv);
+        return migr_errorf(EINVAL, "control socket %s: abstract sockets have no access control; "
+                           "give a file system path", path);
+    }
+    snprintf(srv->path, sizeof(srv->path), "%s", path);
+    if (take_over &&
+        snprintf(srv->tmp, sizeof(srv->tmp), "%s.new.%d", path, (int)getpid()) >= (int)sizeof(srv->tmp)) {
+        free(srv);
+        return migr_errorf(ENAMETOOLONG, "control socket %s: too long to take over (%s.new.PID must fit in "
+                           "%zu bytes)", path, path, sizeof(srv->tmp) - 1);
+    }
+    snprintf(url, sizeof(url), "unix:%s", take_over ? srv->tmp : path);
+    if ((err = migr_listener_open(url, &srv->l)) < 0) {
+        if (err == -EADDRINUSE)
+            migr_errorf(EADDRINUSE, "control socket %s is in use by another process%s", path,
+                        take_over ? "" : " (stop it, or choose another --ctl)");
+        else
+            migr_error_prefix(-err, "control socket");
+        free(srv);
+        return err;
+    }
+    if ((err = ctl_thread_start(srv->l, "starting", &srv->th)) < 0) {
+        migr_listener_close(srv->l);
+        free(srv);
+        return err;
+    }
+    *out = srv;
+    return 0;
 }
 
-int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json, int ready_fd, const char *ready)
+void ctl_close(struct ctl_server *srv)
 {
-    char url[300];
-    struct migr_listener *l;
-    snprintf(url, sizeof(url), "unix:%s", path);
+    if (!srv)
+        return;
+    ctl_thread_stop(srv->th);
+    migr_listener_close(srv->l);
+    free(srv);
+}
+
+void ctl_set_phase(struct ctl_server *srv, const char *phase)
+{
+    ctl_thread_set_phase(srv->th, phase);
+}
+
+/* Take-over: the guest runs here now, so the path is ours (the previous VMM
+ * may still be bound to it for a moment: rename replaces its name, and it
+ * unlinks only a socket that is still its own). */
+static void publish(struct ctl_server *srv)
+{
+    if (!srv->tmp[0])
+        return;
+    if (rename(srv->tmp, srv->path) < 0) {
+        fprintf(stderr, "migr: control socket: cannot take over %s (%s); the guest runs here and is served "
+                "at %s\n", srv->path, strerror(errno), srv->tmp);
+        return;
+    }
+    snprintf(srv->l->url.path, sizeof(srv->l->url.path), "%s", srv->path);
+    snprintf(srv->l->bound, sizeof(srv->l->bound), "unix:%s", srv->path);
+    srv->tmp[0] = 0;
+}
+
+int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, int ready_fd, const char *ready)
+{
     if (!json_get_str(info_json, "group", serve_group, sizeof(serve_group)))
         serve_group[0] = 0;
     if (!json_get_str(info_json, "dirty", vm_tracker, sizeof(vm_tracker)) || !vm_tracker[0])
         snprintf(vm_tracker, sizeof(vm_tracker), "auto");
-    /* After a hand-over or upgrade the previous VMM may still hold the path for
-     * a moment: it releases it right after DONE. */
-    int err;
-    for (int tries = 0; (err = migr_listener_open(url, &l)) == -EADDRINUSE && tries < 250; tries++)
-        usleep(20000);
-    if (err < 0) {
-        fprintf(stderr, "migr: control socket: %s\n", migr_last_error());
-        migr_hv_destroy(hv);
-        return 1;
-    }
-    if (serve_group[0] && cli_group_join(serve_group, path) < 0)
+    publish(srv);
+    ctl_thread_set_vm(srv->th, hv, info_json);
+    if (serve_group[0] && cli_group_join(serve_group, srv->path) < 0)
         fprintf(stderr, "migr: %s (the VM runs, but not as a group member)\n", migr_last_error());
     if (ready_fd >= 0) {
         /* Answer whoever waits for us only once the control socket exists. */
@@ -344,68 +442,108 @@ int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json,
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int rc = 0;
     bool done = false;
     while (!done && !stop_signal) {
-        struct migr_transport *c;
-        err = migr_listener_accept(l, 200, &c);
-        if (err == -ETIMEDOUT || err == -EINTR)
-            continue;
-        if (err < 0) {
-            fprintf(stderr, "migr: control socket: %s\n", migr_last_error());
-            rc = 1;
-            break;
-        }
-        char line[1024];
-        if (read_line(c->fd, line, sizeof(line)) < 0) {
-            migr_transport_close(c);
+        struct ctl_job job;
+        if (!srv->th) {
+            /* the control socket was lost (a failed warm reboot): the guest
+             * runs on until a signal stops it */
+            usleep(200000);
             continue;
         }
-        char *args = strchr(line, ' ');
+        if (!ctl_thread_next(srv->th, 200, &job))
+            continue;
+        int fd = job.fd;
+        answering = srv->th;
+        /* blocking from here, but a final answer waits at most 5 s */
+        struct timeval tv = {.tv_sec = 5};
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+            fprintf(stderr, "migr: control socket: set up a client: %s\n", strerror(errno));
+        char *line = job.cmd, *args = strchr(line, ' ');
         if (args)
             *args++ = 0;
         else
             args = line + strlen(line);
-        if (strcmp(line, "status") == 0) {
-            char why[300];
-            json_escape(hv->failure, why, sizeof(why));
-            reply(c->fd, "ok {%s,\"pid\":%d,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu}", info_json,
-                  (int)getpid(), hv->paused ? "false" : "true", hv->failure[0] ? "true" : "false", why,
-                  (unsigned long long)migr_workload_progress(hv));
-        } else if (strcmp(line, "verify") == 0) {
-            do_verify(hv, c->fd);
+        if (strcmp(line, "verify") == 0) {
+            do_verify(hv, fd);
         } else if (strcmp(line, "stop") == 0) {
-            reply(c->fd, "ok {\"stopped\":true}");
+            reply(fd, "ok {\"stopped\":true}");
             done = true;
-        } else if (strcmp(line, "cancel") == 0) {
-            reply(c->fd, "error {\"error\":\"no migration is running\"}");
         } else if (strcmp(line, "warm") == 0) {
-            do_warm(hv, c->fd, &l, path); /* returns only on failure; the guest runs here */
-            if (!l) {
-                migr_transport_close(c);
-                rc = 1;
-                break;
-            }
+            do_warm(hv, fd, srv); /* returns only on failure; the guest runs here */
         } else if (strcmp(line, "resume") == 0) {
             if (hv->ops->resume(hv) == 0)
-                reply(c->fd, "ok {\"running\":true}");
+                reply(fd, "ok {\"running\":true}");
             else
-                reply(c->fd, "error {\"error\":\"resume failed\"}");
+                reply(fd, "error {\"error\":\"resume failed\"}");
         } else if (strcmp(line, "migrate") == 0) {
-            if (do_migrate(hv, c->fd, args, l)) {
+            if (do_migrate(hv, fd, args, srv->th)) {
                 fprintf(stderr, "migr: guest migrated away; this VMM exits\n");
                 done = true;
             }
         } else {
-            reply(c->fd, "error {\"error\":\"unknown command '%.100s'\"}", line);
+            reply(fd, "error {\"error\":\"unknown command '%.100s'\"}", line);
         }
-        migr_transport_close(c);
+        if (answering) /* a command that did not answer */
+            ctl_thread_done(answering);
+        answering = NULL;
+        close(fd);
     }
     if (stop_signal)
         fprintf(stderr, "migr: signal %d: stopping the VM\n", (int)stop_signal);
-    migr_listener_close(l);
+    ctl_close(srv);
     migr_hv_destroy(hv);
-    return rc;
+    return 0;
+}
+
+int ctl_serve(struct migr_hv *hv, const char *path, const char *info_json)
+{
+    struct ctl_server *srv;
+    if (ctl_open(path, false, &srv) < 0) {
+        /* a fresh guest (migr run): nothing is lost by not starting it */
+        fprintf(stderr, "migr: %s\n", migr_last_error());
+        migr_hv_destroy(hv);
+        return 1;
+    }
+    return ctl_run(srv, hv, info_json, -1, NULL);
+}
+
+/* A guest that must not be lost but cannot be served: it runs until a signal. */
+static int ctl_run_unserved(struct migr_hv *hv)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    while (!stop_signal)
+        usleep(200000);
+    fprintf(stderr, "migr: signal %d: stopping the VM\n", (int)stop_signal);
+    migr_hv_destroy(hv);
+    return 1;
+}
+
+int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json, int ready_fd, const char *ready)
+{
+    struct ctl_server *srv;
+    /* After a warm reboot the previous process let go of the path just before
+     * its exec; elsewhere a path in use is another VMM's. */
+    int err = ctl_open(path, false, &srv);
+    if (err < 0) {
+        fprintf(stderr, "migr: %s\n", migr_last_error());
+        if (ready_fd >= 0) {
+            char line[600], why[400];
+            json_escape(migr_last_error(), why, sizeof(why));
+            snprintf(line, sizeof(line), "error {\"error\":\"%s; the guest runs without a control socket "
+                     "until stopped by a signal\"}\n", why);
+            migr_write_full(ready_fd, line, strlen(line));
+            close(ready_fd);
+        }
+        return ctl_run_unserved(hv);
+    }
+    return ctl_run(srv, hv, info_json, ready_fd, ready);
 }
 
 int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,

@@ -87,6 +87,15 @@ static int set_compress_threads(struct migr_send_params *p, const char *v)
     return 0;
 }
 
+static int set_stall_timeout(struct migr_send_params *p, const char *v)
+{
+    long n;
+    if (set_int(v, 0, 3600000, &n) < 0)
+        return -1;
+    p->stall_timeout_ms = (uint32_t)n;
+    return 0;
+}
+
 static const struct {
     const char *key;
     int (*set)(struct migr_send_params *p, const char *v);
@@ -100,6 +109,7 @@ static const struct {
     {"compress-level", set_compress_level, "a codec level (lz4 -65537..12, zstd up to 22, zlib 1..9)"},
     {"xbzrle-cache", set_xbzrle_cache, "0..65536 MiB"},
     {"compress-threads", set_compress_threads, "1..16 threads"},
+    {"stall-timeout", set_stall_timeout, "0..3600000 ms (0 = wait forever)"},
 };
 
 int cli_migrate_option(struct migr_send_params *p, const char *token, char *err, size_t cap)

@@ -36,7 +36,19 @@ struct sender {
     struct migr_transport *fch;   /* post-copy fault channel (FAULT_CHANNEL), or NULL */
     struct migr_listener *fl;     /* tcp: where the destination connects it, until accepted */
     uint64_t fch_cookie;          /* tcp: what the destination must send first on it */
+    struct migr_cancel *cancel;   /* p->cancel, or the engine's own (for the watchdog) */
+    bool own_cancel;
 };
+
+/* engine/cancel.c: the cancel handle's engine side. attach: the migration
+ * runs over t (a stall watchdog starts if stall_timeout_ms); commit: about to
+ * send COMMIT — false if a cancel or the watchdog came first (then do not);
+ * reason: -ECANCELED / -ETIMEDOUT (message set) if one of them ended the
+ * migration before COMMIT, else 0; detach: the migration is over. */
+int engine_cancel_attach(struct migr_cancel *c, struct migr_transport *t, uint32_t stall_timeout_ms);
+bool engine_cancel_commit(struct migr_cancel *c);
+int engine_cancel_reason(struct migr_cancel *c);
+void engine_cancel_detach(struct migr_cancel *c);
 
 int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
 int engine_flush(struct sender *s);

@@ -491,7 +491,7 @@ static int push_main(struct sender *s, const uint64_t *need)
         }
         if (done)
             break;
-        bool want_cancel = (s->p->cancel && *s->p->cancel) ||
+        bool want_cancel = migr_cancel_requested(s->cancel) ||
                            (s->p->cancel_after_pages && total - pages_left(pc) >= s->p->cancel_after_pages);
         if (!s->p->no_cancel && want_cancel && !cancel_sent) {
             if ((err = engine_flush(s)) < 0 ||

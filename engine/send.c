@@ -38,6 +38,7 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->xbzrle_cache_mib = 64;
     p->compress_threads = 0; /* the engine picks: 2 with 2+ CPUs online (docs/compress.md) */
     p->min_bandwidth = 64ull << 20;
+    p->stall_timeout_ms = 10000;
 }
 
 /* Without rate control in p the engine leaves the transport's own limit
@@ -59,7 +60,7 @@ static uint64_t round_rate(const struct migr_send_params *p, uint32_t round, uin
 
 int engine_flush(struct sender *s)
 {
-    if (!s->in_postcopy && s->p->cancel && *s->p->cancel)
+    if (!s->in_postcopy && migr_cancel_requested(s->cancel))
         return migr_errorf(ECANCELED, "migration cancelled");
     if (s->n == 0)
         return 0;
@@ -300,6 +301,17 @@ static void drain(struct migr_transport *t)
         usleep(200);
 }
 
+static void sender_free(struct sender *s)
+{
+    if (!s)
+        return;
+    if (s->cancel)
+        engine_cancel_detach(s->cancel);
+    if (s->own_cancel)
+        migr_cancel_free(s->cancel);
+    free(s);
+}
+
 static uint64_t estimate_ns(uint64_t dirty_pages, uint64_t bytes, uint64_t ns)
 {
     if (bytes == 0 || ns == 0)
@@ -339,6 +351,14 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     s->p = p;
     s->st = st;
     s->t0 = migr_now_ns();
+    s->cancel = p->cancel;
+    if (!s->cancel && !(s->cancel = migr_cancel_new())) {
+        err = migr_errorf(ENOMEM, "send: out of memory");
+        goto fail;
+    }
+    s->own_cancel = !p->cancel;
+    if ((err = engine_cancel_attach(s->cancel, t, p->stall_timeout_ms)) < 0)
+        goto fail;
     st->max_bandwidth = p->max_bandwidth;
     st->adaptive_bw = p->adaptive_bw;
     if (p->adaptive_bw && !p->min_bandwidth) {
@@ -507,7 +527,12 @@ state:;
     st->verified = true;
     if (p->switchover_hook && (err = p->switchover_hook(p->switchover_arg, "commit")) < 0)
         goto fail;
-    /* From here the source gives the guest away. */
+    /* From here the source gives the guest away (unless a cancel or the
+     * stall watchdog came first). */
+    if (!engine_cancel_commit(s->cancel)) {
+        err = -ECANCELED;
+        goto fail;
+    }
     committed = true;
     if ((err = migr_rec_send(t, MIGR_REC_COMMIT, NULL, 0, NULL, 0)) < 0)
         goto fail;
@@ -531,17 +556,21 @@ state:;
     engine_encoder_destroy(s);
     engine_postcopy_close_channel(s);
     migr_dirty_close(d);
+    sender_free(s);
     free(blob);
     free(bm);
     free(need);
-    free(s);
     return 0;
 
-fail:
-    if (!committed && migr_last_error()[0] && (err == -EPIPE || err == -ECONNRESET) && s)
+fail:;
+    /* A cancel or the watchdog broke the link: say that, not what broke. */
+    int stopped = s && s->cancel && !committed ? engine_cancel_reason(s->cancel) : 0;
+    if (stopped < 0)
+        err = stopped;
+    else if (!committed && migr_last_error()[0] && (err == -EPIPE || err == -ECONNRESET) && s)
         peer_reason(s);
     snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
-    if (!committed && s && err != -EPIPE && err != -ECONNRESET) {
+    if (!committed && s && err != -EPIPE && err != -ECONNRESET && stopped == 0) {
         char why[sizeof(st->error) + 32];
         snprintf(why, sizeof(why), "source aborts: %s", st->error);
         migr_rec_send_error(t, -err, why);
@@ -594,10 +623,10 @@ fail:
         engine_encoder_destroy(s);
         engine_postcopy_close_channel(s);
     }
+    sender_free(s);
     free(blob);
     free(bm);
     free(need);
-    free(s);
     migr_errorf(-err, "%s", st->error);
     return err;
 }

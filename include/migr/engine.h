@@ -27,6 +27,27 @@ struct migr_progress {
 
 typedef void (*migr_progress_fn)(void *arg, const struct migr_progress *p);
 
+/* Cancelling a migration from another thread (a control socket's thread, a
+ * supervisor). Opaque; one per migration, shared by the caller and migr_send. */
+struct migr_cancel;
+
+/*! A new cancel handle, or NULL (out of memory). Free with migr_cancel_free
+ *  once migr_send has returned. */
+struct migr_cancel *migr_cancel_new(void);
+void migr_cancel_free(struct migr_cancel *c);
+
+/*! Ask the migration using c to stop; thread-safe, returns at once. While the
+ *  source still owns the guest (before COMMIT) the link is shut down, so the
+ *  engine wakes from any blocked send or receive — a stalled peer included —
+ *  and resumes the guest on the source. In cancellable post-copy the guest
+ *  comes back with the destination's next checkpoint; plain post-copy cannot
+ *  be cancelled. Returns 1 if the link was woken, 0 if the request is left to
+ *  the post-copy protocol or nothing runs yet (it applies when it starts). */
+int migr_cancel_request(struct migr_cancel *c);
+
+/*! True once migr_cancel_request was called on c. */
+bool migr_cancel_requested(struct migr_cancel *c);
+
 struct migr_send_params {
     uint32_t downtime_ms;         /* target; default 300 */
     uint32_t max_rounds;          /* default 30 */
@@ -36,7 +57,10 @@ struct migr_send_params {
                                      N > 0: hybrid, at most N pre-copy rounds then post-copy */
     uint32_t prepage;             /* post-copy: pages sent after each faulted one (default 8) */
     bool no_cancel;               /* post-copy without take-back (the destination sends nothing back) */
-    volatile int *cancel;         /* optional: set non-zero to cancel; in post-copy the guest comes back */
+    struct migr_cancel *cancel;   /* optional: migr_cancel_request() stops the migration */
+    uint32_t stall_timeout_ms;    /* before COMMIT: no byte moved on the link for this long ends the
+                                     migration and resumes the guest on the source (default 10000;
+                                     0 = wait forever) */
     uint64_t cancel_after_pages;  /* tests: cancel by itself once this many post-copy pages went (0 = never) */
     migr_progress_fn progress;    /* optional; called at most every ~100 ms and at round ends */
     void *progress_arg;

@@ -1,0 +1,357 @@
+/* The control socket's own thread: see cli/ctl_thread.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/ctl_thread.h"
+#include "migr/common.h"
+#include "migr/workload.h"
+
+#define MAX_CLIENTS 32
+#define LINE_MAX_BYTES 1024
+#define CLIENT_TIMEOUT_MS 5000
+
+struct client {
+    int fd;                          /* -1: free slot */
+    uint64_t deadline;               /* a whole line by then, or dropped */
+    size_t n;
+    char line[LINE_MAX_BYTES];
+};
+
+struct ctl_thread {
+    struct migr_listener *l;
+    int stopfd;
+    pthread_t th;
+    struct client cl[MAX_CLIENTS];
+    pthread_mutex_t lock;            /* everything below */
+    pthread_cond_t cond;
+    bool job_pending, job_running;
+    struct ctl_job job;
+    struct migr_hv *hv;
+    char info[1024];
+    char phase[32];
+    struct migr_cancel *cancel;      /* a migration runs */
+    struct migr_progress prog;
+    char prog_phase[32];
+    bool have_prog;
+};
+
+/* One short answer from this thread: never blocks (a client that does not
+ * read its answer loses it). */
+static void answer(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void answer(int fd, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(buf) - 2)
+        n = (int)sizeof(buf) - 2;
+    buf[n++] = '\n';
+    (void)!send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static void escape(const char *in, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (; *in && j + 2 < cap; in++) {
+        if (*in == '"' || *in == '\\')
+            out[j++] = '\\';
+        out[j++] = (unsigned char)*in >= 0x20 ? *in : ' ';
+    }
+    out[j] = 0;
+}
+
+/* Lock held. */
+static void do_status(struct ctl_thread *c, int fd)
+{
+    char job[512] = "";
+    if (c->job_running || c->cancel) {
+        int n = snprintf(job, sizeof(job), ",\"job\":\"%.*s\"", (int)strcspn(c->job.cmd, " "), c->job.cmd);
+        if (c->cancel)
+            n += snprintf(job + n, sizeof(job) - (size_t)n, ",\"migrating\":true");
+        if (c->cancel && c->have_prog)
+            snprintf(job + n, sizeof(job) - (size_t)n,
+                     ",\"progress\":{\"phase\":\"%s\",\"round\":%u,\"pages_done\":%llu,\"pages_total\":%llu,"
+                     "\"bytes_sent\":%llu,\"elapsed_s\":%.3f}",
+                     c->prog_phase, c->prog.round, (unsigned long long)c->prog.pages_done,
+                     (unsigned long long)c->prog.pages_total, (unsigned long long)c->prog.bytes_sent,
+                     c->prog.elapsed_s);
+    }
+    if (!c->hv) {
+        answer(fd, "ok {\"pid\":%d,\"running\":false,\"incoming\":true,\"phase\":\"%s\"%s}", (int)getpid(), c->phase,
+               job);
+        return;
+    }
+    /* The guest's flags are read while the main thread may change them: a
+     * status is a snapshot, each field as it was at some instant. */
+    const volatile struct migr_hv *hv = c->hv;
+    char why[300];
+    escape((const char *)hv->failure, why, sizeof(why));
+    answer(fd, "ok {%s,\"pid\":%d,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu%s}", c->info,
+           (int)getpid(), hv->paused ? "false" : "true", why[0] ? "true" : "false", why,
+           (unsigned long long)migr_workload_progress(c->hv), job);
+}
+
+/* A whole line arrived from slot i. Lock held. Returns true if the client
+ * went to the main thread (the slot is free then, its fd not closed). */
+static bool dispatch(struct ctl_thread *c, struct client *k)
+{
+    if (strcmp(k->line, "status") == 0) {
+        do_status(c, k->fd);
+    } else if (strcmp(k->line, "cancel") == 0) {
+        if (!c->cancel) {
+            answer(k->fd, "error {\"error\":\"no migration is running\"}");
+        } else {
+            int woke = migr_cancel_request(c->cancel);
+            answer(k->fd, "ok {\"cancelling\":true,\"link_closed\":%s}", woke ? "true" : "false");
+        }
+    } else if (c->job_pending || c->job_running) {
+        char what[64];
+        snprintf(what, sizeof(what), "%.*s", (int)strcspn(c->job.cmd, " "), c->job.cmd);
+        answer(k->fd, "error {\"error\":\"busy: '%s' is running; only status and cancel are served meanwhile\"}",
+               what);
+    } else if (!c->hv && c->phase[0]) {
+        answer(k->fd, "error {\"error\":\"no guest here yet (%s); only status is served\"}", c->phase);
+    } else {
+        c->job.fd = k->fd;
+        snprintf(c->job.cmd, sizeof(c->job.cmd), "%s", k->line);
+        c->job_pending = true;
+        pthread_cond_broadcast(&c->cond);
+        k->fd = -1;
+        return true;
+    }
+    return false;
+}
+
+static void drop(struct client *k)
+{
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+}
+
+static void take_new(struct ctl_thread *c)
+{
+    for (;;) {
+        int fd = accept4(c->l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                fprintf(stderr, "migr: control socket: accept: %s\n", strerror(errno));
+            return;
+        }
+        struct client *k = NULL;
+        for (int i = 0; i < MAX_CLIENTS && !k; i++)
+            if (c->cl[i].fd < 0)
+                k = &c->cl[i];
+        if (!k) {
+            answer(fd, "error {\"error\":\"too many control connections\"}");
+            close(fd);
+            continue;
+        }
+        *k = (struct client){.fd = fd, .deadline = migr_now_ns() + CLIENT_TIMEOUT_MS * 1000000ull};
+    }
+}
+
+/* Read what slot k has; true once it holds a whole line (newline dropped). */
+static bool read_some(struct client *k)
+{
+    for (;;) {
+        ssize_t r = read(k->fd, k->line + k->n, sizeof(k->line) - 1 - k->n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return false;
+        if (r <= 0) {
+            drop(k);
+            return false;
+        }
+        k->n += (size_t)r;
+        char *nl = memchr(k->line, '\n', k->n);
+        if (nl) {
+            *nl = 0;
+            return true;
+        }
+        if (k->n == sizeof(k->line) - 1) {
+            answer(k->fd, "error {\"error\":\"command line too long\"}");
+            drop(k);
+            return false;
+        }
+    }
+}
+
+static void *ctl_main(void *arg)
+{
+    struct ctl_thread *c = arg;
+    for (;;) {
+        struct pollfd p[2 + MAX_CLIENTS];
+        int map[2 + MAX_CLIENTS], np = 2;
+        p[0] = (struct pollfd){.fd = c->stopfd, .events = POLLIN};
+        p[1] = (struct pollfd){.fd = c->l->fd, .events = POLLIN};
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            if (c->cl[i].fd >= 0) {
+                map[np] = i;
+                p[np++] = (struct pollfd){.fd = c->cl[i].fd, .events = POLLIN};
+            }
+        int n = poll(p, (nfds_t)np, 200);
+        if (n < 0 && errno != EINTR) {
+            fprintf(stderr, "migr: control socket: poll: %s\n", strerror(errno));
+            usleep(100000);
+            continue;
+        }
+        if (n > 0 && p[0].revents)
+            break;
+        if (n > 0 && p[1].revents)
+            take_new(c);
+        uint64_t now = migr_now_ns();
+        for (int j = 2; j < np; j++) {
+            struct client *k = &c->cl[map[j]];
+            if (k->fd < 0)
+                continue;
+            if (n > 0 && p[j].revents && read_some(k)) {
+                pthread_mutex_lock(&c->lock);
+                if (!dispatch(c, k))
+                    drop(k);
+                pthread_mutex_unlock(&c->lock);
+            } else if (k->fd >= 0 && now > k->deadline) {
+                drop(k);
+            }
+        }
+    }
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        drop(&c->cl[i]);
+    return NULL;
+}
+
+int ctl_thread_start(struct migr_listener *l, const char *phase, struct ctl_thread **out)
+{
+    struct ctl_thread *c = calloc(1, sizeof(*c));
+    if (!c)
+        return migr_errorf(ENOMEM, "control socket: out of memory");
+    c->l = l;
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        c->cl[i].fd = -1;
+    snprintf(c->phase, sizeof(c->phase), "%s", phase ? phase : "");
+    c->stopfd = eventfd(0, EFD_CLOEXEC);
+    if (c->stopfd < 0) {
+        int err = migr_errorf_errno(errno, "control socket: eventfd");
+        free(c);
+        return err;
+    }
+    int fl = fcntl(l->fd, F_GETFL);
+    if (fl < 0 || fcntl(l->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        int err = migr_errorf_errno(errno, "control socket: make %s non-blocking", l->bound);
+        close(c->stopfd);
+        free(c);
+        return err;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    int err = pthread_create(&c->th, NULL, ctl_main, c);
+    if (err) {
+        close(c->stopfd);
+        pthread_mutex_destroy(&c->lock);
+        pthread_cond_destroy(&c->cond);
+        free(c);
+        return migr_errorf(err, "control socket: start its thread");
+    }
+    *out = c;
+    return 0;
+}
+
+void ctl_thread_stop(struct ctl_thread *c)
+{
+    if (!c)
+        return;
+    uint64_t one = 1;
+    if (write(c->stopfd, &one, sizeof(one)) != sizeof(one))
+        fprintf(stderr, "migr: control socket: cannot stop its thread: %s\n", strerror(errno));
+    pthread_join(c->th, NULL);
+    close(c->stopfd);
+    if (c->job_pending)
+        close(c->job.fd);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+int ctl_thread_next(struct ctl_thread *c, int ms, struct ctl_job *job)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += ms / 1000;
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->lock);
+    while (!c->job_pending && pthread_cond_timedwait(&c->cond, &c->lock, &dl) == 0)
+        ;
+    int got = c->job_pending;
+    if (got) {
+        *job = c->job;
+        c->job_pending = false;
+        c->job_running = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return got;
+}
+
+void ctl_thread_done(struct ctl_thread *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->job_running = false;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ctl_thread_set_vm(struct ctl_thread *c, struct migr_hv *hv, const char *info_json)
+{
+    pthread_mutex_lock(&c->lock);
+    c->hv = hv;
+    snprintf(c->info, sizeof(c->info), "%s", info_json ? info_json : "");
+    c->phase[0] = 0;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ctl_thread_set_phase(struct ctl_thread *c, const char *phase)
+{
+    pthread_mutex_lock(&c->lock);
+    snprintf(c->phase, sizeof(c->phase), "%s", phase);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ctl_thread_migrating(struct ctl_thread *c, struct migr_cancel *cancel)
+{
+    pthread_mutex_lock(&c->lock);
+    c->cancel = cancel;
+    c->have_prog = false;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ctl_thread_progress(struct ctl_thread *c, const struct migr_progress *p)
+{
+    pthread_mutex_lock(&c->lock);
+    c->prog = *p;
+    snprintf(c->prog_phase, sizeof(c->prog_phase), "%s", p->phase ? p->phase : "");
+    c->prog.phase = NULL;
+    c->have_prog = true;
+    pthread_mutex_unlock(&c->lock);
+}
