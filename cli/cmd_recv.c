@@ -14,7 +14,7 @@ void usage_recv(FILE *f)
 {
     fprintf(f,
             "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--decode-threads N]\n"
-            "                 [--take-over-ctl] [--json]\n"
+            "                 [--take-over-ctl] [--postcopy-timeout MS] [--json]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
             "a free port, printed on stderr as \"listening on URL\"). The guest is resumed\n"
@@ -33,6 +33,10 @@ void usage_recv(FILE *f)
             "  --json             print the migration summary as JSON on stdout\n"
             "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group)\n"
             "  --decode-threads N threads decoding compressed pages, 1..16 (default 1)\n"
+            "  --postcopy-timeout MS  post-copy: if the source leaves a fault unanswered or\n"
+            "                     sends nothing for MS (dead, or a link that stopped), post-copy\n"
+            "                     ends here: the guest stops, and a source that still runs takes\n"
+            "                     it back (default 10000)\n"
             "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
             "                     exec'd VMM maps the memory it inherited (migr rejuvenate --warm)\n");
 }
@@ -108,7 +112,7 @@ int cmd_recv(int argc, char **argv)
         {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
         {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'},
         {"decode-threads", required_argument, 0, 'T'}, {"take-over-ctl", no_argument, 0, 'O'},
-        {0, 0, 0, 0},
+        {"postcopy-timeout", required_argument, 0, 'P'}, {0, 0, 0, 0},
     };
     const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL;
     struct migr_recv_params rp = {.decode_threads = 1};
@@ -124,6 +128,14 @@ int cmd_recv(int argc, char **argv)
         case 'j': json = true; break;
         case 'W': warm = optarg; break;
         case 'O': take_over = true; break;
+        case 'P': {
+            char *end;
+            long ms = strtol(optarg, &end, 10);
+            if (*end || ms < 100 || ms > 3600000)
+                return cli_bad_args(self, "--postcopy-timeout %s: expected 100..3600000 ms", optarg);
+            rp.postcopy_timeout_ms = (uint32_t)ms;
+            break;
+        }
         case 'T': {
             char *end;
             long n = strtol(optarg, &end, 10);

@@ -15,7 +15,7 @@ void usage_send(FILE *f)
             "                 [--max-bandwidth R] [--adaptive [--min-bandwidth R]]\n"
             "                 [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
             "                 [--compress CODEC] [--compress-level N] [--xbzrle-cache MiB] [--compress-threads N]\n"
-            "                 [--stall-timeout MS]\n"
+            "                 [--stall-timeout MS] [--postcopy-lease MS]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
             "`migr recv` listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all\n"
@@ -67,6 +67,10 @@ void usage_send(FILE *f)
             "                     (a stalled or partitioned destination), give up and resume the\n"
             "                     guest here (default 10000; 0 = wait forever). `migr cancel`\n"
             "                     works at any moment, also during a stall\n"
+            "  --postcopy-lease MS  cancellable post-copy: the destination runs the guest only while\n"
+            "                     its last checkpoint acknowledged here is younger than MS; after\n"
+            "                     2 x MS without a word from it (a partition), the guest is taken\n"
+            "                     back here (default 10000)\n"
             "  --json             print the summary as one JSON object on the last line of stdout\n");
 }
 
@@ -142,7 +146,8 @@ int cmd_send(int argc, char **argv)
         {"group", required_argument, 0, 'g'},
         {"compress", required_argument, 0, 1000}, {"compress-level", required_argument, 0, 1001},
         {"xbzrle-cache", required_argument, 0, 1002}, {"compress-threads", required_argument, 0, 1003},
-        {"stall-timeout", required_argument, 0, 1004}, {0, 0, 0, 0},
+        {"stall-timeout", required_argument, 0, 1004}, {"postcopy-lease", required_argument, 0, 1005},
+        {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     long downtime = 300, rounds = 30;
@@ -191,9 +196,9 @@ int cmd_send(int argc, char **argv)
             if (append_setting(extra, sizeof(extra), "adaptive", "1") < 0)
                 return cli_bad_args(self, "too many settings");
             break;
-        case 1000: case 1001: case 1002: case 1003: case 1004: { /* checked by the VMM (cli/migrate_opts.c) */
+        case 1000: case 1001: case 1002: case 1003: case 1004: case 1005: { /* checked by the VMM */
             static const char *const keys[] = {"compress", "compress-level", "xbzrle-cache", "compress-threads",
-                                               "stall-timeout"};
+                                               "stall-timeout", "postcopy-lease"};
             if (append_setting(extra, sizeof(extra), keys[o - 1000], optarg) < 0)
                 return cli_bad_args(self, "--%s: empty or too long", keys[o - 1000]);
             break;

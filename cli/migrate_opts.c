@@ -96,6 +96,15 @@ static int set_stall_timeout(struct migr_send_params *p, const char *v)
     return 0;
 }
 
+static int set_postcopy_lease(struct migr_send_params *p, const char *v)
+{
+    long n;
+    if (set_int(v, 100, 3600000, &n) < 0)
+        return -1;
+    p->postcopy_lease_ms = (uint32_t)n;
+    return 0;
+}
+
 static const struct {
     const char *key;
     int (*set)(struct migr_send_params *p, const char *v);
@@ -110,6 +119,7 @@ static const struct {
     {"xbzrle-cache", set_xbzrle_cache, "0..65536 MiB"},
     {"compress-threads", set_compress_threads, "1..16 threads"},
     {"stall-timeout", set_stall_timeout, "0..3600000 ms (0 = wait forever)"},
+    {"postcopy-lease", set_postcopy_lease, "100..3600000 ms"},
 };
 
 int cli_migrate_option(struct migr_send_params *p, const char *token, char *err, size_t cap)

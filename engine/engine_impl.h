@@ -82,6 +82,7 @@ struct postcopy_dst;
 
 struct receiver {
     uint32_t decode_threads;      /* migr_recv_params.decode_threads (>= 1) */
+    uint32_t postcopy_timeout_ms; /* migr_recv_params.postcopy_timeout_ms (0 = none) */
     struct migr_transport *t;
     struct migr_stats *st;
     struct migr_hv *hv;

@@ -57,6 +57,7 @@ struct pc_chan {
 };
 
 #define PHASE_SAMPLES (1u << 16)
+#define WAITQ (1u << 12)          /* outstanding faults watched (more are not timed) */
 #define RELEASE_TIMEOUT_MS 10000
 
 struct postcopy_dst {
@@ -79,6 +80,23 @@ struct postcopy_dst {
     uint64_t fseq;
     int fault_err;                /* the fault thread's failure, if any */
     char fault_why[256];
+    /* liveness (the fault thread watches): a fault unanswered, or the main
+     * stream silent, for r->postcopy_timeout_ms ends post-copy */
+    uint64_t main_rx_ns;          /* last record on the main stream; atomic */
+    uint64_t fch_busy_ns;         /* a fault-channel record is being read since (0: none); atomic */
+    /* cancellable: the lease (format 1.4). The guest may run here only while
+     * the last checkpoint the source acknowledged (EPOCH_ACK) was sent less
+     * than lease_ms ago; the source takes it back after twice that without a
+     * record from us. */
+    uint64_t lease_ns;            /* when the last acknowledged checkpoint was sent (start: post-copy's) */
+    uint64_t lease_ms;
+    uint64_t epoch_sent_ns[64];   /* when checkpoint n's EPOCH_END went, at [n % 64] */
+    uint64_t *waitq;              /* RAM indices of faults sent to the source, in order */
+    uint32_t wq_head, wq_tail;
+    pthread_t watch_thread;
+    bool watch_started;
+    int dead_err;                 /* the watchdog gave up on the source (set before the links are cut) */
+    char dead_why[256];
     /* cancellable post-copy: checkpoints back to the source */
     struct migr_dirty *trk;
     pthread_t epoch_thread;
@@ -186,12 +204,13 @@ int engine_postcopy_prepare(struct receiver *r)
     pc->req_ns = calloc(hv->ram_pages, 8);
     pc->lat_us = malloc(MAX_SAMPLES * sizeof(float));
     pc->sent_ns = calloc(hv->ram_pages, 8);
+    pc->waitq = malloc(WAITQ * sizeof(uint64_t));
     pc->ph_req = malloc(3 * PHASE_SAMPLES * sizeof(float));
     pc->ph_wait = pc->ph_req ? pc->ph_req + PHASE_SAMPLES : NULL;
     pc->ph_place = pc->ph_req ? pc->ph_req + 2 * PHASE_SAMPLES : NULL;
     pc->main = (struct pc_chan){.t = r->t, .meta = r->meta, .seq = &r->seq};
     pc->fch = (struct pc_chan){.t = r->fch, .seq = &pc->fseq};
-    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us || !pc->sent_ns || !pc->ph_req ||
+    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us || !pc->sent_ns || !pc->waitq || !pc->ph_req ||
         (r->fch && !(pc->fch.meta = malloc(MIGR_META_MAX))))
         return -ENOMEM;
     r->st->fault_channel = r->fch != NULL;
@@ -282,6 +301,7 @@ static int fch_read(struct receiver *r)
 {
     struct postcopy_dst *pc = r->pc;
     struct migr_rec_hdr h;
+    __atomic_store_n(&pc->fch_busy_ns, migr_now_ns(), __ATOMIC_RELAXED); /* the watchdog times the record */
     int err = migr_rec_recv(r->fch, pc->fch.seq, &h, pc->fch.meta, MIGR_META_MAX);
     if (err < 0)
         return migr_error_prefix(-err, "fault channel");
@@ -289,7 +309,77 @@ static int fch_read(struct receiver *r)
     if (h.type != MIGR_REC_PAGES)
         return migr_errorf(EPROTO, "fault channel: record %llu (%s) is not PAGES",
                            (unsigned long long)*pc->fch.seq, migr_rec_type_name(h.type));
-    return place_pages(r, &pc->fch, &h);
+    err = place_pages(r, &pc->fch, &h);
+    __atomic_store_n(&pc->fch_busy_ns, 0, __ATOMIC_RELAXED);
+    return err;
+}
+
+/* The source must answer every fault and keep the main stream going (its
+ * push, or a page now and then once all went out) until COMPLETE. If it does
+ * not — dead without a word, or a link that silently stopped forwarding —
+ * post-copy ends here within the time-out instead of leaving the guest
+ * frozen on both sides: the links are shut down, so the source (if it still
+ * runs) sees the break and takes the guest back. A thread of its own: the
+ * readers of both streams may sit in a blocking read that only this ends. */
+static int check_alive(struct receiver *r, uint64_t now)
+{
+    struct postcopy_dst *pc = r->pc;
+    uint64_t limit = (uint64_t)r->postcopy_timeout_ms * 1000000ull;
+    if (!limit)
+        return 0;
+    pthread_mutex_lock(&pc->lock);
+    if (pc->resolved >= pc->npages) { /* every page is here: nothing left to wait for */
+        pthread_mutex_unlock(&pc->lock);
+        return 0;
+    }
+    while (pc->wq_head != pc->wq_tail) {
+        uint64_t idx = pc->waitq[pc->wq_head % WAITQ];
+        if (!migr_bit_test(pc->resident, idx) && !migr_bit_test(pc->zero, idx))
+            break;
+        pc->wq_head++;
+    }
+    uint64_t oldest = pc->wq_head != pc->wq_tail ? pc->waitq[pc->wq_head % WAITQ] : UINT64_MAX;
+    uint64_t asked = oldest != UINT64_MAX ? pc->req_ns[oldest] : 0;
+    pthread_mutex_unlock(&pc->lock);
+    uint64_t heard = __atomic_load_n(&pc->main_rx_ns, __ATOMIC_RELAXED);
+    uint64_t lease = __atomic_load_n(&pc->lease_ns, __ATOMIC_RELAXED);
+    uint64_t lease_ms = __atomic_load_n(&pc->lease_ms, __ATOMIC_RELAXED);
+    if (r->cancellable && now - lease > lease_ms * 1000000ull)
+        return migr_errorf(ETIMEDOUT, "no checkpoint acknowledged by the source for %llu ms: the guest stops "
+                           "here (the source takes it back after twice that)", (unsigned long long)lease_ms);
+    uint64_t busy = __atomic_load_n(&pc->fch_busy_ns, __ATOMIC_RELAXED);
+    if (busy && now - busy > limit)
+        return migr_errorf(ETIMEDOUT, "the fault channel stopped in the middle of a record for %u ms "
+                           "(a link that stopped forwarding?)", r->postcopy_timeout_ms);
+    if (asked && now - asked > limit)
+        return migr_errorf(ETIMEDOUT, "the source did not answer a fault on page 0x%llx within %u ms%s",
+                           (unsigned long long)migr_hv_index_pfn(r->hv, oldest), r->postcopy_timeout_ms,
+                           r->fch ? " (fault channel lost?)" : "");
+    if (heard && now - heard > limit)
+        return migr_errorf(ETIMEDOUT, "nothing from the source for %u ms (dead source or broken link)",
+                           r->postcopy_timeout_ms);
+    return 0;
+}
+
+static void *watch_main(void *arg)
+{
+    struct receiver *r = arg;
+    struct postcopy_dst *pc = r->pc;
+    for (;;) {
+        struct pollfd p = {.fd = pc->stopfd, .events = POLLIN};
+        if (poll(&p, 1, 100) > 0)
+            return NULL;
+        int dead = check_alive(r, migr_now_ns());
+        if (dead < 0) {
+            snprintf(pc->dead_why, sizeof(pc->dead_why), "%s", migr_last_error());
+            __atomic_store_n(&pc->dead_err, dead, __ATOMIC_RELEASE);
+            /* wake both streams' readers: they fail, and the reason is ours */
+            r->t->ops->shutdown(r->t);
+            if (r->fch)
+                r->fch->ops->shutdown(r->fch);
+            return NULL;
+        }
+    }
 }
 
 static void *fault_main(void *arg)
@@ -350,6 +440,8 @@ static void *fault_main(void *arg)
             } else if (!migr_bit_test(pc->requested, (uint64_t)idx)) {
                 migr_bit_set(pc->requested, (uint64_t)idx);
                 pc->req_ns[idx] = now;
+                if (pc->wq_tail - pc->wq_head < WAITQ)
+                    pc->waitq[pc->wq_tail++ % WAITQ] = (uint64_t)idx;
                 req[nreq++] = (struct migr_range){migr_hv_index_pfn(r->hv, (uint64_t)idx), 1};
             }
         }
@@ -444,8 +536,12 @@ static int checkpoint(struct receiver *r, bool final)
     free(blob);
     if (!err) {
         uint8_t m[MIGR_ACK_SIZE];
-        struct migr_ack a = {.pages = ++pc->epoch, .t_ns = final ? MIGR_EPOCH_FINAL : 0};
+        uint64_t next = pc->epoch + 1;
+        struct migr_ack a = {.pages = next, .t_ns = final ? MIGR_EPOCH_FINAL : 0};
         int len = migr_ack_encode(&a, m, sizeof(m));
+        /* before it goes: the source cannot have it earlier */
+        __atomic_store_n(&pc->epoch_sent_ns[next % 64], migr_now_ns(), __ATOMIC_RELAXED);
+        __atomic_store_n(&pc->epoch, next, __ATOMIC_RELEASE);
         err = len < 0 ? len : engine_recv_send(r, MIGR_REC_EPOCH_END, m, (uint32_t)len);
         r->st->epochs = pc->epoch;
         r->st->back_pages += count;
@@ -541,9 +637,15 @@ int engine_postcopy_start(struct receiver *r)
         if (!(pc->ebm = calloc(migr_bitmap_words(r->hv->ram_pages), 8)))
             return -ENOMEM;
     }
+    pc->main_rx_ns = migr_now_ns(); /* the source's silence is timed from here */
+    pc->lease_ns = pc->main_rx_ns;
+    pc->lease_ms = r->postcopy_timeout_ms;
     if ((err = pthread_create(&pc->fault_thread, NULL, fault_main, r)) != 0)
         return migr_errorf(err, "post-copy: start the fault thread");
     pc->thread_started = true;
+    if ((err = pthread_create(&pc->watch_thread, NULL, watch_main, r)) != 0)
+        return migr_errorf(err, "post-copy: start the watchdog");
+    pc->watch_started = true;
     return 0;
 }
 
@@ -715,7 +817,7 @@ static int await_release(struct receiver *r)
         if (h.type == MIGR_REC_PAGES) {
             if ((err = place_pages(r, &pc->main, &h)) < 0)
                 return err;
-        } else if (h.type != MIGR_REC_CANCEL) {
+        } else if (h.type != MIGR_REC_CANCEL && h.type != MIGR_REC_EPOCH_ACK) {
             return migr_errorf(EPROTO, "record %llu (%s): expected COMMIT (release) after COMPLETE",
                                (unsigned long long)r->seq, migr_rec_type_name(h.type));
         }
@@ -738,9 +840,31 @@ static int run_main(struct receiver *r)
         /* cancelling: the source closes the link once it has the last checkpoint */
         if ((err = migr_rec_recv(r->t, &r->seq, &h, r->meta, MIGR_META_MAX)) < 0)
             break;
+        __atomic_store_n(&pc->main_rx_ns, migr_now_ns(), __ATOMIC_RELAXED);
         if (h.type == MIGR_REC_PAGES) {
             if ((err = place_pages(r, &pc->main, &h)) < 0)
                 break;
+        } else if (h.type == MIGR_REC_EPOCH_ACK && r->cancellable) {
+            struct migr_ack a;
+            if ((err = migr_ack_decode(r->meta, h.meta_len, &a)) < 0)
+                break;
+            uint64_t sent = __atomic_load_n(&pc->epoch, __ATOMIC_ACQUIRE);
+            if (a.pages == 0 || a.pages > sent || a.t_ns == 0) {
+                err = migr_errorf(EBADMSG, "record %llu (EPOCH_ACK): checkpoint %llu, lease %llu ms (sent: %llu)",
+                                  (unsigned long long)r->seq, (unsigned long long)a.pages,
+                                  (unsigned long long)a.t_ns, (unsigned long long)sent);
+                break;
+            }
+            /* the shorter lease of the two sides holds */
+            if (a.t_ns < __atomic_load_n(&pc->lease_ms, __ATOMIC_RELAXED))
+                __atomic_store_n(&pc->lease_ms, a.t_ns, __ATOMIC_RELAXED);
+            /* An acknowledgement 64 checkpoints late no longer has its send
+             * time: it renews nothing (the lease only ever grows from a time
+             * the source cannot have preceded). */
+            uint64_t at = __atomic_load_n(&pc->epoch_sent_ns[a.pages % 64], __ATOMIC_RELAXED);
+            if (a.pages + 64 > __atomic_load_n(&pc->epoch, __ATOMIC_ACQUIRE) &&
+                at > __atomic_load_n(&pc->lease_ns, __ATOMIC_RELAXED))
+                __atomic_store_n(&pc->lease_ns, at, __ATOMIC_RELAXED);
         } else if (h.type == MIGR_REC_CANCEL && r->cancellable && !cancelling) {
             /* Give the guest back: the epoch thread stops it and sends the
              * last checkpoint; until the source has it and closes the link,
@@ -785,9 +909,19 @@ static int run_main(struct receiver *r)
     }
     if (err < 0 && r->st->cancelled)
         return err;
+    if (err < 0 && __atomic_load_n(&pc->dead_err, __ATOMIC_ACQUIRE)) { /* the watchdog cut the links */
+        err = pc->dead_err;
+        migr_errorf(-err, "%s", pc->dead_why);
+    }
+    if (err < 0 && r->cancellable)
+        return migr_error_prefix(-err, "post-copy broke with %llu of %llu pages here; the guest stops here — "
+                                 "a source that still runs takes it back from checkpoint %llu, else the guest "
+                                 "is lost", (unsigned long long)pc->resolved, (unsigned long long)pc->npages,
+                                 (unsigned long long)pc->epoch);
     if (err < 0)
-        return migr_error_prefix(-err, "post-copy (%llu of %llu pages resident; the guest cannot continue)",
-                                 (unsigned long long)pc->resolved, (unsigned long long)pc->npages);
+        return migr_error_prefix(-err, "post-copy broke with %llu of %llu pages here: the guest is lost "
+                                 "(post-copy without take-back)", (unsigned long long)pc->resolved,
+                                 (unsigned long long)pc->npages);
     if (pc->nlat) {
         qsort(pc->lat_us, pc->nlat, sizeof(float), cmp_float);
         r->st->fault_p50_us = pc->lat_us[pc->nlat / 2];
@@ -867,26 +1001,44 @@ int engine_postcopy_run(struct receiver *r)
     return a.ret;
 }
 
+/* Teardown, also of a post-copy that broke with vCPUs blocked in faults
+ * that will never be served. Order matters (a freeze in D state otherwise):
+ * a blocked vCPU holds KVM's memslot SRCU lock, so any memslot change (the
+ * tracker turning dirty logging off) waits for it forever. So: first cut the
+ * links — the guest is about to see pages that are not its own, and nothing
+ * of it may reach the source as a checkpoint — then stop the fault thread and
+ * close the userfaultfd, which releases every blocked vCPU; only then stop
+ * the checkpoints (a pause waits for those vCPUs) and the tracker. */
 void engine_postcopy_finish(struct receiver *r)
 {
     struct postcopy_dst *pc = r->pc;
     if (!pc)
         return;
-    stop_epochs(pc);
-    migr_dirty_close(pc->trk);
-    free(pc->ebm);
-    free(pc->snap);
-    pthread_cond_destroy(&pc->epoch_cond);
+    if (pc->resolved < pc->npages)
+        r->t->ops->shutdown(r->t);
+    if (r->fch) /* over either way; its reader may sit in a read nothing else ends */
+        r->fch->ops->shutdown(r->fch);
     if (pc->thread_started) {
         uint64_t one = 1;
         if (write(pc->stopfd, &one, sizeof(one)) != sizeof(one))
             fprintf(stderr, "migr: post-copy: cannot stop the fault thread: %s\n", strerror(errno));
         pthread_join(pc->fault_thread, NULL);
+        pc->thread_started = false;
     }
+    if (pc->watch_started) /* the stop event is still set: it returns at once */
+        pthread_join(pc->watch_thread, NULL);
+    pc->watch_started = false;
     /* Closing the userfaultfd unregisters guest RAM and releases any vCPU
      * still waiting on it. */
     if (pc->uffd >= 0)
         close(pc->uffd);
+    pc->uffd = -1;
+    stop_epochs(pc);
+    migr_dirty_close(pc->trk);
+    pc->trk = NULL;
+    free(pc->ebm);
+    free(pc->snap);
+    pthread_cond_destroy(&pc->epoch_cond);
     if (pc->stopfd >= 0)
         close(pc->stopfd);
     free(pc->resident);
@@ -895,6 +1047,7 @@ void engine_postcopy_finish(struct receiver *r)
     free(pc->req_ns);
     free(pc->lat_us);
     free(pc->sent_ns);
+    free(pc->waitq);
     free(pc->ph_req);
     free(pc->main.buf);
     free(pc->fch.buf);

@@ -14,6 +14,12 @@
  * are one bitmap (`sent`, set atomically) for both threads; a faulted page
  * is answered even if the push has sent it already (its copy may still sit
  * in the push stream behind a few hundred KiB).
+ *
+ * Cancellable post-copy keeps a lease (format 1.4): each checkpoint applied
+ * here is answered with EPOCH_ACK, and the destination stops its guest when
+ * its last acknowledged checkpoint is older than the lease. So when nothing
+ * at all comes from the destination for twice the lease (a partition, a
+ * frozen peer), its guest has stopped, and the source takes the guest back.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -61,6 +67,10 @@ struct pc_src {
     uint64_t q[REQ_QUEUE];        /* requested pfns */
     uint32_t head, tail;
     bool complete, failed, cancel_done;
+    uint64_t to_ack, acked;       /* cancellable: checkpoints applied / acknowledged (EPOCH_ACK) */
+    uint64_t rx_ns;               /* last record from the destination; atomic */
+    pthread_t lease_thread;
+    bool lease_started, lease_lost;
     int err;
     char why[512];
     uint8_t *meta;
@@ -136,6 +146,7 @@ static void *reader(void *arg)
     for (;;) {
         int err = migr_rec_recv(s->t, &s->rx_seq, &h, pc->meta, MIGR_META_MAX);
         uint32_t n = 0;
+        __atomic_store_n(&pc->rx_ns, migr_now_ns(), __ATOMIC_RELAXED);
         bool cancellable = !s->p->no_cancel;
         if (err == 0 && h.type == MIGR_REC_PAGE_REQ) {
             err = migr_ranges_decode("PAGE_REQ", pc->meta, h.meta_len, rg, &n);
@@ -159,6 +170,7 @@ static void *reader(void *arg)
             if (err == 0) {
                 pthread_mutex_lock(&pc->lock);
                 apply_checkpoint(pc);
+                pc->to_ack = a.pages; /* the push loop sends EPOCH_ACK */
                 if (a.t_ns & MIGR_EPOCH_FINAL)
                     pc->cancel_done = true;
                 pthread_cond_broadcast(&pc->cond);
@@ -405,6 +417,43 @@ static void *fault_server(void *arg)
     }
 }
 
+/* Cancellable post-copy: watch for the destination's silence (see the top).
+ * A thread of its own: the push and the reader may both sit in calls that
+ * only a shut-down link ends. */
+static void *lease_main(void *arg)
+{
+    struct pc_src *pc = arg;
+    struct sender *s = pc->s;
+    uint64_t limit = 2ull * s->p->postcopy_lease_ms * 1000000ull;
+    for (;;) {
+        pthread_mutex_lock(&pc->lock);
+        bool over = pc->complete || pc->failed || pc->cancel_done || pc->stopping;
+        if (!over) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_nsec += 100000000L;
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&pc->cond, &pc->lock, &dl);
+            over = pc->complete || pc->failed || pc->cancel_done || pc->stopping;
+        }
+        bool lost = !over && migr_now_ns() - __atomic_load_n(&pc->rx_ns, __ATOMIC_RELAXED) > limit;
+        if (lost)
+            pc->lease_lost = true;
+        pthread_mutex_unlock(&pc->lock);
+        if (over)
+            return NULL;
+        if (lost) {
+            s->t->ops->shutdown(s->t); /* wakes the reader: it reports the failure */
+            if (s->fch)
+                s->fch->ops->shutdown(s->fch);
+            return NULL;
+        }
+    }
+}
+
 static int cmp_f(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
@@ -446,6 +495,7 @@ static int push_main(struct sender *s, const uint64_t *need)
         return -ENOMEM;
     }
     pc->left = need ? migr_bitmap_count(need, hv->ram_pages) : hv->ram_pages;
+    pc->rx_ns = migr_now_ns();
     uint64_t total = pc->left, cursor = 0;
     if ((err = pthread_create(&th, NULL, reader, pc)) != 0) {
         pc_free(pc);
@@ -460,6 +510,20 @@ static int push_main(struct sender *s, const uint64_t *need)
             return err;
         }
         pc->fserver_started = true;
+    }
+    if (!s->p->no_cancel && s->p->postcopy_lease_ms) {
+        if ((err = pthread_create(&pc->lease_thread, NULL, lease_main, pc)) != 0) {
+            err = migr_errorf(err, "post-copy: start the lease watcher");
+            s->t->ops->shutdown(s->t);
+            pthread_join(th, NULL);
+            if (pc->fserver_started) {
+                s->fch->ops->shutdown(s->fch);
+                pthread_join(pc->fserver, NULL);
+            }
+            pc_free(pc);
+            return err;
+        }
+        pc->lease_started = true;
     }
     bool cancel_sent = false;
     uint64_t last_nudge = migr_now_ns();
@@ -480,6 +544,8 @@ static int push_main(struct sender *s, const uint64_t *need)
         while (pc->head != pc->tail && nreq < MIGR_ARRAY_SIZE(reqs))
             reqs[nreq++] = pc->q[pc->head++ % REQ_QUEUE];
         bool done = pc->complete, failed = pc->failed, cancelled = pc->cancel_done;
+        uint64_t ack = pc->to_ack > pc->acked ? pc->to_ack : 0;
+        pc->acked = ack ? ack : pc->acked;
         pthread_mutex_unlock(&pc->lock);
         if (cancelled) {
             err = migr_errorf(ECANCELED, "migration cancelled during post-copy");
@@ -491,6 +557,15 @@ static int push_main(struct sender *s, const uint64_t *need)
         }
         if (done)
             break;
+        if (ack && !cancel_sent) {
+            /* the destination may run on: checkpoint `ack` is safe here */
+            uint8_t m[MIGR_ACK_SIZE];
+            struct migr_ack a = {.pages = ack, .t_ns = s->p->postcopy_lease_ms};
+            int len = migr_ack_encode(&a, m, sizeof(m));
+            if ((err = engine_flush(s)) < 0 ||
+                (err = len < 0 ? len : migr_rec_send(s->t, MIGR_REC_EPOCH_ACK, m, (uint32_t)len, NULL, 0)) < 0)
+                break;
+        }
         bool want_cancel = migr_cancel_requested(s->cancel) ||
                            (s->p->cancel_after_pages && total - pages_left(pc) >= s->p->cancel_after_pages);
         if (!s->p->no_cancel && want_cancel && !cancel_sent) {
@@ -580,6 +655,16 @@ static int push_main(struct sender *s, const uint64_t *need)
         s->t->ops->shutdown(s->t);
     }
     pthread_join(th, NULL);
+    if (pc->lease_started) {
+        pthread_mutex_lock(&pc->lock);
+        pc->stopping = true;
+        pthread_cond_broadcast(&pc->cond);
+        pthread_mutex_unlock(&pc->lock);
+        pthread_join(pc->lease_thread, NULL);
+        if (err < 0 && pc->lease_lost)
+            err = migr_errorf(ETIMEDOUT, "nothing from the destination for %u ms (its lease of %u ms ran out: "
+                              "it has stopped the guest)", 2 * s->p->postcopy_lease_ms, s->p->postcopy_lease_ms);
+    }
     if (pc->fserver_started) {
         pthread_mutex_lock(&pc->lock);
         pc->stopping = true;

@@ -343,6 +343,7 @@ int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, str
     r->st = st;
     r->can_populate = true;
     r->decode_threads = p && p->decode_threads ? p->decode_threads : 1;
+    r->postcopy_timeout_ms = p && p->postcopy_timeout_ms ? p->postcopy_timeout_ms : 10000;
     if ((err = migr_preamble_recv(t)) < 0 || (err = next(r, &h)) < 0)
         goto fail;
     if (h.type != MIGR_REC_HELLO) {

@@ -39,6 +39,7 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->compress_threads = 0; /* the engine picks: 2 with 2+ CPUs online (docs/compress.md) */
     p->min_bandwidth = 64ull << 20;
     p->stall_timeout_ms = 10000;
+    p->postcopy_lease_ms = 10000;
 }
 
 /* Without rate control in p the engine leaves the transport's own limit

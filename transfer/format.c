@@ -29,6 +29,7 @@ static const char *const type_names[] = {
     [MIGR_REC_EPOCH_END] = "EPOCH_END",
     [MIGR_REC_CANCEL] = "CANCEL",
     [MIGR_REC_FAULT_CHANNEL] = "FAULT_CHANNEL",
+    [MIGR_REC_EPOCH_ACK] = "EPOCH_ACK",
 };
 
 const char *migr_rec_type_name(unsigned type)

@@ -62,6 +62,10 @@ struct migr_send_params {
                                      migration and resumes the guest on the source (default 10000;
                                      0 = wait forever) */
     uint64_t cancel_after_pages;  /* tests: cancel by itself once this many post-copy pages went (0 = never) */
+    uint32_t postcopy_lease_ms;   /* cancellable post-copy: the destination runs the guest only while its
+                                     last checkpoint acknowledged here is younger than this; the source
+                                     takes the guest back after 2x this without a word from the
+                                     destination (default 10000) */
     migr_progress_fn progress;    /* optional; called at most every ~100 ms and at round ends */
     void *progress_arg;
     /* Joint switchover of a VM group (cli/group.c): called with "pause" just
@@ -172,6 +176,9 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
 
 struct migr_recv_params {
     uint32_t decode_threads;      /* decoders of compressed pages, 1..16 (0 = 1) */
+    uint32_t postcopy_timeout_ms; /* post-copy: a fault the source leaves unanswered, or a main stream
+                                     silent, this long ends post-copy (the source takes the guest back
+                                     if it can); 0 = the default, 10000 */
 };
 
 /*! migr_recv() with settings (p NULL = defaults). */

@@ -43,7 +43,9 @@ enum migr_rec_type {
     MIGR_REC_EPOCH_END = 14,  /* dst->src, cancellable post-copy: a checkpoint (PAGES + STATE) is complete */
     MIGR_REC_CANCEL = 15,     /* src->dst, cancellable post-copy: give the guest back */
     MIGR_REC_FAULT_CHANNEL = 16, /* src->dst, post-copy modes: a second connection for faults (format 1.3) */
-    MIGR_REC_TYPE_MAX_V1 = 16,
+    MIGR_REC_EPOCH_ACK = 17,  /* src->dst, cancellable post-copy: a checkpoint is applied; renews the
+                                 destination's lease (format 1.4) */
+    MIGR_REC_TYPE_MAX_V1 = 17,
 };
 
 /*! Name of a record type ("PAGES"), "UNKNOWN" for others. Never NULL. */
@@ -150,6 +152,9 @@ int migr_ranges_decode(const char *what, const uint8_t *meta, size_t len, struct
  * = final (the checkpoint answering CANCEL; the destination has stopped the guest).
  * CANCEL meta: empty. */
 #define MIGR_EPOCH_FINAL 1ull
+/* EPOCH_ACK meta: the same 16-byte layout, fields {u64 epoch, u64 lease_ms}:
+ * checkpoint `epoch` is applied at the source, which takes the guest back
+ * after 2 x lease_ms without a record from the destination. */
 
 /* Little-endian helpers. */
 static inline void migr_put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
