@@ -304,12 +304,13 @@ static int fch_read(struct receiver *r)
     __atomic_store_n(&pc->fch_busy_ns, migr_now_ns(), __ATOMIC_RELAXED); /* the watchdog times the record */
     int err = migr_rec_recv(r->fch, pc->fch.seq, &h, pc->fch.meta, MIGR_META_MAX);
     if (err < 0)
-        return migr_error_prefix(-err, "fault channel");
+        err = migr_error_prefix(-err, "fault channel");
+    else if (h.type != MIGR_REC_PAGES)
+        err = migr_errorf(EPROTO, "fault channel: record %llu (%s) is not PAGES",
+                          (unsigned long long)*pc->fch.seq, migr_rec_type_name(h.type));
     pc->fch.hdr_ns = migr_now_ns();
-    if (h.type != MIGR_REC_PAGES)
-        return migr_errorf(EPROTO, "fault channel: record %llu (%s) is not PAGES",
-                           (unsigned long long)*pc->fch.seq, migr_rec_type_name(h.type));
-    err = place_pages(r, &pc->fch, &h);
+    if (err == 0)
+        err = place_pages(r, &pc->fch, &h);
     __atomic_store_n(&pc->fch_busy_ns, 0, __ATOMIC_RELAXED);
     return err;
 }
@@ -321,6 +322,13 @@ static int fch_read(struct receiver *r)
  * frozen on both sides: the links are shut down, so the source (if it still
  * runs) sees the break and takes the guest back. A thread of its own: the
  * readers of both streams may sit in a blocking read that only this ends. */
+/* t (0: unset) lies more than limit before now. Other threads store their
+ * times while we look, so t may be a little after now. */
+static bool older(uint64_t now, uint64_t t, uint64_t limit)
+{
+    return t && now > t && now - t > limit;
+}
+
 static int check_alive(struct receiver *r, uint64_t now)
 {
     struct postcopy_dst *pc = r->pc;
@@ -344,18 +352,18 @@ static int check_alive(struct receiver *r, uint64_t now)
     uint64_t heard = __atomic_load_n(&pc->main_rx_ns, __ATOMIC_RELAXED);
     uint64_t lease = __atomic_load_n(&pc->lease_ns, __ATOMIC_RELAXED);
     uint64_t lease_ms = __atomic_load_n(&pc->lease_ms, __ATOMIC_RELAXED);
-    if (r->cancellable && now - lease > lease_ms * 1000000ull)
+    if (r->cancellable && older(now, lease, lease_ms * 1000000ull))
         return migr_errorf(ETIMEDOUT, "no checkpoint acknowledged by the source for %llu ms: the guest stops "
                            "here (the source takes it back after twice that)", (unsigned long long)lease_ms);
     uint64_t busy = __atomic_load_n(&pc->fch_busy_ns, __ATOMIC_RELAXED);
-    if (busy && now - busy > limit)
+    if (older(now, busy, limit))
         return migr_errorf(ETIMEDOUT, "the fault channel stopped in the middle of a record for %u ms "
                            "(a link that stopped forwarding?)", r->postcopy_timeout_ms);
-    if (asked && now - asked > limit)
+    if (older(now, asked, limit))
         return migr_errorf(ETIMEDOUT, "the source did not answer a fault on page 0x%llx within %u ms%s",
                            (unsigned long long)migr_hv_index_pfn(r->hv, oldest), r->postcopy_timeout_ms,
                            r->fch ? " (fault channel lost?)" : "");
-    if (heard && now - heard > limit)
+    if (older(now, heard, limit))
         return migr_errorf(ETIMEDOUT, "nothing from the source for %u ms (dead source or broken link)",
                            r->postcopy_timeout_ms);
     return 0;

@@ -439,7 +439,8 @@ static void *lease_main(void *arg)
             pthread_cond_timedwait(&pc->cond, &pc->lock, &dl);
             over = pc->complete || pc->failed || pc->cancel_done || pc->stopping;
         }
-        bool lost = !over && migr_now_ns() - __atomic_load_n(&pc->rx_ns, __ATOMIC_RELAXED) > limit;
+        uint64_t now = migr_now_ns(), rx = __atomic_load_n(&pc->rx_ns, __ATOMIC_RELAXED);
+        bool lost = !over && now > rx && now - rx > limit; /* the reader may store a later time meanwhile */
         if (lost)
             pc->lease_lost = true;
         pthread_mutex_unlock(&pc->lock);

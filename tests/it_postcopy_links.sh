@@ -98,7 +98,7 @@ wait_exit "$RECV" 30
 rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ $rc -eq 1 ] || fail "fch: the destination exited $rc (124: still frozen), expected 1"
-grep -Eq "did not answer a fault|fault channel stopped" "$DIR/fch-recv.log" || fail "fch: $(tail -n2 "$DIR/fch-recv.log")"
+grep -Eq "did not answer a fault|fault channel stopped|nothing from the source" "$DIR/fch-recv.log" || fail "fch: $(tail -n2 "$DIR/fch-recv.log")"
 wait_exit "$SEND" 20
 rc=$?
 [ $rc -eq 1 ] || fail "fch: migr send exited $rc, expected 1"

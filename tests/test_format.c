@@ -317,7 +317,7 @@ static void test_small(void)
     T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_MEMFD), "MEMFD"));
     T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_COMPLETE), "COMPLETE"));
     T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_CANCEL), "CANCEL"));
-    T_ASSERT(!strcmp(migr_rec_type_name(17), "UNKNOWN"));
+    T_ASSERT(!strcmp(migr_rec_type_name(18), "UNKNOWN"));
     T_ASSERT(!strcmp(migr_rec_type_name(~0u), "UNKNOWN"));
 }
 
