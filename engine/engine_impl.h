@@ -28,6 +28,7 @@ struct sender {
     int niov;
     uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
     uint32_t round;
+    uint64_t *seen;               /* pages seen holding data (engine/holes.c) */
     uint64_t rx_seq;              /* records received from the destination */
     bool in_postcopy;             /* cancel is handled by the post-copy protocol, not by flush */
     bool took_back;               /* cancellable post-copy failed or was cancelled: the
@@ -39,6 +40,20 @@ struct sender {
 };
 
 int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
+/* Append pages [pfn, pfn+n) as one ZERO run without reading them (memfd
+ * holes); flushes a full batch. 1 if it flushed, 0, or -errno. Not while the
+ * page codec stage holds queued pages (engine_encode_flush first). */
+int engine_add_zero_run(struct sender *s, uint64_t pfn, uint64_t n);
+
+/* Memfd holes (engine/holes.c). data_scan: set in data (RAM indices) every
+ * page that holds data or may (no memfd); returns how many, or -errno.
+ * holes_filter: after a harvest, clear from bm the dirty pages that are holes
+ * and were never seen holding data (tracker false positives), marking the
+ * others in seen; returns how many were dropped, or -errno. send_holes: send
+ * every page not in data as ZERO runs (round 1, before its data pages). */
+long engine_data_scan(struct migr_hv *hv, uint64_t *data);
+long engine_holes_filter(struct migr_hv *hv, uint64_t *bm, uint64_t *seen);
+int engine_send_holes(struct sender *s, const uint64_t *data);
 int engine_flush(struct sender *s);
 /* This side's CPU and rate-limiter accounting into st (cpu0: migr_thread_cpu_ns() at the start). */
 void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0);

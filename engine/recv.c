@@ -71,6 +71,23 @@ static int read_iov(struct receiver *r, int n)
     return 0;
 }
 
+/* A ZERO run [first, last]: only pages that hold data here are cleared; the
+ * others (never written: a fresh memfd) are not touched, so a sparse guest
+ * stays sparse. A word at a time: runs of holes span whole guests. */
+static void zero_run(struct receiver *r, uint64_t first, uint64_t last)
+{
+    for (uint64_t k = first; k <= last;) {
+        uint64_t w = k >> 6, lo = k & 63, n = last - k + 1 < 64 - lo ? last - k + 1 : 64 - lo;
+        uint64_t mask = (n == 64 ? ~0ull : ((1ull << n) - 1)) << lo;
+        for (uint64_t nz = r->nonzero[w] & mask; nz; nz &= nz - 1)
+            memset(migr_hv_page(r->hv, w * 64 + (uint64_t)__builtin_ctzll(nz)), 0, MIGR_PAGE_SIZE);
+        r->nonzero[w] &= ~mask;
+        r->received[w] |= mask;
+        r->torn[w] &= ~mask;
+        k += n;
+    }
+}
+
 static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
 {
     uint32_t round, count;
@@ -94,14 +111,7 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
             if (e->pfn + e->len < e->pfn || last != idx + (int64_t)e->len - 1)
                 return rec_err(r, EBADMSG, "PAGES", "entry %u: zero run of %u pages from 0x%llx "
                                "leaves guest RAM", i, e->len, (unsigned long long)e->pfn);
-            for (uint64_t k = (uint64_t)idx; k <= (uint64_t)last; k++) {
-                if (migr_bit_test(r->nonzero, k)) {
-                    memset(migr_hv_page(hv, k), 0, MIGR_PAGE_SIZE);
-                    migr_bit_clear(r->nonzero, k);
-                }
-                migr_bit_set(r->received, k);
-                migr_bit_clear(r->torn, k);
-            }
+            zero_run(r, (uint64_t)idx, (uint64_t)last);
             r->st->zero_pages += e->len;
             r->st->codec[MIGR_ENC_ZERO].pages += e->len;
             r->st->pages_sent += e->len;
