@@ -108,7 +108,21 @@ struct receiver {
     struct decoder *dec;          /* PAGES with codec entries (engine/decode.c) */
     struct migr_transport *fch;   /* post-copy fault channel, or NULL (faults go on t) */
     uint64_t discarded;           /* hybrid: pages discarded since the last ROUND_END */
+    struct prefault *pf;          /* round 1: allocating RAM ahead of the stream, or NULL */
+    bool pf_tried;
 };
+
+/* Destination, round 1 (engine/prefault.c): a thread populates the pages not
+ * received yet, from RAM index `from` upwards, ahead of the stream. start: at
+ * the first data record (the holes have arrived as ZERO runs by then; a
+ * failure to start is not an error); prefaulted: the thread populated idx;
+ * claim: the receiving thread populates up to `past` itself, the thread moves
+ * beyond; stop: join, add what it populated to r->alloc (NULL-safe, idempotent;
+ * before DISCARD, SWITCHOVER and on failure). */
+int engine_prefault_start(struct receiver *r, uint64_t from);
+bool engine_prefaulted(const struct receiver *r, uint64_t idx);
+void engine_prefault_claim(struct receiver *r, uint64_t past);
+void engine_prefault_stop(struct receiver *r);
 
 /* Post-copy, destination side (postcopy_recv.c). prepare: at SWITCHOVER,
  * drop stale copies and register guest RAM with userfaultfd; start: after
