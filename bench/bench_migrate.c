@@ -61,6 +61,12 @@ static const struct {
     {"idle", "rate=4K,pattern=random,data=text"},
     {"dirty64M", "rate=64M,pattern=random,data=text"},
     {"dirty256M", "rate=256M,pattern=random,data=text"},
+    /* Sparse guests, like a guest that has not touched most of its RAM:
+     * the rest of RAM was never written (memfd holes). "sparse" is idle;
+     * ws64M/ws256M rewrite 24,576 pages/s (96 MiB/s) of their working set. */
+    {"sparse", "rate=4K,ws=16M,pattern=random,data=text"},
+    {"ws64M", "rate=96M,ws=64M,pattern=random,data=text"},
+    {"ws256M", "rate=96M,ws=256M,pattern=random,data=text"},
 };
 static const struct {
     const char *name, *listen;
@@ -89,6 +95,7 @@ struct machine {
     uint64_t buf_bytes, stream_bytes;
     int runs;
     double memcpy_mbps, crc_mbps, populate_mbps, unix_mbps, tcp_mbps;
+    double fresh_mbps;            /* raw unix stream into fresh memfd RAM: the first pass's limit */
     double others_limits, others_run;   /* CPUs used by other processes */
 };
 
@@ -102,6 +109,7 @@ struct rx_result {
     bool verified;                /* verify ran and rep.ok */
     double wps_after;             /* guest page writes/s right after resume */
     uint64_t verify_ns;
+    uint64_t dst_memfd;           /* bytes the destination's guest memfd holds after migr_recv */
 };
 
 struct rep_result {
@@ -113,6 +121,8 @@ struct rep_result {
     double wps_before, wps_during;
     double others;                /* CPUs used by other processes during migr_send */
     int queued;                   /* bytes still in the socket at the last live round's end */
+    uint64_t src_shmem0, src_shmem1; /* this (source VMM) process's RssShmem before / after migr_send */
+    uint64_t src_memfd0, src_memfd1; /* bytes the source's guest memfd holds before / after */
 };
 
 /* ---------- small helpers ---------- */
@@ -212,6 +222,7 @@ static void receiver(const char *listen_url, int wfd)
     if (r.rc == 0 && (rc = migr_recv_ex(t, &rp, &hv, &r.st)) < 0)
         rx_fail(&r, rc, "migr_recv");
     if (r.rc == 0) {
+        r.dst_memfd = memfd_bytes(hv->regions[0].memfd);
         /* Guest progress right after the switchover: every page it touches
          * first costs an EPT fault on the new VMM. */
         uint64_t w0 = migr_workload_progress(hv);
@@ -322,9 +333,13 @@ static void run_rep(const struct opts *o, int wi, int ti, int ci, int seq, struc
     p.progress_arg = &qp;
     w0 = migr_workload_progress(src);
     struct cpu_mark c0, c1;
+    res->src_shmem0 = self_rss_shmem();
+    res->src_memfd0 = memfd_bytes(src->regions[0].memfd);
     cpu_mark(&c0, pid);
     res->send_rc = migr_send(src, t, &p, &res->st);
     cpu_mark(&c1, pid);
+    res->src_shmem1 = self_rss_shmem();
+    res->src_memfd1 = memfd_bytes(src->regions[0].memfd);
     res->others = others_cpus(&c0, &c1);
     res->queued = qp.queued;
     /* On success the source is paused at the switchover: writes up to then. */
@@ -361,12 +376,14 @@ out_kill:
 /* ---------- reporting ---------- */
 
 enum { M_TOTAL, M_DOWN, M_BYTES, M_ROUNDS, M_FIRST, M_ALL, M_FIRST_PCT, M_ALL_PCT, M_FIRST_LINK,
-       M_WPS_BEFORE, M_WPS_DURING, M_WPS_AFTER, M_DST_DOWN, M_VERIFY, M_OTHERS, M_QUEUED, M_COUNT };
+       M_WPS_BEFORE, M_WPS_DURING, M_WPS_AFTER, M_DST_DOWN, M_VERIFY, M_OTHERS, M_QUEUED, M_FIRST_FRESH,
+       M_SRC_SHMEM_GROWTH, M_SRC_MEMFD_GROWTH, M_DST_MEMFD, M_COUNT };
 static const char *const metric_names[M_COUNT] = {
     "total_ms", "downtime_ms", "bytes_sent", "rounds", "first_pass_mbps", "overall_mbps",
     "first_pass_pct_memcpy", "overall_pct_memcpy", "first_pass_pct_stream",
     "writes_per_s_before", "writes_per_s_during", "writes_per_s_after", "dst_downtime_ms", "verify_ms",
-    "other_load_cpus", "queued_at_pause_bytes",
+    "other_load_cpus", "queued_at_pause_bytes", "first_pass_pct_fresh_stream",
+    "src_rss_shmem_growth_bytes", "src_memfd_growth_bytes", "dst_memfd_bytes",
 };
 
 struct row {
@@ -394,6 +411,10 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, int
     v[M_VERIFY] = (double)r->rx.verify_ns / 1e6;
     v[M_OTHERS] = r->others;
     v[M_QUEUED] = r->queued;
+    v[M_FIRST_FRESH] = m->fresh_mbps > 0 ? 100 * v[M_FIRST] / m->fresh_mbps : 0;
+    v[M_SRC_SHMEM_GROWTH] = (double)r->src_shmem1 - (double)r->src_shmem0;
+    v[M_SRC_MEMFD_GROWTH] = (double)r->src_memfd1 - (double)r->src_memfd0;
+    v[M_DST_MEMFD] = (double)r->rx.dst_memfd;
 }
 
 static void print_rep_json(FILE *f, const struct rep_result *r)
@@ -410,8 +431,12 @@ static void print_rep_json(FILE *f, const struct rep_result *r)
             (unsigned long long)r->rx.rep.bad_pages, (double)r->rx.verify_ns / 1e6);
     json_str(f, r->rx.rep.first_bad_why);
     fprintf(f, "},\"writes_per_s\":{\"before\":%.0f,\"during\":%.0f,\"after\":%.0f},\"other_load_cpus\":%.2f,"
-                  "\"queued_at_pause_bytes\":%d}",
-            r->wps_before, r->wps_during, r->rx.wps_after, r->others, r->queued);
+                  "\"queued_at_pause_bytes\":%d,\"src_rss_shmem\":[%llu,%llu],\"src_memfd_bytes\":[%llu,%llu],"
+                  "\"dst_memfd_bytes\":%llu}",
+            r->wps_before, r->wps_during, r->rx.wps_after, r->others, r->queued,
+            (unsigned long long)r->src_shmem0, (unsigned long long)r->src_shmem1,
+            (unsigned long long)r->src_memfd0, (unsigned long long)r->src_memfd1,
+            (unsigned long long)r->rx.dst_memfd);
 }
 
 static int write_json(const struct opts *o, const struct machine *m, const struct row *rows, int nrows,
@@ -437,11 +462,11 @@ static int write_json(const struct opts *o, const struct machine *m, const struc
             (unsigned long long)o->mem, o->reps, o->quick ? "true" : "false", WARMUP_MS, o->threads, o->link_mbps,
             o->max_mbps);
     fprintf(f, "\"machine\":{\"memcpy_mbps\":%.1f,\"crc32c_mbps\":%.1f,\"populate_mbps\":%.1f,"
-               "\"unix_stream_mbps\":%.1f,"
+               "\"unix_stream_mbps\":%.1f,\"fresh_stream_mbps\":%.1f,"
                "\"tcp_stream_mbps\":%.1f,\"buffer_bytes\":%llu,\"stream_bytes\":%llu,"
                "\"stream_write_bytes\":%u,\"runs\":%d,\"other_load_cpus\":%.2f},\n"
                "\"other_load_cpus_run\":%.2f,\n\"rows\":[\n",
-            m->memcpy_mbps, m->crc_mbps, m->populate_mbps, m->unix_mbps, m->tcp_mbps,
+            m->memcpy_mbps, m->crc_mbps, m->populate_mbps, m->unix_mbps, m->fresh_mbps, m->tcp_mbps,
             (unsigned long long)m->buf_bytes,
             (unsigned long long)m->stream_bytes, STREAM_WRITE, m->runs, m->others_limits, m->others_run);
     for (int i = 0; i < nrows; i++) {
@@ -474,7 +499,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: bench_migrate [options]\n"
             "Live-migrate a running KVM guest between two processes (workloads idle, dirty64M,\n"
-            "dirty256M; transports unix, tcp 127.0.0.1), verify every result on the destination,\n"
+            "dirty256M, and sparse guests: sparse, ws64M, ws256M; transports unix, tcp 127.0.0.1), verify every result on the destination,\n"
             "and report medians next to this machine's memcpy / CRC32C / raw stream bandwidth.\n"
             "  --mem SIZE    guest RAM (default 1G; K/M/G suffixes, multiple of 2M)\n"
             "  --reps N      repetitions per configuration, medians reported (default 3)\n"
@@ -579,7 +604,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             any |= o->only && strstr(cname, o->only);
         }
     if (!any) {
-        fprintf(stderr, "bench_migrate: --only %s matches no configuration (idle|dirty64M|dirty256M / unix|tcp)\n",
+        fprintf(stderr, "bench_migrate: --only %s matches no configuration (idle|dirty64M|dirty256M|sparse|ws64M|ws256M / unix|tcp)\n",
                 o->only);
         return -1;
     }
@@ -619,17 +644,24 @@ int main(int argc, char **argv)
     snprintf(url, sizeof(url), "unix:@migr-bench-%d-stream", (int)getpid());
     m.unix_mbps = measure_stream(url, m.stream_bytes, m.buf_bytes, 3);
     m.tcp_mbps = measure_stream("tcp:127.0.0.1:0", m.stream_bytes, m.buf_bytes, 3);
+    {
+        double v[3];
+        for (int i = 0; i < 3; i++)
+            v[i] = measure_stream_fresh_once(url, m.stream_bytes, m.buf_bytes);
+        m.fresh_mbps = median(v, 3);
+    }
     cpu_mark(&c1, 0);
     m.others_limits = others_cpus(&run0, &c1);
     printf("machine limits (median): memcpy %.0f MB/s (%llu MiB buffers, %d runs), CRC32C %.0f MB/s,\n"
            "  fresh memfd RAM (MADV_POPULATE_WRITE) %.0f MB/s,\n"
            "  raw stream, %u KiB writes through %llu MiB buffers (%llu MiB, 3 runs): unix %.0f MB/s (%.0f%% of memcpy), "
-           "tcp %.0f MB/s (%.0f%%)\n\n",
+           "tcp %.0f MB/s (%.0f%%)\n"
+           "  raw unix stream into fresh memfd RAM (populated per MiB, the first pass's limit): %.0f MB/s\n\n",
            m.memcpy_mbps, (unsigned long long)(m.buf_bytes >> 20), m.runs, m.crc_mbps, m.populate_mbps,
            STREAM_WRITE >> 10,
            (unsigned long long)(m.buf_bytes >> 20), (unsigned long long)(m.stream_bytes >> 20), m.unix_mbps,
            m.memcpy_mbps > 0 ? 100 * m.unix_mbps / m.memcpy_mbps : 0, m.tcp_mbps,
-           m.memcpy_mbps > 0 ? 100 * m.tcp_mbps / m.memcpy_mbps : 0);
+           m.memcpy_mbps > 0 ? 100 * m.tcp_mbps / m.memcpy_mbps : 0, m.fresh_mbps);
 
     static struct row rows[NW * NT * NC_MAX];
     static struct rep_result reps[NW * NT * NC_MAX][64];
@@ -695,6 +727,16 @@ int main(int argc, char **argv)
         printf("%-22s %9.0f %9.0f %9.0f %7.1f ms %9.1f %10.0f %7.2f\n", name, r->med[M_WPS_BEFORE],
                r->med[M_WPS_DURING], r->med[M_WPS_AFTER], r->med[M_DST_DOWN], r->med[M_QUEUED] / 1e6,
                r->med[M_VERIFY], r->med[M_OTHERS]);
+    }
+    printf("\nfirst pass against the fresh-memory stream; memory (median; MiB = 2^20 bytes): the source\n"
+           "process's shared RSS and its guest memfd, growth during migr_send; the destination's guest memfd\n");
+    printf("%-22s %9s %8s %12s %12s %10s\n", "config", "1st MB/s", "%fresh", "src shm +MiB", "src memfd +", "dst memfd");
+    for (int i = 0; i < nrows; i++) {
+        const struct row *r = &rows[i];
+        char name[32];
+        snprintf(name, sizeof(name), "%s/%s/%s", workloads[r->wi].name, transports[r->ti].name, o.compress[r->ci]);
+        printf("%-22s %9.0f %7.1f%% %12.1f %12.1f %10.1f\n", name, r->med[M_FIRST], r->med[M_FIRST_FRESH],
+               r->med[M_SRC_SHMEM_GROWTH] / MiB, r->med[M_SRC_MEMFD_GROWTH] / MiB, r->med[M_DST_MEMFD] / MiB);
     }
     if (o.ncompress > 1) {
         printf("\npage codecs (median bytes on the wire; x = fewer bytes than the row with --compress none, same\n"

@@ -80,6 +80,8 @@ static const struct {
     {"dirty64M", "rate=64M,pattern=random,data=text"},
     {"dirty128M", "rate=128M,pattern=random,data=text"},
     {"unthrottled", "rate=0,pattern=random,data=text"},
+    /* a sparse guest: 256 MiB written, the rest of RAM never (memfd holes) */
+    {"ws256M", "rate=96M,ws=256M,pattern=random,data=text"},
 };
 static const struct {
     const char *name;
@@ -981,7 +983,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         }
     if (!any) {
         fprintf(stderr, "bench_postcopy: --only %s matches no configuration "
-                        "(dirty64M|dirty128M|unthrottled / precopy|hybrid|postcopy)\n", o->only);
+                        "(dirty64M|dirty128M|unthrottled|ws256M / precopy|hybrid|postcopy)\n", o->only);
         return -1;
     }
     if (o->quick) {

@@ -302,6 +302,87 @@ static inline double measure_stream_once(const char *listen_url, uint64_t total,
     return r;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* The fresh-memory stream limit: as measure_stream_once, but the reader
+ * receives total bytes into a new memfd mapping (what a destination's guest
+ * RAM is), allocating each 1 MiB with MADV_POPULATE_WRITE just before it
+ * reads into it: the kernel's allocation and zeroing of every page is in
+ * the figure, as it is in a migration's first pass. */
+static inline double measure_stream_fresh_once(const char *listen_url, uint64_t total, uint64_t buf_len)
+{
+    struct migr_listener *l;
+    if (migr_listener_open(listen_url, &l) < 0) {
+        fprintf(stderr, BENCH_NAME ": stream %s: %s\n", listen_url, migr_last_error());
+        return 0;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        migr_listener_close(l);
+        return 0;
+    }
+    if (pid == 0) { /* reader */
+        struct migr_transport *t;
+        int fd = memfd_create("bench-fresh", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)total) < 0)
+            _exit(1);
+        uint8_t *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (mem == MAP_FAILED || migr_transport_connect(l->bound, &t) < 0)
+            _exit(1);
+        for (uint64_t got = 0; got < total; got += STREAM_WRITE) {
+            if (madvise(mem + got, STREAM_WRITE, MADV_POPULATE_WRITE) < 0 ||
+                migr_read_full(t->fd, mem + got, STREAM_WRITE) < 0)
+                _exit(1);
+        }
+        char ack = 'k';
+        _exit(write(t->fd, &ack, 1) == 1 ? 0 : 1);
+    }
+    double r = 0;
+    struct migr_transport *t = NULL;
+    uint8_t *buf = map_buf(buf_len);
+    if (buf && migr_listener_accept(l, 10000, &t) == 0) {
+        uint64_t t0 = migr_now_ns(), sent = 0;
+        while (sent < total && migr_write_full(t->fd, buf + sent % buf_len, STREAM_WRITE) == 0)
+            sent += STREAM_WRITE;
+        char ack;
+        if (sent >= total && read_timeout(t->fd, &ack, 1, 30000) == 0)
+            r = mbps(total, migr_now_ns() - t0);
+    }
+    migr_transport_close(t);
+    migr_listener_close(l);
+    if (buf)
+        munmap(buf, buf_len);
+    reap(pid, r == 0 ? 0 : 5000, NULL, 0);
+    return r;
+}
+
+/* This process's shared RSS (RssShmem of /proc/self/status, bytes), 0 if unknown. */
+static inline uint64_t self_rss_shmem(void)
+{
+    char line[256];
+    uint64_t v = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long kb;
+        if (sscanf(line, "RssShmem: %llu kB", &kb) == 1)
+            v = (uint64_t)kb << 10;
+    }
+    fclose(f);
+    return v;
+}
+
+/* Bytes the memfd holds (st_blocks), 0 if unknown. */
+static inline uint64_t memfd_bytes(int fd)
+{
+    struct stat sb;
+    return fd >= 0 && fstat(fd, &sb) == 0 ? (uint64_t)sb.st_blocks * 512 : 0;
+}
+
 /* A repetition that hangs (an engine bug) must not leave a receiver behind:
  * register receivers in g_children, arm alarm() with on_watchdog as the
  * SIGALRM handler; on expiry they are killed and the run ends with a FAIL. */

@@ -194,7 +194,7 @@ int engine_decode_run(struct receiver *r)
     }
     for (uint32_t k = 0; k < d->nq && !err; k++) {
         uint64_t idx = d->q[k].idx;
-        migr_bit_set(r->received, idx);
+        __atomic_fetch_or(&r->received[idx >> 6], 1ull << (idx & 63), __ATOMIC_RELAXED); /* prefault.c reads it */
         migr_bit_clear(r->torn, idx);
         migr_bit_set(r->nonzero, idx);
         migr_bit_set(r->alloc, idx);

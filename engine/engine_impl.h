@@ -28,6 +28,7 @@ struct sender {
     int niov;
     uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
     uint32_t round;
+    uint64_t *seen;               /* pages seen holding data (engine/holes.c) */
     uint64_t rx_seq;              /* records received from the destination */
     bool in_postcopy;             /* cancel is handled by the post-copy protocol, not by flush */
     bool took_back;               /* cancellable post-copy failed or was cancelled: the
@@ -51,6 +52,20 @@ int engine_cancel_reason(struct migr_cancel *c);
 void engine_cancel_detach(struct migr_cancel *c);
 
 int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
+/* Append pages [pfn, pfn+n) as one ZERO run without reading them (memfd
+ * holes); flushes a full batch. 1 if it flushed, 0, or -errno. Not while the
+ * page codec stage holds queued pages (engine_encode_flush first). */
+int engine_add_zero_run(struct sender *s, uint64_t pfn, uint64_t n);
+
+/* Memfd holes (engine/holes.c). data_scan: set in data (RAM indices) every
+ * page that holds data or may (no memfd); returns how many, or -errno.
+ * holes_filter: after a harvest, clear from bm the dirty pages that are holes
+ * and were never seen holding data (tracker false positives), marking the
+ * others in seen; returns how many were dropped, or -errno. send_holes: send
+ * every page not in data as ZERO runs (round 1, before its data pages). */
+long engine_data_scan(struct migr_hv *hv, uint64_t *data);
+long engine_holes_filter(struct migr_hv *hv, uint64_t *bm, uint64_t *seen);
+int engine_send_holes(struct sender *s, const uint64_t *data);
 int engine_flush(struct sender *s);
 /* This side's CPU and rate-limiter accounting into st (cpu0: migr_thread_cpu_ns() at the start). */
 void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0);
@@ -106,7 +121,21 @@ struct receiver {
     struct decoder *dec;          /* PAGES with codec entries (engine/decode.c) */
     struct migr_transport *fch;   /* post-copy fault channel, or NULL (faults go on t) */
     uint64_t discarded;           /* hybrid: pages discarded since the last ROUND_END */
+    struct prefault *pf;          /* round 1: allocating RAM ahead of the stream, or NULL */
+    bool pf_tried;
 };
+
+/* Destination, round 1 (engine/prefault.c): a thread populates the pages not
+ * received yet, from RAM index `from` upwards, ahead of the stream. start: at
+ * the first data record (the holes have arrived as ZERO runs by then; a
+ * failure to start is not an error); prefaulted: the thread populated idx;
+ * claim: the receiving thread populates up to `past` itself, the thread moves
+ * beyond; stop: join, add what it populated to r->alloc (NULL-safe, idempotent;
+ * before DISCARD, SWITCHOVER and on failure). */
+int engine_prefault_start(struct receiver *r, uint64_t from);
+bool engine_prefaulted(const struct receiver *r, uint64_t idx);
+void engine_prefault_claim(struct receiver *r, uint64_t past);
+void engine_prefault_stop(struct receiver *r);
 
 /* Post-copy, destination side (postcopy_recv.c). prepare: at SWITCHOVER,
  * drop stale copies and register guest RAM with userfaultfd; start: after

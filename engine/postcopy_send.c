@@ -52,6 +52,7 @@ struct pc_src {
     const uint64_t *need;         /* pages the destination lacks (NULL = all) */
     uint64_t *sent;               /* page went (either channel); atomic */
     uint64_t left;                /* pages of need not sent yet; atomic */
+    uint64_t *data;               /* pages holding data; the others are memfd holes, sent as ZERO unread */
     /* fault server (fault channel) */
     pthread_t fserver;
     bool fserver_started, stopping;
@@ -334,7 +335,7 @@ static int fserve_send(struct pc_src *pc, const uint64_t *idx, uint8_t *const *d
     int niov = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t pfn = migr_hv_index_pfn(s->hv, idx[i]);
-        if (migr_page_is_zero(data[i])) {
+        if (!migr_bit_test(pc->data, idx[i]) || migr_page_is_zero(data[i])) {
             e[i] = (struct migr_page_entry){.pfn = pfn, .enc = MIGR_ENC_ZERO, .len = 1};
             pc->f_zero++;
         } else {
@@ -461,8 +462,29 @@ static int cmp_f(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Every memfd hole the destination lacks goes first, as ZERO runs, unread
+ * (engine/holes.c): the guest is paused here, so a hole stays one. */
+static int push_holes(struct pc_src *pc)
+{
+    struct sender *s = pc->s;
+    struct migr_hv *hv = s->hv;
+    for (uint64_t i = 0; i < hv->ram_pages; i++) {
+        if ((i & 63) == 0 && pc->data[i >> 6] == ~0ull) {
+            i += 63;
+            continue;
+        }
+        if (migr_bit_test(pc->data, i) || (pc->need && !migr_bit_test(pc->need, i)) || !claim(pc, i))
+            continue;
+        int err = engine_add_zero_run(s, migr_hv_index_pfn(hv, i), 1);
+        if (err < 0)
+            return err;
+    }
+    return engine_flush(s);
+}
+
 static void pc_free(struct pc_src *pc)
 {
+    free(pc->data);
     free(pc->sent);
     free(pc->meta);
     free(pc->fmeta);
@@ -494,6 +516,11 @@ static int push_main(struct sender *s, const uint64_t *need)
                     !(pc->frg = malloc(MIGR_RANGES_MAX * sizeof(*pc->frg)))))) {
         pc_free(pc);
         return -ENOMEM;
+    }
+    long ndata = (pc->data = malloc(migr_bitmap_words(hv->ram_pages) * 8)) ? engine_data_scan(hv, pc->data) : -ENOMEM;
+    if (ndata < 0) {
+        pc_free(pc);
+        return (int)ndata;
     }
     pc->left = need ? migr_bitmap_count(need, hv->ram_pages) : hv->ram_pages;
     pc->rx_ns = migr_now_ns();
@@ -528,7 +555,8 @@ static int push_main(struct sender *s, const uint64_t *need)
     }
     bool cancel_sent = false;
     uint64_t last_nudge = migr_now_ns();
-    for (;;) {
+    err = push_holes(pc);
+    while (err >= 0) {
         pthread_mutex_lock(&pc->lock);
         if ((pages_left(pc) == 0 || cancel_sent) && !pc->complete && !pc->failed && !pc->cancel_done &&
             pc->head == pc->tail) {

@@ -38,6 +38,8 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
     OUT("\"rounds\":%u,\"pages_sent\":%llu,\"zero_pages\":%llu,\"raw_pages\":%llu,\"torn_pages\":%llu,",
         st->rounds, (unsigned long long)st->pages_sent, (unsigned long long)st->zero_pages,
         (unsigned long long)st->raw_pages, (unsigned long long)st->torn_pages);
+    OUT("\"hole_pages\":%llu,\"prefaulted_pages\":%llu,", (unsigned long long)st->hole_pages,
+        (unsigned long long)st->prefaulted_pages);
     OUT("\"bytes_sent\":%llu,\"ram_bytes\":%llu,\"state_bytes\":%llu,", (unsigned long long)st->bytes_sent,
         (unsigned long long)st->ram_bytes, (unsigned long long)st->state_bytes);
     OUT("\"throughput_mbps\":%.1f,\"wire_mbps\":%.1f,", mbps(moved, st->total_ns), mbps(st->bytes_sent, st->total_ns));

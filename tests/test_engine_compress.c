@@ -38,6 +38,7 @@ struct run {
     const char *backend, *compress, *wl;
     uint32_t threads, link_mbps, cache_mib, max_rounds;
     uint32_t decoders;            /* destination decode threads (0 = default) */
+    bool all_rounds;              /* downtime target 0: rounds until max_rounds or no progress */
 };
 
 static void migrate(const struct run *c, struct migr_stats *st, struct migr_stats *rst)
@@ -61,7 +62,7 @@ static void migrate(const struct run *c, struct migr_stats *st, struct migr_stat
     p.compress = c->compress;
     p.compress_threads = c->threads ? c->threads : 1;
     p.link_mbps = c->link_mbps;
-    p.downtime_ms = 1;   /* several rounds: the cache fills from round 2, deltas follow */
+    p.downtime_ms = c->all_rounds ? 0 : 1; /* several rounds: the cache fills from round 2, deltas follow */
     p.max_rounds = c->max_rounds ? c->max_rounds : 5;
     if (c->cache_mib)
         p.xbzrle_cache_mib = c->cache_mib;
@@ -110,7 +111,8 @@ static void each_mode(const char *backend)
 
     c.compress = "none";
     migrate(&c, &st, &rst);
-    T_ASSERT(st.codec[MIGR_ENC_ZERO].pages == 0 && codec_pages(&st) == 0);
+    /* no zero detection: only never-written pages (memfd holes, not read) travel as ZERO */
+    T_ASSERT(st.hole_pages > 0 && st.codec[MIGR_ENC_ZERO].pages == st.hole_pages && codec_pages(&st) == 0);
     uint64_t none_bytes = st.bytes_sent;
 
     c.compress = "zero";
@@ -122,6 +124,9 @@ static void each_mode(const char *backend)
      * pages cached in round 2 are looked up again; its generation table
      * changes a few bytes per write: deltas */
     c.wl = "rate=0,ws=8M,pattern=sequential,data=text";
+    /* Round 1 is a few ms now that the never-written rest of RAM is not read:
+     * a 1 ms target could be met after round 2, before any delta. */
+    c.all_rounds = true;
     /* Tolerated race: on this shared 2-CPU host a vCPU can get no CPU time
      * during a 1-3 ms round, and a round without writes ends the migration
      * before a cached page comes back. Up to 3 attempts; each is verified. */
@@ -133,6 +138,7 @@ static void each_mode(const char *backend)
                 attempt + 1);
     }
     c.wl = wl;
+    c.all_rounds = false;
     T_ASSERT(st.cache_hits > 0 && st.codec[MIGR_ENC_XBZRLE].pages > 0);
     T_ASSERT(st.codec[MIGR_ENC_LZ4].pages + st.codec[MIGR_ENC_ZSTD].pages + st.codec[MIGR_ENC_ZLIB].pages == 0);
 

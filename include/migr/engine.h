@@ -154,6 +154,8 @@ struct migr_stats {
     uint64_t cache_lookups, cache_hits;  /* source: XBZRLE page cache */
     uint64_t probes;              /* source, auto: pages encoded with another codec to re-measure it */
     double link_mbps;             /* source, auto: link rate the policy used at the end (MB/s) */
+    uint64_t hole_pages;          /* source: zero pages sent without reading them (memfd holes) */
+    uint64_t prefaulted_pages;    /* destination: pages allocated ahead of the stream (round 1) */
 };
 
 /* Upper bounds of the fault_hist buckets in µs (the last is unbounded). */
