@@ -124,9 +124,10 @@ static bool dispatch(struct ctl_thread *c, struct client *k)
         snprintf(what, sizeof(what), "%.*s", (int)strcspn(c->job.cmd, " "), c->job.cmd);
         answer(k->fd, "error {\"error\":\"busy: '%s' is running; only status and cancel are served meanwhile\"}",
                what);
-    } else if (!c->hv && c->phase[0]) {
-        answer(k->fd, "error {\"error\":\"no guest here yet (%s); only status is served\"}", c->phase);
     } else {
+        /* Without a guest yet (an incoming one still arriving, post-copy
+         * included), the command waits for it: the main thread takes it
+         * once the guest runs here. */
         c->job.fd = k->fd;
         snprintf(c->job.cmd, sizeof(c->job.cmd), "%s", k->line);
         c->job_pending = true;

@@ -4,7 +4,9 @@
  * line has arrived. It answers `status` and `cancel` itself, at once, whatever
  * the VMM's main thread is doing (a migration blocked on a stalled peer, a
  * pause); any other command is handed to the main thread, one at a time
- * ("busy" while one runs). A client that connects and says nothing costs
+ * ("busy" while one runs; before a guest is here, one command waits for it
+ * — `migr verify` on a destination in post-copy answers once every page has
+ * arrived). A client that connects and says nothing costs
  * nothing but a slot, and is dropped after 5 s.
  */
 #ifndef MIGR_CLI_CTL_THREAD_H
