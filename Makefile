@@ -3,6 +3,8 @@
 #   make test        all tests; last line "N passed, N failed, N skipped"
 #   make test-asan   the same with ASan+UBSan (in build-asan/)
 #   make bench       benchmarks (long; writes bench/results/)
+#   make install     PREFIX=/usr/local DESTDIR= LIBDIR= BINDIR= INCLUDEDIR= MANDIR=: migr, libmigr.so.MAJOR
+#                    (+ .a), headers, migr.pc, man pages
 
 BUILD   ?= build
 CC      ?= gcc
@@ -25,13 +27,17 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 endif
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+# CFLAGS/LDFLAGS are the user's (make CFLAGS="-O2 -g" keeps working): what
+# migr needs comes on top, in MIGR_CFLAGS.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -I. -pthread -fno-strict-aliasing $(PKG_CFLAGS) -MMD -MP
+MIGR_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -I. -pthread -fno-strict-aliasing $(PKG_CFLAGS) -MMD -MP
 LDLIBS  += $(PKG_LIBS) -pthread -lm
 ifeq ($(SAN),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+MIGR_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
+# The library's objects go into libmigr.so too.
+LIB_CFLAGS := -fPIC
 
 LIB_DIRS := common engine transfer compress dirty hv-glue hv-glue/kvm hv-glue/proc hv-glue/workload model
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
@@ -39,7 +45,7 @@ LIB_ASM  := hv-glue/kvm/guest_blob.S
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_ASM:%.S=$(BUILD)/obj/%.o)
 # Optional CUDA (compress/gpu/, docs/compress.md): make GPU=1 where nvcc exists.
 ifeq ($(GPU),1)
-CFLAGS   += -DMIGR_HAVE_GPU
+MIGR_CFLAGS += -DMIGR_HAVE_GPU
 LIB_OBJS += $(BUILD)/obj/compress/gpu/xbzrle.o
 CUDA_HOME ?= /usr/local/cuda
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++
@@ -61,12 +67,16 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all demo test test-asan bench clean fuzz
-all: $(BUILD)/libmigr.a $(BUILD)/migr
+VERSION := $(shell sed -n 's/^\#define MIGR_VERSION_STRING "\(.*\)"/\1/p' include/migr/version.h)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libmigr.so.$(MAJOR)
+
+.PHONY: all demo test test-asan bench clean fuzz install
+all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(MIGR_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/guest/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -82,20 +92,64 @@ $(BUILD)/obj/hv-glue/kvm/guest_blob.o: hv-glue/kvm/guest_blob.S $(BUILD)/guest/g
 	@mkdir -p $(dir $@)
 	$(CC) -c -I$(BUILD)/guest $< -o $@
 
+# build/libmigr.a: every object, internal symbols included (the CLI, tests
+# and benchmarks link it). What is installed exports migr_* only: the shared
+# library through a version script, the static one as a single relocatable
+# object whose other globals are made local.
 $(BUILD)/libmigr.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(BUILD)/libmigr.so.$(VERSION): $(LIB_OBJS) pkg/libmigr.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=pkg/libmigr.map -Wl,-z,defs \
+		-o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(BUILD)/$(SONAME): $(BUILD)/libmigr.so.$(VERSION)
+	ln -sf libmigr.so.$(VERSION) $@
+
+$(BUILD)/pkg/libmigr.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(LD) -r -o $(BUILD)/pkg/libmigr.o $(LIB_OBJS)
+	objcopy -w --keep-global-symbol='migr_*' $(BUILD)/pkg/libmigr.o
+	@rm -f $@
+	ar rcs $@ $(BUILD)/pkg/libmigr.o
 
 $(BUILD)/migr: $(CLI_OBJS) $(BUILD)/libmigr.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libmigr.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libmigr.a tests/testlib.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
+	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libmigr.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
+	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
+
+# ---- install (GNU conventions) ----
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+PCDIR      ?= $(LIBDIR)/pkgconfig
+
+$(BUILD)/pkg/migr.pc: pkg/migr.pc.in include/migr/version.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' $< > $@
+
+install: all $(BUILD)/pkg/libmigr.a $(BUILD)/pkg/migr.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(INCLUDEDIR)/migr \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 755 $(BUILD)/migr $(DESTDIR)$(BINDIR)/migr
+	install -m 755 $(BUILD)/libmigr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libmigr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmigr.so
+	install -m 644 $(BUILD)/pkg/libmigr.a $(DESTDIR)$(LIBDIR)/libmigr.a
+	install -m 644 include/migr/*.h $(DESTDIR)$(INCLUDEDIR)/migr/
+	install -m 644 $(BUILD)/pkg/migr.pc $(DESTDIR)$(PCDIR)/migr.pc
+	install -m 644 docs/man/migr.1 $(DESTDIR)$(MANDIR)/man1/migr.1
+	install -m 644 docs/man/libmigr.3 $(DESTDIR)$(MANDIR)/man3/libmigr.3
 
 demo: all
 	$(BUILD)/migr demo

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "migr/version.h"
 
 int cmd_run(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
@@ -72,7 +73,7 @@ int cli_bad_args(const struct cli_cmd *cmd, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: migr <command> [options]     (migr <command> --help for details)\n\n"
+    fprintf(f, "usage: migr <command> [options]     (migr <command> --help for details; migr --version)\n\n"
                "migr live-migrates running virtual machines between VMM processes.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
@@ -89,6 +90,10 @@ int main(int argc, char **argv)
     if (argc < 2) {
         usage(stderr);
         return 2;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("migr %s (libmigr %s)\n", MIGR_VERSION_STRING, migr_version());
+        return 0;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);

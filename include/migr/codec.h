@@ -12,6 +12,10 @@
 #include <stdint.h>
 #include "migr/format.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MIGR_CODEC_DECLINE 1   /* encode(): this codec does not pay for this page */
 
 struct migr_codec_ops {
@@ -93,5 +97,9 @@ int migr_gpu_xbzrle_encode(const uint8_t *old_pages, const uint8_t *new_pages, u
 
 /*! zero[i] = 1 if page i of pages (consecutive) is all zero, else 0. 0 or -errno. */
 int migr_gpu_zero_pages(const uint8_t *pages, uint32_t count, uint8_t *zero);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

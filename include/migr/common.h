@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MIGR_PAGE_SIZE 4096u
 #define MIGR_PAGE_SHIFT 12
 
@@ -55,5 +59,9 @@ int migr_read_full(int fd, void *buf, size_t len);
 #define MIGR_ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
 #define MIGR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MIGR_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,6 +11,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct migr_hv;
 struct migr_dirty;
 
@@ -64,5 +68,9 @@ static inline bool migr_bit_test(const uint64_t *bm, uint64_t i) { return bm[i >
 static inline uint64_t migr_bitmap_words(uint64_t nbits) { return (nbits + 63) / 64; }
 /*! Number of set bits among the first nbits. */
 uint64_t migr_bitmap_count(const uint64_t *bm, uint64_t nbits);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,6 +15,10 @@
 #include "migr/hv.h"
 #include "migr/transport.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MIGR_MAX_ROUNDS_KEPT 64
 
 struct migr_progress {
@@ -189,5 +193,9 @@ int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, str
 
 /*! Write st as one JSON object (no newline) into buf. Returns the length. */
 int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

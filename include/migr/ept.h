@@ -29,6 +29,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MIGR_EPT_R        (1ull << 0)
 #define MIGR_EPT_W        (1ull << 1)
 #define MIGR_EPT_X        (1ull << 2)
@@ -89,5 +93,9 @@ struct migr_hv;
  *  guests have one. */
 int migr_ept_attach(struct migr_hv *hv, struct migr_ept *e);
 void migr_ept_detach(struct migr_hv *hv);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -16,6 +16,10 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MIGR_STREAM_MAGIC "\x89MIGR\r\n\x1a"   /* 8 bytes, PNG-style */
 #define MIGR_STREAM_VERSION 1u
 #define MIGR_PREAMBLE_SIZE 16u
@@ -196,5 +200,9 @@ int migr_pages_decode_hdr(const uint8_t *meta, size_t len, uint32_t bulk_len,
                           uint32_t *round, uint32_t *count);
 /*! Decode entry i (no range check against guest RAM: that is the receiver's job). */
 int migr_page_entry_decode(const uint8_t *meta, uint32_t i, struct migr_page_entry *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

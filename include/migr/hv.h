@@ -15,6 +15,10 @@
 #include "migr/format.h"
 #include "migr/workload.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct migr_hv_region {
     uint64_t gpa;        /* guest-physical base (page aligned) */
     uint64_t size;       /* bytes (page aligned) */
@@ -108,5 +112,9 @@ uint8_t *migr_hv_gpa(struct migr_hv *hv, uint64_t gpa, uint64_t len);
 void migr_hv_describe(const struct migr_hv *hv, struct migr_hello *hello);
 
 static inline void migr_hv_destroy(struct migr_hv *hv) { if (hv) hv->ops->destroy(hv); }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

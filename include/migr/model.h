@@ -19,6 +19,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The paper's measurements (section 4, Table 1) at n = 11 VMs of 1 GB. */
 #define MIGR_MODEL_PAPER_N 11u
 
@@ -159,5 +163,9 @@ int migr_model_parse_time(const char *text, double *seconds);
 
 /*! Parse a rate in [0, 1]. 0 or -EINVAL with a message quoting text. */
 int migr_model_parse_rate(const char *text, double *rate);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

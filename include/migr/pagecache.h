@@ -40,6 +40,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum migr_pagecache_policy {
     MIGR_PAGECACHE_SETASSOC = 0,
     MIGR_PAGECACHE_QEMU = 1,
@@ -88,5 +92,9 @@ void migr_pagecache_get_stats(const struct migr_pagecache *c, struct migr_pageca
 
 /*! "setassoc", "qemu"; "?" for others. */
 const char *migr_pagecache_policy_name(enum migr_pagecache_policy p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 #include <sys/uio.h>
 #include "migr/transport.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct migr_rec_hdr {
     uint16_t type;
     uint16_t flags;
@@ -35,5 +39,9 @@ int migr_rec_recv(struct migr_transport *t, uint64_t *seq, struct migr_rec_hdr *
 
 /*! Best-effort: send an ERROR record (code, message). Errors are ignored. */
 void migr_rec_send_error(struct migr_transport *t, int code, const char *msg);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

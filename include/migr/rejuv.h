@@ -18,6 +18,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct migr_rejuv_hooks {
     int (*nesting_on)(void *ctx);
     int (*spawn_vmm)(void *ctx, int which);          /* start guest VMM `which` (2; or 1 after its reboot) */
@@ -39,5 +43,9 @@ struct migr_rejuv_report {
  *  (report->failed_phase says which); the hooks' own failure handling keeps
  *  the guests running where they are. Returns 0 or that hook's -errno. */
 int migr_rejuvenate(const struct migr_rejuv_hooks *h, void *ctx, struct migr_rejuv_report *report);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

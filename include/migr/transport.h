@@ -24,6 +24,10 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum migr_url_kind { MIGR_URL_UNIX = 1, MIGR_URL_TCP = 2, MIGR_URL_SHM = 3 };
 
 struct migr_url {
@@ -159,5 +163,9 @@ int migr_transport_send_fds(struct migr_transport *t, const int *fds, int n);
 int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n);
 /*! Close and free. NULL ok. */
 void migr_transport_close(struct migr_transport *t);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

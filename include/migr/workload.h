@@ -11,6 +11,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum migr_wl_pattern { MIGR_WL_SEQUENTIAL = 0, MIGR_WL_RANDOM = 1, MIGR_WL_HOTCOLD = 2 };
 enum migr_wl_data { MIGR_WL_ZERO = 0, MIGR_WL_TEXT = 1, MIGR_WL_RANDOM_DATA = 2 };
 
@@ -51,5 +55,9 @@ int migr_workload_verify(struct migr_hv *hv, struct migr_verify_report *rep);
 
 /*! Guest progress: total page writes so far (sum of the vCPU counters). */
 uint64_t migr_workload_progress(struct migr_hv *hv);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

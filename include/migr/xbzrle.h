@@ -17,6 +17,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MIGR_XBZRLE_RUN_MAX 0x3fff   /* largest run a 2-byte LEB128 holds */
 
 /*! Encode new_page against old_page (slen bytes each; slen a multiple of 8
@@ -73,5 +77,9 @@ enum migr_xbzrle_impl migr_xbzrle_active_impl(void);
 /*! Make migr_xbzrle_encode() use impl (all threads). 0, or -ENOTSUP if the
  *  CPU lacks it, -EINVAL for an unknown impl. */
 int migr_xbzrle_set_impl(enum migr_xbzrle_impl impl);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
