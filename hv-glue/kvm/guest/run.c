@@ -35,6 +35,12 @@ void guest_run(struct wl_boot *b, uint64_t id)
     /* TSC ticks between two page writes of this vCPU. */
     uint64_t per_page = b->rate_bytes ? tsc_hz * 4096 * b->nvcpus / b->rate_bytes : 0;
     uint64_t next = guest_rdtsc();
+    /* A VMM without the sleep doorbell (QEMU: an ignored MMIO write) returns
+     * at once; after 8 such returns in a row the loop spins on PAUSE alone
+     * for a second, then tries the doorbell again, so that a throttled guest
+     * there costs no exit per iteration (QEMU takes its big lock on each). */
+    uint32_t early = 0;
+    uint64_t no_sleep_until = next;
     for (;;) {
         if (b->quiesce_req)
             guest_doorbell(WL_DB_QUIESCED, (uint32_t)id);
@@ -46,10 +52,19 @@ void guest_run(struct wl_boot *b, uint64_t id)
                 } else {
                     uint64_t us = (next - now) / (tsc_hz / 1000000 ? tsc_hz / 1000000 : 1);
                     v->spins = v->spins + 1;
-                    if (us >= 200)
+                    if (us >= 200 && (int64_t)(now - no_sleep_until) >= 0) {
                         guest_doorbell(WL_DB_SLEEP, (uint32_t)us);
-                    else
+                        if (guest_rdtsc() - now < (next - now) / 4) {
+                            if (++early >= 8) {
+                                no_sleep_until = now + tsc_hz;
+                                early = 0;
+                            }
+                        } else {
+                            early = 0;
+                        }
+                    } else {
                         __asm__ __volatile__("pause");
+                    }
                     continue;
                 }
             } else if (now - next > tsc_hz / 10) {
