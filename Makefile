@@ -67,7 +67,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all demo test test-asan bench clean fuzz
+.PHONY: all demo test test-asan bench bench-peers clean fuzz
 all: $(BUILD)/libmigr.a $(BUILD)/migr $(PVH_ELF)
 
 $(BUILD)/obj/%.o: %.c
@@ -122,6 +122,16 @@ test-asan:
 
 bench: all $(BENCH_BINS)
 	./bench/run.sh
+
+# QEMU and migr on the same PVH guest (bench/README.md, "bench/peers/qemu");
+# installs qemu-system-x86 first. BENCH_QUICK=1: one pair, fewer scenarios.
+bench-peers: all $(BUILD)/bench/peers/limits
+	./scripts/install-deps.sh --qemu || echo "bench-peers: could not install qemu-system-x86"
+	python3 bench/peers/qemu.py --build $(BUILD) $(if $(filter 1,$(BENCH_QUICK)),--quick)
+
+$(BUILD)/bench/peers/limits: bench/peers/limits.c bench/benchlib.h $(BUILD)/libmigr.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
 
 clean:
 	rm -rf build build-asan

@@ -179,13 +179,21 @@ def pmemsave_verify(q, mem_bytes, image, migr):
     return r.returncode == 0 and js.get("ok") is True, js
 
 
+def _ticks(stat):
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def proc_cpu_ms(pid, exclude_comm_prefixes=()):
-    """utime+stime of pid's threads in ms, leaving out threads whose name starts with a prefix."""
+    """CPU (utime+stime) of process pid in ms, without its live threads whose
+    name starts with one of the prefixes (the vCPU threads). The process
+    total includes threads that already exited (QEMU's migration thread)."""
     hz = os.sysconf("SC_CLK_TCK")
-    total = 0
     try:
+        with open(f"/proc/{pid}/stat") as f:
+            total = _ticks(f.read())
         tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+    except (OSError, ValueError):
         return 0.0
     for tid in tids:
         try:
@@ -195,7 +203,5 @@ def proc_cpu_ms(pid, exclude_comm_prefixes=()):
             continue
         comm = st[st.index("(") + 1:st.rindex(")")]
         if any(comm.startswith(p) for p in exclude_comm_prefixes):
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
+            total -= _ticks(st)
     return total * 1000.0 / hz
