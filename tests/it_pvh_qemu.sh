@@ -14,7 +14,10 @@ ELF=${BUILD:-build}/bench/peers/pvh.elf
 [ -f "$ELF" ] || fail "$ELF is missing (make all builds it)"
 # qmp.Proc kills and reaps QEMU on every path out of the script (with/finally).
 timeout -k 5 60 python3 - "$ELF" "$DIR" "$MIGR" <<'PY' || fail "QEMU boot + pmemsave + verify --image failed"
-import os, subprocess, sys, time
+import os, signal, subprocess, sys, time
+def on_term(sig, frame):
+    raise SystemExit(1)                # unwinds `with qmp.Proc`: QEMU is killed and reaped
+signal.signal(signal.SIGTERM, on_term)
 sys.path.insert(0, os.path.join(os.getcwd(), "bench/peers"))
 import qmp
 elf, d, migr = sys.argv[1:4]
