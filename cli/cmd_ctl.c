@@ -31,7 +31,7 @@ void usage_verify(FILE *f)
                "Check a raw image of guest RAM instead (byte offset = guest-physical address),\n"
                "e.g. QEMU's `pmemsave 0 SIZE FILE` of the stopped PVH guest\n"
                "(build/bench/peers/pvh.elf). A page a vCPU was writing when it stopped is\n"
-               "accepted if every word holds its old or its new generation.\n");
+               "accepted if every byte holds its old or its new generation.\n");
 }
 void usage_status(FILE *f) { usage_common(f, "status", "Print the VM's state (running, failed, pages written)."); }
 void usage_resume(FILE *f)

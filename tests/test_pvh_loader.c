@@ -238,18 +238,19 @@ static void test_image(uint8_t *ram)
         wl_write_page(ram, b, v, (uint64_t)i * 3 % 64);
     T_OK(migr_workload_verify_image(ram, RAM, &rep));
     T_ASSERT(rep.ok && rep.inflight_pages == 0 && rep.total_writes == 10);
-    /* page 7 torn mid-write: first half generation 1, rest generation 0 */
+    /* page 7 torn mid-write, inside an 8-byte word (text is written a byte at
+     * a time): bytes 0..2050 generation 1, the rest generation 0 */
     uint8_t next[4096];
     uint32_t *gen = (uint32_t *)(ram + b->gen_gpa);
     wl_fill_page(next, 7, gen[7] + 1, b->data, b->seed);
-    memcpy(ram + b->ws_gpa + 7 * 4096, next, 2048);
+    memcpy(ram + b->ws_gpa + 7 * 4096, next, 2051);
     T_OK(migr_workload_verify_image(ram, RAM, &rep));
     T_ASSERT(!rep.ok);
     v->inflight = 7 + 1;
     T_OK(migr_workload_verify_image(ram, RAM, &rep));
     T_ASSERT(rep.ok && rep.inflight_pages == 1);
     /* ... but not a byte that belongs to neither generation */
-    ram[b->ws_gpa + 7 * 4096 + 3000] ^= 1;
+    ram[b->ws_gpa + 7 * 4096 + 3000] ^= 0x80; /* text is ASCII: in neither */
     T_OK(migr_workload_verify_image(ram, RAM, &rep));
     T_ASSERT(!rep.ok && rep.bad_pages == 1 && rep.first_bad_page == 7);
     /* a working set past the end of the image */

@@ -106,17 +106,17 @@ static const uint8_t *view_gpa(const struct wl_view *w, uint64_t gpa, uint64_t l
 }
 
 /* A page a vCPU was writing when the image was taken (wl_write_page stopped
- * anywhere): each 8-byte word holds either generation gen (the old contents,
- * or the new ones once the table was bumped) or gen + 1 (the new contents,
- * written front to back before the table is bumped). */
+ * anywhere): each byte holds either generation gen (the old contents, or
+ * the new ones once the table was bumped) or gen + 1 (the new contents,
+ * written front to back before the table is bumped). Bytes, not words: a
+ * text page is filled a byte at a time, so a word can be half old, half new. */
 static int inflight_page_ok(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed)
 {
-    uint64_t a[512], b[512];
-    const uint64_t *w = (const uint64_t *)page;
-    wl_fill_page((uint8_t *)a, index, gen, data, seed);
-    wl_fill_page((uint8_t *)b, index, gen + 1, data, seed);
-    for (int i = 0; i < 512; i++)
-        if (w[i] != a[i] && w[i] != b[i])
+    uint8_t a[4096], b[4096];
+    wl_fill_page(a, index, gen, data, seed);
+    wl_fill_page(b, index, gen + 1, data, seed);
+    for (int i = 0; i < 4096; i++)
+        if (page[i] != a[i] && page[i] != b[i])
             return 0;
     return 1;
 }

@@ -52,7 +52,7 @@ int migr_workload_verify(struct migr_hv *hv, struct migr_verify_report *rep);
 
 /*! Verify a raw image of guest RAM (ram[0] = guest-physical 0, size bytes;
  *  e.g. QEMU's pmemsave of a stopped guest). The vCPUs may have stopped
- *  anywhere, so a page a vCPU was writing is accepted when each word holds
+ *  anywhere, so a page a vCPU was writing is accepted when each byte holds
  *  its old or its new generation (counted in rep->inflight_pages). Returns 0
  *  and fills *rep, or -EBADMSG if the image holds no workload. Reads only. */
 int migr_workload_verify_image(const uint8_t *ram, uint64_t size, struct migr_verify_report *rep);
