@@ -62,6 +62,12 @@ GUEST_CFLAGS := -std=c11 -O2 -g -ffreestanding -nostdlib -fno-pic -fno-pie -mgen
 	-mno-red-zone -fno-stack-protector -fno-asynchronous-unwind-tables -fcf-protection=none \
 	-fno-builtin -fno-tree-loop-distribute-patterns -fno-delete-null-pointer-checks -mcmodel=small -Iinclude -I. -Wall -Wextra -Werror -DMIGR_FREESTANDING
 
+# The PVH guest (bench/peers/pvh/): one ELF that migr (`migr run --kernel`)
+# and QEMU (`-M microvm -kernel`) both boot; the same workload code as above.
+PVH_ELF  := $(BUILD)/bench/peers/pvh.elf
+PVH_SRCS := $(wildcard bench/peers/pvh/*.c) hv-glue/kvm/guest/run.c hv-glue/workload/workload.c hv-glue/workload/spec.c
+PVH_OBJS := $(PVH_SRCS:%.c=$(BUILD)/guest/obj/%.o) $(BUILD)/guest/obj/bench/peers/pvh/entry.o
+
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
@@ -71,8 +77,8 @@ VERSION := $(shell sed -n 's/^\#define MIGR_VERSION_STRING "\(.*\)"/\1/p' includ
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 SONAME  := libmigr.so.$(MAJOR)
 
-.PHONY: all demo test test-asan bench clean fuzz install
-all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME)
+.PHONY: all demo test test-asan bench bench-peers clean fuzz install
+all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME) $(PVH_ELF)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,6 +87,14 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/guest/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/guest/obj/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(PVH_ELF): $(PVH_OBJS) bench/peers/pvh/pvh.ld
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -static -Wl,--build-id=none -Wl,-z,max-page-size=4096 -T bench/peers/pvh/pvh.ld -o $@ $(filter %.o,$^)
 
 $(BUILD)/guest/guest.elf: $(GUEST_SRCS:%.c=$(BUILD)/guest/obj/%.o) hv-glue/kvm/guest/guest.ld
 	$(CC) $(GUEST_CFLAGS) -static -Wl,--build-id=none -T hv-glue/kvm/guest/guest.ld -o $@ $(filter %.o,$^)
@@ -162,6 +176,16 @@ test-asan:
 
 bench: all $(BENCH_BINS)
 	./bench/run.sh
+
+# QEMU and migr on the same PVH guest (bench/README.md, "bench/peers/qemu");
+# installs qemu-system-x86 first. BENCH_QUICK=1: one pair, fewer scenarios.
+bench-peers: all $(BUILD)/bench/peers/limits
+	./scripts/install-deps.sh --qemu || echo "bench-peers: could not install qemu-system-x86"
+	python3 bench/peers/qemu.py --build $(BUILD) $(if $(filter 1,$(BENCH_QUICK)),--quick)
+
+$(BUILD)/bench/peers/limits: bench/peers/limits.c bench/benchlib.h $(BUILD)/libmigr.a
+	@mkdir -p $(dir $@)
+	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
 
 clean:
 	rm -rf build build-asan

@@ -16,7 +16,7 @@ void usage_run(FILE *f)
 {
     fprintf(f,
             "usage: migr run --mem SIZE [--vcpus N] [--workload SPEC] --ctl PATH [--backend kvm]\n"
-            "                [--dirty NAME] [--group NAME]\n"
+            "                [--dirty NAME] [--group NAME] [--kernel FILE.elf [--append CMDLINE]]\n"
             "\n"
             "Start a VM whose guest rewrites memory pages at a chosen rate, keeping the\n"
             "integrity metadata that `migr verify` checks. Runs in the foreground until\n"
@@ -50,10 +50,11 @@ int cmd_run(int argc, char **argv)
         {"mem", required_argument, 0, 'm'}, {"vcpus", required_argument, 0, 'c'},
         {"workload", required_argument, 0, 'w'}, {"ctl", required_argument, 0, 'C'},
         {"backend", required_argument, 0, 'b'}, {"dirty", required_argument, 0, 'D'},
-        {"group", required_argument, 0, 'g'}, {0, 0, 0, 0},
+        {"group", required_argument, 0, 'g'}, {"kernel", required_argument, 0, 'k'},
+        {"append", required_argument, 0, 'a'}, {0, 0, 0, 0},
     };
     struct migr_vm_config cfg = {.mem_bytes = 256ull << 20, .nvcpus = 1};
-    const char *ctl = NULL, *backend = "kvm", *dirty = "auto", *group = NULL;
+    const char *ctl = NULL, *backend = "kvm", *dirty = "auto", *group = NULL, *append = NULL, *spec = NULL;
     migr_workload_defaults(&cfg.wl);
     int o;
     optind = 1;
@@ -77,7 +78,10 @@ int cmd_run(int argc, char **argv)
         case 'w':
             if (migr_workload_parse(optarg, &cfg.wl) < 0)
                 return cli_bad_args(self, "--workload: %s", migr_last_error());
+            spec = optarg;
             break;
+        case 'k': cfg.kernel = optarg; break;
+        case 'a': append = optarg; break;
         case 'C': ctl = optarg; break;
         case 'b': backend = optarg; break;
         case 'D': dirty = optarg; break;
@@ -94,6 +98,21 @@ int cmd_run(int argc, char **argv)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
     if (!ctl)
         return cli_bad_args(self, "--ctl PATH is required");
+    char cmdline[4096];
+    if (append && !cfg.kernel)
+        return cli_bad_args(self, "--append needs --kernel");
+    if (cfg.kernel) {
+        if (cfg.nvcpus != 1)
+            return cli_bad_args(self, "--kernel boots one vCPU (the PVH guest has no SMP start-up): "
+                                "drop --vcpus %u", cfg.nvcpus);
+        if (strcmp(backend, "kvm") != 0)
+            return cli_bad_args(self, "--kernel needs --backend kvm");
+        int n = snprintf(cmdline, sizeof(cmdline), "%s%s%s", spec ? spec : "", spec && append ? " " : "",
+                         append ? append : "");
+        if (n < 0 || (size_t)n >= sizeof(cmdline))
+            return cli_bad_args(self, "--append: command line longer than %zu bytes", sizeof(cmdline) - 1);
+        cfg.cmdline = cmdline;
+    }
     if (strchr(dirty, ' ') || strlen(dirty) > 30)
         return cli_bad_args(self, "--dirty '%s': not a tracker name", dirty);
     if (!migr_hv_available(backend)) {
@@ -143,6 +162,8 @@ int cmd_run(int argc, char **argv)
     }
     char wl[200], info[600];
     migr_workload_format(&cfg.wl, wl, sizeof(wl));
+    if (cfg.kernel) /* the kernel parses its own command line */
+        snprintf(wl, sizeof(wl), "kernel %.80s, cmdline '%.80s'", cfg.kernel, cfg.cmdline);
     int il = snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"workload\":\"%s\","
                       "\"dirty\":\"%s\"", backend, (unsigned long long)cfg.mem_bytes, cfg.nvcpus, wl, tracker);
     if (group)

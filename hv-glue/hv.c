@@ -25,8 +25,11 @@ int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct
 {
     if (strcmp(backend, "kvm") == 0)
         return migr_kvm_create(cfg, out);
-    if (strcmp(backend, "proc") == 0)
+    if (strcmp(backend, "proc") == 0) {
+        if (cfg->kernel)
+            return migr_errorf(EINVAL, "backend proc cannot boot a kernel (%s): use kvm", cfg->kernel);
         return migr_proc_create(cfg, out);
+    }
     return migr_errorf(EINVAL, "unknown backend '%s' (known: kvm, proc)", backend);
 }
 

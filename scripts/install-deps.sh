@@ -2,12 +2,14 @@
 # Install the Debian -dev packages migr builds against. Quiet and idempotent:
 # prints nothing and does nothing when everything is already present.
 #   --bench   also python3-matplotlib, for the plots of bench/plot.py
+#   --qemu    also qemu-system-x86, the peer VMM of bench/peers/qemu and tests/it_pvh_qemu.sh
 set -eu
 PKGS="zlib1g-dev liblz4-dev libzstd-dev liburing-dev pkg-config"
 for arg in "$@"; do
     case "$arg" in
     --bench) PKGS="$PKGS python3-matplotlib" ;;
-    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+    --qemu) PKGS="$PKGS qemu-system-x86" ;;
+    *) echo "usage: $0 [--bench] [--qemu]" >&2; exit 2 ;;
     esac
 done
 missing=""

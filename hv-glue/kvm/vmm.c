@@ -23,6 +23,7 @@
 
 #include "dirty/kvm_ring.h"
 #include "hv-glue/kvm/kvm.h"
+#include "hv-glue/kvm/pvh.h"
 #include "hv-glue/workload/workload.h"
 #include "migr/common.h"
 #include "migr/dirty.h"
@@ -786,6 +787,12 @@ int migr_kvm_create_ring(const struct migr_vm_config *cfg, uint32_t ring_entries
     int err = kvm_create_common(cfg->mem_bytes, cfg->nvcpus, -1, 0, ring_entries, &vm);
     if (err < 0)
         return err;
+    if (cfg->kernel) {
+        if ((err = migr_kvm_pvh_boot(vm, cfg->kernel, cfg->cmdline)) < 0)
+            goto fail;
+        *out = &vm->hv;
+        return 0;
+    }
     if ((err = put_guest_image(vm, cfg)) < 0)
         goto fail;
     for (uint32_t i = 0; i < cfg->nvcpus; i++)

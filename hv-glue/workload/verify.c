@@ -1,9 +1,11 @@
 /* Host side of the workload: configuration parsing and whole-image verification. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hv-glue/workload/spec.h"
 #include "hv-glue/workload/workload.h"
 #include "migr/common.h"
 #include "migr/hv.h"
@@ -21,21 +23,6 @@ void migr_workload_defaults(struct migr_workload_cfg *c)
     c->seed = 1;
 }
 
-static int lookup(const char *const *names, int n, const char *v, const char *key, uint32_t *out)
-{
-    for (int i = 0; i < n; i++)
-        if (strcmp(names[i], v) == 0) {
-            *out = (uint32_t)i;
-            return 0;
-        }
-    if (strcmp(key, "pattern") == 0 && strcmp(v, "hot/cold") == 0) {
-        *out = MIGR_WL_HOTCOLD;
-        return 0;
-    }
-    return migr_errorf(EINVAL, "workload: %s=%s: expected %s", key, v,
-                       names == pattern_names ? "sequential, random or hotcold" : "zero, text or random");
-}
-
 int migr_workload_parse(const char *spec, struct migr_workload_cfg *c)
 {
     char buf[256];
@@ -49,25 +36,25 @@ int migr_workload_parse(const char *spec, struct migr_workload_cfg *c)
                                "(keys: rate, ws, pattern, data, seed)", tok);
         *eq = 0;
         const char *k = tok, *v = eq + 1;
-        int err = 0;
-        if (strcmp(k, "rate") == 0)
-            err = migr_parse_size(v, &c->rate_bytes);
-        else if (strcmp(k, "ws") == 0)
-            err = migr_parse_size(v, &c->ws_bytes);
-        else if (strcmp(k, "pattern") == 0)
-            err = lookup(pattern_names, 3, v, k, &c->pattern);
-        else if (strcmp(k, "data") == 0)
-            err = lookup(data_names, 3, v, k, &c->data);
-        else if (strcmp(k, "seed") == 0) {
-            char *end;
-            errno = 0;
-            c->seed = strtoull(v, &end, 0);
-            if (errno || *end || !*v)
-                err = migr_errorf(EINVAL, "workload: seed=%s is not a number", v);
-        } else
-            err = migr_errorf(EINVAL, "workload: unknown key '%s' (keys: rate, ws, pattern, data, seed)", k);
-        if (err < 0)
-            return err;
+        /* The values are parsed by spec.c, which the PVH guest shares. */
+        switch (wl_spec_set(c, k, strlen(k), v, strlen(v))) {
+        case WL_SPEC_OK:
+            break;
+        case WL_SPEC_BAD_SIZE: {
+            uint64_t x;
+            if (migr_parse_size(v, &x) < 0)
+                return migr_error_prefix(EINVAL, "workload: %s=%s", k, v);
+            return migr_errorf(EINVAL, "workload: %s=%s: invalid size", k, v);
+        }
+        case WL_SPEC_BAD_PATTERN:
+            return migr_errorf(EINVAL, "workload: %s=%s: expected sequential, random or hotcold", k, v);
+        case WL_SPEC_BAD_DATA:
+            return migr_errorf(EINVAL, "workload: %s=%s: expected zero, text or random", k, v);
+        case WL_SPEC_BAD_NUMBER:
+            return migr_errorf(EINVAL, "workload: seed=%s is not a number", v);
+        default:
+            return migr_errorf(EINVAL, "workload: unknown key '%s' (keys: rate, ws, pattern, data, seed)", k);
+        }
     }
     return 0;
 }
@@ -101,30 +88,79 @@ static const char *const why[] = {"ok", "no page header (lost or never written)"
                                   "header names another page", "stale: generation differs",
                                   "torn: body differs from its generation", "zero page holds data"};
 
-int migr_workload_verify(struct migr_hv *hv, struct migr_verify_report *rep)
+/* Guest memory as the verifier sees it: a running VM's regions, or a raw
+ * RAM image (offset = guest-physical address). */
+struct wl_view {
+    struct migr_hv *hv;        /* NULL: image */
+    const uint8_t *image;
+    uint64_t image_size;
+};
+
+static const uint8_t *view_gpa(const struct wl_view *w, uint64_t gpa, uint64_t len)
+{
+    if (w->hv)
+        return migr_hv_gpa(w->hv, gpa, len);
+    if (gpa > w->image_size || len > w->image_size - gpa)
+        return NULL;
+    return w->image + gpa;
+}
+
+/* A page a vCPU was writing when the image was taken (wl_write_page stopped
+ * anywhere): each byte holds either generation gen (the old contents, or
+ * the new ones once the table was bumped) or gen + 1 (the new contents,
+ * written front to back before the table is bumped). Bytes, not words: a
+ * text page is filled a byte at a time, so a word can be half old, half new. */
+static int inflight_page_ok(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed)
+{
+    uint8_t a[4096], b[4096];
+    wl_fill_page(a, index, gen, data, seed);
+    wl_fill_page(b, index, gen + 1, data, seed);
+    for (int i = 0; i < 4096; i++)
+        if (page[i] != a[i] && page[i] != b[i])
+            return 0;
+    return 1;
+}
+
+static int verify_view(const struct wl_view *w, uint32_t nvcpus, bool inflight_ok, struct migr_verify_report *rep)
 {
     memset(rep, 0, sizeof(*rep));
-    const struct wl_boot *b = boot_of(hv);
-    if (!b)
+    const struct wl_boot *b = (const struct wl_boot *)view_gpa(w, WL_BOOT_GPA, sizeof(*b));
+    if (!b || b->magic != WL_BOOT_MAGIC || b->version != WL_VERSION)
         return migr_errorf(EBADMSG, "verify: no workload boot page at gpa 0x%llx",
                            (unsigned long long)WL_BOOT_GPA);
-    if (b->nvcpus == 0 || b->nvcpus > WL_MAX_VCPUS || b->nvcpus != hv->nvcpus)
-        return migr_errorf(EBADMSG, "verify: boot page names %u vCPUs, the VM has %u", b->nvcpus, hv->nvcpus);
-    const uint32_t *gen = (const uint32_t *)migr_hv_gpa(hv, b->gen_gpa, b->ws_pages * 4);
-    uint8_t *ws = migr_hv_gpa(hv, b->ws_gpa, b->ws_pages * MIGR_PAGE_SIZE);
-    const struct wl_vcpu *v = (const struct wl_vcpu *)migr_hv_gpa(hv, WL_VCPU_GPA, 4096);
+    if (b->nvcpus == 0 || b->nvcpus > WL_MAX_VCPUS || (nvcpus && b->nvcpus != nvcpus))
+        return migr_errorf(EBADMSG, "verify: boot page names %u vCPUs, the VM has %u", b->nvcpus, nvcpus);
+    if (b->ws_pages > UINT64_MAX / MIGR_PAGE_SIZE)
+        return migr_errorf(EBADMSG, "verify: boot page names %llu working-set pages",
+                           (unsigned long long)b->ws_pages);
+    const uint32_t *gen = (const uint32_t *)view_gpa(w, b->gen_gpa, b->ws_pages * 4);
+    const uint8_t *ws = view_gpa(w, b->ws_gpa, b->ws_pages * MIGR_PAGE_SIZE);
+    const struct wl_vcpu *v = (const struct wl_vcpu *)view_gpa(w, WL_VCPU_GPA, 4096);
     if (!gen || !ws || !v)
         return migr_errorf(EBADMSG, "verify: boot page describes a working set outside guest RAM");
+    uint64_t inflight[WL_MAX_VCPUS];
+    uint32_t ninflight = 0;
     for (uint32_t i = 0; i < b->nvcpus; i++) {
         rep->total_writes += v[i].writes;
-        if (v[i].inflight)
+        if (!v[i].inflight)
+            continue;
+        if (!inflight_ok)
             return migr_errorf(EBUSY, "verify: vCPU %u is in the middle of writing page %llu "
                                "(the guest is not quiesced)", i, (unsigned long long)(v[i].inflight - 1));
+        if (v[i].inflight > b->ws_pages)
+            return migr_errorf(EBADMSG, "verify: vCPU %u writes page %llu of a %llu-page working set", i,
+                               (unsigned long long)(v[i].inflight - 1), (unsigned long long)b->ws_pages);
+        inflight[ninflight++] = v[i].inflight - 1;
     }
     for (uint64_t i = 0; i < b->ws_pages; i++) {
         uint32_t off;
         rep->gen_sum += gen[i];
         int rc = wl_check_page(ws + i * MIGR_PAGE_SIZE, i, gen[i], b->data, b->seed, &off);
+        for (uint32_t k = 0; rc && k < ninflight; k++)
+            if (inflight[k] == i && inflight_page_ok(ws + i * MIGR_PAGE_SIZE, i, gen[i], b->data, b->seed)) {
+                rc = 0;
+                rep->inflight_pages++;
+            }
         rep->pages_checked++;
         if (rc) {
             if (rep->bad_pages++ == 0) {
@@ -136,10 +172,25 @@ int migr_workload_verify(struct migr_hv *hv, struct migr_verify_report *rep)
             }
         }
     }
-    rep->ok = rep->bad_pages == 0 && rep->gen_sum == rep->total_writes;
+    /* A vCPU stopped between bumping the table and counting the write has
+     * one more generation than writes. */
+    bool sums = rep->gen_sum >= rep->total_writes && rep->gen_sum - rep->total_writes <= ninflight;
+    rep->ok = rep->bad_pages == 0 && sums;
     if (rep->bad_pages == 0 && !rep->ok)
         snprintf(rep->first_bad_why, sizeof(rep->first_bad_why),
                  "generation table sums to %llu but the vCPUs wrote %llu pages (stale table page)",
                  (unsigned long long)rep->gen_sum, (unsigned long long)rep->total_writes);
     return 0;
+}
+
+int migr_workload_verify(struct migr_hv *hv, struct migr_verify_report *rep)
+{
+    struct wl_view w = {.hv = hv};
+    return verify_view(&w, hv->nvcpus, false, rep);
+}
+
+int migr_workload_verify_image(const uint8_t *ram, uint64_t size, struct migr_verify_report *rep)
+{
+    struct wl_view w = {.image = ram, .image_size = size};
+    return verify_view(&w, 0, true, rep);
 }

@@ -74,6 +74,11 @@ struct migr_vm_config {
     uint64_t mem_bytes;              /* multiple of 2 MiB, >= 8 MiB */
     uint32_t nvcpus;                 /* 1..MIGR_MAX_VCPUS */
     struct migr_workload_cfg wl;     /* guest workload */
+    /* kvm only: boot this ELF by the PVH ABI (hv-glue/kvm/pvh.h) instead of
+     * migr's built-in guest; the kernel sets up its own workload from
+     * cmdline, and wl is unused. NULL: the built-in guest. */
+    const char *kernel;
+    const char *cmdline;
 };
 
 /*! Create a guest running the migr workload (paused; call resume to start).

@@ -44,6 +44,7 @@ struct migr_verify_report {
     uint64_t total_writes;      /* sum of the vCPUs' write counters */
     uint64_t gen_sum;           /* sum of the generation table */
     int ok;                     /* 1 if everything matched */
+    uint64_t inflight_pages;    /* (images) pages a vCPU was writing, accepted as old, new or between */
 };
 
 struct migr_hv;
@@ -52,6 +53,13 @@ struct migr_hv;
  *  says whether the image is intact), or -errno if the image cannot be read
  *  at all (e.g. no workload boot page). */
 int migr_workload_verify(struct migr_hv *hv, struct migr_verify_report *rep);
+
+/*! Verify a raw image of guest RAM (ram[0] = guest-physical 0, size bytes;
+ *  e.g. QEMU's pmemsave of a stopped guest). The vCPUs may have stopped
+ *  anywhere, so a page a vCPU was writing is accepted when each byte holds
+ *  its old or its new generation (counted in rep->inflight_pages). Returns 0
+ *  and fills *rep, or -EBADMSG if the image holds no workload. Reads only. */
+int migr_workload_verify_image(const uint8_t *ram, uint64_t size, struct migr_verify_report *rep);
 
 /*! Guest progress: total page writes so far (sum of the vCPU counters). */
 uint64_t migr_workload_progress(struct migr_hv *hv);

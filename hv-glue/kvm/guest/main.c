@@ -1,9 +1,9 @@
 /* The guest: a CPL3 program with no kernel, no IDT and no interrupts.
  * Each vCPU enters _start with rdi = vCPU id and rsp = its stack (set by the
- * VMM), then rewrites working-set pages at the configured rate forever.
- * It must never fault: any exception is a triple fault (see DESIGN.md). */
+ * VMM), then rewrites working-set pages at the configured rate forever
+ * (run.c). It must never fault: any exception is a triple fault (see DESIGN.md). */
 #include <stdint.h>
-#include "hv-glue/workload/workload.h"
+#include "hv-glue/kvm/guest/run.h"
 
 __asm__(".section .text.start\n"
         ".global _start\n"
@@ -14,80 +14,11 @@ __asm__(".section .text.start\n"
         "    jmp 1b\n"
         ".previous\n");
 
-/* gcc may emit calls to these even in freestanding code. */
-void *memset(void *d, int c, unsigned long n);
-void *memcpy(void *d, const void *s, unsigned long n);
-void *memset(void *d, int c, unsigned long n)
-{
-    uint8_t *p = d;
-    while (n--)
-        *p++ = (uint8_t)c;
-    return d;
-}
-void *memcpy(void *d, const void *s, unsigned long n)
-{
-    uint8_t *p = d;
-    const uint8_t *q = s;
-    while (n--)
-        *p++ = *q++;
-    return d;
-}
-
-static inline void doorbell(uint32_t off, uint32_t v)
-{
-    *(volatile uint32_t *)(WL_MMIO_GPA + off) = v;
-}
-
-static inline uint64_t rdtsc(void)
-{
-    uint32_t lo, hi;
-    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
-    return (uint64_t)hi << 32 | lo;
-}
-
 void guest_main(uint64_t id);
 void guest_main(uint64_t id)
 {
     struct wl_boot *b = (struct wl_boot *)WL_BOOT_GPA;
-    struct wl_vcpu *v = (struct wl_vcpu *)WL_VCPU_GPA + id;
-    uint8_t *ram;
-    /* The guest's view of guest-physical 0, hidden from the optimiser so
-     * that offsets from it are not treated as null dereferences. */
-    __asm__("" : "=r"(ram) : "0"(0ul));
-
     if (b->magic != WL_BOOT_MAGIC || b->version != WL_VERSION || id >= b->nvcpus)
-        doorbell(WL_DB_PANIC, 1);
-    if (v->rng == 0)
-        v->rng = wl_mix(b->seed ^ (id + 1) * 0x9E3779B97F4A7C15ull) | 1;
-
-    uint64_t tsc_hz = b->tsc_khz * 1000;
-    /* TSC ticks between two page writes of this vCPU. */
-    uint64_t per_page = b->rate_bytes ? tsc_hz * 4096 * b->nvcpus / b->rate_bytes : 0;
-    uint64_t next = rdtsc();
-    for (;;) {
-        if (b->quiesce_req)
-            doorbell(WL_DB_QUIESCED, (uint32_t)id);
-        if (per_page) {
-            uint64_t now = rdtsc();
-            if ((int64_t)(next - now) > 0) {
-                if (next - now > tsc_hz) {
-                    next = now;   /* TSC jumped back (migration to another host) */
-                } else {
-                    uint64_t us = (next - now) / (tsc_hz / 1000000 ? tsc_hz / 1000000 : 1);
-                    v->spins = v->spins + 1;
-                    if (us >= 200)
-                        doorbell(WL_DB_SLEEP, (uint32_t)us);
-                    else
-                        __asm__ __volatile__("pause");
-                    continue;
-                }
-            } else if (now - next > tsc_hz / 10) {
-                next = now;       /* stalled (paused, migrated): no burst to catch up */
-            }
-            next += per_page;
-        }
-        uint64_t index = wl_next_page(b, v, (uint32_t)id);
-        if (index != ~0ull)
-            wl_write_page(ram, b, v, index);
-    }
+        guest_doorbell(WL_DB_PANIC, 1);
+    guest_run(b, id);
 }
