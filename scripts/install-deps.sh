@@ -3,7 +3,7 @@
 # prints nothing and does nothing when everything is already present.
 #   --bench   also python3-matplotlib, for the plots of bench/plot.py
 set -eu
-PKGS="zlib1g-dev liblz4-dev libzstd-dev liburing-dev pkg-config"
+PKGS="zlib1g-dev liblz4-dev libzstd-dev liburing-dev libssl-dev pkg-config"
 for arg in "$@"; do
     case "$arg" in
     --bench) PKGS="$PKGS python3-matplotlib" ;;
