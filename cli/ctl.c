@@ -586,10 +586,11 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
     }
     char line[16384];
     snprintf(line, sizeof(line), "%s\n", command);
-    if (migr_transport_send(t, line, strlen(line)) < 0) {
-        migr_transport_close(t);
-        return -EPIPE;
-    }
+    /* A VMM that refuses us (another user) answers and closes at once: our
+     * send may fail then, but its answer is there to read. */
+    bool sent = migr_transport_send(t, line, strlen(line)) == 0;
+    char send_err[300];
+    snprintf(send_err, sizeof(send_err), "%s", sent ? "" : migr_last_error());
     /* Read lines until the final one (no timeout: a migration can be long).
      * The server writes nothing after its final line, so reading ahead in
      * blocks cannot take anything that is not ours. */
@@ -602,7 +603,10 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0) {
-                migr_errorf(EPIPE, "the VMM at %s closed the control connection without an answer", path);
+                if (!sent)
+                    migr_errorf(EPIPE, "%s", send_err);
+                else
+                    migr_errorf(EPIPE, "the VMM at %s closed the control connection without an answer", path);
                 break;
             }
             have = (size_t)r;

@@ -636,9 +636,12 @@ static void shm_unlisten(struct migr_listener *l)
 
 static int shm_accepted(struct migr_listener *l, int fd, char *peer, size_t cap)
 {
-    (void)fd;
+    char what[340];
+
     snprintf(peer, cap, "%.150s", l->bound);
-    return 0;
+    /* @migr-shm-NAME is abstract: no file mode guards it, the peer's uid does. */
+    snprintf(what, sizeof(what), "accept on %s", l->bound);
+    return migr_unix_peer_check(fd, what);
 }
 
 const struct migr_transport_backend migr_shm_backend = {

@@ -207,6 +207,13 @@ int migr_listener_open_opts(const char *url, const struct migr_link_opts *o, str
  *  of the same uid or root (SO_PEERCRED). */
 int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_transport **out);
 
+/*! For a connected unix socket fd: 0 if the process at the other end runs
+ *  as our effective uid or as root (SO_PEERCRED), else -EACCES "what:
+ *  refused a process of uid U (pid P): only uid E or root may use it".
+ *  migr's unix listeners (unix:, shm:) apply it to every connection, and
+ *  unix connects apply the same rule to the listener. */
+int migr_unix_peer_check(int fd, const char *what);
+
 /*! Close the listener (and unlink a unix socket path it created). NULL ok. */
 void migr_listener_close(struct migr_listener *l);
 
