@@ -209,42 +209,62 @@ int cmd_recv(int argc, char **argv)
         return 1;
     }
     /* The same key for the connections the engine makes itself (the
-     * post-copy fault channel over TCP connects back to the source). */
-    struct migr_link_opts lo = {.key = key, .handshake_ms = handshake_ms, .keep_listening = key != NULL,
-                                .on_reject = on_reject};
+     * post-copy fault channel over TCP connects back to the source). A
+     * connection that has not begun a migr stream (the preamble and a whole
+     * HELLO record; with a key: not authenticated) within the handshake
+     * time-out is dropped, and we go on listening. */
+    struct migr_link_opts lo = {.key = key, .handshake_ms = handshake_ms, .keep_listening = 1,
+                                .expect_stream = 1, .on_reject = on_reject};
     struct migr_link_opts def = {.key = key, .handshake_ms = handshake_ms};
-    struct migr_listener *l = NULL;
-    int err = migr_link_set_default(key ? &def : NULL);
-    if (err == 0)
-        err = migr_listener_open_opts(listen, &lo, &l);
-    migr_key_free(key);
-    if (err < 0) {
-        fprintf(stderr, "migr recv: %s\n", migr_last_error());
-        migr_link_set_default(NULL);
-        ctl_close(srv);
-        return 1;
-    }
-    if (key_file)
-        fprintf(stderr, "migr recv: a source must prove the key of %s%s\n", key_file,
-                l->url.encrypt ? "; the stream is encrypted" : "");
-    fprintf(stderr, "migr recv: listening on %s\n", l->bound);
-    ctl_set_phase(srv, "waiting");
-    struct migr_transport *t;
-    if (migr_listener_accept(l, timeout_ms, &t) < 0) {
-        fprintf(stderr, "migr recv: %s\n", migr_last_error());
-        migr_listener_close(l);
-        migr_link_set_default(NULL);
-        ctl_close(srv);
-        return 1;
-    }
-    /* One source at a time: from here a second one is refused (nobody listens). */
-    migr_listener_close(l);
-    ctl_set_phase(srv, "receiving");
+    uint64_t until = timeout_ms < 0 ? 0 : migr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     struct migr_hv *hv = NULL;
     struct migr_stats st;
-    err = migr_recv_ex(t, &rp, &hv, &st);
-    migr_transport_close(t);
+    bool received = false; /* a migration was tried (st holds its result) */
+    char url[320];
+    int err = migr_link_set_default(key ? &def : NULL);
+    snprintf(url, sizeof(url), "%s", listen);
+    for (int attempt = 0; err == 0; attempt++) {
+        struct migr_listener *l = NULL;
+        struct migr_transport *t;
+        if ((err = migr_listener_open_opts(url, &lo, &l)) < 0)
+            break;
+        if (attempt == 0 && key_file)
+            fprintf(stderr, "migr recv: a source must prove the key of %s%s\n", key_file,
+                    l->url.encrypt ? "; the stream is encrypted" : "");
+        fprintf(stderr, "migr recv: %slistening on %s\n", attempt ? "again " : "", l->bound);
+        snprintf(url, sizeof(url), "%s", l->bound); /* the same port next time */
+        ctl_set_phase(srv, "waiting");
+        int left = -1;
+        if (until) {
+            uint64_t now = migr_now_ns();
+            left = now >= until ? 0 : (int)((until - now) / 1000000ull);
+        }
+        err = migr_listener_accept(l, left, &t);
+        /* One source at a time: from here a second one is refused (nobody listens). */
+        migr_listener_close(l);
+        if (err < 0)
+            break;
+        ctl_set_phase(srv, "receiving");
+        err = migr_recv_ex(t, &rp, &hv, &st);
+        migr_transport_close(t);
+        if (err < 0 && !hv && st.ram_bytes == 0) {
+            /* It never got past HELLO: nothing was built for it. A stranger
+             * that speaks the first bytes of migr must not end the wait for
+             * the real source. */
+            fprintf(stderr, "migr recv: dropped a connection: %s; listening again\n", st.error);
+            err = 0;
+            continue;
+        }
+        received = true;
+        break;
+    }
+    migr_key_free(key);
     migr_link_set_default(NULL);
+    if (!received) { /* a listen or accept failure */
+        fprintf(stderr, "migr recv: %s\n", migr_last_error());
+        ctl_close(srv);
+        return 1;
+    }
     char js[16384];
     migr_stats_json(&st, js, sizeof(js));
     if (err < 0) {

@@ -3,7 +3,7 @@
  * A connection is handed to the caller only once its handshake is done:
  * with a key, the authentication (auth.c); then the backend's hello (shm:,
  * tcp ?channels); for a plain stream with an expected beginning (migr recv:
- * the stream magic), those first bytes, peeked. Every connection in its
+ * the preamble and a whole, CRC-checked HELLO record), those bytes, peeked. Every connection in its
  * handshake has a slot here with its own state and deadline, and all of
  * them are polled together with the listening socket, so a client that
  * connects and says nothing, or says it slowly, holds up nobody: it is
@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include "migr/common.h"
+#include "migr/crc32c.h"
+#include "migr/format.h"
 #include "migr/transport.h"
 #include "transfer/transport_impl.h"
 
@@ -127,12 +129,56 @@ static int hs_next(struct migr_listener *l, struct migr_hs_conn *c, struct migr_
         c->need = hl;
         return 0;
     }
-    if (li->cfg.expect_len && !li->cfg.key) {
+    if (li->cfg.expect_stream && !li->cfg.key) {
         c->st = MIGR_HS_EXPECT;
-        c->need = li->cfg.expect_len;
+        c->need = MIGR_PREAMBLE_SIZE + MIGR_REC_HDR_SIZE;
         return 0;
     }
     c->st = MIGR_HS_EXPECT;   /* any state but FREE: hs_complete builds a plain stream */
+    return hs_complete(l, c, out);
+}
+
+static int hs_eof(struct migr_listener *l, const struct migr_hs_conn *c);
+
+/* HS_EXPECT: peek at the first bytes; they must be the preamble and a whole
+ * HELLO record with its CRC (docs/format.md), else the peer is no source.
+ * c->need grows from preamble + header to the whole record. */
+#define HELLO_META_MAX (48u + 16u * MIGR_MAX_REGIONS)
+static int hs_peek_stream(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out)
+{
+    static const uint8_t pre[8] = { 1, 0, 0, 0, 0, 0, 0, 0 };   /* version 1, flags 0, reserved 0 */
+    uint8_t b[MIGR_PREAMBLE_SIZE + MIGR_REC_HDR_SIZE + HELLO_META_MAX + 4];
+    const uint8_t *h = b + MIGR_PREAMBLE_SIZE;
+    ssize_t r = recv(c->fd, b, c->need, MSG_PEEK | MSG_DONTWAIT);
+    size_t got;
+
+    if (r == 0)
+        return hs_eof(l, c);
+    if (r < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                   ? 0 : migr_errorf_errno(errno, "accept on %s: %s", l->bound, c->peer);
+    got = (size_t)r;
+    if (memcmp(b, MIGR_STREAM_MAGIC, MIGR_MIN(got, 8)) || (got > 8 && memcmp(b + 8, pre, MIGR_MIN(got - 8, 8))))
+        return migr_errorf(EPROTO, "accept on %s: %s is not a migr source (its first bytes are not a migr stream)",
+                           l->bound, c->peer);
+    if (got >= MIGR_PREAMBLE_SIZE + MIGR_REC_HDR_SIZE && c->need == MIGR_PREAMBLE_SIZE + MIGR_REC_HDR_SIZE) {
+        uint32_t meta = migr_get_le32(h + 4);
+
+        if (migr_get_le16(h) != MIGR_REC_HELLO || migr_get_le16(h + 2) != 0 || meta < 48 || meta > HELLO_META_MAX)
+            return migr_errorf(EPROTO, "accept on %s: %s is not a migr source (its stream does not begin with a "
+                               "HELLO record)", l->bound, c->peer);
+        c->need += meta + 4;
+        return hs_peek_stream(l, c, out);
+    }
+    if (got < c->need) {
+        c->partial = 1;   /* the rest is not there yet: look again on a timer */
+        return 0;
+    }
+    size_t mlen = c->need - MIGR_PREAMBLE_SIZE - MIGR_REC_HDR_SIZE - 4;
+    uint32_t crc = migr_crc32c(migr_crc32c(0, h, MIGR_REC_HDR_SIZE), h + MIGR_REC_HDR_SIZE, mlen);
+    if (crc != migr_get_le32(h + MIGR_REC_HDR_SIZE + mlen))
+        return migr_errorf(EPROTO, "accept on %s: %s is not a migr source (its HELLO record has a bad CRC)", l->bound,
+                           c->peer);
     return hs_complete(l, c, out);
 }
 
@@ -155,19 +201,8 @@ static int hs_step(struct migr_listener *l, struct migr_hs_conn *c, struct migr_
     ssize_t r;
     int err;
 
-    if (c->st == MIGR_HS_EXPECT) {
-        r = recv(c->fd, c->buf, c->need, MSG_PEEK | MSG_DONTWAIT);
-        if (r == 0)
-            return hs_eof(l, c);
-        if (r < 0)
-            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
-                       ? 0 : migr_errorf_errno(errno, "accept on %s: %s", l->bound, c->peer);
-        if (memcmp(c->buf, li->cfg.expect, (size_t)r))
-            return migr_errorf(EPROTO, "accept on %s: %s is not a migr source (its first bytes are not a migr "
-                               "stream)", l->bound, c->peer);
-        c->partial = (size_t)r < c->need;
-        return c->partial ? 0 : hs_complete(l, c, out);
-    }
+    if (c->st == MIGR_HS_EXPECT)
+        return hs_peek_stream(l, c, out);
     r = recv(c->fd, c->buf + c->have, c->need - c->have, MSG_DONTWAIT);
     if (r == 0)
         return hs_eof(l, c);

@@ -297,14 +297,10 @@ static int cfg_from(struct migr_link_cfg *cfg, const struct migr_link_opts *o)
         return 0;
     if (o->key && migr_key_dup(o->key, &cfg->key) < 0)
         return -ENOMEM;
-    if (o->expect_len > sizeof(cfg->expect))
-        return migr_errorf(EINVAL, "link options: expect_len %zu (at most %zu)", o->expect_len, sizeof(cfg->expect));
     cfg->encrypt = o->encrypt;
     cfg->handshake_ms = o->handshake_ms;
     cfg->keep_listening = o->keep_listening;
-    if (o->expect_len)
-        memcpy(cfg->expect, o->expect, o->expect_len);
-    cfg->expect_len = o->expect_len;
+    cfg->expect_stream = o->expect_stream;
     cfg->on_reject = o->on_reject;
     cfg->on_reject_arg = o->on_reject_arg;
     return 0;

@@ -52,8 +52,7 @@ struct migr_link_cfg {
     int encrypt;
     int handshake_ms;
     int keep_listening;
-    uint8_t expect[16];
-    size_t expect_len;
+    int expect_stream;
     void (*on_reject)(void *arg, const char *peer, const char *why);
     void *on_reject_arg;
 };
@@ -69,7 +68,7 @@ enum migr_hs_state {
     MIGR_HS_AUTH_HELLO,     /* wait for the client's HELLO_C */
     MIGR_HS_AUTH_FINISH,    /* our HELLO_S sent; wait for its FINISH */
     MIGR_HS_BACKEND_HELLO,  /* shm: / ?channels: wait for the backend's hello */
-    MIGR_HS_EXPECT,         /* plain stream: wait until its first bytes can be peeked */
+    MIGR_HS_EXPECT,         /* plain stream: wait until its preamble and HELLO can be peeked */
 };
 
 #define MIGR_HS_MAX 16

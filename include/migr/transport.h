@@ -148,12 +148,12 @@ struct migr_link_opts {
      * own timeout). 0 = accept returns that connection's error (the
      * behaviour without opts). */
     int keep_listening;
-    /* Listener, plain unix:/tcp: streams without key: accept returns a
-     * connection only once its first expect_len bytes (at most 16) have
-     * arrived and equal expect (peeked, not consumed): for migr recv, the
-     * stream magic, so a silent or babbling client never reaches the engine. */
-    const void *expect;
-    size_t expect_len;
+    /* Listener, plain unix:/tcp: streams without a key: accept returns a
+     * connection only once its first bytes are the stream preamble and a
+     * whole HELLO record with a valid CRC-32C (docs/format.md; peeked, not
+     * consumed), so a silent, babbling or stalling client never reaches
+     * the engine (migr recv). With a key the handshake is the gate. */
+    int expect_stream;
     /* Listener: called (in accept's thread) for each connection dropped
      * with keep_listening, with its peer name and the reason. NULL = none. */
     void (*on_reject)(void *arg, const char *peer, const char *why);
