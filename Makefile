@@ -12,16 +12,16 @@ SAN     ?= 0
 
 # Install missing Debian -dev packages before anything needs their headers.
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
-NEED_HDRS := zlib.h lz4.h zstd.h liburing.h
+NEED_HDRS := zlib.h lz4.h zstd.h liburing.h openssl/evp.h
 MISSING_HDRS := $(strip $(foreach h,$(NEED_HDRS),$(if $(wildcard /usr/include/$(h) /usr/include/x86_64-linux-gnu/$(h)),,$(h))))
 ifneq ($(MISSING_HDRS),)
 $(info migr: missing headers ($(MISSING_HDRS)): running scripts/install-deps.sh)
 DEPS_RC := $(shell ./scripts/install-deps.sh >&2; echo $$?)
 ifneq ($(DEPS_RC),0)
-$(error scripts/install-deps.sh failed; install zlib1g-dev liblz4-dev libzstd-dev liburing-dev)
+$(error scripts/install-deps.sh failed; install zlib1g-dev liblz4-dev libzstd-dev liburing-dev libssl-dev)
 endif
 endif
-PKGS    := zlib liblz4 libzstd liburing
+PKGS    := zlib liblz4 libzstd liburing libcrypto libssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 endif

@@ -14,7 +14,8 @@ void usage_recv(FILE *f)
 {
     fprintf(f,
             "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--decode-threads N]\n"
-            "                 [--take-over-ctl] [--postcopy-timeout MS] [--json]\n"
+            "                 [--take-over-ctl] [--postcopy-timeout MS] [--key-file PATH] [--handshake-timeout MS]\n"
+            "                 [--json]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
             "a free port, printed on stderr as \"listening on URL\"). The guest is resumed\n"
@@ -30,6 +31,13 @@ void usage_recv(FILE *f)
             "                     here (migr upgrade does this): serve PATH.new.PID until\n"
             "                     the guest runs here, then take PATH over\n"
             "  --timeout SECONDS  give up if no source connects in time (default: wait forever)\n"
+            "  --key-file PATH    the source must prove it knows the key in PATH (owner-only file,\n"
+            "                     16..4096 bytes, e.g. `openssl rand -hex 32 >PATH; chmod 600 PATH`)\n"
+            "                     before a byte of its stream is read; required for a tcp: URL\n"
+            "                     that is not loopback. tcp:...?encrypt=1 also encrypts the stream\n"
+            "  --handshake-timeout MS  a connection that has not completed its handshake (the\n"
+            "                     authentication, or the first bytes of a migr stream) within MS\n"
+            "                     is dropped and the receiver goes on listening (default 5000)\n"
             "  --json             print the migration summary as JSON on stdout\n"
             "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group)\n"
             "  --decode-threads N threads decoding compressed pages, 1..16 (default 1)\n"
@@ -104,6 +112,15 @@ static int warm_continue(const char *spec, const char *ctl, const char *group)
     return ctl_serve_ready(hv, ctl, info, cfd, line);
 }
 
+/* A connection the listener dropped (a failed or silent handshake): say so
+ * and go on waiting for the real source. */
+static void on_reject(void *arg, const char *peer, const char *why)
+{
+    (void)arg;
+    (void)peer;
+    fprintf(stderr, "migr recv: dropped a connection: %s; still listening\n", why);
+}
+
 int cmd_recv(int argc, char **argv)
 {
     const struct cli_cmd *self = cli_find("recv");
@@ -112,9 +129,11 @@ int cmd_recv(int argc, char **argv)
         {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
         {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'},
         {"decode-threads", required_argument, 0, 'T'}, {"take-over-ctl", no_argument, 0, 'O'},
-        {"postcopy-timeout", required_argument, 0, 'P'}, {0, 0, 0, 0},
+        {"postcopy-timeout", required_argument, 0, 'P'}, {"key-file", required_argument, 0, 'K'},
+        {"handshake-timeout", required_argument, 0, 'H'}, {0, 0, 0, 0},
     };
-    const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL;
+    const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL, *key_file = NULL;
+    int handshake_ms = 0;
     struct migr_recv_params rp = {.decode_threads = 1};
     bool json = false, take_over = false;
     int timeout_ms = -1;
@@ -128,6 +147,15 @@ int cmd_recv(int argc, char **argv)
         case 'j': json = true; break;
         case 'W': warm = optarg; break;
         case 'O': take_over = true; break;
+        case 'K': key_file = optarg; break;
+        case 'H': {
+            char *end;
+            long ms = strtol(optarg, &end, 10);
+            if (*end || ms < 10 || ms > 600000)
+                return cli_bad_args(self, "--handshake-timeout %s: expected 10..600000 ms", optarg);
+            handshake_ms = (int)ms;
+            break;
+        }
         case 'P': {
             char *end;
             long ms = strtol(optarg, &end, 10);
@@ -174,27 +202,69 @@ int cmd_recv(int argc, char **argv)
         fprintf(stderr, "migr recv: %s\n", migr_last_error());
         return 1;
     }
-    struct migr_listener *l;
-    if (migr_listener_open(listen, &l) < 0) {
+    struct migr_key *key = NULL;
+    if (key_file && migr_key_load(key_file, &key) < 0) {
         fprintf(stderr, "migr recv: %s\n", migr_last_error());
         ctl_close(srv);
         return 1;
     }
-    fprintf(stderr, "migr recv: listening on %s\n", l->bound);
-    ctl_set_phase(srv, "waiting");
-    struct migr_transport *t;
-    if (migr_listener_accept(l, timeout_ms, &t) < 0) {
-        fprintf(stderr, "migr recv: %s\n", migr_last_error());
-        migr_listener_close(l);
-        ctl_close(srv);
-        return 1;
-    }
-    migr_listener_close(l);
-    ctl_set_phase(srv, "receiving");
+    /* The same key for the connections the engine makes itself (the
+     * post-copy fault channel over TCP connects back to the source). A
+     * connection that has not begun a migr stream (the preamble and a whole
+     * HELLO record; with a key: not authenticated) within the handshake
+     * time-out is dropped, and we go on listening. */
+    struct migr_link_opts lo = {.key = key, .handshake_ms = handshake_ms, .keep_listening = 1,
+                                .expect_stream = 1, .on_reject = on_reject};
+    struct migr_link_opts def = {.key = key, .handshake_ms = handshake_ms};
+    uint64_t until = timeout_ms < 0 ? 0 : migr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     struct migr_hv *hv = NULL;
     struct migr_stats st;
-    int err = migr_recv_ex(t, &rp, &hv, &st);
-    migr_transport_close(t);
+    bool received = false; /* a migration was tried (st holds its result) */
+    char url[320];
+    int err = migr_link_set_default(key ? &def : NULL);
+    snprintf(url, sizeof(url), "%s", listen);
+    for (int attempt = 0; err == 0; attempt++) {
+        struct migr_listener *l = NULL;
+        struct migr_transport *t;
+        if ((err = migr_listener_open_opts(url, &lo, &l)) < 0)
+            break;
+        if (attempt == 0 && key_file)
+            fprintf(stderr, "migr recv: a source must prove the key of %s%s\n", key_file,
+                    l->url.encrypt ? "; the stream is encrypted" : "");
+        fprintf(stderr, "migr recv: %slistening on %s\n", attempt ? "again " : "", l->bound);
+        snprintf(url, sizeof(url), "%s", l->bound); /* the same port next time */
+        ctl_set_phase(srv, "waiting");
+        int left = -1;
+        if (until) {
+            uint64_t now = migr_now_ns();
+            left = now >= until ? 0 : (int)((until - now) / 1000000ull);
+        }
+        err = migr_listener_accept(l, left, &t);
+        /* One source at a time: from here a second one is refused (nobody listens). */
+        migr_listener_close(l);
+        if (err < 0)
+            break;
+        ctl_set_phase(srv, "receiving");
+        err = migr_recv_ex(t, &rp, &hv, &st);
+        migr_transport_close(t);
+        if (err < 0 && !hv && st.ram_bytes == 0) {
+            /* It never got past HELLO: nothing was built for it. A stranger
+             * that speaks the first bytes of migr must not end the wait for
+             * the real source. */
+            fprintf(stderr, "migr recv: dropped a connection: %s; listening again\n", st.error);
+            err = 0;
+            continue;
+        }
+        received = true;
+        break;
+    }
+    migr_key_free(key);
+    migr_link_set_default(NULL);
+    if (!received) { /* a listen or accept failure */
+        fprintf(stderr, "migr recv: %s\n", migr_last_error());
+        ctl_close(srv);
+        return 1;
+    }
     char js[16384];
     migr_stats_json(&st, js, sizeof(js));
     if (err < 0) {

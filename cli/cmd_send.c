@@ -1,5 +1,7 @@
 /* migr send: live-migrate the VM behind a control socket. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,7 @@ void usage_send(FILE *f)
             "                 [--max-bandwidth R] [--adaptive [--min-bandwidth R]]\n"
             "                 [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
             "                 [--compress CODEC] [--compress-level N] [--xbzrle-cache MiB] [--compress-threads N]\n"
-            "                 [--stall-timeout MS] [--postcopy-lease MS]\n"
+            "                 [--stall-timeout MS] [--postcopy-lease MS] [--key-file PATH]\n"
             "\n"
             "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
             "`migr recv` listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all\n"
@@ -71,6 +73,11 @@ void usage_send(FILE *f)
             "                     its last checkpoint acknowledged here is younger than MS; after\n"
             "                     2 x MS without a word from it (a partition), the guest is taken\n"
             "                     back here (default 10000)\n"
+            "  --key-file PATH    prove to the destination (migr recv --key-file) that we know the key\n"
+            "                     in PATH (owner-only file), and check that it knows it too, before\n"
+            "                     the stream starts; the post-copy fault channel is authenticated\n"
+            "                     with it as well. The VMM reads PATH itself: the key never travels\n"
+            "                     on a command line. tcp:...?encrypt=1 also encrypts the stream\n"
             "  --json             print the summary as one JSON object on the last line of stdout\n");
 }
 
@@ -147,7 +154,7 @@ int cmd_send(int argc, char **argv)
         {"compress", required_argument, 0, 1000}, {"compress-level", required_argument, 0, 1001},
         {"xbzrle-cache", required_argument, 0, 1002}, {"compress-threads", required_argument, 0, 1003},
         {"stall-timeout", required_argument, 0, 1004}, {"postcopy-lease", required_argument, 0, 1005},
-        {0, 0, 0, 0},
+        {"key-file", required_argument, 0, 'K'}, {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     long downtime = 300, rounds = 30;
@@ -190,6 +197,23 @@ int cmd_send(int argc, char **argv)
                                     o == 'B' ? "max-bandwidth" : "min-bandwidth", optarg);
             if (append_setting(extra, sizeof(extra), o == 'B' ? "max-bandwidth" : "min-bandwidth", optarg) < 0)
                 return cli_bad_args(self, "too many settings");
+            break;
+        }
+        case 'K': {
+            /* Checked here for a quick answer; the VMM loads it again (it
+             * runs the connection). Only the path travels, made absolute
+             * since the VMM's working directory is not ours. */
+            struct migr_key *k;
+            char abs[4096];
+            if (migr_key_load(optarg, &k) < 0) {
+                fprintf(stderr, "migr send: %s\n", migr_last_error());
+                return 1;
+            }
+            migr_key_free(k);
+            if (!realpath(optarg, abs))
+                return cli_bad_args(self, "--key-file %s: %s", optarg, strerror(errno));
+            if (append_setting(extra, sizeof(extra), "key-file", abs) < 0)
+                return cli_bad_args(self, "--key-file %s: the path may not contain spaces (or is too long)", abs);
             break;
         }
         case 'A':

@@ -227,6 +227,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     }
     struct migr_send_params p;
     migr_send_params_defaults(&p);
+    struct migr_key *key = NULL;
     /* key=value settings after the positional arguments (cli/migrate_opts.c) */
     char *save = NULL, *rest = used > 0 ? args + used : NULL;
     for (char *tok = rest ? strtok_r(rest, " ", &save) : NULL; tok; tok = strtok_r(NULL, " ", &save)) {
@@ -235,9 +236,21 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
             p.switchover_hook = barrier_hook; /* its argument, the sink, is set below */
             continue;
         }
+        if (strncmp(tok, "key-file=", 9) == 0) {
+            /* migr send --key-file: the path, never the key, comes over the socket */
+            migr_key_free(key);
+            key = NULL;
+            if (migr_key_load(tok + 9, &key) < 0) {
+                json_escape(migr_last_error(), esc, sizeof(esc));
+                reply(fd, "error {\"ok\":false,\"error\":\"migrate: %s\",\"resumed_on_source\":true}", esc);
+                return false;
+            }
+            continue;
+        }
         if (cli_migrate_option(&p, tok, bad, sizeof(bad)) < 0) {
             json_escape(bad, esc, sizeof(esc));
             reply(fd, "error {\"ok\":false,\"error\":\"%s\"}", esc);
+            migr_key_free(key);
             return false;
         }
     }
@@ -245,13 +258,22 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     char js[16384], why[600];
     if (!sink.cancel) {
         reply(fd, "error {\"ok\":false,\"error\":\"out of memory\",\"resumed_on_source\":true}");
+        migr_key_free(key);
         return false;
     }
     /* From here a cancel on the control socket reaches the migration, also
-     * while it connects to a destination that does not answer. */
+     * while it connects to a destination that does not answer. The key (or
+     * none) is also the default for the connections the engine makes
+     * itself: the post-copy fault channel's listener. */
     ctl_thread_migrating(th, sink.cancel);
+    struct migr_link_opts lo = {.key = key};
     struct migr_transport *t;
-    if (migr_transport_connect(url, &t) < 0) {
+    int cerr = migr_link_set_default(key ? &lo : NULL);
+    if (cerr == 0)
+        cerr = migr_transport_connect_opts(url, &lo, &t);
+    migr_key_free(key);
+    if (cerr < 0) {
+        migr_link_set_default(NULL);
         json_escape(migr_last_error(), why, sizeof(why));
         ctl_thread_migrating(th, NULL);
         migr_cancel_free(sink.cancel);
@@ -273,6 +295,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     p.progress_arg = &sink;
     struct migr_stats st;
     int err = migr_send(hv, t, &p, &st);
+    migr_link_set_default(NULL);
     ctl_thread_migrating(th, NULL);
     migr_cancel_free(sink.cancel);
     snprintf(ran_tracker, sizeof(ran_tracker), "%s", st.tracker);
@@ -563,10 +586,11 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
     }
     char line[16384];
     snprintf(line, sizeof(line), "%s\n", command);
-    if (migr_transport_send(t, line, strlen(line)) < 0) {
-        migr_transport_close(t);
-        return -EPIPE;
-    }
+    /* A VMM that refuses us (another user) answers and closes at once: our
+     * send may fail then, but its answer is there to read. */
+    bool sent = migr_transport_send(t, line, strlen(line)) == 0;
+    char send_err[300];
+    snprintf(send_err, sizeof(send_err), "%s", sent ? "" : migr_last_error());
     /* Read lines until the final one (no timeout: a migration can be long).
      * The server writes nothing after its final line, so reading ahead in
      * blocks cannot take anything that is not ours. */
@@ -579,7 +603,10 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0) {
-                migr_errorf(EPIPE, "the VMM at %s closed the control connection without an answer", path);
+                if (!sent)
+                    migr_errorf(EPIPE, "%s", send_err);
+                else
+                    migr_errorf(EPIPE, "the VMM at %s closed the control connection without an answer", path);
                 break;
             }
             have = (size_t)r;

@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "cli/ctl_thread.h"
 #include "migr/common.h"
+#include "migr/transport.h"
 #include "migr/workload.h"
 
 #define MAX_CLIENTS 32
@@ -153,6 +154,16 @@ static void take_new(struct ctl_thread *c)
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 fprintf(stderr, "migr: control socket: accept: %s\n", strerror(errno));
             return;
+        }
+        /* The socket file is 0600, but a path's mode is only as good as its
+         * directory and whoever chmods it: check who is calling, too. */
+        if (migr_unix_peer_check(fd, "control socket") < 0) {
+            char why[300];
+            escape(migr_last_error(), why, sizeof(why));
+            answer(fd, "error {\"error\":\"%s\"}", why);
+            fprintf(stderr, "migr: %s\n", migr_last_error());
+            close(fd);
+            continue;
         }
         struct client *k = NULL;
         for (int i = 0; i < MAX_CLIENTS && !k; i++)

@@ -43,6 +43,25 @@ int cli_group_check_name(const char *name)
     return 0;
 }
 
+/* The run directory (in /tmp by default) must be ours alone: a directory
+ * someone else made first could list their sockets as our group's members.
+ * One of ours that others may enter is closed to 0700 (mkdir's mode is
+ * already 0700 or less, whatever the umask). */
+static int private_dir(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return migr_errorf_errno(errno, "run directory %s", path);
+    if (!S_ISDIR(st.st_mode))
+        return migr_errorf(EACCES, "run directory %s is not a directory (a symbolic link?): refused", path);
+    if (st.st_uid != geteuid())
+        return migr_errorf(EACCES, "run directory %s belongs to uid %u, not to us (uid %u): refused", path,
+                           (unsigned)st.st_uid, (unsigned)geteuid());
+    if ((st.st_mode & 077) && chmod(path, 0700) < 0)
+        return migr_errorf_errno(errno, "run directory %s: chmod 700", path);
+    return 0;
+}
+
 static int group_dir(const char *name, char *dir, size_t cap, bool create)
 {
     const char *run = getenv("MIGR_RUN_DIR");
@@ -54,14 +73,22 @@ static int group_dir(const char *name, char *dir, size_t cap, bool create)
     int w = snprintf(dir, cap, "%s/groups/%s", base, name);
     if (w < 0 || (size_t)w >= cap)
         return migr_errorf(ENAMETOOLONG, "group directory for '%s' too long", name);
-    if (!create)
+    if (!create) {
+        /* Members are read from it: it must be ours (if it exists at all). */
+        struct stat st;
+        if (lstat(base, &st) == 0 && private_dir(base) < 0)
+            return migr_error_prefix(EACCES, "group %s", name);
         return 0;
+    }
     char sub[300];
     snprintf(sub, sizeof(sub), "%s/groups", base);
     const char *mk[] = {base, sub, dir};
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         if (mkdir(mk[i], 0700) < 0 && errno != EEXIST)
             return migr_errorf_errno(errno, "group %s: mkdir %s", name, mk[i]);
+        if (private_dir(mk[i]) < 0)
+            return migr_error_prefix(EACCES, "group %s", name);
+    }
     return 0;
 }
 

@@ -4,7 +4,7 @@
 #   --bench   also python3-matplotlib, for the plots of bench/plot.py
 #   --qemu    also qemu-system-x86, the peer VMM of bench/peers/qemu and tests/it_pvh_qemu.sh
 set -eu
-PKGS="zlib1g-dev liblz4-dev libzstd-dev liburing-dev pkg-config"
+PKGS="zlib1g-dev liblz4-dev libzstd-dev liburing-dev libssl-dev pkg-config"
 for arg in "$@"; do
     case "$arg" in
     --bench) PKGS="$PKGS python3-matplotlib" ;;

@@ -10,7 +10,7 @@ mkdir -p "$out/corpus"
 cp tests/fuzz/corpus_record/* "$out/corpus/" 2>/dev/null  # seeds: streams with every page encoding
 srcs=$(ls common/*.c transfer/*.c)
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
-        -Iinclude -I. tests/fuzz/fuzz_record.c $srcs $(pkg-config --libs liburing) -o "$out/fuzz_record" 2>"$out/build.log"; then
+        -Iinclude -I. tests/fuzz/fuzz_record.c $srcs $(pkg-config --libs liburing libcrypto) -o "$out/fuzz_record" 2>"$out/build.log"; then
     if grep -q "fuzzer" "$out/build.log" && grep -qi "cannot find\|no such file" "$out/build.log"; then
         echo "SKIP: clang has no libFuzzer runtime"; exit 77
     fi

@@ -54,6 +54,7 @@ struct mc_hello {
 };
 
 #define MC_HDR 32
+_Static_assert(sizeof(struct mc_hello) == MIGR_MC_HELLO_LEN, "hello length known to the listener");
 
 /* A piece of I/O for a channel's thread (sending or receiving). */
 struct mc_job {
@@ -572,11 +573,14 @@ static uint64_t new_session(void)
     return s ? s : 1;
 }
 
-int migr_mc_connect(const struct migr_url *u, const char *url, struct migr_transport **out)
+int migr_mc_connect(const struct migr_url *u, const char *url, const struct migr_link_cfg *cfg,
+                    struct migr_transport **out)
 {
     int n = (int)u->channels, fds[MIGR_MC_MAX_CHANNELS], err = 0;
     uint64_t session = new_session();
+    uint64_t hs_deadline = migr_now_ns() + (uint64_t)(cfg->handshake_ms > 0 ? cfg->handshake_ms : 10000) * 1000000ull;
     struct migr_url plain = *u;
+    struct migr_auth a0, a;
 
     plain.channels = 0;
     for (int i = 0; i < n; i++) {
@@ -587,6 +591,15 @@ int migr_mc_connect(const struct migr_url *u, const char *url, struct migr_trans
                 close(fds[k]);
             return err;
         }
+    }
+    /* With a key every channel authenticates on its own; channel 0's
+     * handshake keys the encryption of the one stream. */
+    for (int i = 0; i < n && cfg->key && !err; i++) {
+        err = migr_auth_client(fds[i], url, cfg->key, cfg->encrypt, hs_deadline, i ? &a : &a0);
+        if (err < 0)
+            err = migr_error_prefix(-err, "channel %d of %d", i, n);
+        if (i)
+            migr_auth_wipe(&a);
     }
     for (int i = 0; i < n && !err; i++) {
         struct mc_hello h = { .magic = MC_HELLO_MAGIC, .session = htole64(session), .index = htole32((uint32_t)i),
@@ -612,9 +625,16 @@ int migr_mc_connect(const struct migr_url *u, const char *url, struct migr_trans
     if (err < 0) {
         for (int i = 0; i < n; i++)
             close(fds[i]);
+        if (cfg->key)
+            migr_auth_wipe(&a0);
         return err;
     }
-    return mc_build(fds, n, url, out);
+    err = mc_build(fds, n, url, out);
+    if (!err && cfg->key)
+        err = migr_link_finish(out, &a0, 1);
+    if (cfg->key)
+        migr_auth_wipe(&a0);
+    return err;
 }
 
 /* ---- listener side: group connections into sessions ---- */
@@ -626,10 +646,13 @@ struct mc_pending {
     int n, have;
     int fds[MIGR_MC_MAX_CHANNELS];
     char peer[160];
+    int authed;                 /* channel 0 authenticated: auth0 keys the stream */
+    struct migr_auth auth0;
 };
 
 static void pending_free(struct mc_pending *p)
 {
+    migr_auth_wipe(&p->auth0);
     for (int i = 0; i < p->n; i++)
         if (p->fds[i] >= 0)
             close(p->fds[i]);
@@ -650,22 +673,16 @@ void migr_mc_listener_free(struct migr_listener *l)
     li->mc_pending = NULL;
 }
 
-int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, uint64_t deadline_ns,
-                 struct migr_transport **out)
+int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, const uint8_t *hello,
+                 const struct migr_auth *a, struct migr_transport **out)
 {
     struct migr_listener_impl *li = listener_impl(l);
     struct mc_pending **pp, *p;
     struct mc_hello h;
     uint64_t now = migr_now_ns();
-    int err = migr_read_deadline(fd, &h, sizeof(h), deadline_ns);
+    int err;
 
-    if (err < 0) {
-        close(fd);
-        if (err == -ETIMEDOUT)
-            return migr_errorf(ETIMEDOUT, "accept on %s: %s sent no multi-channel hello", l->bound, peer);
-        return migr_errorf(EPROTO, "accept on %s: %s closed before its multi-channel hello "
-                           "(does it connect with ?channels=N?)", l->bound, peer);
-    }
+    memcpy(&h, hello, sizeof(h));
     uint64_t session = le64toh(h.session);
     uint32_t idx = le32toh(h.index), n = le32toh(h.channels);
     if (memcmp(h.magic, MC_HELLO_MAGIC, 8) || n < 2 || n > MIGR_MC_MAX_CHANNELS || idx >= n) {
@@ -705,6 +722,10 @@ int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, uint64_t dea
                            peer, idx, n);
     }
     p->fds[idx] = fd;
+    if (idx == 0 && a) {
+        p->auth0 = *a;
+        p->authed = 1;
+    }
     if (++p->have < p->n)
         return -EAGAIN;
     /* Complete: unlink, answer on channel 0, build. */
@@ -717,6 +738,9 @@ int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, uint64_t dea
         return migr_errorf_errno(-err, "accept on %s: answering %s", l->bound, peer);
     }
     err = mc_build(p->fds, p->n, p->peer, out);
+    if (!err && p->authed)
+        err = migr_link_finish(out, &p->auth0, 0);
+    migr_auth_wipe(&p->auth0);
     free(p);
     return err;
 }

@@ -482,17 +482,31 @@ fail_fds:
     return err;
 }
 
-static int shm_connect(const struct migr_url *u, const char *url, struct migr_transport **out)
+static int shm_connect(const struct migr_url *u, const char *url, const struct migr_link_cfg *cfg,
+                       struct migr_transport **out)
 {
     struct shm_hello h = { .magic = SHM_MAGIC, .version = SHM_VERSION, .ring_bytes = u->ring_bytes };
     struct migr_url uu = *u;
+    struct migr_auth a;
     uint64_t dummy = 0;
     int fds[5], sock, err;
 
+    if (cfg->encrypt)
+        return migr_errorf(EINVAL, "connect %s: encryption is for unix: and tcp: streams (shm: rings stay in "
+                           "memory shared with the peer alone)", url);
     uu.kind = MIGR_URL_UNIX;
     sock = migr_unix_backend.connect(&uu, url);
     if (sock < 0)
         return sock;
+    if (cfg->key) {
+        err = migr_auth_client(sock, url, cfg->key, 0, migr_now_ns() + (uint64_t)(cfg->handshake_ms > 0 ?
+                               cfg->handshake_ms : 10000) * 1000000ull, &a);
+        migr_auth_wipe(&a);
+        if (err < 0) {
+            close(sock);
+            return err;
+        }
+    }
     err = migr_write_full(sock, &h, sizeof(h));
     if (err < 0) {
         close(sock);
@@ -523,11 +537,20 @@ static int shm_connect(const struct migr_url *u, const char *url, struct migr_tr
         close(sock);
         return migr_errorf(EPROTO, "connect %s: the ring memory is smaller than announced", url);
     }
-    return shm_build(sock, fds[0], fds + 1, h.ring_bytes, 0, url, out);
+    err = shm_build(sock, fds[0], fds + 1, h.ring_bytes, 0, url, out);
+    if (!err && cfg->key)
+        (*out)->link = MIGR_LINK_AUTH;
+    return err;
 }
 
-static int shm_wrap(struct migr_listener *l, int fd, const char *peer, uint64_t deadline_ns,
-                    struct migr_transport **out)
+static size_t shm_hello_len(const struct migr_listener *l)
+{
+    (void)l;
+    return sizeof(struct shm_hello);
+}
+
+static int shm_wrap(struct migr_listener *l, int fd, const char *peer, const uint8_t *hello,
+                    const struct migr_auth *a, struct migr_transport **out)
 {
     struct shm_hello h;
     uint64_t ring, dummy = 0;
@@ -535,12 +558,7 @@ static int shm_wrap(struct migr_listener *l, int fd, const char *peer, uint64_t 
     char name[160];
 
     snprintf(name, sizeof(name), "%.150s", l->bound);
-    err = migr_read_deadline(fd, &h, sizeof(h), deadline_ns);
-    if (err < 0) {
-        close(fd);
-        return err == -ETIMEDOUT ? migr_errorf(ETIMEDOUT, "accept on %s: the peer sent no hello", name)
-                                 : migr_errorf(EPROTO, "accept on %s: the peer left during the handshake", name);
-    }
+    memcpy(&h, hello, sizeof(h));
     if (memcmp(h.magic, SHM_MAGIC, 8) || h.version != SHM_VERSION) {
         close(fd);
         return migr_errorf(EPROTO, "accept on %s: the peer is not a shm: client (bad hello)", name);
@@ -582,7 +600,10 @@ static int shm_wrap(struct migr_listener *l, int fd, const char *peer, uint64_t 
         err = migr_errorf_errno(-err, "accept on %s: handing over the ring", name);
         goto fail;
     }
-    return shm_build(fd, memfd, efd, ring, 1, peer, out);
+    err = shm_build(fd, memfd, efd, ring, 1, peer, out);
+    if (!err && a)
+        (*out)->link = MIGR_LINK_AUTH;
+    return err;
 
 fail:
     close(fd);
@@ -615,9 +636,12 @@ static void shm_unlisten(struct migr_listener *l)
 
 static int shm_accepted(struct migr_listener *l, int fd, char *peer, size_t cap)
 {
-    (void)fd;
+    char what[340];
+
     snprintf(peer, cap, "%.150s", l->bound);
-    return 0;
+    /* @migr-shm-NAME is abstract: no file mode guards it, the peer's uid does. */
+    snprintf(what, sizeof(what), "accept on %s", l->bound);
+    return migr_unix_peer_check(fd, what);
 }
 
 const struct migr_transport_backend migr_shm_backend = {
@@ -628,5 +652,6 @@ const struct migr_transport_backend migr_shm_backend = {
     .accepted = shm_accepted,
     .unlisten = shm_unlisten,
     .wrap = shm_wrap,
+    .hello_len = shm_hello_len,
     .connect_t = shm_connect,
 };

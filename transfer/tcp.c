@@ -174,6 +174,11 @@ static void tcp_unlisten(struct migr_listener *l)
     (void)l;   /* nothing but the fd, which the caller closes */
 }
 
+static size_t tcp_hello_len(const struct migr_listener *l)
+{
+    return l->url.channels > 1 ? MIGR_MC_HELLO_LEN : 0;   /* only ?channels has a hello */
+}
+
 const struct migr_transport_backend migr_tcp_backend = {
     .kind = MIGR_URL_TCP,
     .ops = &tcp_ops,
@@ -181,5 +186,6 @@ const struct migr_transport_backend migr_tcp_backend = {
     .listen = tcp_listen,
     .accepted = tcp_accepted,
     .unlisten = tcp_unlisten,
-    .wrap = migr_mc_wrap,   /* only with ?channels=N (transport.c) */
+    .wrap = migr_mc_wrap,   /* only with ?channels=N (tcp_hello_len) */
+    .hello_len = tcp_hello_len,
 };

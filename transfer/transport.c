@@ -2,7 +2,10 @@
  * stream operations shared by the unix and tcp backends. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,27 +285,116 @@ static int transport_new(int fd, const struct migr_transport_ops *ops, const cha
     return 0;
 }
 
-int migr_transport_connect(const char *url, struct migr_transport **out)
+/* ---- link options: the process default and one connection's copy ---- */
+
+static pthread_mutex_t def_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct migr_link_cfg def_cfg;
+
+static int cfg_from(struct migr_link_cfg *cfg, const struct migr_link_opts *o)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    if (!o)
+        return 0;
+    if (o->key && migr_key_dup(o->key, &cfg->key) < 0)
+        return -ENOMEM;
+    cfg->encrypt = o->encrypt;
+    cfg->handshake_ms = o->handshake_ms;
+    cfg->keep_listening = o->keep_listening;
+    cfg->expect_stream = o->expect_stream;
+    cfg->on_reject = o->on_reject;
+    cfg->on_reject_arg = o->on_reject_arg;
+    return 0;
+}
+
+void migr_link_cfg_free(struct migr_link_cfg *cfg)
+{
+    migr_key_free(cfg->key);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+int migr_link_cfg_get(struct migr_link_cfg *cfg, const struct migr_link_opts *o, enum migr_url_kind kind)
+{
+    int err = 0;
+
+    if (o || kind != MIGR_URL_TCP)
+        return cfg_from(cfg, o);
+    pthread_mutex_lock(&def_lock);
+    *cfg = def_cfg;
+    cfg->key = NULL;
+    if (def_cfg.key && migr_key_dup(def_cfg.key, &cfg->key) < 0)
+        err = -ENOMEM;
+    pthread_mutex_unlock(&def_lock);
+    return err;
+}
+
+int migr_link_set_default(const struct migr_link_opts *o)
+{
+    struct migr_link_cfg c, old;
+    int err = cfg_from(&c, o);
+
+    if (err < 0) {
+        migr_link_cfg_free(&c);
+        return err;
+    }
+    pthread_mutex_lock(&def_lock);
+    old = def_cfg;
+    def_cfg = c;
+    pthread_mutex_unlock(&def_lock);
+    migr_link_cfg_free(&old);
+    return 0;
+}
+
+int migr_plain_transport_new(int fd, const struct migr_transport_backend *be, const struct migr_url *u,
+                             const char *peer, struct migr_transport **out)
+{
+    return u->uring ? migr_uring_transport_new(fd, be->ops->name, peer, out) : transport_new(fd, be->ops, peer, out);
+}
+
+static uint64_t connect_deadline(const struct migr_link_cfg *cfg)
+{
+    return migr_now_ns() + (uint64_t)(cfg->handshake_ms > 0 ? cfg->handshake_ms : 10000) * 1000000ull;
+}
+
+int migr_transport_connect_opts(const char *url, const struct migr_link_opts *o, struct migr_transport **out)
 {
     const struct migr_transport_backend *be;
+    struct migr_link_cfg cfg;
+    struct migr_auth a;
     struct migr_url u;
     int fd, ret;
 
     ret = migr_url_parse(url, &u);
     if (ret < 0)
         return migr_error_prefix(-ret, "connect");
+    if ((ret = migr_link_cfg_get(&cfg, o, u.kind)) < 0)
+        return migr_errorf(-ret, "connect %s: out of memory", url);
+    cfg.encrypt |= (int)u.encrypt;
+    if (cfg.encrypt && !cfg.key) {
+        migr_link_cfg_free(&cfg);
+        return migr_errorf(EINVAL, "connect %s: encryption needs a key (--key-file)", url);
+    }
     be = backend_for(u.kind);
     if (u.kind == MIGR_URL_TCP && u.channels > 1)
-        return migr_mc_connect(&u, url, out);
-    if (be->connect_t)
-        return be->connect_t(&u, url, out);
-    fd = be->connect(&u, url);
-    if (fd < 0)
-        return fd;
-    ret = u.uring ? migr_uring_transport_new(fd, be->ops->name, url, out) : transport_new(fd, be->ops, url, out);
-    if (ret < 0)
+        ret = migr_mc_connect(&u, url, &cfg, out);
+    else if (be->connect_t)
+        ret = be->connect_t(&u, url, &cfg, out);
+    else if ((fd = be->connect(&u, url)) < 0)
+        ret = fd;
+    else if (cfg.key && (ret = migr_auth_client(fd, url, cfg.key, cfg.encrypt, connect_deadline(&cfg), &a)) < 0)
         close(fd);
+    else if ((ret = migr_plain_transport_new(fd, be, &u, url, out)) < 0)
+        close(fd);
+    else if (cfg.key)
+        ret = migr_link_finish(out, &a, 1);
+    if (cfg.key)
+        migr_auth_wipe(&a);
+    migr_link_cfg_free(&cfg);
     return ret;
+}
+
+int migr_transport_connect(const char *url, struct migr_transport **out)
+{
+    return migr_transport_connect_opts(url, NULL, out);
 }
 
 int migr_transport_from_fd(int fd, const char *kind, const char *peer, struct migr_transport **out)
@@ -326,7 +418,36 @@ int migr_transport_from_fd(int fd, const char *kind, const char *peer, struct mi
     return transport_new(fd, ops, peer, out);
 }
 
-int migr_listener_open(const char *url, struct migr_listener **out)
+/* tcp: 1 if every address host resolves to is loopback (127.0.0.0/8, ::1,
+ * ::ffff:127.x), 0 if one is not, -errno if it does not resolve. */
+static int loopback_only(const char *host)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res, *ai;
+    int ret = 1, e = getaddrinfo(host, NULL, &hints, &res);
+
+    if (e)
+        return migr_errorf(EINVAL, "cannot resolve '%s': %s", host, gai_strerror(e));
+    for (ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            const struct sockaddr_in *a = (const void *)ai->ai_addr;
+
+            if ((ntohl(a->sin_addr.s_addr) >> 24) != 127)
+                ret = 0;
+        } else if (ai->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const void *)ai->ai_addr;
+            const uint8_t *b = a->sin6_addr.s6_addr;
+
+            if (!IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) && !(IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && b[12] == 127))
+                ret = 0;
+        } else {
+            ret = 0;
+        }
+    }
+    freeaddrinfo(res);
+    return ret;
+}
+
+int migr_listener_open_opts(const char *url, const struct migr_link_opts *o, struct migr_listener **out)
 {
     struct migr_listener_impl *li;
     int ret, fl;
@@ -340,12 +461,30 @@ int migr_listener_open(const char *url, struct migr_listener **out)
         free(li);
         return migr_error_prefix(-ret, "listen");
     }
+    if ((ret = migr_link_cfg_get(&li->cfg, o, li->pub.url.kind)) < 0) {
+        free(li);
+        return migr_errorf(-ret, "listen %s: out of memory", url);
+    }
+    li->cfg.encrypt |= (int)li->pub.url.encrypt;
+    if (li->cfg.encrypt && !li->cfg.key) {
+        ret = migr_errorf(EINVAL, "listen %s: encryption needs a key (--key-file)", url);
+        goto fail;
+    }
+    if (li->pub.url.kind == MIGR_URL_TCP && !li->cfg.key) {
+        ret = loopback_only(li->pub.url.host);
+        if (ret == 0)
+            ret = migr_errorf(EACCES, "listen %s: a TCP listener on an address other than loopback would let anyone "
+                              "who can reach the port stream a guest in: give a key (--key-file)", url);
+        if (ret < 0) {
+            if (ret != -EACCES)
+                migr_error_prefix(-ret, "listen %s", url);
+            goto fail;
+        }
+    }
     li->be = backend_for(li->pub.url.kind);
     ret = li->be->listen(&li->pub, url);
-    if (ret < 0) {
-        free(li);
-        return ret;
-    }
+    if (ret < 0)
+        goto fail;
     /* Non-blocking, so that accept() after poll() cannot hang when the
      * client gave up in between. Accepted sockets do not inherit it. */
     fl = fcntl(li->pub.fd, F_GETFL);
@@ -356,62 +495,15 @@ int migr_listener_open(const char *url, struct migr_listener **out)
     }
     *out = &li->pub;
     return 0;
+fail:
+    migr_link_cfg_free(&li->cfg);
+    free(li);
+    return ret;
 }
 
-int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_transport **out)
+int migr_listener_open(const char *url, struct migr_listener **out)
 {
-    struct migr_listener_impl *li = listener_impl(l);
-    uint64_t deadline = timeout_ms < 0 ? 0 : migr_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    char peer[sizeof((*out)->peer)];
-
-    for (;;) {
-        struct pollfd pfd = { .fd = l->fd, .events = POLLIN };
-        int wait = -1, n, fd, ret;
-
-        if (timeout_ms >= 0) {
-            uint64_t now = migr_now_ns();
-
-            wait = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
-        }
-        n = poll(&pfd, 1, wait);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return migr_errorf_errno(errno, "accept on %s: poll", l->bound);
-        }
-        if (n == 0)
-            return migr_errorf(ETIMEDOUT, "accept on %s: no connection within %d ms",
-                               l->bound, timeout_ms);
-        fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            /* The client went away between poll and accept, or a signal. */
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ||
-                errno == ECONNABORTED)
-                continue;
-            return migr_errorf_errno(errno, "accept on %s", l->bound);
-        }
-        ret = li->be->accepted(l, fd, peer, sizeof(peer));
-        if (ret < 0) {
-            close(fd);
-            return ret;
-        }
-        if (li->be->wrap && (l->url.kind != MIGR_URL_TCP || l->url.channels > 1)) {
-            /* The handshake must not outlive the caller's timeout, but give
-             * a peer that connected a moment to say hello. */
-            uint64_t hs = migr_now_ns() + 5000000000ull;
-
-            ret = li->be->wrap(l, fd, peer, timeout_ms < 0 ? hs : MIGR_MAX(deadline, migr_now_ns() + 1000000000ull),
-                               out);
-            if (ret == -EAGAIN)
-                continue;
-            return ret;
-        }
-        ret = l->url.uring ? migr_uring_transport_new(fd, li->be->ops->name, peer, out)
-                           : transport_new(fd, li->be->ops, peer, out);
-        if (ret < 0)
-            close(fd);
-        return ret;
-    }
+    return migr_listener_open_opts(url, NULL, out);
 }
 
 void migr_listener_close(struct migr_listener *l)
@@ -426,8 +518,10 @@ void migr_listener_close(struct migr_listener *l)
      * is ours (closing first let a successor's fresh socket be unlinked). */
     li->be->unlisten(l);
     migr_mc_listener_free(l);
+    migr_hs_free(l);
     if (l->fd >= 0)
         close(l->fd);
+    migr_link_cfg_free(&li->cfg);
     free(li);
 }
 

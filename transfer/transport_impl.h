@@ -7,6 +7,83 @@
 #include <sys/types.h>
 #include "migr/transport.h"
 
+/* ---- authentication (auth.c; docs/format.md, "Authentication") ---- */
+#define MIGR_AUTH_VERSION 1u
+#define MIGR_AUTH_NONCE 32u
+#define MIGR_AUTH_MAC 32u
+#define MIGR_AUTH_HELLO_C 48u
+#define MIGR_AUTH_HELLO_S 80u
+#define MIGR_AUTH_FINISH 40u
+#define MIGR_AUTH_RESULT 8u
+#define MIGR_AUTH_F_ENCRYPT 1u
+#define MIGR_AUTH_MAGIC_C "MIGRAUC1"
+#define MIGR_AUTH_MAGIC_S "MIGRAUS1"
+#define MIGR_AUTH_MAGIC_F "MIGRAUF1"
+#define MIGR_AUTH_MAGIC_X "MIGRAUX1"
+#define MIGR_AUTH_OK "MIGRAUOK"
+#define MIGR_AUTH_NO "MIGRAUNO"
+
+/* One handshake's transcript and, with encryption, the keys it derived. */
+struct migr_auth {
+    uint8_t hello_c[MIGR_AUTH_HELLO_C];
+    uint8_t hello_s[MIGR_AUTH_HELLO_S];
+    uint8_t k_c2s[32], k_s2c[32];   /* client->server, server->client */
+    int encrypt;
+    int done;
+};
+
+/* Client side, blocking until deadline_ns: HELLO_C, check HELLO_S, FINISH,
+ * RESULT. 0 with *a filled, or -errno with a message naming url. */
+int migr_auth_client(int fd, const char *url, const struct migr_key *k, int want_encrypt, uint64_t deadline_ns,
+                     struct migr_auth *a);
+/* Server side, one message each (accept.c reads them): check the client's
+ * 48-byte hello and write our 80-byte answer; then check its 40-byte
+ * FINISH. 0 or -errno with the reason as the message. */
+int migr_auth_server_hello(const struct migr_key *k, int want_encrypt, const uint8_t *hello_c,
+                           struct migr_auth *a, uint8_t *hello_s);
+int migr_auth_server_finish(const struct migr_key *k, struct migr_auth *a, const uint8_t *fin);
+/* -EPROTO "who spoke out of turn" if bytes wait on fd, else 0. */
+int migr_auth_check_turn(int fd, const char *who);
+void migr_auth_wipe(struct migr_auth *a);
+
+/* The options of one connection or listener, owned (the key is a copy). */
+struct migr_link_cfg {
+    struct migr_key *key;
+    int encrypt;
+    int handshake_ms;
+    int keep_listening;
+    int expect_stream;
+    void (*on_reject)(void *arg, const char *peer, const char *why);
+    void *on_reject_arg;
+};
+
+/* Fill cfg from o, or from the process default when o is NULL and the URL
+ * kind is tcp (the default applies to tcp only). 0 or -ENOMEM. */
+int migr_link_cfg_get(struct migr_link_cfg *cfg, const struct migr_link_opts *o, enum migr_url_kind kind);
+void migr_link_cfg_free(struct migr_link_cfg *cfg);
+
+/* A connection in the middle of its handshake at a listener (accept.c). */
+enum migr_hs_state {
+    MIGR_HS_FREE = 0,
+    MIGR_HS_AUTH_HELLO,     /* wait for the client's HELLO_C */
+    MIGR_HS_AUTH_FINISH,    /* our HELLO_S sent; wait for its FINISH */
+    MIGR_HS_BACKEND_HELLO,  /* shm: / ?channels: wait for the backend's hello */
+    MIGR_HS_EXPECT,         /* plain stream: wait until its preamble and HELLO can be peeked */
+};
+
+#define MIGR_HS_MAX 16
+
+struct migr_hs_conn {
+    enum migr_hs_state st;
+    int fd;
+    uint64_t since, deadline;
+    size_t need, have;
+    int partial;            /* HS_EXPECT: some bytes there, re-peek on a timer */
+    uint8_t buf[96];
+    struct migr_auth auth;
+    char peer[160];
+};
+
 /* A listener as allocated by migr_listener_open(); backends reach their
  * extra fields from the public pointer with listener_impl(). */
 struct migr_listener_impl {
@@ -16,6 +93,8 @@ struct migr_listener_impl {
     dev_t dev;                  /* ... with this identity, so close unlinks */
     ino_t ino;                  /*     only our file, not a successor's */
     void *mc_pending;           /* tcp ?channels: sessions still being assembled */
+    struct migr_link_cfg cfg;
+    struct migr_hs_conn hs[MIGR_HS_MAX];
 };
 
 static inline struct migr_listener_impl *listener_impl(struct migr_listener *l)
@@ -37,14 +116,20 @@ struct migr_transport_backend {
     int (*accepted)(struct migr_listener *l, int fd, char *peer, size_t cap);
     /*! Undo what listen() created besides the fd (the unix socket file). */
     void (*unlisten)(struct migr_listener *l);
-    /*! Optional: turn an accepted, set-up socket into a transport (shm
-     *  handshake, multi-channel grouping). Owns fd from the call on. 0 with
-     *  *out set, -EAGAIN when fd joined a session that is not complete yet
-     *  (keep accepting), or -errno with a message. NULL = plain stream. */
-    int (*wrap)(struct migr_listener *l, int fd, const char *peer, uint64_t deadline_ns,
-                struct migr_transport **out);
+    /*! Optional: turn an accepted, set-up socket whose hello_len-byte hello
+     *  the listener has read (its state machine, accept.c) into a transport
+     *  (shm handshake, multi-channel grouping). a is the connection's
+     *  finished authentication, or NULL without a key. Owns fd from the call
+     *  on. 0 with *out set, -EAGAIN when fd joined a session that is not
+     *  complete yet (keep accepting), or -errno with a message. NULL =
+     *  plain stream. */
+    int (*wrap)(struct migr_listener *l, int fd, const char *peer, const uint8_t *hello,
+                const struct migr_auth *a, struct migr_transport **out);
+    /*! Length of the hello wrap() takes (for tcp: only with ?channels). */
+    size_t (*hello_len)(const struct migr_listener *l);
     /*! Optional: connect and build the transport (shm:, tcp ?channels). */
-    int (*connect_t)(const struct migr_url *u, const char *url, struct migr_transport **out);
+    int (*connect_t)(const struct migr_url *u, const char *url, const struct migr_link_cfg *cfg,
+                     struct migr_transport **out);
 };
 
 extern const struct migr_transport_backend migr_unix_backend;
@@ -84,9 +169,11 @@ int migr_fd_send_fds(int fd, const char *peer, uint64_t *bytes, const int *fds, 
 int migr_fd_recv_fds(int fd, const char *peer, uint64_t *bytes, int *fds, int n);
 
 /* Multi-channel TCP (mc.c). */
-int migr_mc_connect(const struct migr_url *u, const char *url, struct migr_transport **out);
-int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, uint64_t deadline_ns,
-                 struct migr_transport **out);
+int migr_mc_connect(const struct migr_url *u, const char *url, const struct migr_link_cfg *cfg,
+                    struct migr_transport **out);
+int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, const uint8_t *hello,
+                 const struct migr_auth *a, struct migr_transport **out);
+#define MIGR_MC_HELLO_LEN 32u
 void migr_mc_listener_free(struct migr_listener *l);
 int migr_mc_channel_fd(const struct migr_transport *t, int i);
 
@@ -113,5 +200,18 @@ int migr_sock_connect(int fd, const void *addr, socklen_t len);
 void migr_sock_set_bufs(int fd, int bytes, int keep_autotune);
 
 #define MIGR_SOCK_BUF_BYTES (4 << 20)
+
+/* A plain (unix/tcp, optionally io_uring) transport around a connected fd
+ * (transport.c). Owns fd on success only. */
+int migr_plain_transport_new(int fd, const struct migr_transport_backend *be, const struct migr_url *u,
+                             const char *peer, struct migr_transport **out);
+
+/* The finished handshake a of a transport t: mark it authenticated and,
+ * if a says so, wrap t in AES-256-GCM frames (aead.c); client says which
+ * side t is. Takes t (closed on failure). 0 or -errno. */
+int migr_link_finish(struct migr_transport **t, const struct migr_auth *a, int client);
+
+/* Close the connections still in their handshake at l (accept.c). */
+void migr_hs_free(struct migr_listener *l);
 
 #endif

@@ -53,10 +53,29 @@ static int unix_socket(void)
     return fd;
 }
 
+int migr_unix_peer_check(int fd, const char *what)
+{
+    struct ucred uc;
+    socklen_t len = sizeof(uc);
+    uid_t me = geteuid();
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+        return migr_errorf_errno(errno, "%s: SO_PEERCRED", what);
+    if (uc.uid == me || uc.uid == 0)
+        return 0;
+    if (me == 0)
+        return migr_errorf(EACCES, "%s: refused a process of uid %u (pid %d): only root may use it", what,
+                           (unsigned)uc.uid, (int)uc.pid);
+    return migr_errorf(EACCES, "%s: refused a process of uid %u (pid %d): only uid %u or root may use it", what,
+                       (unsigned)uc.uid, (int)uc.pid, (unsigned)me);
+}
+
 static int unix_connect(const struct migr_url *u, const char *url)
 {
     struct sockaddr_un sa;
     socklen_t len = unix_addr(u, &sa);
+    struct ucred uc;
+    socklen_t cl = sizeof(uc);
     int fd, ret;
 
     fd = unix_socket();
@@ -66,6 +85,20 @@ static int unix_connect(const struct migr_url *u, const char *url)
     if (ret < 0) {
         close(fd);
         return migr_errorf_errno(-ret, "connect %s", url);
+    }
+    /* The listener must be ours or root's: another user may have taken the
+     * name first (an abstract @name, or a path in a shared directory) to be
+     * handed a guest, or to feed us one. */
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &cl) < 0) {
+        ret = migr_errorf_errno(errno, "connect %s: SO_PEERCRED", url);
+        close(fd);
+        return ret;
+    }
+    if (uc.uid != geteuid() && uc.uid != 0) {
+        close(fd);
+        return migr_errorf(EACCES, "connect %s: the listener runs as uid %u (pid %d), neither us (uid %u) nor root: "
+                           "refused (another user's socket under that name?)", url, (unsigned)uc.uid, (int)uc.pid,
+                           (unsigned)geteuid());
     }
     return fd;
 }
@@ -141,6 +174,16 @@ static int unix_listen(struct migr_listener *l, const char *url)
     }
     l->fd = fd;
     snprintf(l->bound, sizeof(l->bound), "unix:%s%s", u->path, u->uring ? "?uring=1" : "");
+    /* Owner-only whatever the umask, before anyone can connect (listen()
+     * comes after): a control socket stops or migrates a VM. Abstract
+     * sockets have no file mode: accept checks the peer's uid instead. */
+    if (!is_abstract(u) && chmod(u->path, 0600) < 0) {
+        ret = migr_errorf_errno(errno, "listen %s: chmod 600", url);
+        close(fd);
+        l->fd = -1;
+        unix_unlisten(l);
+        return ret;
+    }
     if (listen(fd, 16) < 0) {
         ret = migr_errorf_errno(errno, "listen %s", url);
         close(fd);
@@ -153,10 +196,12 @@ static int unix_listen(struct migr_listener *l, const char *url)
 
 static int unix_accepted(struct migr_listener *l, int fd, char *peer, size_t cap)
 {
+    char what[340];
+
     /* Unix peers are nameless; name the connection by the listening path. */
-    (void)fd;
     snprintf(peer, cap, "%s", l->bound);
-    return 0;
+    snprintf(what, sizeof(what), "accept on %s", l->bound);
+    return migr_unix_peer_check(fd, what);
 }
 
 const struct migr_transport_backend migr_unix_backend = {

@@ -15,6 +15,9 @@
  *                             RECVMSG); if the kernel refuses a ring (ENOSYS, EPERM:
  *                             kernel.io_uring_disabled, seccomp) the plain path is used and
  *                             t->uring / t->uring_note say so. Not with channels=N > 1.
+ *        unix:...?encrypt=1, tcp:...?encrypt=1 (with a key, migr_link_opts)
+ *                             the stream is carried in AES-256-GCM frames after the
+ *                             authentication handshake (docs/transport.md, "Authentication").
  * A transport carries framed records (see record.h); it knows nothing of pages.
  */
 #ifndef MIGR_TRANSPORT_H
@@ -39,6 +42,7 @@ struct migr_url {
     uint64_t ring_bytes;  /* shm: ?ring=SIZE (0 = not given = default) */
     char name[96];        /* shm: NAME as written (path holds the socket address) */
     unsigned uring;       /* unix:, tcp: ?uring=1: send/recv through io_uring (0 = plain) */
+    unsigned encrypt;     /* unix:, tcp: ?encrypt=1: AES-256-GCM framing (needs a key) */
 };
 
 #define MIGR_MC_MAX_CHANNELS 16
@@ -99,7 +103,82 @@ struct migr_transport {
      * a ring); uring_note says which, and why, in one line ("" if not asked). */
     int uring;
     char uring_note[160];
+    /* MIGR_LINK_AUTH: both sides proved the key (handshake done);
+     * MIGR_LINK_ENCRYPT: the stream travels in AES-256-GCM frames. */
+    unsigned link;
 };
+
+#define MIGR_LINK_AUTH 1u
+#define MIGR_LINK_ENCRYPT 2u
+
+/* ---- authentication and encryption (docs/transport.md, "Authentication") ---- */
+
+struct migr_key;   /* a shared secret; opaque, wiped when freed */
+
+/*! Load the key in path: a regular file owned by the caller (or root), with
+ *  no permission bits for group or others, holding 16..4096 bytes (one
+ *  trailing newline is dropped, so `openssl rand -hex 32 >F` works). The
+ *  bytes are the key. -EACCES "key file F: mode 0644 lets other users read it
+ *  (chmod 600 F)", -EINVAL for the size, -errno for open/read. On success
+ *  *out is owned by the caller (migr_key_free). */
+int migr_key_load(const char *path, struct migr_key **out);
+/*! A key from len (16..4096) bytes at p (copied). 0 or -EINVAL/-ENOMEM. */
+int migr_key_new(const void *p, size_t len, struct migr_key **out);
+/*! A copy of k (the same secret). 0 or -ENOMEM. */
+int migr_key_dup(const struct migr_key *k, struct migr_key **out);
+/*! Wipe (OPENSSL_cleanse) and free. NULL ok. */
+void migr_key_free(struct migr_key *k);
+
+/* How a connection is set up beyond its URL. All zero = today's plain
+ * streams. The structure is copied by the calls that take it; key is
+ * copied too (the caller may free its own at once). */
+struct migr_link_opts {
+    /* Both sides prove knowledge of key before the stream starts (mutual
+     * HMAC-SHA256 challenge-response); a peer without it is refused. A
+     * listener with a key drops every connection that fails the handshake
+     * and keeps listening (keep_listening is implied). */
+    const struct migr_key *key;
+    /* 1: carry the stream in AES-256-GCM frames (needs key; the same as
+     * ?encrypt=1). Either side asking is enough; the answer is inside the
+     * authenticated handshake, so it cannot be stripped. */
+    int encrypt;
+    /* A peer must complete its handshake (authentication, shm:/?channels
+     * hello, the preamble check) within this many ms, else it is dropped
+     * (listener) or refused (connect). 0 = 5000 for a listener, 10000 for
+     * a connect. */
+    int handshake_ms;
+    /* Listener: a connection whose handshake fails or times out is closed,
+     * reported to on_reject, and accept waits for the next one (up to its
+     * own timeout). 0 = accept returns that connection's error (the
+     * behaviour without opts). */
+    int keep_listening;
+    /* Listener, plain unix:/tcp: streams without a key: accept returns a
+     * connection only once its first bytes are the stream preamble and a
+     * whole HELLO record with a valid CRC-32C (docs/format.md; peeked, not
+     * consumed), so a silent, babbling or stalling client never reaches
+     * the engine (migr recv). With a key the handshake is the gate. */
+    int expect_stream;
+    /* Listener: called (in accept's thread) for each connection dropped
+     * with keep_listening, with its peer name and the reason. NULL = none. */
+    void (*on_reject)(void *arg, const char *peer, const char *why);
+    void *on_reject_arg;
+};
+
+/*! Connect to url as migr_transport_connect(), with opts o (NULL = the
+ *  process default of migr_link_set_default()). With a key: the
+ *  authentication handshake, then (if either side asked) encryption;
+ *  -EACCES "wrong key: ..." / "... refused our proof", -EPROTO when the
+ *  listener does not authenticate ("... closed during authentication: does
+ *  it have a key?"), -ETIMEDOUT. */
+int migr_transport_connect_opts(const char *url, const struct migr_link_opts *o, struct migr_transport **out);
+
+/*! The process-wide default used by migr_transport_connect(),
+ *  migr_listener_open() and the _opts calls given NULL: so that connections
+ *  the engine makes itself (the post-copy fault channel over TCP) are
+ *  authenticated with the same key. Copied (key too); NULL clears it.
+ *  Thread-safe; a connection takes the default in force when it starts.
+ *  0 or -ENOMEM/-EINVAL. */
+int migr_link_set_default(const struct migr_link_opts *o);
 
 /*! Connect to url. On success *out owns the connection (free with
  *  migr_transport_close). -errno with "connect tcp:1.2.3.4:5: Connection refused". */
@@ -109,14 +188,35 @@ struct migr_listener {
     int fd;
     struct migr_url url;
     char bound[300];       /* URL actually bound (tcp port 0 -> real port) */
+    unsigned rejected;     /* connections dropped so far (keep_listening) */
+    char last_reject[300]; /* the last one's peer and reason ("" = none) */
 };
 
 /*! Bind and listen on url (unix: removes a stale socket file first; tcp: SO_REUSEADDR).
  *  -EADDRINUSE etc. with a message naming the URL. */
 int migr_listener_open(const char *url, struct migr_listener **out);
 
-/*! Wait up to timeout_ms (-1 = forever) for one connection. -ETIMEDOUT on timeout. */
+/*! migr_listener_open() with opts o (NULL = the process default). A tcp:
+ *  listener on an address that is not loopback (127.0.0.0/8, ::1) needs a
+ *  key: without one -EACCES "... would let anyone who can reach the port
+ *  stream a guest in: give a key (--key-file)", refused before binding.
+ *  ?encrypt=1 (or o->encrypt) without a key: -EINVAL. */
+int migr_listener_open_opts(const char *url, const struct migr_link_opts *o, struct migr_listener **out);
+
+/*! Wait up to timeout_ms (-1 = forever) for one connection whose handshake
+ *  (see migr_link_opts) completed. Handshakes of several connections run
+ *  side by side, each within its own time-out, so a silent client delays
+ *  nobody. -ETIMEDOUT on timeout (the message names the last connection
+ *  dropped, if any). Unix-socket listeners (unix:, shm:) accept only peers
+ *  of the same uid or root (SO_PEERCRED). */
 int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_transport **out);
+
+/*! For a connected unix socket fd: 0 if the process at the other end runs
+ *  as our effective uid or as root (SO_PEERCRED), else -EACCES "what:
+ *  refused a process of uid U (pid P): only uid E or root may use it".
+ *  migr's unix listeners (unix:, shm:) apply it to every connection, and
+ *  unix connects apply the same rule to the listener. */
+int migr_unix_peer_check(int fd, const char *what);
 
 /*! Close the listener (and unlink a unix socket path it created). NULL ok. */
 void migr_listener_close(struct migr_listener *l);
