@@ -379,8 +379,8 @@ static void test_keyed_client_plain_listener(void)
         T_ASSERT(ret == -EPROTO);
         if (mode == 0)
             T_ASSERT(strstr(migr_last_error(), "does it have a key?"));
-        else
-            T_ASSERT(strstr(migr_last_error(), "spoke out of turn"));
+        else /* its bytes, or (under load) the reset that follows them, come first */
+            T_ASSERT(strstr(migr_last_error(), "spoke out of turn") || strstr(migr_last_error(), "does it have a key?"));
         T_EQ(pthread_join(th, NULL), 0);
         close(fds[0]);
     }
