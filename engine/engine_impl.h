@@ -11,8 +11,7 @@
 #include "migr/hv.h"
 #include "migr/record.h"
 #include "migr/transport.h"
-
-#define ENGINE_BATCH_PAGES 256u
+#include "engine/batch.h"
 
 struct sender {
     struct migr_hv *hv;
@@ -21,16 +20,9 @@ struct sender {
     struct migr_stats *st;
     uint64_t t0;
     uint64_t last_progress;
-    /* the batch being built */
-    struct migr_page_entry e[ENGINE_BATCH_PAGES];
-    uint32_t n;
-    struct iovec iov[ENGINE_BATCH_PAGES];
-    int niov;
-    uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
-    uint32_t round;
+    struct engine_batch b;        /* pages on the main stream; b.round is the current round */
     uint64_t *seen;               /* pages seen holding data (engine/holes.c) */
     uint64_t rx_seq;              /* records received from the destination */
-    bool in_postcopy;             /* cancel is handled by the post-copy protocol, not by flush */
     bool took_back;               /* cancellable post-copy failed or was cancelled: the
                                      destination's last checkpoint is loaded here */
     struct encoder *enc;          /* pre-copy page codec stage (engine/encode.c), NULL = RAW/ZERO */
@@ -51,11 +43,6 @@ bool engine_cancel_commit(struct migr_cancel *c);
 int engine_cancel_reason(struct migr_cancel *c);
 void engine_cancel_detach(struct migr_cancel *c);
 
-int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
-/* Append pages [pfn, pfn+n) as one ZERO run without reading them (memfd
- * holes); flushes a full batch. 1 if it flushed, 0, or -errno. Not while the
- * page codec stage holds queued pages (engine_encode_flush first). */
-int engine_add_zero_run(struct sender *s, uint64_t pfn, uint64_t n);
 
 /* Memfd holes (engine/holes.c). data_scan: set in data (RAM indices) every
  * page that holds data or may (no memfd); returns how many, or -errno.
@@ -66,7 +53,6 @@ int engine_add_zero_run(struct sender *s, uint64_t pfn, uint64_t n);
 long engine_data_scan(struct migr_hv *hv, uint64_t *data);
 long engine_holes_filter(struct migr_hv *hv, uint64_t *bm, uint64_t *seen);
 int engine_send_holes(struct sender *s, const uint64_t *data);
-int engine_flush(struct sender *s);
 /* This side's CPU and rate-limiter accounting into st (cpu0: migr_thread_cpu_ns() at the start). */
 void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0);
 void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force);

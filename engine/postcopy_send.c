@@ -234,7 +234,7 @@ static int push_one(struct pc_src *pc, uint64_t idx)
     struct sender *s = pc->s;
     if (idx >= s->hv->ram_pages || (pc->need && !migr_bit_test(pc->need, idx)) || !claim(pc, idx))
         return 0;
-    int err = engine_add_page(s, migr_hv_page(s->hv, idx), migr_hv_index_pfn(s->hv, idx));
+    int err = engine_batch_page(&s->b, migr_hv_page(s->hv, idx), migr_hv_index_pfn(s->hv, idx));
     return err < 0 ? err : 1;
 }
 
@@ -475,11 +475,11 @@ static int push_holes(struct pc_src *pc)
         }
         if (migr_bit_test(pc->data, i) || (pc->need && !migr_bit_test(pc->need, i)) || !claim(pc, i))
             continue;
-        int err = engine_add_zero_run(s, migr_hv_index_pfn(hv, i), 1);
+        int err = engine_batch_zero_run(&s->b, migr_hv_index_pfn(hv, i), 1);
         if (err < 0)
             return err;
     }
-    return engine_flush(s);
+    return engine_batch_flush(&s->b);
 }
 
 static void pc_free(struct pc_src *pc)
@@ -591,14 +591,14 @@ static int push_main(struct sender *s, const uint64_t *need)
             uint8_t m[MIGR_ACK_SIZE];
             struct migr_ack a = {.pages = ack, .t_ns = s->p->postcopy_lease_ms};
             int len = migr_ack_encode(&a, m, sizeof(m));
-            if ((err = engine_flush(s)) < 0 ||
+            if ((err = engine_batch_flush(&s->b)) < 0 ||
                 (err = len < 0 ? len : migr_rec_send(s->t, MIGR_REC_EPOCH_ACK, m, (uint32_t)len, NULL, 0)) < 0)
                 break;
         }
         bool want_cancel = migr_cancel_requested(s->cancel) ||
                            (s->p->cancel_after_pages && total - pages_left(pc) >= s->p->cancel_after_pages);
         if (!s->p->no_cancel && want_cancel && !cancel_sent) {
-            if ((err = engine_flush(s)) < 0 ||
+            if ((err = engine_batch_flush(&s->b)) < 0 ||
                 (err = migr_rec_send(s->t, MIGR_REC_CANCEL, NULL, 0, NULL, 0)) < 0)
                 break;
             cancel_sent = true;
@@ -619,7 +619,7 @@ static int push_main(struct sender *s, const uint64_t *need)
             cursor = (uint64_t)idx + s->p->prepage + 1;
         }
         if (err >= 0 && nreq)
-            err = engine_flush(s);
+            err = engine_batch_flush(&s->b);
         if (err >= 0 && cancel_sent)
             continue; /* no more background push: wait for the last checkpoint */
         if (err >= 0 && s->fch && pages_left(pc) == 0 && migr_now_ns() - last_nudge > 20000000ull) {
@@ -631,8 +631,8 @@ static int push_main(struct sender *s, const uint64_t *need)
              * the destination lacks cannot have been written there). A
              * failed send is not ours to report: COMPLETE may be crossing it
              * and the destination gone; the reader says which. */
-            if (engine_add_page(s, migr_hv_page(hv, 0), migr_hv_index_pfn(hv, 0)) >= 0)
-                (void)engine_flush(s);
+            if (engine_batch_page(&s->b, migr_hv_page(hv, 0), migr_hv_index_pfn(hv, 0)) >= 0)
+                (void)engine_batch_flush(&s->b);
             last_nudge = migr_now_ns();
         }
         /* Then the background push, from where the guest last faulted, unless
@@ -661,7 +661,7 @@ static int push_main(struct sender *s, const uint64_t *need)
                 s->st->pushed_pages++;
         }
         if (err >= 0)
-            err = engine_flush(s);
+            err = engine_batch_flush(&s->b);
         if (err < 0)
             break;
         engine_progress(s, "postcopy", total - pages_left(pc), total, false);

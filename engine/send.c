@@ -59,23 +59,6 @@ static uint64_t round_rate(const struct migr_send_params *p, uint32_t round, uin
     return p->max_bandwidth && r > p->max_bandwidth ? p->max_bandwidth : r;
 }
 
-int engine_flush(struct sender *s)
-{
-    if (!s->in_postcopy && migr_cancel_requested(s->cancel))
-        return migr_errorf(ECANCELED, "migration cancelled");
-    if (s->n == 0)
-        return 0;
-    int len = migr_pages_encode(s->round, s->e, s->n, s->meta, sizeof(s->meta));
-    if (len < 0)
-        return len;
-    int err = migr_rec_send(s->t, MIGR_REC_PAGES, s->meta, (uint32_t)len, s->iov, s->niov);
-    if (err < 0)
-        return migr_error_prefix(-err, "send round %u", s->round);
-    s->n = 0;
-    s->niov = 0;
-    return 0;
-}
-
 void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force)
 {
     if (!s->p->progress)
@@ -85,64 +68,10 @@ void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_
         return;
     s->last_progress = now;
     struct migr_progress pr = {
-        .phase = phase, .round = s->round, .pages_done = done, .pages_total = total,
+        .phase = phase, .round = s->b.round, .pages_done = done, .pages_total = total,
         .bytes_sent = s->t->bytes_sent, .elapsed_s = (double)(now - s->t0) / 1e9,
     };
     s->p->progress(s->p->progress_arg, &pr);
-}
-
-/* Append one page to the batch (zero pages merge into runs); flushes a full
- * batch. Returns 1 if it flushed, 0 if not, or -errno. */
-int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn)
-{
-    struct migr_page_entry *last = s->n ? &s->e[s->n - 1] : NULL;
-    if (migr_page_is_zero(page)) {
-        s->st->zero_pages++;
-        if (last && last->enc == MIGR_ENC_ZERO && last->pfn + last->len == pfn && last->len < UINT32_MAX)
-            last->len++;
-        else
-            s->e[s->n++] = (struct migr_page_entry){.pfn = pfn, .enc = MIGR_ENC_ZERO, .len = 1};
-    } else {
-        s->st->raw_pages++;
-        s->e[s->n++] = (struct migr_page_entry){
-            .pfn = pfn, .enc = MIGR_ENC_RAW, .len = MIGR_PAGE_SIZE, .crc = migr_crc32c(0, page, MIGR_PAGE_SIZE)};
-        s->iov[s->niov++] = (struct iovec){.iov_base = (void *)page, .iov_len = MIGR_PAGE_SIZE};
-    }
-    s->st->pages_sent++;
-    if (s->n < ENGINE_BATCH_PAGES && s->niov < (int)ENGINE_BATCH_PAGES)
-        return 0;
-    int err = engine_flush(s);
-    return err < 0 ? err : 1;
-}
-
-int engine_add_zero_run(struct sender *s, uint64_t pfn, uint64_t n)
-{
-    int flushed = 0;
-    while (n) {
-        struct migr_page_entry *last = s->n ? &s->e[s->n - 1] : NULL;
-        uint64_t k;
-        if (last && last->enc == MIGR_ENC_ZERO && last->pfn + last->len == pfn && last->len < UINT32_MAX) {
-            k = n < UINT32_MAX - last->len ? n : UINT32_MAX - last->len;
-            last->len += (uint32_t)k;
-        } else {
-            k = n < UINT32_MAX ? n : UINT32_MAX;
-            s->e[s->n++] = (struct migr_page_entry){.pfn = pfn, .enc = MIGR_ENC_ZERO, .len = (uint32_t)k};
-        }
-        s->st->zero_pages += k;
-        s->st->hole_pages += k;
-        if (s->enc) /* the codec stage's round: holes travel as ZERO whatever the codec */
-            s->st->codec[MIGR_ENC_ZERO].pages += k;
-        s->st->pages_sent += k;
-        pfn += k;
-        n -= k;
-        if (s->n == ENGINE_BATCH_PAGES) {
-            int err = engine_flush(s);
-            if (err < 0)
-                return err;
-            flushed = 1;
-        }
-    }
-    return flushed;
 }
 
 /* Send the pages set in bm (all pages if bm is NULL). total = how many. */
@@ -169,14 +98,14 @@ static int send_pages(struct sender *s, const uint64_t *bm, uint64_t total, cons
             }
             done++;
             err = s->enc ? engine_encode_page(s, g->host + i * MIGR_PAGE_SIZE, pfn0 + i)
-                         : engine_add_page(s, g->host + i * MIGR_PAGE_SIZE, pfn0 + i);
+                         : engine_batch_page(&s->b, g->host + i * MIGR_PAGE_SIZE, pfn0 + i);
             if (err < 0)
                 return err;
             if (err > 0)
                 engine_progress(s, phase, done, total, false);
         }
     }
-    if ((s->enc && (err = engine_encode_flush(s)) < 0) || (err = engine_flush(s)) < 0)
+    if ((s->enc && (err = engine_encode_flush(s)) < 0) || (err = engine_batch_flush(&s->b)) < 0)
         return err;
     engine_progress(s, phase, done, total, true);
     return 0;
@@ -185,7 +114,7 @@ static int send_pages(struct sender *s, const uint64_t *bm, uint64_t total, cons
 static int send_round_end(struct sender *s, uint64_t pages, uint64_t dirty)
 {
     uint8_t meta[MIGR_ROUND_END_SIZE];
-    struct migr_round_end re = {.round = s->round, .pages_sent = pages, .dirty_pages = dirty};
+    struct migr_round_end re = {.round = s->b.round, .pages_sent = pages, .dirty_pages = dirty};
     int len = migr_round_end_encode(&re, meta, sizeof(meta));
     if (len < 0)
         return len;
@@ -313,7 +242,7 @@ static int discard_rounds(struct sender *s, struct migr_dirty *d, uint64_t *bm, 
         struct migr_ack ack;
         uint64_t r0 = migr_now_ns();
         int err;
-        s->round++;
+        s->b.round++;
         if ((err = send_discard(s, bm)) < 0 || (err = send_round_end(s, 0, n)) < 0 ||
             (err = expect(s, MIGR_REC_READY, &ack)) < 0)
             return err;
@@ -323,10 +252,10 @@ static int discard_rounds(struct sender *s, struct migr_dirty *d, uint64_t *bm, 
         long h = harvest(s, d, bm);
         if (h < 0)
             return (int)h;
-        if (s->round <= MIGR_MAX_ROUNDS_KEPT)
-            s->st->round[s->round - 1] = (struct migr_round_stats){
+        if (s->b.round <= MIGR_MAX_ROUNDS_KEPT)
+            s->st->round[s->b.round - 1] = (struct migr_round_stats){
                 .ns = migr_now_ns() - r0, .dirty_after = migr_bitmap_count(bm, s->hv->ram_pages)};
-        s->st->rounds = s->round;
+        s->st->rounds = s->b.round;
     }
     return 0;
 }
@@ -398,6 +327,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         goto fail;
     }
     s->own_cancel = !p->cancel;
+    s->b = (struct engine_batch){.t = t, .st = st, .cancel = s->cancel};
     if ((err = engine_cancel_attach(s->cancel, t, p->stall_timeout_ms)) < 0)
         goto fail;
     st->max_bandwidth = p->max_bandwidth;
@@ -452,11 +382,11 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
 
     /* live rounds */
     uint64_t best_dirty = UINT64_MAX, stale_rounds = 0, dirty = 0, dirty_bps = 0;
-    for (s->round = 1;; s->round++) {
-        uint64_t rate = round_rate(p, s->round, dirty_bps);
+    for (s->b.round = 1;; s->b.round++) {
+        uint64_t rate = round_rate(p, s->b.round, dirty_bps);
         set_rate(p, t, rate);
         uint64_t r0 = migr_now_ns(), b0 = t->bytes_sent, pg0 = st->pages_sent;
-        if (s->round == 1) {
+        if (s->b.round == 1) {
             /* Never-written pages go as ZERO runs, unread, ahead of the data
              * (engine/holes.c; the tracker runs already). */
             long ndata = engine_data_scan(hv, s->seen);
@@ -476,15 +406,15 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         }
         dirty = migr_bitmap_count(bm, hv->ram_pages);
         uint64_t rns = migr_now_ns() - r0, rbytes = t->bytes_sent - b0;
-        if (s->round <= MIGR_MAX_ROUNDS_KEPT)
-            st->round[s->round - 1] = (struct migr_round_stats){
+        if (s->b.round <= MIGR_MAX_ROUNDS_KEPT)
+            st->round[s->b.round - 1] = (struct migr_round_stats){
                 st->pages_sent - pg0, rbytes, rns, dirty, rate};
         dirty_bps = rns ? (uint64_t)((double)dirty * MIGR_PAGE_SIZE * 1e9 / (double)rns) : 0;
-        if (s->round == 1) {
+        if (s->b.round == 1) {
             st->first_pass_ns = rns;
             st->first_pass_pages = st->pages_sent - pg0;
         }
-        st->rounds = s->round;
+        st->rounds = s->b.round;
         if ((err = send_round_end(s, st->pages_sent - pg0, dirty)) < 0)
             goto fail;
         /* Stop when the rest fits the downtime target, or rounds stop helping. */
@@ -498,7 +428,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         } else if (++stale_rounds >= 3) {
             break;
         }
-        if (s->round >= p->max_rounds || (postcopy && s->round >= (uint32_t)p->postcopy_after))
+        if (s->b.round >= p->max_rounds || (postcopy && s->b.round >= (uint32_t)p->postcopy_after))
             break;
     }
     if (postcopy) {
@@ -532,7 +462,7 @@ pause:
         goto fail;
     }
     dirty = migr_bitmap_count(bm, hv->ram_pages);
-    s->round++;
+    s->b.round++;
     uint64_t r0 = migr_now_ns(), b0 = t->bytes_sent, pg0 = st->pages_sent;
     if (postcopy) {
         /* Hybrid: the destination drops its stale copies; the pages follow in
@@ -545,10 +475,10 @@ pause:
     }
     if ((err = send_pages(s, bm, dirty, "stop-and-copy")) < 0)
         goto fail;
-    if (s->round <= MIGR_MAX_ROUNDS_KEPT)
-        st->round[s->round - 1] = (struct migr_round_stats){
+    if (s->b.round <= MIGR_MAX_ROUNDS_KEPT)
+        st->round[s->b.round - 1] = (struct migr_round_stats){
             st->pages_sent - pg0, t->bytes_sent - b0, migr_now_ns() - r0, 0, p->max_bandwidth};
-    st->rounds = s->round;
+    st->rounds = s->b.round;
     if ((err = send_round_end(s, st->pages_sent - pg0, 0)) < 0)
         goto fail;
 state:;
@@ -563,7 +493,7 @@ state:;
     if ((err = migr_rec_send(t, MIGR_REC_STATE, blob, (uint32_t)blen, NULL, 0)) < 0)
         goto fail;
     uint8_t meta[64];
-    struct migr_switchover so = {.rounds = s->round, .total_pages_sent = st->pages_sent};
+    struct migr_switchover so = {.rounds = s->b.round, .total_pages_sent = st->pages_sent};
     int mlen = migr_switchover_encode(&so, meta, sizeof(meta));
     if (mlen < 0 || (err = migr_rec_send(t, MIGR_REC_SWITCHOVER, meta, (uint32_t)mlen, NULL, 0)) < 0) {
         err = mlen < 0 ? mlen : err;
@@ -594,7 +524,7 @@ state:;
     if (postcopy) {
         /* The guest runs on the destination now and needs our pages. */
         in_postcopy = true;
-        s->in_postcopy = true;
+        s->b.cancel = NULL; /* a cancel is the post-copy protocol's from here */
         if ((err = engine_postcopy_push(s, d ? bm : NULL)) < 0)
             goto fail;
         st->postcopy_ns = migr_now_ns() - t_done;
