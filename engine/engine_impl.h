@@ -98,6 +98,7 @@ struct receiver {
     uint32_t raw_idx[MIGR_BATCH_MAX];
     uint8_t *raw_slot[MIGR_BATCH_MAX];     /* codec entries: where their bulk goes (else NULL) */
     uint32_t raw_len[MIGR_BATCH_MAX];
+    uint32_t nraw;                /* entries of the record being read that carry data */
     bool can_populate;
     bool handover;                /* RAM arrives as memfds: no pages on the wire */
     bool postcopy;                /* mode postcopy or hybrid */

@@ -40,6 +40,7 @@
 #include "migr/crc32c.h"
 #include "migr/dirty.h"
 #include "migr/record.h"
+#include "engine/validate.h"
 
 #define REQ_QUEUE 65536u
 #define PUSH_CHUNK 64u   /* background pages between two looks at the request queue */
@@ -83,13 +84,24 @@ struct pc_src {
     size_t state_len, pending_len;
 };
 
+static int stage_note(void *arg, uint32_t i, const struct migr_page_entry *e, uint64_t idx)
+{
+    struct pc_src *pc = arg;
+    pc->stage_idx[pc->nstage + i] = idx;
+    return 0;
+}
+
+/* A checkpoint holds RAW pages only (checked by the walk: no ZERO run reaches here). */
+static const struct engine_placement stage_placement = {
+    .encs = ENGINE_ENC_BIT(MIGR_ENC_RAW), .phase = "a checkpoint", .data = stage_note};
+
 /* A PAGES record of a checkpoint: staged until its EPOCH_END arrives, so that
  * a checkpoint cut short by a failure is never half applied. */
 static int stage_pages(struct pc_src *pc, const struct migr_rec_hdr *h)
 {
     struct sender *s = pc->s;
     uint32_t round, count;
-    int err = migr_pages_decode_hdr(pc->meta, h->meta_len, h->bulk_len, &round, &count);
+    int err = engine_pages_header(pc->meta, h->meta_len, h->bulk_len, s->rx_seq, &round, &count);
     if (err < 0)
         return err;
     if (pc->nstage + count > pc->stage_cap) {
@@ -103,17 +115,11 @@ static int stage_pages(struct pc_src *pc, const struct migr_rec_hdr *h)
         pc->stage_idx = ix;
         pc->stage_cap = cap;
     }
-    struct migr_page_entry e;
-    for (uint32_t i = 0; i < count; i++) {
-        migr_page_entry_decode(pc->meta, i, &e);
-        int64_t idx = migr_hv_pfn_index(s->hv, e.pfn);
-        if (e.enc != MIGR_ENC_RAW || idx < 0)
-            return migr_errorf(EBADMSG, "checkpoint: entry %u (page 0x%llx) is not a RAW page of guest RAM", i,
-                               (unsigned long long)e.pfn);
-        pc->stage_idx[pc->nstage + i] = (uint64_t)idx;
-    }
+    if ((err = engine_pages_walk(s->hv, pc->meta, count, s->rx_seq, &stage_placement, pc)) < 0)
+        return migr_error_prefix(-err, "checkpoint");
     if ((err = migr_transport_recv(s->t, pc->stage + pc->nstage * MIGR_PAGE_SIZE, h->bulk_len)) < 0)
         return err;
+    struct migr_page_entry e;
     for (uint32_t i = 0; i < count; i++) {
         migr_page_entry_decode(pc->meta, i, &e);
         if (migr_crc32c(0, pc->stage + (pc->nstage + i) * MIGR_PAGE_SIZE, MIGR_PAGE_SIZE) != e.crc)

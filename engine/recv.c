@@ -21,6 +21,7 @@
 #include "migr/record.h"
 #include "engine/engine_impl.h"
 #include "engine/stage.h"
+#include "engine/validate.h"
 
 
 static int rec_err(struct receiver *r, int err, const char *type, const char *fmt, ...)
@@ -96,43 +97,48 @@ static void zero_run(struct receiver *r, uint64_t first, uint64_t last)
     }
 }
 
+/* Pre-copy placement: a ZERO run clears what holds data; a page with data is
+ * noted, to be read straight into guest RAM (RAW) or into a codec slot. */
+static int precopy_zero(void *arg, uint32_t i, const struct migr_page_entry *e, uint64_t idx, uint64_t n)
+{
+    struct receiver *r = arg;
+    zero_run(r, idx, idx + n - 1);
+    r->st->zero_pages += n;
+    r->st->codec[MIGR_ENC_ZERO].pages += n;
+    r->st->pages_sent += n;
+    return 0;
+}
+
+static int precopy_data(void *arg, uint32_t i, const struct migr_page_entry *e, uint64_t idx)
+{
+    struct receiver *r = arg;
+    uint8_t *slot = NULL;
+    int err = engine_decode_note(r, i, e, idx, &slot); /* RAW (len checked) or a codec's payload */
+    if (err < 0)
+        return err;
+    r->raw_slot[r->nraw] = slot;
+    r->raw_len[r->nraw] = e->len;
+    r->raw_idx[r->nraw++] = (uint32_t)idx;
+    return 0;
+}
+
+static const struct engine_placement precopy_placement = {
+    .encs = ENGINE_ENCS_ANY, .phase = "a pre-copy round", .zero = precopy_zero, .data = precopy_data};
+
 static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
 {
     uint32_t round, count;
-    int err = migr_pages_decode_hdr(r->meta, h->meta_len, h->bulk_len, &round, &count);
+    int err = engine_pages_header(r->meta, h->meta_len, h->bulk_len, r->seq, &round, &count);
     if (err < 0)
-        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
+        return err;
     struct migr_hv *hv = r->hv;
     struct migr_page_entry e[1];
-    uint32_t nraw = 0;
     int niov = 0;
     /* First pass: check every entry, then read the data into place. */
-    for (uint32_t i = 0; i < count; i++) {
-        if ((err = migr_page_entry_decode(r->meta, i, e)) < 0)
-            return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
-        int64_t idx = migr_hv_pfn_index(hv, e->pfn);
-        if (idx < 0)
-            return rec_err(r, EBADMSG, "PAGES", "entry %u: page 0x%llx (gpa 0x%llx) is outside guest RAM",
-                           i, (unsigned long long)e->pfn, (unsigned long long)e->pfn << MIGR_PAGE_SHIFT);
-        if (e->enc == MIGR_ENC_ZERO) {
-            int64_t last = migr_hv_pfn_index(hv, e->pfn + e->len - 1);
-            if (e->pfn + e->len < e->pfn || last != idx + (int64_t)e->len - 1)
-                return rec_err(r, EBADMSG, "PAGES", "entry %u: zero run of %u pages from 0x%llx "
-                               "leaves guest RAM", i, e->len, (unsigned long long)e->pfn);
-            zero_run(r, (uint64_t)idx, (uint64_t)last);
-            r->st->zero_pages += e->len;
-            r->st->codec[MIGR_ENC_ZERO].pages += e->len;
-            r->st->pages_sent += e->len;
-            continue;
-        }
-        /* RAW (the decoder has checked len == page size) or a codec's payload */
-        uint8_t *slot = NULL;
-        if ((err = engine_decode_note(r, i, e, (uint64_t)idx, &slot)) < 0)
-            return err;
-        r->raw_slot[nraw] = slot;
-        r->raw_len[nraw] = e->len;
-        r->raw_idx[nraw++] = (uint32_t)idx;
-    }
+    r->nraw = 0;
+    if ((err = engine_pages_walk(hv, r->meta, count, r->seq, &precopy_placement, r)) < 0)
+        return err;
+    uint32_t nraw = r->nraw;
     if (round == 1 && nraw && !r->pf_tried) {
         /* the holes came first (ZERO runs): the pages still missing are data */
         r->pf_tried = true;
