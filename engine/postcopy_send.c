@@ -154,7 +154,7 @@ static void *reader(void *arg)
         int err = migr_rec_recv(s->t, &s->rx_seq, &h, pc->meta, MIGR_META_MAX);
         uint32_t n = 0;
         __atomic_store_n(&pc->rx_ns, migr_now_ns(), __ATOMIC_RELAXED);
-        bool cancellable = !s->p->no_cancel;
+        bool cancellable = s->cancellable;
         if (err == 0 && h.type == MIGR_REC_PAGE_REQ) {
             err = migr_ranges_decode("PAGE_REQ", pc->meta, h.meta_len, rg, &n);
         } else if (err == 0 && cancellable && h.type == MIGR_REC_PAGES) {
@@ -545,7 +545,7 @@ static int push_main(struct sender *s, const uint64_t *need)
         }
         pc->fserver_started = true;
     }
-    if (!s->p->no_cancel && s->p->postcopy_lease_ms) {
+    if (s->cancellable && s->p->postcopy_lease_ms) {
         if ((err = pthread_create(&pc->lease_thread, NULL, lease_main, pc)) != 0) {
             err = migr_errorf(err, "post-copy: start the lease watcher");
             s->t->ops->shutdown(s->t);
@@ -603,7 +603,7 @@ static int push_main(struct sender *s, const uint64_t *need)
         }
         bool want_cancel = migr_cancel_requested(s->cancel) ||
                            (s->p->cancel_after_pages && total - pages_left(pc) >= s->p->cancel_after_pages);
-        if (!s->p->no_cancel && want_cancel && !cancel_sent) {
+        if (s->cancellable && want_cancel && !cancel_sent) {
             if ((err = engine_batch_flush(&s->b)) < 0 ||
                 (err = migr_rec_send(s->t, MIGR_REC_CANCEL, NULL, 0, NULL, 0)) < 0)
                 break;
@@ -672,7 +672,7 @@ static int push_main(struct sender *s, const uint64_t *need)
             break;
         engine_progress(s, "postcopy", total - pages_left(pc), total, false);
     }
-    if (err == 0 && !s->p->no_cancel) {
+    if (err == 0 && s->cancellable) {
         /* COMPLETE read: the guest is the destination's from here on, come
          * what may; tell it (COMMIT, the release), or it keeps the guest
          * paused, unable to tell this from our taking it back. */
@@ -716,7 +716,7 @@ static int push_main(struct sender *s, const uint64_t *need)
             s->st->serve_p50_us = pc->serve_us[pc->nserve / 2];
         }
     }
-    if (err < 0 && !s->p->no_cancel) {
+    if (err < 0 && s->cancellable) {
         /* Take the guest back: our RAM already holds every complete
          * checkpoint; its vCPU state goes with the last one (none yet: the
          * state we paused with is still loaded). */

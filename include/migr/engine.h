@@ -17,6 +17,15 @@
 
 #define MIGR_MAX_ROUNDS_KEPT 64
 
+/* Migration modes (docs/design.md, "The engine as units"). The source's
+ * HELLO names the mode on the wire (docs/format.md, HELLO mode). */
+enum migr_mode {
+    MIGR_MODE_PRECOPY,            /* rounds of dirty pages, then stop-and-copy (the default) */
+    MIGR_MODE_HANDOVER,           /* same host, unix socket: pass the RAM memfds, copy no page */
+    MIGR_MODE_POSTCOPY,           /* switch at once; pages follow on fault and pushed */
+    MIGR_MODE_HYBRID,             /* pre-copy rounds first, then post-copy */
+};
+
 struct migr_progress {
     const char *phase;            /* "precopy", "stop-and-copy", "switchover" */
     uint32_t round;
