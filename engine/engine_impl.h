@@ -25,6 +25,17 @@ enum engine_owner {
     OWNER_IN_DOUBT,               /* failure after COMMIT without take-back: kept paused here */
 };
 
+/* Where a failure came from, as a value (never by matching its message). */
+enum engine_origin {
+    ORIGIN_NONE,
+    ORIGIN_LOCAL,                 /* this side failed (memory, hypervisor, a bad setting) */
+    ORIGIN_LINK,                  /* the connection broke */
+    ORIGIN_PEER_REFUSED,          /* the destination sent ERROR */
+    ORIGIN_PEER_ABORTED,          /* the source sent ERROR */
+    ORIGIN_CANCELLED,             /* migr_cancel_request() */
+    ORIGIN_STALLED,               /* the stall watchdog */
+};
+
 struct engine_mode;
 
 struct sender {
@@ -32,6 +43,7 @@ struct sender {
     bool cancellable;             /* post-copy with take-back */
     uint32_t hybrid_rounds;       /* hybrid: pre-copy rounds at most before post-copy */
     enum engine_owner owner;
+    enum engine_origin origin;    /* of the failure being handled */
     struct migr_hv *hv;
     struct migr_transport *t;
     const struct migr_send_params *p;
@@ -123,6 +135,7 @@ struct postcopy_dst;
 
 struct receiver {
     const struct engine_mode *mode; /* parsed from HELLO once */
+    enum engine_origin origin;    /* ORIGIN_PEER_ABORTED: the source said ERROR (we do not answer it) */
     uint32_t decode_threads;      /* migr_recv_params.decode_threads (>= 1) */
     uint32_t postcopy_timeout_ms; /* migr_recv_params.postcopy_timeout_ms (0 = none) */
     struct migr_transport *t;

@@ -910,6 +910,7 @@ static int run_main(struct receiver *r)
             }
             cancelling = true;
         } else if (h.type == MIGR_REC_ERROR) {
+            r->origin = ORIGIN_PEER_ABORTED;
             err = migr_errorf(ECANCELED, "the source aborted during post-copy");
             break;
         } else {

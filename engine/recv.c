@@ -257,6 +257,7 @@ static int next(struct receiver *r, struct migr_rec_hdr *h)
         char msg[MIGR_ERROR_MSG_MAX + 1];
         if (migr_error_decode(r->meta, h->meta_len, &code, msg, sizeof(msg)) < 0)
             return rec_err(r, EPROTO, "ERROR", "malformed");
+        r->origin = ORIGIN_PEER_ABORTED;
         return migr_errorf(ECANCELED, "the source aborted: %s", msg);
     }
     if (h->type != MIGR_REC_PAGES && h->bulk_len)
@@ -403,7 +404,7 @@ int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, str
 
 fail:
     snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
-    if (err != -EPIPE && err != -ECONNRESET && !st->cancelled && !strstr(st->error, "the source aborted"))
+    if (err != -EPIPE && err != -ECONNRESET && !st->cancelled && (!r || r->origin != ORIGIN_PEER_ABORTED))
         migr_rec_send_error(t, -err, st->error);
     /* Before COMMIT the source still owns the guest: drop ours. */
     if (r) {

@@ -26,7 +26,9 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->downtime_ms = 300;
     p->max_rounds = 30;
     p->tracker = "auto";
-    p->postcopy_after = -1;
+    p->mode = MIGR_MODE_PRECOPY;
+    p->cancellable = true;
+    p->hybrid_rounds = 1;
     p->prepage = 8;
     p->compress = "auto";
     p->xbzrle_cache_mib = 64;
@@ -57,16 +59,6 @@ void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_
         .bytes_sent = s->t->bytes_sent, .elapsed_s = (double)(now - s->t0) / 1e9,
     };
     s->p->progress(s->p->progress_arg, &pr);
-}
-
-/* The mode asked for, from the parameters. */
-static const struct engine_mode *mode_of(const struct migr_send_params *p, bool *cancellable, uint32_t *rounds)
-{
-    *cancellable = !p->no_cancel;
-    *rounds = p->postcopy_after > 0 ? (uint32_t)p->postcopy_after : 0;
-    return engine_mode_of(p->handover ? MIGR_MODE_HANDOVER
-                          : p->postcopy_after == 0 ? MIGR_MODE_POSTCOPY
-                          : p->postcopy_after > 0 ? MIGR_MODE_HYBRID : MIGR_MODE_PRECOPY);
 }
 
 static void sender_free(struct sender *s)
@@ -146,7 +138,16 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         return migr_errorf(ENOMEM, "%s", st->error);
     }
     *s = (struct sender){.hv = hv, .t = t, .p = p, .st = st, .cpu0 = cpu0, .owner = OWNER_SOURCE};
-    s->mode = mode_of(p, &s->cancellable, &s->hybrid_rounds);
+    s->mode = engine_mode_of(p->mode);
+    s->cancellable = p->cancellable;
+    s->hybrid_rounds = p->hybrid_rounds ? p->hybrid_rounds : 1;
+    if (!s->mode) {
+        snprintf(st->error, sizeof(st->error), "send: mode %d unknown; the guest keeps running on the source",
+                 (int)p->mode);
+        st->resumed_on_source = true;
+        free(s);
+        return migr_errorf(EINVAL, "%s", st->error);
+    }
     int err = run(s);
     if (err < 0)
         err = engine_switch_fail(s, err);

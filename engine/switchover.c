@@ -54,6 +54,7 @@ int engine_expect(struct sender *s, uint16_t type, struct migr_ack *ack)
         char msg[MIGR_ERROR_MSG_MAX + 1];
         if (migr_error_decode(meta, h.meta_len, &code, msg, sizeof(msg)) < 0)
             return migr_errorf(EPROTO, "destination sent a malformed ERROR record");
+        s->origin = ORIGIN_PEER_REFUSED;
         return migr_errorf(code > 0 ? code : EPROTO, "destination refused: %s", msg);
     }
     if (h.type != type || h.bulk_len != 0)
@@ -148,8 +149,9 @@ static void peer_reason(struct sender *s)
     snprintf(saved, sizeof(saved), "%s", migr_last_error());
     if (poll(&pfd, 1, 300) == 1) {
         struct migr_ack a;
+        s->origin = ORIGIN_LINK;
         int err = engine_expect(s, MIGR_REC_READY, &a);
-        if (err < 0 && strstr(migr_last_error(), "destination refused")) {
+        if (err < 0 && s->origin == ORIGIN_PEER_REFUSED) {
             char why[512];
             snprintf(why, sizeof(why), "%s", migr_last_error());
             migr_errorf(EPROTO, "%s (%s)", why, saved);
@@ -216,12 +218,19 @@ int engine_switch_fail(struct sender *s, int err)
     bool committed = s->owner >= OWNER_COMMITTING;
     /* A cancel or the watchdog broke the link: say that, not what broke. */
     int stopped = s->cancel && !committed ? engine_cancel_reason(s->cancel) : 0;
-    if (stopped < 0)
+    if (stopped < 0) {
         err = stopped;
-    else if (!committed && migr_last_error()[0] && (err == -EPIPE || err == -ECONNRESET))
-        peer_reason(s);
+        s->origin = stopped == -ECANCELED ? ORIGIN_CANCELLED : ORIGIN_STALLED;
+    } else if (err == -EPIPE || err == -ECONNRESET) {
+        s->origin = ORIGIN_LINK;
+        if (!committed && migr_last_error()[0])
+            peer_reason(s);
+    } else if (s->origin == ORIGIN_NONE) {
+        s->origin = ORIGIN_LOCAL;
+    }
     snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
-    if (!committed && err != -EPIPE && err != -ECONNRESET && stopped == 0) {
+    /* The peer hears why, unless the link is gone or a cancel/the watchdog cut it. */
+    if (!committed && (s->origin == ORIGIN_LOCAL || s->origin == ORIGIN_PEER_REFUSED)) {
         char why[sizeof(st->error) + 32];
         snprintf(why, sizeof(why), "source aborts: %s", st->error);
         migr_rec_send_error(t, -err, why);
