@@ -406,7 +406,7 @@ static void run_rep(int ci, int seq, struct rep_result *res)
     }
     struct migr_send_params p;
     migr_send_params_defaults(&p);
-    p.handover = configs[ci].handover;
+    p.mode = configs[ci].handover ? MIGR_MODE_HANDOVER : MIGR_MODE_PRECOPY;
     struct cpu_mark m0, m1;
     cpu_mark(&m0, pid);
     res->send_rc = migr_send(src, t, &p, &res->st);

@@ -644,8 +644,9 @@ static void job_run(struct job *j)
         t = limit_link(t, j->link_mbps);
     struct migr_send_params p;
     migr_send_params_defaults(&p);
-    p.postcopy_after = modes[j->mi].postcopy_after;
-    p.no_cancel = j->no_cancel;
+    p.mode = modes[j->mi].postcopy_after < 0 ? MIGR_MODE_PRECOPY : modes[j->mi].postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
+    p.hybrid_rounds = modes[j->mi].postcopy_after > 0 ? (uint32_t)modes[j->mi].postcopy_after : 1;
+    p.cancellable = !j->no_cancel;
     struct pause_probe probe = {.hv = src};
     p.progress = on_progress;
     p.progress_arg = &probe;

@@ -54,6 +54,10 @@ struct migr_send_params;
 /*! Apply one `key=value` token of the ctl `migrate` command to p
  *  (cli/migrate_opts.c). 0, or -1 with err set ("migrate: unknown setting 'x'"). */
 int cli_migrate_option(struct migr_send_params *p, const char *token, char *err, size_t cap);
+/*! The `migrate` command's mode: precopy | handover | postcopy | hybrid[:N]
+ *  (N pre-copy rounds at most, default 1) into p->mode / p->hybrid_rounds.
+ *  0, or -1 for anything else. */
+int cli_migrate_mode(struct migr_send_params *p, const char *text);
 /* fd: the control connection, for an answer (a group barrier's "go"). */
 typedef void (*ctl_line_fn)(void *arg, const char *line, int fd);
 int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,

@@ -254,6 +254,11 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
             return false;
         }
     }
+    if (cli_migrate_mode(&p, mode) < 0) {
+        reply(fd, "error {\"ok\":false,\"error\":\"migrate: mode '%s': expected precopy, handover, postcopy or "
+                  "hybrid[:N]\",\"resumed_on_source\":true}", mode);
+        return false;
+    }
     struct progress_sink sink = {.fd = fd, .th = th, .cancel = migr_cancel_new()};
     char js[16384], why[600];
     if (!sink.cancel) {
@@ -284,11 +289,6 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     p.downtime_ms = downtime;
     p.max_rounds = rounds;
     p.tracker = strcmp(tracker, "auto") == 0 ? vm_tracker : tracker;
-    p.handover = strcmp(mode, "handover") == 0;
-    if (strcmp(mode, "postcopy") == 0)
-        p.postcopy_after = 0;
-    else if (strncmp(mode, "hybrid", 6) == 0)
-        p.postcopy_after = mode[6] == ':' ? atoi(mode + 7) : 1;
     p.cancel = sink.cancel;
     p.switchover_arg = &sink;
     p.progress = progress_to_client;

@@ -105,6 +105,29 @@ static int set_postcopy_lease(struct migr_send_params *p, const char *v)
     return 0;
 }
 
+int cli_migrate_mode(struct migr_send_params *p, const char *text)
+{
+    static const struct {
+        const char *name;
+        enum migr_mode mode;
+    } modes[] = {{"precopy", MIGR_MODE_PRECOPY}, {"handover", MIGR_MODE_HANDOVER},
+                 {"postcopy", MIGR_MODE_POSTCOPY}, {"hybrid", MIGR_MODE_HYBRID}};
+    size_t len = strcspn(text, ":");
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (strlen(modes[i].name) != len || strncmp(text, modes[i].name, len))
+            continue;
+        p->mode = modes[i].mode;
+        if (text[len] == 0)
+            return 0;
+        long n;
+        if (modes[i].mode != MIGR_MODE_HYBRID || set_int(text + len + 1, 1, 1000000, &n) < 0)
+            return -1;
+        p->hybrid_rounds = (uint32_t)n;
+        return 0;
+    }
+    return -1;
+}
+
 static const struct {
     const char *key;
     int (*set)(struct migr_send_params *p, const char *v);

@@ -401,6 +401,7 @@ int engine_encoder_create(struct sender *s)
         return -ENOMEM;
     memset(e, 0, sizeof(*e));
     s->enc = e;
+    s->b.codec_round = true;
     e->mode = (enum cmode)mode;
     e->nthreads = n;
     e->bw = p->link_mbps ? p->link_mbps * 1e-3 : 1.0; /* bytes per ns; 1.0 = 1 GB/s until measured */
@@ -450,6 +451,7 @@ void engine_encoder_destroy(struct sender *s)
     free(e->out);
     free(e);
     s->enc = NULL;
+    s->b.codec_round = false;
 }
 
 /* Encode the queued batch, build the PAGES record in queue order, send it. */
@@ -477,16 +479,12 @@ static int encode_send(struct sender *s)
     }
     for (uint32_t i = 0; i < e->n; i++) {
         const struct enc_page *pg = &e->pg[i];
-        struct migr_page_entry *last = s->n ? &s->e[s->n - 1] : NULL;
         if (pg->kind == P_SKIP)
             continue;
         st->pages_sent++;
         if (pg->kind == P_ZERO) {
             st->zero_pages++;
-            if (last && last->enc == MIGR_ENC_ZERO && last->pfn + last->len == pg->pfn)
-                last->len++;
-            else
-                s->e[s->n++] = (struct migr_page_entry){.pfn = pg->pfn, .enc = MIGR_ENC_ZERO, .len = 1};
+            engine_batch_put(&s->b, &(struct migr_page_entry){.pfn = pg->pfn, .enc = MIGR_ENC_ZERO, .len = 1}, NULL);
             continue;
         }
         const void *data = pg->kind == P_RAW_LIVE ? pg->live
@@ -496,12 +494,12 @@ static int encode_send(struct sender *s)
         uint32_t len = pg->kind == P_RAW_LIVE ? MIGR_PAGE_SIZE : pg->len;
         if (enc == MIGR_ENC_RAW)
             st->raw_pages++;
-        s->e[s->n++] = (struct migr_page_entry){.pfn = pg->pfn, .enc = enc, .len = len, .crc = pg->crc};
-        s->iov[s->niov++] = (struct iovec){.iov_base = (void *)data, .iov_len = len};
+        engine_batch_put(&s->b, &(struct migr_page_entry){.pfn = pg->pfn, .enc = enc, .len = len, .crc = pg->crc},
+                         data);
     }
     e->n = 0;
     uint64_t b0 = s->t->bytes_sent, t0 = migr_now_ns();
-    int err = engine_flush(s);
+    int err = engine_batch_flush(&s->b);
     uint64_t ns = migr_now_ns() - t0, bytes = s->t->bytes_sent - b0;
     if (err == 0 && !e->bw_fixed && bytes >= 64 * 1024 && ns > 0) {
         /* The socket buffer absorbs small records at memory speed; the
@@ -521,14 +519,14 @@ static int encode_send(struct sender *s)
 int engine_encode_page(struct sender *s, const uint8_t *page, uint64_t pfn)
 {
     struct encoder *e = s->enc;
-    if (e->n && e->round != s->round) {
+    if (e->n && e->round != s->b.round) {
         int err = encode_send(s);
         if (err < 0)
             return err;
     }
-    if (e->round != s->round) {
-        e->round = s->round;
-        e->cache_on = s->round >= 2;
+    if (e->round != s->b.round) {
+        e->round = s->b.round;
+        e->cache_on = s->b.round >= 2;
         e->final = s->hv->paused;
         for (unsigned w = 0; w < e->nthreads; w++)
             if (e->w[w].cache)

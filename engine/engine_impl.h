@@ -11,26 +11,56 @@
 #include "migr/hv.h"
 #include "migr/record.h"
 #include "migr/transport.h"
+#include "engine/batch.h"
 
-#define ENGINE_BATCH_PAGES 256u
+/* Where the guest is, as the source sees it. The switchover unit
+ * (switchover.c) moves it forward; its failure path switches on it — the one
+ * place that decides where the guest is after a failure. */
+enum engine_owner {
+    OWNER_SOURCE,                 /* runs on the source; the migration has not paused it */
+    OWNER_SOURCE_PAUSED,          /* paused for the switchover: the source resumes it on failure */
+    OWNER_COMMITTING,             /* COMMIT is (being) sent, DONE not read: the destination may run it */
+    OWNER_DEST,                   /* DONE read: runs on the destination (post-copy: on our pages) */
+    OWNER_TAKEN_BACK,             /* cancellable post-copy ended early: our RAM and state are its last checkpoint */
+    OWNER_IN_DOUBT,               /* failure after COMMIT without take-back: kept paused here */
+};
+
+/* Where a failure came from, as a value (never by matching its message). */
+enum engine_origin {
+    ORIGIN_NONE,
+    ORIGIN_LOCAL,                 /* this side failed (memory, hypervisor, a bad setting) */
+    ORIGIN_LINK,                  /* the connection broke */
+    ORIGIN_PEER_REFUSED,          /* the destination sent ERROR */
+    ORIGIN_PEER_ABORTED,          /* the source sent ERROR */
+    ORIGIN_CANCELLED,             /* migr_cancel_request() */
+    ORIGIN_STALLED,               /* the stall watchdog */
+};
+
+struct engine_mode;
 
 struct sender {
+    const struct engine_mode *mode; /* engine/mode.h */
+    bool cancellable;             /* post-copy with take-back */
+    uint32_t hybrid_rounds;       /* hybrid: pre-copy rounds at most before post-copy */
+    enum engine_owner owner;
+    enum engine_origin origin;    /* of the failure being handled */
     struct migr_hv *hv;
     struct migr_transport *t;
     const struct migr_send_params *p;
     struct migr_stats *st;
     uint64_t t0;
     uint64_t last_progress;
-    /* the batch being built */
-    struct migr_page_entry e[ENGINE_BATCH_PAGES];
-    uint32_t n;
-    struct iovec iov[ENGINE_BATCH_PAGES];
-    int niov;
-    uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
-    uint32_t round;
+    struct engine_batch b;        /* pages on the main stream; b.round is the current round */
     uint64_t *seen;               /* pages seen holding data (engine/holes.c) */
+    uint64_t *bm;                 /* dirty pages of the round (RAM indices); seen lies behind it */
+    uint64_t *need;               /* hybrid: pages discarded in discard rounds */
+    uint64_t words;               /* of each bitmap */
+    struct migr_dirty *d;         /* the dirty tracker, or NULL (post-copy, hand-over) */
+    struct migr_range *ranges;    /* hybrid: DISCARD ranges being built (MIGR_RANGES_MAX) */
+    uint8_t *ranges_meta;         /* ... and their record */
+    uint64_t cpu0;                /* migr_thread_cpu_ns() at the start */
+    uint64_t t_pause, t_done;     /* when the guest was paused; when DONE came */
     uint64_t rx_seq;              /* records received from the destination */
-    bool in_postcopy;             /* cancel is handled by the post-copy protocol, not by flush */
     bool took_back;               /* cancellable post-copy failed or was cancelled: the
                                      destination's last checkpoint is loaded here */
     struct encoder *enc;          /* pre-copy page codec stage (engine/encode.c), NULL = RAW/ZERO */
@@ -40,6 +70,20 @@ struct sender {
     struct migr_cancel *cancel;   /* p->cancel, or the engine's own (for the watchdog) */
     bool own_cancel;
 };
+
+/* engine/switchover.c: the switchover and the ownership decision. hello:
+ * preamble and HELLO; pause: the guest stops (SOURCE_PAUSED); commit: STATE
+ * ... DONE (COMMITTING, then DEST); expect: the destination's next record,
+ * of this type (an ERROR record becomes the error); fail: the failure path —
+ * st->error, ERROR to the peer, where the guest is. Each returns 0 or -errno
+ * (fail: the error it settled on). */
+int engine_switch_hello(struct sender *s);
+int engine_switch_pause(struct sender *s);
+int engine_switch_commit(struct sender *s);
+int engine_switch_fail(struct sender *s, int err);
+int engine_expect(struct sender *s, uint16_t type, struct migr_ack *ack);
+/* Set the transport's rate, unless p asks for no rate control (send.c). */
+void engine_set_rate(struct sender *s, uint64_t rate);
 
 /* engine/cancel.c: the cancel handle's engine side. attach: the migration
  * runs over t (a stall watchdog starts if stall_timeout_ms); commit: about to
@@ -51,11 +95,6 @@ bool engine_cancel_commit(struct migr_cancel *c);
 int engine_cancel_reason(struct migr_cancel *c);
 void engine_cancel_detach(struct migr_cancel *c);
 
-int engine_add_page(struct sender *s, const uint8_t *page, uint64_t pfn);
-/* Append pages [pfn, pfn+n) as one ZERO run without reading them (memfd
- * holes); flushes a full batch. 1 if it flushed, 0, or -errno. Not while the
- * page codec stage holds queued pages (engine_encode_flush first). */
-int engine_add_zero_run(struct sender *s, uint64_t pfn, uint64_t n);
 
 /* Memfd holes (engine/holes.c). data_scan: set in data (RAM indices) every
  * page that holds data or may (no memfd); returns how many, or -errno.
@@ -66,7 +105,6 @@ int engine_add_zero_run(struct sender *s, uint64_t pfn, uint64_t n);
 long engine_data_scan(struct migr_hv *hv, uint64_t *data);
 long engine_holes_filter(struct migr_hv *hv, uint64_t *bm, uint64_t *seen);
 int engine_send_holes(struct sender *s, const uint64_t *data);
-int engine_flush(struct sender *s);
 /* This side's CPU and rate-limiter accounting into st (cpu0: migr_thread_cpu_ns() at the start). */
 void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0);
 void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force);
@@ -96,6 +134,8 @@ void engine_postcopy_close_channel(struct sender *s);
 struct postcopy_dst;
 
 struct receiver {
+    const struct engine_mode *mode; /* parsed from HELLO once */
+    enum engine_origin origin;    /* ORIGIN_PEER_ABORTED: the source said ERROR (we do not answer it) */
     uint32_t decode_threads;      /* migr_recv_params.decode_threads (>= 1) */
     uint32_t postcopy_timeout_ms; /* migr_recv_params.postcopy_timeout_ms (0 = none) */
     struct migr_transport *t;
@@ -112,10 +152,11 @@ struct receiver {
     uint32_t raw_idx[MIGR_BATCH_MAX];
     uint8_t *raw_slot[MIGR_BATCH_MAX];     /* codec entries: where their bulk goes (else NULL) */
     uint32_t raw_len[MIGR_BATCH_MAX];
+    uint32_t nraw;                /* entries of the record being read that carry data */
     bool can_populate;
-    bool handover;                /* RAM arrives as memfds: no pages on the wire */
-    bool postcopy;                /* mode postcopy or hybrid */
-    bool cancellable;             /* ... and the source can take the guest back */
+    bool cancellable;             /* post-copy, and the source can take the guest back */
+    uint64_t t_switch;            /* SWITCHOVER arrived */
+    struct migr_range *ranges;    /* DISCARD being read (MIGR_RANGES_MAX) */
     uint64_t *alloc;              /* page was written with data at some point (may be allocated) */
     struct postcopy_dst *pc;
     struct decoder *dec;          /* PAGES with codec entries (engine/decode.c) */
@@ -148,6 +189,11 @@ int engine_postcopy_start_epochs(struct receiver *r);
 int engine_postcopy_run(struct receiver *r);
 void engine_postcopy_finish(struct receiver *r);
 int engine_recv_send(struct receiver *r, uint16_t type, const void *meta, uint32_t len);
+/* recv.c: READY / DONE with the pages received so far; the HELLO's STATE
+ * version against the guest built; mode_hybrid.c: a DISCARD record. */
+int engine_recv_ack(struct receiver *r, uint16_t type);
+int engine_recv_check_state_version(struct receiver *r, const struct migr_hello *hello);
+int engine_recv_discard(struct receiver *r, const struct migr_rec_hdr *h);
 /* Give RAM pages [first, first+n) back to their memfd so that they fault. */
 int engine_punch(struct receiver *r, uint64_t first, uint64_t n);
 /* FAULT_CHANNEL arrived (before SWITCHOVER): take the descriptor or connect. */

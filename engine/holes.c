@@ -159,11 +159,11 @@ int engine_send_holes(struct sender *s, const uint64_t *data)
             uint64_t q = p + 1;
             while (q < npages && !migr_bit_test(data, base + q))
                 q += ((base + q) & 63) == 0 && q + 64 <= npages && data[(base + q) >> 6] == 0 ? 64 : 1;
-            if ((err = engine_add_zero_run(s, pfn0 + p, q - p)) < 0)
+            if ((err = engine_batch_zero_run(&s->b, pfn0 + p, q - p)) < 0)
                 return err;
             p = q;
         }
         base += npages;
     }
-    return engine_flush(s);
+    return engine_batch_flush(&s->b);
 }

@@ -43,6 +43,7 @@
 #include "migr/crc32c.h"
 #include "migr/dirty.h"
 #include "migr/record.h"
+#include "engine/validate.h"
 
 #define MAX_SAMPLES (1u << 20)
 
@@ -720,14 +721,89 @@ static int copy_run(struct receiver *r, const struct pc_chan *ch, uint64_t k0, u
     return 0;
 }
 
+/* Post-copy placement of one record (either stream): consecutive RAW pages
+ * gather into a run placed with one UFFDIO_COPY, ZERO runs are marked (and
+ * resolved where a fault waits). */
+struct uffd_place {
+    struct receiver *r;
+    struct pc_chan *ch;
+    const uint8_t *data;          /* the next RAW page's bytes in ch->buf */
+    const uint8_t *run_data;
+    uint64_t run0, run_n;
+};
+
+static int flush_run(struct uffd_place *u)
+{
+    int err = u->run_n ? copy_run(u->r, u->ch, u->run0, u->run_n, u->run_data) : 0;
+    u->run_n = 0;
+    return err;
+}
+
+static int uffd_data(void *arg, uint32_t i, const struct migr_page_entry *e, uint64_t idx)
+{
+    struct uffd_place *u = arg;
+    struct postcopy_dst *pc = u->r->pc;
+    /* Read without the lock (the fault thread wants it): resident and zero
+     * bits are only ever set in this phase, so a set bit is the truth, and a
+     * page placed meanwhile ends its UFFDIO_COPY with EEXIST. */
+    bool dup = (__atomic_load_n(&pc->resident[idx >> 6], __ATOMIC_RELAXED) |
+                __atomic_load_n(&pc->zero[idx >> 6], __ATOMIC_RELAXED)) >> (idx & 63) & 1;
+    int err;
+    if (u->run_n && (dup || u->run0 + u->run_n != idx) && (err = flush_run(u)) < 0)
+        return err;
+    /* A duplicate (request and push crossed) is dropped unread: the source
+     * may have sent it from a page a checkpoint was rewriting. */
+    if (!dup && migr_crc32c(0, u->data, MIGR_PAGE_SIZE) != e->crc)
+        /* the source is paused: a bad CRC now is corruption, not a torn page */
+        return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx fails its CRC",
+                           (unsigned long long)*u->ch->seq, i, (unsigned long long)e->pfn);
+    if (!dup) {
+        if (!u->run_n) {
+            u->run0 = idx;
+            u->run_data = u->data;
+        }
+        u->run_n++;
+    }
+    u->data += MIGR_PAGE_SIZE;
+    return 0;
+}
+
+static int uffd_zero(void *arg, uint32_t i, const struct migr_page_entry *e, uint64_t idx, uint64_t n)
+{
+    struct uffd_place *u = arg;
+    struct receiver *r = u->r;
+    struct postcopy_dst *pc = r->pc;
+    int err = flush_run(u);
+    if (err < 0)
+        return err;
+    pthread_mutex_lock(&pc->lock);
+    for (uint64_t k = idx; k < idx + n; k++) {
+        if (migr_bit_test(pc->resident, k) || migr_bit_test(pc->zero, k))
+            continue;
+        migr_bit_set(pc->zero, k);
+        if (migr_bit_test(pc->requested, k) && (err = place_zero(pc, migr_hv_page(r->hv, k))) < 0) {
+            pthread_mutex_unlock(&pc->lock);
+            return migr_errorf(-err, "post-copy: UFFDIO_ZEROPAGE page 0x%llx", (unsigned long long)e->pfn);
+        }
+        r->st->zero_pages++;
+        record_latency(r, u->ch, k, migr_now_ns());
+        pc->resolved++;
+        r->st->pages_sent++;
+    }
+    pthread_mutex_unlock(&pc->lock);
+    return 0;
+}
+
+static const struct engine_placement uffd_placement = {
+    .encs = ENGINE_ENCS_PLAIN, .phase = "the post-copy phase", .zero = uffd_zero, .data = uffd_data};
+
 /* One PAGES record of the post-copy phase, from either stream. */
 static int place_pages(struct receiver *r, struct pc_chan *ch, const struct migr_rec_hdr *h)
 {
-    struct postcopy_dst *pc = r->pc;
     uint32_t round, count;
-    int err = migr_pages_decode_hdr(ch->meta, h->meta_len, h->bulk_len, &round, &count);
+    int err = engine_pages_header(ch->meta, h->meta_len, h->bulk_len, *ch->seq, &round, &count);
     if (err < 0)
-        return migr_error_prefix(-err, "record %llu", (unsigned long long)*ch->seq);
+        return err;
     if (h->bulk_len > ch->buf_cap) {
         free(ch->buf);
         ch->buf_cap = h->bulk_len;
@@ -738,67 +814,10 @@ static int place_pages(struct receiver *r, struct pc_chan *ch, const struct migr
     }
     if (h->bulk_len && (err = migr_transport_recv(ch->t, ch->buf, h->bulk_len)) < 0)
         return migr_error_prefix(-err, "record %llu (PAGES) data", (unsigned long long)*ch->seq);
-    uint8_t *data = ch->buf, *run_data = NULL;
-    uint64_t run0 = 0, run_n = 0;
-    struct migr_page_entry e;
-    for (uint32_t i = 0; i < count; i++) {
-        migr_page_entry_decode(ch->meta, i, &e);
-        if (e.enc != MIGR_ENC_RAW && e.enc != MIGR_ENC_ZERO) /* the post-copy phase is RAW/ZERO only */
-            return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: %s page in the post-copy phase",
-                               (unsigned long long)*ch->seq, i, migr_page_enc_name(e.enc));
-        int64_t idx = migr_hv_pfn_index(r->hv, e.pfn);
-        uint64_t n = e.enc == MIGR_ENC_ZERO ? e.len : 1;
-        if (idx < 0 || migr_hv_pfn_index(r->hv, e.pfn + n - 1) != idx + (int64_t)n - 1)
-            return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx outside guest RAM",
-                               (unsigned long long)*ch->seq, i, (unsigned long long)e.pfn);
-        /* Read without the lock (the fault thread wants it): resident and
-         * zero bits are only ever set in this phase, so a set bit is the
-         * truth, and a page placed meanwhile ends its UFFDIO_COPY with EEXIST. */
-        bool dup = e.enc == MIGR_ENC_RAW && (__atomic_load_n(&pc->resident[idx >> 6], __ATOMIC_RELAXED) |
-                                             __atomic_load_n(&pc->zero[idx >> 6], __ATOMIC_RELAXED)) >>
-                                                (idx & 63) & 1;
-        bool extend = e.enc == MIGR_ENC_RAW && !dup && run_n && run0 + run_n == (uint64_t)idx;
-        if (run_n && !extend) {
-            if ((err = copy_run(r, ch, run0, run_n, run_data)) < 0)
-                return err;
-            run_n = 0;
-        }
-        if (e.enc == MIGR_ENC_RAW) {
-            /* A duplicate (request and push crossed) is dropped unread: the
-             * source may have sent it from a page a checkpoint was rewriting. */
-            if (!dup && migr_crc32c(0, data, MIGR_PAGE_SIZE) != e.crc)
-                /* the source is paused: a bad CRC now is corruption, not a torn page */
-                return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: page 0x%llx fails its CRC",
-                                   (unsigned long long)*ch->seq, i, (unsigned long long)e.pfn);
-            if (!dup) {
-                if (!run_n) {
-                    run0 = (uint64_t)idx;
-                    run_data = data;
-                }
-                run_n++;
-            }
-            data += MIGR_PAGE_SIZE;
-            continue;
-        }
-        pthread_mutex_lock(&pc->lock);
-        for (uint64_t k = (uint64_t)idx; k < (uint64_t)idx + n; k++) {
-            if (migr_bit_test(pc->resident, k) || migr_bit_test(pc->zero, k))
-                continue;
-            migr_bit_set(pc->zero, k);
-            if (migr_bit_test(pc->requested, k) && (err = place_zero(pc, migr_hv_page(r->hv, k))) < 0) {
-                pthread_mutex_unlock(&pc->lock);
-                return migr_errorf(-err, "post-copy: UFFDIO_ZEROPAGE page 0x%llx", (unsigned long long)e.pfn);
-            }
-            r->st->zero_pages++;
-            record_latency(r, ch, k, migr_now_ns());
-            pc->resolved++;
-            r->st->pages_sent++;
-        }
-        pthread_mutex_unlock(&pc->lock);
-    }
-    if (run_n && (err = copy_run(r, ch, run0, run_n, run_data)) < 0)
+    struct uffd_place u = {.r = r, .ch = ch, .data = ch->buf};
+    if ((err = engine_pages_walk(r->hv, ch->meta, count, *ch->seq, &uffd_placement, &u)) < 0)
         return err;
-    return 0;
+    return flush_run(&u);
 }
 
 /* After COMPLETE (cancellable): read until the source's COMMIT (release).
@@ -891,6 +910,7 @@ static int run_main(struct receiver *r)
             }
             cancelling = true;
         } else if (h.type == MIGR_REC_ERROR) {
+            r->origin = ORIGIN_PEER_ABORTED;
             err = migr_errorf(ECANCELED, "the source aborted during post-copy");
             break;
         } else {

@@ -40,6 +40,7 @@
 #include "migr/crc32c.h"
 #include "migr/dirty.h"
 #include "migr/record.h"
+#include "engine/validate.h"
 
 #define REQ_QUEUE 65536u
 #define PUSH_CHUNK 64u   /* background pages between two looks at the request queue */
@@ -83,13 +84,24 @@ struct pc_src {
     size_t state_len, pending_len;
 };
 
+static int stage_note(void *arg, uint32_t i, const struct migr_page_entry *e, uint64_t idx)
+{
+    struct pc_src *pc = arg;
+    pc->stage_idx[pc->nstage + i] = idx;
+    return 0;
+}
+
+/* A checkpoint holds RAW pages only (checked by the walk: no ZERO run reaches here). */
+static const struct engine_placement stage_placement = {
+    .encs = ENGINE_ENC_BIT(MIGR_ENC_RAW), .phase = "a checkpoint", .data = stage_note};
+
 /* A PAGES record of a checkpoint: staged until its EPOCH_END arrives, so that
  * a checkpoint cut short by a failure is never half applied. */
 static int stage_pages(struct pc_src *pc, const struct migr_rec_hdr *h)
 {
     struct sender *s = pc->s;
     uint32_t round, count;
-    int err = migr_pages_decode_hdr(pc->meta, h->meta_len, h->bulk_len, &round, &count);
+    int err = engine_pages_header(pc->meta, h->meta_len, h->bulk_len, s->rx_seq, &round, &count);
     if (err < 0)
         return err;
     if (pc->nstage + count > pc->stage_cap) {
@@ -103,17 +115,11 @@ static int stage_pages(struct pc_src *pc, const struct migr_rec_hdr *h)
         pc->stage_idx = ix;
         pc->stage_cap = cap;
     }
-    struct migr_page_entry e;
-    for (uint32_t i = 0; i < count; i++) {
-        migr_page_entry_decode(pc->meta, i, &e);
-        int64_t idx = migr_hv_pfn_index(s->hv, e.pfn);
-        if (e.enc != MIGR_ENC_RAW || idx < 0)
-            return migr_errorf(EBADMSG, "checkpoint: entry %u (page 0x%llx) is not a RAW page of guest RAM", i,
-                               (unsigned long long)e.pfn);
-        pc->stage_idx[pc->nstage + i] = (uint64_t)idx;
-    }
+    if ((err = engine_pages_walk(s->hv, pc->meta, count, s->rx_seq, &stage_placement, pc)) < 0)
+        return migr_error_prefix(-err, "checkpoint");
     if ((err = migr_transport_recv(s->t, pc->stage + pc->nstage * MIGR_PAGE_SIZE, h->bulk_len)) < 0)
         return err;
+    struct migr_page_entry e;
     for (uint32_t i = 0; i < count; i++) {
         migr_page_entry_decode(pc->meta, i, &e);
         if (migr_crc32c(0, pc->stage + (pc->nstage + i) * MIGR_PAGE_SIZE, MIGR_PAGE_SIZE) != e.crc)
@@ -148,7 +154,7 @@ static void *reader(void *arg)
         int err = migr_rec_recv(s->t, &s->rx_seq, &h, pc->meta, MIGR_META_MAX);
         uint32_t n = 0;
         __atomic_store_n(&pc->rx_ns, migr_now_ns(), __ATOMIC_RELAXED);
-        bool cancellable = !s->p->no_cancel;
+        bool cancellable = s->cancellable;
         if (err == 0 && h.type == MIGR_REC_PAGE_REQ) {
             err = migr_ranges_decode("PAGE_REQ", pc->meta, h.meta_len, rg, &n);
         } else if (err == 0 && cancellable && h.type == MIGR_REC_PAGES) {
@@ -234,7 +240,7 @@ static int push_one(struct pc_src *pc, uint64_t idx)
     struct sender *s = pc->s;
     if (idx >= s->hv->ram_pages || (pc->need && !migr_bit_test(pc->need, idx)) || !claim(pc, idx))
         return 0;
-    int err = engine_add_page(s, migr_hv_page(s->hv, idx), migr_hv_index_pfn(s->hv, idx));
+    int err = engine_batch_page(&s->b, migr_hv_page(s->hv, idx), migr_hv_index_pfn(s->hv, idx));
     return err < 0 ? err : 1;
 }
 
@@ -475,11 +481,11 @@ static int push_holes(struct pc_src *pc)
         }
         if (migr_bit_test(pc->data, i) || (pc->need && !migr_bit_test(pc->need, i)) || !claim(pc, i))
             continue;
-        int err = engine_add_zero_run(s, migr_hv_index_pfn(hv, i), 1);
+        int err = engine_batch_zero_run(&s->b, migr_hv_index_pfn(hv, i), 1);
         if (err < 0)
             return err;
     }
-    return engine_flush(s);
+    return engine_batch_flush(&s->b);
 }
 
 static void pc_free(struct pc_src *pc)
@@ -539,7 +545,7 @@ static int push_main(struct sender *s, const uint64_t *need)
         }
         pc->fserver_started = true;
     }
-    if (!s->p->no_cancel && s->p->postcopy_lease_ms) {
+    if (s->cancellable && s->p->postcopy_lease_ms) {
         if ((err = pthread_create(&pc->lease_thread, NULL, lease_main, pc)) != 0) {
             err = migr_errorf(err, "post-copy: start the lease watcher");
             s->t->ops->shutdown(s->t);
@@ -591,14 +597,14 @@ static int push_main(struct sender *s, const uint64_t *need)
             uint8_t m[MIGR_ACK_SIZE];
             struct migr_ack a = {.pages = ack, .t_ns = s->p->postcopy_lease_ms};
             int len = migr_ack_encode(&a, m, sizeof(m));
-            if ((err = engine_flush(s)) < 0 ||
+            if ((err = engine_batch_flush(&s->b)) < 0 ||
                 (err = len < 0 ? len : migr_rec_send(s->t, MIGR_REC_EPOCH_ACK, m, (uint32_t)len, NULL, 0)) < 0)
                 break;
         }
         bool want_cancel = migr_cancel_requested(s->cancel) ||
                            (s->p->cancel_after_pages && total - pages_left(pc) >= s->p->cancel_after_pages);
-        if (!s->p->no_cancel && want_cancel && !cancel_sent) {
-            if ((err = engine_flush(s)) < 0 ||
+        if (s->cancellable && want_cancel && !cancel_sent) {
+            if ((err = engine_batch_flush(&s->b)) < 0 ||
                 (err = migr_rec_send(s->t, MIGR_REC_CANCEL, NULL, 0, NULL, 0)) < 0)
                 break;
             cancel_sent = true;
@@ -619,7 +625,7 @@ static int push_main(struct sender *s, const uint64_t *need)
             cursor = (uint64_t)idx + s->p->prepage + 1;
         }
         if (err >= 0 && nreq)
-            err = engine_flush(s);
+            err = engine_batch_flush(&s->b);
         if (err >= 0 && cancel_sent)
             continue; /* no more background push: wait for the last checkpoint */
         if (err >= 0 && s->fch && pages_left(pc) == 0 && migr_now_ns() - last_nudge > 20000000ull) {
@@ -631,8 +637,8 @@ static int push_main(struct sender *s, const uint64_t *need)
              * the destination lacks cannot have been written there). A
              * failed send is not ours to report: COMPLETE may be crossing it
              * and the destination gone; the reader says which. */
-            if (engine_add_page(s, migr_hv_page(hv, 0), migr_hv_index_pfn(hv, 0)) >= 0)
-                (void)engine_flush(s);
+            if (engine_batch_page(&s->b, migr_hv_page(hv, 0), migr_hv_index_pfn(hv, 0)) >= 0)
+                (void)engine_batch_flush(&s->b);
             last_nudge = migr_now_ns();
         }
         /* Then the background push, from where the guest last faulted, unless
@@ -661,12 +667,12 @@ static int push_main(struct sender *s, const uint64_t *need)
                 s->st->pushed_pages++;
         }
         if (err >= 0)
-            err = engine_flush(s);
+            err = engine_batch_flush(&s->b);
         if (err < 0)
             break;
         engine_progress(s, "postcopy", total - pages_left(pc), total, false);
     }
-    if (err == 0 && !s->p->no_cancel) {
+    if (err == 0 && s->cancellable) {
         /* COMPLETE read: the guest is the destination's from here on, come
          * what may; tell it (COMMIT, the release), or it keeps the guest
          * paused, unable to tell this from our taking it back. */
@@ -710,7 +716,7 @@ static int push_main(struct sender *s, const uint64_t *need)
             s->st->serve_p50_us = pc->serve_us[pc->nserve / 2];
         }
     }
-    if (err < 0 && !s->p->no_cancel) {
+    if (err < 0 && s->cancellable) {
         /* Take the guest back: our RAM already holds every complete
          * checkpoint; its vCPU state goes with the last one (none yet: the
          * state we paused with is still loaded). */

@@ -21,6 +21,8 @@
 #include "migr/record.h"
 #include "engine/engine_impl.h"
 #include "engine/stage.h"
+#include "engine/mode.h"
+#include "engine/validate.h"
 
 
 static int rec_err(struct receiver *r, int err, const char *type, const char *fmt, ...)
@@ -96,43 +98,48 @@ static void zero_run(struct receiver *r, uint64_t first, uint64_t last)
     }
 }
 
+/* Pre-copy placement: a ZERO run clears what holds data; a page with data is
+ * noted, to be read straight into guest RAM (RAW) or into a codec slot. */
+static int precopy_zero(void *arg, uint32_t i, const struct migr_page_entry *e, uint64_t idx, uint64_t n)
+{
+    struct receiver *r = arg;
+    zero_run(r, idx, idx + n - 1);
+    r->st->zero_pages += n;
+    r->st->codec[MIGR_ENC_ZERO].pages += n;
+    r->st->pages_sent += n;
+    return 0;
+}
+
+static int precopy_data(void *arg, uint32_t i, const struct migr_page_entry *e, uint64_t idx)
+{
+    struct receiver *r = arg;
+    uint8_t *slot = NULL;
+    int err = engine_decode_note(r, i, e, idx, &slot); /* RAW (len checked) or a codec's payload */
+    if (err < 0)
+        return err;
+    r->raw_slot[r->nraw] = slot;
+    r->raw_len[r->nraw] = e->len;
+    r->raw_idx[r->nraw++] = (uint32_t)idx;
+    return 0;
+}
+
+static const struct engine_placement precopy_placement = {
+    .encs = ENGINE_ENCS_ANY, .phase = "a pre-copy round", .zero = precopy_zero, .data = precopy_data};
+
 static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
 {
     uint32_t round, count;
-    int err = migr_pages_decode_hdr(r->meta, h->meta_len, h->bulk_len, &round, &count);
+    int err = engine_pages_header(r->meta, h->meta_len, h->bulk_len, r->seq, &round, &count);
     if (err < 0)
-        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
+        return err;
     struct migr_hv *hv = r->hv;
     struct migr_page_entry e[1];
-    uint32_t nraw = 0;
     int niov = 0;
     /* First pass: check every entry, then read the data into place. */
-    for (uint32_t i = 0; i < count; i++) {
-        if ((err = migr_page_entry_decode(r->meta, i, e)) < 0)
-            return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
-        int64_t idx = migr_hv_pfn_index(hv, e->pfn);
-        if (idx < 0)
-            return rec_err(r, EBADMSG, "PAGES", "entry %u: page 0x%llx (gpa 0x%llx) is outside guest RAM",
-                           i, (unsigned long long)e->pfn, (unsigned long long)e->pfn << MIGR_PAGE_SHIFT);
-        if (e->enc == MIGR_ENC_ZERO) {
-            int64_t last = migr_hv_pfn_index(hv, e->pfn + e->len - 1);
-            if (e->pfn + e->len < e->pfn || last != idx + (int64_t)e->len - 1)
-                return rec_err(r, EBADMSG, "PAGES", "entry %u: zero run of %u pages from 0x%llx "
-                               "leaves guest RAM", i, e->len, (unsigned long long)e->pfn);
-            zero_run(r, (uint64_t)idx, (uint64_t)last);
-            r->st->zero_pages += e->len;
-            r->st->codec[MIGR_ENC_ZERO].pages += e->len;
-            r->st->pages_sent += e->len;
-            continue;
-        }
-        /* RAW (the decoder has checked len == page size) or a codec's payload */
-        uint8_t *slot = NULL;
-        if ((err = engine_decode_note(r, i, e, (uint64_t)idx, &slot)) < 0)
-            return err;
-        r->raw_slot[nraw] = slot;
-        r->raw_len[nraw] = e->len;
-        r->raw_idx[nraw++] = (uint32_t)idx;
-    }
+    r->nraw = 0;
+    if ((err = engine_pages_walk(hv, r->meta, count, r->seq, &precopy_placement, r)) < 0)
+        return err;
+    uint32_t nraw = r->nraw;
     if (round == 1 && nraw && !r->pf_tried) {
         /* the holes came first (ZERO runs): the pages still missing are data */
         r->pf_tried = true;
@@ -178,80 +185,7 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
     return 0;
 }
 
-/* Hybrid: pages the guest dirtied after they were sent. Their copies here are
- * stale and will be fetched again in post-copy: drop them now (the source may
- * still be running the guest: a discard round), one punch per run of pages
- * that hold something, so that the pause has only the last few to drop. */
-static int on_discard(struct receiver *r, const struct migr_rec_hdr *h)
-{
-    static struct migr_range rg[MIGR_RANGES_MAX];
-    uint32_t n;
-    int err = migr_ranges_decode("DISCARD", r->meta, h->meta_len, rg, &n);
-    if (err < 0)
-        return migr_error_prefix(-err, "record %llu", (unsigned long long)r->seq);
-    engine_prefault_stop(r); /* it must not refill what is punched here */
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t first = migr_hv_pfn_index(r->hv, rg[i].pfn);
-        int64_t last = migr_hv_pfn_index(r->hv, rg[i].pfn + rg[i].npages - 1);
-        if (first < 0 || last != first + (int64_t)rg[i].npages - 1)
-            return rec_err(r, EBADMSG, "DISCARD", "range %u (pfn 0x%llx, %llu pages) leaves guest RAM", i,
-                           (unsigned long long)rg[i].pfn, (unsigned long long)rg[i].npages);
-        uint64_t run = 0, run_len = 0;
-        for (uint64_t k = (uint64_t)first; k <= (uint64_t)last + 1; k++) {
-            bool drop = k <= (uint64_t)last && migr_bit_test(r->alloc, k);
-            if (drop && run_len && run + run_len == k) {
-                run_len++;
-                continue;
-            }
-            if (run_len && (err = engine_punch(r, run, run_len)) < 0)
-                return err;
-            run = k;
-            run_len = drop;
-        }
-        for (uint64_t k = (uint64_t)first; k <= (uint64_t)last; k++) {
-            migr_bit_clear(r->alloc, k);
-            migr_bit_clear(r->nonzero, k);
-            migr_bit_clear(r->received, k);
-            migr_bit_clear(r->torn, k);
-        }
-        r->discarded += rg[i].npages;
-    }
-    return 0;
-}
-
-static int on_switchover(struct receiver *r, const struct migr_rec_hdr *h)
-{
-    struct migr_switchover so;
-    struct migr_hv *hv = r->hv;
-    int err = migr_switchover_decode(r->meta, h->meta_len, &so);
-    if (err < 0)
-        return err;
-    r->st->rounds = so.rounds;
-    if (!r->state)
-        return rec_err(r, EPROTO, "SWITCHOVER", "no STATE record before switchover");
-    if (r->postcopy) {
-        /* Missing pages will be fetched while the guest runs. */
-        if ((err = engine_postcopy_prepare(r)) < 0)
-            return err;
-        return hv->ops->load_state(hv, r->state, r->state_len);
-    }
-    for (uint64_t w = 0; !r->handover && w < migr_bitmap_words(hv->ram_pages); w++) {
-        uint64_t missing = ~r->received[w], bad = r->torn[w];
-        uint64_t valid = w * 64 + 64 <= hv->ram_pages ? ~0ull : (1ull << (hv->ram_pages & 63)) - 1;
-        if ((missing | bad) & valid) {
-            uint64_t i = w * 64 + (uint64_t)__builtin_ctzll((missing | bad) & valid);
-            return rec_err(r, EPROTO, "SWITCHOVER", "page 0x%llx %s; refusing to run an incomplete guest",
-                           (unsigned long long)migr_hv_index_pfn(hv, i),
-                           migr_bit_test(r->torn, i) ? "failed its CRC and was not resent"
-                                                     : "was never received");
-        }
-    }
-    if ((err = hv->ops->load_state(hv, r->state, r->state_len)) < 0)
-        return err;
-    return 0;
-}
-
-static int send_ack(struct receiver *r, uint16_t type)
+int engine_recv_ack(struct receiver *r, uint16_t type)
 {
     uint8_t meta[MIGR_ACK_SIZE];
     struct migr_ack a = {.pages = r->st->pages_sent, .t_ns = migr_now_ns()};
@@ -261,33 +195,42 @@ static int send_ack(struct receiver *r, uint16_t type)
     return engine_recv_send(r, type, meta, (uint32_t)len);
 }
 
-/* Hand-over: the next record names the source's RAM memfds, which follow
- * as descriptors; the guest is built on that memory without copying it. */
-static int recv_memfds(struct receiver *r, const struct migr_hello *hello)
+int engine_recv_done(struct receiver *r)
 {
-    struct migr_rec_hdr h;
-    struct migr_memfd_desc m;
-    int fds[MIGR_MAX_REGIONS];
-    uint64_t offs[MIGR_MAX_REGIONS];
-    int err = migr_rec_recv(r->t, &r->seq, &h, r->meta, MIGR_META_MAX);
-    if (err < 0)
-        return err;
-    if (h.type != MIGR_REC_MEMFD)
-        return rec_err(r, EPROTO, migr_rec_type_name(h.type), "expected MEMFD after a handover HELLO");
-    if ((err = migr_memfd_decode(r->meta, h.meta_len, &m)) < 0)
-        return err;
-    if (m.nregions != hello->nregions)
-        return rec_err(r, EBADMSG, "MEMFD", "%u regions, HELLO announced %u", m.nregions, hello->nregions);
-    for (uint32_t i = 0; i < m.nregions; i++) {
-        if (m.r[i].gpa != hello->regions[i].gpa || m.r[i].size != hello->regions[i].size)
-            return rec_err(r, EBADMSG, "MEMFD", "region %u differs from HELLO's layout", i);
-        offs[i] = m.r[i].off;
-    }
-    if ((err = migr_transport_recv_fds(r->t, fds, (int)m.nregions)) < 0)
-        return err;
-    return migr_hv_create_shared(hello, fds, offs, &r->hv);
+    if (engine_recv_ack(r, MIGR_REC_DONE) < 0)
+        fprintf(stderr, "migr: recv: DONE not delivered (%s); the guest runs here\n", migr_last_error());
+    return 0;
 }
 
+int engine_recv_check_state_version(struct receiver *r, const struct migr_hello *hello)
+{
+    if (hello->state_version != r->hv->state_version)
+        return rec_err(r, EPROTO, "HELLO", "%s state version %u, this receiver reads %u", hello->backend,
+                       hello->state_version, r->hv->state_version);
+    r->st->ram_bytes = r->hv->ram_pages * MIGR_PAGE_SIZE;
+    return 0;
+}
+
+/* RAM arrives as pages (every mode but hand-over): an empty guest of the
+ * HELLO's shape, and what the page validator keeps track of. */
+int engine_recv_setup_copy(struct receiver *r, const struct migr_hello *hello)
+{
+    int err = migr_hv_create_incoming(hello, &r->hv);
+    if (err < 0)
+        return migr_error_prefix(-err, "record %llu (HELLO)", (unsigned long long)r->seq);
+    if ((err = engine_recv_check_state_version(r, hello)) < 0)
+        return err;
+    uint64_t words = migr_bitmap_words(r->hv->ram_pages);
+    r->received = calloc(words, 8);
+    r->torn = calloc(words, 8);
+    r->nonzero = calloc(words, 8);
+    r->alloc = calloc(words, 8);
+    if (!r->received || !r->torn || !r->nonzero || !r->alloc)
+        return -ENOMEM;
+    return 0;
+}
+
+/* HELLO: its mode string is parsed here, once, into the mode's unit. */
 static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
 {
     struct migr_hello hello;
@@ -297,34 +240,10 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
     if (hello.page_size != MIGR_PAGE_SIZE)
         return rec_err(r, EPROTO, "HELLO", "page size %u is not supported here (this receiver uses %u)",
                        hello.page_size, MIGR_PAGE_SIZE);
-    r->handover = strcmp(hello.mode, "handover") == 0;
-    r->postcopy = !strcmp(hello.mode, "postcopy") || !strcmp(hello.mode, "cpostcopy") ||
-                  !strcmp(hello.mode, "hybrid") || !strcmp(hello.mode, "chybrid");
-    r->cancellable = r->postcopy && hello.mode[0] == 'c';
-    if (strcmp(hello.mode, "precopy") != 0 && !r->handover && !r->postcopy)
+    if (!(r->mode = engine_mode_by_name(hello.mode, &r->cancellable)))
         return rec_err(r, EPROTO, "HELLO", "mode '%s' is not supported by this receiver", hello.mode);
     snprintf(r->st->mode, sizeof(r->st->mode), "%s", hello.mode);
-    if (r->handover)
-        err = recv_memfds(r, &hello);
-    else
-        err = migr_hv_create_incoming(&hello, &r->hv);
-    if (err < 0)
-        return migr_error_prefix(-err, "record %llu (%s)", (unsigned long long)r->seq,
-                                 migr_rec_type_name(r->handover ? MIGR_REC_MEMFD : MIGR_REC_HELLO));
-    if (hello.state_version != r->hv->state_version)
-        return rec_err(r, EPROTO, "HELLO", "%s state version %u, this receiver reads %u", hello.backend,
-                       hello.state_version, r->hv->state_version);
-    r->st->ram_bytes = r->hv->ram_pages * MIGR_PAGE_SIZE;
-    if (r->handover)
-        return send_ack(r, MIGR_REC_READY); /* VM built on the shared memory: the source may pause now */
-    uint64_t words = migr_bitmap_words(r->hv->ram_pages);
-    r->received = calloc(words, 8);
-    r->torn = calloc(words, 8);
-    r->nonzero = calloc(words, 8);
-    r->alloc = calloc(words, 8);
-    if (!r->received || !r->torn || !r->nonzero || !r->alloc)
-        return -ENOMEM;
-    return 0;
+    return r->mode->recv_setup(r, &hello);
 }
 
 /* Receive the next record; an ERROR from the source becomes our error. */
@@ -338,11 +257,117 @@ static int next(struct receiver *r, struct migr_rec_hdr *h)
         char msg[MIGR_ERROR_MSG_MAX + 1];
         if (migr_error_decode(r->meta, h->meta_len, &code, msg, sizeof(msg)) < 0)
             return rec_err(r, EPROTO, "ERROR", "malformed");
+        r->origin = ORIGIN_PEER_ABORTED;
         return migr_errorf(ECANCELED, "the source aborted: %s", msg);
     }
     if (h->type != MIGR_REC_PAGES && h->bulk_len)
         return rec_err(r, EBADMSG, migr_rec_type_name(h->type), "unexpected bulk data (%u bytes)", h->bulk_len);
     return 0;
+}
+
+static int on_state(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    free(r->state);
+    if (!(r->state = malloc(h->meta_len ? h->meta_len : 1)))
+        return -ENOMEM;
+    memcpy(r->state, r->meta, h->meta_len);
+    r->state_len = h->meta_len;
+    r->st->state_bytes = h->meta_len;
+    return 0;
+}
+
+static int on_round_end(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    struct migr_round_end re;
+    int err = migr_round_end_decode(r->meta, h->meta_len, &re);
+    if (err < 0)
+        return err;
+    engine_prefault_stop(r); /* round 1 is in; later rounds land in allocated pages */
+    /* the end of a discard round: the source pauses once we are done */
+    if (r->discarded && (err = engine_recv_ack(r, MIGR_REC_READY)) < 0)
+        return err;
+    r->discarded = 0;
+    return 0;
+}
+
+static int on_switchover(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    struct migr_switchover so;
+    int err = migr_switchover_decode(r->meta, h->meta_len, &so);
+    if (err < 0)
+        return err;
+    r->st->rounds = so.rounds;
+    if (!r->state)
+        return rec_err(r, EPROTO, "SWITCHOVER", "no STATE record before switchover");
+    if (r->mode->recv_switchover && (err = r->mode->recv_switchover(r)) < 0)
+        return err;
+    return r->hv->ops->load_state(r->hv, r->state, r->state_len);
+}
+
+/* The records of the mode up to SWITCHOVER (those it takes: recv_records). */
+static int recv_until_switchover(struct receiver *r)
+{
+    struct migr_rec_hdr h;
+    for (;;) {
+        int err = next(r, &h);
+        if (err < 0)
+            return err;
+        if (h.type != MIGR_REC_SWITCHOVER && (h.type >= 32 || !(r->mode->recv_records & ENGINE_REC_BIT(h.type))))
+            return rec_err(r, EPROTO, migr_rec_type_name(h.type), "unexpected before SWITCHOVER");
+        switch (h.type) {
+        case MIGR_REC_PAGES: err = on_pages(r, &h); break;
+        case MIGR_REC_FAULT_CHANNEL: err = engine_postcopy_on_channel(r, &h); break;
+        case MIGR_REC_DISCARD: err = engine_recv_discard(r, &h); break;
+        case MIGR_REC_ROUND_END: err = on_round_end(r, &h); break;
+        case MIGR_REC_STATE: err = on_state(r, &h); break;
+        case MIGR_REC_SWITCHOVER:
+            r->t_switch = migr_now_ns();
+            engine_prefault_stop(r);
+            return on_switchover(r, &h);
+        }
+        if (err < 0)
+            return err;
+    }
+}
+
+/* The phases, in order: HELLO, records, SWITCHOVER, READY, COMMIT, resume. */
+static int run(struct receiver *r)
+{
+    const struct engine_mode *m;
+    struct migr_rec_hdr h;
+    int err;
+    if ((err = migr_preamble_recv(r->t)) < 0 || (err = next(r, &h)) < 0)
+        return err;
+    if (h.type != MIGR_REC_HELLO)
+        return rec_err(r, EPROTO, migr_rec_type_name(h.type), "the stream must start with HELLO");
+    if ((err = on_hello(r, &h)) < 0 || (err = recv_until_switchover(r)) < 0)
+        return err;
+    m = r->mode;
+    r->st->verified = true;
+    if ((err = engine_recv_ack(r, MIGR_REC_READY)) < 0 || (err = next(r, &h)) < 0)
+        return err;
+    if (h.type != MIGR_REC_COMMIT)
+        return rec_err(r, EPROTO, migr_rec_type_name(h.type), "expected COMMIT");
+    /* The guest is ours now. */
+    if ((m->recv_commit && (err = m->recv_commit(r)) < 0) || (err = r->hv->ops->resume(r->hv)) < 0 ||
+        (m->recv_resumed && (err = m->recv_resumed(r)) < 0))
+        return err;
+    r->st->downtime_ns = migr_now_ns() - r->t_switch;
+    return m->recv_run(r);
+}
+
+static void receiver_free(struct receiver *r)
+{
+    engine_decoder_destroy(r);
+    migr_transport_close(r->fch);
+    free(r->meta);
+    free(r->ranges);
+    free(r->received);
+    free(r->torn);
+    free(r->nonzero);
+    free(r->alloc);
+    free(r->state);
+    free(r);
 }
 
 int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats *st)
@@ -354,13 +379,12 @@ int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, str
                  struct migr_stats *st)
 {
     struct receiver *r = calloc(1, sizeof(*r));
-    struct migr_rec_hdr h;
-    uint64_t t0 = migr_now_ns(), t_switch = 0, cpu0 = migr_thread_cpu_ns();
+    uint64_t t0 = migr_now_ns(), cpu0 = migr_thread_cpu_ns();
     int err;
 
     memset(st, 0, sizeof(*st));
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
-    if (!r || !(r->meta = malloc(MIGR_META_MAX))) {
+    if (!r || !(r->meta = malloc(MIGR_META_MAX)) || !(r->ranges = malloc(MIGR_RANGES_MAX * sizeof(*r->ranges)))) {
         err = -ENOMEM;
         goto fail;
     }
@@ -369,104 +393,18 @@ int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, str
     r->can_populate = true;
     r->decode_threads = p && p->decode_threads ? p->decode_threads : 1;
     r->postcopy_timeout_ms = p && p->postcopy_timeout_ms ? p->postcopy_timeout_ms : 10000;
-    if ((err = migr_preamble_recv(t)) < 0 || (err = next(r, &h)) < 0)
+    if ((err = run(r)) < 0)
         goto fail;
-    if (h.type != MIGR_REC_HELLO) {
-        err = rec_err(r, EPROTO, migr_rec_type_name(h.type), "the stream must start with HELLO");
-        goto fail;
-    }
-    if ((err = on_hello(r, &h)) < 0)
-        goto fail;
-    for (;;) {
-        if ((err = next(r, &h)) < 0)
-            goto fail;
-        if (h.type == MIGR_REC_PAGES && !r->handover) {
-            if ((err = on_pages(r, &h)) < 0)
-                goto fail;
-        } else if (h.type == MIGR_REC_FAULT_CHANNEL && r->postcopy) {
-            if ((err = engine_postcopy_on_channel(r, &h)) < 0)
-                goto fail;
-        } else if (h.type == MIGR_REC_DISCARD && r->postcopy) {
-            if ((err = on_discard(r, &h)) < 0)
-                goto fail;
-        } else if (h.type == MIGR_REC_ROUND_END && !r->handover) {
-            struct migr_round_end re;
-            if ((err = migr_round_end_decode(r->meta, h.meta_len, &re)) < 0)
-                goto fail;
-            engine_prefault_stop(r); /* round 1 is in; later rounds land in allocated pages */
-            /* the end of a discard round: the source pauses once we are done */
-            if (r->discarded && (err = send_ack(r, MIGR_REC_READY)) < 0)
-                goto fail;
-            r->discarded = 0;
-        } else if (h.type == MIGR_REC_STATE) {
-            free(r->state);
-            if (!(r->state = malloc(h.meta_len ? h.meta_len : 1))) {
-                err = -ENOMEM;
-                goto fail;
-            }
-            memcpy(r->state, r->meta, h.meta_len);
-            r->state_len = h.meta_len;
-            st->state_bytes = h.meta_len;
-        } else if (h.type == MIGR_REC_SWITCHOVER) {
-            t_switch = migr_now_ns();
-            engine_prefault_stop(r);
-            if ((err = on_switchover(r, &h)) < 0)
-                goto fail;
-            break;
-        } else {
-            err = rec_err(r, EPROTO, migr_rec_type_name(h.type), "unexpected before SWITCHOVER");
-            goto fail;
-        }
-    }
-    st->verified = true;
-    if ((err = send_ack(r, MIGR_REC_READY)) < 0)
-        goto fail;
-    if ((err = next(r, &h)) < 0)
-        goto fail;
-    if (h.type != MIGR_REC_COMMIT) {
-        err = rec_err(r, EPROTO, migr_rec_type_name(h.type), "expected COMMIT");
-        goto fail;
-    }
-    /* The guest is ours now. */
-    if (r->postcopy) {
-        /* DONE goes before the resume here: once the guest runs, its faults
-         * produce PAGE_REQ records, which must follow DONE on the wire. */
-        if ((err = engine_postcopy_start(r)) < 0 || (err = send_ack(r, MIGR_REC_DONE)) < 0)
-            goto fail;
-    }
-    if ((err = r->hv->ops->resume(r->hv)) < 0)
-        goto fail;
-    if (r->postcopy && (err = engine_postcopy_start_epochs(r)) < 0)
-        goto fail;
-    uint64_t t_run = migr_now_ns();
-    st->downtime_ns = t_run - t_switch;
-    if (!r->postcopy && send_ack(r, MIGR_REC_DONE) < 0)
-        fprintf(stderr, "migr: recv: DONE not delivered (%s); the guest runs here\n", migr_last_error());
-    if (r->postcopy) {
-        uint64_t p0 = migr_now_ns();
-        if ((err = engine_postcopy_run(r)) < 0)
-            goto fail;
-        st->postcopy_ns = migr_now_ns() - p0;
-        engine_postcopy_finish(r);
-    }
-    migr_transport_close(r->fch);
     st->total_ns = migr_now_ns() - t0;
     st->bytes_sent = t->bytes_recv;
     engine_account(st, t, cpu0);
     *out = r->hv;
-    engine_decoder_destroy(r);
-    free(r->meta);
-    free(r->received);
-    free(r->torn);
-    free(r->nonzero);
-    free(r->alloc);
-    free(r->state);
-    free(r);
+    receiver_free(r);
     return 0;
 
 fail:
     snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
-    if (err != -EPIPE && err != -ECONNRESET && !st->cancelled && !strstr(st->error, "the source aborted"))
+    if (err != -EPIPE && err != -ECONNRESET && !st->cancelled && (!r || r->origin != ORIGIN_PEER_ABORTED))
         migr_rec_send_error(t, -err, st->error);
     /* Before COMMIT the source still owns the guest: drop ours. */
     if (r) {
@@ -475,15 +413,10 @@ fail:
             engine_postcopy_finish(r);
         engine_decoder_destroy(r);
         migr_transport_close(r->fch);
+        r->fch = NULL;
         migr_hv_destroy(r->hv);
-        free(r->meta);
-        free(r->received);
-        free(r->torn);
-        free(r->nonzero);
-        free(r->alloc);
-        free(r->state);
+        receiver_free(r);
     }
-    free(r);
     st->total_ns = migr_now_ns() - t0;
     engine_account(st, t, cpu0);
     migr_errorf(-err, "%s", st->error);

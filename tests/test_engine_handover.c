@@ -18,7 +18,7 @@ static int handover(struct migr_hv *src, const char *url, struct migr_hv **dst, 
     struct t_rx x;
     struct migr_send_params p;
     migr_send_params_defaults(&p);
-    p.handover = true;
+    p.mode = MIGR_MODE_HANDOVER;
     int rc = t_send(src, url, &p, st, &x);
     *dst = x.hv;
     if (rc == 0)

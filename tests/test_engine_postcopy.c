@@ -24,7 +24,8 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     struct t_rx x;
     struct migr_send_params p;
     migr_send_params_defaults(&p);
-    p.postcopy_after = after;
+    p.mode = after < 0 ? MIGR_MODE_PRECOPY : after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
+    p.hybrid_rounds = after > 0 ? (uint32_t)after : 1;
     p.cancel_after_pages = (uint64_t)(cancel_at * (double)src->ram_pages) + (cancel_at > 0);
     struct migr_stats st;
     int rc = t_send(src, url, &p, &st, &x);

@@ -80,7 +80,8 @@ static void run(const char *backend, const char *tracker, int postcopy_after, bo
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     p.tracker = tracker;
-    p.postcopy_after = postcopy_after;
+    p.mode = postcopy_after < 0 ? MIGR_MODE_PRECOPY : postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
+    p.hybrid_rounds = postcopy_after > 0 ? (uint32_t)postcopy_after : 1;
     if (late) {
         p.progress = on_progress;
         p.progress_arg = &w;

@@ -117,7 +117,7 @@ static void handover(const char *path)
     struct migr_send_params p;
     struct migr_stats st;
     migr_send_params_defaults(&p);
-    p.handover = true;
+    p.mode = MIGR_MODE_HANDOVER;
 
     /* TCP cannot carry memory: refused, the guest runs on at the source */
     T_ASSERT(send_to(src, "tcp:127.0.0.1:0", &p, &st, &dst) < 0);

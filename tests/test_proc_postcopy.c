@@ -48,8 +48,9 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
     T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
     migr_send_params_defaults(&p);
-    p.postcopy_after = after;
-    p.no_cancel = no_cancel;
+    p.mode = after < 0 ? MIGR_MODE_PRECOPY : after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
+    p.hybrid_rounds = after > 0 ? (uint32_t)after : 1;
+    p.cancellable = !no_cancel;
     if (how == END_CANCEL) /* hybrid: at = 0, the first post-copy page */
         p.cancel_after_pages = (uint64_t)(cancel_at * (double)src->ram_pages) + 1;
     pthread_t dth;

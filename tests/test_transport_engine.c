@@ -30,7 +30,8 @@ static void migrate(const char *url, int postcopy_after, uint64_t rate)
         T_OK(migr_transport_set_rate(t, rate));
     struct migr_send_params p;
     migr_send_params_defaults(&p);
-    p.postcopy_after = postcopy_after;
+    p.mode = postcopy_after < 0 ? MIGR_MODE_PRECOPY : postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
+    p.hybrid_rounds = postcopy_after > 0 ? (uint32_t)postcopy_after : 1;
     /* Raw pages: with a limited link the auto codec policy would compress
      * so hard that the sender never waits for the limiter, which is what
      * this test checks. */

@@ -222,7 +222,8 @@ static void migrate(const char *url, int postcopy_after)
     check_path(t, 1);
     struct migr_send_params p;
     migr_send_params_defaults(&p);
-    p.postcopy_after = postcopy_after;
+    p.mode = postcopy_after < 0 ? MIGR_MODE_PRECOPY : postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
+    p.hybrid_rounds = postcopy_after > 0 ? (uint32_t)postcopy_after : 1;
     struct migr_stats st;
     int rc = migr_send(src, t, &p, &st);
     if (rc < 0)

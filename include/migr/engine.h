@@ -21,6 +21,15 @@ extern "C" {
 
 #define MIGR_MAX_ROUNDS_KEPT 64
 
+/* Migration modes (docs/design.md, "The engine as units"). The source's
+ * HELLO names the mode on the wire (docs/format.md, HELLO mode). */
+enum migr_mode {
+    MIGR_MODE_PRECOPY,            /* rounds of dirty pages, then stop-and-copy (the default) */
+    MIGR_MODE_HANDOVER,           /* same host, unix socket: pass the RAM memfds, copy no page */
+    MIGR_MODE_POSTCOPY,           /* switch at once; pages follow on fault and pushed */
+    MIGR_MODE_HYBRID,             /* pre-copy rounds first, then post-copy */
+};
+
 struct migr_progress {
     const char *phase;            /* "precopy", "stop-and-copy", "switchover" */
     uint32_t round;
@@ -56,11 +65,11 @@ struct migr_send_params {
     uint32_t downtime_ms;         /* target; default 300 */
     uint32_t max_rounds;          /* default 30 */
     const char *tracker;          /* "auto" or a tracker name */
-    bool handover;                /* same host, unix socket: pass the RAM memfds, copy no page */
-    int postcopy_after;           /* -1: pre-copy only; 0: post-copy (switch at once);
-                                     N > 0: hybrid, at most N pre-copy rounds then post-copy */
+    enum migr_mode mode;          /* default MIGR_MODE_PRECOPY */
+    bool cancellable;             /* post-copy, hybrid: the destination checkpoints back and the source can
+                                     take the guest back (default true; false: HELLO mode postcopy/hybrid) */
+    uint32_t hybrid_rounds;       /* hybrid: at most this many pre-copy rounds, then post-copy (default 1) */
     uint32_t prepage;             /* post-copy: pages sent after each faulted one (default 8) */
-    bool no_cancel;               /* post-copy without take-back (the destination sends nothing back) */
     struct migr_cancel *cancel;   /* optional: migr_cancel_request() stops the migration */
     uint32_t stall_timeout_ms;    /* before COMMIT: no byte moved on the link for this long ends the
                                      migration and resumes the guest on the source (default 10000;

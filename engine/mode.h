@@ -1,0 +1,69 @@
+/* engine: the migration modes as a table (in the spirit of the KVM
+ * selftests' struct log_mode). Each mode is one file that fills one struct
+ * engine_mode: its HELLO name, the phases it runs and its hooks on both
+ * sides. migr_send (send.c) and migr_recv (recv.c) only walk the phases;
+ * the switchover (switchover.c) is the same for every mode.
+ *
+ *   source:       HELLO · setup · live · pause · paused · STATE … DONE · owned
+ *   destination:  HELLO · recv_setup · records · SWITCHOVER · recv_switchover ·
+ *                 READY · COMMIT · recv_commit · resume · recv_resumed · recv_run
+ *
+ * A NULL hook is a phase the mode does not run.
+ */
+#ifndef MIGR_ENGINE_MODE_H
+#define MIGR_ENGINE_MODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "migr/engine.h"
+#include "migr/format.h"
+
+struct sender;
+struct receiver;
+
+#define ENGINE_REC_BIT(type) (1u << (type))
+
+struct engine_mode {
+    enum migr_mode mode;
+    const char *name;             /* HELLO mode (docs/format.md), without take-back */
+    const char *cname;            /* ... cancellable (take-back); NULL: the mode has no such variant */
+    bool postcopy;                /* pages follow the switchover (the guest runs on the destination first) */
+    bool group_ok;                /* may join a group's joint switchover (switchover_hook) */
+    uint32_t recv_records;        /* record types the destination takes before SWITCHOVER (ENGINE_REC_BIT) */
+    /* source, in order */
+    int (*setup)(struct sender *s);      /* after HELLO, the guest running: channels, tracker, codecs */
+    int (*live)(struct sender *s);       /* the guest running: rounds */
+    int (*pre_pause)(struct sender *s);  /* just before the pause */
+    int (*paused)(struct sender *s);     /* the guest paused, before STATE */
+    int (*owned)(struct sender *s);      /* after DONE: the destination runs the guest */
+    /* destination, in order */
+    int (*recv_setup)(struct receiver *r, const struct migr_hello *h); /* build the guest (r->hv) */
+    int (*recv_switchover)(struct receiver *r);  /* SWITCHOVER arrived, before the state is loaded */
+    int (*recv_commit)(struct receiver *r);      /* COMMIT arrived, before the resume */
+    int (*recv_resumed)(struct receiver *r);     /* right after the resume */
+    int (*recv_run)(struct receiver *r);         /* the guest runs here: until the migration ends */
+};
+
+extern const struct engine_mode engine_mode_precopy;   /* mode_precopy.c */
+extern const struct engine_mode engine_mode_handover;  /* mode_handover.c */
+extern const struct engine_mode engine_mode_postcopy;  /* mode_postcopy.c */
+extern const struct engine_mode engine_mode_hybrid;    /* mode_hybrid.c */
+
+/*! The unit of a mode, or NULL for a value outside enum migr_mode. */
+const struct engine_mode *engine_mode_of(enum migr_mode mode);
+/*! The unit whose HELLO name is name (*cancellable: its take-back variant), or NULL. */
+const struct engine_mode *engine_mode_by_name(const char *name, bool *cancellable);
+
+/* Shared by the units. */
+int engine_precopy_setup(struct sender *s);              /* codec stage and dirty tracker */
+int engine_precopy_rounds(struct sender *s, uint32_t limit);
+long engine_harvest(struct sender *s, uint64_t *bm);     /* without the tracker's holes (holes.c) */
+int engine_send_round_end(struct sender *s, uint64_t pages, uint64_t dirty);
+int engine_recv_setup_copy(struct receiver *r, const struct migr_hello *h); /* RAM arrives as pages */
+int engine_recv_done(struct receiver *r);                /* DONE once the guest runs (non-fatal) */
+int engine_postcopy_owned(struct sender *s);             /* mode_postcopy.c, hybrid too */
+int engine_postcopy_recv_commit(struct receiver *r);
+int engine_postcopy_recv_resumed(struct receiver *r);
+int engine_postcopy_recv_run(struct receiver *r);
+
+#endif

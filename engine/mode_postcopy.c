@@ -1,0 +1,70 @@
+/* engine: post-copy — switch first, the pages follow.
+ *
+ *   source:       HELLO · fault channel offered · pause · switchover · push
+ *                 the pages and answer faults until COMPLETE (postcopy_send.c)
+ *   destination:  at SWITCHOVER drop stale copies and register RAM with
+ *                 userfaultfd; at COMMIT start the fault thread and send DONE
+ *                 before the resume; place pages until all are resident
+ *                 (postcopy_recv.c)
+ *
+ * Cancellable (the default; HELLO "cpostcopy"): the destination checkpoints
+ * back, and the source can take the guest back (docs/design.md).
+ */
+#include <string.h>
+
+#include "migr/common.h"
+#include "migr/record.h"
+#include "engine/engine_impl.h"
+#include "engine/mode.h"
+
+int engine_postcopy_owned(struct sender *s)
+{
+    /* The guest runs on the destination now and needs our pages. */
+    s->b.cancel = NULL; /* a cancel is the post-copy protocol's from here */
+    int err = engine_postcopy_push(s, s->d ? s->bm : NULL);
+    if (err == 0)
+        s->st->postcopy_ns = migr_now_ns() - s->t_done;
+    return err;
+}
+
+int engine_postcopy_recv_commit(struct receiver *r)
+{
+    /* DONE goes before the resume here: once the guest runs, its faults
+     * produce PAGE_REQ records, which must follow DONE on the wire. */
+    int err = engine_postcopy_start(r);
+    return err < 0 ? err : engine_recv_ack(r, MIGR_REC_DONE);
+}
+
+int engine_postcopy_recv_resumed(struct receiver *r)
+{
+    return engine_postcopy_start_epochs(r);
+}
+
+int engine_postcopy_recv_run(struct receiver *r)
+{
+    uint64_t p0 = migr_now_ns();
+    int err = engine_postcopy_run(r);
+    if (err < 0)
+        return err;
+    r->st->postcopy_ns = migr_now_ns() - p0;
+    engine_postcopy_finish(r);
+    return 0;
+}
+
+const struct engine_mode engine_mode_postcopy = {
+    .mode = MIGR_MODE_POSTCOPY,
+    .name = "postcopy",
+    .cname = "cpostcopy",
+    .postcopy = true,
+    .recv_records = ENGINE_REC_BIT(MIGR_REC_PAGES) | ENGINE_REC_BIT(MIGR_REC_ROUND_END) |
+                    ENGINE_REC_BIT(MIGR_REC_STATE) | ENGINE_REC_BIT(MIGR_REC_FAULT_CHANNEL) |
+                    ENGINE_REC_BIT(MIGR_REC_DISCARD),
+    .setup = engine_postcopy_offer_channel,
+    .pre_pause = engine_postcopy_accept_channel,
+    .owned = engine_postcopy_owned,
+    .recv_setup = engine_recv_setup_copy,
+    .recv_switchover = engine_postcopy_prepare,
+    .recv_commit = engine_postcopy_recv_commit,
+    .recv_resumed = engine_postcopy_recv_resumed,
+    .recv_run = engine_postcopy_recv_run,
+};
