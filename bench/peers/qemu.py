@@ -253,7 +253,11 @@ def main():
     ap.add_argument("--only", default="", help="only scenarios whose name contains TEXT")
     ap.add_argument("--build", default="build")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--plot-only", action="store_true", help="redraw peers_qemu.png from peers_qemu.json")
     a = ap.parse_args()
+    if a.plot_only:
+        plot(a.out)
+        return 0
     pairs = a.pairs or (1 if a.quick else 3)
     if not 1 <= pairs <= 20:
         sys.exit("qemu.py: --pairs: 1..20")
@@ -348,6 +352,13 @@ def plot(out):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        # Debian's python3-matplotlib is for /usr/bin/python3, which another
+        # python3 earlier in PATH may hide (as bench/run.sh does).
+        if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and \
+                os.path.exists("/usr/bin/python3"):
+            r = subprocess.run(["/usr/bin/python3", os.path.abspath(__file__), "--plot-only", "--out", out])
+            if r.returncode == 0:
+                return
         print("plot: matplotlib is not installed (scripts/install-deps.sh --bench); no PNG")
         return
     with open(os.path.join(out, "peers_qemu.json")) as f:
