@@ -188,11 +188,6 @@ static void *reader(void *arg)
                 continue;
             }
         }
-        if (err == 0 && h.type == MIGR_REC_COMPLETE && getenv("MIGR_TEST_LOSE_COMPLETE")) {
-            /* tests: the link breaks with COMPLETE in flight */
-            s->t->ops->shutdown(s->t);
-            err = migr_errorf(EPIPE, "test: the link broke before COMPLETE was read");
-        }
         if (err == 0 && h.type == MIGR_REC_ERROR)
             err = migr_errorf(EIO, "the destination failed during post-copy");
         else if (err == 0 && h.type != MIGR_REC_COMPLETE && h.type != MIGR_REC_PAGE_REQ)
@@ -601,9 +596,7 @@ static int push_main(struct sender *s, const uint64_t *need)
                 (err = len < 0 ? len : migr_rec_send(s->t, MIGR_REC_EPOCH_ACK, m, (uint32_t)len, NULL, 0)) < 0)
                 break;
         }
-        bool want_cancel = migr_cancel_requested(s->cancel) ||
-                           (s->p->cancel_after_pages && total - pages_left(pc) >= s->p->cancel_after_pages);
-        if (s->cancellable && want_cancel && !cancel_sent) {
+        if (s->cancellable && migr_cancel_requested(s->cancel) && !cancel_sent) {
             if ((err = engine_batch_flush(&s->b)) < 0 ||
                 (err = migr_rec_send(s->t, MIGR_REC_CANCEL, NULL, 0, NULL, 0)) < 0)
                 break;
@@ -676,8 +669,6 @@ static int push_main(struct sender *s, const uint64_t *need)
         /* COMPLETE read: the guest is the destination's from here on, come
          * what may; tell it (COMMIT, the release), or it keeps the guest
          * paused, unable to tell this from our taking it back. */
-        if (getenv("MIGR_TEST_LOSE_RELEASE")) /* tests: the link breaks right here */
-            s->t->ops->shutdown(s->t);
         if (migr_rec_send(s->t, MIGR_REC_COMMIT, NULL, 0, NULL, 0) < 0) {
             s->st->ownership_in_doubt = true;
             snprintf(s->st->error, sizeof(s->st->error),
