@@ -64,7 +64,7 @@ static int *level_of(const char *name, int *min, int *max)
     return NULL;
 }
 
-int migr_codec_set_level(const char *name, int level)
+int migr_codec_check_level(const char *name, int level)
 {
     int min, max, *p = level_of(name, &min, &max);
     if (!p)
@@ -72,6 +72,14 @@ int migr_codec_set_level(const char *name, int level)
                            name ? name : "(null)");
     if (level < min || level > max)
         return migr_errorf(ERANGE, "%s level %d out of range %d ... %d", name, level, min, max);
+    return 0;
+}
+
+int migr_codec_set_level(const char *name, int level)
+{
+    int min, max, *p = level_of(name, &min, &max), err = migr_codec_check_level(name, level);
+    if (err < 0)
+        return err;
     __atomic_store_n(p, level, __ATOMIC_RELAXED);
     return 0;
 }

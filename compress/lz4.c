@@ -26,9 +26,8 @@ static void lz4_ctx_free(void *p)
 
 static struct migr__tls lz4_tls = MIGR__TLS_INIT(sizeof(struct lz4_ctx), lz4_ctx_free);
 
-static int lz4_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, size_t cap, size_t *len)
+static int lz4_encode_at(const uint8_t *page, uint8_t *out, size_t cap, size_t *len, int level)
 {
-    int level = __atomic_load_n(&migr__lz4_level, __ATOMIC_RELAXED);
     int room = (int)MIGR_MIN(cap, (size_t)MIGR_PAGE_SIZE - 1);
     struct lz4_ctx *c = migr__tls_get(&lz4_tls);
     int r;
@@ -52,6 +51,11 @@ static int lz4_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, siz
     return 0;
 }
 
+static int lz4_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, size_t cap, size_t *len)
+{
+    return lz4_encode_at(page, out, cap, len, __atomic_load_n(&migr__lz4_level, __ATOMIC_RELAXED));
+}
+
 static int lz4_decode(const uint8_t *src, size_t len, uint8_t *page)
 {
     if (len == 0 || len >= MIGR_PAGE_SIZE)
@@ -71,4 +75,5 @@ const struct migr_codec_ops migr_codec_lz4 = {
     .enc = MIGR_CODEC_ENC_LZ4,
     .encode = lz4_encode,
     .decode = lz4_decode,
+    .encode_at = lz4_encode_at,
 };

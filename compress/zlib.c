@@ -33,10 +33,8 @@ static void zlib_ctx_free(void *p)
 
 static struct migr__tls zlib_tls = MIGR__TLS_INIT(sizeof(struct zlib_ctx), zlib_ctx_free);
 
-static int zlib_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, size_t cap,
-                       size_t *len)
+static int zlib_encode_at(const uint8_t *page, uint8_t *out, size_t cap, size_t *len, int level)
 {
-    int level = __atomic_load_n(&migr__zlib_level, __ATOMIC_RELAXED);
     struct zlib_ctx *c = migr__tls_get(&zlib_tls);
     if (!c)
         return migr_errorf(ENOMEM, "zlib: no memory for a context");
@@ -65,6 +63,11 @@ static int zlib_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, si
     if (r == Z_OK || r == Z_BUF_ERROR)
         return MIGR_CODEC_DECLINE;   /* did not fit: no gain */
     return migr_errorf(EIO, "zlib: deflate: %d", r);
+}
+
+static int zlib_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, size_t cap, size_t *len)
+{
+    return zlib_encode_at(page, out, cap, len, __atomic_load_n(&migr__zlib_level, __ATOMIC_RELAXED));
 }
 
 static int zlib_decode(const uint8_t *src, size_t len, uint8_t *page)
@@ -109,4 +112,5 @@ const struct migr_codec_ops migr_codec_zlib = {
     .enc = MIGR_CODEC_ENC_ZLIB,
     .encode = zlib_encode,
     .decode = zlib_decode,
+    .encode_at = zlib_encode_at,
 };

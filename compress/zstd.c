@@ -33,10 +33,8 @@ void migr__zstd_level_range(int *min, int *max)
     *max = ZSTD_maxCLevel();
 }
 
-static int zstd_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, size_t cap,
-                       size_t *len)
+static int zstd_encode_at(const uint8_t *page, uint8_t *out, size_t cap, size_t *len, int level)
 {
-    int level = __atomic_load_n(&migr__zstd_level, __ATOMIC_RELAXED);
     struct zstd_ctx *c = migr__tls_get(&zstd_tls);
     if (!c || (!c->c && !(c->c = ZSTD_createCCtx())))
         return migr_errorf(ENOMEM, "zstd: no memory for a compression context");
@@ -49,6 +47,11 @@ static int zstd_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, si
     }
     *len = r;
     return 0;
+}
+
+static int zstd_encode(const uint8_t *page, const uint8_t *old, uint8_t *out, size_t cap, size_t *len)
+{
+    return zstd_encode_at(page, out, cap, len, __atomic_load_n(&migr__zstd_level, __ATOMIC_RELAXED));
 }
 
 static int zstd_decode(const uint8_t *src, size_t len, uint8_t *page)
@@ -90,4 +93,5 @@ const struct migr_codec_ops migr_codec_zstd = {
     .enc = MIGR_CODEC_ENC_ZSTD,
     .encode = zstd_encode,
     .decode = zstd_decode,
+    .encode_at = zstd_encode_at,
 };

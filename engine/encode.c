@@ -190,8 +190,8 @@ struct encoder {
     bool final;                   /* the guest is paused: last round, nothing tears, no round follows */
     double bw;                    /* link bytes per ns (auto) */
     bool bw_fixed;
-    const char *lvl_name;         /* codec whose level we set (restored at the end) */
-    int lvl_saved;
+    int level;                    /* compress_level for level_enc's codec (0: the codec's default) */
+    uint8_t level_enc;
 };
 
 static const struct migr_codec_ops *codec_of(uint8_t enc)
@@ -253,11 +253,15 @@ static void model_update(struct model *m, int c, double ns, double bytes)
     m->bytes[c] += EWMA * (bytes - m->bytes[c]);
 }
 
-/* Run codec enc on the snapshot: 1 and *len if it paid, 0 if it declined. */
-static int try_codec(uint8_t enc, const uint8_t *snap, const uint8_t *old, uint8_t *out, uint32_t *len)
+/* Run codec enc on the snapshot (at this encoder's level, if it set one for
+ * the codec): 1 and *len if it paid, 0 if it declined. */
+static int try_codec(const struct encoder *e, uint8_t enc, const uint8_t *snap, const uint8_t *old, uint8_t *out,
+                     uint32_t *len)
 {
     size_t l = 0;
-    int rc = codec_of(enc)->encode(snap, old, out, MIGR_PAGE_SIZE - 1, &l);
+    const struct migr_codec_ops *c = codec_of(enc);
+    int rc = e->level && enc == e->level_enc ? c->encode_at(snap, out, MIGR_PAGE_SIZE - 1, &l, e->level)
+                                             : c->encode(snap, old, out, MIGR_PAGE_SIZE - 1, &l);
     if (rc != 0)
         return 0; /* declined, or -ENOMEM for a library context: send the page another way */
     *len = (uint32_t)l;
@@ -303,7 +307,7 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
         first = MIGR_ENC_RAW;
     if (first != MIGR_ENC_RAW) {
         uint64_t c0 = migr_now_ns();
-        int ok = try_codec(first, snap, old, out, &pg->len);
+        int ok = try_codec(e, first, snap, old, out, &pg->len);
         uint64_t c1 = migr_now_ns();
         if (pick >= 0)
             model_update(&wk->m, pick, (double)(c1 - c0), ok ? (double)pg->len : (double)MIGR_PAGE_SIZE);
@@ -328,7 +332,7 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
                 if (alt >= AUTO_CODECS) {
                     alt -= AUTO_CODECS;
                     c0 = migr_now_ns();
-                    ok = try_codec(auto_enc[alt], snap, NULL, out, &pg->len);
+                    ok = try_codec(e, auto_enc[alt], snap, NULL, out, &pg->len);
                     model_update(&wk->m, alt, (double)(migr_now_ns() - c0),
                                  ok ? (double)pg->len : (double)MIGR_PAGE_SIZE);
                     if (ok)
@@ -410,15 +414,16 @@ int engine_encoder_create(struct sender *s)
     s->st->compress_threads = n;
     int err;
     if (p->compress_level) {
-        e->lvl_name = mode == C_LZ4 ? "lz4" : mode == C_ZLIB ? "zlib" : mode == C_ZSTD || mode == C_AUTO ? "zstd" : NULL;
-        if (!e->lvl_name)
+        /* this encoder's own level: other migrations in the process keep theirs */
+        const char *lname = mode == C_LZ4 ? "lz4" : mode == C_ZLIB ? "zlib"
+                         : mode == C_ZSTD || mode == C_AUTO ? "zstd" : NULL;
+        if (!lname)
             return migr_errorf(EINVAL, "compress level %d: only lz4, zlib, zstd and auto (zstd) have levels",
                                p->compress_level);
-        if ((err = migr_codec_get_level(e->lvl_name, &e->lvl_saved)) < 0 ||
-            (err = migr_codec_set_level(e->lvl_name, p->compress_level)) < 0) {
-            e->lvl_name = NULL;
+        if ((err = migr_codec_check_level(lname, p->compress_level)) < 0)
             return err;
-        }
+        e->level = p->compress_level;
+        e->level_enc = migr_codec_by_name(lname)->enc;
     }
     if (e->mode >= C_XBZRLE &&
         (!(e->snap = aligned_alloc(64, ENGINE_BATCH_PAGES * MIGR_PAGE_SIZE)) ||
@@ -445,8 +450,6 @@ void engine_encoder_destroy(struct sender *s)
     engine_pool_destroy(e->pool);
     for (unsigned w = 0; w < ENGINE_MAX_THREADS; w++)
         migr_pagecache_destroy(e->w[w].cache);
-    if (e->lvl_name)
-        migr_codec_set_level(e->lvl_name, e->lvl_saved);
     free(e->snap);
     free(e->out);
     free(e);

@@ -54,6 +54,15 @@ const struct engine_mode *engine_mode_of(enum migr_mode mode);
 /*! The unit whose HELLO name is name (*cancellable: its take-back variant), or NULL. */
 const struct engine_mode *engine_mode_by_name(const char *name, bool *cancellable);
 
+/* The destination side of both post-copy modes (post-copy, hybrid). */
+#define ENGINE_POSTCOPY_RECV                                                                              \
+    .recv_records = ENGINE_REC_BIT(MIGR_REC_PAGES) | ENGINE_REC_BIT(MIGR_REC_ROUND_END) |                 \
+                    ENGINE_REC_BIT(MIGR_REC_STATE) | ENGINE_REC_BIT(MIGR_REC_FAULT_CHANNEL) |             \
+                    ENGINE_REC_BIT(MIGR_REC_DISCARD),                                                     \
+    .recv_setup = engine_recv_setup_copy, .recv_switchover = engine_postcopy_prepare,                    \
+    .recv_commit = engine_postcopy_recv_commit, .recv_resumed = engine_postcopy_recv_resumed,             \
+    .recv_run = engine_postcopy_recv_run
+
 /* Shared by the units. */
 int engine_precopy_setup(struct sender *s);              /* codec stage and dirty tracker */
 int engine_precopy_rounds(struct sender *s, uint32_t limit);
@@ -65,5 +74,6 @@ int engine_postcopy_owned(struct sender *s);             /* mode_postcopy.c, hyb
 int engine_postcopy_recv_commit(struct receiver *r);
 int engine_postcopy_recv_resumed(struct receiver *r);
 int engine_postcopy_recv_run(struct receiver *r);
+int engine_postcopy_prepare(struct receiver *r);     /* postcopy_recv.c */
 
 #endif

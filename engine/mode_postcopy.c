@@ -56,15 +56,8 @@ const struct engine_mode engine_mode_postcopy = {
     .name = "postcopy",
     .cname = "cpostcopy",
     .postcopy = true,
-    .recv_records = ENGINE_REC_BIT(MIGR_REC_PAGES) | ENGINE_REC_BIT(MIGR_REC_ROUND_END) |
-                    ENGINE_REC_BIT(MIGR_REC_STATE) | ENGINE_REC_BIT(MIGR_REC_FAULT_CHANNEL) |
-                    ENGINE_REC_BIT(MIGR_REC_DISCARD),
     .setup = engine_postcopy_offer_channel,
     .pre_pause = engine_postcopy_accept_channel,
     .owned = engine_postcopy_owned,
-    .recv_setup = engine_recv_setup_copy,
-    .recv_switchover = engine_postcopy_prepare,
-    .recv_commit = engine_postcopy_recv_commit,
-    .recv_resumed = engine_postcopy_recv_resumed,
-    .recv_run = engine_postcopy_recv_run,
+    ENGINE_POSTCOPY_RECV,
 };

@@ -109,6 +109,7 @@ struct postcopy_dst {
     uint64_t *ebm;
     uint8_t *snap;
     size_t snap_cap;
+    struct engine_batch cbatch;   /* the checkpoint's PAGES records */
     int epoch_err;
 };
 
@@ -517,25 +518,22 @@ static int checkpoint(struct receiver *r, bool final)
         int e2 = hv->ops->resume(hv);
         err = err ? err : e2;
     }
-    /* Now send, with the guest running again. */
-    struct migr_page_entry e[ENGINE_BATCH_PAGES];
-    struct iovec iov[ENGINE_BATCH_PAGES];
-    static uint8_t meta[MIGR_PAGES_FIXED + ENGINE_BATCH_PAGES * MIGR_PAGE_ENTRY_SIZE];
-    uint32_t ne = 0;
+    /* Now send, with the guest running again: RAW pages of the snapshot
+     * (a zero page too: the source applies a checkpoint page by page). */
+    struct engine_batch *b = &pc->cbatch;
+    *b = (struct engine_batch){.t = r->t, .round = (uint32_t)pc->epoch};
     k = 0;
     for (uint64_t i = 0; !err && i < hv->ram_pages; i++) {
         if (!migr_bit_test(pc->ebm, i))
             continue;
         uint8_t *data = pc->snap + (k++) * MIGR_PAGE_SIZE;
-        e[ne] = (struct migr_page_entry){.pfn = migr_hv_index_pfn(hv, i), .enc = MIGR_ENC_RAW,
-                                         .len = MIGR_PAGE_SIZE, .crc = migr_crc32c(0, data, MIGR_PAGE_SIZE)};
-        iov[ne++] = (struct iovec){.iov_base = data, .iov_len = MIGR_PAGE_SIZE};
-        if (ne == ENGINE_BATCH_PAGES || k == count) {
-            int len = migr_pages_encode((uint32_t)pc->epoch, e, ne, meta, sizeof(meta));
+        engine_batch_put(b, &(struct migr_page_entry){.pfn = migr_hv_index_pfn(hv, i), .enc = MIGR_ENC_RAW,
+                                                      .len = MIGR_PAGE_SIZE,
+                                                      .crc = migr_crc32c(0, data, MIGR_PAGE_SIZE)}, data);
+        if (engine_batch_full(b) || k == count) {
             pthread_mutex_lock(&pc->send_lock);
-            err = len < 0 ? len : migr_rec_send(r->t, MIGR_REC_PAGES, meta, (uint32_t)len, iov, (int)ne);
+            err = engine_batch_flush(b);
             pthread_mutex_unlock(&pc->send_lock);
-            ne = 0;
         }
     }
     if (!err && blen > MIGR_META_MAX)
@@ -857,6 +855,55 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* EPOCH_ACK: the source holds checkpoint a.pages; the lease runs from when
+ * that checkpoint was sent. */
+static int on_epoch_ack(struct receiver *r, const struct migr_rec_hdr *h)
+{
+    struct postcopy_dst *pc = r->pc;
+    struct migr_ack a;
+    int err = migr_ack_decode(r->meta, h->meta_len, &a);
+    if (err < 0)
+        return err;
+    uint64_t sent = __atomic_load_n(&pc->epoch, __ATOMIC_ACQUIRE);
+    if (a.pages == 0 || a.pages > sent || a.t_ns == 0) {
+        return migr_errorf(EBADMSG, "record %llu (EPOCH_ACK): checkpoint %llu, lease %llu ms (sent: %llu)",
+                          (unsigned long long)r->seq, (unsigned long long)a.pages,
+                          (unsigned long long)a.t_ns, (unsigned long long)sent);
+    }
+    /* the shorter lease of the two sides holds */
+    if (a.t_ns < __atomic_load_n(&pc->lease_ms, __ATOMIC_RELAXED))
+        __atomic_store_n(&pc->lease_ms, a.t_ns, __ATOMIC_RELAXED);
+    /* An acknowledgement 64 checkpoints late no longer has its send
+     * time: it renews nothing (the lease only ever grows from a time
+     * the source cannot have preceded). */
+    uint64_t at = __atomic_load_n(&pc->epoch_sent_ns[a.pages % 64], __ATOMIC_RELAXED);
+    if (a.pages + 64 > __atomic_load_n(&pc->epoch, __ATOMIC_ACQUIRE) &&
+        at > __atomic_load_n(&pc->lease_ns, __ATOMIC_RELAXED))
+        __atomic_store_n(&pc->lease_ns, at, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Fault latency figures into the summary (every page is here). */
+static void fault_stats(struct receiver *r)
+{
+    struct postcopy_dst *pc = r->pc;
+    if (pc->nlat) {
+        qsort(pc->lat_us, pc->nlat, sizeof(float), cmp_float);
+        r->st->fault_p50_us = pc->lat_us[pc->nlat / 2];
+        r->st->fault_p99_us = pc->lat_us[(uint64_t)pc->nlat * 99 / 100];
+        r->st->fault_max_us = pc->lat_us[pc->nlat - 1];
+    }
+    if (pc->nph) {
+        qsort(pc->ph_req, pc->nph, sizeof(float), cmp_float);
+        qsort(pc->ph_wait, pc->nph, sizeof(float), cmp_float);
+        qsort(pc->ph_place, pc->nph, sizeof(float), cmp_float);
+        r->st->fault_req_us = pc->ph_req[pc->nph / 2];
+        r->st->fault_wait_us = pc->ph_wait[pc->nph / 2];
+        r->st->fault_place_us = pc->ph_place[pc->nph / 2];
+    }
+    r->st->pushed_pages = r->st->pages_sent > r->st->demand_pages ? r->st->pages_sent - r->st->demand_pages : 0;
+}
+
 static int run_main(struct receiver *r)
 {
     struct postcopy_dst *pc = r->pc;
@@ -872,26 +919,8 @@ static int run_main(struct receiver *r)
             if ((err = place_pages(r, &pc->main, &h)) < 0)
                 break;
         } else if (h.type == MIGR_REC_EPOCH_ACK && r->cancellable) {
-            struct migr_ack a;
-            if ((err = migr_ack_decode(r->meta, h.meta_len, &a)) < 0)
+            if ((err = on_epoch_ack(r, &h)) < 0)
                 break;
-            uint64_t sent = __atomic_load_n(&pc->epoch, __ATOMIC_ACQUIRE);
-            if (a.pages == 0 || a.pages > sent || a.t_ns == 0) {
-                err = migr_errorf(EBADMSG, "record %llu (EPOCH_ACK): checkpoint %llu, lease %llu ms (sent: %llu)",
-                                  (unsigned long long)r->seq, (unsigned long long)a.pages,
-                                  (unsigned long long)a.t_ns, (unsigned long long)sent);
-                break;
-            }
-            /* the shorter lease of the two sides holds */
-            if (a.t_ns < __atomic_load_n(&pc->lease_ms, __ATOMIC_RELAXED))
-                __atomic_store_n(&pc->lease_ms, a.t_ns, __ATOMIC_RELAXED);
-            /* An acknowledgement 64 checkpoints late no longer has its send
-             * time: it renews nothing (the lease only ever grows from a time
-             * the source cannot have preceded). */
-            uint64_t at = __atomic_load_n(&pc->epoch_sent_ns[a.pages % 64], __ATOMIC_RELAXED);
-            if (a.pages + 64 > __atomic_load_n(&pc->epoch, __ATOMIC_ACQUIRE) &&
-                at > __atomic_load_n(&pc->lease_ns, __ATOMIC_RELAXED))
-                __atomic_store_n(&pc->lease_ns, at, __ATOMIC_RELAXED);
         } else if (h.type == MIGR_REC_CANCEL && r->cancellable && !cancelling) {
             /* Give the guest back: the epoch thread stops it and sends the
              * last checkpoint; until the source has it and closes the link,
@@ -950,21 +979,7 @@ static int run_main(struct receiver *r)
         return migr_error_prefix(-err, "post-copy broke with %llu of %llu pages here: the guest is lost "
                                  "(post-copy without take-back)", (unsigned long long)pc->resolved,
                                  (unsigned long long)pc->npages);
-    if (pc->nlat) {
-        qsort(pc->lat_us, pc->nlat, sizeof(float), cmp_float);
-        r->st->fault_p50_us = pc->lat_us[pc->nlat / 2];
-        r->st->fault_p99_us = pc->lat_us[(uint64_t)pc->nlat * 99 / 100];
-        r->st->fault_max_us = pc->lat_us[pc->nlat - 1];
-    }
-    if (pc->nph) {
-        qsort(pc->ph_req, pc->nph, sizeof(float), cmp_float);
-        qsort(pc->ph_wait, pc->nph, sizeof(float), cmp_float);
-        qsort(pc->ph_place, pc->nph, sizeof(float), cmp_float);
-        r->st->fault_req_us = pc->ph_req[pc->nph / 2];
-        r->st->fault_wait_us = pc->ph_wait[pc->nph / 2];
-        r->st->fault_place_us = pc->ph_place[pc->nph / 2];
-    }
-    r->st->pushed_pages = r->st->pages_sent > r->st->demand_pages ? r->st->pages_sent - r->st->demand_pages : 0;
+    fault_stats(r);
     /* Every page is here: no more checkpoints, the guest is ours alone. */
     stop_epochs(pc);
     migr_dirty_close(pc->trk);

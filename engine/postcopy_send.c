@@ -59,6 +59,7 @@ struct pc_src {
     bool fserver_started, stopping;
     uint8_t *fmeta;
     struct migr_range *frg;
+    struct migr_range *rrg;       /* PAGE_REQ ranges read by the reader (MIGR_RANGES_MAX) */
     uint64_t fseq;
     uint64_t f_demand, f_prepaged; /* pages the fault server sent (stats at the end) */
     uint64_t f_raw, f_zero;
@@ -148,7 +149,7 @@ static void *reader(void *arg)
 {
     struct pc_src *pc = arg;
     struct sender *s = pc->s;
-    static struct migr_range rg[MIGR_RANGES_MAX];
+    struct migr_range *rg = pc->rrg;
     struct migr_rec_hdr h;
     for (;;) {
         int err = migr_rec_recv(s->t, &s->rx_seq, &h, pc->meta, MIGR_META_MAX);
@@ -187,11 +188,6 @@ static void *reader(void *arg)
                     return NULL;
                 continue;
             }
-        }
-        if (err == 0 && h.type == MIGR_REC_COMPLETE && getenv("MIGR_TEST_LOSE_COMPLETE")) {
-            /* tests: the link breaks with COMPLETE in flight */
-            s->t->ops->shutdown(s->t);
-            err = migr_errorf(EPIPE, "test: the link broke before COMPLETE was read");
         }
         if (err == 0 && h.type == MIGR_REC_ERROR)
             err = migr_errorf(EIO, "the destination failed during post-copy");
@@ -495,6 +491,7 @@ static void pc_free(struct pc_src *pc)
     free(pc->meta);
     free(pc->fmeta);
     free(pc->frg);
+    free(pc->rrg);
     free(pc->stage);
     free(pc->stage_idx);
     free(pc->state);
@@ -504,13 +501,15 @@ static void pc_free(struct pc_src *pc)
     free(pc);
 }
 
-static int push_main(struct sender *s, const uint64_t *need)
+/* The push's state, and its threads: the reader (th), the fault server, the
+ * lease watcher. *out is NULL after a failure. */
+static int push_start(struct sender *s, const uint64_t *need, struct pc_src **out, pthread_t *thp)
 {
     struct migr_hv *hv = s->hv;
     struct pc_src *pc = calloc(1, sizeof(*pc));
-    uint64_t reqs[256];
     pthread_t th;
     int err = 0;
+    *out = NULL;
     if (!pc)
         return -ENOMEM;
     pthread_mutex_init(&pc->lock, NULL);
@@ -518,6 +517,7 @@ static int push_main(struct sender *s, const uint64_t *need)
     pc->s = s;
     pc->need = need;
     if (!(pc->sent = calloc(migr_bitmap_words(hv->ram_pages), 8)) || !(pc->meta = malloc(MIGR_META_MAX)) ||
+        !(pc->rrg = malloc(MIGR_RANGES_MAX * sizeof(*pc->rrg))) ||
         (s->fch && (!(pc->fmeta = malloc(MIGR_META_MAX)) ||
                     !(pc->frg = malloc(MIGR_RANGES_MAX * sizeof(*pc->frg)))))) {
         pc_free(pc);
@@ -530,7 +530,6 @@ static int push_main(struct sender *s, const uint64_t *need)
     }
     pc->left = need ? migr_bitmap_count(need, hv->ram_pages) : hv->ram_pages;
     pc->rx_ns = migr_now_ns();
-    uint64_t total = pc->left, cursor = 0;
     if ((err = pthread_create(&th, NULL, reader, pc)) != 0) {
         pc_free(pc);
         return migr_errorf(err, "post-copy: start the request reader");
@@ -559,9 +558,22 @@ static int push_main(struct sender *s, const uint64_t *need)
         }
         pc->lease_started = true;
     }
+    *out = pc;
+    *thp = th;
+    return 0;
+}
+
+/* Until COMPLETE (0), the last checkpoint of a cancel, or a failure: serve
+ * the faults of the main stream, acknowledge checkpoints, pass a cancel on,
+ * and push the rest from where the guest last faulted. */
+static int push_loop(struct pc_src *pc, uint64_t total)
+{
+    struct sender *s = pc->s;
+    struct migr_hv *hv = s->hv;
+    uint64_t reqs[256], cursor = 0;
     bool cancel_sent = false;
     uint64_t last_nudge = migr_now_ns();
-    err = push_holes(pc);
+    int err = push_holes(pc);
     while (err >= 0) {
         pthread_mutex_lock(&pc->lock);
         if ((pages_left(pc) == 0 || cancel_sent) && !pc->complete && !pc->failed && !pc->cancel_done &&
@@ -601,9 +613,7 @@ static int push_main(struct sender *s, const uint64_t *need)
                 (err = len < 0 ? len : migr_rec_send(s->t, MIGR_REC_EPOCH_ACK, m, (uint32_t)len, NULL, 0)) < 0)
                 break;
         }
-        bool want_cancel = migr_cancel_requested(s->cancel) ||
-                           (s->p->cancel_after_pages && total - pages_left(pc) >= s->p->cancel_after_pages);
-        if (s->cancellable && want_cancel && !cancel_sent) {
+        if (s->cancellable && migr_cancel_requested(s->cancel) && !cancel_sent) {
             if ((err = engine_batch_flush(&s->b)) < 0 ||
                 (err = migr_rec_send(s->t, MIGR_REC_CANCEL, NULL, 0, NULL, 0)) < 0)
                 break;
@@ -672,12 +682,19 @@ static int push_main(struct sender *s, const uint64_t *need)
             break;
         engine_progress(s, "postcopy", total - pages_left(pc), total, false);
     }
+    return err;
+}
+
+/* COMPLETE read (err 0): the release; then stop the threads, take the
+ * fault server's counts, and on a failure take the guest back. */
+static int push_end(struct pc_src *pc, pthread_t th, int err, uint64_t total)
+{
+    struct sender *s = pc->s;
+    struct migr_hv *hv = s->hv;
     if (err == 0 && s->cancellable) {
         /* COMPLETE read: the guest is the destination's from here on, come
          * what may; tell it (COMMIT, the release), or it keeps the guest
          * paused, unable to tell this from our taking it back. */
-        if (getenv("MIGR_TEST_LOSE_RELEASE")) /* tests: the link breaks right here */
-            s->t->ops->shutdown(s->t);
         if (migr_rec_send(s->t, MIGR_REC_COMMIT, NULL, 0, NULL, 0) < 0) {
             s->st->ownership_in_doubt = true;
             snprintf(s->st->error, sizeof(s->st->error),
@@ -729,6 +746,17 @@ static int push_main(struct sender *s, const uint64_t *need)
     engine_progress(s, "postcopy", total - pages_left(pc), total, true);
     pc_free(pc);
     return err < 0 ? err : 0;
+}
+
+static int push_main(struct sender *s, const uint64_t *need)
+{
+    struct pc_src *pc;
+    pthread_t th;
+    int err = push_start(s, need, &pc, &th);
+    if (err < 0)
+        return err;
+    uint64_t total = pc->left;
+    return push_end(pc, th, push_loop(pc, total), total);
 }
 
 void engine_bulk_priority(void)

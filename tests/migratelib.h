@@ -85,6 +85,43 @@ static inline int t_send(struct migr_hv *src, const char *url, const struct migr
     return rc;
 }
 
+/* Cancel a migration from outside, as `migr cancel` does: a thread calls
+ * migr_cancel_request(c) once *count (a counter another thread updates, e.g.
+ * the destination's x.st.pages_sent) reaches at. t_cancel_stop: join. */
+struct t_canceller {
+    struct migr_cancel *c;
+    const uint64_t *count;
+    uint64_t at;
+    bool stop, fired;
+    pthread_t th;
+};
+
+static inline void *t_cancel_main(void *arg)
+{
+    struct t_canceller *k = arg;
+    while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(k->count, __ATOMIC_RELAXED) >= k->at) {
+            migr_cancel_request(k->c);
+            k->fired = true;
+            break;
+        }
+        usleep(100);
+    }
+    return NULL;
+}
+
+static inline void t_cancel_start(struct t_canceller *k, struct migr_cancel *c, const uint64_t *count, uint64_t at)
+{
+    *k = (struct t_canceller){.c = c, .count = count, .at = at};
+    T_ASSERT(pthread_create(&k->th, NULL, t_cancel_main, k) == 0);
+}
+
+static inline void t_cancel_stop(struct t_canceller *k)
+{
+    __atomic_store_n(&k->stop, true, __ATOMIC_RELEASE);
+    pthread_join(k->th, NULL);
+}
+
 /* Quiesce, verify every page, let the guest run again; fails the test if not intact. */
 static inline void t_verify(struct migr_hv *hv, const char *where)
 {

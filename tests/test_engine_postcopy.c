@@ -11,7 +11,7 @@
 #include "migr/workload.h"
 #include "migratelib.h"
 
-/* cancel_at: cancel once this fraction of the pages went (0 = never). */
+/* cancel_at: cancel once the destination has this fraction of the pages (0 = never). */
 static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int after, double cancel_at);
 static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after)
 {
@@ -26,9 +26,26 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     migr_send_params_defaults(&p);
     p.mode = after < 0 ? MIGR_MODE_PRECOPY : after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = after > 0 ? (uint32_t)after : 1;
-    p.cancel_after_pages = (uint64_t)(cancel_at * (double)src->ram_pages) + (cancel_at > 0);
     struct migr_stats st;
-    int rc = t_send(src, url, &p, &st, &x);
+    struct t_canceller k;
+    struct migr_transport *t;
+    if (cancel_at > 0) {
+        /* Slow the push (32 MiB/s) so that the destination's count, which
+         * the canceller watches, runs close behind the source's. */
+        T_ASSERT((p.cancel = migr_cancel_new()) != NULL);
+        p.max_bandwidth = 32ull << 20;
+    }
+    t_rx_start(&x, url);
+    T_OK(migr_transport_connect(x.l->bound, &t));
+    if (cancel_at > 0)
+        t_cancel_start(&k, p.cancel, &x.st.pages_sent, (uint64_t)(cancel_at * (double)src->ram_pages) + 1);
+    int rc = migr_send(src, t, &p, &st);
+    if (cancel_at > 0) {
+        t_cancel_stop(&k);
+        migr_cancel_free(p.cancel);
+    }
+    migr_transport_close(t);
+    t_rx_join(&x);
     if (cancel_at > 0) {
         /* The guest comes back to the source, verified and running; the
          * destination has dropped its copy. */

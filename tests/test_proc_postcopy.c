@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "migr/engine.h"
 #include "migr/workload.h"
+#include "faultlib.h"
 #include "migratelib.h"
 
 #define MEM (64ull << 20)
@@ -43,32 +44,48 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
     struct migr_hv *src = t_guest("proc", MEM, nvcpus, wl, 100);
 
     struct t_rx x;
+    struct fl_relay relay;
+    bool window = how == END_LOSE_COMPLETE || how == END_LOSE_RELEASE;
+    if (window)
+        url = "tcp:127.0.0.1:0"; /* through the relay (TCP) */
     t_rx_start(&x, url);
+    if (how == END_LOSE_COMPLETE) /* the link breaks with COMPLETE in flight */
+        fl_relay_start(&relay, fl_port(x.l->bound), &(struct fl_rule){FL_TO_SRC, MIGR_REC_COMPLETE, 1, FL_CUT_BEFORE, 0}, 1);
+    if (how == END_LOSE_RELEASE) /* ... with the source's release (the second COMMIT) in flight */
+        fl_relay_start(&relay, fl_port(x.l->bound), &(struct fl_rule){FL_TO_DST, MIGR_REC_COMMIT, 2, FL_CUT_BEFORE, 0}, 1);
     struct migr_transport *t;
-    T_OK(migr_transport_connect(x.l->bound, &t));
+    T_OK(migr_transport_connect(window ? relay.url : x.l->bound, &t));
     struct migr_send_params p;
     migr_send_params_defaults(&p);
     p.mode = after < 0 ? MIGR_MODE_PRECOPY : after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = after > 0 ? (uint32_t)after : 1;
     p.cancellable = !no_cancel;
-    if (how == END_CANCEL) /* hybrid: at = 0, the first post-copy page */
-        p.cancel_after_pages = (uint64_t)(cancel_at * (double)src->ram_pages) + 1;
+    struct t_canceller k;
+    if (how == END_CANCEL) {
+        /* Once the destination has this fraction of the post-copy pages (hybrid:
+         * at = 0, the first one after round 1's); the push slowed to 32 MiB/s so
+         * that its count runs close behind the source's. */
+        T_ASSERT((p.cancel = migr_cancel_new()) != NULL);
+        p.max_bandwidth = 32ull << 20;
+        uint64_t pre = after > 0 ? src->ram_pages : 0;
+        t_cancel_start(&k, p.cancel, &x.st.pages_sent, pre + (uint64_t)(cancel_at * (double)src->ram_pages) + 1);
+    }
     pthread_t dth;
     struct dropper d = {.t = t, .after_bytes = MEM / 3};
     if (how == END_DROP)
         T_ASSERT(pthread_create(&dth, NULL, drop_main, &d) == 0);
     struct migr_stats st;
-    if (how == END_LOSE_COMPLETE)
-        setenv("MIGR_TEST_LOSE_COMPLETE", "1", 1);
-    if (how == END_LOSE_RELEASE)
-        setenv("MIGR_TEST_LOSE_RELEASE", "1", 1);
     int rc = migr_send(src, t, &p, &st);
-    unsetenv("MIGR_TEST_LOSE_COMPLETE");
-    unsetenv("MIGR_TEST_LOSE_RELEASE");
+    if (how == END_CANCEL) {
+        t_cancel_stop(&k);
+        migr_cancel_free(p.cancel);
+    }
     if (how == END_DROP)
         pthread_join(dth, NULL);
     migr_transport_close(t);
     t_rx_join(&x);
+    if (window)
+        T_EQ(fl_relay_join(&relay), 1);
     char js[8192], jr[8192];
     migr_stats_json(&st, js, sizeof(js));
     migr_stats_json(&x.st, jr, sizeof(jr));
@@ -91,7 +108,9 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
             migr_hv_destroy(x.hv);
             runner = src;
         } else {
-            T_ASSERT(rc == 0 && st.ownership_in_doubt && src->paused);
+            /* The source sent its release and let go (its send succeeded:
+             * the relay lost it), so it keeps the guest paused. */
+            T_ASSERT(rc == 0 && src->paused);
             migr_hv_destroy(src);
             T_OK(runner->ops->resume(runner)); /* what `migr resume` does there */
         }

@@ -29,6 +29,11 @@ struct migr_codec_ops {
      *  receiver's current copy for delta codecs). Strict: -EBADMSG for any
      *  malformed input, never reading or writing out of bounds. */
     int (*decode)(const uint8_t *src, size_t len, uint8_t *page);
+    /*! Codecs with levels (lz4, zstd, zlib), else NULL: encode() at this
+     *  level (one a caller checked with migr_codec_check_level), whatever
+     *  migr_codec_set_level holds — so that each user (an engine's encoder)
+     *  keeps a level of its own. */
+    int (*encode_at)(const uint8_t *page, uint8_t *out, size_t cap, size_t *len, int level);
 };
 
 /*! True if the page (MIGR_PAGE_SIZE bytes, 8-byte aligned) is all zero. */
@@ -77,6 +82,10 @@ const struct migr_codec_ops *migr_codec_at(size_t i);
  *  Returns 0; -ENOENT for another codec name; -ERANGE (message names the
  *  range) outside it. Decoders need no level. */
 int migr_codec_set_level(const char *name, int level);
+
+/*! 0 if level is within the range of "lz4", "zstd" or "zlib" (as for
+ *  migr_codec_set_level), else -ENOENT / -ERANGE with a message. */
+int migr_codec_check_level(const char *name, int level);
 
 /*! Store the current level of "lz4", "zstd" or "zlib" in *level: 0, or
  *  -ENOENT for another name. */

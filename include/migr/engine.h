@@ -74,7 +74,6 @@ struct migr_send_params {
     uint32_t stall_timeout_ms;    /* before COMMIT: no byte moved on the link for this long ends the
                                      migration and resumes the guest on the source (default 10000;
                                      0 = wait forever) */
-    uint64_t cancel_after_pages;  /* tests: cancel by itself once this many post-copy pages went (0 = never) */
     uint32_t postcopy_lease_ms;   /* cancellable post-copy: the destination runs the guest only while its
                                      last checkpoint acknowledged here is younger than this; the source
                                      takes the guest back after 2x this without a word from the
