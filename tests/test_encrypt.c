@@ -232,7 +232,6 @@ static void relay_end(struct relay *r, pthread_t th)
 {
     T_EQ(pthread_join(th, NULL), 0);
     close(r->lfd);
-    free(r->rec);
 }
 
 static void test_relay(int mode)
@@ -260,6 +259,7 @@ static void test_relay(int mode)
         T_EQ(a.ret, -ETIMEDOUT);
         T_ASSERT(strstr(l->last_reject, "key differs from ours"));
         relay_end(&r, rt);
+        free(r.rec);
         migr_listener_close(l);
         return;
     }
@@ -278,6 +278,7 @@ static void test_relay(int mode)
         relay_end(&r, rt);   /* the relay ends when both sides have closed */
         T_ASSERT(r.nrec >= sizeof(msg));
         T_ASSERT(!memmem(r.rec, r.nrec, "a secret page", 13));
+        free(r.rec);
     } else {
         memset(got, 0, sizeof(got));
         T_EQ(migr_transport_recv(a.t, got, sizeof(got)), -EBADMSG);
@@ -287,6 +288,7 @@ static void test_relay(int mode)
         migr_transport_close(c);
         migr_transport_close(a.t);
         relay_end(&r, rt);
+        free(r.rec);
     }
     migr_listener_close(l);
 }
