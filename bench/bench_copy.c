@@ -180,7 +180,8 @@ static double run_memcpy(copy_fn fn, int threads, uint64_t batch)
 
 enum kind {
     K_PIPE, K_VMSPLICE, K_UNIX, K_TCP, K_TCP_RAW1, K_TCP_RAW_N, K_MC, K_SHM, K_URING, K_ZC, K_PVM_WRITE, K_PVM_READ, K_UFFD, K_MEMFD,
-    K_UNIX_UR, K_TCP_UR   /* the transports with ?uring=1 */
+    K_UNIX_UR, K_TCP_UR,  /* the transports with ?uring=1 */
+    K_TCP_ENC, K_MC_ENC   /* with ?encrypt=1 (a key as the process default) */
 };
 
 struct ctx {
@@ -400,6 +401,8 @@ static const char *kind_url(enum kind k, char *buf, size_t cap)
     case K_UNIX: snprintf(buf, cap, "unix:@migr-bench-copy-%d", getpid()); break;
     case K_UNIX_UR: snprintf(buf, cap, "unix:@migr-bench-copy-%d?uring=1", getpid()); break;
     case K_TCP_UR: snprintf(buf, cap, "tcp:127.0.0.1:0?uring=1"); break;
+    case K_TCP_ENC: snprintf(buf, cap, "tcp:127.0.0.1:0?encrypt=1"); break;
+    case K_MC_ENC: snprintf(buf, cap, "tcp:127.0.0.1:0?channels=%d&encrypt=1", MC_CHANNELS); break;
     case K_SHM:
         snprintf(buf, cap, "shm:migr-bench-copy-%d%s%s", getpid(), shm_ring ? "?ring=" : "", shm_ring ? shm_ring : "");
         break;
@@ -426,7 +429,8 @@ static int child_main(struct ctx *c, const char *bound)
         close(c->pipe_fd[1]);
         fd = c->pipe_fd[0];
         break;
-    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_URING: case K_ZC: case K_MEMFD: case K_UNIX_UR: case K_TCP_UR:
+    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_URING: case K_ZC: case K_MEMFD: case K_UNIX_UR: case K_TCP_UR: case K_TCP_ENC:
+    case K_MC_ENC:
         if (migr_transport_connect(bound, &t) < 0)
             return 2;
         fd = t->fd;
@@ -470,7 +474,7 @@ static int child_main(struct ctx *c, const char *bound)
     case K_PIPE: case K_VMSPLICE: case K_URING: case K_ZC:
         ret = c->kind == K_URING ? uring_stream(c, fd, dst, 1) : rx_stream(c, NULL, fd, dst);
         break;
-    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_UNIX_UR: case K_TCP_UR:
+    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_UNIX_UR: case K_TCP_UR: case K_TCP_ENC: case K_MC_ENC:
         ret = rx_stream(c, t, -1, dst);
         break;
     case K_TCP_RAW1: case K_TCP_RAW_N: {
@@ -532,6 +536,21 @@ static double run_pair(enum kind kind, uint64_t batch)
         return -1;
     if (kind == K_PIPE || kind == K_VMSPLICE)
         (void)fcntl(c.pipe_fd[1], F_SETPIPE_SZ, 1 << 20);
+    if (kind == K_TCP_ENC || kind == K_MC_ENC) {
+        /* Both processes (the child inherits it) authenticate with it. */
+        static const char secret[] = "bench_copy key, not a secret....";
+        struct migr_key *k;
+        struct migr_link_opts lo = {0};
+        if (migr_key_new(secret, sizeof(secret) - 1, &k) < 0)
+            return -1;
+        lo.key = k;
+        int e = migr_link_set_default(&lo);
+        migr_key_free(k);
+        if (e < 0)
+            return -1;
+    } else if (migr_link_set_default(NULL) < 0) {
+        return -1;
+    }
     if (url && migr_listener_open(url, &c.l) < 0) {
         fprintf(stderr, "bench_copy: %s\n", migr_last_error());
         return -1;
@@ -591,7 +610,7 @@ static double run_pair(enum kind kind, uint64_t batch)
     case K_ZC:
         ret = zc_stream(&c, fd);
         break;
-    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_UNIX_UR: case K_TCP_UR:
+    case K_UNIX: case K_TCP: case K_MC: case K_SHM: case K_UNIX_UR: case K_TCP_UR: case K_TCP_ENC: case K_MC_ENC:
         ret = tx_stream(&c, t, -1);
         break;
     case K_TCP_RAW1: case K_TCP_RAW_N: {
@@ -710,6 +729,8 @@ static const struct strat strats[] = {
     {"tcp-raw-1", 1, K_TCP_RAW1, NULL, NULL, 0, "1 connection, plain write/read"},
     {"tcp-raw-4", 4, K_TCP_RAW_N, NULL, NULL, 0, "4 connections, a thread each side"},
     {"tcp?channels=4", 4, K_MC, NULL, NULL, 0, "migr multi-channel transport"},
+    {"tcp?encrypt=1", 1, K_TCP_ENC, NULL, NULL, 0, "migr tcp:, AES-256-GCM frames"},
+    {"tcp?channels=4&encrypt=1", 4, K_MC_ENC, NULL, NULL, 0, "multi-channel, AES-256-GCM frames"},
     {"tcp-msg_zerocopy", 1, K_ZC, NULL, NULL, 0, "send(MSG_ZEROCOPY), completions reaped"},
     {"io_uring-tcp", 1, K_URING, NULL, NULL, 0, "registered buffers, read/write_fixed"},
     {"shm", 1, K_SHM, NULL, NULL, 0, "migr shm: ring (8 MiB)"},

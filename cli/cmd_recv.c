@@ -216,6 +216,9 @@ int cmd_recv(int argc, char **argv)
     struct migr_link_opts lo = {.key = key, .handshake_ms = handshake_ms, .keep_listening = 1,
                                 .expect_stream = 1, .on_reject = on_reject};
     struct migr_link_opts def = {.key = key, .handshake_ms = handshake_ms};
+    struct migr_url pu;
+    if (migr_url_parse(listen, &pu) == 0)
+        def.encrypt = (int)pu.encrypt; /* the fault channel connects back encrypted too */
     uint64_t until = timeout_ms < 0 ? 0 : migr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     struct migr_hv *hv = NULL;
     struct migr_stats st;

@@ -272,6 +272,9 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
      * itself: the post-copy fault channel's listener. */
     ctl_thread_migrating(th, sink.cancel);
     struct migr_link_opts lo = {.key = key};
+    struct migr_url pu;
+    if (migr_url_parse(url, &pu) == 0)
+        lo.encrypt = (int)pu.encrypt; /* the fault channel's listener too */
     struct migr_transport *t;
     int cerr = migr_link_set_default(key ? &lo : NULL);
     if (cerr == 0)

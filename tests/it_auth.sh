@@ -7,7 +7,9 @@
 #     guest stays on the source, and the receiver goes on listening;
 #   - the right key migrates in post-copy: the fault channel (which the
 #     destination opens back to the source over TCP) is authenticated too;
-#     the guest verifies on the destination.
+#     the guest verifies on the destination;
+#   - from there on to a third VMM over tcp:...?encrypt=1, in post-copy
+#     again (the fault channel encrypted as well), verified.
 # The proc backend (KVM is not needed for what is tested here).
 set -u
 . "$(dirname "$0")/itlib.sh"
@@ -73,6 +75,31 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 M verify --ctl "$dctl" >"$DIR/verify.out" 2>&1 || fail "the guest does not verify on the destination: $(cat "$DIR/verify.out")"
-M stop --ctl "$dctl" >/dev/null || fail "stop failed"
-wait_exit "$dst" 10
+
+# On again, encrypted (the receiver asks with ?encrypt=1; its bound URL says
+# so), in post-copy: the fault channel is authenticated and encrypted too.
+ectl=$DIR/enc.ctl
+"$MIGR" recv --listen 'tcp:127.0.0.1:0?encrypt=1' --key-file "$DIR/k1" --ctl "$ectl" --timeout 60 2>"$DIR/enc.log" &
+enc=$!
+PIDS+=("$enc")
+url=
+for _ in $(seq 200); do
+    url=$(sed -n 's/.*listening on \([^ ]*\)$/\1/p' "$DIR/enc.log" | head -n1)
+    [ -n "$url" ] && break
+    sleep 0.05
+done
+[[ "$url" == *encrypt=1 ]] || fail "encrypted receiver: listening on '$url'"
+grep -q "the stream is encrypted" "$DIR/enc.log" || fail "encrypted receiver did not say so"
+M send --ctl "$dctl" --to "$url" --key-file "$DIR/k1" --mode postcopy --json >"$DIR/enc.out" 2>"$DIR/enc.err" ||
+    fail "encrypted migration failed: $(cat "$DIR/enc.err")"
+js=$(tail -n1 "$DIR/enc.out")
+[ "$(json_get "$js" fault_channel)" = true ] || fail "encrypted post-copy did not use the fault channel: $js"
+wait_exit "$dst" 15 || fail "the middle VMM did not exit after the second migration"
+for _ in $(seq 100); do
+    st=$(M status --ctl "$ectl" 2>/dev/null) && [ "$(json_get "$st" running)" = true ] && break
+    sleep 0.1
+done
+M verify --ctl "$ectl" >"$DIR/verify2.out" 2>&1 || fail "the guest does not verify after the encrypted move: $(cat "$DIR/verify2.out")"
+M stop --ctl "$ectl" >/dev/null || fail "stop failed"
+wait_exit "$enc" 10
 exit 0

@@ -342,15 +342,3 @@ int migr_auth_client(int fd, const char *url, const struct migr_key *k, int want
     a->done = 1;
     return derive(k, a);
 }
-
-int migr_link_finish(struct migr_transport **t, const struct migr_auth *a, int client)
-{
-    (void)client;
-    if (a->encrypt) {
-        migr_transport_close(*t);
-        *t = NULL;
-        return migr_errorf(ENOTSUP, "encryption is not built in yet");
-    }
-    (*t)->link |= MIGR_LINK_AUTH;
-    return 0;
-}

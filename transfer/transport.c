@@ -485,6 +485,11 @@ int migr_listener_open_opts(const char *url, const struct migr_link_opts *o, str
     ret = li->be->listen(&li->pub, url);
     if (ret < 0)
         goto fail;
+    if (li->pub.url.encrypt) {   /* the URL to connect to says it too */
+        size_t k = strlen(li->pub.bound);
+
+        snprintf(li->pub.bound + k, sizeof(li->pub.bound) - k, "%sencrypt=1", strchr(li->pub.bound, '?') ? "&" : "?");
+    }
     /* Non-blocking, so that accept() after poll() cannot hang when the
      * client gave up in between. Accepted sockets do not inherit it. */
     fl = fcntl(li->pub.fd, F_GETFL);

@@ -1,5 +1,5 @@
 /* migr — transport URL parsing: unix:PATH, unix:@ABSTRACT, tcp:HOST:PORT, tcp:[V6]:PORT,
- * tcp:HOST:PORT?channels=N, shm:NAME[?ring=SIZE], ?uring=0|1 on unix: and tcp:. */
+ * tcp:HOST:PORT?channels=N, shm:NAME[?ring=SIZE], ?uring=0|1 and ?encrypt=0|1 on unix: and tcp:. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +119,11 @@ static int parse_options(const char *url, const char *opts, struct migr_url *out
                 return migr_errorf(EINVAL, "bad URL '%s': ring=%s must be a power of two from 64K to 1G",
                                    url, val);
             out->ring_bytes = v;
+        } else if ((out->kind == MIGR_URL_TCP || out->kind == MIGR_URL_UNIX) && !strcmp(key, "encrypt")) {
+            if (strcmp(val, "0") && strcmp(val, "1"))
+                return migr_errorf(EINVAL, "bad URL '%s': encrypt=%s (expected encrypt=1 to carry the stream in "
+                                   "AES-256-GCM frames, with a key, or encrypt=0)", url, val);
+            out->encrypt = val[0] == '1';
         } else if ((out->kind == MIGR_URL_TCP || out->kind == MIGR_URL_UNIX) && !strcmp(key, "uring")) {
             if (strcmp(val, "0") && strcmp(val, "1"))
                 return migr_errorf(EINVAL, "bad URL '%s': uring=%s (expected uring=1 to send and receive "
@@ -126,8 +131,8 @@ static int parse_options(const char *url, const char *opts, struct migr_url *out
             out->uring = val[0] == '1';
         } else {
             return migr_errorf(EINVAL, "bad URL '%s': unknown option '%s' (%s)", url, key,
-                               out->kind == MIGR_URL_TCP    ? "tcp: takes channels=N and uring=0|1"
-                               : out->kind == MIGR_URL_UNIX ? "unix: takes uring=0|1"
+                               out->kind == MIGR_URL_TCP    ? "tcp: takes channels=N, uring=0|1 and encrypt=0|1"
+                               : out->kind == MIGR_URL_UNIX ? "unix: takes uring=0|1 and encrypt=0|1"
                                                             : "shm: takes ring=SIZE");
         }
         p += n;
