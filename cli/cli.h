@@ -130,7 +130,7 @@ pid_t cli_spawn_recv(const char *binary, const char *ctl, const char *group, cha
  *  the new VMM is stopped and the guest stays where it was (engine rules). */
 int cli_move_guest(const char *from_ctl, const char *sock, const char *mode, const char *to_ctl,
                    pid_t new_pid, char *res, size_t cap);
-/*! Wait up to 5 s until the VMM new_pid answers `status` on to_ctl. 0 or -ETIMEDOUT. */
+/*! Wait up to 15 s until the VMM new_pid answers `status` on to_ctl. 0 or -ETIMEDOUT. */
 int cli_wait_vmm(const char *to_ctl, pid_t new_pid);
 /*! The same with extra key=value settings for the ctl migrate command
  *  (NULL = none) and a callback for its progress lines (NULL = none). */

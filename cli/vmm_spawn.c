@@ -77,12 +77,12 @@ int cli_wait_vmm(const char *to_ctl, pid_t new_pid)
     char st[4096];
     /* The new VMM serves to_ctl once the guest runs there (and, when it is the
      * same path, once the old VMM let go of it). */
-    for (int i = 0; i < 500; i++) {
+    for (int i = 0; i < 1500; i++) { /* 15 s: on a loaded machine the new VMM may take a while */
         double pid = 0;
         if (ctl_call(to_ctl, "status", 0, NULL, NULL, st, sizeof(st)) == 0 && json_get_num(st, "pid", &pid) &&
             (pid_t)pid == new_pid)
             return 0;
         usleep(10000);
     }
-    return migr_errorf(ETIMEDOUT, "the guest moved but the new VMM does not answer on %s", to_ctl);
+    return migr_errorf(ETIMEDOUT, "the guest moved but the new VMM does not answer on %s within 15 s", to_ctl);
 }
