@@ -107,6 +107,9 @@ void cli_group_report(FILE *f, const char *group, const struct cli_group_job *jo
                       bool json);
 
 /* ---- output helpers (out.c) ---- */
+/*! Copy in into out (cap bytes) as the inside of a JSON string: quotes and
+ *  backslashes escaped, control characters as spaces (cli/ctl.c). */
+void json_escape(const char *in, char *out, size_t cap);
 bool json_get_num(const char *json, const char *key, double *out);
 bool json_get_bool(const char *json, const char *key, bool *out);
 bool json_get_str(const char *json, const char *key, char *out, size_t cap);

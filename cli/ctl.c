@@ -108,7 +108,7 @@ static void reply_progress(int fd, const char *fmt, ...)
     va_end(ap);
 }
 
-static void json_escape(const char *in, char *out, size_t cap)
+void json_escape(const char *in, char *out, size_t cap)
 {
     size_t j = 0;
     for (; *in && j + 2 < cap; in++) {

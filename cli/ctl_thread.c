@@ -65,17 +65,6 @@ static void answer(int fd, const char *fmt, ...)
     (void)!send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-static void escape(const char *in, char *out, size_t cap)
-{
-    size_t j = 0;
-    for (; *in && j + 2 < cap; in++) {
-        if (*in == '"' || *in == '\\')
-            out[j++] = '\\';
-        out[j++] = (unsigned char)*in >= 0x20 ? *in : ' ';
-    }
-    out[j] = 0;
-}
-
 /* Lock held. */
 static void do_status(struct ctl_thread *c, int fd)
 {
@@ -101,7 +90,7 @@ static void do_status(struct ctl_thread *c, int fd)
      * status is a snapshot, each field as it was at some instant. */
     const volatile struct migr_hv *hv = c->hv;
     char why[300];
-    escape((const char *)hv->failure, why, sizeof(why));
+    json_escape((const char *)hv->failure, why, sizeof(why));
     answer(fd, "ok {%s,\"pid\":%d,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu%s}", c->info,
            (int)getpid(), hv->paused ? "false" : "true", why[0] ? "true" : "false", why,
            (unsigned long long)migr_workload_progress(c->hv), job);
@@ -159,7 +148,7 @@ static void take_new(struct ctl_thread *c)
          * directory and whoever chmods it: check who is calling, too. */
         if (migr_unix_peer_check(fd, "control socket") < 0) {
             char why[300];
-            escape(migr_last_error(), why, sizeof(why));
+            json_escape(migr_last_error(), why, sizeof(why));
             answer(fd, "error {\"error\":\"%s\"}", why);
             fprintf(stderr, "migr: %s\n", migr_last_error());
             close(fd);
