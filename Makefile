@@ -3,7 +3,7 @@
 #   make test        all tests; last line "N passed, N failed, N skipped"
 #   make test-asan   the same with ASan+UBSan (in build-asan/)
 #   make bench       benchmarks (long; writes bench/results/)
-#   make install     PREFIX=/usr/local DESTDIR= LIBDIR= BINDIR= INCLUDEDIR= MANDIR=: migr, libmigr.so.MAJOR
+#   make install     PREFIX=/usr/local DESTDIR= LIBDIR= BINDIR= INCLUDEDIR= MANDIR= DOCDIR=: migr, libmigr.so.MAJOR
 #                    (+ .a), headers, migr.pc, man pages
 
 BUILD   ?= build
@@ -145,6 +145,7 @@ BINDIR     ?= $(PREFIX)/bin
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/migr
 PCDIR      ?= $(LIBDIR)/pkgconfig
 
 $(BUILD)/pkg/migr.pc: pkg/migr.pc.in include/migr/version.h Makefile
@@ -154,7 +155,7 @@ $(BUILD)/pkg/migr.pc: pkg/migr.pc.in include/migr/version.h Makefile
 
 install: all $(BUILD)/pkg/libmigr.a $(BUILD)/pkg/migr.pc
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(INCLUDEDIR)/migr \
-		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(DOCDIR)
 	install -m 755 $(BUILD)/migr $(DESTDIR)$(BINDIR)/migr
 	install -m 755 $(BUILD)/libmigr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
 	ln -sf libmigr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -164,6 +165,7 @@ install: all $(BUILD)/pkg/libmigr.a $(BUILD)/pkg/migr.pc
 	install -m 644 $(BUILD)/pkg/migr.pc $(DESTDIR)$(PCDIR)/migr.pc
 	install -m 644 docs/man/migr.1 $(DESTDIR)$(MANDIR)/man1/migr.1
 	install -m 644 docs/man/libmigr.3 $(DESTDIR)$(MANDIR)/man3/libmigr.3
+	install -m 644 LICENSE $(DESTDIR)$(DOCDIR)/LICENSE
 
 demo: all
 	$(BUILD)/migr demo

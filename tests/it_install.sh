@@ -16,7 +16,7 @@ san=()
 make -s BUILD="$BUILD" $([ "$BUILD" = build-asan ] && echo SAN=1) install DESTDIR="$DIR/root" PREFIX=/usr \
     >"$DIR/install.log" 2>&1 || fail "make install: $(tail -n5 "$DIR/install.log")"
 R=$DIR/root
-for f in usr/bin/migr usr/lib/libmigr.a usr/lib/libmigr.so usr/include/migr/engine.h usr/include/migr/version.h \
+for f in usr/bin/migr usr/lib/libmigr.a usr/lib/libmigr.so usr/include/migr/engine.h usr/include/migr/version.h usr/include/migr/migr.h usr/share/doc/migr/LICENSE \
     usr/lib/pkgconfig/migr.pc usr/share/man/man1/migr.1 usr/share/man/man3/libmigr.3; do
     [ -e "$R/$f" ] || fail "not installed: /$f"
 done
@@ -33,6 +33,11 @@ cflags=$(pkg-config --cflags migr) || fail "pkg-config --cflags migr"
 libs=$(pkg-config --libs migr) || fail "pkg-config --libs migr"
 slibs=$(pkg-config --static --libs migr) || fail "pkg-config --static --libs migr"
 src=$(dirname "$0")/install
+for h in "$R"/usr/include/migr/*.h; do
+    b=$(basename "$h")
+    [ "$b" = migr.h ] || grep -q "^#include \"migr/$b\"" "$R/usr/include/migr/migr.h" ||
+        fail "the umbrella <migr/migr.h> does not include migr/$b"
+done
 gcc -std=c11 -Wall -Wextra -Werror "${san[@]}" $cflags -o "$DIR/embed-shared" "$src/embed.c" $libs ||
     fail "build against the shared library ($cflags $libs)"
 gcc -std=c11 -Wall -Wextra -Werror "${san[@]}" $cflags -o "$DIR/embed-static" "$src/embed.c" \

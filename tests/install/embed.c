@@ -1,14 +1,11 @@
 /* Built against an installed libmigr (tests/it_install.sh): only the public
- * headers and pkg-config's flags. Checks the version, then moves a few
+ * headers (the umbrella <migr/migr.h>) and pkg-config's flags. Checks the version, then moves a few
  * records over a unix socket through the library. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <migr/common.h>
-#include <migr/record.h>
-#include <migr/transport.h>
-#include <migr/version.h>
+#include <migr/migr.h>
 
 int main(int argc, char **argv)
 {
