@@ -1,5 +1,5 @@
 /* common/: error messages (per thread, prefixing), size parsing, full reads
- * and writes, the monotonic clock. */
+ * and writes, the monotonic clock, the log (silent by default). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -145,8 +145,41 @@ static void test_clock(void)
     T_ASSERT(b - a >= 2000000ull && b - a < 10000000000ull);
 }
 
+struct log_seen {
+    int n;
+    enum migr_log_level level;
+    char msg[64];
+};
+
+static void log_keep(void *arg, enum migr_log_level level, const char *msg)
+{
+    struct log_seen *l = arg;
+    l->n++;
+    l->level = level;
+    snprintf(l->msg, sizeof(l->msg), "%s", msg);
+}
+
+static void test_log(void)
+{
+    struct log_seen seen = {0};
+    migr_logf(MIGR_LOG_WARN, "dropped %d", 1); /* no function: nothing happens */
+    migr_log_set(log_keep, &seen);
+    migr_logf(MIGR_LOG_WARN, "page %u of %s", 7u, "ram");
+    T_ASSERT(seen.n == 1 && seen.level == MIGR_LOG_WARN);
+    T_ASSERT(strcmp(seen.msg, "page 7 of ram") == 0);
+    char big[2000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    migr_logf(MIGR_LOG_INFO, "%s", big); /* truncated, not overflowed */
+    T_ASSERT(seen.n == 2 && strlen(seen.msg) == sizeof(seen.msg) - 1);
+    migr_log_set(NULL, NULL);
+    migr_logf(MIGR_LOG_ERROR, "silent again");
+    T_ASSERT(seen.n == 2);
+}
+
 int main(void)
 {
+    test_log();
     test_errors();
     test_thread_local();
     test_parse_size();

@@ -55,6 +55,29 @@ int migr_write_full(int fd, const void *buf, size_t len);
  *  end of file (also after a partial read), or -errno. */
 int migr_read_full(int fd, void *buf, size_t len);
 
+/* Logging. libmigr never writes to stderr by itself: what it has to say
+ * outside an error return (a warning, a step a supervisor should know of,
+ * such as "DONE not delivered; the guest runs here") goes to the log
+ * function the embedder installs; without one it is dropped. */
+enum migr_log_level { MIGR_LOG_ERROR = 0, MIGR_LOG_WARN = 1, MIGR_LOG_INFO = 2 };
+
+/*! Called with one message (no trailing newline), from whichever libmigr
+ *  thread has something to say (the migration's, a post-copy fault or
+ *  checkpoint thread, a tracker's handler thread): it must be thread-safe
+ *  and must not call back into libmigr. */
+typedef void (*migr_log_fn)(void *arg, enum migr_log_level level, const char *msg);
+
+/*! Install fn (NULL: silence, the default) for the whole process. Not
+ *  synchronised with messages in flight: install it before starting work. */
+void migr_log_set(migr_log_fn fn, void *arg);
+
+/*! A ready-made log function: "migr: MESSAGE\n" on stderr (warnings as
+ *  "migr: warning: MESSAGE"), for programs that want the old behaviour. */
+void migr_log_stderr(void *arg, enum migr_log_level level, const char *msg);
+
+/*! Format and pass a message to the installed log function (if any). */
+void migr_logf(enum migr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #define MIGR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIGR_ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
 #define MIGR_MIN(a, b) ((a) < (b) ? (a) : (b))
