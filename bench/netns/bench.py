@@ -9,7 +9,7 @@ Part "sides" (default with "channels": all): on each link (1G, 10G, 1G-10ms,
 1G-loss0.1%), QEMU's defaults, multifd with 4 channels, xbzrle, and multifd
 with zstd, against migr's defaults and migr with ?channels=4. Part
 "channels": on 10G-10ms and 10G-loss0.1%, migr with ?channels=1/4 and
-?uring=0/1. Per run: total, downtime, bytes on the wire, CPU of each side
+?uring=0/1. Per run: total, downtime, bytes on the wire (the source veth's tx_bytes), CPU of each side
 (without vCPU threads), converged, verified (QEMU: pmemsave + `migr verify
 --image`; migr: `migr verify --ctl`). The link's own TCP goodput and RTT are
 measured in the same run. Output: a table, bench/results/netns.json, .png.
@@ -90,6 +90,7 @@ def qemu_run(c, L, variant, run_dir, port):
             qmp.wait_guest_ready(qs, 120)
             time.sleep(1.0)
             c0s, c0d = qmp.proc_cpu_ms(src.pid, ("CPU ",)), qmp.proc_cpu_ms(dst.pid, ("CPU ",))
+            w0 = L.wire_bytes()
             t0 = time.time()
             qs.cmd("migrate", uri=url)
             st = {}
@@ -124,7 +125,8 @@ def qemu_run(c, L, variant, run_dir, port):
             stop, resume = qs.event_time("STOP"), qd.event_time("RESUME")
             r["total_ms"] = (max(done, t_src) - t0) * 1e3
             r["downtime_ms"] = (resume - stop) * 1e3 if stop and resume else None
-            r["bytes"] = st.get("ram", {}).get("transferred", 0)
+            r["bytes"] = L.wire_bytes() - w0
+            r["qemu_ram_transferred"] = st.get("ram", {}).get("transferred", 0)
             r["cpu_src_ms"] = qmp.proc_cpu_ms(src.pid, ("CPU ",)) - c0s
             r["cpu_dst_ms"] = qmp.proc_cpu_ms(dst.pid, ("CPU ",)) - c0d
             w0, runs = qmp.guest_writes(qd), False
@@ -173,6 +175,7 @@ def migr_run(c, L, variant, run_dir, port):
         c0s, c0d = qmp.proc_cpu_ms(src.pid, ("migr-vcpu",)), qmp.proc_cpu_ms(dst.pid, ("migr-vcpu",))
         argv = [c.migr, "send", "--ctl", sctl, "--to", f"tcp:{L.dst_ip}:{port}{query}", "--key-file", c.key,
                 "--json"] + extra
+        w0 = L.wire_bytes()
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         last_src, t0 = c0s, time.time()
         while p.poll() is None and time.time() - t0 < TIMEOUT + 30:
@@ -190,7 +193,8 @@ def migr_run(c, L, variant, run_dir, port):
             return r
         r["total_ms"] = js.get("total_ms")
         r["downtime_ms"] = js.get("downtime_ms")
-        r["bytes"] = js.get("bytes_sent", 0)
+        r["bytes"] = L.wire_bytes() - w0
+        r["migr_bytes_sent"] = js.get("bytes_sent", 0)
         r["cpu_src_ms"] = last_src - c0s
         r["cpu_dst_ms"] = qmp.proc_cpu_ms(dst.pid, ("migr-vcpu",)) - c0d
         r["codecs"] = {k: v.get("pages", 0) for k, v in (js.get("codecs") or {}).items() if v.get("pages")}

@@ -199,6 +199,11 @@ class Link:
             srv.kill()
             srv.wait()
 
+    def wire_bytes(self):
+        """Bytes the source's end has sent onto the link so far (IP and TCP headers included)."""
+        r = self.ns(self.src, "cat", "/sys/class/net/vs/statistics/tx_bytes", check=False)
+        return int(r.stdout) if r.returncode == 0 and r.stdout.strip() else 0
+
     def relay_stats(self):
         if not self.relay:
             return ""
