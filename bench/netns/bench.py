@@ -203,6 +203,8 @@ def migr_run(c, L, variant, run_dir, port):
         r["compress"] = js.get("compress")
         r["link_mbps_seen"] = js.get("link_mbps")
         r["rounds"] = js.get("rounds")
+        r["first_pass_mbps"] = js.get("first_pass_mbps")
+        r["round_stats"] = js.get("round_stats")
         v = subprocess.run([c.migr, "verify", "--ctl", dctl], capture_output=True, text=True, timeout=120)
         w0, runs = migr_status(c, dctl).get("writes", 0), False
         for _ in range(50):
