@@ -77,7 +77,7 @@ VERSION := $(shell sed -n 's/^\#define MIGR_VERSION_STRING "\(.*\)"/\1/p' includ
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 SONAME  := libmigr.so.$(MAJOR)
 
-.PHONY: all demo test test-asan bench bench-peers clean fuzz install
+.PHONY: all demo test test-asan bench bench-peers bench-net clean fuzz install
 all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME) $(PVH_ELF)
 
 $(BUILD)/obj/%.o: %.c
@@ -184,6 +184,17 @@ bench: all $(BENCH_BINS)
 bench-peers: all $(BUILD)/bench/peers/limits
 	./scripts/install-deps.sh --qemu || echo "bench-peers: could not install qemu-system-x86"
 	python3 bench/peers/qemu.py --build $(BUILD) $(if $(filter 1,$(BENCH_QUICK)),--quick)
+
+# QEMU and migr across shaped links between network namespaces, redis-server's
+# memory in the guest (bench/README.md, "bench/netns"); root (CAP_NET_ADMIN).
+# BENCH_QUICK=1: one repetition, two links, fewer variants.
+bench-net: all $(BUILD)/bench/netns/delayline
+	./scripts/install-deps.sh --qemu --net || echo "bench-net: could not install qemu-system-x86 / redis-server"
+	python3 bench/netns/bench.py --build $(BUILD) $(if $(filter 1,$(BENCH_QUICK)),--quick)
+
+$(BUILD)/bench/netns/delayline: bench/netns/delayline.c
+	@mkdir -p $(dir $@)
+	$(CC) $(MIGR_CFLAGS) $(CFLAGS) -o $@ $< -pthread
 
 $(BUILD)/bench/peers/limits: bench/peers/limits.c bench/benchlib.h $(BUILD)/libmigr.a
 	@mkdir -p $(dir $@)

@@ -3,13 +3,15 @@
 # prints nothing and does nothing when everything is already present.
 #   --bench   also python3-matplotlib, for the plots of bench/plot.py
 #   --qemu    also qemu-system-x86, the peer VMM of bench/peers/qemu and tests/it_pvh_qemu.sh
+#   --net     also redis-server, whose captured memory bench/netns puts in the guest
 set -eu
 PKGS="zlib1g-dev liblz4-dev libzstd-dev liburing-dev libssl-dev pkg-config"
 for arg in "$@"; do
     case "$arg" in
     --bench) PKGS="$PKGS python3-matplotlib" ;;
     --qemu) PKGS="$PKGS qemu-system-x86" ;;
-    *) echo "usage: $0 [--bench] [--qemu]" >&2; exit 2 ;;
+    --net) PKGS="$PKGS redis-server" ;;
+    *) echo "usage: $0 [--bench] [--qemu] [--net]" >&2; exit 2 ;;
     esac
 done
 missing=""

@@ -14,6 +14,7 @@
 
 #include "hv-glue/kvm/kvm.h"
 #include "hv-glue/kvm/pvh.h"
+#include "hv-glue/workload/spec.h"
 #include "migr/common.h"
 
 #define PVH_MAX_PHDRS 64
@@ -212,6 +213,52 @@ int migr_pvh_load_file(uint8_t *ram, uint64_t ram_size, const char *path, const 
     return err;
 }
 
+int migr_pvh_initrd_arg(const char *cmdline, char *buf, size_t cap)
+{
+    size_t len = cmdline ? strlen(cmdline) : 0, pos = 0, n;
+    const char *tok;
+    while ((n = wl_spec_next(cmdline, len, &pos, &tok)) != 0) {
+        if (n <= 7 || memcmp(tok, "initrd=", 7) != 0)
+            continue;
+        if (n - 7 >= cap)
+            return migr_errorf(E2BIG, "initrd=: path longer than %zu bytes", cap - 1);
+        memcpy(buf, tok + 7, n - 7);
+        buf[n - 7] = 0;
+        return 1;
+    }
+    return 0;
+}
+
+int migr_pvh_load_module(uint8_t *ram, uint64_t ram_size, const char *path, const struct migr_pvh_image *img)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return migr_errorf_errno(errno, "initrd %s: open", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return migr_errorf_errno(e, "initrd %s: fstat", path);
+    }
+    uint64_t top = ram_size < (4ull << 30) ? ram_size : (4ull << 30);
+    uint64_t size = (uint64_t)st.st_size, floor = img->hi > PVH_BOOT_END ? img->hi : PVH_BOOT_END;
+    if (!S_ISREG(st.st_mode) || size == 0 || size > top || ((top - size) & ~4095ull) < floor) {
+        close(fd);
+        return migr_errorf(E2BIG, "initrd %s: %s", path, !S_ISREG(st.st_mode) ? "not a regular file"
+                           : size == 0 ? "empty file" : "does not fit in RAM below 4 GiB above the kernel");
+    }
+    uint64_t at = (top - size) & ~4095ull;
+    int err = migr_read_full(fd, ram + at, size);
+    close(fd);
+    if (err < 0)
+        return migr_error_prefix(err, "initrd %s: reading %llu bytes", path, (unsigned long long)size);
+    struct pvh_start_info *si = (struct pvh_start_info *)(ram + img->start_info_gpa);
+    *(struct pvh_modlist_entry *)(ram + PVH_MODLIST_GPA) = (struct pvh_modlist_entry){.paddr = at, .size = size};
+    si->nr_modules = 1;
+    si->modlist_paddr = PVH_MODLIST_GPA;
+    return 0;
+}
+
 /* vCPU 0 at the PVH entry: flat 32-bit protected mode, paging off. */
 static int pvh_set_regs(struct kvm_vcpu_ctx *c, const struct migr_pvh_image *img)
 {
@@ -247,8 +294,14 @@ int migr_kvm_pvh_boot(struct kvm_vm *vm, const char *path, const char *cmdline)
     if (vm->hv.nvcpus != 1)
         return migr_errorf(EINVAL, "--kernel boots one vCPU (asked for %u): the PVH guest has no SMP "
                            "start-up", vm->hv.nvcpus);
+    char initrd[1024];
+    int has = migr_pvh_initrd_arg(cmdline, initrd, sizeof(initrd));
+    if (has < 0)
+        return has;
     int err = migr_pvh_load_file(vm->mem, vm->mem_size, path, cmdline, &img);
     if (err < 0)
+        return err;
+    if (has && (err = migr_pvh_load_module(vm->mem, vm->mem_size, initrd, &img)) < 0)
         return err;
     return pvh_set_regs(&vm->vcpus[0], &img);
 }

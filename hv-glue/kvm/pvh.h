@@ -44,10 +44,18 @@ struct pvh_memmap_entry {     /* one E820-style range */
     uint32_t reserved;
 };
 
+struct pvh_modlist_entry {    /* one module (QEMU: -initrd FILE) */
+    uint64_t paddr;
+    uint64_t size;            /* bytes */
+    uint64_t cmdline_paddr;   /* 0: none */
+    uint64_t reserved;
+};
+
 /* Where migr's VMM puts the start info, its memory map and the command line
  * (guest-physical; a kernel's segments must stay clear of them). */
 #define PVH_INFO_GPA     0x9000ull
 #define PVH_MEMMAP_GPA   (PVH_INFO_GPA + 0x100ull)
+#define PVH_MODLIST_GPA  (PVH_INFO_GPA + 0x800ull)
 #define PVH_CMDLINE_GPA  0xa000ull
 #define PVH_CMDLINE_MAX  4096u       /* bytes, with the NUL */
 #define PVH_BOOT_END     0xb000ull
@@ -72,10 +80,24 @@ int migr_pvh_load(uint8_t *ram, uint64_t ram_size, const uint8_t *elf, size_t le
 int migr_pvh_load_file(uint8_t *ram, uint64_t ram_size, const char *path, const char *cmdline,
                        struct migr_pvh_image *out);
 
+/*! Load the file at path as the kernel's first (only) module: page-aligned at
+ *  the top of RAM below 4 GiB (where QEMU puts an -initrd), above the
+ *  kernel's segments (img->hi); the start info written by migr_pvh_load then
+ *  names it (nr_modules 1, a modlist entry at PVH_MODLIST_GPA). Returns 0, or
+ *  -errno with a message naming the file (too large for RAM, unreadable). */
+int migr_pvh_load_module(uint8_t *ram, uint64_t ram_size, const char *path, const struct migr_pvh_image *img);
+
+/*! The value of the loader's own `initrd=PATH` token in cmdline (tokens
+ *  separated by commas or blanks), copied to buf (cap bytes); 1 if found,
+ *  0 if none, -E2BIG if the path does not fit. The token stays in the
+ *  command line (the guest skips it). */
+int migr_pvh_initrd_arg(const char *cmdline, char *buf, size_t cap);
+
 struct kvm_vm;
 /*! Load path into a fresh VM (paused, one vCPU) and set vCPU 0 to the PVH
- *  entry state (32-bit protected mode, %ebx = start info). -EINVAL unless
- *  the VM has exactly one vCPU. */
+ *  entry state (32-bit protected mode, %ebx = start info); an `initrd=PATH`
+ *  token in cmdline also loads PATH as the first module (QEMU's -initrd).
+ *  -EINVAL unless the VM has exactly one vCPU. */
 int migr_kvm_pvh_boot(struct kvm_vm *vm, const char *path, const char *cmdline);
 
 #endif

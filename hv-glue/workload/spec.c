@@ -93,6 +93,8 @@ int wl_spec_set(struct migr_workload_cfg *c, const char *k, size_t kl, const cha
             c->data = MIGR_WL_TEXT;
         else if (eq(v, vl, "random"))
             c->data = MIGR_WL_RANDOM_DATA;
+        else if (eq(v, vl, "app"))
+            c->data = MIGR_WL_APP;
         else
             return WL_SPEC_BAD_DATA;
     } else if (eq(k, kl, "seed")) {

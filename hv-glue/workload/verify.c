@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "hv-glue/workload/spec.h"
 #include "hv-glue/workload/workload.h"
@@ -12,7 +13,7 @@
 #include "migr/workload.h"
 
 static const char *const pattern_names[] = {"sequential", "random", "hotcold"};
-static const char *const data_names[] = {"zero", "text", "random"};
+static const char *const data_names[] = {"zero", "text", "random", "app"};
 
 void migr_workload_defaults(struct migr_workload_cfg *c)
 {
@@ -49,7 +50,7 @@ int migr_workload_parse(const char *spec, struct migr_workload_cfg *c)
         case WL_SPEC_BAD_PATTERN:
             return migr_errorf(EINVAL, "workload: %s=%s: expected sequential, random or hotcold", k, v);
         case WL_SPEC_BAD_DATA:
-            return migr_errorf(EINVAL, "workload: %s=%s: expected zero, text or random", k, v);
+            return migr_errorf(EINVAL, "workload: %s=%s: expected zero, text, random or app", k, v);
         case WL_SPEC_BAD_NUMBER:
             return migr_errorf(EINVAL, "workload: seed=%s is not a number", v);
         default:
@@ -63,7 +64,7 @@ void migr_workload_format(const struct migr_workload_cfg *c, char *buf, uint64_t
 {
     snprintf(buf, cap, "rate=%lluK,ws=%lluK,pattern=%s,data=%s,seed=%llu",
              (unsigned long long)(c->rate_bytes >> 10), (unsigned long long)(c->ws_bytes >> 10),
-             pattern_names[c->pattern % 3], data_names[c->data % 3], (unsigned long long)c->seed);
+             pattern_names[c->pattern % 3], data_names[c->data % 4], (unsigned long long)c->seed);
 }
 
 static const struct wl_boot *boot_of(struct migr_hv *hv)
@@ -105,20 +106,107 @@ static const uint8_t *view_gpa(const struct wl_view *w, uint64_t gpa, uint64_t l
     return w->image + gpa;
 }
 
+/* What a page should hold: the deterministic fill, or (data=app) the
+ * application image's page under the usual header. */
+struct wl_expect {
+    uint32_t data;
+    uint64_t seed;
+    const struct wl_app_hdr *app;   /* data=app: the image in guest memory */
+};
+
+static void expect_fill(const struct wl_expect *e, uint8_t *page, uint64_t index, uint32_t gen)
+{
+    if (e->app)
+        wl_app_fill_page(page, wl_app_source(e->app, index, gen), index, gen, e->seed);
+    else
+        wl_fill_page(page, index, gen, e->data, e->seed);
+}
+
+/* wl_check_page's codes for either kind of page. */
+static int expect_check(const struct wl_expect *e, const uint8_t *page, uint64_t index, uint32_t gen, uint32_t *off)
+{
+    if (!e->app)
+        return wl_check_page(page, index, gen, e->data, e->seed, off);
+    uint64_t ref[512];
+    const struct wl_page_hdr *h = (const struct wl_page_hdr *)page, *r = (const struct wl_page_hdr *)ref;
+    expect_fill(e, (uint8_t *)ref, index, gen);
+    *off = 0;
+    if (r->magic == WL_PAGE_MAGIC) {   /* a zero source page has no header */
+        if (h->magic != WL_PAGE_MAGIC)
+            return 1;
+        if (h->index != index)
+            return 2;
+        if (h->gen != gen) {
+            *off = 16;
+            return 3;
+        }
+    }
+    const uint64_t *w = (const uint64_t *)page;
+    for (uint32_t i = 0; i < 512; i++)
+        if (w[i] != ref[i]) {
+            *off = i * 8;
+            return r->magic == WL_PAGE_MAGIC ? 4 : 5;
+        }
+    return 0;
+}
+
 /* A page a vCPU was writing when the image was taken (wl_write_page stopped
  * anywhere): each byte holds either generation gen (the old contents, or
  * the new ones once the table was bumped) or gen + 1 (the new contents,
  * written front to back before the table is bumped). Bytes, not words: a
  * text page is filled a byte at a time, so a word can be half old, half new. */
-static int inflight_page_ok(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed)
+static int inflight_page_ok(const struct wl_expect *e, const uint8_t *page, uint64_t index, uint32_t gen)
 {
     uint8_t a[4096], b[4096];
-    wl_fill_page(a, index, gen, data, seed);
-    wl_fill_page(b, index, gen + 1, data, seed);
+    expect_fill(e, a, index, gen);
+    expect_fill(e, b, index, gen + 1);
     for (int i = 0; i < 4096; i++)
         if (page[i] != a[i] && page[i] != b[i])
             return 0;
     return 1;
+}
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+/* data=app: the image the boot page names, whole and unchanged (its CRC),
+ * clear of the working set and the generation table. */
+static int app_view(const struct wl_view *w, const struct wl_boot *b, const struct wl_app_hdr **out)
+{
+    const struct wl_app_hdr *h = (const struct wl_app_hdr *)view_gpa(w, b->app_gpa, 4096);
+    if (!b->app_gpa || !h || h->magic != WL_APP_MAGIC)
+        return migr_errorf(EBADMSG, "verify: data=app but no application image at gpa 0x%llx",
+                           (unsigned long long)b->app_gpa);
+    uint64_t n = h->image_bytes;
+    const uint8_t *all = n >= 4096 && n <= wl_app_bytes(WL_APP_MAX_PAGES, WL_APP_MAX_PAGES)
+                         ? view_gpa(w, b->app_gpa, n) : NULL;
+    int bad = all ? wl_app_check_image(h, n) : 3;
+    if (bad)
+        return migr_errorf(EBADMSG, "verify: application image at gpa 0x%llx: %s", (unsigned long long)b->app_gpa,
+                           bad == 1 ? "bad version" : bad == 2 ? "bad page counts"
+                           : bad == 3 ? "its size is wrong or runs past guest RAM" : "index not ascending or "
+                           "outside the working set");
+    if (h->pages != b->ws_pages || h->changed != b->app_changed)
+        return migr_errorf(EBADMSG, "verify: the boot page names %llu pages / %llu changed, the application "
+                           "image %llu / %llu", (unsigned long long)b->ws_pages, (unsigned long long)b->app_changed,
+                           (unsigned long long)h->pages, (unsigned long long)h->changed);
+    if (overlaps(b->app_gpa, n, b->ws_gpa, b->ws_pages * MIGR_PAGE_SIZE) ||
+        overlaps(b->app_gpa, n, b->gen_gpa, b->ws_pages * 4))
+        return migr_errorf(EBADMSG, "verify: the application image at gpa 0x%llx overlaps the working set "
+                           "or the generation table", (unsigned long long)b->app_gpa);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (uint64_t off = 4096; off < n; off += 1u << 30) {
+        uint64_t len = n - off < (1u << 30) ? n - off : (1u << 30);
+        crc = crc32(crc, all + off, (uInt)len);
+    }
+    if ((uint32_t)crc != h->crc32)
+        return migr_errorf(EBADMSG, "verify: application image at gpa 0x%llx: CRC-32 0x%08x, its header says "
+                           "0x%08x (the image itself was damaged)", (unsigned long long)b->app_gpa,
+                           (unsigned)crc, h->crc32);
+    *out = h;
+    return 0;
 }
 
 static int verify_view(const struct wl_view *w, uint32_t nvcpus, bool inflight_ok, struct migr_verify_report *rep)
@@ -138,6 +226,12 @@ static int verify_view(const struct wl_view *w, uint32_t nvcpus, bool inflight_o
     const struct wl_vcpu *v = (const struct wl_vcpu *)view_gpa(w, WL_VCPU_GPA, 4096);
     if (!gen || !ws || !v)
         return migr_errorf(EBADMSG, "verify: boot page describes a working set outside guest RAM");
+    struct wl_expect e = {.data = b->data, .seed = b->seed};
+    if (b->data == MIGR_WL_APP) {
+        int err = app_view(w, b, &e.app);
+        if (err < 0)
+            return err;
+    }
     uint64_t inflight[WL_MAX_VCPUS];
     uint32_t ninflight = 0;
     for (uint32_t i = 0; i < b->nvcpus; i++) {
@@ -155,9 +249,9 @@ static int verify_view(const struct wl_view *w, uint32_t nvcpus, bool inflight_o
     for (uint64_t i = 0; i < b->ws_pages; i++) {
         uint32_t off;
         rep->gen_sum += gen[i];
-        int rc = wl_check_page(ws + i * MIGR_PAGE_SIZE, i, gen[i], b->data, b->seed, &off);
+        int rc = expect_check(&e, ws + i * MIGR_PAGE_SIZE, i, gen[i], &off);
         for (uint32_t k = 0; rc && k < ninflight; k++)
-            if (inflight[k] == i && inflight_page_ok(ws + i * MIGR_PAGE_SIZE, i, gen[i], b->data, b->seed)) {
+            if (inflight[k] == i && inflight_page_ok(&e, ws + i * MIGR_PAGE_SIZE, i, gen[i])) {
                 rc = 0;
                 rep->inflight_pages++;
             }

@@ -2,6 +2,7 @@
  * into the guest binary, and hosted into libmigr (set-up and verification),
  * so both sides agree on every byte by construction. */
 #include "hv-glue/workload/workload.h"
+#include "migr/workload.h"
 
 #define barrier() __asm__ __volatile__("" ::: "memory")
 
@@ -79,9 +80,69 @@ int wl_check_page(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t da
     return 0;
 }
 
+static const uint64_t *app_index(const struct wl_app_hdr *h)
+{
+    return (const uint64_t *)((const uint8_t *)h + 4096 * (1 + h->pages + h->changed));
+}
+
+int wl_app_check_image(const struct wl_app_hdr *h, uint64_t avail)
+{
+    if (avail < 4096 || h->magic != WL_APP_MAGIC || h->version != WL_APP_VERSION)
+        return 1;
+    if (h->pages == 0 || h->pages > WL_APP_MAX_PAGES || h->changed > h->pages)
+        return 2;
+    if (h->image_bytes != wl_app_bytes(h->pages, h->changed) || h->image_bytes > avail)
+        return 3;
+    const uint64_t *idx = app_index(h);
+    for (uint64_t j = 0; j < h->changed; j++)
+        if (idx[j] >= h->pages || (j && idx[j] <= idx[j - 1]))
+            return 4;
+    return 0;
+}
+
+const uint8_t *wl_app_source(const struct wl_app_hdr *h, uint64_t index, uint32_t gen)
+{
+    const uint8_t *base = (const uint8_t *)h + 4096;
+    if (gen & 1) {
+        const uint64_t *idx = app_index(h);
+        uint64_t lo = 0, hi = h->changed;
+        while (lo < hi) {
+            uint64_t mid = lo + (hi - lo) / 2;
+            if (idx[mid] < index)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < h->changed && idx[lo] == index)
+            return base + 4096 * (h->pages + lo);
+    }
+    return base + 4096 * index;
+}
+
+void wl_app_fill_page(uint8_t *page, const uint8_t *src, uint64_t index, uint32_t gen, uint64_t seed)
+{
+    const uint64_t *s = (const uint64_t *)src;
+    uint64_t *w = (uint64_t *)page, any = 0;
+    int first = 0;
+    for (int i = 0; i < 512; i++)
+        any |= s[i];
+    if (any) {   /* every byte is written once, with its final value (an in-flight page is old or new) */
+        struct wl_page_hdr *h = (struct wl_page_hdr *)page;
+        h->magic = WL_PAGE_MAGIC;
+        h->index = index;
+        h->gen = gen;
+        h->data = MIGR_WL_APP;
+        h->check = wl_mix(index ^ ((uint64_t)gen << 40) ^ seed);
+        first = WL_HDR_SIZE / 8;
+    }
+    for (int i = first; i < 512; i++)
+        w[i] = s[i];
+}
+
 uint64_t wl_next_page(const struct wl_boot *b, struct wl_vcpu *v, uint32_t id)
 {
-    uint64_t nv = b->nvcpus, share = (b->ws_pages - id + nv - 1) / nv;
+    uint64_t pages = b->data == MIGR_WL_APP ? b->app_changed : b->ws_pages;
+    uint64_t nv = b->nvcpus, share = pages > id ? (pages - id + nv - 1) / nv : 0;
     uint64_t r;
     if (share == 0)
         return ~0ull;
@@ -109,10 +170,16 @@ uint64_t wl_next_page(const struct wl_boot *b, struct wl_vcpu *v, uint32_t id)
 void wl_write_page(uint8_t *ram, const struct wl_boot *b, struct wl_vcpu *v, uint64_t index)
 {
     uint32_t *gen = (uint32_t *)(ram + b->gen_gpa);
+    const struct wl_app_hdr *app = (const struct wl_app_hdr *)(ram + b->app_gpa);
+    if (b->data == MIGR_WL_APP)
+        index = app_index(app)[index];   /* a slot of the index (wl_next_page) */
     v->inflight = index + 1;
     barrier();
     uint32_t g = gen[index] + 1;
-    wl_fill_page(ram + b->ws_gpa + index * 4096, index, g, b->data, b->seed);
+    if (b->data == MIGR_WL_APP)
+        wl_app_fill_page(ram + b->ws_gpa + index * 4096, wl_app_source(app, index, g), index, g, b->seed);
+    else
+        wl_fill_page(ram + b->ws_gpa + index * 4096, index, g, b->data, b->seed);
     barrier();
     gen[index] = g;
     barrier();

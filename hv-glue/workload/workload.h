@@ -50,6 +50,11 @@ struct wl_boot {
     uint64_t seed;
     volatile uint32_t quiesce_req;   /* set by the VMM: stop at the next page boundary */
     uint32_t reserved;
+    /* data=app (MIGR_WL_APP) only, else 0: the application image (struct
+     * wl_app_hdr) the guest was given as its first PVH module, and how many
+     * pages the image's second capture changed (the pages the guest writes). */
+    uint64_t app_gpa;
+    uint64_t app_changed;
 };
 
 struct wl_vcpu {
@@ -68,6 +73,39 @@ struct wl_page_hdr {
     uint32_t data;
     uint64_t check;      /* hash of (index, gen, seed) */
 };
+
+/* The application image of data=app (docs/workload-data.md): memory captured
+ * twice from a real program. Page-aligned parts, all little-endian:
+ *   page 0                 this header;
+ *   pages 1 .. pages       A: the first capture, one page per working-set page;
+ *   next `changed` pages   B: the second capture of each page it changed,
+ *                          in the order of the index;
+ *   then changed x u64     the index: the working-set page of each B page,
+ *                          strictly ascending (binary search);
+ *   zero padding to a page.
+ * crc32 (zlib's CRC-32) covers every byte after page 0, so verification
+ * knows the image it computes expected pages from is the one the guest got.
+ * A page of generation g holds A (g even) or, for a changed page, B (g odd),
+ * under the usual 32-byte header; a source page that is all zero stays all
+ * zero (no header), as in data=zero. */
+#define WL_APP_MAGIC    0x3150504152474d4dull   /* "MMGRAPP1" */
+#define WL_APP_VERSION  1u
+#define WL_APP_MAX_PAGES (1ull << 26)           /* 256 GiB: bounds before arithmetic */
+
+struct wl_app_hdr {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t crc32;        /* of the image from byte 4096 to the end */
+    uint64_t pages;        /* A pages = working-set pages */
+    uint64_t changed;      /* B pages = index entries */
+    uint64_t image_bytes;  /* whole image with the header, a multiple of 4096 */
+};
+
+/* Bytes of an image with these counts. */
+static inline uint64_t wl_app_bytes(uint64_t pages, uint64_t changed)
+{
+    return (1 + pages + changed) * 4096 + ((changed * 8 + 4095) & ~4095ull);
+}
 
 static inline uint64_t wl_mix(uint64_t x)
 {
@@ -102,5 +140,18 @@ int wl_check_page(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t da
 uint64_t wl_next_page(const struct wl_boot *b, struct wl_vcpu *v, uint32_t id);
 /* One page write with integrity metadata (ram = host or guest view of gpa 0). */
 void wl_write_page(uint8_t *ram, const struct wl_boot *b, struct wl_vcpu *v, uint64_t index);
+/* data=app: wl_next_page returns a slot of the image's index (0 ..
+ * app_changed - 1), which wl_write_page turns into the working-set page;
+ * wl_next_page picks slots with the pattern, as it picks pages otherwise. */
+
+/* data=app: the image's structure is sound (magic, version, counts, size
+ * within avail bytes, index ascending and inside the working set); 0 or a
+ * code: 1 magic/version, 2 counts, 3 size, 4 index. Does not check crc32. */
+int wl_app_check_image(const struct wl_app_hdr *h, uint64_t avail);
+/* data=app: the source page of working-set page index at generation gen
+ * (ram = view of gpa 0, h = the image in that view). */
+const uint8_t *wl_app_source(const struct wl_app_hdr *h, uint64_t index, uint32_t gen);
+/* data=app: fill one page from its source page (header unless src is zero). */
+void wl_app_fill_page(uint8_t *page, const uint8_t *src, uint64_t index, uint32_t gen, uint64_t seed);
 
 #endif

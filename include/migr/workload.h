@@ -16,7 +16,9 @@ extern "C" {
 #endif
 
 enum migr_wl_pattern { MIGR_WL_SEQUENTIAL = 0, MIGR_WL_RANDOM = 1, MIGR_WL_HOTCOLD = 2 };
-enum migr_wl_data { MIGR_WL_ZERO = 0, MIGR_WL_TEXT = 1, MIGR_WL_RANDOM_DATA = 2 };
+/* MIGR_WL_APP: pages from a captured application image given to a PVH guest
+ * as its first module (docs/workload-data.md); only with `migr run --kernel`. */
+enum migr_wl_data { MIGR_WL_ZERO = 0, MIGR_WL_TEXT = 1, MIGR_WL_RANDOM_DATA = 2, MIGR_WL_APP = 3 };
 
 struct migr_workload_cfg {
     uint64_t rate_bytes;   /* bytes/s to dirty, all vCPUs together; 0 = as fast as possible */

@@ -5,7 +5,11 @@
  * got here.
  *
  * Command line: the workload keys of `migr run --workload` (rate, ws,
- * pattern, data, seed; separated by commas or blanks), plus tsc_khz=N. The
+ * pattern, data, seed; separated by commas or blanks), plus tsc_khz=N;
+ * initrd=PATH is migr's loader's (its first module) and skipped here. With
+ * data=app the first module is an application image (workload.h, struct
+ * wl_app_hdr): the working set starts as its first capture and the writes
+ * alternate its changed pages between the two captures. The
  * TSC rate comes from tsc_khz= if given, else kvmclock (both migr's VMM and
  * QEMU offer it: KVM itself serves the MSR), else CPUID 0x15 / 0x40000010;
  * without any the guest panics rather than run at a wrong rate.
@@ -119,6 +123,9 @@ static void parse_cmdline(struct migr_workload_cfg *c, uint64_t *tsc_khz)
             puts_db("migr-pvh: bad argument (not key=value): ");
             die(tok, 4);
         }
+        if (k == 6 && tok[0] == 'i' && tok[1] == 'n' && tok[2] == 'i' && tok[3] == 't' && tok[4] == 'r' &&
+            tok[5] == 'd')
+            continue;   /* migr's loader's own token (pvh.c) */
         if (k == 7 && tok[0] == 't' && tok[1] == 's' && tok[2] == 'c' && tok[3] == '_' && tok[4] == 'k' &&
             tok[5] == 'h' && tok[6] == 'z') {
             if (wl_spec_number(tok + 8, n - 8, tsc_khz) < 0 || *tsc_khz == 0)
@@ -131,6 +138,20 @@ static void parse_cmdline(struct migr_workload_cfg *c, uint64_t *tsc_khz)
             die(tok, 4);
         }
     }
+}
+
+/* data=app: the first module, checked before anything is read from it. */
+static const struct wl_app_hdr *app_image(const struct pvh_start_info *si, uint64_t ws_bytes)
+{
+    if (ws_bytes)
+        die("data=app: the image sets the working set; drop ws=", 9);
+    if (si->nr_modules < 1 || si->modlist_paddr == 0)
+        die("data=app: no module (QEMU: -initrd FILE; migr: initrd=FILE on the command line)", 10);
+    const struct pvh_modlist_entry *m = (const struct pvh_modlist_entry *)si->modlist_paddr;
+    const struct wl_app_hdr *h = (const struct wl_app_hdr *)m->paddr;
+    if ((m->paddr & 4095) || wl_app_check_image(h, m->size) != 0)
+        die("data=app: the module is not a sound application image (docs/workload-data.md)", 11);
+    return h;
 }
 
 void pvh_main(void)
@@ -165,6 +186,12 @@ void pvh_main(void)
         die("RAM too small", 7);
     uint64_t max_pages = (top - ws_gpa) / 4096;
     uint64_t ws_pages = c.ws_bytes ? c.ws_bytes / 4096 : max_pages;
+    const struct wl_app_hdr *app = c.data == MIGR_WL_APP ? app_image(si, c.ws_bytes) : NULL;
+    if (app) {
+        ws_pages = app->pages;
+        if (ws_gpa + ws_pages * 4096 > (uint64_t)app)
+            die("data=app: the image's working set does not fit below the image (more RAM?)", 12);
+    }
     if (ws_pages == 0 || ws_pages > max_pages)
         die("working set does not fit in RAM after the generation table", 8);
 
@@ -172,7 +199,10 @@ void pvh_main(void)
     uint64_t *low = (uint64_t *)WL_BOOT_GPA;
     for (int i = 0; i < 2 * 512; i++)   /* boot page and the vCPU pages: firmware may have left data */
         low[i] = 0;
-    if (c.data != MIGR_WL_ZERO)
+    if (app)
+        for (uint64_t i = 0; i < ws_pages; i++)
+            wl_app_fill_page((uint8_t *)(ws_gpa + i * 4096), wl_app_source(app, i, 0), i, 0, c.seed);
+    else if (c.data != MIGR_WL_ZERO)
         for (uint64_t i = 0; i < ws_pages; i++)
             wl_fill_page((uint8_t *)(ws_gpa + i * 4096), i, 0, c.data, c.seed);
     b->version = WL_VERSION;
@@ -185,6 +215,8 @@ void pvh_main(void)
     b->pattern = c.pattern;
     b->data = c.data;
     b->seed = c.seed;
+    b->app_gpa = (uint64_t)app;
+    b->app_changed = app ? app->changed : 0;
     __asm__ __volatile__("" ::: "memory");
     b->magic = WL_BOOT_MAGIC;   /* last: verify and status look for it */
 
