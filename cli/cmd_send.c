@@ -35,9 +35,13 @@ void usage_send(FILE *f)
             "                     in URL is replaced by each member's control socket name without\n"
             "                     .ctl. If one member fails before the joint commit, every guest\n"
             "                     resumes on its source. precopy and handover modes only\n"
-            "  --mode MODE        precopy (default), postcopy (switch over at once; missing pages\n"
-            "                     are fetched when the guest faults and pushed in the background),\n"
-            "                     hybrid (pre-copy rounds, then post-copy for the rest)\n"
+            "  --mode MODE        tail (default; --group: precopy): pre-copy rounds while they help,\n"
+            "                     then the guest switches with only its vCPU state and the dirty\n"
+            "                     pages follow (a short cancellable post-copy tail); precopy (the\n"
+            "                     last dirty pages inside the pause: stop-and-copy), postcopy\n"
+            "                     (switch over at once; missing pages are fetched when the guest\n"
+            "                     faults and pushed in the background), hybrid (N pre-copy rounds,\n"
+            "                     then post-copy for the rest)\n"
             "  --postcopy-after N hybrid: at most N pre-copy rounds before switching (default 1)\n"
             "                     Post-copy is cancellable: until every page has arrived the\n"
             "                     destination sends back what the guest dirties, so `migr cancel`,\n"
@@ -159,7 +163,7 @@ int cmd_send(int argc, char **argv)
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     long downtime = 300, rounds = 30;
     bool json = false, handover = false;
-    const char *mode = "precopy";
+    const char *mode = NULL;
     long after = 1;
     int o;
     optind = 1;
@@ -174,9 +178,9 @@ int cmd_send(int argc, char **argv)
         case 'j': json = true; break;
         case 'H': handover = true; break;
         case 'M':
-            if (strcmp(optarg, "precopy") && strcmp(optarg, "postcopy") && strcmp(optarg, "hybrid") &&
-                strcmp(optarg, "handover"))
-                return cli_bad_args(self, "--mode %s: expected precopy, postcopy, hybrid or handover", optarg);
+            if (strcmp(optarg, "tail") && strcmp(optarg, "precopy") && strcmp(optarg, "postcopy") &&
+                strcmp(optarg, "hybrid") && strcmp(optarg, "handover"))
+                return cli_bad_args(self, "--mode %s: expected tail, precopy, postcopy, hybrid or handover", optarg);
             mode = optarg;
             handover = handover || strcmp(optarg, "handover") == 0;
             break;
@@ -243,6 +247,8 @@ int cmd_send(int argc, char **argv)
     }
     if (optind < argc)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
+    if (!mode)
+        mode = group ? "precopy" : "tail";
     if (!ctl == !group || !to)
         return cli_bad_args(self, "--to URL and one of --ctl PATH or --group NAME are required");
     if (group && cli_group_check_name(group) < 0)

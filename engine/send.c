@@ -36,6 +36,7 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->min_bandwidth = 64ull << 20;
     p->stall_timeout_ms = 10000;
     p->postcopy_lease_ms = 10000;
+    p->tail_ms = 20;
 }
 
 /* Without rate control in p the engine leaves the transport's own limit
@@ -83,7 +84,7 @@ static int sender_init(struct sender *s)
     struct migr_stats *st = s->st;
     int err;
     s->words = migr_bitmap_words(s->hv->ram_pages);
-    snprintf(st->mode, sizeof(st->mode), "%s", s->mode->postcopy && s->cancellable ? s->mode->cname : s->mode->name);
+    snprintf(st->mode, sizeof(st->mode), "%s", engine_mode_label(s->mode, s->cancellable));
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(s->t->peer, ":"), s->t->peer);
     st->ram_bytes = s->hv->ram_pages * MIGR_PAGE_SIZE;
     if (!(s->bm = calloc(s->words * 2, sizeof(uint64_t)))) /* and, behind it, s->seen */
@@ -107,6 +108,9 @@ static int sender_init(struct sender *s)
     if (s->mode->mode == MIGR_MODE_HANDOVER && !migr_transport_can_pass_fds(s->t))
         return migr_errorf(ENOTSUP, "handover to %s: passing memory needs a unix: or shm: transport on this host",
                            s->t->peer);
+    if (s->mode->cancellable_only && !s->cancellable)
+        return migr_errorf(EINVAL, "mode %s runs only with take-back (cancellable): without it a destination "
+                           "lost in the tail would lose the guest", s->mode->name);
     if (p->switchover_hook && !s->mode->group_ok)
         return migr_errorf(ENOTSUP, "a joint (group) switchover needs pre-copy or hand-over, not %s", st->mode);
     return 0;

@@ -32,7 +32,7 @@ int engine_switch_hello(struct sender *s)
 {
     struct migr_hello hello;
     migr_hv_describe(s->hv, &hello);
-    snprintf(hello.mode, sizeof(hello.mode), "%s", s->st->mode);
+    snprintf(hello.mode, sizeof(hello.mode), "%s", engine_mode_hello(s->mode, s->cancellable));
     uint8_t meta[MIGR_HELLO_FIXED + MIGR_MAX_REGIONS * 16];
     int len = migr_hello_encode(&hello, meta, sizeof(meta)), err;
     if (len < 0)
