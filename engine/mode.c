@@ -21,8 +21,6 @@ const struct engine_mode *engine_mode_of(enum migr_mode mode)
 const struct engine_mode *engine_mode_by_name(const char *name, bool *cancellable)
 {
     for (size_t i = 0; i < MIGR_ARRAY_SIZE(modes); i++) {
-        if (modes[i]->wire)
-            continue; /* never on the wire */
         if (strcmp(name, modes[i]->name) == 0 || (modes[i]->cname && strcmp(name, modes[i]->cname) == 0)) {
             *cancellable = modes[i]->cname && strcmp(name, modes[i]->cname) == 0;
             return modes[i];
@@ -34,9 +32,4 @@ const struct engine_mode *engine_mode_by_name(const char *name, bool *cancellabl
 const char *engine_mode_label(const struct engine_mode *m, bool cancellable)
 {
     return m->postcopy && cancellable ? m->cname : m->name;
-}
-
-const char *engine_mode_hello(const struct engine_mode *m, bool cancellable)
-{
-    return engine_mode_label(m->wire ? m->wire : m, cancellable);
 }

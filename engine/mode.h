@@ -27,8 +27,6 @@ struct engine_mode {
     enum migr_mode mode;
     const char *name;             /* HELLO mode (docs/format.md), without take-back */
     const char *cname;            /* ... cancellable (take-back); NULL: the mode has no such variant */
-    const struct engine_mode *wire; /* HELLO names this mode instead (the destination runs its part);
-                                       NULL: this one. A mode with wire is never looked up by name */
     bool cancellable_only;        /* the source refuses to run it without take-back */
     bool postcopy;                /* pages follow the switchover (the guest runs on the destination first) */
     bool group_ok;                /* may join a group's joint switchover (switchover_hook) */
@@ -57,9 +55,8 @@ extern const struct engine_mode engine_mode_tail;      /* mode_tail.c */
 const struct engine_mode *engine_mode_of(enum migr_mode mode);
 /*! The unit whose HELLO name is name (*cancellable: its take-back variant), or NULL. */
 const struct engine_mode *engine_mode_by_name(const char *name, bool *cancellable);
-/*! The mode name this side reports (stats) and the one HELLO carries. */
+/*! The mode's name in HELLO and in the summary: cname if cancellable post-copy. */
 const char *engine_mode_label(const struct engine_mode *m, bool cancellable);
-const char *engine_mode_hello(const struct engine_mode *m, bool cancellable);
 
 /* The destination side of both post-copy modes (post-copy, hybrid). */
 #define ENGINE_POSTCOPY_RECV                                                                              \
@@ -73,12 +70,13 @@ const char *engine_mode_hello(const struct engine_mode *m, bool cancellable);
 /* Shared by the units. */
 int engine_precopy_setup(struct sender *s);              /* codec stage and dirty tracker */
 /* When pre-copy rounds stop (mode_precopy.c): after `limit` rounds, when the
- * dirty pages would go in under target_ns at the last round's rate
- * (converged), after 3 rounds without a new minimum, and, with halve, as
- * soon as the next round is not expected to halve the dirty pages. */
+ * dirty pages would go in under target_ns at the last round's rate or are
+ * done_pages at most (converged), after 3 rounds without a new minimum,
+ * and, with halve, as soon as the next round is not expected to halve them. */
 struct engine_rounds {
     uint32_t limit;
     uint64_t target_ns;
+    uint64_t done_pages;
     bool halve;
 };
 int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule);
@@ -90,6 +88,8 @@ int engine_postcopy_owned(struct sender *s);             /* mode_postcopy.c, hyb
 int engine_hybrid_setup(struct sender *s);               /* mode_hybrid.c, the tail too */
 int engine_hybrid_discard_rounds(struct sender *s);
 int engine_hybrid_paused(struct sender *s);
+int engine_precopy_paused(struct sender *s);             /* mode_precopy.c: stop-and-copy */
+int engine_precopy_recv_switchover(struct receiver *r);  /* every page intact, or refuse */
 int engine_postcopy_recv_commit(struct receiver *r);
 int engine_postcopy_recv_resumed(struct receiver *r);
 int engine_postcopy_recv_run(struct receiver *r);

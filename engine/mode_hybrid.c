@@ -166,6 +166,7 @@ int engine_recv_discard(struct receiver *r, const struct migr_rec_hdr *h)
             migr_bit_clear(r->torn, k);
         }
         r->discarded += rg->npages;
+        r->discard_seen = true;
     }
     return 0;
 }

@@ -146,7 +146,7 @@ int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule)
             return err;
         /* Stop when the rest fits the target, or rounds stop helping. */
         uint64_t next_ns = estimate_ns(dirty, rbytes, rns);
-        if (next_ns <= rule->target_ns) {
+        if (next_ns <= rule->target_ns || dirty <= rule->done_pages) {
             st->converged = true;
             return 0;
         }
@@ -174,7 +174,7 @@ static int precopy_live(struct sender *s)
 }
 
 /* Stop-and-copy: the guest is paused, the last dirty pages go. */
-static int precopy_paused(struct sender *s)
+int engine_precopy_paused(struct sender *s)
 {
     struct migr_stats *st = s->st;
     long n = engine_harvest(s, s->bm);
@@ -194,7 +194,7 @@ static int precopy_paused(struct sender *s)
 }
 
 /* Destination, at SWITCHOVER: never run a guest with a page missing or torn. */
-static int precopy_recv_switchover(struct receiver *r)
+int engine_precopy_recv_switchover(struct receiver *r)
 {
     struct migr_hv *hv = r->hv;
     for (uint64_t w = 0; w < migr_bitmap_words(hv->ram_pages); w++) {
@@ -219,8 +219,8 @@ const struct engine_mode engine_mode_precopy = {
                     ENGINE_REC_BIT(MIGR_REC_STATE),
     .setup = engine_precopy_setup,
     .live = precopy_live,
-    .paused = precopy_paused,
+    .paused = engine_precopy_paused,
     .recv_setup = engine_recv_setup_copy,
-    .recv_switchover = precopy_recv_switchover,
+    .recv_switchover = engine_precopy_recv_switchover,
     .recv_run = engine_recv_done,
 };

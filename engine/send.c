@@ -36,7 +36,6 @@ void migr_send_params_defaults(struct migr_send_params *p)
     p->min_bandwidth = 64ull << 20;
     p->stall_timeout_ms = 10000;
     p->postcopy_lease_ms = 10000;
-    p->tail_ms = 20;
 }
 
 /* Without rate control in p the engine leaves the transport's own limit
@@ -144,6 +143,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     *s = (struct sender){.hv = hv, .t = t, .p = p, .st = st, .cpu0 = cpu0, .owner = OWNER_SOURCE};
     s->mode = engine_mode_of(p->mode);
     s->cancellable = p->cancellable;
+    s->postcopy = s->mode && s->mode->postcopy;
     s->hybrid_rounds = p->hybrid_rounds ? p->hybrid_rounds : 1;
     if (!s->mode) {
         snprintf(st->error, sizeof(st->error), "send: mode %d unknown; the guest keeps running on the source",

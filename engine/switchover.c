@@ -32,7 +32,7 @@ int engine_switch_hello(struct sender *s)
 {
     struct migr_hello hello;
     migr_hv_describe(s->hv, &hello);
-    snprintf(hello.mode, sizeof(hello.mode), "%s", engine_mode_hello(s->mode, s->cancellable));
+    snprintf(hello.mode, sizeof(hello.mode), "%s", s->st->mode);
     uint8_t meta[MIGR_HELLO_FIXED + MIGR_MAX_REGIONS * 16];
     int len = migr_hello_encode(&hello, meta, sizeof(meta)), err;
     if (len < 0)
@@ -179,7 +179,7 @@ static void decide_owner(struct sender *s, int err)
     case OWNER_COMMITTING:
         /* Cancellable post-copy broke between COMMIT and DONE: nothing came
          * back yet, so the state we paused with is the last consistent one. */
-        s->owner = s->mode->postcopy && s->cancellable ? OWNER_TAKEN_BACK : OWNER_IN_DOUBT;
+        s->owner = s->postcopy && s->cancellable ? OWNER_TAKEN_BACK : OWNER_IN_DOUBT;
         break;
     case OWNER_DEST:
         s->owner = s->took_back ? OWNER_TAKEN_BACK : OWNER_IN_DOUBT;

@@ -103,8 +103,6 @@ struct migr_send_params {
     uint32_t xbzrle_cache_mib;    /* sender's page cache for deltas (default 64; 0 = no deltas) */
     uint32_t compress_threads;    /* encoding threads incl. the engine's, 1..16; 0 (default): 2 if 2+ CPUs */
     uint32_t link_mbps;           /* auto policy: assume this link rate (MB/s) instead of measuring it */
-    uint32_t tail_ms;             /* tail: pre-copy rounds go on while the dirty pages would take longer
-                                     than this to push after the switch (default 20) */
 };
 
 /* Per wire encoding (index = MIGR_ENC_*), on either side of a migration. */
