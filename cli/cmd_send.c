@@ -19,14 +19,14 @@ void usage_send(FILE *f)
             "                 [--compress CODEC] [--compress-level N] [--xbzrle-cache MiB] [--compress-threads N]\n"
             "                 [--stall-timeout MS] [--postcopy-lease MS] [--key-file PATH]\n"
             "\n"
-            "Live-migrate (pre-copy) the VM served at the control socket PATH to a\n"
-            "`migr recv` listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all\n"
-            "RAM; later rounds send what the guest dirtied, until the rest would take less\n"
-            "than the downtime target or the rounds stop shrinking; then the guest is\n"
-            "paused, the rest and the vCPU state are sent, and it resumes on the\n"
-            "destination. Any failure before the destination confirms resumes the guest on\n"
-            "the source. Exit status 0 = migrated, 1 = failed (the message says where the\n"
-            "guest runs), 2 = bad arguments.\n"
+            "Live-migrate the VM served at the control socket PATH to a `migr recv`\n"
+            "listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all RAM; later\n"
+            "rounds send what the guest dirtied while they halve it; then the guest is\n"
+            "paused, the few pages left and the vCPU state are sent, and it resumes on the\n"
+            "destination (a guest dirtying faster than that: its last pages follow in a\n"
+            "cancellable post-copy tail; --mode tail, the default). Any failure before the\n"
+            "destination confirms resumes the guest on the source. Exit status 0 =\n"
+            "migrated, 1 = failed (the message says where the guest runs), 2 = bad arguments.\n"
             "\n"
             "  --ctl PATH         control socket of the source VMM (migr run / migr recv)\n"
             "  --to URL           destination; handover:PATH = unix:PATH with --handover\n"
@@ -35,9 +35,13 @@ void usage_send(FILE *f)
             "                     in URL is replaced by each member's control socket name without\n"
             "                     .ctl. If one member fails before the joint commit, every guest\n"
             "                     resumes on its source. precopy and handover modes only\n"
-            "  --mode MODE        precopy (default), postcopy (switch over at once; missing pages\n"
-            "                     are fetched when the guest faults and pushed in the background),\n"
-            "                     hybrid (pre-copy rounds, then post-copy for the rest)\n"
+            "  --mode MODE        tail (default; --group: precopy): pre-copy rounds while they halve\n"
+            "                     the dirty pages, then the last ones inside the pause, or, if the\n"
+            "                     rounds cannot converge, after it (a short cancellable post-copy\n"
+            "                     tail); precopy (rounds until the rest fits --downtime-ms, then\n"
+            "                     stop-and-copy), postcopy (switch over at once; missing pages are\n"
+            "                     fetched when the guest faults and pushed in the background),\n"
+            "                     hybrid (N pre-copy rounds, then post-copy for the rest)\n"
             "  --postcopy-after N hybrid: at most N pre-copy rounds before switching (default 1)\n"
             "                     Post-copy is cancellable: until every page has arrived the\n"
             "                     destination sends back what the guest dirties, so `migr cancel`,\n"
@@ -52,7 +56,7 @@ void usage_send(FILE *f)
             "  --min-bandwidth R  adaptive: first rate and step (default 64M)\n"
             "  --handover         same host only: pass the guest's memory (memfd, SCM_RIGHTS) over\n"
             "                     the unix socket; only vCPU state is copied (downtime ~1 ms)\n"
-            "  --downtime-ms N    downtime target in ms (default 300)\n"
+            "  --downtime-ms N    precopy, hybrid: downtime target in ms (default 300)\n"
             "  --max-rounds N     pre-copy rounds at most (default 30)\n"
             "  --dirty NAME       dirty tracker (default auto: kvm-bitmap for kvm, pagemap-scan for proc;\n"
             "                     also uffd-wp, soft-dirty, mprotect)\n"
@@ -159,7 +163,7 @@ int cmd_send(int argc, char **argv)
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     long downtime = 300, rounds = 30;
     bool json = false, handover = false;
-    const char *mode = "precopy";
+    const char *mode = NULL;
     long after = 1;
     int o;
     optind = 1;
@@ -174,9 +178,9 @@ int cmd_send(int argc, char **argv)
         case 'j': json = true; break;
         case 'H': handover = true; break;
         case 'M':
-            if (strcmp(optarg, "precopy") && strcmp(optarg, "postcopy") && strcmp(optarg, "hybrid") &&
-                strcmp(optarg, "handover"))
-                return cli_bad_args(self, "--mode %s: expected precopy, postcopy, hybrid or handover", optarg);
+            if (strcmp(optarg, "tail") && strcmp(optarg, "precopy") && strcmp(optarg, "postcopy") &&
+                strcmp(optarg, "hybrid") && strcmp(optarg, "handover"))
+                return cli_bad_args(self, "--mode %s: expected tail, precopy, postcopy, hybrid or handover", optarg);
             mode = optarg;
             handover = handover || strcmp(optarg, "handover") == 0;
             break;
@@ -243,6 +247,8 @@ int cmd_send(int argc, char **argv)
     }
     if (optind < argc)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
+    if (!mode)
+        mode = group ? "precopy" : "tail";
     if (!ctl == !group || !to)
         return cli_bad_args(self, "--to URL and one of --ctl PATH or --group NAME are required");
     if (group && cli_group_check_name(group) < 0)

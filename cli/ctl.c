@@ -219,7 +219,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
 {
     char url[400];
     unsigned downtime = 300, rounds = 30;
-    char tracker[32] = "auto", mode[16] = "precopy";
+    char tracker[32] = "auto", mode[16] = "tail";
     int used = 0;
     if (sscanf(args, "%399s %u %u %31s %15s%n", url, &downtime, &rounds, tracker, mode, &used) < 1) {
         reply(fd, "error {\"ok\":false,\"error\":\"migrate: missing destination URL\"}");
@@ -255,8 +255,8 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
         }
     }
     if (cli_migrate_mode(&p, mode) < 0) {
-        reply(fd, "error {\"ok\":false,\"error\":\"migrate: mode '%s': expected precopy, handover, postcopy or "
-                  "hybrid[:N]\",\"resumed_on_source\":true}", mode);
+        reply(fd, "error {\"ok\":false,\"error\":\"migrate: mode '%s': expected tail, precopy, handover, postcopy "
+                  "or hybrid[:N]\",\"resumed_on_source\":true}", mode);
         return false;
     }
     struct progress_sink sink = {.fd = fd, .th = th, .cancel = migr_cancel_new()};

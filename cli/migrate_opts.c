@@ -111,7 +111,7 @@ int cli_migrate_mode(struct migr_send_params *p, const char *text)
         const char *name;
         enum migr_mode mode;
     } modes[] = {{"precopy", MIGR_MODE_PRECOPY}, {"handover", MIGR_MODE_HANDOVER},
-                 {"postcopy", MIGR_MODE_POSTCOPY}, {"hybrid", MIGR_MODE_HYBRID}};
+                 {"postcopy", MIGR_MODE_POSTCOPY}, {"hybrid", MIGR_MODE_HYBRID}, {"tail", MIGR_MODE_TAIL}};
     size_t len = strcspn(text, ":");
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
         if (strlen(modes[i].name) != len || strncmp(text, modes[i].name, len))

@@ -41,6 +41,8 @@ struct engine_mode;
 struct sender {
     const struct engine_mode *mode; /* engine/mode.h */
     bool cancellable;             /* post-copy with take-back */
+    bool postcopy;                /* pages follow the switchover (mode->postcopy; the tail decides
+                                     at the end of its rounds, mode_tail.c) */
     uint32_t hybrid_rounds;       /* hybrid: pre-copy rounds at most before post-copy */
     enum engine_owner owner;
     enum engine_origin origin;    /* of the failure being handled */
@@ -162,6 +164,7 @@ struct receiver {
     struct decoder *dec;          /* PAGES with codec entries (engine/decode.c) */
     struct migr_transport *fch;   /* post-copy fault channel, or NULL (faults go on t) */
     uint64_t discarded;           /* hybrid: pages discarded since the last ROUND_END */
+    bool discard_seen;            /* a DISCARD arrived: the tail switches as post-copy (mode_tail.c) */
     struct prefault *pf;          /* round 1: allocating RAM ahead of the stream, or NULL */
     bool pf_tried;
 };

@@ -10,6 +10,7 @@ static const struct engine_mode *const modes[] = {
     [MIGR_MODE_HANDOVER] = &engine_mode_handover,
     [MIGR_MODE_POSTCOPY] = &engine_mode_postcopy,
     [MIGR_MODE_HYBRID] = &engine_mode_hybrid,
+    [MIGR_MODE_TAIL] = &engine_mode_tail,
 };
 
 const struct engine_mode *engine_mode_of(enum migr_mode mode)
@@ -26,4 +27,9 @@ const struct engine_mode *engine_mode_by_name(const char *name, bool *cancellabl
         }
     }
     return NULL;
+}
+
+const char *engine_mode_label(const struct engine_mode *m, bool cancellable)
+{
+    return m->postcopy && cancellable ? m->cname : m->name;
 }

@@ -27,6 +27,7 @@ struct engine_mode {
     enum migr_mode mode;
     const char *name;             /* HELLO mode (docs/format.md), without take-back */
     const char *cname;            /* ... cancellable (take-back); NULL: the mode has no such variant */
+    bool cancellable_only;        /* the source refuses to run it without take-back */
     bool postcopy;                /* pages follow the switchover (the guest runs on the destination first) */
     bool group_ok;                /* may join a group's joint switchover (switchover_hook) */
     uint32_t recv_records;        /* record types the destination takes before SWITCHOVER (ENGINE_REC_BIT) */
@@ -48,11 +49,14 @@ extern const struct engine_mode engine_mode_precopy;   /* mode_precopy.c */
 extern const struct engine_mode engine_mode_handover;  /* mode_handover.c */
 extern const struct engine_mode engine_mode_postcopy;  /* mode_postcopy.c */
 extern const struct engine_mode engine_mode_hybrid;    /* mode_hybrid.c */
+extern const struct engine_mode engine_mode_tail;      /* mode_tail.c */
 
 /*! The unit of a mode, or NULL for a value outside enum migr_mode. */
 const struct engine_mode *engine_mode_of(enum migr_mode mode);
 /*! The unit whose HELLO name is name (*cancellable: its take-back variant), or NULL. */
 const struct engine_mode *engine_mode_by_name(const char *name, bool *cancellable);
+/*! The mode's name in HELLO and in the summary: cname if cancellable post-copy. */
+const char *engine_mode_label(const struct engine_mode *m, bool cancellable);
 
 /* The destination side of both post-copy modes (post-copy, hybrid). */
 #define ENGINE_POSTCOPY_RECV                                                                              \
@@ -65,12 +69,27 @@ const struct engine_mode *engine_mode_by_name(const char *name, bool *cancellabl
 
 /* Shared by the units. */
 int engine_precopy_setup(struct sender *s);              /* codec stage and dirty tracker */
-int engine_precopy_rounds(struct sender *s, uint32_t limit);
+/* When pre-copy rounds stop (mode_precopy.c): after `limit` rounds, when the
+ * dirty pages would go in under target_ns at the last round's rate or are
+ * done_pages at most (converged), after 3 rounds without a new minimum,
+ * and, with halve, as soon as the next round is not expected to halve them. */
+struct engine_rounds {
+    uint32_t limit;
+    uint64_t target_ns;
+    uint64_t done_pages;
+    bool halve;
+};
+int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule);
 long engine_harvest(struct sender *s, uint64_t *bm);     /* without the tracker's holes (holes.c) */
 int engine_send_round_end(struct sender *s, uint64_t pages, uint64_t dirty);
 int engine_recv_setup_copy(struct receiver *r, const struct migr_hello *h); /* RAM arrives as pages */
 int engine_recv_done(struct receiver *r);                /* DONE once the guest runs (non-fatal) */
 int engine_postcopy_owned(struct sender *s);             /* mode_postcopy.c, hybrid too */
+int engine_hybrid_setup(struct sender *s);               /* mode_hybrid.c, the tail too */
+int engine_hybrid_discard_rounds(struct sender *s);
+int engine_hybrid_paused(struct sender *s);
+int engine_precopy_paused(struct sender *s);             /* mode_precopy.c: stop-and-copy */
+int engine_precopy_recv_switchover(struct receiver *r);  /* every page intact, or refuse */
 int engine_postcopy_recv_commit(struct receiver *r);
 int engine_postcopy_recv_resumed(struct receiver *r);
 int engine_postcopy_recv_run(struct receiver *r);

@@ -33,6 +33,10 @@ static int send_discard(struct sender *s, const uint64_t *bm)
     uint32_t n = 0;
     int err;
     for (uint64_t i = 0; i < s->hv->ram_pages; i++) {
+        if ((i & 63) == 0 && bm[i >> 6] == 0) { /* inside the pause: skip clean words */
+            i += 63;
+            continue;
+        }
         if (!migr_bit_test(bm, i))
             continue;
         uint64_t pfn = migr_hv_index_pfn(s->hv, i);
@@ -56,7 +60,7 @@ static int send_discard(struct sender *s, const uint64_t *bm)
     return migr_rec_send(s->t, MIGR_REC_DISCARD, meta, (uint32_t)len, NULL, 0);
 }
 
-static int hybrid_setup(struct sender *s)
+int engine_hybrid_setup(struct sender *s)
 {
     int err;
     if ((err = engine_postcopy_offer_channel(s)) < 0 || (err = engine_precopy_setup(s)) < 0)
@@ -69,13 +73,11 @@ static int hybrid_setup(struct sender *s)
     return 0;
 }
 
-/* Rounds, then discard rounds; need collects every page discarded. */
-static int hybrid_live(struct sender *s)
+/* Discard rounds after the pre-copy rounds; need collects every page
+ * discarded. */
+int engine_hybrid_discard_rounds(struct sender *s)
 {
-    uint32_t limit = s->p->max_rounds < s->hybrid_rounds ? s->p->max_rounds : s->hybrid_rounds;
-    int err = engine_precopy_rounds(s, limit);
-    if (err < 0)
-        return err;
+    int err;
     for (int k = 0; k < 3; k++) {
         uint64_t n = migr_bitmap_count(s->bm, s->hv->ram_pages);
         if (n <= 64)
@@ -100,14 +102,23 @@ static int hybrid_live(struct sender *s)
     return 0;
 }
 
+/* Rounds (at most hybrid_rounds), then discard rounds. */
+static int hybrid_live(struct sender *s)
+{
+    struct engine_rounds rule = {.limit = s->p->max_rounds < s->hybrid_rounds ? s->p->max_rounds : s->hybrid_rounds,
+                                 .target_ns = (uint64_t)s->p->downtime_ms * 1000000ull};
+    int err = engine_precopy_rounds(s, &rule);
+    return err < 0 ? err : engine_hybrid_discard_rounds(s);
+}
+
 /* Inside the pause: the destination drops its last stale copies; those
  * pages follow in post-copy with the ones of the discard rounds. */
-static int hybrid_paused(struct sender *s)
+int engine_hybrid_paused(struct sender *s)
 {
     long n = engine_harvest(s, s->bm);
     if (n < 0)
         return (int)n;
-    s->b.round++;
+    s->st->rounds = ++s->b.round; /* the paused one counts, as pre-copy's stop-and-copy does */
     int err = send_discard(s, s->bm);
     if (err < 0)
         return err;
@@ -155,6 +166,7 @@ int engine_recv_discard(struct receiver *r, const struct migr_rec_hdr *h)
             migr_bit_clear(r->torn, k);
         }
         r->discarded += rg->npages;
+        r->discard_seen = true;
     }
     return 0;
 }
@@ -164,10 +176,10 @@ const struct engine_mode engine_mode_hybrid = {
     .name = "hybrid",
     .cname = "chybrid",
     .postcopy = true,
-    .setup = hybrid_setup,
+    .setup = engine_hybrid_setup,
     .live = hybrid_live,
     .pre_pause = engine_postcopy_accept_channel,
-    .paused = hybrid_paused,
+    .paused = engine_hybrid_paused,
     .owned = engine_postcopy_owned,
     ENGINE_POSTCOPY_RECV,
 };

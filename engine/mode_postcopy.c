@@ -27,17 +27,21 @@ int engine_postcopy_owned(struct sender *s)
     return err;
 }
 
+/* DONE ends the source's downtime, so it goes once the guest runs here —
+ * except without a fault channel: then the guest's first faults put
+ * PAGE_REQ records on the main stream, and they must follow DONE, which
+ * then goes just before the resume. (With a channel they wait there until
+ * the source, having read DONE, starts serving it.) */
 int engine_postcopy_recv_commit(struct receiver *r)
 {
-    /* DONE goes before the resume here: once the guest runs, its faults
-     * produce PAGE_REQ records, which must follow DONE on the wire. */
     int err = engine_postcopy_start(r);
-    return err < 0 ? err : engine_recv_ack(r, MIGR_REC_DONE);
+    return err < 0 || r->fch ? err : engine_recv_ack(r, MIGR_REC_DONE);
 }
 
 int engine_postcopy_recv_resumed(struct receiver *r)
 {
-    return engine_postcopy_start_epochs(r);
+    int err = r->fch ? engine_recv_ack(r, MIGR_REC_DONE) : 0;
+    return err < 0 ? err : engine_postcopy_start_epochs(r);
 }
 
 int engine_postcopy_recv_run(struct receiver *r)

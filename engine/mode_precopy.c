@@ -116,7 +116,7 @@ static int round_pages(struct sender *s, uint64_t dirty)
     return err < 0 ? err : send_pages(s, s->seen, (uint64_t)ndata, "precopy");
 }
 
-int engine_precopy_rounds(struct sender *s, uint32_t limit)
+int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule)
 {
     const struct migr_send_params *p = s->p;
     struct migr_stats *st = s->st;
@@ -144,29 +144,37 @@ int engine_precopy_rounds(struct sender *s, uint32_t limit)
         st->rounds = s->b.round;
         if ((err = engine_send_round_end(s, st->pages_sent - pg0, dirty)) < 0)
             return err;
-        /* Stop when the rest fits the downtime target, or rounds stop helping. */
-        if (estimate_ns(dirty, rbytes, rns) <= (uint64_t)p->downtime_ms * 1000000ull) {
+        /* Stop when the rest fits the target, or rounds stop helping. */
+        uint64_t next_ns = estimate_ns(dirty, rbytes, rns);
+        if (next_ns <= rule->target_ns || dirty <= rule->done_pages) {
             st->converged = true;
             return 0;
         }
+        /* halve: the guest dirties pages about as fast during the next
+         * round as during this one, so that round leaves about
+         * dirty x next/this pages behind; unless that is under half of
+         * dirty, another round costs more than it saves. */
+        if (rule->halve && (dirty >= best_dirty || next_ns >= rns / 2))
+            return 0;
         if (dirty < best_dirty) {
             best_dirty = dirty;
             stale_rounds = 0;
         } else if (++stale_rounds >= 3) {
             return 0;
         }
-        if (s->b.round >= limit)
+        if (s->b.round >= rule->limit)
             return 0;
     }
 }
 
 static int precopy_live(struct sender *s)
 {
-    return engine_precopy_rounds(s, s->p->max_rounds);
+    struct engine_rounds rule = {.limit = s->p->max_rounds, .target_ns = (uint64_t)s->p->downtime_ms * 1000000ull};
+    return engine_precopy_rounds(s, &rule);
 }
 
 /* Stop-and-copy: the guest is paused, the last dirty pages go. */
-static int precopy_paused(struct sender *s)
+int engine_precopy_paused(struct sender *s)
 {
     struct migr_stats *st = s->st;
     long n = engine_harvest(s, s->bm);
@@ -186,7 +194,7 @@ static int precopy_paused(struct sender *s)
 }
 
 /* Destination, at SWITCHOVER: never run a guest with a page missing or torn. */
-static int precopy_recv_switchover(struct receiver *r)
+int engine_precopy_recv_switchover(struct receiver *r)
 {
     struct migr_hv *hv = r->hv;
     for (uint64_t w = 0; w < migr_bitmap_words(hv->ram_pages); w++) {
@@ -211,8 +219,8 @@ const struct engine_mode engine_mode_precopy = {
                     ENGINE_REC_BIT(MIGR_REC_STATE),
     .setup = engine_precopy_setup,
     .live = precopy_live,
-    .paused = precopy_paused,
+    .paused = engine_precopy_paused,
     .recv_setup = engine_recv_setup_copy,
-    .recv_switchover = precopy_recv_switchover,
+    .recv_switchover = engine_precopy_recv_switchover,
     .recv_run = engine_recv_done,
 };

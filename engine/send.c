@@ -83,7 +83,7 @@ static int sender_init(struct sender *s)
     struct migr_stats *st = s->st;
     int err;
     s->words = migr_bitmap_words(s->hv->ram_pages);
-    snprintf(st->mode, sizeof(st->mode), "%s", s->mode->postcopy && s->cancellable ? s->mode->cname : s->mode->name);
+    snprintf(st->mode, sizeof(st->mode), "%s", engine_mode_label(s->mode, s->cancellable));
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(s->t->peer, ":"), s->t->peer);
     st->ram_bytes = s->hv->ram_pages * MIGR_PAGE_SIZE;
     if (!(s->bm = calloc(s->words * 2, sizeof(uint64_t)))) /* and, behind it, s->seen */
@@ -107,6 +107,9 @@ static int sender_init(struct sender *s)
     if (s->mode->mode == MIGR_MODE_HANDOVER && !migr_transport_can_pass_fds(s->t))
         return migr_errorf(ENOTSUP, "handover to %s: passing memory needs a unix: or shm: transport on this host",
                            s->t->peer);
+    if (s->mode->cancellable_only && !s->cancellable)
+        return migr_errorf(EINVAL, "mode %s runs only with take-back (cancellable): without it a destination "
+                           "lost in the tail would lose the guest", s->mode->name);
     if (p->switchover_hook && !s->mode->group_ok)
         return migr_errorf(ENOTSUP, "a joint (group) switchover needs pre-copy or hand-over, not %s", st->mode);
     return 0;
@@ -140,6 +143,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
     *s = (struct sender){.hv = hv, .t = t, .p = p, .st = st, .cpu0 = cpu0, .owner = OWNER_SOURCE};
     s->mode = engine_mode_of(p->mode);
     s->cancellable = p->cancellable;
+    s->postcopy = s->mode && s->mode->postcopy;
     s->hybrid_rounds = p->hybrid_rounds ? p->hybrid_rounds : 1;
     if (!s->mode) {
         snprintf(st->error, sizeof(st->error), "send: mode %d unknown; the guest keeps running on the source",

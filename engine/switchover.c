@@ -179,7 +179,7 @@ static void decide_owner(struct sender *s, int err)
     case OWNER_COMMITTING:
         /* Cancellable post-copy broke between COMMIT and DONE: nothing came
          * back yet, so the state we paused with is the last consistent one. */
-        s->owner = s->mode->postcopy && s->cancellable ? OWNER_TAKEN_BACK : OWNER_IN_DOUBT;
+        s->owner = s->postcopy && s->cancellable ? OWNER_TAKEN_BACK : OWNER_IN_DOUBT;
         break;
     case OWNER_DEST:
         s->owner = s->took_back ? OWNER_TAKEN_BACK : OWNER_IN_DOUBT;

@@ -73,7 +73,7 @@ migrate() {
     bytes=$(json_get "$js" bytes_sent); ram=$(json_get "$js" ram_bytes)
     tput=$(json_get "$js" throughput_mbps); conv=$(json_get "$js" converged)
     verified=$(json_get "$js" verified)
-    [ "$mode" = precopy ] || fail "$name: mode '$mode'"
+    [ "$mode" = chybrid-tail ] || fail "$name: mode '$mode' (the default is tail)"
     [ "$transport" = "$kind" ] || fail "$name: transport '$transport', expected $kind"
     [ "$verified" = true ] || fail "$name: verified '$verified'"
     [ "$conv" = true ] || [ "$conv" = false ] || fail "$name: converged '$conv'"

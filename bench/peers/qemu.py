@@ -138,7 +138,8 @@ class Run:
 
     # ---- migr ----
     def migr_run(self):
-        mode = {"migr-postcopy": "postcopy", "migr-hybrid": "hybrid"}.get(self.variant, "precopy")
+        # migr-default and migr-best: `migr send`'s default mode (tail)
+        mode = {"migr-postcopy": "postcopy", "migr-hybrid": "hybrid"}.get(self.variant, "tail")
         best = self.variant == "migr-best"
         sctl, dctl = f"{self.tmp}/ms.ctl", f"{self.tmp}/md.ctl"
         if self.transport == "unix":
@@ -190,6 +191,8 @@ class Run:
             self.r["total_ms"] = js.get("total_ms")
             self.r["downtime_ms"] = js.get("downtime_ms")
             self.r["resident_ms"] = js.get("postcopy_ms") if mode != "precopy" else None
+            self.r["mode"] = js.get("mode")
+            self.r["js"] = js
             self.r["bytes"] = js.get("bytes_sent", 0)
             self.r["cpu_src_ms"] = last_src - c0s
             self.r["cpu_dst_ms"] = qmp.proc_cpu_ms(dst.pid, ("migr-vcpu",)) - c0d

@@ -28,6 +28,8 @@ enum migr_mode {
     MIGR_MODE_HANDOVER,           /* same host, unix socket: pass the RAM memfds, copy no page */
     MIGR_MODE_POSTCOPY,           /* switch at once; pages follow on fault and pushed */
     MIGR_MODE_HYBRID,             /* pre-copy rounds first, then post-copy */
+    MIGR_MODE_TAIL,               /* pre-copy rounds while they help, then a short cancellable post-copy
+                                     tail for the last dirty pages (the CLI's default; docs/design.md) */
 };
 
 struct migr_progress {
