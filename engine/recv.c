@@ -22,6 +22,7 @@
 #include "engine/engine_impl.h"
 #include "engine/stage.h"
 #include "engine/mode.h"
+#include "engine/prefault.h"
 #include "engine/validate.h"
 
 
@@ -126,6 +127,61 @@ static int precopy_data(void *arg, uint32_t i, const struct migr_page_entry *e, 
 static const struct engine_placement precopy_placement = {
     .encs = ENGINE_ENCS_ANY, .phase = "a pre-copy round", .zero = precopy_zero, .data = precopy_data};
 
+/* The RAW pages of one chunk of a record have landed (in RAM, or fresh ones
+ * in the bounce buffer): check each CRC while the page is still in the cache;
+ * write the intact fresh ones through the memfd, runs of consecutive pages
+ * in one call. A torn fresh page is not written: it stays unallocated until
+ * its resend. */
+struct chunk {
+    uint32_t n;                   /* RAW entries in the chunk */
+    uint32_t k[MIGR_ARRAY_SIZE(((struct receiver *)0)->iov)]; /* their raw_idx positions */
+    uint32_t crc[MIGR_ARRAY_SIZE(((struct receiver *)0)->iov)];
+    int32_t slot[MIGR_ARRAY_SIZE(((struct receiver *)0)->iov)]; /* bounce page, or -1: read into RAM */
+    uint32_t nb;                  /* bounce pages used */
+};
+
+static int finish_chunk(struct receiver *r, struct chunk *c, uint8_t *bounce)
+{
+    uint64_t run_idx = 0, run_n = 0;
+    int32_t run_slot = 0;
+    int err = 0;
+    for (uint32_t j = 0; j < c->n && !err; j++) {
+        uint64_t idx = r->raw_idx[c->k[j]];
+        const uint8_t *data = c->slot[j] >= 0 ? bounce + (size_t)c->slot[j] * MIGR_PAGE_SIZE : migr_hv_page(r->hv, idx);
+        bool intact = migr_crc32c(0, data, MIGR_PAGE_SIZE) == c->crc[j];
+        if (c->slot[j] >= 0 && intact) {
+            if (run_n && (idx != run_idx + run_n || c->slot[j] != run_slot + (int32_t)run_n)) {
+                err = engine_prefault_write(r, run_idx, bounce + (size_t)run_slot * MIGR_PAGE_SIZE, run_n);
+                run_n = 0;
+            }
+            if (!run_n) {
+                run_idx = idx;
+                run_slot = c->slot[j];
+            }
+            run_n++;
+        }
+        if (c->slot[j] < 0 || intact) {
+            migr_bit_set(r->nonzero, idx);
+            migr_bit_set(r->alloc, idx);
+        }
+        if (!intact) {
+            migr_bit_set(r->torn, idx);   /* written while sent: the source resends it */
+            r->st->torn_pages++;
+        } else {
+            __atomic_fetch_or(&r->received[idx >> 6], 1ull << (idx & 63), __ATOMIC_RELAXED); /* prefault.c */
+            migr_bit_clear(r->torn, idx);
+        }
+        r->st->raw_pages++;
+        r->st->codec[MIGR_ENC_RAW].pages++;
+        r->st->codec[MIGR_ENC_RAW].bytes_out += MIGR_PAGE_SIZE;
+        r->st->pages_sent++;
+    }
+    if (!err && run_n)
+        err = engine_prefault_write(r, run_idx, bounce + (size_t)run_slot * MIGR_PAGE_SIZE, run_n);
+    c->n = c->nb = 0;
+    return err;
+}
+
 static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
 {
     uint32_t round, count;
@@ -146,43 +202,43 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
         if ((err = engine_prefault_start(r, r->raw_idx[0])) < 0)
             return err;
     }
-    populate(r, nraw);
-    for (uint32_t i = 0; i < nraw; i++) {
-        r->iov[niov++] = r->raw_slot[i] ? (struct iovec){.iov_base = r->raw_slot[i], .iov_len = r->raw_len[i]}
-                                        : (struct iovec){.iov_base = migr_hv_page(hv, r->raw_idx[i]),
-                                                         .iov_len = MIGR_PAGE_SIZE};
-        if (niov == (int)MIGR_ARRAY_SIZE(r->iov) || i + 1 == nraw) {
-            if ((err = read_iov(r, niov)) < 0)
+    uint8_t *bounce = engine_prefault_bounce(r);
+    if (!bounce)
+        populate(r, nraw);
+    /* Second pass, a chunk at a time: read, then check the RAW pages' CRC
+     * (codec entries: decoded and checked after the record). */
+    struct chunk chunk, *c = &chunk; /* 12 KiB */
+    bool behind = false;
+    c->n = c->nb = 0;
+    for (uint32_t i = 0, k = 0; i < count && k < nraw; i++) {
+        migr_page_entry_decode(r->meta, i, e);
+        if (e->enc == MIGR_ENC_ZERO)
+            continue;
+        uint32_t idx = r->raw_idx[k];
+        if (r->raw_slot[k]) {
+            r->iov[niov++] = (struct iovec){.iov_base = r->raw_slot[k], .iov_len = r->raw_len[k]};
+        } else {
+            int32_t slot = -1;
+            if (bounce && !migr_bit_test(r->alloc, idx)) {
+                slot = (int32_t)c->nb++;
+                behind = behind || !engine_prefaulted(r, idx);
+            }
+            r->iov[niov++] = (struct iovec){.iov_base = slot >= 0 ? bounce + (size_t)slot * MIGR_PAGE_SIZE
+                                                                  : migr_hv_page(hv, idx),
+                                            .iov_len = MIGR_PAGE_SIZE};
+            c->k[c->n] = k;
+            c->crc[c->n] = e->crc;
+            c->slot[c->n++] = slot;
+        }
+        if (++k == nraw || niov == (int)MIGR_ARRAY_SIZE(r->iov) || c->nb == ENGINE_BOUNCE_PAGES) {
+            if ((err = read_iov(r, niov)) < 0 || (err = finish_chunk(r, c, bounce)) < 0)
                 return err;
             niov = 0;
         }
     }
-    if ((err = engine_decode_run(r)) < 0) /* codec entries: decode, CRC, mark received */
-        return err;
-    /* Second pass: CRC of what landed. */
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        migr_page_entry_decode(r->meta, i, e);
-        if (e->enc != MIGR_ENC_ZERO && e->enc != MIGR_ENC_RAW)
-            k++;
-        if (e->enc != MIGR_ENC_RAW)
-            continue;
-        uint64_t idx = r->raw_idx[k++];
-        migr_bit_set(r->nonzero, idx);
-        migr_bit_set(r->alloc, idx);
-        if (migr_crc32c(0, migr_hv_page(hv, idx), MIGR_PAGE_SIZE) != e->crc) {
-            migr_bit_set(r->torn, idx);   /* written while sent: the source resends it */
-            r->st->torn_pages++;
-        } else {
-            __atomic_fetch_or(&r->received[idx >> 6], 1ull << (idx & 63), __ATOMIC_RELAXED); /* prefault.c */
-            migr_bit_clear(r->torn, idx);
-        }
-        r->st->raw_pages++;
-        r->st->codec[MIGR_ENC_RAW].pages++;
-        r->st->codec[MIGR_ENC_RAW].bytes_out += MIGR_PAGE_SIZE;
-        r->st->pages_sent++;
-    }
-    return 0;
+    if (behind && nraw) /* the prefault thread has not been here: it jumps ahead */
+        engine_prefault_claim(r, r->raw_idx[nraw - 1] + 1 + PREFAULT_LEAD);
+    return engine_decode_run(r); /* codec entries: decode, CRC, mark received */
 }
 
 int engine_recv_ack(struct receiver *r, uint16_t type)
