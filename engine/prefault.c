@@ -29,18 +29,15 @@
  * to r->alloc, so post-copy's prepare drops those that never got data.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "migr/common.h"
 #include "migr/dirty.h"
 #include "engine/engine_impl.h"
-#include "engine/prefault.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -58,42 +55,7 @@ struct prefault {
     uint64_t pages;               /* how many */
     int err;                      /* first failure (the thread just stops) */
     char why[256];
-    uint8_t *bounce;              /* fresh pages through the memfd (prefault.h), or NULL */
 };
-
-/* The memfd and offset of RAM index idx, and how many pages its region has
- * from there on; false if idx is outside RAM. */
-static bool page_file(const struct migr_hv *hv, uint64_t idx, int *fd, off_t *off, uint64_t *left)
-{
-    for (uint32_t i = 0; i < hv->nregions; i++) {
-        const struct migr_hv_region *g = &hv->regions[i];
-        uint64_t np = g->size / MIGR_PAGE_SIZE;
-        if (idx < np) {
-            *fd = g->memfd;
-            *off = (off_t)(g->memfd_off + idx * MIGR_PAGE_SIZE);
-            *left = np - idx;
-            return true;
-        }
-        idx -= np;
-    }
-    return false;
-}
-
-/* Allocate pages [i, i+n) ahead of their data: fallocate when the data will
- * come by pwrite (nothing zeroed: shmem zeroes a page only if it is read or
- * mapped before it is written), else populate the mapping. */
-static int allocate(struct prefault *pf, uint64_t i, uint64_t n)
-{
-    struct migr_hv *hv = pf->r->hv;
-    if (!pf->bounce)
-        return madvise(migr_hv_page(hv, i), n * MIGR_PAGE_SIZE, MADV_POPULATE_WRITE) < 0 ? -errno : 0;
-    int fd;
-    off_t off;
-    uint64_t left;
-    if (!page_file(hv, i, &fd, &off, &left) || left < n)
-        return -EINVAL;
-    return fallocate(fd, FALLOC_FL_KEEP_SIZE, off, (off_t)(n * MIGR_PAGE_SIZE)) < 0 ? -errno : 0;
-}
 
 static bool claim_chunk(struct prefault *pf, uint64_t *first)
 {
@@ -124,21 +86,16 @@ static void *prefault_main(void *arg)
                 i++;
                 continue;
             }
-            int fd;
-            off_t off;
-            uint64_t left;
-            if (!page_file(r->hv, i, &fd, &off, &left))
-                break;
+            uint8_t *start = migr_hv_page(r->hv, i);
             uint64_t j = i + 1;
             /* at most SUB_PAGES per call: the receiving thread sees the progress soon */
-            while (j < end && j - i < SUB_PAGES && j - i < left && !received(r, j))
+            while (j < end && j - i < SUB_PAGES && !received(r, j) &&
+                   migr_hv_page(r->hv, j) == start + (j - i) * MIGR_PAGE_SIZE)
                 j++;
-            int err = allocate(pf, i, j - i);
-            if (err < 0) {
-                pf->err = err;
-                snprintf(pf->why, sizeof(pf->why), "prefault: %s of RAM pages %llu..%llu: %s",
-                         pf->bounce ? "fallocate" : "MADV_POPULATE_WRITE", (unsigned long long)i,
-                         (unsigned long long)(j - 1), strerror(-err));
+            if (madvise(start, (j - i) * MIGR_PAGE_SIZE, MADV_POPULATE_WRITE) < 0) {
+                pf->err = -errno;
+                snprintf(pf->why, sizeof(pf->why), "prefault: MADV_POPULATE_WRITE of RAM pages %llu..%llu: %s",
+                         (unsigned long long)i, (unsigned long long)(j - 1), strerror(errno));
                 return NULL;
             }
             for (uint64_t k = i; k < j; k++)
@@ -162,16 +119,9 @@ int engine_prefault_start(struct receiver *r, uint64_t from)
     }
     pf->r = r;
     pf->next = from;
-    bool files = true;
-    for (uint32_t i = 0; i < r->hv->nregions; i++)
-        files = files && r->hv->regions[i].memfd >= 0;
-    /* without it (no memory for 1 MiB, RAM without a memfd) pages land in the mapping */
-    if (files)
-        pf->bounce = aligned_alloc(MIGR_PAGE_SIZE, (size_t)ENGINE_BOUNCE_PAGES * MIGR_PAGE_SIZE);
     int err = pthread_create(&pf->th, NULL, prefault_main, pf);
     if (err) {
         /* not fatal: the receiving thread populates every batch itself */
-        free(pf->bounce);
         free(pf->done);
         free(pf);
         return 0;
@@ -208,38 +158,7 @@ void engine_prefault_stop(struct receiver *r)
     r->st->prefaulted_pages += pf->pages;
     if (pf->err)
         fprintf(stderr, "migr: recv: %s (the receiving thread populated the rest)\n", pf->why);
-    free(pf->bounce);
     free(pf->done);
     free(pf);
     r->pf = NULL;
-}
-
-uint8_t *engine_prefault_bounce(const struct receiver *r)
-{
-    return r->pf ? r->pf->bounce : NULL;
-}
-
-int engine_prefault_write(struct receiver *r, uint64_t idx, const uint8_t *src, uint64_t n)
-{
-    while (n) {
-        int fd;
-        off_t off;
-        uint64_t left;
-        if (!page_file(r->hv, idx, &fd, &off, &left))
-            return migr_errorf(EINVAL, "recv: RAM index %llu is outside guest RAM", (unsigned long long)idx);
-        size_t len = (size_t)((left < n ? left : n) * MIGR_PAGE_SIZE), done = 0;
-        while (done < len) {
-            ssize_t w = pwrite(fd, src + done, len - done, off + (off_t)done);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                return migr_errorf_errno(w < 0 ? errno : EIO, "recv: writing RAM pages %llu..%llu to the memfd",
-                                         (unsigned long long)idx, (unsigned long long)(idx + len / MIGR_PAGE_SIZE - 1));
-            done += (size_t)w;
-        }
-        idx += len / MIGR_PAGE_SIZE;
-        src += len;
-        n -= len / MIGR_PAGE_SIZE;
-    }
-    return 0;
 }
