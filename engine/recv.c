@@ -129,9 +129,9 @@ static const struct engine_placement precopy_placement = {
 /* RAW pages are read and checked a chunk at a time: a page's CRC is
  * computed right after the socket copy put it in the cache. Checked after
  * the whole record (up to 4096 pages) instead, the CRC read it back from
- * further away: 244 perf samples per GiB against 112 in a bounce buffer the
- * size of a chunk (bench_migrate idle/unix, perf record -g), on the thread
- * that bounds round 1. 32 pages: one socket read per 128 KiB. */
+ * further away: 244 perf samples (of 0.5 ms) per GiB, 92 per chunk
+ * (bench_migrate idle/unix, perf record -g -F 2000), on a thread that
+ * bounds round 1. 32 pages: one socket read per 128 KiB. */
 #define CHUNK_PAGES 32u
 
 struct chunk {
