@@ -422,8 +422,13 @@ class Case:
                 except OSError:
                     pass
         for i in range(len(getattr(self, "src", []))):
-            for ctl in ("vm%d.ctl" % i, "d%d.ctl" % i):
-                if os.path.exists(self.path(ctl)):
+            for ctl, p in (("vm%d.ctl" % i, self.src[i]), ("d%d.ctl" % i, self.dst[i] if i < len(self.dst) else None)):
+                if p is None or p.poll() is not None:
+                    continue
+                s = self.status(self.path(ctl))
+                if s and s.get("phase") == "waiting":
+                    p.terminate()  # a receiver still listening: `migr stop` waits for a guest there
+                elif s:
                     self.migr("stop", "--ctl", self.path(ctl), timeout=5)
         for p in self.procs:
             if self.wait(p, 10) is None:
