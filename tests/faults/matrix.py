@@ -393,7 +393,8 @@ class Case:
         return {"mode": self.mode, "phase": self.phase, "fault": self.fault, "expected": exp,
                 "observed": observed, "ok": ok or bug is not None, "known_bug": bug, "why": why.strip(), "send_rc": rc_send,
                 "send_msg": msgs["send"], "dst_msg": msgs["dst"], "secs": round(time.monotonic() - t0, 1),
-                "fired": self.relays[0].fired[2] if self.relays and self.relays[0].fired else None}
+                "fired": self.relays[0].fired[2] if self.relays and self.relays[0].fired else None,
+                "sides": sides, "dir": self.dir if self.a.keep else None}
 
     def messages(self):
         def last_line(text, pat=None):
