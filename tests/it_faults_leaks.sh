@@ -6,7 +6,10 @@
 # still missing (the guest is taken back), pre-copy cancelled with
 # `migr cancel`. After each the guest must run on the source and verify; its
 # descriptors, memfds and threads must come back to what they were after
-# the first two runs, and its anonymous RSS (guest RAM is a memfd, not counted) must not grow by more than 8 MiB. A
+# the first two runs. Its anonymous RSS (guest RAM is a memfd, not counted)
+# grows over the first ~12 runs while the allocator keeps freed blocks
+# (measured: 0.8 -> 17 MiB, then flat up to run 30): it must stay under
+# 32 MiB, and with 30 runs or more must not grow over the second half. A
 # listening receiver likewise keeps its descriptor count over LEAK_RUNS
 # strangers (silent, garbage). Prints the counts.
 set -u
@@ -21,10 +24,11 @@ counts() { # PID: fds memfds threads anon_rss_kib
     memfds=$(ls -l /proc/$1/fd | grep -c 'memfd:')
     echo "$fds $memfds $(ls /proc/$1/task | wc -l) $(awk '/^RssAnon/ {print $2}' /proc/$1/status)"
 }
-"$MIGR" run --backend $BACKEND --mem 64M --workload rate=16M,pattern=random --ctl "$DIR/src.ctl" 2>"$DIR/src.log" &
+MALLOC_ARENA_MAX=1 "$MIGR" run --backend $BACKEND --mem 64M --workload rate=16M,pattern=random --ctl "$DIR/src.ctl" 2>"$DIR/src.log" &
 src=$!; PIDS+=($src)
 wait_vmm $src "$DIR/src.ctl" 20 || fail "source VMM did not start"
 base=
+half=
 for i in $(seq "$RUNS"); do
     kind=$((i % 3))
     rm -f "$DIR/m.sock"
@@ -51,6 +55,7 @@ for i in $(seq "$RUNS"); do
     M verify --ctl "$DIR/src.ctl" >"$DIR/verify.out" 2>&1 || fail "run $i: source does not verify: $(cat "$DIR/verify.out")"
     c=$(counts $src)
     [ $i = 2 ] && base=$c
+    [ $i = $((RUNS / 2)) ] && half=$c
     echo "run $i kind $kind: fds memfds threads anon_rss_kib = $c"
 done
 [ -n "$base" ] || base=$c
@@ -58,7 +63,11 @@ read -r f0 m0 t0 r0 <<<"$base"; read -r f1 m1 t1 r1 <<<"$c"
 [ "$f1" -le "$f0" ] || fail "source VMM: descriptors $f0 -> $f1 over $RUNS failed migrations"
 [ "$m1" -le "$m0" ] || fail "source VMM: memfds $m0 -> $m1"
 [ "$t1" -le "$t0" ] || fail "source VMM: threads $t0 -> $t1"
-num_ok "$r1 <= $r0 + 8192" || fail "source VMM: anonymous RSS $r0 -> $r1 KiB"
+num_ok "$r1 <= 32768" || fail "source VMM: anonymous RSS $r0 -> $r1 KiB (over 32 MiB)"
+if [ "$RUNS" -ge 30 ]; then
+    rh=$(echo "$half" | awk '{print $4}')
+    num_ok "$r1 <= $rh + 1024" || fail "source VMM: anonymous RSS still grows: $rh KiB at run $((RUNS / 2)), $r1 KiB at $RUNS"
+fi
 echo "source VMM after $RUNS failed migrations: fds $f0 -> $f1, memfds $m0 -> $m1, threads $t0 -> $t1, anonymous RSS $r0 -> $r1 KiB"
 
 # a listening receiver and LEAK_RUNS strangers
