@@ -263,26 +263,45 @@ class Case:
             if not self.wait_status(self.path("vm%d.ctl" % i), self.src[i]):
                 return self.result("setup-failed", t0, "source VMM did not start")
         time.sleep(0.3)  # some pages written
+        margs = list(self.t["modes"][self.mode]["args"])
+        tcp = "@tcp" in margs
         for i in range(self.members):
-            self.dst.append(self.start([MIGR, "recv", "--listen", "unix:" + self.path("vm%d.real" % i),
+            listen = "tcp:127.0.0.1:0" if tcp else "unix:" + self.path("vm%d.real" % i)
+            self.dst.append(self.start([MIGR, "recv", "--listen", listen,
                                         "--ctl", self.path("d%d.ctl" % i), "--postcopy-timeout", str(TIMEOUT_MS),
                                         *group], "dst%d" % i, env))
         for i in range(self.members):
             if not self.wait_status(self.path("d%d.ctl" % i), self.dst[i]):
                 return self.result("setup-failed", t0, "destination did not start")
             trig = Trigger(self.t["phases"][self.phase], self.action) if i == 0 else None
-            self.relays.append(R.Relay(self.path("vm%d.sock" % i), self.path("vm%d.real" % i), trig))
-        args = self.t["modes"][self.mode]["args"]
+            if tcp:
+                port = self.listening_port("dst%d" % i)
+                if port is None:
+                    return self.result("setup-failed", t0, "destination did not say its port")
+                self.relays.append(R.Relay(("127.0.0.1", 0), ("127.0.0.1", port), trig))
+            else:
+                self.relays.append(R.Relay(self.path("vm%d.sock" % i), self.path("vm%d.real" % i), trig))
+        args = [a for a in margs if a != "@tcp"]
         common = ["--json", "--stall-timeout", str(TIMEOUT_MS)]
         if "postcopy" in args or "hybrid" in args:
             common += ["--postcopy-lease", str(TIMEOUT_MS)]
         if self.mode == "group":
             argv = [MIGR, "send", "--group", "g", "--to", "unix:" + self.path("{vm}.sock"), *args, *common]
         else:
-            argv = [MIGR, "send", "--ctl", self.path("vm0.ctl"), "--to", "unix:" + self.path("vm0.sock"),
+            argv = [MIGR, "send", "--ctl", self.path("vm0.ctl"), "--to", self.relays[0].url,
                     *args, *common]
         self.send = self.start(argv, "send", env)
         return self.observe(t0)
+
+    def listening_port(self, name, secs=10):
+        """The port a `migr recv --listen tcp:...:0` printed ("listening on tcp:HOST:PORT")."""
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            for line in self.read(name, ".log").splitlines():
+                if "listening on tcp:" in line:
+                    return int(line.rsplit(":", 1)[1].split()[0])
+            time.sleep(0.05)
+        return None
 
     def wait_status(self, ctl, p, secs=20):
         end = time.monotonic() + secs

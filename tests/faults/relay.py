@@ -1,4 +1,5 @@
-"""A record-aware relay for unix-socket migration streams (docs/format.md).
+"""A record-aware relay for migration streams over unix sockets or TCP
+(docs/format.md).
 
 The source connects to the relay's path; the relay connects to the
 destination's and copies both directions on a thread each, parsing the
@@ -65,9 +66,15 @@ class Relay:
         self.stall_until = None
         self.log = log or (lambda *a: None)
         self.stats = {"records": 0}
-        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # a path (unix) or a (host, port) pair (TCP; port 0: pick one, self.url says which)
+        self.family = socket.AF_INET if isinstance(listen_path, tuple) else socket.AF_UNIX
+        self.ls = socket.socket(self.family, socket.SOCK_STREAM)
         self.ls.bind(listen_path)
         self.ls.listen(4)
+        if self.family == socket.AF_INET:
+            self.url = "tcp:%s:%d" % self.ls.getsockname()
+        else:
+            self.url = "unix:" + listen_path
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -76,7 +83,7 @@ class Relay:
         try:
             while True:
                 c, _ = self.ls.accept()
-                d = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                d = socket.socket(self.family, socket.SOCK_STREAM)
                 try:
                     d.connect(self.target_path)
                 except OSError:
@@ -99,10 +106,11 @@ class Relay:
             self.ls.close()
         except OSError:
             pass
-        try:
-            os.unlink(self.listen_path)
-        except OSError:
-            pass
+        if self.family == socket.AF_UNIX:
+            try:
+                os.unlink(self.listen_path)
+            except OSError:
+                pass
 
     def cut_all(self):
         self.cut = True
