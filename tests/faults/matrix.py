@@ -97,7 +97,7 @@ class Trigger:
 
     def match(self, relay, chan, direction, rec):
         p = self.p
-        if chan != "main" or direction != p["dir"] or rec.type != p["type"]:
+        if direction != p["dir"] or rec.type != p["type"] or (chan != "main" and "pc" not in p["sel"]):
             return False
         sel = p["sel"]
         n = self.count.get((direction, rec.type), 0) + 1
@@ -244,7 +244,7 @@ class Case:
         os.makedirs(cg, exist_ok=True)
         self.cgroup = cg
         with open(os.path.join(cg, "memory.limit_in_bytes"), "w") as f:
-            f.write(str(1 << 20))
+            f.write("4096")  # one page: any new allocation of guest RAM fails
         for tid in os.listdir("/proc/%d/task" % pid):
             with open(os.path.join(cg, "tasks"), "w") as f:
                 f.write(tid)

@@ -37,6 +37,7 @@ for h in "${harnesses[@]}"; do
     clang $CFL -fsanitize=fuzzer tests/fuzz/$h.c "$out/libmigr_fuzz.a" $LIBS -o "$out/$h" 2>"$out/$h.build.log" ||
         { cat "$out/$h.build.log"; rc=1; continue; }
     corpus=$out/corpus_${h#fuzz_}
+    rm -rf "$out/crash_$h"
     mkdir -p "$corpus" "$out/crash_$h"
     seeds=tests/fuzz/corpus_${h#fuzz_}
     [ -d "$seeds" ] || seeds=
