@@ -209,7 +209,7 @@ class Case:
             try:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait(5)
-            except subprocess.TimeoutExpired:
+            except (subprocess.TimeoutExpired, ProcessLookupError):
                 pass
             return None
         if f == "cut":
@@ -402,10 +402,10 @@ class Case:
         ok = observed == exp or (exp == "any" and observed in ("src", "dst", "doubt"))
         msgs = self.messages()
         # messages: a failed migration names where the guest is
-        if ok and observed in ("src", "doubt", "lost") and rc_send == 0 and self.phase != "done" \
+        if ok and observed in ("src", "doubt", "lost") and rc_send == 0 and not self.after() \
                 and self.fault != "kill_send":
             ok, why = False, why + " migr send exited 0 although the guest did not move"
-        if ok and observed == "lost" and self.phase != "done":
+        if ok and observed == "lost" and not self.after():
             if "lost" not in msgs["dst"].lower():
                 ok, why = False, why + " the destination does not say the guest is lost"
             if "lost" not in msgs["send"].lower():
@@ -419,6 +419,10 @@ class Case:
                 "send_msg": msgs["send"], "dst_msg": msgs["dst"], "secs": round(time.monotonic() - t0, 1),
                 "fired": self.relays[0].fired[2] if self.relays and self.relays[0].fired else None,
                 "sides": sides, "dir": self.dir if self.a.keep else None}
+
+    def after(self):
+        """The fault comes after the migration ended: its outcome is not the migration's."""
+        return self.t["phases"][self.phase]["after"]
 
     def messages(self):
         def last_line(text, pat=None):
