@@ -39,7 +39,7 @@ SETTLE_S = 25.0            # bound for every process to reach its end state
 
 # ---- the case table ----------------------------------------------------------
 def load_table(path):
-    t = {"phases": {}, "modes": {}, "faults": [], "expect": [], "quick": [], "bugs": []}
+    t = {"phases": {}, "modes": {}, "faults": [], "expect": [], "quick": [], "bugs": [], "limits": {}}
     for line in open(path):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -61,6 +61,8 @@ def load_table(path):
             t["faults"] = w[1:]
         elif w[0] == "expect":
             t["expect"].append((w[1].split(","), w[2].split(","), w[3].split(","), w[4]))
+        elif w[0] == "limit":
+            t["limits"][w[1]] = (w[2].split(","), w[3].split(","))
         elif w[0] == "bug":
             t["bugs"].append((w[1].split(","), w[2].split(","), w[3].split(","), " ".join(w[4:])))
         elif w[0] == "quick":
@@ -217,6 +219,9 @@ class Case:
             return None
         if f == "stall":
             relay.stall_until = time.monotonic() + HOLD_S
+            return None
+        if f == "partition":
+            relay.stall_until = float("inf")  # until the case ends
             return None
         if f == "corrupt":
             return "corrupt"
@@ -491,6 +496,9 @@ def main():
     for mode, m in t["modes"].items():
         for phase in m["phases"]:
             for fault in t["faults"]:
+                lim = t["limits"].get(fault)
+                if lim and not (mode in lim[0] and phase in lim[1]):
+                    continue
                 cases.append((mode, phase, fault))
     if a.quick:
         cases = [c for c in cases if c in t["quick"]]
