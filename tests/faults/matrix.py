@@ -400,6 +400,10 @@ class Case:
                 continue
             outcomes.append("lost")
         observed = outcomes[0] if len(set(outcomes)) == 1 else "/".join(outcomes)
+        if "src" in outcomes and "dst" in outcomes:
+            # a group split across the two sides: some members moved, others did not
+            observed = "SPLIT:" + observed
+            why.append("the group is split: members run on both sides")
         return self.result(observed, t0, "; ".join(why), rc_send=rc_send, sides=sides)
 
     def result(self, observed, t0, why, rc_send=None, sides=None):
