@@ -414,6 +414,16 @@ class Case:
         if ok and observed in ("src", "doubt", "lost") and rc_send == 0 and not self.after() \
                 and self.fault != "kill_send":
             ok, why = False, why + " migr send exited 0 although the guest did not move"
+        killed_client = self.fault in ("kill_send", "kill_src", "stop_src")  # migr send's own peer went away
+        if ok and rc_send not in (None, 0, 1, -9):
+            ok, why = False, why + " migr send exited %d (expected 0 or 1)" % rc_send
+        if ok and observed == "dst" and rc_send != 0 and not killed_client and not self.after():
+            ok, why = False, why + " migr send exited %d although the guest moved" % rc_send
+        for side in sides or []:
+            if ok and side["dst_rc"] == 0 and not side["dst_run"] and not side["dst_paused"]:
+                ok, why = False, why + " a destination exited 0 without running the guest"
+            if ok and side["dst_rc"] not in (None, 0, 1, -9, -15):
+                ok, why = False, why + " a destination exited %d (expected 1, or killed)" % side["dst_rc"]
         if ok and observed == "lost" and not self.after():
             if "lost" not in msgs["dst"].lower():
                 ok, why = False, why + " the destination does not say the guest is lost"
