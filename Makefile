@@ -77,7 +77,7 @@ VERSION := $(shell sed -n 's/^\#define MIGR_VERSION_STRING "\(.*\)"/\1/p' includ
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 SONAME  := libmigr.so.$(MAJOR)
 
-.PHONY: all demo test test-asan bench bench-peers bench-net clean fuzz install
+.PHONY: all demo test test-asan test-faults bench bench-peers bench-net clean fuzz install
 all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME) $(PVH_ELF)
 
 $(BUILD)/obj/%.o: %.c
@@ -175,6 +175,17 @@ test: all $(TEST_BINS)
 
 test-asan:
 	$(MAKE) BUILD=build-asan SAN=1 test
+
+# The whole fault matrix (tests/faults/cases.txt) and the leak run; the table
+# in docs/reliability.md is regenerated from the results.
+test-faults: all
+	python3 tests/faults/matrix.py --results $(BUILD)/faults.jsonl; rc=$$?; \
+	python3 tests/faults/table.py $(BUILD)/faults.jsonl docs/reliability.md; \
+	LEAK_RUNS=50 tests/it_faults_leaks.sh && exit $$rc
+
+# Every libFuzzer harness of tests/fuzz/ for FUZZ_SECONDS each (default 60).
+fuzz: all
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) BUILD=$(BUILD) tests/fuzz/run.sh
 
 bench: all $(BENCH_BINS)
 	./bench/run.sh

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "migr/crc32c.h"
@@ -738,6 +739,116 @@ static void cases_with_vm(struct migr_hv *src)
     sb_free(&b);
 }
 
+
+/* ---- memory: whatever the stream says, the receiver stays within the
+ * declared RAM plus a fixed budget ---- */
+
+#define FLOOD_RECORDS 128                 /* x 1024 pages: 512 MiB of page data */
+#define MEM_BUDGET_KIB (48u << 10)        /* beyond guest RAM: buffers, threads, codecs */
+
+struct flood { struct migr_transport *t; const struct membuf *prefix; };
+
+/* The source side of the flood: a valid start, then the same 1024 pages
+ * over and over (their CRC wrong: torn, so nothing ever completes), every
+ * PAGES record as large as the format allows for RAW, then the end. */
+static void *flood_main(void *arg)
+{
+    struct flood *f = arg;
+    static uint8_t page[MIGR_PAGE_SIZE];
+    static struct migr_page_entry e[1024];
+    static struct iovec iov[1024];
+    static uint8_t meta[MIGR_PAGES_FIXED + 1024 * MIGR_PAGE_ENTRY_SIZE];
+    memset(page, 0x5a, sizeof(page));
+    if (migr_transport_send(f->t, f->prefix->p, f->prefix->len) < 0)
+        return NULL;
+    for (int r = 0; r < FLOOD_RECORDS; r++) {
+        for (int i = 0; i < 1024; i++) {
+            e[i] = (struct migr_page_entry){.pfn = (uint64_t)((r % 4) * 1024 + i), .enc = MIGR_ENC_RAW,
+                                            .len = MIGR_PAGE_SIZE, .crc = 1};
+            iov[i] = (struct iovec){page, sizeof(page)};
+        }
+        int len = migr_pages_encode(1, e, 1024, meta, sizeof(meta));
+        if (len < 0 || migr_rec_send(f->t, MIGR_REC_PAGES, meta, (uint32_t)len, iov, 1024) < 0)
+            return NULL;
+    }
+    shutdown(f->t->fd, SHUT_WR);
+    return NULL;
+}
+
+static long status_kib(const char *field)
+{
+    char line[256];
+    long v = -1;
+    FILE *fp = fopen("/proc/self/status", "r");
+    if (!fp)
+        return -1;
+    while (fgets(line, sizeof(line), fp))
+        if (strncmp(line, field, strlen(field)) == 0)
+            v = strtol(line + strlen(field), NULL, 10);
+    fclose(fp);
+    return v;
+}
+
+/* In a child (its own peak RSS): receive the flood; report how far the
+ * peak rose above where it started, and the refusal. */
+static void case_memory_bound(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    fprintf(stderr, "memory bound: not measured under ASan (its shadow and quarantine)\n");
+    return;
+#endif
+    cur_case = "memory bound (512 MiB of torn pages into 16 MiB)";
+    struct membuf b;
+    sb_start(&b);
+    int pfd[2];
+    T_ASSERT(pipe(pfd) == 0);
+    pid_t pid = fork();
+    T_ASSERT(pid >= 0);
+    if (pid == 0) {
+        long rss0 = status_kib("VmRSS:");
+        int sv[2];
+        struct migr_transport *rt, *wt;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+            migr_transport_from_fd(sv[0], "unix", "socketpair:src", &rt) < 0 ||
+            migr_transport_from_fd(sv[1], "unix", "socketpair:dst", &wt) < 0)
+            _exit(3);
+        struct flood f = {wt, &b};
+        pthread_t th;
+        if (pthread_create(&th, NULL, flood_main, &f))
+            _exit(3);
+        struct migr_hv *out = NULL;
+        struct migr_stats st;
+        int rc = migr_recv(rt, &out, &st);
+        shutdown(rt->fd, SHUT_RDWR); /* the writer may be blocked in a send */
+        pthread_join(th, NULL);
+        char msg[400];
+        int n = snprintf(msg, sizeof(msg), "%d %ld %ld %s", rc, rss0, status_kib("VmHWM:"), st.error);
+        (void)!write(pfd[1], msg, (size_t)n);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char msg[400] = "";
+    ssize_t n = read(pfd[0], msg, sizeof(msg) - 1);
+    close(pfd[0]);
+    int wst;
+    T_ASSERT(waitpid(pid, &wst, 0) == pid);
+    CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0 && n > 0, "the receiving child failed (status 0x%x)", wst);
+    int rc = 0;
+    long rss0 = 0, hwm = 0, off = 0;
+    if (n > 0 && sscanf(msg, "%d %ld %ld %ln", &rc, &rss0, &hwm, &off) >= 3) {
+        long grew = hwm - rss0;
+        CHECK(rc < 0, "a stream of torn pages that ends without SWITCHOVER was accepted");
+        CHECK(has(msg + off, "stream ended"), "refusal does not say the stream ended: %s", msg + off);
+        CHECK(grew <= (long)(GUEST_MEM >> 10) + (long)MEM_BUDGET_KIB,
+              "the receiver's peak RSS rose by %ld KiB for a %u KiB guest (budget %u KiB)", grew, GUEST_MEM >> 10,
+              MEM_BUDGET_KIB);
+        if (getenv("MIGR_TEST_VERBOSE") || grew > (long)(GUEST_MEM >> 10) + (long)MEM_BUDGET_KIB)
+            fprintf(stderr, "memory bound: peak RSS +%ld KiB for %u KiB of guest RAM and 512 MiB of pages (%s)\n",
+                    grew, GUEST_MEM >> 10, msg + off);
+    }
+    sb_free(&b);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -760,6 +871,7 @@ int main(void)
     T_ASSERT(blob_len > 64);
 
     cases_with_vm(src);
+    case_memory_bound();
 
     free(blob);
     migr_hv_destroy(src);

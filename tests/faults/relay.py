@@ -1,0 +1,216 @@
+"""A record-aware relay for migration streams over unix sockets or TCP
+(docs/format.md).
+
+The source connects to the relay's path; the relay connects to the
+destination's and copies both directions on a thread each, parsing the
+framing: the source's 16-byte preamble, then records (12-byte header
+u16 type, u16 flags, u32 meta_len, u32 bulk_len; meta; 4-byte CRC; bulk).
+Descriptor messages (the byte after MEMFD and after a unix FAULT_CHANNEL)
+are passed on with their descriptors; a post-copy fault channel is
+interposed (a socketpair of our own goes to the destination), so that a
+cut or a stall reaches it too.
+
+One trigger per relay: a predicate on (channel, direction, record) is
+tested before each record is forwarded; the first record it accepts is
+held while the trigger's action runs (a kill, a stop, a cut ...), so the
+fault lands exactly at that record. The action may ask the relay to
+corrupt the held record, to cut every connection, or to stall (forward
+nothing, close nothing) for a while and then cut.
+"""
+import array
+import os
+import socket
+import struct
+import threading
+import time
+
+HELLO, PAGES, STATE, ROUND_END, SWITCHOVER, READY, COMMIT, DONE, ERROR, MEMFD, \
+    PAGE_REQ, DISCARD, COMPLETE, EPOCH_END, CANCEL, FAULT_CHANNEL, EPOCH_ACK = range(1, 18)
+NAMES = {v: k for k, v in dict(HELLO=1, PAGES=2, STATE=3, ROUND_END=4, SWITCHOVER=5, READY=6,
+                                COMMIT=7, DONE=8, ERROR=9, MEMFD=10, PAGE_REQ=11, DISCARD=12,
+                                COMPLETE=13, EPOCH_END=14, CANCEL=15, FAULT_CHANNEL=16,
+                                EPOCH_ACK=17).items()}
+TO_DST, TO_SRC = "to_dst", "to_src"
+
+
+class Record:
+    def __init__(self, hdr, meta, crc, bulk):
+        self.type, self.flags, self.meta_len, self.bulk_len = struct.unpack("<HHII", hdr)
+        self.hdr, self.meta, self.crc, self.bulk = hdr, bytearray(meta), crc, bulk
+
+    def pages(self):
+        """PAGES: (round, [(pfn, npages)]) of its entries (ZERO runs count n pages)."""
+        rnd, count = struct.unpack_from("<II", self.meta, 0)
+        out = []
+        for i in range(min(count, (len(self.meta) - 8) // 24)):
+            pfn, enc, ln = struct.unpack_from("<QB3xI", self.meta, 8 + 24 * i)
+            out.append((pfn, ln if enc == 1 else 1))
+        return rnd, out
+
+    def wire(self):
+        return [self.hdr, bytes(self.meta), self.crc, self.bulk]
+
+
+class Cut(Exception):
+    pass
+
+
+class Relay:
+    def __init__(self, listen_path, target_path, trigger=None, log=None):
+        self.listen_path, self.target_path = listen_path, target_path
+        self.trigger = trigger          # fn(relay, chan, dir, rec) -> None | action dict
+        self.fired = None               # (chan, dir, record name, time) of the trigger
+        self.fire_lock = threading.Lock()
+        self.socks = []
+        self.cut = False
+        self.stall_until = None
+        self.log = log or (lambda *a: None)
+        self.stats = {"records": 0}
+        # a path (unix) or a (host, port) pair (TCP; port 0: pick one, self.url says which)
+        self.family = socket.AF_INET if isinstance(listen_path, tuple) else socket.AF_UNIX
+        self.ls = socket.socket(self.family, socket.SOCK_STREAM)
+        self.ls.bind(listen_path)
+        self.ls.listen(4)
+        if self.family == socket.AF_INET:
+            self.url = "tcp:%s:%d" % self.ls.getsockname()
+        else:
+            self.url = "unix:" + listen_path
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    # -- plumbing -----------------------------------------------------------
+    def _accept(self):
+        try:
+            while True:
+                c, _ = self.ls.accept()
+                d = socket.socket(self.family, socket.SOCK_STREAM)
+                try:
+                    d.connect(self.target_path)
+                except OSError:
+                    c.close()
+                    continue
+                self.socks += [c, d]
+                self._pump_pair("main", c, d)
+        except OSError:
+            pass
+
+    def _pump_pair(self, chan, src_side, dst_side):
+        threading.Thread(target=self._pump, args=(chan, TO_DST, src_side, dst_side, chan == "main"),
+                         daemon=True).start()
+        threading.Thread(target=self._pump, args=(chan, TO_SRC, dst_side, src_side, False),
+                         daemon=True).start()
+
+    def close(self):
+        self.cut_all()
+        try:
+            self.ls.close()
+        except OSError:
+            pass
+        if self.family == socket.AF_UNIX:
+            try:
+                os.unlink(self.listen_path)
+            except OSError:
+                pass
+
+    def cut_all(self):
+        self.cut = True
+        for s in list(self.socks):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _wait_stall(self):
+        while self.stall_until is not None and not self.cut:
+            if time.monotonic() >= self.stall_until:
+                self.cut_all()
+                break
+            time.sleep(0.02)
+        if self.cut:
+            raise Cut()
+
+    def _read(self, s, n):
+        buf = bytearray()
+        while len(buf) < n:
+            b = s.recv(min(n - len(buf), 1 << 20))
+            if not b:
+                raise EOFError
+            buf += b
+        return bytes(buf)
+
+    def _send(self, s, parts, fds=None):
+        self._wait_stall()
+        if fds:
+            s.sendmsg([b"".join(parts)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        else:
+            for p in parts:
+                if p:
+                    s.sendall(p)
+
+    def _recv_fds(self, s):
+        fds = array.array("i")
+        msg, anc, _, _ = s.recvmsg(1, socket.CMSG_LEN(64 * fds.itemsize))
+        if not msg:
+            raise EOFError
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+        return msg, list(fds)
+
+    def _pump(self, chan, direction, src, dst, preamble):
+        try:
+            if preamble:
+                self._send(dst, [self._read(src, 16)])
+            while True:
+                self._wait_stall()
+                hdr = self._read(src, 12)
+                _, _, meta_len, bulk_len = struct.unpack("<HHII", hdr)
+                meta = self._read(src, meta_len) if meta_len else b""
+                crc = self._read(src, 4)
+                bulk = self._read(src, bulk_len) if bulk_len else b""
+                rec = Record(hdr, meta, crc, bulk)
+                self.stats["records"] += 1
+                act = None
+                if self.trigger and self.fired is None:
+                    with self.fire_lock:
+                        if self.fired is None and self.trigger.match(self, chan, direction, rec):
+                            self.fired = (chan, direction, NAMES.get(rec.type, str(rec.type)), time.monotonic())
+                            act = self.trigger.fire(self, rec)
+                if act == "corrupt":
+                    if rec.bulk:
+                        b = bytearray(rec.bulk)
+                        b[len(b) // 2] ^= 0x01
+                        rec.bulk = bytes(b)
+                    elif rec.meta:
+                        rec.meta[len(rec.meta) // 2] ^= 0x01
+                    else:
+                        rec.crc = bytes([rec.crc[0] ^ 1]) + rec.crc[1:]
+                if self.trigger:
+                    self.trigger.observe(self, chan, direction, rec)
+                self._send(dst, rec.wire())
+                if chan == "main" and direction == TO_DST and rec.type in (MEMFD, FAULT_CHANNEL):
+                    kind = struct.unpack_from("<I", rec.meta, 0)[0] if rec.type == FAULT_CHANNEL else 1
+                    if kind == 1:
+                        self._pass_fds(src, dst, rec.type)
+        except (EOFError, OSError, Cut):
+            pass
+        for s in (dst, src):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _pass_fds(self, src, dst, rtype):
+        msg, fds = self._recv_fds(src)
+        if rtype == FAULT_CHANNEL and len(fds) == 1:
+            # interpose the fault channel: the destination gets our end
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            theirs = socket.socket(fileno=fds[0])
+            self.socks += [a, theirs]
+            self._send(dst, [msg], [b.fileno()])
+            b.close()
+            self._pump_pair("fch", theirs, a)
+            return
+        self._send(dst, [msg], fds)
+        for fd in fds:
+            os.close(fd)
