@@ -573,6 +573,25 @@ static int push_start(struct sender *s, const uint64_t *need, struct pc_src **ou
     return 0;
 }
 
+/* A push that failed because the destination closed: it may have had every
+ * page (some came through the fault server) and closed after its COMPLETE,
+ * which the reader has not read yet. The reader, which sees the COMPLETE or
+ * the end of the stream soon, says which; only a stream that ended without
+ * COMPLETE is the failure. */
+static int send_failed(struct pc_src *pc, int err)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 2;
+    pthread_mutex_lock(&pc->lock);
+    while (!pc->complete && !pc->failed && !pc->cancel_done)
+        if (pthread_cond_timedwait(&pc->cond, &pc->lock, &dl) == ETIMEDOUT)
+            break;
+    bool complete = pc->complete;
+    pthread_mutex_unlock(&pc->lock);
+    return complete ? 0 : err;
+}
+
 /* Until COMPLETE (0), the last checkpoint of a cancel, or a failure: serve
  * the faults of the main stream, acknowledge checkpoints, pass a cancel on,
  * and push the rest from where the guest last faulted. */
@@ -692,6 +711,8 @@ static int push_loop(struct pc_src *pc, uint64_t total)
             break;
         engine_progress(s, "postcopy", total - pages_left(pc), total, false);
     }
+    if (err == -EPIPE || err == -ECONNRESET)
+        err = send_failed(pc, err);
     return err;
 }
 
