@@ -12,7 +12,8 @@
  * COMMIT the destination may run it: the source never runs a second copy —
  * it keeps the guest paused (IN_DOUBT), unless the mode can take it back
  * (cancellable post-copy: TAKEN_BACK, the destination's last checkpoint is
- * loaded here). engine_switch_fail() is that decision, as one switch.
+ * loaded here) or the destination answered COMMIT with ERROR (it drops the
+ * guest it built: TAKEN_BACK too). engine_switch_fail() is that decision, as one switch.
  */
 #include <errno.h>
 #include <poll.h>
@@ -178,8 +179,11 @@ static void decide_owner(struct sender *s, int err)
         break;
     case OWNER_COMMITTING:
         /* Cancellable post-copy broke between COMMIT and DONE: nothing came
-         * back yet, so the state we paused with is the last consistent one. */
-        s->owner = s->postcopy && s->cancellable ? OWNER_TAKEN_BACK : OWNER_IN_DOUBT;
+         * back yet, so the state we paused with is the last consistent one.
+         * A destination that answered COMMIT with ERROR has dropped its copy
+         * (its failure path destroys the guest it built), so ours is the one. */
+        s->owner = (s->postcopy && s->cancellable) || s->origin == ORIGIN_PEER_REFUSED ? OWNER_TAKEN_BACK
+                                                                                     : OWNER_IN_DOUBT;
         break;
     case OWNER_DEST:
         s->owner = s->took_back ? OWNER_TAKEN_BACK : OWNER_IN_DOUBT;
@@ -195,8 +199,11 @@ static void decide_owner(struct sender *s, int err)
         st->cancelled = err == -ECANCELED;
         if (s->hv->ops->resume(s->hv) == 0)
             st->resumed_on_source = true;
-        APPEND(st, "; the guest was taken back from the destination's checkpoint %llu",
-               (unsigned long long)st->epochs);
+        if (s->origin == ORIGIN_PEER_REFUSED && !s->took_back && st->epochs == 0)
+            APPEND(st, "; the destination refused COMMIT and dropped its copy");
+        else
+            APPEND(st, "; the guest was taken back from the destination's checkpoint %llu",
+                   (unsigned long long)st->epochs);
     } else if (s->owner == OWNER_IN_DOUBT) {
         /* The destination may be running the guest: never run a second copy. */
         st->ownership_in_doubt = true;
