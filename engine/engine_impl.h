@@ -140,6 +140,8 @@ struct receiver {
     enum engine_origin origin;    /* ORIGIN_PEER_ABORTED: the source said ERROR (we do not answer it) */
     uint32_t decode_threads;      /* migr_recv_params.decode_threads (>= 1) */
     uint32_t postcopy_timeout_ms; /* migr_recv_params.postcopy_timeout_ms (0 = none) */
+    struct migr_cancel *watchdog; /* before COMMIT: a source silent for stall_timeout_ms ends it */
+    uint32_t stall_timeout_ms;
     struct migr_transport *t;
     struct migr_stats *st;
     struct migr_hv *hv;

@@ -370,12 +370,25 @@ static int run(struct receiver *r)
         return err;
     if (h.type != MIGR_REC_COMMIT)
         return rec_err(r, EPROTO, migr_rec_type_name(h.type), "expected COMMIT");
+    /* The watchdog keeps off the link from here; if it fired just now the
+     * link is already down and the source cannot hear our DONE: refuse. */
+    if (!engine_cancel_commit(r->watchdog))
+        return -ETIMEDOUT;
     /* The guest is ours now. */
     if ((m->recv_commit && (err = m->recv_commit(r)) < 0) || (err = r->hv->ops->resume(r->hv)) < 0 ||
         (m->recv_resumed && (err = m->recv_resumed(r)) < 0))
         return err;
     r->st->downtime_ns = migr_now_ns() - r->t_switch;
     return m->recv_run(r);
+}
+
+static void watchdog_end(struct receiver *r)
+{
+    if (!r->watchdog)
+        return;
+    engine_cancel_detach(r->watchdog);
+    migr_cancel_free(r->watchdog);
+    r->watchdog = NULL;
 }
 
 static void receiver_free(struct receiver *r)
@@ -415,8 +428,14 @@ int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, str
     r->can_populate = true;
     r->decode_threads = p && p->decode_threads ? p->decode_threads : 1;
     r->postcopy_timeout_ms = p && p->postcopy_timeout_ms ? p->postcopy_timeout_ms : 10000;
-    if ((err = run(r)) < 0)
+    r->stall_timeout_ms = p && p->stall_timeout_ms ? p->stall_timeout_ms : 10000;
+    if (!(r->watchdog = migr_cancel_new())) {
+        err = -ENOMEM;
         goto fail;
+    }
+    if ((err = engine_cancel_attach(r->watchdog, t, r->stall_timeout_ms)) < 0 || (err = run(r)) < 0)
+        goto fail;
+    watchdog_end(r);
     st->total_ns = migr_now_ns() - t0;
     st->bytes_sent = t->bytes_recv;
     engine_account(st, t, cpu0);
@@ -425,6 +444,13 @@ int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, str
     return 0;
 
 fail:
+    if (r && r->watchdog && engine_cancel_reason(r->watchdog) == -ETIMEDOUT) {
+        migr_errorf(ETIMEDOUT, "nothing from the source for %u ms before COMMIT (stalled source or network): "
+                    "no guest runs here, the source still owns it", r->stall_timeout_ms);
+        err = -ETIMEDOUT;
+    }
+    if (r)
+        watchdog_end(r);
     snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
     if (err != -EPIPE && err != -ECONNRESET && !st->cancelled && (!r || r->origin != ORIGIN_PEER_ABORTED))
         migr_rec_send_error(t, -err, st->error);

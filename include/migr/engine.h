@@ -195,6 +195,10 @@ struct migr_recv_params {
     uint32_t postcopy_timeout_ms; /* post-copy: a fault the source leaves unanswered, or a main stream
                                      silent, this long ends post-copy (the source takes the guest back
                                      if it can); 0 = the default, 10000 */
+    uint32_t stall_timeout_ms;    /* before COMMIT: nothing received from the source for this long ends
+                                     the migration here (the source still owns the guest; a partitioned
+                                     destination must not hold its half-built guest forever);
+                                     0 = the default, 10000 */
 };
 
 /*! migr_recv() with settings (p NULL = defaults). */
