@@ -42,6 +42,7 @@ const struct migr_dirty_ops *const migr_dirty_backends[] = {
 struct dirty_impl {
     struct migr_dirty d;   /* first: a struct migr_dirty * is a struct dirty_impl * */
     bool started;
+    char options[128];     /* d.options points here */
 };
 
 static void known_names(char *buf, size_t cap)
@@ -84,12 +85,93 @@ static const struct migr_dirty_ops *find_backend(const char *name)
     return NULL;
 }
 
-int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **out)
+/* Every key in opts ("k=v,k=v") is one the tracker lists. */
+static int check_options(const struct migr_dirty_ops *ops, const char *opts)
+{
+    for (const char *p = opts; *p;) {
+        size_t klen = strcspn(p, "=,");
+        bool known = false;
+        for (size_t i = 0; ops->options && ops->options[i]; i++)
+            if (strlen(ops->options[i]) == klen && strncmp(ops->options[i], p, klen) == 0)
+                known = true;
+        if (!known || p[klen] != '=') {
+            char list[120] = "";
+            for (size_t i = 0, n = 0; ops->options && ops->options[i] && n < sizeof(list); i++) {
+                int w = snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", ops->options[i]);
+                n += w > 0 ? (size_t)w : 0;
+            }
+            return migr_errorf(EINVAL, "dirty tracker %s: %s option '%.*s' (known: %s)", ops->name,
+                               known ? "no value for" : "unknown", (int)klen, p, list[0] ? list : "none");
+        }
+        p += klen + 1;
+        p += strcspn(p, ",");
+        p += *p == ',';
+    }
+    return 0;
+}
+
+int migr_dirty_option(const struct migr_dirty *d, const char *key, uint64_t *val)
+{
+    size_t klen = strlen(key);
+    for (const char *p = d->options ? d->options : ""; *p; p += strcspn(p, ","), p += *p == ',') {
+        if (strncmp(p, key, klen) != 0 || p[klen] != '=')
+            continue;
+        const char *v = p + klen + 1;
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 0);
+        size_t vlen = strcspn(v, ",");
+        if (vlen == 0 || *v == '-' || errno || end != v + vlen)
+            return migr_errorf(EINVAL, "dirty tracker %s: option %s='%.*s' is not a number",
+                               d->ops->name, key, (int)vlen, v);
+        *val = x;
+        return 1;
+    }
+    return 0;
+}
+
+static int open_named(const char *name, struct migr_hv *hv, const struct migr_dirty_ops **out);
+
+int migr_dirty_open(const char *spec, struct migr_hv *hv, struct migr_dirty **out)
+{
+    const struct migr_dirty_ops *ops;
+    char name[64];
+    *out = NULL;
+    if (!spec || !hv)
+        return migr_errorf(EINVAL, "dirty tracker: no name or no guest given");
+    size_t nlen = strcspn(spec, "?");
+    const char *opts = spec[nlen] ? spec + nlen + 1 : "";
+    struct dirty_impl *t = calloc(1, sizeof(*t));
+    if (!t)
+        return migr_errorf(ENOMEM, "dirty tracker %s: out of memory", spec);
+    if (nlen >= sizeof(name) || strlen(opts) >= sizeof(t->options)) {
+        free(t);
+        return migr_errorf(EINVAL, "dirty tracker '%.40s...': name or options too long", spec);
+    }
+    memcpy(name, spec, nlen);
+    name[nlen] = 0;
+    int err = open_named(name, hv, &ops);
+    if (err == 0 && opts[0] && strcmp(name, "auto") == 0)
+        err = migr_errorf(EINVAL, "dirty tracker auto takes no options (got '%s')", opts);
+    if (err == 0)
+        err = check_options(ops, opts);
+    if (err < 0) {
+        free(t);
+        return err;
+    }
+    snprintf(t->options, sizeof(t->options), "%s", opts);
+    t->d.ops = ops;
+    t->d.hv = hv;
+    t->d.npages = hv->ram_pages;
+    t->d.options = t->options;
+    *out = &t->d;
+    return 0;
+}
+
+/* The tracker called name ("auto": the first that supports hv) in *out. */
+static int open_named(const char *name, struct migr_hv *hv, const struct migr_dirty_ops **out)
 {
     const struct migr_dirty_ops *ops = NULL;
-    *out = NULL;
-    if (!name || !hv)
-        return migr_errorf(EINVAL, "dirty tracker: no name or no guest given");
     if (strcmp(name, "auto") == 0) {
         /* Collect every backend's reason so the user sees why none fits. */
         char why[1000] = "";
@@ -128,13 +210,7 @@ int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **ou
                                "(this machine supports: %s)", ops->name, hv->ops->name, why, ok);
         }
     }
-    struct dirty_impl *t = calloc(1, sizeof(*t));
-    if (!t)
-        return migr_errorf(ENOMEM, "dirty tracker %s: out of memory", ops->name);
-    t->d.ops = ops;
-    t->d.hv = hv;
-    t->d.npages = hv->ram_pages;
-    *out = &t->d;
+    *out = ops;
     return 0;
 }
 

@@ -707,10 +707,6 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
     hv->nvcpus = nvcpus;
     hv->ram_pages = mem_size / MIGR_PAGE_SIZE;
     hv->state_version = MIGR_KVM_STATE_VERSION;
-    /* Tests stand in for a newer binary with another state format. */
-    const char *sv = getenv("MIGR_TEST_STATE_VERSION");
-    if (sv && *sv)
-        hv->state_version = (uint32_t)strtoul(sv, NULL, 10);
     hv->kvm_vm_fd = vm->vm_fd;
     hv->paused = true;
 

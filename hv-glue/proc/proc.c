@@ -523,10 +523,6 @@ static int proc_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uin
         .gpa = 0, .size = mem_size, .host = vm->mem, .memfd = vm->memfd, .memfd_off = memfd_off, .slot = 0};
     hv->ram_pages = mem_size / MIGR_PAGE_SIZE;
     hv->state_version = MIGR_PROC_STATE_VERSION;
-    /* Tests stand in for a newer binary with another state format (as kvm does). */
-    const char *sv = getenv("MIGR_TEST_STATE_VERSION");
-    if (sv && *sv)
-        hv->state_version = (uint32_t)strtoul(sv, NULL, 10);
 
     for (uint32_t i = 0; i < nvcpus; i++) {
         struct proc_vcpu *c = &vm->vcpus[i];

@@ -34,6 +34,10 @@ struct migr_dirty_ops {
      *  now or next time. Returns the number of newly set bits or -errno. */
     long (*harvest)(struct migr_dirty *d, uint64_t *bitmap);
     void (*stop)(struct migr_dirty *d);
+    /*! Option keys this tracker accepts after its name ("kvm-bitmap?manual=0",
+     *  "pagemap-scan?vec=1000"), NULL-terminated; NULL: none. The tracker
+     *  reads their values with migr_dirty_option() in start. */
+    const char *const *options;
 };
 
 struct migr_dirty {
@@ -43,6 +47,7 @@ struct migr_dirty {
     void *priv;            /* backend state */
     uint64_t harvests;     /* statistics */
     uint64_t harvest_ns;
+    const char *options;   /* "key=value,key=value" after the name's '?', or "" (library-owned) */
 };
 
 /*! Open the tracker called name for hv: "kvm-bitmap" (KVM guests),
@@ -53,6 +58,16 @@ struct migr_dirty {
  *  unknown name, -ENOTSUP if not supported; the message gives the reason and
  *  lists the trackers that would work for hv. */
 int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **out);
+/*! Options: name may end in "?key=value[,key=value...]" (e.g.
+ *  "kvm-bitmap?manual=0": KVM_GET_DIRTY_LOG re-protects even where manual
+ *  protect is offered; "pagemap-scan?vec=N": N ranges per PAGEMAP_SCAN call).
+ *  A key the tracker does not list in ops->options is refused by
+ *  migr_dirty_open (-EINVAL, naming it and the known keys). */
+
+/*! For trackers: the value of option key as an unsigned number. 1 and *val
+ *  set if given, 0 if not given (*val unchanged), -EINVAL (with a message
+ *  naming tracker, key and value) if it is not a number. */
+int migr_dirty_option(const struct migr_dirty *d, const char *key, uint64_t *val);
 int migr_dirty_start(struct migr_dirty *d);
 long migr_dirty_harvest(struct migr_dirty *d, uint64_t *bitmap);
 /*! Stop tracking and free. NULL ok. */
