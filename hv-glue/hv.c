@@ -9,6 +9,7 @@
 #include "hv-glue/kvm/kvm.h"
 #include "hv-glue/proc/proc.h"
 #include "migr/common.h"
+#include "migr/dirty.h"
 #include "migr/hv.h"
 
 int migr_hv_available(const char *backend)
@@ -19,6 +20,15 @@ int migr_hv_available(const char *backend)
         return 1; /* memfd + threads: works wherever libmigr runs */
     migr_errorf(EINVAL, "unknown backend '%s' (known: kvm, proc)", backend);
     return 0;
+}
+
+const struct migr_dirty_ops *const *migr_hv_backend_trackers(const char *backend)
+{
+    if (strcmp(backend, "kvm") == 0)
+        return migr_kvm_trackers;
+    if (strcmp(backend, "proc") == 0)
+        return migr_dirty_process_trackers;
+    return NULL;
 }
 
 int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct migr_hv **out)

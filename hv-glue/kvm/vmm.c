@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dirty/kvm_ring.h"
+#include "hv-glue/kvm/dirty_ring.h"
 #include "hv-glue/kvm/kvm.h"
 #include "hv-glue/kvm/pvh.h"
 #include "hv-glue/workload/workload.h"
@@ -571,7 +571,21 @@ static const struct migr_hv_ops kvm_ops = {
     .set_dirty_log = kvm_set_dirty_log,
     .failed = kvm_failed,
     .destroy = kvm_destroy,
+    .trackers = migr_kvm_trackers,
 };
+
+/* A VM gets one or the other (kvm_enable_ring): kvm-ring says no to a VM
+ * without rings, kvm-bitmap to one with them. */
+const struct migr_dirty_ops *const migr_kvm_trackers[] = {
+    &migr_kvm_dirty_bitmap,
+    &migr_kvm_dirty_ring,
+    NULL,
+};
+
+int migr_kvm_is_vm(const struct migr_hv *hv)
+{
+    return hv && hv->ops == &kvm_ops;
+}
 
 static int get_cpuid(struct kvm_vm *vm)
 {
@@ -635,7 +649,7 @@ int migr_kvm_ring_offered(void)
 
 int migr_kvm_has_ring(struct migr_hv *hv)
 {
-    if (hv->kvm_vm_fd < 0 || strcmp(hv->ops->name, "kvm") != 0) {
+    if (hv->ops != &kvm_ops || hv->kvm_vm_fd < 0) {
         migr_errorf(ENOTSUP, "guest backend '%s' is not KVM", hv->ops->name);
         return 0;
     }

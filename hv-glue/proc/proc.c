@@ -32,6 +32,7 @@
 #include "hv-glue/proc/proc.h"
 #include "hv-glue/workload/workload.h"
 #include "migr/common.h"
+#include "migr/dirty.h"
 
 enum { PCPU_PAUSED = 1, PCPU_RUNNING = 2, PCPU_QUIESCED = 3, PCPU_EXITED = 4 };
 
@@ -469,7 +470,8 @@ static const struct migr_hv_ops proc_ops = {
     .unquiesce = proc_unquiesce,
     .save_state = proc_save_state,
     .load_state = proc_load_state,
-    .set_dirty_log = NULL, /* no hypervisor log: the trackers in dirty/ watch the mapping */
+    .set_dirty_log = NULL, /* no hypervisor log: the process trackers watch the mapping */
+    .trackers = migr_dirty_process_trackers,
     .failed = proc_failed,
     .destroy = proc_destroy,
 };

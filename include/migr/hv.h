@@ -29,6 +29,7 @@ struct migr_hv_region {
 };
 
 struct migr_hv;
+struct migr_dirty_ops;
 
 struct migr_hv_ops {
     const char *name;
@@ -54,6 +55,12 @@ struct migr_hv_ops {
     int (*failed)(struct migr_hv *hv);
     /*! Stop and free everything (vCPU threads joined, memory unmapped). */
     void (*destroy)(struct migr_hv *hv);
+    /*! The dirty trackers this backend offers its guests, best first,
+     *  NULL-terminated (NULL: none of its own). "auto" tries them before the
+     *  registered and the generic ones (include/migr/dirty.h). A backend
+     *  whose guest RAM is written through this process's mapping offers
+     *  migr_dirty_process_trackers. */
+    const struct migr_dirty_ops *const *trackers;
 };
 
 struct migr_hv {
@@ -94,6 +101,9 @@ int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out
  *  copy. Takes ownership of the fds (closed on failure too). */
 int migr_hv_create_shared(const struct migr_hello *hello, const int *memfds, const uint64_t *offs,
                           struct migr_hv **out);
+
+/*! The trackers the built-in backend ("kvm", "proc") offers, or NULL. */
+const struct migr_dirty_ops *const *migr_hv_backend_trackers(const char *backend);
 
 /*! 1 if backend can run on this machine, else 0 with migr_last_error() saying why. */
 int migr_hv_available(const char *backend);

@@ -1,4 +1,4 @@
-/* dirty/kvm-bitmap: KVM's per-memslot dirty bitmap (KVM_GET_DIRTY_LOG), with
+/* hv-glue/kvm: the kvm-bitmap tracker, KVM's per-memslot dirty bitmap (KVM_GET_DIRTY_LOG), with
  * manual re-protection (KVM_CLEAR_DIRTY_LOG) where KVM offers it.
  *
  * Enabling KVM_MEM_LOG_DIRTY_PAGES write-protects the whole slot (we do not
@@ -53,7 +53,11 @@ static int kb_supported(struct migr_hv *hv)
         migr_errorf(ENOTSUP, "guest backend '%s' cannot turn on dirty logging", hv->ops->name);
         return 0;
     }
-    if (strcmp(hv->ops->name, "kvm") == 0 && ((struct kvm_vm *)hv)->ring_entries) {
+    if (!migr_kvm_is_vm(hv)) {
+        migr_errorf(ENOTSUP, "guest backend '%s' is not migr's KVM VMM", hv->ops->name);
+        return 0;
+    }
+    if (((struct kvm_vm *)hv)->ring_entries) {
         migr_errorf(ENOTSUP, "the VM logs dirty pages to rings (created for kvm-ring): "
                     "KVM refuses KVM_GET_DIRTY_LOG then");
         return 0;
@@ -210,7 +214,7 @@ static void kb_stop(struct migr_dirty *d)
 
 static const char *const options[] = {"manual", NULL};
 
-const struct migr_dirty_ops migr_dirty_kvm_bitmap = {
+const struct migr_dirty_ops migr_kvm_dirty_bitmap = {
     .name = "kvm-bitmap",
     .supported = kb_supported,
     .start = kb_start,
