@@ -79,7 +79,7 @@ extern const struct migr_dirty_ops migr_kvm_dirty_bitmap, migr_kvm_dirty_ring;
 extern const struct migr_dirty_ops *const migr_kvm_trackers[];
 /*! 1 if hv is a KVM VM with a dirty ring, else 0 with the reason recorded. */
 int migr_kvm_has_ring(struct migr_hv *hv);
-int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out);
+int migr_kvm_create_incoming(const struct migr_vm_layout *h, int memfd, uint64_t memfd_off, struct migr_hv **out);
 int migr_kvm_probe_msrs(struct kvm_vm *vm);
 void migr_kvm_install_kick(void);
 int kvm_unquiesce_impl(struct kvm_vm *vm);

@@ -815,9 +815,9 @@ fail:
     return err;
 }
 
-int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out)
+int migr_kvm_create_incoming(const struct migr_vm_layout *h, int memfd, uint64_t memfd_off, struct migr_hv **out)
 {
-    /* hv.c has checked the layout: one region at gpa 0 */
+    /* hv.c's builder has checked the layout: one region at gpa 0 */
     struct kvm_vm *vm;
     int err = kvm_create_common(h->regions[0].size, h->nvcpus, memfd, memfd_off, 0, &vm);
     if (err < 0)

@@ -559,10 +559,10 @@ int migr_proc_create(const struct migr_vm_config *cfg, struct migr_hv **out)
     return 0;
 }
 
-int migr_proc_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off,
+int migr_proc_create_incoming(const struct migr_vm_layout *h, int memfd, uint64_t memfd_off,
                               struct migr_hv **out)
 {
-    /* hv.c has checked the layout: one region at gpa 0 */
+    /* hv.c's builder has checked the layout: one region at gpa 0 */
     struct proc_vm *vm;
     int err = proc_create_common(h->regions[0].size, h->nvcpus, memfd, memfd_off, &vm);
     if (err < 0)
