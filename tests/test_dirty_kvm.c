@@ -167,6 +167,14 @@ static int run_case(const char *mode, uint32_t ring, uint32_t nvcpus, const char
         if (r) /* sometimes back to back, sometimes after a pause (long enough to fill a ring) */
             usleep((useconds_t)(r * (ring ? 10000 : 1000)));
     }
+    if (ring) {
+        /* One gap long enough for certain: a loaded machine may never write
+         * RING distinct pages within the short gaps above, and the ring-full
+         * path (the vCPU collecting its own ring) must run at least once. */
+        uint64_t g0 = migr_workload_progress(hv), tg = migr_now_ns();
+        while (migr_workload_progress(hv) - g0 < 4ull * ring && migr_now_ns() - tg < 5000000000ull)
+            usleep(5000);
+    }
     T_OK(hv->ops->quiesce(hv, 5000));
     harvest_checked(d, cum, prev, words);
     harvests++;
