@@ -135,6 +135,10 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libmigr.a tests/testlib.h
 	@mkdir -p $(dir $@)
 	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
 
+# The CLI as a newer binary with another guest state format (tests/newer_state.c).
+$(BUILD)/tests/migr-newer-state: tests/newer_state.c $(CLI_OBJS) $(BUILD)/libmigr.a
+	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -Wl,--wrap=migr_hv_build -o $@ $< $(CLI_OBJS) $(BUILD)/libmigr.a $(LDLIBS)
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libmigr.a
 	@mkdir -p $(dir $@)
 	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
@@ -170,7 +174,7 @@ install: all $(BUILD)/pkg/libmigr.a $(BUILD)/pkg/migr.pc
 demo: all
 	$(BUILD)/migr demo
 
-test: all $(TEST_BINS)
+test: all $(TEST_BINS) $(BUILD)/tests/migr-newer-state
 	@BUILD=$(BUILD) ./tests/run.sh
 
 test-asan:

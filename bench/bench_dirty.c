@@ -304,8 +304,8 @@ static const struct {
     const char *label, *tracker, *manual;
     uint32_t ring;
 } kvm_modes[] = {
-    {"kvm-bitmap(get)", "kvm-bitmap", "0", 0},
-    {"kvm-bitmap(manual)", "kvm-bitmap", "1", 0},
+    {"kvm-bitmap(get)", "kvm-bitmap?manual=0", "0", 0},
+    {"kvm-bitmap(manual)", "kvm-bitmap?manual=1", "1", 0},
     {"kvm-ring", "kvm-ring", NULL, MIGR_KVM_RING_DEFAULT},
 };
 

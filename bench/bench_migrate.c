@@ -38,6 +38,7 @@
 #include "migr/common.h"
 #include "migr/crc32c.h"
 #include "migr/engine.h"
+#include "migr/format.h"
 #include "migr/hv.h"
 #include "migr/transport.h"
 #include "migr/workload.h"

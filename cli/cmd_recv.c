@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "migr/common.h"
+#include "migr/format.h"
 #include "migr/transport.h"
 
 void usage_recv(FILE *f)

@@ -167,10 +167,6 @@ static int choose(void)
         a = MIGR_XBZRLE_AVX512;
     else if (migr_xbzrle_encoder(MIGR_XBZRLE_AVX2))
         a = MIGR_XBZRLE_AVX2;
-    const char *env = getenv("MIGR_XBZRLE_IMPL");
-    for (int k = 0; env && k < MIGR_XBZRLE_NIMPL; k++)
-        if (!strcmp(env, impl_names[k]) && migr_xbzrle_encoder(k))
-            a = k;
     set_active(a);
     return a;
 }

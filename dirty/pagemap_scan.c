@@ -41,8 +41,6 @@
  * even at 10% of 16 GiB dirty in isolated pages (bench/README.md). */
 #define VEC_LEN 8192u
 #define PROBE_VEC 16u
-/* Tests shrink the vector to make it overflow: MIGR_PAGEMAP_SCAN_VEC=N. */
-#define ENV_VEC "MIGR_PAGEMAP_SCAN_VEC"
 #define FEATURES (UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
 
 struct pms {
@@ -176,8 +174,14 @@ static int pms_start(struct migr_dirty *d)
     if (!t)
         return migr_errorf(ENOMEM, NAME ": out of memory");
     t->uffd = t->pagemap = -1;
-    const char *env = getenv(ENV_VEC);
-    t->vec_len = env && atoi(env) > 0 ? (uint64_t)atoi(env) : VEC_LEN;
+    /* Tests shrink the vector to make it overflow: "pagemap-scan?vec=N". */
+    t->vec_len = VEC_LEN;
+    if ((err = migr_dirty_option(d, "vec", &t->vec_len)) < 0)
+        goto fail;
+    if (t->vec_len == 0 || t->vec_len > (1u << 20)) {
+        err = migr_errorf(EINVAL, NAME ": vec=%llu (1 to 1048576 ranges)", (unsigned long long)t->vec_len);
+        goto fail;
+    }
     if (!(t->vec = calloc(t->vec_len, sizeof(*t->vec)))) {
         err = migr_errorf(ENOMEM, NAME ": out of memory");
         goto fail;
@@ -238,10 +242,13 @@ static void pms_stop(struct migr_dirty *d)
     d->priv = NULL;
 }
 
+static const char *const options[] = {"vec", NULL};
+
 const struct migr_dirty_ops migr_dirty_pagemap_scan = {
     .name = NAME,
     .supported = pms_supported,
     .start = pms_start,
     .harvest = pms_harvest,
     .stop = pms_stop,
+    .options = options,
 };

@@ -13,7 +13,7 @@
 
 int dirty_proc_guest(struct migr_hv *hv, const char *name)
 {
-    if (hv->kvm_vm_fd >= 0 || strcmp(hv->ops->name, "kvm") == 0) {
+    if (hv->kvm_vm_fd >= 0) {
         /* A KVM guest writes through its EPT/NPT: the host page tables see
          * only KVM's own faults, and PROT_READ would make KVM_RUN fail. */
         migr_errorf(ENOTSUP, "%s watches this process's page tables; guest backend '%s' writes "

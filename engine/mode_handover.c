@@ -53,6 +53,14 @@ static int handover_setup(struct sender *s)
 
 /* Destination: the next record names the source's RAM memfds, which follow
  * as descriptors; the guest is built on that memory without copying it. */
+/* The incoming guest over the handed-over memfds (its VMM type's builder). */
+static int build_shared(const struct migr_hello *hello, const int *fds, const uint64_t *offs, struct migr_hv **out)
+{
+    struct migr_vm_layout layout;
+    migr_hello_layout(hello, &layout);
+    return migr_hv_build(&layout, fds, offs, out);
+}
+
 static int handover_recv_setup(struct receiver *r, const struct migr_hello *hello)
 {
     struct migr_rec_hdr h;
@@ -77,7 +85,7 @@ static int handover_recv_setup(struct receiver *r, const struct migr_hello *hell
         offs[i] = m.r[i].off;
     }
     if ((err = migr_transport_recv_fds(r->t, fds, (int)m.nregions)) < 0 ||
-        (err = migr_hv_create_shared(hello, fds, offs, &r->hv)) < 0)
+        (err = build_shared(hello, fds, offs, &r->hv)) < 0)
         return migr_error_prefix(-err, "record %llu (MEMFD)", (unsigned long long)r->seq);
     if ((err = engine_recv_check_state_version(r, hello)) < 0)
         return err;

@@ -237,7 +237,9 @@ int engine_recv_check_state_version(struct receiver *r, const struct migr_hello 
  * HELLO's shape, and what the page validator keeps track of. */
 int engine_recv_setup_copy(struct receiver *r, const struct migr_hello *hello)
 {
-    int err = migr_hv_create_incoming(hello, &r->hv);
+    struct migr_vm_layout layout;
+    migr_hello_layout(hello, &layout);
+    int err = migr_hv_build(&layout, NULL, NULL, &r->hv); /* the caller's builder for hello's VMM type */
     if (err < 0)
         return migr_error_prefix(-err, "record %llu (HELLO)", (unsigned long long)r->seq);
     if ((err = engine_recv_check_state_version(r, hello)) < 0)

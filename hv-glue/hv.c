@@ -1,5 +1,6 @@
 /* hv-glue: backend dispatch and RAM address helpers shared by all backends. */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <stdbool.h>
 #include <sys/stat.h>
@@ -9,6 +10,8 @@
 #include "hv-glue/kvm/kvm.h"
 #include "hv-glue/proc/proc.h"
 #include "migr/common.h"
+#include "migr/dirty.h"
+#include "migr/format.h"
 #include "migr/hv.h"
 
 int migr_hv_available(const char *backend)
@@ -19,6 +22,15 @@ int migr_hv_available(const char *backend)
         return 1; /* memfd + threads: works wherever libmigr runs */
     migr_errorf(EINVAL, "unknown backend '%s' (known: kvm, proc)", backend);
     return 0;
+}
+
+const struct migr_dirty_ops *const *migr_hv_backend_trackers(const char *backend)
+{
+    if (strcmp(backend, "kvm") == 0)
+        return migr_kvm_trackers;
+    if (strcmp(backend, "proc") == 0)
+        return migr_dirty_process_trackers;
+    return NULL;
 }
 
 int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct migr_hv **out)
@@ -54,41 +66,190 @@ int migr_hv_map_ram(uint64_t size, int memfd, uint64_t off, int *fd, uint8_t **m
     return 0;
 }
 
-/* Both backends take one RAM region at guest-physical 0. */
-static int one_region_at_zero(const struct migr_hello *h)
+/* Both built-in backends take one RAM region at guest-physical 0. */
+static int one_region_at_zero(const struct migr_vm_layout *l)
 {
-    if (h->nregions == 1 && h->regions[0].gpa == 0)
+    if (l->nregions == 1 && l->regions[0].gpa == 0)
         return 0;
-    return migr_errorf(EINVAL, "HELLO: the %.16s backend takes one RAM region at gpa 0 "
-                       "(got %u regions, first at 0x%llx)", h->backend, h->nregions,
-                       (unsigned long long)h->regions[0].gpa);
+    return migr_errorf(EINVAL, "the %s backend takes one RAM region at gpa 0 (got %u regions, first at 0x%llx)",
+                       l->vmm, l->nregions, (unsigned long long)l->regions[0].gpa);
+}
+
+static void close_fds(const int *memfds, uint32_t n)
+{
+    for (uint32_t i = 0; memfds && i < n; i++)
+        close(memfds[i]);
+}
+
+static int kvm_build(void *arg, const struct migr_vm_layout *l, const int *memfds, const uint64_t *offs,
+                     struct migr_hv **out)
+{
+    int err = one_region_at_zero(l);
+    if (err < 0) {
+        close_fds(memfds, l->nregions);
+        return err;
+    }
+    return migr_kvm_create_incoming(l, memfds ? memfds[0] : -1, memfds ? offs[0] : 0, out);
+}
+
+static int proc_build(void *arg, const struct migr_vm_layout *l, const int *memfds, const uint64_t *offs,
+                      struct migr_hv **out)
+{
+    int err = one_region_at_zero(l);
+    if (err < 0) {
+        close_fds(memfds, l->nregions);
+        return err;
+    }
+    return migr_proc_create_incoming(l, memfds ? memfds[0] : -1, memfds ? offs[0] : 0, out);
+}
+
+static int yes(void *arg) { return 1; }
+
+/* The built-in backends, through the same builder API an embedder uses. */
+static const struct migr_hv_builder builtin[] = {
+    {.vmm = "kvm", .create = kvm_build, .can_share = yes},
+    {.vmm = "proc", .create = proc_build, .can_share = yes},
+};
+
+#define MAX_BUILDERS 16
+static pthread_mutex_t builders_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct migr_hv_builder *builders[MAX_BUILDERS];
+
+int migr_hv_register_builder(const struct migr_hv_builder *b)
+{
+    if (!b || !b->vmm || !b->vmm[0] || strlen(b->vmm) > 15 || !b->create)
+        return migr_errorf(EINVAL, "guest builder: a VMM type of 1..15 characters and create are needed");
+    int err = -ENOSPC;
+    pthread_mutex_lock(&builders_lock);
+    for (int i = 0; i < MAX_BUILDERS; i++)
+        if (builders[i] && strcmp(builders[i]->vmm, b->vmm) == 0)
+            err = -EEXIST;
+    for (int i = 0; i < MAX_BUILDERS && err == -ENOSPC; i++)
+        if (!builders[i]) {
+            builders[i] = b;
+            err = 0;
+        }
+    pthread_mutex_unlock(&builders_lock);
+    if (err == -EEXIST)
+        return migr_errorf(EEXIST, "guest builder for VMM type '%s' is registered already", b->vmm);
+    if (err == -ENOSPC)
+        return migr_errorf(ENOSPC, "guest builder '%s': %d registered already", b->vmm, MAX_BUILDERS);
+    return 0;
+}
+
+int migr_hv_unregister_builder(const struct migr_hv_builder *b)
+{
+    int found = 0;
+    pthread_mutex_lock(&builders_lock);
+    for (int i = 0; i < MAX_BUILDERS; i++)
+        if (builders[i] == b) {
+            builders[i] = NULL;
+            found = 1;
+        }
+    pthread_mutex_unlock(&builders_lock);
+    return found ? 0 : migr_errorf(ENOENT, "guest builder is not registered");
+}
+
+/* The builder for type vmm: a registered one, else a built-in one; NULL. */
+static const struct migr_hv_builder *find_builder(const char *vmm)
+{
+    const struct migr_hv_builder *b = NULL;
+    pthread_mutex_lock(&builders_lock);
+    for (int i = 0; i < MAX_BUILDERS && !b; i++)
+        if (builders[i] && strcmp(builders[i]->vmm, vmm) == 0)
+            b = builders[i];
+    pthread_mutex_unlock(&builders_lock);
+    for (size_t i = 0; i < MIGR_ARRAY_SIZE(builtin) && !b; i++)
+        if (strcmp(builtin[i].vmm, vmm) == 0)
+            b = &builtin[i];
+    return b;
+}
+
+static int check_layout(const struct migr_vm_layout *l)
+{
+    if (l->page_size != MIGR_PAGE_SIZE)
+        return migr_errorf(EINVAL, "layout: page size %u (this build: %u)", l->page_size, MIGR_PAGE_SIZE);
+    if (l->nvcpus < 1 || l->nvcpus > MIGR_MAX_VCPUS)
+        return migr_errorf(EINVAL, "layout: %u vCPUs (1..%u)", l->nvcpus, MIGR_MAX_VCPUS);
+    if (l->nregions < 1 || l->nregions > MIGR_MAX_REGIONS)
+        return migr_errorf(EINVAL, "layout: %u RAM regions (1..%u)", l->nregions, MIGR_MAX_REGIONS);
+    if (memchr(l->vmm, 0, sizeof(l->vmm)) == NULL || !l->vmm[0])
+        return migr_errorf(EINVAL, "layout: no VMM type");
+    for (uint32_t i = 0; i < l->nregions; i++) {
+        const struct migr_layout_region *g = &l->regions[i];
+        if (!g->size || g->size % MIGR_PAGE_SIZE || g->gpa % MIGR_PAGE_SIZE || g->gpa + g->size < g->gpa)
+            return migr_errorf(EINVAL, "layout: region %u (gpa 0x%llx, %llu bytes) not page aligned or empty", i,
+                               (unsigned long long)g->gpa, (unsigned long long)g->size);
+        if (i && g->gpa < l->regions[i - 1].gpa + l->regions[i - 1].size)
+            return migr_errorf(EINVAL, "layout: region %u at 0x%llx overlaps or precedes region %u", i,
+                               (unsigned long long)g->gpa, i - 1);
+    }
+    return 0;
+}
+
+/* The guest a builder returned has the layout it was asked for. */
+static int check_built(const struct migr_vm_layout *l, const struct migr_hv *hv)
+{
+    uint64_t pages = 0;
+    if (!hv->ops || !hv->ops->pause || !hv->ops->resume || !hv->ops->load_state || !hv->ops->destroy)
+        return migr_errorf(EINVAL, "guest builder '%s': the guest lacks pause, resume, load_state or destroy", l->vmm);
+    if (hv->nregions != l->nregions || hv->nvcpus != l->nvcpus)
+        return migr_errorf(EINVAL, "guest builder '%s': built %u regions and %u vCPUs, the layout has %u and %u",
+                           l->vmm, hv->nregions, hv->nvcpus, l->nregions, l->nvcpus);
+    for (uint32_t i = 0; i < l->nregions; i++) {
+        const struct migr_hv_region *g = &hv->regions[i];
+        if (g->gpa != l->regions[i].gpa || g->size != l->regions[i].size || !g->host)
+            return migr_errorf(EINVAL, "guest builder '%s': region %u is 0x%llx+%llu%s, the layout says 0x%llx+%llu",
+                               l->vmm, i, (unsigned long long)g->gpa, (unsigned long long)g->size,
+                               g->host ? "" : " without a host mapping", (unsigned long long)l->regions[i].gpa,
+                               (unsigned long long)l->regions[i].size);
+        pages += g->size / MIGR_PAGE_SIZE;
+    }
+    if (hv->ram_pages != pages)
+        return migr_errorf(EINVAL, "guest builder '%s': ram_pages %llu, the regions hold %llu", l->vmm,
+                           (unsigned long long)hv->ram_pages, (unsigned long long)pages);
+    return 0;
+}
+
+int migr_hv_build(const struct migr_vm_layout *layout, const int *memfds, const uint64_t *offs,
+                  struct migr_hv **out)
+{
+    *out = NULL;
+    int err = check_layout(layout);
+    const struct migr_hv_builder *b = err < 0 ? NULL : find_builder(layout->vmm);
+    if (err == 0 && !b)
+        err = migr_errorf(ENOTSUP, "no guest builder for backend (VMM type) '%.16s' (built in: kvm, proc; an embedder "
+                          "registers its own with migr_hv_register_builder)", layout->vmm);
+    if (err == 0 && memfds && !(b->can_share && b->can_share(b->arg) > 0))
+        err = migr_errorf(ENOTSUP, "guest builder '%s' cannot take handed-over memory", layout->vmm);
+    if (err < 0) {
+        close_fds(memfds, layout->nregions <= MIGR_MAX_REGIONS ? layout->nregions : 0);
+        return err;
+    }
+    struct migr_hv *hv = NULL;
+    if ((err = b->create(b->arg, layout, memfds, offs, &hv)) < 0)
+        return err;
+    if ((err = check_built(layout, hv)) < 0) {
+        hv->ops->destroy(hv);
+        return err;
+    }
+    *out = hv;
+    return 0;
 }
 
 int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out)
 {
-    int err = one_region_at_zero(hello);
-    if (err < 0)
-        return err;
-    if (strcmp(hello->backend, "kvm") == 0)
-        return migr_kvm_create_incoming(hello, -1, 0, out);
-    if (strcmp(hello->backend, "proc") == 0)
-        return migr_proc_create_incoming(hello, -1, 0, out);
-    return migr_errorf(ENOTSUP, "HELLO: backend '%.16s' is not available in this build", hello->backend);
+    struct migr_vm_layout l;
+    migr_hello_layout(hello, &l);
+    return migr_hv_build(&l, NULL, NULL, out);
 }
 
 int migr_hv_create_shared(const struct migr_hello *hello, const int *memfds, const uint64_t *offs,
                           struct migr_hv **out)
 {
-    bool kvm = strcmp(hello->backend, "kvm") == 0, proc = strcmp(hello->backend, "proc") == 0;
-    int err = one_region_at_zero(hello);
-    if (err < 0 || !(kvm || proc)) {
-        for (uint32_t i = 0; i < hello->nregions; i++)
-            close(memfds[i]);
-        return err < 0 ? err
-                       : migr_errorf(ENOTSUP, "HELLO: backend '%.16s' is not available in this build", hello->backend);
-    }
-    return kvm ? migr_kvm_create_incoming(hello, memfds[0], offs[0], out)
-               : migr_proc_create_incoming(hello, memfds[0], offs[0], out);
+    struct migr_vm_layout l;
+    migr_hello_layout(hello, &l);
+    return migr_hv_build(&l, memfds, offs, out);
 }
 
 uint8_t *migr_hv_page(struct migr_hv *hv, uint64_t idx)
@@ -135,16 +296,22 @@ uint8_t *migr_hv_gpa(struct migr_hv *hv, uint64_t gpa, uint64_t len)
     return NULL;
 }
 
+void migr_hv_layout(const struct migr_hv *hv, struct migr_vm_layout *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->page_size = MIGR_PAGE_SIZE;
+    l->nvcpus = hv->nvcpus;
+    l->nregions = hv->nregions;
+    l->state_version = hv->state_version;
+    strncpy(l->vmm, hv->ops->name, sizeof(l->vmm) - 1);
+    for (uint32_t r = 0; r < hv->nregions && r < MIGR_MAX_REGIONS; r++)
+        l->regions[r] = (struct migr_layout_region){.gpa = hv->regions[r].gpa, .size = hv->regions[r].size};
+}
+
 void migr_hv_describe(const struct migr_hv *hv, struct migr_hello *h)
 {
+    struct migr_vm_layout l;
     memset(h, 0, sizeof(*h));
-    h->page_size = MIGR_PAGE_SIZE;
-    h->nvcpus = hv->nvcpus;
-    h->nregions = hv->nregions;
-    h->state_version = hv->state_version;
-    strncpy(h->backend, hv->ops->name, sizeof(h->backend) - 1);
-    for (uint32_t r = 0; r < hv->nregions; r++) {
-        h->regions[r].gpa = hv->regions[r].gpa;
-        h->regions[r].size = hv->regions[r].size;
-    }
+    migr_hv_layout(hv, &l);
+    migr_hello_set_layout(h, &l);
 }

@@ -16,6 +16,9 @@ if [ -z "${MIGR_TEST_BACKEND:-}" ] && [ $BACKEND = kvm ]; then
 fi
 BACKEND=${MIGR_TEST_BACKEND:-$BACKEND}
 . "$(dirname "$0")/itlib.sh"
+# migr built so that its guests announce another state format (tests/newer_state.c)
+NEWER=${NEWER:-$(dirname "$MIGR")/tests/migr-newer-state}
+[ -x "$NEWER" ] || { echo "FAIL: $NEWER is not built (make $NEWER)"; exit 1; }
 it_setup group
 export MIGR_RUN_DIR=$DIR/run
 verify_all() { # $1: what; then ctl paths
@@ -70,7 +73,7 @@ verify_all "after send --group" "${dsts[@]}"
 # 3. one new VMM refuses: nobody moves
 cat >"$DIR/refusing-migr" <<EOS
 #!/bin/bash
-case "\$*" in *dst2.ctl*) export MIGR_TEST_STATE_VERSION=99;; esac
+case "\$*" in *dst2.ctl*) exec "$NEWER" "\$@";; esac
 exec "$(readlink -f "$MIGR")" "\$@"
 EOS
 chmod +x "$DIR/refusing-migr"

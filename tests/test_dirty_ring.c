@@ -1,4 +1,4 @@
-/* The kvm-ring harvesting logic (migr_dirty_ring_collect, dirty/kvm_ring.c)
+/* The kvm-ring harvesting logic (migr_dirty_ring_collect, hv-glue/kvm/dirty_ring.c)
  * on rings in ordinary memory that this test fills the way KVM does: a
  * producer writes (slot, offset) into the next free entry and publishes it
  * with a store-release of flags = DIRTY; it may reuse an entry only after
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dirty/kvm_ring.h"
+#include "hv-glue/kvm/dirty_ring.h"
 #include "migr/dirty.h"
 #include "migr/hv.h"
 #include "testlib.h"

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "hv-glue/workload/workload.h"
+#include "migr/format.h"
 #include "migr/hv.h"
 #include "migr/workload.h"
 #include "testlib.h"

@@ -10,6 +10,7 @@
 
 #include "hv-glue/proc/proc.h"
 #include "hv-glue/workload/workload.h"
+#include "migr/format.h"
 #include "migr/hv.h"
 #include "migr/workload.h"
 #include "testlib.h"

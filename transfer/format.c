@@ -504,3 +504,27 @@ int migr_ranges_decode(const char *what, const uint8_t *meta, size_t len, struct
     *count = n;
     return 0;
 }
+
+void migr_hello_layout(const struct migr_hello *h, struct migr_vm_layout *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->page_size = h->page_size;
+    out->nvcpus = h->nvcpus;
+    out->nregions = h->nregions < MIGR_MAX_REGIONS ? h->nregions : MIGR_MAX_REGIONS;
+    out->state_version = h->state_version;
+    memcpy(out->vmm, h->backend, sizeof(out->vmm) - 1);
+    for (uint32_t i = 0; i < out->nregions; i++)
+        out->regions[i] = (struct migr_layout_region){.gpa = h->regions[i].gpa, .size = h->regions[i].size};
+}
+
+void migr_hello_set_layout(struct migr_hello *h, const struct migr_vm_layout *l)
+{
+    h->page_size = l->page_size;
+    h->nvcpus = l->nvcpus;
+    h->nregions = l->nregions < MIGR_MAX_REGIONS ? l->nregions : MIGR_MAX_REGIONS;
+    h->state_version = l->state_version;
+    memset(h->backend, 0, sizeof(h->backend));
+    memcpy(h->backend, l->vmm, strnlen(l->vmm, sizeof(l->vmm) - 1));
+    for (uint32_t i = 0; i < h->nregions; i++)
+        h->regions[i] = (struct migr_region_desc){.gpa = l->regions[i].gpa, .size = l->regions[i].size};
+}

@@ -150,14 +150,7 @@ static const struct migr_transport_ops uring_tcp_ops = {
 /* Both rings or none. 0, or -errno and why in note. */
 static int rings_init(struct uring_transport *u, char *note, size_t cap)
 {
-    const char *force = getenv("MIGR_TEST_NO_URING");
-    int ret;
-
-    if (force && *force && strcmp(force, "0")) {
-        snprintf(note, cap, "MIGR_TEST_NO_URING=%s is set", force);
-        return -ENOSYS;
-    }
-    ret = io_uring_queue_init(URING_DEPTH, &u->ring[DIR_SEND], 0);
+    int ret = io_uring_queue_init(URING_DEPTH, &u->ring[DIR_SEND], 0);
     if (ret == 0) {
         ret = io_uring_queue_init(URING_DEPTH, &u->ring[DIR_RECV], 0);
         if (ret < 0)

@@ -72,9 +72,14 @@ int migr_kvm_create(const struct migr_vm_config *cfg, struct migr_hv **out);
 int migr_kvm_create_ring(const struct migr_vm_config *cfg, uint32_t ring_entries, struct migr_hv **out);
 /*! 1 if this machine's KVM offers dirty rings (KVM_CAP_DIRTY_LOG_RING), else 0. */
 int migr_kvm_ring_offered(void);
+/*! 1 if hv is a VM of this backend (its struct migr_hv is a struct kvm_vm). */
+int migr_kvm_is_vm(const struct migr_hv *hv);
+/* The trackers this backend offers its guests (kvm_ops.trackers), best first. */
+extern const struct migr_dirty_ops migr_kvm_dirty_bitmap, migr_kvm_dirty_ring;
+extern const struct migr_dirty_ops *const migr_kvm_trackers[];
 /*! 1 if hv is a KVM VM with a dirty ring, else 0 with the reason recorded. */
 int migr_kvm_has_ring(struct migr_hv *hv);
-int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out);
+int migr_kvm_create_incoming(const struct migr_vm_layout *h, int memfd, uint64_t memfd_off, struct migr_hv **out);
 int migr_kvm_probe_msrs(struct kvm_vm *vm);
 void migr_kvm_install_kick(void);
 int kvm_unquiesce_impl(struct kvm_vm *vm);

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dirty/kvm_ring.h"
+#include "hv-glue/kvm/dirty_ring.h"
 #include "hv-glue/kvm/kvm.h"
 #include "hv-glue/kvm/pvh.h"
 #include "hv-glue/workload/workload.h"
@@ -571,7 +571,21 @@ static const struct migr_hv_ops kvm_ops = {
     .set_dirty_log = kvm_set_dirty_log,
     .failed = kvm_failed,
     .destroy = kvm_destroy,
+    .trackers = migr_kvm_trackers,
 };
+
+/* A VM gets one or the other (kvm_enable_ring): kvm-ring says no to a VM
+ * without rings, kvm-bitmap to one with them. */
+const struct migr_dirty_ops *const migr_kvm_trackers[] = {
+    &migr_kvm_dirty_bitmap,
+    &migr_kvm_dirty_ring,
+    NULL,
+};
+
+int migr_kvm_is_vm(const struct migr_hv *hv)
+{
+    return hv && hv->ops == &kvm_ops;
+}
 
 static int get_cpuid(struct kvm_vm *vm)
 {
@@ -635,7 +649,7 @@ int migr_kvm_ring_offered(void)
 
 int migr_kvm_has_ring(struct migr_hv *hv)
 {
-    if (hv->kvm_vm_fd < 0 || strcmp(hv->ops->name, "kvm") != 0) {
+    if (hv->ops != &kvm_ops || hv->kvm_vm_fd < 0) {
         migr_errorf(ENOTSUP, "guest backend '%s' is not KVM", hv->ops->name);
         return 0;
     }
@@ -707,10 +721,6 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
     hv->nvcpus = nvcpus;
     hv->ram_pages = mem_size / MIGR_PAGE_SIZE;
     hv->state_version = MIGR_KVM_STATE_VERSION;
-    /* Tests stand in for a newer binary with another state format. */
-    const char *sv = getenv("MIGR_TEST_STATE_VERSION");
-    if (sv && *sv)
-        hv->state_version = (uint32_t)strtoul(sv, NULL, 10);
     hv->kvm_vm_fd = vm->vm_fd;
     hv->paused = true;
 
@@ -805,9 +815,9 @@ fail:
     return err;
 }
 
-int migr_kvm_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off, struct migr_hv **out)
+int migr_kvm_create_incoming(const struct migr_vm_layout *h, int memfd, uint64_t memfd_off, struct migr_hv **out)
 {
-    /* hv.c has checked the layout: one region at gpa 0 */
+    /* hv.c's builder has checked the layout: one region at gpa 0 */
     struct kvm_vm *vm;
     int err = kvm_create_common(h->regions[0].size, h->nvcpus, memfd, memfd_off, 0, &vm);
     if (err < 0)

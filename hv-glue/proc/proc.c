@@ -32,6 +32,7 @@
 #include "hv-glue/proc/proc.h"
 #include "hv-glue/workload/workload.h"
 #include "migr/common.h"
+#include "migr/dirty.h"
 
 enum { PCPU_PAUSED = 1, PCPU_RUNNING = 2, PCPU_QUIESCED = 3, PCPU_EXITED = 4 };
 
@@ -469,7 +470,8 @@ static const struct migr_hv_ops proc_ops = {
     .unquiesce = proc_unquiesce,
     .save_state = proc_save_state,
     .load_state = proc_load_state,
-    .set_dirty_log = NULL, /* no hypervisor log: the trackers in dirty/ watch the mapping */
+    .set_dirty_log = NULL, /* no hypervisor log: the process trackers watch the mapping */
+    .trackers = migr_dirty_process_trackers,
     .failed = proc_failed,
     .destroy = proc_destroy,
 };
@@ -523,10 +525,6 @@ static int proc_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uin
         .gpa = 0, .size = mem_size, .host = vm->mem, .memfd = vm->memfd, .memfd_off = memfd_off, .slot = 0};
     hv->ram_pages = mem_size / MIGR_PAGE_SIZE;
     hv->state_version = MIGR_PROC_STATE_VERSION;
-    /* Tests stand in for a newer binary with another state format (as kvm does). */
-    const char *sv = getenv("MIGR_TEST_STATE_VERSION");
-    if (sv && *sv)
-        hv->state_version = (uint32_t)strtoul(sv, NULL, 10);
 
     for (uint32_t i = 0; i < nvcpus; i++) {
         struct proc_vcpu *c = &vm->vcpus[i];
@@ -561,10 +559,10 @@ int migr_proc_create(const struct migr_vm_config *cfg, struct migr_hv **out)
     return 0;
 }
 
-int migr_proc_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off,
+int migr_proc_create_incoming(const struct migr_vm_layout *h, int memfd, uint64_t memfd_off,
                               struct migr_hv **out)
 {
-    /* hv.c has checked the layout: one region at gpa 0 */
+    /* hv.c's builder has checked the layout: one region at gpa 0 */
     struct proc_vm *vm;
     int err = proc_create_common(h->regions[0].size, h->nvcpus, memfd, memfd_off, &vm);
     if (err < 0)

@@ -14,7 +14,7 @@
 int migr_proc_create(const struct migr_vm_config *cfg, struct migr_hv **out);
 /*! Empty shell for an incoming guest. memfd >= 0: map that memory (hand-over;
  *  the fd is owned by the guest from here, closed on failure too). */
-int migr_proc_create_incoming(const struct migr_hello *h, int memfd, uint64_t memfd_off,
+int migr_proc_create_incoming(const struct migr_vm_layout *h, int memfd, uint64_t memfd_off,
                               struct migr_hv **out);
 
 /*! Tests only: replace each vCPU's workload step (throttle, choose a page,

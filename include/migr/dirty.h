@@ -34,6 +34,10 @@ struct migr_dirty_ops {
      *  now or next time. Returns the number of newly set bits or -errno. */
     long (*harvest)(struct migr_dirty *d, uint64_t *bitmap);
     void (*stop)(struct migr_dirty *d);
+    /*! Option keys this tracker accepts after its name ("kvm-bitmap?manual=0",
+     *  "pagemap-scan?vec=1000"), NULL-terminated; NULL: none. The tracker
+     *  reads their values with migr_dirty_option() in start. */
+    const char *const *options;
 };
 
 struct migr_dirty {
@@ -43,23 +47,56 @@ struct migr_dirty {
     void *priv;            /* backend state */
     uint64_t harvests;     /* statistics */
     uint64_t harvest_ns;
+    const char *options;   /* "key=value,key=value" after the name's '?', or "" (library-owned) */
 };
 
-/*! Open the tracker called name for hv: "kvm-bitmap" (KVM guests),
- *  "kvm-ring" (KVM guests created with a dirty ring),
- *  "pagemap-scan", "soft-dirty", "uffd-wp", "mprotect" (guests whose RAM is
- *  written through this process's mapping: proc), or "auto" for the first of
- *  these, in that order, that supports hv here (docs/dirty.md). -EINVAL for an
- *  unknown name, -ENOTSUP if not supported; the message gives the reason and
- *  lists the trackers that would work for hv. */
+/*! Open the tracker called name for hv, one of: the guest backend's own
+ *  (hv->ops->trackers: "kvm-bitmap", "kvm-ring" for KVM guests; for a
+ *  backend that names none, and for proc, the process trackers
+ *  "pagemap-scan", "soft-dirty", "uffd-wp", "mprotect"), a registered one
+ *  (migr_dirty_register), or "ept"; "auto": the first of these, in that
+ *  order, that supports hv here (docs/dirty.md). -EINVAL for an unknown
+ *  name, -ENOTSUP if not supported; the message gives the reason and lists
+ *  the trackers that would work for hv. */
 int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **out);
+/*! Options: name may end in "?key=value[,key=value...]" (e.g.
+ *  "kvm-bitmap?manual=0": KVM_GET_DIRTY_LOG re-protects even where manual
+ *  protect is offered; "pagemap-scan?vec=N": N ranges per PAGEMAP_SCAN call).
+ *  A key the tracker does not list in ops->options is refused by
+ *  migr_dirty_open (-EINVAL, naming it and the known keys). */
+
+/*! For trackers: the value of option key as an unsigned number. 1 and *val
+ *  set if given, 0 if not given (*val unchanged), -EINVAL (with a message
+ *  naming tracker, key and value) if it is not a number. */
+int migr_dirty_option(const struct migr_dirty *d, const char *key, uint64_t *val);
 int migr_dirty_start(struct migr_dirty *d);
 long migr_dirty_harvest(struct migr_dirty *d, uint64_t *bitmap);
 /*! Stop tracking and free. NULL ok. */
 void migr_dirty_close(struct migr_dirty *d);
 
-/*! The registered trackers, NULL-terminated (for --help, tests and benchmarks). */
+/*! The trackers of dirty/, NULL-terminated (for --help, tests and
+ *  benchmarks): the process trackers, then ept. A backend's own trackers
+ *  (KVM's) are in its ops (struct migr_hv_ops.trackers). */
 extern const struct migr_dirty_ops *const migr_dirty_backends[];
+/*! pagemap-scan, soft-dirty, uffd-wp, mprotect: for guests whose RAM is
+ *  written through this process's mapping (hv->regions[].host). A backend
+ *  offers them with .trackers = migr_dirty_process_trackers; a backend that
+ *  names no trackers gets them too. NULL-terminated. */
+extern const struct migr_dirty_ops *const migr_dirty_process_trackers[];
+
+/*! Register an embedder's own tracker (its KVM dirty log, a PML log, its own
+ *  write-protection) beside the built-in ones: migr_dirty_open(ops->name)
+ *  finds it for every guest, and "auto" tries it after the guest backend's
+ *  own trackers (ops->supported decides which guests it takes). ops and its
+ *  strings must stay valid until migr_dirty_unregister. Thread-safe; may not
+ *  be called from a tracker's op. 0, -EINVAL (missing op or name), -EEXIST
+ *  (the name is taken), -ENOSPC (16 registered). A tracker used only for
+ *  one backend's guests can instead be listed in that backend's
+ *  struct migr_hv_ops.trackers. */
+int migr_dirty_register(const struct migr_dirty_ops *ops);
+/*! Undo migr_dirty_register (trackers already open keep working only as
+ *  long as ops stays valid). 0 or -ENOENT. */
+int migr_dirty_unregister(const struct migr_dirty_ops *ops);
 
 /* Bitmap helpers (one bit per page, uint64 words). */
 static inline void migr_bit_set(uint64_t *bm, uint64_t i) { bm[i >> 6] |= 1ull << (i & 63); }

@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include "migr/layout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,8 +27,6 @@ extern "C" {
 #define MIGR_REC_HDR_SIZE 12u
 #define MIGR_META_MAX (1u << 20)     /* 1 MiB */
 #define MIGR_BULK_MAX (64u << 20)    /* 64 MiB */
-#define MIGR_MAX_REGIONS 64u
-#define MIGR_MAX_VCPUS 64u
 #define MIGR_BATCH_MAX 4096u         /* page entries per PAGES record */
 
 enum migr_rec_type {
@@ -188,6 +187,12 @@ int migr_pages_encode(uint32_t round, const struct migr_page_entry *e, uint32_t 
  * that can be checked without the receiver's state, and on failure return
  * -EBADMSG with a message naming the record and field. */
 int migr_hello_decode(const uint8_t *meta, size_t len, struct migr_hello *out);
+
+/*! The guest layout HELLO announces (backend -> vmm), for the caller that
+ *  builds the incoming guest (migr_hv_build, include/migr/hv.h). */
+void migr_hello_layout(const struct migr_hello *h, struct migr_vm_layout *out);
+/*! Fill hello's layout fields from a layout (mode is left alone). */
+void migr_hello_set_layout(struct migr_hello *h, const struct migr_vm_layout *l);
 int migr_round_end_decode(const uint8_t *meta, size_t len, struct migr_round_end *out);
 int migr_switchover_decode(const uint8_t *meta, size_t len, struct migr_switchover *out);
 int migr_ack_decode(const uint8_t *meta, size_t len, struct migr_ack *out);

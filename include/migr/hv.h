@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "migr/format.h"
+#include "migr/layout.h"
 #include "migr/workload.h"
 
 #ifdef __cplusplus
@@ -29,6 +29,8 @@ struct migr_hv_region {
 };
 
 struct migr_hv;
+struct migr_dirty_ops;
+struct migr_hello;
 
 struct migr_hv_ops {
     const char *name;
@@ -54,6 +56,12 @@ struct migr_hv_ops {
     int (*failed)(struct migr_hv *hv);
     /*! Stop and free everything (vCPU threads joined, memory unmapped). */
     void (*destroy)(struct migr_hv *hv);
+    /*! The dirty trackers this backend offers its guests, best first,
+     *  NULL-terminated (NULL: none of its own). "auto" tries them before the
+     *  registered and the generic ones (include/migr/dirty.h). A backend
+     *  whose guest RAM is written through this process's mapping offers
+     *  migr_dirty_process_trackers. */
+    const struct migr_dirty_ops *const *trackers;
 };
 
 struct migr_hv {
@@ -85,15 +93,71 @@ struct migr_vm_config {
  *  backend: "kvm" or "proc". -ENODEV with the reason if /dev/kvm is unusable. */
 int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct migr_hv **out);
 
-/*! Create an empty guest shell with the RAM layout and vCPU count of hello,
- *  to be filled by an incoming migration (memory zeroed, state unset). */
+/* ---- The destination: the caller builds the incoming guest ----
+ *
+ * A destination does not need migr's VMMs: whoever receives a guest of VMM
+ * type T registers a builder for T, and migr_recv() calls it with the layout
+ * the source announced (RAM regions with their guest-physical bases — holes
+ * between them are fine —, page size, vCPUs, state version). The builder
+ * returns a paused, empty struct migr_hv over the caller's own memory; the
+ * engine then writes the pages into regions[].host (or, in post-copy,
+ * registers regions[].host with a userfaultfd of its own for missing pages
+ * and places them with UFFDIO_COPY: the memory must be a shared memfd
+ * mapping or anonymous memory, not yet registered with another userfaultfd,
+ * and not yet touched), passes the source's state blob to ops->load_state,
+ * and finally calls ops->resume. The built-in "kvm" and "proc" backends are
+ * builders of this kind too. */
+
+struct migr_hv_builder {
+    const char *vmm;   /*!< the VMM type it builds (HELLO's backend), 1..15 characters */
+    /*! Build an empty, paused guest with exactly layout's regions (same count,
+     *  order, gpa and size), layout->nvcpus vCPUs and a state_version the
+     *  builder chooses (the engine refuses the guest if it differs from the
+     *  source's). memfds == NULL: a copy migration — the caller provides the
+     *  memory (each region's host mapping, and a memfd + offset if it has one,
+     *  else memfd = -1). memfds != NULL: a zero-copy hand-over — region i's
+     *  memory is memfds[i] at offs[i] (the guest owns the fds from here: the
+     *  builder closes them on failure too). 0 and *out, or -errno with
+     *  migr_errorf. Called on the thread that runs migr_recv. */
+    int (*create)(void *arg, const struct migr_vm_layout *layout, const int *memfds, const uint64_t *offs,
+                  struct migr_hv **out);
+    /*! Optional: 1 if this builder can take memfds (hand-over), else 0. NULL: copy only. */
+    int (*can_share)(void *arg);
+    void *arg;         /*!< passed to the ops */
+};
+
+/*! Let migr_recv() build incoming guests of type b->vmm with b (b must stay
+ *  valid until unregistered; a registered builder is preferred over a
+ *  built-in one of the same type). Thread-safe. 0, -EINVAL, -EEXIST,
+ *  -ENOSPC (16 registered). */
+int migr_hv_register_builder(const struct migr_hv_builder *b);
+/*! Undo migr_hv_register_builder. 0 or -ENOENT. */
+int migr_hv_unregister_builder(const struct migr_hv_builder *b);
+
+/*! Build an incoming guest of layout->vmm through its builder (registered,
+ *  else built-in): checks the layout (page size, vCPUs, regions ascending
+ *  and disjoint), calls the builder, then checks that the guest it returned
+ *  has that layout and a host mapping for every region. memfds/offs as for
+ *  the builder's create (NULL: a copy migration); the fds are the guest's
+ *  (closed on failure). -ENOTSUP naming the type if no builder takes it. */
+int migr_hv_build(const struct migr_vm_layout *layout, const int *memfds, const uint64_t *offs,
+                  struct migr_hv **out);
+
+/*! The layout of hv as a source announces it (page size, regions, vCPUs,
+ *  vmm = hv->ops->name, state version). */
+void migr_hv_layout(const struct migr_hv *hv, struct migr_vm_layout *out);
+
+/*! migr_hv_build from a HELLO record's layout (memory zeroed, state unset). */
 int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out);
 
-/*! Create a guest shell like migr_hv_create_incoming whose RAM is the given
- *  memory (one memfd per region, at offs[i]) handed over by another VMM: no
- *  copy. Takes ownership of the fds (closed on failure too). */
+/*! migr_hv_build from a HELLO record's layout whose RAM is the given memory
+ *  (one memfd per region, at offs[i]) handed over by another VMM: no copy.
+ *  Takes ownership of the fds (closed on failure too). */
 int migr_hv_create_shared(const struct migr_hello *hello, const int *memfds, const uint64_t *offs,
                           struct migr_hv **out);
+
+/*! The trackers the built-in backend ("kvm", "proc") offers, or NULL. */
+const struct migr_dirty_ops *const *migr_hv_backend_trackers(const char *backend);
 
 /*! 1 if backend can run on this machine, else 0 with migr_last_error() saying why. */
 int migr_hv_available(const char *backend);
@@ -113,7 +177,8 @@ uint64_t migr_hv_index_pfn(const struct migr_hv *hv, uint64_t ram_index);
 /*! Host pointer for a guest-physical range entirely inside one region, or NULL. */
 uint8_t *migr_hv_gpa(struct migr_hv *hv, uint64_t gpa, uint64_t len);
 
-/*! Fill hello's layout fields (page size, vCPUs, regions, backend, state version). */
+/*! Fill hello's layout fields (page size, vCPUs, regions, backend, state
+ *  version): migr_hv_layout, then migr_hello_set_layout (format.h). */
 void migr_hv_describe(const struct migr_hv *hv, struct migr_hello *hello);
 
 static inline void migr_hv_destroy(struct migr_hv *hv) { if (hv) hv->ops->destroy(hv); }

@@ -1,9 +1,9 @@
-/* dirty/kvm-ring: the ring-harvesting logic, shared by the tracker
- * (dirty/kvm_ring.c) and the KVM VMM's KVM_EXIT_DIRTY_RING_FULL handler
- * (hv-glue/kvm/vmm.c), and tested on rings in ordinary memory
+/* hv-glue/kvm: the kvm-ring tracker's ring-harvesting logic, shared by the
+ * tracker (dirty_ring.c) and the VMM's KVM_EXIT_DIRTY_RING_FULL handler
+ * (vmm.c), and tested on rings in ordinary memory
  * (tests/test_dirty_ring.c). */
-#ifndef MIGR_DIRTY_KVM_RING_H
-#define MIGR_DIRTY_KVM_RING_H
+#ifndef MIGR_HV_KVM_DIRTY_RING_H
+#define MIGR_HV_KVM_DIRTY_RING_H
 
 #include <linux/kvm.h>
 #include <stdbool.h>

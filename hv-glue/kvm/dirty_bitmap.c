@@ -1,4 +1,4 @@
-/* dirty/kvm-bitmap: KVM's per-memslot dirty bitmap (KVM_GET_DIRTY_LOG), with
+/* hv-glue/kvm: the kvm-bitmap tracker, KVM's per-memslot dirty bitmap (KVM_GET_DIRTY_LOG), with
  * manual re-protection (KVM_CLEAR_DIRTY_LOG) where KVM offers it.
  *
  * Enabling KVM_MEM_LOG_DIRTY_PAGES write-protects the whole slot (we do not
@@ -32,8 +32,6 @@
 #include "migr/dirty.h"
 #include "migr/hv.h"
 
-#define ENV_MANUAL "MIGR_KVM_DIRTY_MANUAL"
-
 /* Runs of set words closer than this are cleared with one ioctl: KVM skips a
  * zero word in a few ns, a syscall costs microseconds. */
 #define CLEAR_MERGE_WORDS 512u
@@ -55,7 +53,11 @@ static int kb_supported(struct migr_hv *hv)
         migr_errorf(ENOTSUP, "guest backend '%s' cannot turn on dirty logging", hv->ops->name);
         return 0;
     }
-    if (strcmp(hv->ops->name, "kvm") == 0 && ((struct kvm_vm *)hv)->ring_entries) {
+    if (!migr_kvm_is_vm(hv)) {
+        migr_errorf(ENOTSUP, "guest backend '%s' is not migr's KVM VMM", hv->ops->name);
+        return 0;
+    }
+    if (((struct kvm_vm *)hv)->ring_entries) {
         migr_errorf(ENOTSUP, "the VM logs dirty pages to rings (created for kvm-ring): "
                     "KVM refuses KVM_GET_DIRTY_LOG then");
         return 0;
@@ -63,26 +65,25 @@ static int kb_supported(struct migr_hv *hv)
     return 1;
 }
 
-/* Manual protect if KVM offers it, unless MIGR_KVM_DIRTY_MANUAL=0/1 forces a mode. */
-static int kb_choose_mode(struct migr_hv *hv, bool *manual)
+/* Manual protect if KVM offers it, unless option manual=0/1 forces a mode. */
+static int kb_choose_mode(struct migr_dirty *d, bool *manual)
 {
-    int caps = ioctl(hv->kvm_vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+    int caps = ioctl(d->hv->kvm_vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
     bool offered = caps > 0 && (caps & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE);
-    const char *env = getenv(ENV_MANUAL);
-    if (!env || !*env) {
+    uint64_t want;
+    int given = migr_dirty_option(d, "manual", &want);
+    if (given < 0)
+        return given;
+    if (!given) {
         *manual = offered;
         return 0;
     }
-    if (strcmp(env, "0") == 0) {
-        *manual = false;
-        return 0;
-    }
-    if (strcmp(env, "1") != 0)
-        return migr_errorf(EINVAL, "kvm-bitmap: %s='%s' (must be 0 or 1)", ENV_MANUAL, env);
-    if (!offered)
-        return migr_errorf(ENOTSUP, "kvm-bitmap: %s=1 but this KVM does not offer "
-                           "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (check returned %d)", ENV_MANUAL, caps);
-    *manual = true;
+    if (want > 1)
+        return migr_errorf(EINVAL, "kvm-bitmap: manual=%llu (must be 0 or 1)", (unsigned long long)want);
+    if (want && !offered)
+        return migr_errorf(ENOTSUP, "kvm-bitmap: manual=1 but this KVM does not offer "
+                           "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (check returned %d)", caps);
+    *manual = want;
     return 0;
 }
 
@@ -92,7 +93,7 @@ static int kb_start(struct migr_dirty *d)
     struct kvm_bitmap *kb = calloc(1, sizeof(*kb));
     if (!kb)
         return migr_errorf(ENOMEM, "kvm-bitmap: out of memory");
-    int err = kb_choose_mode(hv, &kb->manual);
+    int err = kb_choose_mode(d, &kb->manual);
     if (err < 0)
         goto fail;
     uint64_t max_words = 1;
@@ -211,10 +212,13 @@ static void kb_stop(struct migr_dirty *d)
     d->priv = NULL;
 }
 
-const struct migr_dirty_ops migr_dirty_kvm_bitmap = {
+static const char *const options[] = {"manual", NULL};
+
+const struct migr_dirty_ops migr_kvm_dirty_bitmap = {
     .name = "kvm-bitmap",
     .supported = kb_supported,
     .start = kb_start,
     .harvest = kb_harvest,
     .stop = kb_stop,
+    .options = options,
 };

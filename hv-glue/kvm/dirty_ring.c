@@ -1,4 +1,4 @@
-/* dirty/kvm-ring: KVM's per-vCPU dirty rings (KVM_CAP_DIRTY_LOG_RING, or
+/* hv-glue/kvm: the kvm-ring tracker, KVM's per-vCPU dirty rings (KVM_CAP_DIRTY_LOG_RING, or
  * _ACQ_REL where offered).
  *
  * Each vCPU has a ring of struct kvm_dirty_gfn {flags, slot, offset} mapped
@@ -36,7 +36,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "dirty/kvm_ring.h"
+#include "hv-glue/kvm/dirty_ring.h"
 #include "hv-glue/kvm/kvm.h"
 #include "migr/common.h"
 #include "migr/dirty.h"
@@ -170,7 +170,7 @@ static void kr_stop(struct migr_dirty *d)
     (void)kr_collect_all((struct kvm_vm *)d->hv, NULL);
 }
 
-const struct migr_dirty_ops migr_dirty_kvm_ring = {
+const struct migr_dirty_ops migr_kvm_dirty_ring = {
     .name = NAME,
     .supported = kr_supported,
     .start = kr_start,
