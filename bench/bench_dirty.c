@@ -320,12 +320,9 @@ static void bench_kvm(int m, uint64_t size)
                  (unsigned long long)(ws_pages * 4));
         if (migr_workload_parse(spec, &cfg.wl) < 0)
             return;
-        if (kvm_modes[m].manual)
-            setenv("MIGR_KVM_DIRTY_MANUAL", kvm_modes[m].manual, 1);
         struct migr_hv *hv;
         if (migr_kvm_create_ring(&cfg, kvm_modes[m].ring, &hv) < 0) {
             printf("%-22s %3llu GiB: %s\n", kvm_modes[m].label, (unsigned long long)(size / GiB), migr_last_error());
-            unsetenv("MIGR_KVM_DIRTY_MANUAL");
             return;
         }
         struct migr_dirty *d = NULL;
@@ -368,7 +365,6 @@ static void bench_kvm(int m, uint64_t size)
         migr_dirty_close(d);
         free(bm);
         migr_hv_destroy(hv);
-        unsetenv("MIGR_KVM_DIRTY_MANUAL");
     }
 }
 
@@ -380,8 +376,6 @@ static void slowdown_kvm(int m)
         return;
     double wps[2] = {0, 0};
     for (int tracked = 0; tracked < 2; tracked++) {
-        if (kvm_modes[m].manual)
-            setenv("MIGR_KVM_DIRTY_MANUAL", kvm_modes[m].manual, 1);
         struct migr_hv *hv;
         if (migr_kvm_create_ring(&cfg, kvm_modes[m].ring, &hv) < 0)
             return;
@@ -403,7 +397,6 @@ static void slowdown_kvm(int m)
         migr_dirty_close(d);
         free(bm);
         migr_hv_destroy(hv);
-        unsetenv("MIGR_KVM_DIRTY_MANUAL");
     }
     if (nslows < 16) {
         struct slow *s = &slows[nslows++];

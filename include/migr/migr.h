@@ -13,6 +13,7 @@
 #include "migr/ept.h"
 #include "migr/format.h"
 #include "migr/hv.h"
+#include "migr/layout.h"
 #include "migr/model.h"
 #include "migr/pagecache.h"
 #include "migr/record.h"
