@@ -21,6 +21,18 @@ extern const char *cli_argv0;   /* path of this binary (for spawning VMMs) */
 int cli_bad_args(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const struct cli_cmd *cli_find(const char *name);
 
+/* ---- sizes, rates and times of every option (units.c) ---- */
+/*! "4096", "64M" (MiB), "512MiB", "1.5G", "100MB" (10^6) into bytes. 0 or -EINVAL/-ERANGE (message set). */
+int cli_parse_size(const char *text, uint64_t *out);
+/*! A size per second, "/s" optional: "100M" = "100MiB/s" = 104857600 bytes/s. */
+int cli_parse_rate(const char *text, uint64_t *out);
+/*! "500ms", "1s", "1.5m", "2h", "28d"; a bare number is in bare_unit_s seconds. */
+int cli_parse_time(const char *text, double bare_unit_s, double *seconds);
+/*! cli_parse_time into whole ms within [lo_ms, hi_ms]. 0 or -errno (message set). */
+int cli_parse_ms(const char *text, double bare_unit_s, double lo_ms, double hi_ms, uint64_t *ms);
+/*! "512.0 MiB", "4 B": bytes with a binary unit. */
+void cli_fmt_size(double bytes, char *out, size_t cap);
+
 /* ---- the control socket (ctl.c) ---- */
 struct ctl_server;
 /*! Bind the control socket at path and serve status on it at once (before a
