@@ -8,6 +8,10 @@
 #include "migr/engine.h"
 #include "migr/hv.h"
 
+/* The "schema" of every JSON object migr prints (docs/control.md): raised
+ * when a field changes meaning or goes away, not when one is added. */
+#define CLI_JSON_SCHEMA 1
+
 struct cli_cmd {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -43,6 +47,8 @@ struct ctl_server;
 int ctl_open(const char *path, bool take_over, struct ctl_server **out);
 /*! What status says until ctl_run ("receiving"). */
 void ctl_set_phase(struct ctl_server *srv, const char *phase);
+/*! An incoming migration runs over t (status shows its bytes), or ended (NULL, before t is closed). */
+void ctl_set_incoming(struct ctl_server *srv, const struct migr_transport *t);
 /*! Stop serving and free srv (no guest came). NULL ok. */
 void ctl_close(struct ctl_server *srv);
 /*! Serve the guest on srv until `stop`, a completed migration, or
@@ -129,6 +135,8 @@ bool json_get_str(const char *json, const char *key, char *out, size_t cap);
  * as a bar on stderr when it is a TTY. */
 void cli_progress_line(void *arg, const char *line, int fd);
 void cli_progress_done(void);
+/*! Human form of a `status` answer (the VM, and the live migration's progress). */
+void cli_print_status(FILE *f, const char *json);
 /* Human summary of a migration JSON object. */
 void cli_print_summary(FILE *f, const char *json);
 

@@ -248,7 +248,9 @@ int cmd_recv(int argc, char **argv)
         if (err < 0)
             break;
         ctl_set_phase(srv, "receiving");
+        ctl_set_incoming(srv, t);
         err = migr_recv_ex(t, &rp, &hv, &st);
+        ctl_set_incoming(srv, NULL);
         migr_transport_close(t);
         if (err < 0 && !hv && st.ram_bytes == 0) {
             /* It never got past HELLO: nothing was built for it. A stranger

@@ -424,6 +424,11 @@ void ctl_close(struct ctl_server *srv)
     free(srv);
 }
 
+void ctl_set_incoming(struct ctl_server *srv, const struct migr_transport *t)
+{
+    ctl_thread_incoming(srv->th, t);
+}
+
 void ctl_set_phase(struct ctl_server *srv, const char *phase)
 {
     ctl_thread_set_phase(srv->th, phase);

@@ -132,3 +132,108 @@ void cli_print_summary(FILE *f, const char *js)
     if (json_get_bool(js, "verified", &b))
         fprintf(f, "  %-22s%s\n", "pages intact (CRC)", b ? "yes" : "no");
 }
+
+static void fmt_rate(double bps, char *out, size_t cap)
+{
+    snprintf(out, cap, "%.1f MiB/s", bps / 1048576.0);
+}
+
+/* The codec mix of a status's progress object: "raw 1200, zero 3000, lz4 400 (52% smaller)". */
+static void print_codecs(FILE *f, const char *js)
+{
+    static const char *const names[] = {"raw", "zero", "xbzrle", "lz4", "zstd", "zlib"};
+    const char *c = strstr(js, "\"codecs\":{");
+    if (!c)
+        return;
+    double pages_all = 0, bytes_all = 0;
+    bool first = true;
+    fprintf(f, "  %-20s", "pages by codec");
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        char key[32];
+        snprintf(key, sizeof(key), "\"%s\":{", names[k]);
+        const char *e = strstr(c, key);
+        double pages = 0, bytes = 0;
+        if (!e || !json_get_num(e, "pages", &pages) || !json_get_num(e, "bytes", &bytes) || pages == 0)
+            continue;
+        fprintf(f, "%s%s %.0f", first ? "" : ", ", names[k], pages);
+        first = false;
+        pages_all += pages;
+        bytes_all += bytes;
+    }
+    if (first)
+        fprintf(f, "none yet");
+    else if (pages_all > 0)
+        fprintf(f, " (%.1f MiB of pages as %.1f MiB on the wire)", pages_all * 4096 / 1048576.0, bytes_all / 1048576.0);
+    fputc('\n', f);
+}
+
+void cli_print_status(FILE *f, const char *js)
+{
+    double pid = 0;
+    bool b;
+    char s[300], r1[32], r2[32];
+    json_get_num(js, "pid", &pid);
+    if (json_get_bool(js, "incoming", &b) && b && json_get_bool(js, "running", &b) && !b) {
+        json_get_str(js, "phase", s, sizeof(s));
+        fprintf(f, "VMM pid %.0f: no guest yet (%s)\n", pid, s[0] ? s : "starting");
+    } else {
+        double ram = 0, vcpus = 0, writes = 0;
+        char backend[32] = "?";
+        json_get_num(js, "ram_bytes", &ram);
+        json_get_num(js, "vcpus", &vcpus);
+        json_get_num(js, "writes", &writes);
+        json_get_str(js, "backend", backend, sizeof(backend));
+        bool failed = json_get_bool(js, "failed", &b) && b;
+        bool running = json_get_bool(js, "running", &b) && b;
+        fprintf(f, "VMM pid %.0f: guest %s (%.0f MiB, %.0f vCPU%s, %s backend), %.0f page writes so far\n", pid,
+                failed ? "FAILED" : running ? "running" : "paused", ram / 1048576.0, vcpus, vcpus == 1 ? "" : "s",
+                backend, writes);
+        if (failed && json_get_str(js, "failure", s, sizeof(s)))
+            fprintf(f, "  %-20s%s\n", "failure", s);
+    }
+    const char *p = strstr(js, "\"progress\":{");
+    if (!p) {
+        if (json_get_bool(js, "migrating", &b) && b)
+            fprintf(f, "  migration starting (connecting)\n");
+        return;
+    }
+    json_get_str(p, "side", s, sizeof(s));
+    if (strcmp(s, "destination") == 0) {
+        double bytes = 0, el = 0, rate = 0;
+        json_get_num(p, "bytes_received", &bytes);
+        json_get_num(p, "elapsed_s", &el);
+        json_get_num(p, "transfer_rate", &rate);
+        fmt_rate(rate, r1, sizeof(r1));
+        fprintf(f, "  receiving a guest: %.1f MiB in %.1f s (%s)\n", bytes / 1048576.0, el, r1);
+        return;
+    }
+    double round = 0, done = 0, total = 0, left = 0, sent = 0, ram = 0, bytes = 0, el = 0;
+    json_get_str(p, "phase", s, sizeof(s));
+    json_get_num(p, "round", &round);
+    json_get_num(p, "pages_done", &done);
+    json_get_num(p, "pages_total", &total);
+    json_get_num(p, "pages_left", &left);
+    json_get_num(p, "pages_sent", &sent);
+    json_get_num(p, "ram_pages", &ram);
+    json_get_num(p, "bytes_sent", &bytes);
+    json_get_num(p, "elapsed_s", &el);
+    fprintf(f, "  %-20s%s, round %.0f: %.0f of %.0f pages (%.0f left)\n", "migrating", s, round, done, total, left);
+    fprintf(f, "  %-20s%.0f pages of %.0f in RAM, %.1f MiB on the wire, %.1f s\n", "so far", sent, ram,
+            bytes / 1048576.0, el);
+    double dr = 0, tr = 0, lim = 0, down = -1;
+    json_get_num(p, "dirty_rate", &dr);
+    json_get_num(p, "transfer_rate", &tr);
+    json_get_num(p, "max_bandwidth", &lim);
+    json_get_num(p, "expected_downtime_ms", &down);
+    fmt_rate(tr, r1, sizeof(r1));
+    fmt_rate(lim, r2, sizeof(r2));
+    fprintf(f, "  %-20s%s%s%s%s\n", "transfer rate", r1, lim > 0 ? " (limit " : "", lim > 0 ? r2 : "",
+            lim > 0 ? ")" : "");
+    fmt_rate(dr, r1, sizeof(r1));
+    fprintf(f, "  %-20s%s\n", "dirty rate", dr > 0 ? r1 : "not known yet (round 1)");
+    if (down >= 0)
+        fprintf(f, "  %-20s%.1f ms (what is dirty now, at the transfer rate)\n", "expected downtime", down);
+    else
+        fprintf(f, "  %-20snot known yet (round 1)\n", "expected downtime");
+    print_codecs(f, p);
+}
