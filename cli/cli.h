@@ -76,6 +76,13 @@ int cli_migrate_option(struct migr_send_params *p, const char *token, char *err,
  *  (N pre-copy rounds at most, default 1) into p->mode / p->hybrid_rounds.
  *  0, or -1 for anything else. */
 int cli_migrate_mode(struct migr_send_params *p, const char *text);
+/*! SIGINT/SIGTERM are counted in cli_signals and interrupt ctl_call's wait:
+ *  at the first, fn(arg) runs once (migr send: cancel the migration) and the
+ *  wait goes on for the final answer; at the second ctl_call returns -EINTR. */
+#include <signal.h>
+extern volatile sig_atomic_t cli_signals;
+typedef void (*cli_interrupt_fn)(void *arg);
+void cli_catch_signals(cli_interrupt_fn fn, void *arg);
 /* fd: the control connection, for an answer (a group barrier's "go"). */
 typedef void (*ctl_line_fn)(void *arg, const char *line, int fd);
 int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,
@@ -135,6 +142,10 @@ bool json_get_str(const char *json, const char *key, char *out, size_t cap);
  * as a bar on stderr when it is a TTY. */
 void cli_progress_line(void *arg, const char *line, int fd);
 void cli_progress_done(void);
+/*! Copy the JSON object in to out with insert ("\"schema\":1,\"side\":\"source\"") as its
+ *  first fields and without the top-level keys listed in drop (NULL-terminated; NULL = none).
+ *  Returns the length, or -1 (not an object, or out too small). */
+int cli_json_edit(const char *in, const char *insert, const char *const *drop, char *out, size_t cap);
 /*! Human form of a `status` answer (the VM, and the live migration's progress). */
 void cli_print_status(FILE *f, const char *json);
 /* Human summary of a migration JSON object. */

@@ -140,7 +140,7 @@ int cmd_recv(int argc, char **argv)
     int o;
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (o) {
         case 'l': listen = optarg; break;
         case 'C': ctl = optarg; break;
@@ -149,18 +149,16 @@ int cmd_recv(int argc, char **argv)
         case 'O': take_over = true; break;
         case 'K': key_file = optarg; break;
         case 'H': {
-            char *end;
-            long ms = strtol(optarg, &end, 10);
-            if (*end || ms < 10 || ms > 600000)
-                return cli_bad_args(self, "--handshake-timeout %s: expected 10..600000 ms", optarg);
+            uint64_t ms;
+            if (cli_parse_ms(optarg, 1e-3, 10, 600e3, &ms) < 0)
+                return cli_bad_args(self, "--handshake-timeout %s: expected 10ms..10m (a bare number is ms)", optarg);
             handshake_ms = (int)ms;
             break;
         }
         case 'P': {
-            char *end;
-            long ms = strtol(optarg, &end, 10);
-            if (*end || ms < 100 || ms > 3600000)
-                return cli_bad_args(self, "--postcopy-timeout %s: expected 100..3600000 ms", optarg);
+            uint64_t ms;
+            if (cli_parse_ms(optarg, 1e-3, 100, 3600e3, &ms) < 0)
+                return cli_bad_args(self, "--postcopy-timeout %s: expected 100ms..1h (a bare number is ms)", optarg);
             rp.postcopy_timeout_ms = (uint32_t)ms;
             break;
         }
@@ -178,13 +176,15 @@ int cmd_recv(int argc, char **argv)
             group = optarg;
             break;
         case 't': {
-            char *end;
-            long s = strtol(optarg, &end, 10);
-            if (*end || s <= 0 || s > 86400)
-                return cli_bad_args(self, "--timeout %s: expected 1..86400 seconds", optarg);
-            timeout_ms = (int)s * 1000;
+            uint64_t ms;
+            if (cli_parse_ms(optarg, 1, 1, 86400e3, &ms) < 0)
+                return cli_bad_args(self, "--timeout %s: expected 1ms..1d (a bare number is seconds: 60, 1.5, "
+                                    "500ms, 10m)", optarg);
+            timeout_ms = (int)ms;
             break;
         }
+        case ':':
+            return cli_bad_args(self, "option '%s' needs a value", argv[optind - 1]);
         default:
             return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
         }
@@ -195,6 +195,12 @@ int cmd_recv(int argc, char **argv)
         return warm_continue(warm, ctl, group);
     if (!listen || !ctl)
         return cli_bad_args(self, "--listen URL and --ctl PATH are required");
+    struct migr_url lu;
+    if (strstr(listen, "://"))
+        return cli_bad_args(self, "--listen %s: migr URLs have no '//': write unix:PATH, tcp:HOST:PORT or shm:NAME",
+                            listen);
+    if (migr_url_parse(listen, &lu) < 0)
+        return cli_bad_args(self, "--listen: %s", migr_last_error());
     /* Everything the guest will need here is acquired before a source can
      * give it to us: once it has committed, nothing may make us drop it. */
     struct ctl_server *srv;
@@ -270,8 +276,16 @@ int cmd_recv(int argc, char **argv)
         ctl_close(srv);
         return 1;
     }
-    char js[16384];
-    migr_stats_json(&st, js, sizeof(js));
+    char raw[16384], js[16384];
+    migr_stats_json(&st, raw, sizeof(raw));
+    /* this side's summary: what only the source measures is left out */
+    static const char *const source_only[] = {
+        "tracker", "setup_ms", "hole_pages", "first_pass_ms", "first_pass_mbps", "converged", "resumed_on_source",
+        "max_bandwidth", "adaptive_bw", "rate_wait_ms", "compress", "unchanged_pages", "cache_lookups",
+        "cache_hits", "cache_hit_rate", "probes", "link_mbps", "round_stats", "serve_p50_us", "prepaged_pages",
+        NULL};
+    if (cli_json_edit(raw, "\"schema\":1,\"side\":\"destination\"", source_only, js, sizeof(js)) < 0)
+        snprintf(js, sizeof(js), "%s", raw);
     if (err < 0) {
         fprintf(stderr, "migr recv: %s\n", st.error);
         if (json)

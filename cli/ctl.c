@@ -577,9 +577,34 @@ int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json,
     return ctl_run(srv, hv, info_json, ready_fd, ready);
 }
 
+volatile sig_atomic_t cli_signals;
+static cli_interrupt_fn intr_fn;
+static void *intr_arg;
+
+static void count_signal(int sig)
+{
+    (void)sig;
+    cli_signals++;
+}
+
+void cli_catch_signals(cli_interrupt_fn fn, void *arg)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = count_signal; /* no SA_RESTART: a blocked read returns EINTR */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    intr_fn = fn;
+    intr_arg = arg;
+}
+
 int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,
              char *result, size_t cap)
 {
+    cli_interrupt_fn fn = intr_fn;
+    intr_fn = NULL; /* a call made by the handler itself is not interrupted again */
+    int seen = cli_signals;
+    bool told = false;
     char url[300];
     struct migr_transport *t = NULL;
     snprintf(url, sizeof(url), "unix:%s", path);
@@ -588,8 +613,10 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
         int err = migr_transport_connect(url, &t);
         if (err == 0)
             break;
-        if (migr_now_ns() >= deadline)
+        if (migr_now_ns() >= deadline) {
+            intr_fn = fn;
             return migr_error_prefix(-err, "no VMM at control socket %s", path);
+        }
         usleep(20000);
     }
     char line[16384];
@@ -608,8 +635,21 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
     for (;;) {
         if (at == have) {
             ssize_t r = read(t->fd, in, sizeof(in));
-            if (r < 0 && errno == EINTR)
+            if (r < 0 && errno == EINTR) {
+                if (fn && cli_signals > seen) {
+                    if (cli_signals - seen >= 2) { /* a second Ctrl-C: leave, say so */
+                        migr_errorf(EINTR, "interrupted again: stopped waiting; the VMM at %s goes on (migr "
+                                    "status / migr cancel --ctl %s)", path, path);
+                        rc = -EINTR;
+                        break;
+                    }
+                    if (!told) {
+                        told = true;
+                        fn(intr_arg);
+                    }
+                }
                 continue;
+            }
             if (r <= 0) {
                 if (!sent)
                     migr_errorf(EPIPE, "%s", send_err);
@@ -640,5 +680,6 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
         break;
     }
     migr_transport_close(t);
+    intr_fn = fn;
     return rc;
 }
