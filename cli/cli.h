@@ -37,6 +37,14 @@ int cli_parse_ms(const char *text, double bare_unit_s, double lo_ms, double hi_m
 /*! "512.0 MiB", "4 B": bytes with a binary unit. */
 void cli_fmt_size(double bytes, char *out, size_t cap);
 
+/* ---- --daemon (daemon.c) ---- */
+/*! Fork for --daemon. Returns -1 in the child (go on as the VMM; *ready_fd is
+ *  the pipe to pass to cli_ready), or the parent's exit code once the child
+ *  is ready (0; its pid printed on stdout) or died (1). */
+int cli_daemonize(const char *cmd, int *ready_fd);
+/*! The VMM is ready: tell a waiting --daemon parent (no-op if *ready_fd < 0). */
+void cli_ready(int *ready_fd, const char *what);
+
 /* ---- the control socket (ctl.c) ---- */
 struct ctl_server;
 /*! Bind the control socket at path and serve status on it at once (before a
@@ -49,6 +57,11 @@ int ctl_open(const char *path, bool take_over, struct ctl_server **out);
 void ctl_set_phase(struct ctl_server *srv, const char *phase);
 /*! An incoming migration runs over t (status shows its bytes), or ended (NULL, before t is closed). */
 void ctl_set_incoming(struct ctl_server *srv, const struct migr_transport *t);
+/*! migr recv waits on l (NULL: no longer); `stop` on the control socket then
+ *  shuts l down and ctl_stop_requested turns true. */
+struct migr_listener;
+void ctl_set_waiting(struct ctl_server *srv, struct migr_listener *l);
+bool ctl_stop_requested(struct ctl_server *srv);
 /*! Stop serving and free srv (no guest came). NULL ok. */
 void ctl_close(struct ctl_server *srv);
 /*! Serve the guest on srv until `stop`, a completed migration, or

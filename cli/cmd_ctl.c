@@ -74,8 +74,10 @@ static void print_human(const char *name, int rc, const char *res)
         fprintf(stderr, "migr %s: %s\n", name, json_get_str(res, "error", why, sizeof(why)) ? why : res);
         return;
     }
+    bool b;
     if (strcmp(name, "stop") == 0) {
-        printf("stopped: the VM is shut down and its VMM exits\n");
+        printf("%s\n", json_get_bool(res, "incoming", &b) && b ? "stopped: no guest had arrived; the receiver exits"
+                                                               : "stopped: the VM is shut down and its VMM exits");
     } else if (strcmp(name, "resume") == 0) {
         printf("resumed: the guest runs here\n");
     } else if (strcmp(name, "cancel") == 0) {

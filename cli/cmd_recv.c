@@ -15,7 +15,7 @@ void usage_recv(FILE *f)
     fprintf(f,
             "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--decode-threads N]\n"
             "                 [--take-over-ctl] [--postcopy-timeout MS] [--key-file PATH] [--handshake-timeout MS]\n"
-            "                 [--json]\n"
+            "                 [--json | --daemon]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
             "a free port, printed on stderr as \"listening on URL\"). The guest is resumed\n"
@@ -23,7 +23,13 @@ void usage_recv(FILE *f)
             "then this process becomes its VMM and serves the control socket PATH.\n"
             "A bad or truncated stream makes it exit 1 with the reason; no guest runs.\n"
             "\n"
-            "  --listen URL       where to wait for the source\n"
+            "  --listen URL       where to wait for the source: unix:PATH, tcp:HOST:PORT (port 0: any\n"
+            "                     free port), shm:NAME (same host, shared-memory ring); tcp: takes\n"
+            "                     ?channels=N (N connections, the same N as the source's URL),\n"
+            "                     ?uring=1 (io_uring) and ?encrypt=1 (AES-256-GCM; needs --key-file\n"
+            "                     on both sides), joined with &\n"
+            "  --daemon           return once listening (the VMM goes on in the background; its pid\n"
+            "                     is printed on stdout)\n"
             "  --ctl PATH         control socket: bound at start (status answers at once;\n"
             "                     a path that cannot be bound is refused before any guest\n"
             "                     comes), serving the guest once it runs here\n"
@@ -130,12 +136,12 @@ int cmd_recv(int argc, char **argv)
         {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'},
         {"decode-threads", required_argument, 0, 'T'}, {"take-over-ctl", no_argument, 0, 'O'},
         {"postcopy-timeout", required_argument, 0, 'P'}, {"key-file", required_argument, 0, 'K'},
-        {"handshake-timeout", required_argument, 0, 'H'}, {0, 0, 0, 0},
+        {"handshake-timeout", required_argument, 0, 'H'}, {"daemon", no_argument, 0, 'd'}, {0, 0, 0, 0},
     };
     const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL, *key_file = NULL;
     int handshake_ms = 0;
     struct migr_recv_params rp = {.decode_threads = 1};
-    bool json = false, take_over = false;
+    bool json = false, take_over = false, daemon = false;
     int timeout_ms = -1;
     int o;
     optind = 1;
@@ -145,6 +151,7 @@ int cmd_recv(int argc, char **argv)
         case 'l': listen = optarg; break;
         case 'C': ctl = optarg; break;
         case 'j': json = true; break;
+        case 'd': daemon = true; break;
         case 'W': warm = optarg; break;
         case 'O': take_over = true; break;
         case 'K': key_file = optarg; break;
@@ -201,6 +208,15 @@ int cmd_recv(int argc, char **argv)
                             listen);
     if (migr_url_parse(listen, &lu) < 0)
         return cli_bad_args(self, "--listen: %s", migr_last_error());
+    if (daemon && json)
+        return cli_bad_args(self, "--json prints the summary when the guest has arrived: a --daemon has no stdout "
+                            "by then (use migr status --json)");
+    int ready_fd = -1;
+    if (daemon) {
+        int rc = cli_daemonize("recv", &ready_fd);
+        if (rc >= 0)
+            return rc;
+    }
     /* Everything the guest will need here is acquired before a source can
      * give it to us: once it has committed, nothing may make us drop it. */
     struct ctl_server *srv;
@@ -241,6 +257,7 @@ int cmd_recv(int argc, char **argv)
             fprintf(stderr, "migr recv: a source must prove the key of %s%s\n", key_file,
                     l->url.encrypt ? "; the stream is encrypted" : "");
         fprintf(stderr, "migr recv: %slistening on %s\n", attempt ? "again " : "", l->bound);
+        cli_ready(&ready_fd, l->bound);
         snprintf(url, sizeof(url), "%s", l->bound); /* the same port next time */
         ctl_set_phase(srv, "waiting");
         int left = -1;
@@ -248,9 +265,20 @@ int cmd_recv(int argc, char **argv)
             uint64_t now = migr_now_ns();
             left = now >= until ? 0 : (int)((until - now) / 1000000ull);
         }
+        ctl_set_waiting(srv, l);
         err = migr_listener_accept(l, left, &t);
+        ctl_set_waiting(srv, NULL);
         /* One source at a time: from here a second one is refused (nobody listens). */
         migr_listener_close(l);
+        if (ctl_stop_requested(srv)) { /* migr stop before a guest came */
+            if (err == 0)
+                migr_transport_close(t); /* the source resumes its guest */
+            fprintf(stderr, "migr recv: stopped before a guest arrived\n");
+            migr_key_free(key);
+            migr_link_set_default(NULL);
+            ctl_close(srv);
+            return 0;
+        }
         if (err < 0)
             break;
         ctl_set_phase(srv, "receiving");

@@ -429,6 +429,16 @@ void ctl_set_incoming(struct ctl_server *srv, const struct migr_transport *t)
     ctl_thread_incoming(srv->th, t);
 }
 
+void ctl_set_waiting(struct ctl_server *srv, struct migr_listener *l)
+{
+    ctl_thread_waiting(srv->th, l);
+}
+
+bool ctl_stop_requested(struct ctl_server *srv)
+{
+    return ctl_thread_stop_requested(srv->th);
+}
+
 void ctl_set_phase(struct ctl_server *srv, const char *phase)
 {
     ctl_thread_set_phase(srv->th, phase);

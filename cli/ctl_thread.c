@@ -49,6 +49,9 @@ struct ctl_thread {
     const struct migr_transport *in;
     uint64_t in_t0, in_t1, in_b1;   /* when it began; the last rate sample (time, bytes) */
     double in_rate;                 /* bytes/s between the last two samples (~1 s apart) */
+    /* migr recv waiting for a source: `stop` shuts this listener down */
+    struct migr_listener *wait_l;
+    bool stop_req;
 };
 
 static const char *const enc_names[MIGR_STATS_ENCS] = {"raw", "zero", "xbzrle", "lz4", "zstd", "zlib"};
@@ -153,6 +156,30 @@ static bool dispatch(struct ctl_thread *c, struct client *k)
 {
     if (strcmp(k->line, "status") == 0) {
         do_status(c, k->fd);
+    } else if (strcmp(k->line, "stop") == 0 && !c->hv && !c->job_pending && !c->job_running) {
+        /* No guest here yet: nothing to hand to the main thread, which waits
+         * for a source (woken by shutting its listener down) or receives one. */
+        if (c->in) {
+            answer(k->fd, "error {\"error\":\"a guest is arriving: stop it once it runs here, or cancel the "
+                          "migration on the source (migr cancel)\"}");
+        } else {
+            /* A TCP listener wakes its accept when shut down; a unix one does
+             * not (Linux): then this process, which holds no guest, exits from
+             * here, removing its socket files first. */
+            c->stop_req = true;
+            answer(k->fd, "ok {\"schema\":%d,\"stopped\":true,\"incoming\":true}", CLI_JSON_SCHEMA);
+            if (c->wait_l && c->wait_l->url.kind == MIGR_URL_TCP) {
+                if (shutdown(c->wait_l->fd, SHUT_RDWR) < 0)
+                    fprintf(stderr, "migr: control socket: stop: shut the listener down: %s\n", strerror(errno));
+            } else {
+                if (c->wait_l && c->wait_l->url.path[0] && c->wait_l->url.path[0] != '@')
+                    unlink(c->wait_l->url.path);
+                if (c->l->url.path[0])
+                    unlink(c->l->url.path);
+                fprintf(stderr, "migr recv: stopped before a guest arrived\n");
+                _exit(0);
+            }
+        }
     } else if (strcmp(k->line, "cancel") == 0) {
         if (!c->cancel) {
             answer(k->fd, "error {\"error\":\"no migration is running\"}");
@@ -417,4 +444,19 @@ void ctl_thread_incoming(struct ctl_thread *c, const struct migr_transport *t)
     c->in_b1 = t ? t->bytes_recv : 0;
     c->in_rate = 0;
     pthread_mutex_unlock(&c->lock);
+}
+
+void ctl_thread_waiting(struct ctl_thread *c, struct migr_listener *l)
+{
+    pthread_mutex_lock(&c->lock);
+    c->wait_l = l;
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool ctl_thread_stop_requested(struct ctl_thread *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool r = c->stop_req;
+    pthread_mutex_unlock(&c->lock);
+    return r;
 }
