@@ -95,6 +95,7 @@ void usage_model(FILE *f)
             "  --handover-omega RATE  degradation rate during migr's hand-overs (default 0)\n"
             "  --json               print everything as one JSON object\n"
             "  --plot FILE.png      also draw P/(m·p) over m like the paper's Fig. 7\n"
+            "Exit status: 0 = printed, 1 = a --from-bench file could not be read (the reason on stderr), 2 = bad arguments.\n"
             "                       (python3 + matplotlib: scripts/install-deps.sh --bench)\n");
 }
 

@@ -31,7 +31,8 @@ void usage_rejuvenate(FILE *f)
             "                     suspended in place while its VMM process restarts (exec) and\n"
             "                     resumes from the same memory\n"
             "  --binary NEW_MIGR  migr binary for the new VMM processes (default: this one)\n"
-            "  --json             print the phases as JSON\n");
+            "  --json             print the phases as JSON\n"
+            "\nExit status: 0 = the guest runs in the rejuvenated VMM, 1 = a phase failed; the message says where the guest runs (the reason on stderr), 2 = bad arguments.\n");
 }
 
 struct proc_hooks {
