@@ -101,7 +101,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "help") == 0 && argc > 2) { /* migr help CMD */
         const struct cli_cmd *h = cli_find(argv[2]);
         if (!h) {
-            fprintf(stderr, "migr help: unknown command '%s'\n", argv[2]);
+            fprintf(stderr, "migr: unknown command '%s'\n", argv[2]);
             usage(stderr);
             return 2;
         }
