@@ -53,6 +53,9 @@ struct ctl_server;
  *  the guest runs here. 0, or -errno with the reason (in use, too long,
  *  no such directory, abstract). */
 int ctl_open(const char *path, bool take_over, struct ctl_server **out);
+/*! A log file to remove when the VM is stopped here (migr stop or a signal),
+ *  not when it moves away (migr recv --log-file; NULL = none). */
+extern const char *ctl_log_file;
 /*! What status says until ctl_run ("receiving"). */
 void ctl_set_phase(struct ctl_server *srv, const char *phase);
 /*! An incoming migration runs over t (status shows its bytes), or ended (NULL, before t is closed). */

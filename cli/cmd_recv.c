@@ -54,6 +54,8 @@ void usage_recv(FILE *f)
             "                     sends nothing for MS (dead, or a link that stopped), post-copy\n"
             "                     ends here: the guest stops, and a source that still runs takes\n"
             "                     it back (default 10000)\n"
+            "  --log-file PATH    (internal: migr upgrade) the file this VMM's output goes to; removed\n"
+            "                     when the VM is stopped here\n"
             "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
             "                     exec'd VMM maps the memory it inherited (migr rejuvenate --warm)\n");
 }
@@ -139,7 +141,8 @@ int cmd_recv(int argc, char **argv)
         {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'},
         {"decode-threads", required_argument, 0, 'T'}, {"take-over-ctl", no_argument, 0, 'O'},
         {"postcopy-timeout", required_argument, 0, 'P'}, {"key-file", required_argument, 0, 'K'},
-        {"handshake-timeout", required_argument, 0, 'H'}, {"daemon", no_argument, 0, 'd'}, {0, 0, 0, 0},
+        {"handshake-timeout", required_argument, 0, 'H'}, {"daemon", no_argument, 0, 'd'},
+        {"log-file", required_argument, 0, 'L'}, {0, 0, 0, 0},
     };
     const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL, *key_file = NULL;
     int handshake_ms = 0;
@@ -155,6 +158,7 @@ int cmd_recv(int argc, char **argv)
         case 'C': ctl = optarg; break;
         case 'j': json = true; break;
         case 'd': daemon = true; break;
+        case 'L': ctl_log_file = optarg; break;
         case 'W': warm = optarg; break;
         case 'O': take_over = true; break;
         case 'K': key_file = optarg; break;

@@ -30,6 +30,7 @@
 #include "migr/workload.h"
 
 static volatile sig_atomic_t stop_signal;
+const char *ctl_log_file;
 static char serve_group[80]; /* the VM's group ("" = none), kept across a warm reboot */
 /* The VM's dirty tracker ("dirty" of migr run's info; used when migrate says
  * auto) and the one the last migration ran (reported by verify). */
@@ -483,7 +484,7 @@ int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, i
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    bool done = false;
+    bool done = false, stopped = false;
     while (!done && !stop_signal) {
         struct ctl_job job;
         if (!srv->th) {
@@ -510,8 +511,9 @@ int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, i
         if (strcmp(line, "verify") == 0) {
             do_verify(hv, fd);
         } else if (strcmp(line, "stop") == 0) {
-            reply(fd, "ok {\"stopped\":true}");
+            reply(fd, "ok {\"schema\":%d,\"stopped\":true}", CLI_JSON_SCHEMA);
             done = true;
+            stopped = true;
         } else if (strcmp(line, "warm") == 0) {
             do_warm(hv, fd, srv); /* returns only on failure; the guest runs here */
         } else if (strcmp(line, "resume") == 0) {
@@ -534,6 +536,9 @@ int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, i
     }
     if (stop_signal)
         fprintf(stderr, "migr: signal %d: stopping the VM\n", (int)stop_signal);
+    /* The VM ends here (not moved on to a VMM that writes the same log). */
+    if ((stopped || stop_signal) && ctl_log_file && unlink(ctl_log_file) < 0 && errno != ENOENT)
+        fprintf(stderr, "migr: remove %s: %s\n", ctl_log_file, strerror(errno));
     ctl_close(srv);
     migr_hv_destroy(hv);
     return 0;
