@@ -77,8 +77,10 @@ VERSION := $(shell sed -n 's/^\#define MIGR_VERSION_STRING "\(.*\)"/\1/p' includ
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 SONAME  := libmigr.so.$(MAJOR)
 
-.PHONY: all demo test test-asan test-faults bench bench-peers bench-net clean fuzz install
-all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME) $(PVH_ELF)
+.PHONY: all demo test test-asan test-faults bench bench-build bench-peers bench-net clean fuzz install
+all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME) $(PVH_ELF) $(BUILD)/bench/bench_copy
+# every benchmark binary, without running them (migr bench NAME runs one)
+bench-build: all $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -373,16 +373,24 @@ def plot_copy(path, out, plt):
         key = r["strategy"] + (f" x{r['threads']}" if r["threads"] > 1 else "")
         series.setdefault(key, {})[r["batch"]] = 100.0 * r["mbps"] / memcpy
     fig, ax = plt.subplots(figsize=(11, 6.5))
-    styles = ["-", "--", "-.", ":"]
-    bold = {"shm", "tcp?channels=4 x4", "tcp-raw-4 x4", "memcpy-libc"}
-    for i, (name, pts) in enumerate(sorted(series.items())):
+    # The headline series in strong distinct colours; the rest thin, grey-ish, each with its own marker.
+    bold = ["shm", "tcp?channels=4 x4", "tcp-raw-4 x4", "memcpy-libc"]
+    strong = ["tab:blue", "tab:red", "tab:green", "black"]
+    markers = ["o", "s", "^", "v", "D", "P", "X", "<", ">", "h", "*", "p", "d"]
+    cmap = plt.get_cmap("tab20")
+    k = 0
+    for name, pts in sorted(series.items(), key=lambda kv: (kv[0] not in bold, kv[0])):
         xs = [b for b in batches if b in pts]
         ys = [pts[b] for b in xs]
+        if name in bold:
+            style = dict(color=strong[bold.index(name)], linewidth=2.6, marker="o", markersize=4, zorder=3)
+        else:
+            style = dict(color=cmap(k % 20), linewidth=1.0, marker=markers[k % len(markers)], markersize=4,
+                         linestyle="--" if k % 2 else ":", alpha=0.8)
+            k += 1
         if len(xs) == 1:
-            ax.plot(xs, ys, "*", markersize=12, label=name)
-            continue
-        ax.plot(xs, ys, styles[i % len(styles)], marker="o", markersize=3,
-                linewidth=2.5 if name in bold else 1.1, label=name)
+            style.update(marker="*", markersize=12, linestyle="none")
+        ax.plot(xs, ys, label=name, **style)
     ax.axhline(80, color="grey", linestyle=":", linewidth=1)
     ax.text(batches[0], 81, "aim: shm >= 80% of memcpy", fontsize=7, color="grey", va="bottom")
     a = d.get("aims", {})
@@ -409,6 +417,12 @@ def plot_copy(path, out, plt):
     print(f"plot: wrote {out}")
 
 
+def _runs_minmax(r, key):
+    """min and max of key over a row's verified runs (the send side's summary)."""
+    vals = [run["send"][key] for run in r.get("runs", []) if run.get("ok") and key in run.get("send", {})]
+    return (min(vals), max(vals)) if vals else (0, 0)
+
+
 def plot_compress_e2e(path, out, plt):
     with open(path) as f:
         d = json.load(f)
@@ -424,22 +438,35 @@ def plot_compress_e2e(path, out, plt):
     mb = [r["median"]["bytes_sent"] / 1e6 for r in rows]
     ratio = [none.get((r["workload"], r["transport"]), 0) / r["median"]["bytes_sent"]
              if r["median"]["bytes_sent"] else 0 for r in rows]
-    total = [r["median"]["total_ms"] for r in rows]
     x = list(range(len(rows)))
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(7, 1.2 * len(rows)), 7), sharex=True)
+    reps = sorted({r.get("reps", d["params"]["reps"]) for r in rows})
+    runs = f"medians of {reps[0]} runs (min-max bars)" if reps == [reps[0]] and reps[0] >= 3 else \
+        f"{'/'.join(str(n) for n in reps)} run(s) per bar: single runs, not medians"
+    link = d["params"].get("max_bandwidth_mbps")
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(max(7, 1.2 * len(rows)), 9), sharex=True)
     bars = ax1.bar(x, mb, 0.5)
     for b, q in zip(bars, ratio):
         ax1.annotate(f"{b.get_height():.0f} MB\n{q:.2f}x" if q else f"{b.get_height():.0f} MB",
                      (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=7)
     ax1.set_ylabel("bytes on the wire (MB)\nx = fewer than none")
-    ax1.set_title(f"page codecs end to end, {d['params']['mem_bytes'] >> 20} MiB guest, medians of "
-                  f"{d['params']['reps']}", fontsize=10)
-    bars = ax2.bar(x, total, 0.5, color="tab:orange")
-    _annotate(ax2, bars)
-    ax2.set_ylabel("total ms")
-    ax2.set_yscale("log")
-    ax2.set_xticks(x)
-    ax2.set_xticklabels(names, fontsize=7, rotation=20)
+    ax1.set_title("bytes on the wire", fontsize=9)
+    for ax, key, colour, label in ((ax2, "downtime_ms", "tab:red", "downtime (ms)"),
+                                   (ax3, "total_ms", "tab:orange", "total time (ms)")):
+        med = [r["median"][key] for r in rows]
+        mm = [_runs_minmax(r, key) for r in rows]
+        err = [[max(0, m - lo) for m, (lo, hi) in zip(med, mm)], [max(0, hi - m) for m, (lo, hi) in zip(med, mm)]]
+        bars = ax.bar(x, med, 0.5, color=colour, yerr=err if max(max(err[0]), max(err[1])) > 0 else None,
+                      capsize=3)
+        _annotate(ax, bars)
+        ax.set_ylabel(label)
+        ax.set_title(label + (" (target %d ms, dashed)" % d["params"]["downtime_target_ms"]
+                              if key == "downtime_ms" else ""), fontsize=9)
+        if key == "downtime_ms":
+            ax.axhline(d["params"]["downtime_target_ms"], color="grey", linestyle="--", linewidth=1)
+    ax3.set_xticks(x)
+    ax3.set_xticklabels(names, fontsize=7, rotation=20)
+    fig.suptitle(f"page codecs end to end: {d['params']['mem_bytes'] >> 20} MiB guest"
+                 + (f", link limited to {link} MB/s" if link else "") + f"\n{runs}", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -8,6 +8,10 @@
 #include "migr/engine.h"
 #include "migr/hv.h"
 
+/* The "schema" of every JSON object migr prints (docs/control.md): raised
+ * when a field changes meaning or goes away, not when one is added. */
+#define CLI_JSON_SCHEMA 1
+
 struct cli_cmd {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -21,6 +25,26 @@ extern const char *cli_argv0;   /* path of this binary (for spawning VMMs) */
 int cli_bad_args(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const struct cli_cmd *cli_find(const char *name);
 
+/* ---- sizes, rates and times of every option (units.c) ---- */
+/*! "4096", "64M" (MiB), "512MiB", "1.5G", "100MB" (10^6) into bytes. 0 or -EINVAL/-ERANGE (message set). */
+int cli_parse_size(const char *text, uint64_t *out);
+/*! A size per second, "/s" optional: "100M" = "100MiB/s" = 104857600 bytes/s. */
+int cli_parse_rate(const char *text, uint64_t *out);
+/*! "500ms", "1s", "1.5m", "2h", "28d"; a bare number is in bare_unit_s seconds. */
+int cli_parse_time(const char *text, double bare_unit_s, double *seconds);
+/*! cli_parse_time into whole ms within [lo_ms, hi_ms]. 0 or -errno (message set). */
+int cli_parse_ms(const char *text, double bare_unit_s, double lo_ms, double hi_ms, uint64_t *ms);
+/*! "512.0 MiB", "4 B": bytes with a binary unit. */
+void cli_fmt_size(double bytes, char *out, size_t cap);
+
+/* ---- --daemon (daemon.c) ---- */
+/*! Fork for --daemon. Returns -1 in the child (go on as the VMM; *ready_fd is
+ *  the pipe to pass to cli_ready), or the parent's exit code once the child
+ *  is ready (0; its pid printed on stdout) or died (1). */
+int cli_daemonize(const char *cmd, int *ready_fd);
+/*! The VMM is ready: tell a waiting --daemon parent (no-op if *ready_fd < 0). */
+void cli_ready(int *ready_fd, const char *what);
+
 /* ---- the control socket (ctl.c) ---- */
 struct ctl_server;
 /*! Bind the control socket at path and serve status on it at once (before a
@@ -29,8 +53,18 @@ struct ctl_server;
  *  the guest runs here. 0, or -errno with the reason (in use, too long,
  *  no such directory, abstract). */
 int ctl_open(const char *path, bool take_over, struct ctl_server **out);
+/*! A log file to remove when the VM is stopped here (migr stop or a signal),
+ *  not when it moves away (migr recv --log-file; NULL = none). */
+extern const char *ctl_log_file;
 /*! What status says until ctl_run ("receiving"). */
 void ctl_set_phase(struct ctl_server *srv, const char *phase);
+/*! An incoming migration runs over t (status shows its bytes), or ended (NULL, before t is closed). */
+void ctl_set_incoming(struct ctl_server *srv, const struct migr_transport *t);
+/*! migr recv waits on l (NULL: no longer); `stop` on the control socket then
+ *  shuts l down and ctl_stop_requested turns true. */
+struct migr_listener;
+void ctl_set_waiting(struct ctl_server *srv, struct migr_listener *l);
+bool ctl_stop_requested(struct ctl_server *srv);
 /*! Stop serving and free srv (no guest came). NULL ok. */
 void ctl_close(struct ctl_server *srv);
 /*! Serve the guest on srv until `stop`, a completed migration, or
@@ -58,6 +92,13 @@ int cli_migrate_option(struct migr_send_params *p, const char *token, char *err,
  *  (N pre-copy rounds at most, default 1) into p->mode / p->hybrid_rounds.
  *  0, or -1 for anything else. */
 int cli_migrate_mode(struct migr_send_params *p, const char *text);
+/*! SIGINT/SIGTERM are counted in cli_signals and interrupt ctl_call's wait:
+ *  at the first, fn(arg) runs once (migr send: cancel the migration) and the
+ *  wait goes on for the final answer; at the second ctl_call returns -EINTR. */
+#include <signal.h>
+extern volatile sig_atomic_t cli_signals;
+typedef void (*cli_interrupt_fn)(void *arg);
+void cli_catch_signals(cli_interrupt_fn fn, void *arg);
 /* fd: the control connection, for an answer (a group barrier's "go"). */
 typedef void (*ctl_line_fn)(void *arg, const char *line, int fd);
 int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,
@@ -117,6 +158,12 @@ bool json_get_str(const char *json, const char *key, char *out, size_t cap);
  * as a bar on stderr when it is a TTY. */
 void cli_progress_line(void *arg, const char *line, int fd);
 void cli_progress_done(void);
+/*! Copy the JSON object in to out with insert ("\"schema\":1,\"side\":\"source\"") as its
+ *  first fields and without the top-level keys listed in drop (NULL-terminated; NULL = none).
+ *  Returns the length, or -1 (not an object, or out too small). */
+int cli_json_edit(const char *in, const char *insert, const char *const *drop, char *out, size_t cap);
+/*! Human form of a `status` answer (the VM, and the live migration's progress). */
+void cli_print_status(FILE *f, const char *json);
 /* Human summary of a migration JSON object. */
 void cli_print_summary(FILE *f, const char *json);
 

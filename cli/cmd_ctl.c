@@ -1,6 +1,8 @@
 /* The small control-socket commands: verify, status, resume, stop. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <time.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,10 +18,16 @@
 
 static void usage_common(FILE *f, const char *name, const char *what)
 {
-    fprintf(f, "usage: migr %s --ctl PATH [--wait SECONDS] [--json]\n\n%s\n\n"
+    fprintf(f, "usage: migr %s --ctl PATH [--wait TIME] [--json]%s\n\n%s\n\n"
                "  --ctl PATH        control socket of the VMM (migr run / migr recv)\n"
-               "  --wait SECONDS    retry connecting for this long (default 0)\n"
-               "  --json            print the answer as JSON\n", name, what);
+               "  --wait TIME       retry connecting for this long: 5 = 5s, 500ms, 1m (default 0: once)\n"
+               "  --json            print the answer as one JSON object on stdout (docs/control.md)\n",
+            name, strcmp(name, "status") == 0 ? " [--watch [INTERVAL]]" : "", what);
+    if (strcmp(name, "status") == 0)
+        fprintf(f, "  --watch [INTERVAL] ask again every INTERVAL (default 1s) until the VMM goes away\n"
+                   "                    (a source VMM exits once its guest has moved) or Ctrl-C\n");
+    fprintf(f, "\nExit status: 0 = done, 1 = the VMM refused or is not there (the reason on stderr),\n"
+               "2 = bad arguments.\n");
 }
 
 void usage_verify(FILE *f)
@@ -33,7 +41,15 @@ void usage_verify(FILE *f)
                "(build/bench/peers/pvh.elf). A page a vCPU was writing when it stopped is\n"
                "accepted if every byte holds its old or its new generation.\n");
 }
-void usage_status(FILE *f) { usage_common(f, "status", "Print the VM's state (running, failed, pages written)."); }
+void usage_status(FILE *f)
+{
+    usage_common(f, "status", "Show the VMM and its guest (running, failed, page writes) and, while a\n"
+                              "migration runs, its live progress: phase, round, pages done and left, dirty\n"
+                              "rate, transfer rate, expected downtime, elapsed time, pages per codec. A\n"
+                              "receiving `migr recv` shows the bytes received and their rate. Rates are in\n"
+                              "MiB/s (the M of --max-bandwidth). Without --json the answer is printed for\n"
+                              "people when stdout is a terminal, as JSON when it is not (scripts).");
+}
 void usage_resume(FILE *f)
 {
     usage_common(f, "resume", "Resume a guest that a failed migration left paused because ownership was\n"
@@ -47,29 +63,68 @@ void usage_cancel(FILE *f)
 }
 void usage_stop(FILE *f) { usage_common(f, "stop", "Stop the VM; its VMM process exits."); }
 
+static volatile sig_atomic_t watch_stop;
+static void on_watch_signal(int sig) { watch_stop = sig; }
+
+/* The human line for the answer of a small command (without --json). */
+static void print_human(const char *name, int rc, const char *res)
+{
+    char why[600];
+    if (rc != 0) { /* refused: the reason goes to stderr only */
+        fprintf(stderr, "migr %s: %s\n", name, json_get_str(res, "error", why, sizeof(why)) ? why : res);
+        return;
+    }
+    bool b;
+    if (strcmp(name, "stop") == 0) {
+        printf("%s\n", json_get_bool(res, "incoming", &b) && b ? "stopped: no guest had arrived; the receiver exits"
+                                                               : "stopped: the VM is shut down and its VMM exits");
+    } else if (strcmp(name, "resume") == 0) {
+        printf("resumed: the guest runs here\n");
+    } else if (strcmp(name, "cancel") == 0) {
+        printf("cancelling: the guest stays on (or comes back to) the source; `migr status` shows when it runs\n");
+    } else if (strcmp(name, "status") == 0) {
+        if (isatty(1))
+            cli_print_status(stdout, res);
+        else
+            printf("%s\n", res);
+    }
+}
+
 static int ctl_simple(int argc, char **argv, const char *name, const char *command)
 {
     const struct cli_cmd *self = cli_find(name);
     static const struct option opts[] = {
         {"ctl", required_argument, 0, 'C'}, {"wait", required_argument, 0, 'w'},
-        {"json", no_argument, 0, 'j'}, {0, 0, 0, 0},
+        {"json", no_argument, 0, 'j'}, {"watch", optional_argument, 0, 'W'}, {0, 0, 0, 0},
     };
     const char *ctl = NULL;
-    long wait_s = 0;
+    uint64_t wait_ms = 0, watch_ms = 0;
     bool json = false;
     int o;
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end;
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (o) {
         case 'C': ctl = optarg; break;
         case 'j': json = true; break;
         case 'w':
-            wait_s = strtol(optarg, &end, 10);
-            if (*end || wait_s < 0 || wait_s > 3600)
-                return cli_bad_args(self, "--wait %s: expected 0..3600 seconds", optarg);
+            if (cli_parse_ms(optarg, 1, 0, 3600e3, &wait_ms) < 0)
+                return cli_bad_args(self, "--wait %s: expected a time up to 1h (5, 0.5, 500ms, 1m)", optarg);
             break;
+        case 'W': {
+            if (strcmp(name, "status") != 0)
+                return cli_bad_args(self, "unknown option '--watch' (only migr status watches)");
+            /* --watch INTERVAL or --watch=INTERVAL; a bare --watch is 1 s */
+            const char *iv = optarg;
+            if (!iv && optind < argc && argv[optind][0] != '-')
+                iv = argv[optind++];
+            watch_ms = 1000;
+            if (iv && cli_parse_ms(iv, 1, 50, 3600e3, &watch_ms) < 0)
+                return cli_bad_args(self, "--watch %s: expected an interval from 50ms to 1h (1, 0.5, 250ms)", iv);
+            break;
+        }
+        case ':':
+            return cli_bad_args(self, "option '%s' needs a value", argv[optind - 1]);
         default:
             return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
         }
@@ -79,13 +134,51 @@ static int ctl_simple(int argc, char **argv, const char *name, const char *comma
     if (!ctl)
         return cli_bad_args(self, "--ctl PATH is required");
     char res[16384];
-    int rc = ctl_call(ctl, command, (int)wait_s * 1000, NULL, NULL, res, sizeof(res));
+    if (watch_ms) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_watch_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        bool answered = false;
+        while (!watch_stop) {
+            int rc = ctl_call(ctl, command, answered ? 0 : (int)wait_ms, NULL, NULL, res, sizeof(res));
+            if (rc < 0) {
+                if (!answered) {
+                    fprintf(stderr, "migr %s: %s\n", name, migr_last_error());
+                    return 1;
+                }
+                fprintf(stderr, "migr status: the VMM at %s is gone (a source VMM exits once its guest has moved)\n",
+                        ctl);
+                return 0;
+            }
+            answered = true;
+            if (json) {
+                printf("%s\n", res);
+            } else {
+                time_t now = time(NULL);
+                char ts[16];
+                strftime(ts, sizeof(ts), "%H:%M:%S", localtime(&now));
+                printf("-- %s\n", ts);
+                cli_print_status(stdout, res);
+            }
+            fflush(stdout);
+            for (uint64_t slept = 0; slept < watch_ms && !watch_stop; slept += 50)
+                usleep(50000);
+        }
+        return 0;
+    }
+    int rc = ctl_call(ctl, command, (int)wait_ms, NULL, NULL, res, sizeof(res));
     if (rc < 0) {
         fprintf(stderr, "migr %s: %s\n", name, migr_last_error());
         return 1;
     }
     if (json) {
         printf("%s\n", res);
+        if (rc != 0 && strcmp(name, "verify") != 0) {
+            char why[600];
+            fprintf(stderr, "migr %s: %s\n", name, json_get_str(res, "error", why, sizeof(why)) ? why : res);
+        }
     } else if (strcmp(name, "verify") == 0) {
         double pages = 0, bad = 0, ms = 0;
         char why[400] = "";
@@ -96,9 +189,9 @@ static int ctl_simple(int argc, char **argv, const char *name, const char *comma
         if (rc == 0)
             printf("verified: %.0f pages intact (workload paused %.1f ms)\n", pages, ms);
         else if (!json_get_str(res, "error", why, sizeof(why)) || bad > 0 || why[0])
-            printf("NOT verified: %.0f of %.0f pages bad; %s\n", bad, pages, why);
+            fprintf(stderr, "migr verify: NOT verified: %.0f of %.0f pages bad; %s\n", bad, pages, why);
     } else {
-        printf("%s\n", res);
+        print_human(name, rc, res);
     }
     return rc == 0 ? 0 : 1;
 }

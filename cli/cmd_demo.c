@@ -30,7 +30,8 @@ void usage_demo(FILE *f)
             "  --mem SIZE    guest RAM (default 256M)\n"
             "  --rate SIZE   bytes dirtied per second (default 64M)\n"
             "  --to KIND     transport: unix (default) or tcp (127.0.0.1, a free port)\n"
-            "  --json        print the summary as one JSON object on the last line of stdout\n",
+            "  --json        print the summary as one JSON object on the last line of stdout\n"
+            "\nExit status: 0 = migrated and verified, 1 = a step failed (the reason on stderr), 2 = bad arguments.\n",
             "256 MiB", "64 MiB");
 }
 

@@ -61,7 +61,7 @@ void usage_model(FILE *f)
             "usage: migr model [--hosts LIST] [--vms N] [PARAMETER VALUE ...] [--from-bench FILE] [--json]\n"
             "                  [--plot FILE.png]\n"
             "\n"
-            "The cluster throughput model of seed paper 002 (Kourai): m hosts of n VMs, the\n"
+            "The cluster throughput model of Kourai's Warm-VM Reboot paper: m hosts of n VMs, the\n"
             "VMM rejuvenated every T_vmm and each guest OS every T_os. Prints P/(m·p), the\n"
             "total throughput as a fraction of its maximum, for Warm-VM Reboot (eq. 2),\n"
             "Cold-VM Reboot (4), migration to a spare host (5) and live migration without\n"
@@ -95,6 +95,7 @@ void usage_model(FILE *f)
             "  --handover-omega RATE  degradation rate during migr's hand-overs (default 0)\n"
             "  --json               print everything as one JSON object\n"
             "  --plot FILE.png      also draw P/(m·p) over m like the paper's Fig. 7\n"
+            "Exit status: 0 = printed, 1 = a --from-bench file could not be read (the reason on stderr), 2 = bad arguments.\n"
             "                       (python3 + matplotlib: scripts/install-deps.sh --bench)\n");
 }
 
@@ -324,7 +325,7 @@ static void print_json(FILE *f, const struct model *md, const uint64_t *hosts, s
 static void print_text(FILE *f, const struct model *md, const uint64_t *hosts, size_t nh)
 {
     const struct migr_model_params *p = &md->p;
-    fprintf(f, "Cluster throughput P/(m·p) per VMM rejuvenation method (seed paper 002, eq. 2-6)\n");
+    fprintf(f, "Cluster throughput P/(m·p) per VMM rejuvenation method (Kourai's Warm-VM Reboot model, eq. 2-6)\n");
     fprintf(f, "n = %u VMs per host, T_vmm = %g d, T_os = %g d, D_os = %g s, δ = %g, R_os = %g s\n\n", p->n,
             p->t_vmm / 86400, p->t_os / 86400, p->d_os, p->delta, p->r_os);
     fprintf(f, "%-14s %-30s %-4s %-5s %9s %8s %9s %9s %10s %9s  %s\n", "method", "", "eq", "spare", "D [s]",

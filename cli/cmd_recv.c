@@ -16,7 +16,7 @@ void usage_recv(FILE *f)
     fprintf(f,
             "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--decode-threads N]\n"
             "                 [--take-over-ctl] [--postcopy-timeout MS] [--key-file PATH] [--handshake-timeout MS]\n"
-            "                 [--json]\n"
+            "                 [--json | --daemon]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
             "a free port, printed on stderr as \"listening on URL\"). The guest is resumed\n"
@@ -24,7 +24,13 @@ void usage_recv(FILE *f)
             "then this process becomes its VMM and serves the control socket PATH.\n"
             "A bad or truncated stream makes it exit 1 with the reason; no guest runs.\n"
             "\n"
-            "  --listen URL       where to wait for the source\n"
+            "  --listen URL       where to wait for the source: unix:PATH, tcp:HOST:PORT (port 0: any\n"
+            "                     free port), shm:NAME (same host, shared-memory ring); tcp: takes\n"
+            "                     ?channels=N (N connections, the same N as the source's URL),\n"
+            "                     ?uring=1 (io_uring) and ?encrypt=1 (AES-256-GCM; needs --key-file\n"
+            "                     on both sides), joined with &\n"
+            "  --daemon           return once listening (the VMM goes on in the background; its pid\n"
+            "                     is printed on stdout)\n"
             "  --ctl PATH         control socket: bound at start (status answers at once;\n"
             "                     a path that cannot be bound is refused before any guest\n"
             "                     comes), serving the guest once it runs here\n"
@@ -39,13 +45,18 @@ void usage_recv(FILE *f)
             "  --handshake-timeout MS  a connection that has not completed its handshake (the\n"
             "                     authentication, or the first bytes of a migr stream) within MS\n"
             "                     is dropped and the receiver goes on listening (default 5000)\n"
-            "  --json             print the migration summary as JSON on stdout\n"
+            "  --json             print the migration summary as JSON on stdout (docs/control.md)\n"
+            "Exit status: 0 = the guest ran here and was stopped (or moved on), or a waiting\n"
+            "receiver was stopped; 1 = no guest came or it arrived broken (the reason on\n"
+            "stderr); 2 = bad arguments.\n"
             "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group)\n"
             "  --decode-threads N threads decoding compressed pages, 1..16 (default 1)\n"
             "  --postcopy-timeout MS  post-copy: if the source leaves a fault unanswered or\n"
             "                     sends nothing for MS (dead, or a link that stopped), post-copy\n"
             "                     ends here: the guest stops, and a source that still runs takes\n"
             "                     it back (default 10000)\n"
+            "  --log-file PATH    (internal: migr upgrade) the file this VMM's output goes to; removed\n"
+            "                     when the VM is stopped here\n"
             "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
             "                     exec'd VMM maps the memory it inherited (migr rejuvenate --warm)\n");
 }
@@ -131,37 +142,38 @@ int cmd_recv(int argc, char **argv)
         {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'},
         {"decode-threads", required_argument, 0, 'T'}, {"take-over-ctl", no_argument, 0, 'O'},
         {"postcopy-timeout", required_argument, 0, 'P'}, {"key-file", required_argument, 0, 'K'},
-        {"handshake-timeout", required_argument, 0, 'H'}, {0, 0, 0, 0},
+        {"handshake-timeout", required_argument, 0, 'H'}, {"daemon", no_argument, 0, 'd'},
+        {"log-file", required_argument, 0, 'L'}, {0, 0, 0, 0},
     };
     const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL, *key_file = NULL;
     int handshake_ms = 0;
     struct migr_recv_params rp = {.decode_threads = 1};
-    bool json = false, take_over = false;
+    bool json = false, take_over = false, daemon = false;
     int timeout_ms = -1;
     int o;
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (o) {
         case 'l': listen = optarg; break;
         case 'C': ctl = optarg; break;
         case 'j': json = true; break;
+        case 'd': daemon = true; break;
+        case 'L': ctl_log_file = optarg; break;
         case 'W': warm = optarg; break;
         case 'O': take_over = true; break;
         case 'K': key_file = optarg; break;
         case 'H': {
-            char *end;
-            long ms = strtol(optarg, &end, 10);
-            if (*end || ms < 10 || ms > 600000)
-                return cli_bad_args(self, "--handshake-timeout %s: expected 10..600000 ms", optarg);
+            uint64_t ms;
+            if (cli_parse_ms(optarg, 1e-3, 10, 600e3, &ms) < 0)
+                return cli_bad_args(self, "--handshake-timeout %s: expected 10ms..10m (a bare number is ms)", optarg);
             handshake_ms = (int)ms;
             break;
         }
         case 'P': {
-            char *end;
-            long ms = strtol(optarg, &end, 10);
-            if (*end || ms < 100 || ms > 3600000)
-                return cli_bad_args(self, "--postcopy-timeout %s: expected 100..3600000 ms", optarg);
+            uint64_t ms;
+            if (cli_parse_ms(optarg, 1e-3, 100, 3600e3, &ms) < 0)
+                return cli_bad_args(self, "--postcopy-timeout %s: expected 100ms..1h (a bare number is ms)", optarg);
             rp.postcopy_timeout_ms = (uint32_t)ms;
             break;
         }
@@ -179,13 +191,15 @@ int cmd_recv(int argc, char **argv)
             group = optarg;
             break;
         case 't': {
-            char *end;
-            long s = strtol(optarg, &end, 10);
-            if (*end || s <= 0 || s > 86400)
-                return cli_bad_args(self, "--timeout %s: expected 1..86400 seconds", optarg);
-            timeout_ms = (int)s * 1000;
+            uint64_t ms;
+            if (cli_parse_ms(optarg, 1, 1, 86400e3, &ms) < 0)
+                return cli_bad_args(self, "--timeout %s: expected 1ms..1d (a bare number is seconds: 60, 1.5, "
+                                    "500ms, 10m)", optarg);
+            timeout_ms = (int)ms;
             break;
         }
+        case ':':
+            return cli_bad_args(self, "option '%s' needs a value", argv[optind - 1]);
         default:
             return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
         }
@@ -196,6 +210,21 @@ int cmd_recv(int argc, char **argv)
         return warm_continue(warm, ctl, group);
     if (!listen || !ctl)
         return cli_bad_args(self, "--listen URL and --ctl PATH are required");
+    struct migr_url lu;
+    if (strstr(listen, "://"))
+        return cli_bad_args(self, "--listen %s: migr URLs have no '//': write unix:PATH, tcp:HOST:PORT or shm:NAME",
+                            listen);
+    if (migr_url_parse(listen, &lu) < 0)
+        return cli_bad_args(self, "--listen: %s", migr_last_error());
+    if (daemon && json)
+        return cli_bad_args(self, "--json prints the summary when the guest has arrived: a --daemon has no stdout "
+                            "by then (use migr status --json)");
+    int ready_fd = -1;
+    if (daemon) {
+        int rc = cli_daemonize("recv", &ready_fd);
+        if (rc >= 0)
+            return rc;
+    }
     /* Everything the guest will need here is acquired before a source can
      * give it to us: once it has committed, nothing may make us drop it. */
     struct ctl_server *srv;
@@ -236,6 +265,7 @@ int cmd_recv(int argc, char **argv)
             fprintf(stderr, "migr recv: a source must prove the key of %s%s\n", key_file,
                     l->url.encrypt ? "; the stream is encrypted" : "");
         fprintf(stderr, "migr recv: %slistening on %s\n", attempt ? "again " : "", l->bound);
+        cli_ready(&ready_fd, l->bound);
         snprintf(url, sizeof(url), "%s", l->bound); /* the same port next time */
         ctl_set_phase(srv, "waiting");
         int left = -1;
@@ -243,13 +273,26 @@ int cmd_recv(int argc, char **argv)
             uint64_t now = migr_now_ns();
             left = now >= until ? 0 : (int)((until - now) / 1000000ull);
         }
+        ctl_set_waiting(srv, l);
         err = migr_listener_accept(l, left, &t);
+        ctl_set_waiting(srv, NULL);
         /* One source at a time: from here a second one is refused (nobody listens). */
         migr_listener_close(l);
+        if (ctl_stop_requested(srv)) { /* migr stop before a guest came */
+            if (err == 0)
+                migr_transport_close(t); /* the source resumes its guest */
+            fprintf(stderr, "migr recv: stopped before a guest arrived\n");
+            migr_key_free(key);
+            migr_link_set_default(NULL);
+            ctl_close(srv);
+            return 0;
+        }
         if (err < 0)
             break;
         ctl_set_phase(srv, "receiving");
+        ctl_set_incoming(srv, t);
         err = migr_recv_ex(t, &rp, &hv, &st);
+        ctl_set_incoming(srv, NULL);
         migr_transport_close(t);
         if (err < 0 && !hv && st.ram_bytes == 0) {
             /* It never got past HELLO: nothing was built for it. A stranger
@@ -269,8 +312,16 @@ int cmd_recv(int argc, char **argv)
         ctl_close(srv);
         return 1;
     }
-    char js[16384];
-    migr_stats_json(&st, js, sizeof(js));
+    char raw[16384], js[16384];
+    migr_stats_json(&st, raw, sizeof(raw));
+    /* this side's summary: what only the source measures is left out */
+    static const char *const source_only[] = {
+        "tracker", "setup_ms", "hole_pages", "first_pass_ms", "first_pass_mbps", "converged", "resumed_on_source",
+        "max_bandwidth", "adaptive_bw", "rate_wait_ms", "compress", "unchanged_pages", "cache_lookups",
+        "cache_hits", "cache_hit_rate", "probes", "link_mbps", "round_stats", "serve_p50_us", "prepaged_pages",
+        NULL};
+    if (cli_json_edit(raw, "\"schema\":1,\"side\":\"destination\"", source_only, js, sizeof(js)) < 0)
+        snprintf(js, sizeof(js), "%s", raw);
     if (err < 0) {
         fprintf(stderr, "migr recv: %s\n", st.error);
         if (json)

@@ -19,7 +19,7 @@ void usage_rejuvenate(FILE *f)
     fprintf(f,
             "usage: migr rejuvenate --ctl PATH [--handover | --copy | --warm] [--binary NEW_MIGR] [--json]\n"
             "\n"
-            "Rejuvenate the VMM serving PATH without stopping its guest, as in seed 000:\n"
+            "Rejuvenate the VMM serving PATH without stopping its guest:\n"
             "(1) nesting on (a no-op hook for the KVM backend), (2) start VMM 2, (3) migrate\n"
             "the guest 1->2, (4) reboot VMM 1 (a fresh process), (5) migrate 2->1, (6) stop\n"
             "VMM 2, (7) nesting off. Prints the time of every phase and both downtimes.\n"
@@ -27,11 +27,12 @@ void usage_rejuvenate(FILE *f)
             "  --ctl PATH         control socket of the running VMM (kept by the rebooted VMM 1)\n"
             "  --handover         move the guest by passing its memory (default; no copy)\n"
             "  --copy             move it by live migration (pre-copy over a unix socket)\n"
-            "  --warm             Warm-VM Reboot instead (seed 002): no second VMM; the guest is\n"
+            "  --warm             Warm-VM Reboot instead (Kourai): no second VMM; the guest is\n"
             "                     suspended in place while its VMM process restarts (exec) and\n"
             "                     resumes from the same memory\n"
             "  --binary NEW_MIGR  migr binary for the new VMM processes (default: this one)\n"
-            "  --json             print the phases as JSON\n");
+            "  --json             print the phases as JSON\n"
+            "\nExit status: 0 = the guest runs in the rejuvenated VMM, 1 = a phase failed; the message says where the guest runs (the reason on stderr), 2 = bad arguments.\n");
 }
 
 struct proc_hooks {

@@ -15,14 +15,19 @@
 void usage_run(FILE *f)
 {
     fprintf(f,
-            "usage: migr run --mem SIZE [--vcpus N] [--workload SPEC] --ctl PATH [--backend kvm]\n"
-            "                [--dirty NAME] [--group NAME] [--kernel FILE.elf [--append CMDLINE]]\n"
+            "usage: migr run --ctl PATH [--mem SIZE] [--vcpus N] [--workload SPEC] [--backend kvm|proc]\n"
+            "                [--dirty NAME] [--group NAME] [--kernel FILE.elf [--append CMDLINE]] [--daemon]\n"
             "\n"
             "Start a VM whose guest rewrites memory pages at a chosen rate, keeping the\n"
             "integrity metadata that `migr verify` checks. Runs in the foreground until\n"
             "`migr stop`, SIGTERM, or a completed `migr send` moves the guest away.\n"
+            "Exit status: 0 = the VM was stopped (or moved away), 1 = it could not start\n"
+            "(the reason on stderr), 2 = bad arguments.\n"
             "\n"
-            "  --mem SIZE        guest RAM, multiple of 2M, 8M..64G (default 256M)\n"
+            "  --daemon          return once the guest runs and the control socket answers (the\n"
+            "                    VMM goes on in the background; its pid is printed on stdout)\n"
+            "  --mem SIZE        guest RAM, multiple of 2 MiB, 8M..64G (default 256M; 512M = 512MiB,\n"
+            "                    1.5G; K/M/G/T are powers of 1024, KB/MB/GB powers of 1000)\n"
             "  --vcpus N         vCPUs, 1..64 (default 1)\n"
             "  --workload SPEC   comma-separated key=value (default rate=64M,pattern=random,data=text):\n"
             "                      rate=SIZE     bytes dirtied per second, all vCPUs (0 = as fast as possible)\n"
@@ -51,18 +56,20 @@ int cmd_run(int argc, char **argv)
         {"workload", required_argument, 0, 'w'}, {"ctl", required_argument, 0, 'C'},
         {"backend", required_argument, 0, 'b'}, {"dirty", required_argument, 0, 'D'},
         {"group", required_argument, 0, 'g'}, {"kernel", required_argument, 0, 'k'},
-        {"append", required_argument, 0, 'a'}, {0, 0, 0, 0},
+        {"append", required_argument, 0, 'a'}, {"daemon", no_argument, 0, 'd'}, {0, 0, 0, 0},
     };
     struct migr_vm_config cfg = {.mem_bytes = 256ull << 20, .nvcpus = 1};
     const char *ctl = NULL, *backend = "kvm", *dirty = "auto", *group = NULL, *append = NULL, *spec = NULL;
     migr_workload_defaults(&cfg.wl);
+    bool daemon = false;
     int o;
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (o) {
+        case 'd': daemon = true; break;
         case 'm':
-            if (migr_parse_size(optarg, &cfg.mem_bytes) < 0)
+            if (cli_parse_size(optarg, &cfg.mem_bytes) < 0)
                 return cli_bad_args(self, "--mem: %s", migr_last_error());
             if (cfg.mem_bytes < (8ull << 20) || cfg.mem_bytes % (2ull << 20) || cfg.mem_bytes > (64ull << 30))
                 return cli_bad_args(self, "--mem %s: must be a multiple of 2M between 8M and 64G", optarg);
@@ -83,13 +90,19 @@ int cmd_run(int argc, char **argv)
         case 'k': cfg.kernel = optarg; break;
         case 'a': append = optarg; break;
         case 'C': ctl = optarg; break;
-        case 'b': backend = optarg; break;
+        case 'b':
+            if (strcmp(optarg, "kvm") && strcmp(optarg, "proc"))
+                return cli_bad_args(self, "--backend %s: expected kvm or proc", optarg);
+            backend = optarg;
+            break;
         case 'D': dirty = optarg; break;
         case 'g':
             if (cli_group_check_name(optarg) < 0)
                 return cli_bad_args(self, "--group: %s", migr_last_error());
             group = optarg;
             break;
+        case ':':
+            return cli_bad_args(self, "option '%s' needs a value", argv[optind - 1]);
         default:
             return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
         }
@@ -115,6 +128,12 @@ int cmd_run(int argc, char **argv)
     }
     if (strchr(dirty, ' ') || strlen(dirty) > 30)
         return cli_bad_args(self, "--dirty '%s': not a tracker name", dirty);
+    int ready_fd = -1;
+    if (daemon) {
+        int rc = cli_daemonize("run", &ready_fd);
+        if (rc >= 0)
+            return rc;
+    }
     if (!migr_hv_available(backend)) {
         fprintf(stderr, "migr run: backend %s is not usable here: %s\n", backend, migr_last_error());
         return 1;
@@ -170,5 +189,13 @@ int cmd_run(int argc, char **argv)
         snprintf(info + il, sizeof(info) - (size_t)il, ",\"group\":\"%s\"", group);
     fprintf(stderr, "migr run: guest running (%llu MiB, %u vCPU%s, %s, dirty tracker %s), control socket %s\n",
             (unsigned long long)(cfg.mem_bytes >> 20), cfg.nvcpus, cfg.nvcpus > 1 ? "s" : "", wl, tracker, ctl);
-    return ctl_serve(hv, ctl, info);
+    struct ctl_server *srv;
+    if (ctl_open(ctl, false, &srv) < 0) {
+        fprintf(stderr, "migr run: %s\n", migr_last_error());
+        migr_hv_destroy(hv);
+        return 1;
+    }
+    if (ready_fd < 0)
+        return ctl_run(srv, hv, info, -1, NULL);
+    return ctl_run(srv, hv, info, ready_fd, "ready\n");
 }

@@ -15,18 +15,34 @@ void usage_send(FILE *f)
     fprintf(f,
             "usage: migr send --ctl PATH | --group NAME --to URL [--mode MODE] [--postcopy-after N] [--prepage N]\n"
             "                 [--max-bandwidth R] [--adaptive [--min-bandwidth R]]\n"
-            "                 [--handover] [--downtime-ms N] [--max-rounds N] [--dirty NAME] [--json]\n"
-            "                 [--compress CODEC] [--compress-level N] [--xbzrle-cache MiB] [--compress-threads N]\n"
-            "                 [--stall-timeout MS] [--postcopy-lease MS] [--key-file PATH]\n"
+            "                 [--handover] [--downtime-ms TIME] [--max-rounds N] [--dirty NAME] [--json]\n"
+            "                 [--compress CODEC] [--compress-level N] [--xbzrle-cache SIZE] [--compress-threads N]\n"
+            "                 [--stall-timeout TIME] [--postcopy-lease TIME] [--key-file PATH]\n"
             "\n"
             "Live-migrate the VM served at the control socket PATH to a `migr recv`\n"
-            "listening on URL (unix:PATH or tcp:HOST:PORT). Round 1 sends all RAM; later\n"
+            "listening on URL (the forms below). Round 1 sends all RAM; later\n"
             "rounds send what the guest dirtied while they halve it; then the guest is\n"
             "paused, the few pages left and the vCPU state are sent, and it resumes on the\n"
             "destination (a guest dirtying faster than that: its last pages follow in a\n"
             "cancellable post-copy tail; --mode tail, the default). Any failure before the\n"
             "destination confirms resumes the guest on the source. Exit status 0 =\n"
             "migrated, 1 = failed (the message says where the guest runs), 2 = bad arguments.\n"
+            "Ctrl-C or SIGTERM cancels the migration: before the switchover the guest keeps\n"
+            "running on the source, in post-copy it is taken back from the destination's\n"
+            "checkpoint; the command waits for that and says where the guest is (a second\n"
+            "Ctrl-C stops waiting; the VMM then finishes or cancels on its own). Watch a\n"
+            "running migration with `migr status --ctl PATH --watch`.\n"
+            "\n"
+            "URL:  unix:PATH           a unix socket on this host\n"
+            "      tcp:HOST:PORT       TCP (HOST: a name, an IPv4 address or [IPv6])\n"
+            "      shm:NAME            a shared-memory ring on this host (fastest copy)\n"
+            "      handover:PATH       = unix:PATH with --handover\n"
+            "      ?channels=N         tcp: N parallel connections (1..16; the receiver's URL too)\n"
+            "      ?uring=1            unix:, tcp: send through io_uring\n"
+            "      ?encrypt=1          unix:, tcp: AES-256-GCM frames (needs --key-file on both sides)\n"
+            "      options join with &: tcp:10.0.0.2:7000?channels=4&encrypt=1\n"
+            "SIZE: 4096, 64M (MiB), 512MiB, 1.5G, 100MB (10^6 bytes); R: a SIZE per second, /s\n"
+            "      optional (100M = 100MiB/s; 100MB/s = 10^8 bytes/s); TIME: 500ms, 2s, 1m\n"
             "\n"
             "  --ctl PATH         control socket of the source VMM (migr run / migr recv)\n"
             "  --to URL           destination; handover:PATH = unix:PATH with --handover\n"
@@ -48,15 +64,15 @@ void usage_send(FILE *f)
             "                     a broken link or the destination's death resumes the guest here.\n"
             "                     Only the source's own death loses it (docs/design.md)\n"
             "  --prepage N        post-copy: pages sent after each faulted one (default 8)\n"
-            "  --max-bandwidth R  at most R bytes/s on the wire (e.g. 100M; default unlimited)\n"
+            "  --max-bandwidth R  at most R on the wire (100M = 100 MiB/s; default unlimited)\n"
             "  --adaptive         rate control like Xen's (for links shared with other guests):\n"
             "                     round 1 at --min-bandwidth, each later round at the dirty rate\n"
             "                     of the previous one + --min-bandwidth, capped by --max-bandwidth;\n"
             "                     the stop-and-copy at --max-bandwidth\n"
-            "  --min-bandwidth R  adaptive: first rate and step (default 64M)\n"
+            "  --min-bandwidth R  adaptive: first rate and step (default 64M = 64 MiB/s)\n"
             "  --handover         same host only: pass the guest's memory (memfd, SCM_RIGHTS) over\n"
             "                     the unix socket; only vCPU state is copied (downtime ~1 ms)\n"
-            "  --downtime-ms N    precopy, hybrid: downtime target in ms (default 300)\n"
+            "  --downtime-ms TIME precopy, tail, hybrid: downtime target (default 300 = 300ms; 0.5s)\n"
             "  --max-rounds N     pre-copy rounds at most (default 30)\n"
             "  --dirty NAME       dirty tracker (default auto: kvm-bitmap for kvm, pagemap-scan for proc;\n"
             "                     also uffd-wp, soft-dirty, mprotect)\n"
@@ -66,17 +82,18 @@ void usage_send(FILE *f)
             "                     per page zero / delta / lz4 / zstd / raw, whichever costs least at\n"
             "                     the measured link rate; docs/compress.md)\n"
             "  --compress-level N lz4 (-65537..12), zlib (1..9) or zstd level (auto: zstd's); 0 = default\n"
-            "  --xbzrle-cache MiB sender's cache of pages for deltas (default 64; 0 = no deltas)\n"
+            "  --xbzrle-cache SIZE sender's cache of pages for deltas (default 64M; a bare number is MiB;\n"
+            "                     0 = no deltas)\n"
             "  --compress-threads N  encoding threads (default 2 with 2+ CPUs, else 1; the destination's\n"
             "                     decoders: migr recv --decode-threads)\n"
-            "  --stall-timeout MS before the switchover: if nothing moves on the link for MS\n"
+            "  --stall-timeout TIME before the switchover: if nothing moves on the link for TIME\n"
             "                     (a stalled or partitioned destination), give up and resume the\n"
-            "                     guest here (default 10000; 0 = wait forever). `migr cancel`\n"
+            "                     guest here (default 10s; a bare number is ms; 0 = wait forever). `migr cancel`\n"
             "                     works at any moment, also during a stall\n"
-            "  --postcopy-lease MS  cancellable post-copy: the destination runs the guest only while\n"
-            "                     its last checkpoint acknowledged here is younger than MS; after\n"
-            "                     2 x MS without a word from it (a partition), the guest is taken\n"
-            "                     back here (default 10000)\n"
+            "  --postcopy-lease TIME  post-copy: the destination runs the guest only while\n"
+            "                     its last checkpoint acknowledged here is younger than TIME; after\n"
+            "                     2 x TIME without a word from it (a partition), the guest is taken\n"
+            "                     back here (default 10s; a bare number is ms)\n"
             "  --key-file PATH    prove to the destination (migr recv --key-file) that we know the key\n"
             "                     in PATH (owner-only file), and check that it knows it too, before\n"
             "                     the stream starts; the post-copy fault channel is authenticated\n"
@@ -142,13 +159,42 @@ static int send_group(const char *group, const char *cmd_fmt, bool json)
     return err == 0 ? 0 : 1;
 }
 
+/* The first Ctrl-C / SIGTERM: cancel the migration in the VMM (which owns
+ * it), then wait for its final answer, which says where the guest is. */
+static void send_interrupted(void *arg)
+{
+    const char *ctl = arg;
+    char res[2048], why[600];
+    cli_progress_done();
+    fprintf(stderr, "migr send: interrupted: cancelling the migration (again: stop waiting; it then goes on "
+                    "in the VMM)\n");
+    int rc = ctl_call(ctl, "cancel", 0, NULL, NULL, res, sizeof(res));
+    if (rc < 0)
+        fprintf(stderr, "migr send: cannot cancel: %s\n", migr_last_error());
+    else if (rc)
+        fprintf(stderr, "migr send: cancel refused: %s\n", json_get_str(res, "error", why, sizeof(why)) ? why : res);
+}
+
+static bool name_in(const char *v, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcmp(v, *names) == 0)
+            return true;
+    return false;
+}
+
+static const char *const codecs[] = {"none", "zero", "xbzrle", "lz4", "zlib", "zstd", "auto", NULL};
+static const char *const trackers[] = {"auto", "kvm-bitmap", "kvm-ring", "pagemap-scan", "uffd-wp", "soft-dirty",
+                                       "mprotect", NULL};
+
 int cmd_send(int argc, char **argv)
 {
     char extra[512] = "";
     const struct cli_cmd *self = cli_find("send");
     static const struct option opts[] = {
         {"ctl", required_argument, 0, 'C'}, {"to", required_argument, 0, 't'},
-        {"downtime-ms", required_argument, 0, 'd'}, {"max-rounds", required_argument, 0, 'r'},
+        {"downtime-ms", required_argument, 0, 'd'}, {"downtime", required_argument, 0, 'd'},
+        {"max-rounds", required_argument, 0, 'r'},
         {"dirty", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'},
         {"handover", no_argument, 0, 'H'}, {"mode", required_argument, 0, 'M'},
         {"postcopy-after", required_argument, 0, 'P'},
@@ -161,20 +207,30 @@ int cmd_send(int argc, char **argv)
         {"key-file", required_argument, 0, 'K'}, {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
-    long downtime = 300, rounds = 30;
+    uint64_t downtime = 300;
+    long rounds = 30;
     bool json = false, handover = false;
     const char *mode = NULL;
     long after = 1;
+    /* options given that only some modes use (checked against the mode below) */
+    const char *codec_opt = NULL, *rate_opt = NULL, *postcopy_opt = NULL, *after_opt = NULL, *min_bw_opt = NULL;
+    bool adaptive = false;
     int o;
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end;
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        char *end, num[32];
+        uint64_t v;
         switch (o) {
         case 'C': ctl = optarg; break;
         case 'g': group = optarg; break;
         case 't': to = optarg; break;
-        case 'D': tracker = optarg; break;
+        case 'D':
+            if (!name_in(optarg, trackers))
+                return cli_bad_args(self, "--dirty %s: expected auto, kvm-bitmap, kvm-ring, pagemap-scan, uffd-wp, "
+                                    "soft-dirty or mprotect", optarg);
+            tracker = optarg;
+            break;
         case 'j': json = true; break;
         case 'H': handover = true; break;
         case 'M':
@@ -186,33 +242,40 @@ int cmd_send(int argc, char **argv)
             break;
         case 'P':
             after = strtol(optarg, &end, 10);
-            if (*end || after < 1 || after > 1000)
+            if (!*optarg || *end || after < 1 || after > 1000)
                 return cli_bad_args(self, "--postcopy-after %s: expected 1..1000 rounds", optarg);
+            after_opt = "--postcopy-after";
             break;
-        case 'p': /* engine settings travel as key=value (cli/migrate_opts.c checks them) */
+        case 'p': { /* engine settings travel as key=value (cli/migrate_opts.c checks them again) */
+            long n = strtol(optarg, &end, 10);
+            if (!*optarg || *end || n < 0 || n > 512)
+                return cli_bad_args(self, "--prepage %s: expected 0..512 pages", optarg);
             if (append_setting(extra, sizeof(extra), "prepage", optarg) < 0)
                 return cli_bad_args(self, "--prepage: value too long");
-            break;
-        case 'B':
-        case 'm': {
-            uint64_t v;
-            if (migr_parse_size(optarg, &v) < 0 || v == 0)
-                return cli_bad_args(self, "--%s %s: expected a rate in bytes/s above 0 (e.g. 100M)",
-                                    o == 'B' ? "max-bandwidth" : "min-bandwidth", optarg);
-            if (append_setting(extra, sizeof(extra), o == 'B' ? "max-bandwidth" : "min-bandwidth", optarg) < 0)
-                return cli_bad_args(self, "too many settings");
+            postcopy_opt = "--prepage";
             break;
         }
+        case 'B':
+        case 'm':
+            if (cli_parse_rate(optarg, &v) < 0 || v == 0)
+                return cli_bad_args(self, "--%s %s: expected a rate above 0 in bytes/s (100M = 100 MiB/s, "
+                                    "100MB = 100 MB/s, 1.5G)", o == 'B' ? "max-bandwidth" : "min-bandwidth", optarg);
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+            if (append_setting(extra, sizeof(extra), o == 'B' ? "max-bandwidth" : "min-bandwidth", num) < 0)
+                return cli_bad_args(self, "too many settings");
+            if (o == 'B')
+                rate_opt = "--max-bandwidth";
+            else
+                min_bw_opt = "--min-bandwidth";
+            break;
         case 'K': {
             /* Checked here for a quick answer; the VMM loads it again (it
              * runs the connection). Only the path travels, made absolute
              * since the VMM's working directory is not ours. */
             struct migr_key *k;
             char abs[4096];
-            if (migr_key_load(optarg, &k) < 0) {
-                fprintf(stderr, "migr send: %s\n", migr_last_error());
-                return 1;
-            }
+            if (migr_key_load(optarg, &k) < 0)
+                return cli_bad_args(self, "--key-file: %s", migr_last_error());
             migr_key_free(k);
             if (!realpath(optarg, abs))
                 return cli_bad_args(self, "--key-file %s: %s", optarg, strerror(errno));
@@ -223,24 +286,76 @@ int cmd_send(int argc, char **argv)
         case 'A':
             if (append_setting(extra, sizeof(extra), "adaptive", "1") < 0)
                 return cli_bad_args(self, "too many settings");
+            adaptive = true;
+            rate_opt = "--adaptive";
             break;
-        case 1000: case 1001: case 1002: case 1003: case 1004: case 1005: { /* checked by the VMM */
-            static const char *const keys[] = {"compress", "compress-level", "xbzrle-cache", "compress-threads",
-                                               "stall-timeout", "postcopy-lease"};
-            if (append_setting(extra, sizeof(extra), keys[o - 1000], optarg) < 0)
-                return cli_bad_args(self, "--%s: empty or too long", keys[o - 1000]);
+        case 1000:
+            if (!name_in(optarg, codecs))
+                return cli_bad_args(self, "--compress %s: expected none, zero, xbzrle, lz4, zlib, zstd or auto", optarg);
+            codec_opt = "--compress";
+            if (append_setting(extra, sizeof(extra), "compress", optarg) < 0)
+                return cli_bad_args(self, "too many settings");
+            break;
+        case 1001: {
+            long n = strtol(optarg, &end, 10);
+            if (!*optarg || *end || n < -65537 || n > 22)
+                return cli_bad_args(self, "--compress-level %s: expected a level (lz4 -65537..12, zlib 1..9, "
+                                    "zstd up to 22; 0 = the codec's default)", optarg);
+            codec_opt = "--compress-level";
+            if (append_setting(extra, sizeof(extra), "compress-level", optarg) < 0)
+                return cli_bad_args(self, "too many settings");
+            break;
+        }
+        case 1002: {
+            /* a bare number is MiB (as before); with a unit, any size in whole MiB */
+            long n = strtol(optarg, &end, 10);
+            if (*optarg && !*end)
+                v = (uint64_t)n << 20;
+            if ((!*optarg || *end) && cli_parse_size(optarg, &v) < 0)
+                return cli_bad_args(self, "--xbzrle-cache %s: expected a size (64M, 1G; a bare number is MiB)",
+                                    optarg);
+            if (n < 0 || v % (1u << 20) || (v >> 20) > 65536)
+                return cli_bad_args(self, "--xbzrle-cache %s: expected whole MiB, 0..64G", optarg);
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)(v >> 20));
+            codec_opt = "--xbzrle-cache";
+            if (append_setting(extra, sizeof(extra), "xbzrle-cache", num) < 0)
+                return cli_bad_args(self, "too many settings");
+            break;
+        }
+        case 1003: {
+            long n = strtol(optarg, &end, 10);
+            if (!*optarg || *end || n < 1 || n > 16)
+                return cli_bad_args(self, "--compress-threads %s: expected 1..16", optarg);
+            codec_opt = "--compress-threads";
+            if (append_setting(extra, sizeof(extra), "compress-threads", optarg) < 0)
+                return cli_bad_args(self, "too many settings");
+            break;
+        }
+        case 1004:
+        case 1005: {
+            const char *key = o == 1004 ? "stall-timeout" : "postcopy-lease";
+            if (cli_parse_ms(optarg, 1e-3, o == 1004 ? 0 : 100, 3600e3, &v) < 0)
+                return cli_bad_args(self, "--%s %s: %s (a bare number is ms: 10000, 10s, 1m)", key, optarg,
+                                    migr_last_error());
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+            if (o == 1005)
+                postcopy_opt = "--postcopy-lease";
+            if (append_setting(extra, sizeof(extra), key, num) < 0)
+                return cli_bad_args(self, "too many settings");
             break;
         }
         case 'd':
-            downtime = strtol(optarg, &end, 10);
-            if (*end || downtime < 1 || downtime > 600000)
-                return cli_bad_args(self, "--downtime-ms %s: expected 1..600000", optarg);
+            if (cli_parse_ms(optarg, 1e-3, 1, 600e3, &downtime) < 0)
+                return cli_bad_args(self, "--downtime-ms %s: expected 1ms..600s (a bare number is ms: 300, "
+                                    "0.5s)", optarg);
             break;
         case 'r':
             rounds = strtol(optarg, &end, 10);
-            if (*end || rounds < 1 || rounds > 1000)
+            if (!*optarg || *end || rounds < 1 || rounds > 1000)
                 return cli_bad_args(self, "--max-rounds %s: expected 1..1000", optarg);
             break;
+        case ':':
+            return cli_bad_args(self, "option '%s' needs a value", argv[optind - 1]);
         default:
             return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
         }
@@ -264,12 +379,28 @@ int cmd_send(int argc, char **argv)
         to = unix_url;
         handover = true;
     }
+    /* Options that mean nothing in the chosen mode are refused, not ignored. */
+    if (handover && strcmp(mode, "precopy") && strcmp(mode, "handover"))
+        return cli_bad_args(self, "--handover moves the memory itself: it cannot be combined with --mode %s", mode);
+    if (handover && (codec_opt || rate_opt || postcopy_opt || after_opt || min_bw_opt))
+        return cli_bad_args(self, "%s: a hand-over copies no page (the memory itself is passed), so it has no "
+                            "codecs, rate, or post-copy settings",
+                            codec_opt ? codec_opt : rate_opt ? rate_opt : postcopy_opt ? postcopy_opt
+                                                  : after_opt ? after_opt : min_bw_opt);
+    if (after_opt && strcmp(mode, "hybrid"))
+        return cli_bad_args(self, "--postcopy-after: only --mode hybrid switches to post-copy after pre-copy rounds");
+    if (postcopy_opt && !handover && strcmp(mode, "postcopy") && strcmp(mode, "hybrid"))
+        return cli_bad_args(self, "%s is a post-copy setting: add --mode postcopy or --mode hybrid", postcopy_opt);
+    if (min_bw_opt && !adaptive)
+        return cli_bad_args(self, "--min-bandwidth is the step of --adaptive rate control: add --adaptive");
+    if (strstr(to, "://"))
+        return cli_bad_args(self, "--to %s: migr URLs have no '//': write unix:PATH, tcp:HOST:PORT or shm:NAME", to);
     struct migr_url u;
     char probe[400];
     expand_vm(to, "vm", probe, sizeof(probe));
     if (migr_url_parse(group ? probe : to, &u) < 0)
         return cli_bad_args(self, "--to: %s", migr_last_error());
-    if (strchr(to, ' ') || strchr(tracker, ' '))
+    if (strchr(to, ' '))
         return cli_bad_args(self, "URL and tracker names cannot contain spaces");
     char cmd[1300], res[16384];
     if (handover && u.kind != MIGR_URL_UNIX && u.kind != MIGR_URL_SHM)
@@ -283,24 +414,39 @@ int cmd_send(int argc, char **argv)
         snprintf(modearg, sizeof(modearg), "%s", mode);
     if (group) {
         char fmt[1300];
-        snprintf(fmt, sizeof(fmt), "migrate %s %ld %ld %s %s%s barrier=1", to, downtime, rounds, tracker, modearg,
-                 extra);
+        snprintf(fmt, sizeof(fmt), "migrate %s %llu %ld %s %s%s barrier=1", to, (unsigned long long)downtime, rounds,
+                 tracker, modearg, extra);
         return send_group(group, fmt, json);
     }
-    snprintf(cmd, sizeof(cmd), "migrate %s %ld %ld %s %s%s", to, downtime, rounds, tracker, modearg, extra);
+    snprintf(cmd, sizeof(cmd), "migrate %s %llu %ld %s %s%s", to, (unsigned long long)downtime, rounds, tracker,
+             modearg, extra);
+    cli_catch_signals(send_interrupted, (void *)ctl);
     int rc = ctl_call(ctl, cmd, 0, cli_progress_line, NULL, res, sizeof(res));
     cli_progress_done();
     if (rc < 0) {
         fprintf(stderr, "migr send: %s\n", migr_last_error());
         return 1;
     }
+    char why[800];
+    bool b;
     if (rc != 0) {
-        char why[800];
-        fprintf(stderr, "migr send: failed: %s\n", json_get_str(res, "error", why, sizeof(why)) ? why : res);
+        bool back = json_get_bool(res, "resumed_on_source", &b) && b;
+        bool doubt = json_get_bool(res, "ownership_in_doubt", &b) && b;
+        if (cli_signals && back)
+            fprintf(stderr, "migr send: cancelled: the guest runs on the source\n");
+        else
+            fprintf(stderr, "migr send: failed: %s\n", json_get_str(res, "error", why, sizeof(why)) ? why : res);
+        if (doubt)
+            fprintf(stderr, "migr send: the guest is kept PAUSED on the source: it may run on the destination; "
+                            "check there before `migr resume --ctl %s`\n", ctl);
+    } else if (cli_signals) {
+        fprintf(stderr, "migr send: the cancel came too late: the guest runs on the destination\n");
     }
-    if (json)
-        printf("%s\n", res);
-    else
+    if (json) {
+        char out[17000];
+        printf("%s\n", cli_json_edit(res, "\"schema\":1,\"side\":\"source\"", NULL, out, sizeof(out)) > 0 ? out : res);
+    } else {
         cli_print_summary(stdout, res);
+    }
     return rc == 0 ? 0 : 1;
 }

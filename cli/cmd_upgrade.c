@@ -33,7 +33,8 @@ void usage_upgrade(FILE *f)
             "                      state moves, all resume; if one member fails before the joint\n"
             "                      commit, every guest stays in its old VMM\n"
             "  --binary NEW_MIGR   migr binary for the new VMM (default: this one)\n"
-            "  --json              print the hand-over summary as JSON\n");
+            "  --json              print the hand-over summary as JSON\n"
+            "\nExit status: 0 = the guest runs in the new VMM, 1 = it stays in the old one (the reason on stderr), 2 = bad arguments.\n");
 }
 
 #define MAX_MEMBERS 64

@@ -30,6 +30,7 @@
 #include "migr/workload.h"
 
 static volatile sig_atomic_t stop_signal;
+const char *ctl_log_file;
 static char serve_group[80]; /* the VM's group ("" = none), kept across a warm reboot */
 /* The VM's dirty tracker ("dirty" of migr run's info; used when migrate says
  * auto) and the one the last migration ran (reported by verify). */
@@ -424,6 +425,21 @@ void ctl_close(struct ctl_server *srv)
     free(srv);
 }
 
+void ctl_set_incoming(struct ctl_server *srv, const struct migr_transport *t)
+{
+    ctl_thread_incoming(srv->th, t);
+}
+
+void ctl_set_waiting(struct ctl_server *srv, struct migr_listener *l)
+{
+    ctl_thread_waiting(srv->th, l);
+}
+
+bool ctl_stop_requested(struct ctl_server *srv)
+{
+    return ctl_thread_stop_requested(srv->th);
+}
+
 void ctl_set_phase(struct ctl_server *srv, const char *phase)
 {
     ctl_thread_set_phase(srv->th, phase);
@@ -468,7 +484,7 @@ int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, i
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    bool done = false;
+    bool done = false, stopped = false;
     while (!done && !stop_signal) {
         struct ctl_job job;
         if (!srv->th) {
@@ -495,8 +511,9 @@ int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, i
         if (strcmp(line, "verify") == 0) {
             do_verify(hv, fd);
         } else if (strcmp(line, "stop") == 0) {
-            reply(fd, "ok {\"stopped\":true}");
+            reply(fd, "ok {\"schema\":%d,\"stopped\":true}", CLI_JSON_SCHEMA);
             done = true;
+            stopped = true;
         } else if (strcmp(line, "warm") == 0) {
             do_warm(hv, fd, srv); /* returns only on failure; the guest runs here */
         } else if (strcmp(line, "resume") == 0) {
@@ -519,6 +536,9 @@ int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, i
     }
     if (stop_signal)
         fprintf(stderr, "migr: signal %d: stopping the VM\n", (int)stop_signal);
+    /* The VM ends here (not moved on to a VMM that writes the same log). */
+    if ((stopped || stop_signal) && ctl_log_file && unlink(ctl_log_file) < 0 && errno != ENOENT)
+        fprintf(stderr, "migr: remove %s: %s\n", ctl_log_file, strerror(errno));
     ctl_close(srv);
     migr_hv_destroy(hv);
     return 0;
@@ -572,9 +592,34 @@ int ctl_serve_ready(struct migr_hv *hv, const char *path, const char *info_json,
     return ctl_run(srv, hv, info_json, ready_fd, ready);
 }
 
+volatile sig_atomic_t cli_signals;
+static cli_interrupt_fn intr_fn;
+static void *intr_arg;
+
+static void count_signal(int sig)
+{
+    (void)sig;
+    cli_signals++;
+}
+
+void cli_catch_signals(cli_interrupt_fn fn, void *arg)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = count_signal; /* no SA_RESTART: a blocked read returns EINTR */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    intr_fn = fn;
+    intr_arg = arg;
+}
+
 int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_line, void *arg,
              char *result, size_t cap)
 {
+    cli_interrupt_fn fn = intr_fn;
+    intr_fn = NULL; /* a call made by the handler itself is not interrupted again */
+    int seen = cli_signals;
+    bool told = false;
     char url[300];
     struct migr_transport *t = NULL;
     snprintf(url, sizeof(url), "unix:%s", path);
@@ -583,8 +628,10 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
         int err = migr_transport_connect(url, &t);
         if (err == 0)
             break;
-        if (migr_now_ns() >= deadline)
+        if (migr_now_ns() >= deadline) {
+            intr_fn = fn;
             return migr_error_prefix(-err, "no VMM at control socket %s", path);
+        }
         usleep(20000);
     }
     char line[16384];
@@ -603,8 +650,21 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
     for (;;) {
         if (at == have) {
             ssize_t r = read(t->fd, in, sizeof(in));
-            if (r < 0 && errno == EINTR)
+            if (r < 0 && errno == EINTR) {
+                if (fn && cli_signals > seen) {
+                    if (cli_signals - seen >= 2) { /* a second Ctrl-C: leave, say so */
+                        migr_errorf(EINTR, "interrupted again: stopped waiting; the VMM at %s goes on (migr "
+                                    "status / migr cancel --ctl %s)", path, path);
+                        rc = -EINTR;
+                        break;
+                    }
+                    if (!told) {
+                        told = true;
+                        fn(intr_arg);
+                    }
+                }
                 continue;
+            }
             if (r <= 0) {
                 if (!sent)
                     migr_errorf(EPIPE, "%s", send_err);
@@ -635,5 +695,6 @@ int ctl_call(const char *path, const char *command, int wait_ms, ctl_line_fn on_
         break;
     }
     migr_transport_close(t);
+    intr_fn = fn;
     return rc;
 }

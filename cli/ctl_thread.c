@@ -45,14 +45,71 @@ struct ctl_thread {
     struct migr_progress prog;
     char prog_phase[32];
     bool have_prog;
+    /* an incoming migration (migr recv): its link, read for status */
+    const struct migr_transport *in;
+    uint64_t in_t0, in_t1, in_b1;   /* when it began; the last rate sample (time, bytes) */
+    double in_rate;                 /* bytes/s between the last two samples (~1 s apart) */
+    /* migr recv waiting for a source: `stop` shuts this listener down */
+    struct migr_listener *wait_l;
+    bool stop_req;
 };
+
+static const char *const enc_names[MIGR_STATS_ENCS] = {"raw", "zero", "xbzrle", "lz4", "zstd", "zlib"};
+
+/* The outgoing migration's progress as a JSON object (docs/control.md). Lock held. */
+static int progress_json(const struct ctl_thread *c, char *out, size_t cap)
+{
+    const struct migr_progress *p = &c->prog;
+    size_t n = 0;
+#define OUT(...) do { int k_ = snprintf(out + n, n < cap ? cap - n : 0, __VA_ARGS__); if (k_ > 0) n += (size_t)k_; } while (0)
+    OUT(",\"progress\":{\"side\":\"source\",\"phase\":\"%s\",\"round\":%u,\"pages_done\":%llu,\"pages_total\":%llu,"
+        "\"pages_left\":%llu,\"pages_sent\":%llu,\"ram_pages\":%llu,\"bytes_sent\":%llu,\"elapsed_s\":%.3f,"
+        "\"dirty_pages\":%llu,\"dirty_rate\":%.0f,\"transfer_rate\":%.0f,\"expected_downtime_ms\":%.1f,"
+        "\"max_bandwidth\":%llu,\"codecs\":{",
+        c->prog_phase, p->round, (unsigned long long)p->pages_done, (unsigned long long)p->pages_total,
+        (unsigned long long)(p->pages_total > p->pages_done ? p->pages_total - p->pages_done : 0),
+        (unsigned long long)p->pages_sent, (unsigned long long)p->ram_pages, (unsigned long long)p->bytes_sent,
+        p->elapsed_s, (unsigned long long)p->dirty_pages, p->dirty_rate, p->transfer_rate, p->expected_downtime_ms,
+        (unsigned long long)p->max_bandwidth);
+    for (int k = 0; k < MIGR_STATS_ENCS; k++)
+        OUT("%s\"%s\":{\"pages\":%llu,\"bytes\":%llu}", k ? "," : "", enc_names[k],
+            (unsigned long long)p->codec_pages[k], (unsigned long long)p->codec_bytes[k]);
+    OUT("}}");
+#undef OUT
+    return (int)n;
+}
+
+/* A receiving migr recv: what it sees of the stream without the engine's help. Lock held. */
+static void incoming_json(struct ctl_thread *c, char *out, size_t cap)
+{
+    uint64_t now = migr_now_ns(), b = c->in->bytes_recv;
+    double el = (double)(now - c->in_t0) / 1e9;
+    snprintf(out, cap, ",\"progress\":{\"side\":\"destination\",\"phase\":\"receiving\",\"bytes_received\":%llu,"
+             "\"elapsed_s\":%.3f,\"transfer_rate\":%.0f}", (unsigned long long)b, el,
+             c->in_rate > 0 ? c->in_rate : el > 0 ? (double)b / el : 0);
+}
+
+/* Every poll turn (≤ 200 ms): a new rate sample once a second has passed. */
+static void sample_incoming(struct ctl_thread *c)
+{
+    pthread_mutex_lock(&c->lock);
+    if (c->in) {
+        uint64_t now = migr_now_ns(), b = c->in->bytes_recv;
+        if (now - c->in_t1 >= 1000000000ull) {
+            c->in_rate = (double)(b - c->in_b1) * 1e9 / (double)(now - c->in_t1);
+            c->in_t1 = now;
+            c->in_b1 = b;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
 
 /* One short answer from this thread: never blocks (a client that does not
  * read its answer loses it). */
 static void answer(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void answer(int fd, const char *fmt, ...)
 {
-    char buf[4096];
+    char buf[8192];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
@@ -68,22 +125,19 @@ static void answer(int fd, const char *fmt, ...)
 /* Lock held. */
 static void do_status(struct ctl_thread *c, int fd)
 {
-    char job[512] = "";
+    char job[2048] = "";
     if (c->job_running || c->cancel) {
         int n = snprintf(job, sizeof(job), ",\"job\":\"%.*s\"", (int)strcspn(c->job.cmd, " "), c->job.cmd);
         if (c->cancel)
             n += snprintf(job + n, sizeof(job) - (size_t)n, ",\"migrating\":true");
         if (c->cancel && c->have_prog)
-            snprintf(job + n, sizeof(job) - (size_t)n,
-                     ",\"progress\":{\"phase\":\"%s\",\"round\":%u,\"pages_done\":%llu,\"pages_total\":%llu,"
-                     "\"bytes_sent\":%llu,\"elapsed_s\":%.3f}",
-                     c->prog_phase, c->prog.round, (unsigned long long)c->prog.pages_done,
-                     (unsigned long long)c->prog.pages_total, (unsigned long long)c->prog.bytes_sent,
-                     c->prog.elapsed_s);
+            progress_json(c, job + n, sizeof(job) - (size_t)n);
     }
     if (!c->hv) {
-        answer(fd, "ok {\"pid\":%d,\"running\":false,\"incoming\":true,\"phase\":\"%s\"%s}", (int)getpid(), c->phase,
-               job);
+        if (c->in)
+            incoming_json(c, job, sizeof(job));
+        answer(fd, "ok {\"schema\":%d,\"pid\":%d,\"running\":false,\"incoming\":true,\"phase\":\"%s\"%s}",
+               CLI_JSON_SCHEMA, (int)getpid(), c->phase, job);
         return;
     }
     /* The guest's flags are read while the main thread may change them: a
@@ -91,8 +145,8 @@ static void do_status(struct ctl_thread *c, int fd)
     const volatile struct migr_hv *hv = c->hv;
     char why[300];
     json_escape((const char *)hv->failure, why, sizeof(why));
-    answer(fd, "ok {%s,\"pid\":%d,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu%s}", c->info,
-           (int)getpid(), hv->paused ? "false" : "true", why[0] ? "true" : "false", why,
+    answer(fd, "ok {\"schema\":%d,%s,\"pid\":%d,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu%s}",
+           CLI_JSON_SCHEMA, c->info, (int)getpid(), hv->paused ? "false" : "true", why[0] ? "true" : "false", why,
            (unsigned long long)migr_workload_progress(c->hv), job);
 }
 
@@ -102,6 +156,30 @@ static bool dispatch(struct ctl_thread *c, struct client *k)
 {
     if (strcmp(k->line, "status") == 0) {
         do_status(c, k->fd);
+    } else if (strcmp(k->line, "stop") == 0 && !c->hv && !c->job_pending && !c->job_running) {
+        /* No guest here yet: nothing to hand to the main thread, which waits
+         * for a source (woken by shutting its listener down) or receives one. */
+        if (c->in) {
+            answer(k->fd, "error {\"error\":\"a guest is arriving: stop it once it runs here, or cancel the "
+                          "migration on the source (migr cancel)\"}");
+        } else {
+            /* A TCP listener wakes its accept when shut down; a unix one does
+             * not (Linux): then this process, which holds no guest, exits from
+             * here, removing its socket files first. */
+            c->stop_req = true;
+            answer(k->fd, "ok {\"schema\":%d,\"stopped\":true,\"incoming\":true}", CLI_JSON_SCHEMA);
+            if (c->wait_l && c->wait_l->url.kind == MIGR_URL_TCP) {
+                if (shutdown(c->wait_l->fd, SHUT_RDWR) < 0)
+                    fprintf(stderr, "migr: control socket: stop: shut the listener down: %s\n", strerror(errno));
+            } else {
+                if (c->wait_l && c->wait_l->url.path[0] && c->wait_l->url.path[0] != '@')
+                    unlink(c->wait_l->url.path);
+                if (c->l->url.path[0])
+                    unlink(c->l->url.path);
+                fprintf(stderr, "migr recv: stopped before a guest arrived\n");
+                _exit(0);
+            }
+        }
     } else if (strcmp(k->line, "cancel") == 0) {
         if (!c->cancel) {
             answer(k->fd, "error {\"error\":\"no migration is running\"}");
@@ -217,6 +295,7 @@ static void *ctl_main(void *arg)
             break;
         if (n > 0 && p[1].revents)
             take_new(c);
+        sample_incoming(c);
         uint64_t now = migr_now_ns();
         for (int j = 2; j < np; j++) {
             struct client *k = &c->cl[map[j]];
@@ -355,4 +434,29 @@ void ctl_thread_progress(struct ctl_thread *c, const struct migr_progress *p)
     c->prog.phase = NULL;
     c->have_prog = true;
     pthread_mutex_unlock(&c->lock);
+}
+
+void ctl_thread_incoming(struct ctl_thread *c, const struct migr_transport *t)
+{
+    pthread_mutex_lock(&c->lock);
+    c->in = t;
+    c->in_t0 = c->in_t1 = migr_now_ns();
+    c->in_b1 = t ? t->bytes_recv : 0;
+    c->in_rate = 0;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ctl_thread_waiting(struct ctl_thread *c, struct migr_listener *l)
+{
+    pthread_mutex_lock(&c->lock);
+    c->wait_l = l;
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool ctl_thread_stop_requested(struct ctl_thread *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool r = c->stop_req;
+    pthread_mutex_unlock(&c->lock);
+    return r;
 }

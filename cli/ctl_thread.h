@@ -38,6 +38,13 @@ void ctl_thread_set_vm(struct ctl_thread *c, struct migr_hv *hv, const char *inf
 void ctl_thread_set_phase(struct ctl_thread *c, const char *phase);
 /*! A migration runs (cancel: its handle) or ended (NULL). */
 void ctl_thread_migrating(struct ctl_thread *c, struct migr_cancel *cancel);
+/*! An incoming migration runs over t (status reads its byte counter), or
+ *  ended (NULL: call before t is closed). */
+void ctl_thread_incoming(struct ctl_thread *c, const struct migr_transport *t);
+/*! migr recv waits for a source on l (NULL: no longer): a `stop` then shuts
+ *  l down, which wakes the accept; stop_requested says it came. */
+void ctl_thread_waiting(struct ctl_thread *c, struct migr_listener *l);
+bool ctl_thread_stop_requested(struct ctl_thread *c);
 /*! The migration's latest progress, for status. */
 void ctl_thread_progress(struct ctl_thread *c, const struct migr_progress *p);
 

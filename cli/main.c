@@ -38,14 +38,14 @@ static const struct cli_cmd cmds[] = {
     {"run", cmd_run, "start a VM running the test workload, serve a control socket", usage_run},
     {"recv", cmd_recv, "wait for an incoming guest, then run it", usage_recv},
     {"send", cmd_send, "live-migrate the VM behind a control socket to a receiver", usage_send},
-    {"rejuvenate", cmd_rejuvenate, "seed-000 round trip: move the guest to a second VMM and back", usage_rejuvenate},
+    {"rejuvenate", cmd_rejuvenate, "rejuvenate the VMM: move the guest to a second VMM and back", usage_rejuvenate},
     {"upgrade", cmd_upgrade, "replace the VMM process under a running guest (zero-copy hand-over)", usage_upgrade},
     {"verify", cmd_verify, "check the whole guest image (pauses the workload briefly)", usage_verify},
-    {"status", cmd_status, "print the VM's state as JSON", usage_status},
+    {"status", cmd_status, "the VM and its running migration (phase, rates, expected downtime); --watch", usage_status},
     {"resume", cmd_resume, "resume a guest a failed migration left paused", usage_resume},
     {"cancel", cmd_cancel, "cancel a running migration; the guest stays on (or returns to) the source", usage_cancel},
     {"stop", cmd_stop, "stop the VM and its VMM process", usage_stop},
-    {"model", cmd_model, "cluster throughput of VMM rejuvenation methods (paper 002 model)", usage_model},
+    {"model", cmd_model, "cluster throughput of VMM rejuvenation methods (a queueing model)", usage_model},
     {"bench", cmd_bench, "run a benchmark (copy: ways of moving pages between processes)", usage_bench},
 };
 
@@ -73,7 +73,7 @@ int cli_bad_args(const struct cli_cmd *cmd, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: migr <command> [options]     (migr <command> --help for details; migr --version)\n\n"
+    fprintf(f, "usage: migr <command> [options]     (migr help <command> or migr <command> --help; migr --version)\n\n"
                "migr live-migrates running virtual machines between VMM processes.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
@@ -81,7 +81,10 @@ static void usage(FILE *f)
                "  migr run  --mem 256M --workload rate=64M --ctl /tmp/src.ctl &\n"
                "  migr recv --listen unix:/tmp/mig.sock --ctl /tmp/dst.ctl &\n"
                "  migr send --ctl /tmp/src.ctl --to unix:/tmp/mig.sock\n"
-               "  migr verify --ctl /tmp/dst.ctl && migr stop --ctl /tmp/dst.ctl\n");
+               "  migr verify --ctl /tmp/dst.ctl && migr stop --ctl /tmp/dst.ctl\n"
+               "\nsizes: 4096, 64M (MiB), 512MiB, 1.5G, 100MB (10^6); rates: a size per second (100M = 100 MiB/s);\n"
+               "times: 500ms, 1s, 0.5, 10m, 2h, 28d. Exit status of every command: 0 = done, 1 = failed (the\n"
+               "reason on stderr), 2 = bad arguments (with the usage).\n");
 }
 
 int main(int argc, char **argv)
@@ -95,6 +98,16 @@ int main(int argc, char **argv)
         printf("migr %s (libmigr %s)\n", MIGR_VERSION_STRING, migr_version());
         return 0;
     }
+    if (strcmp(argv[1], "help") == 0 && argc > 2) { /* migr help CMD */
+        const struct cli_cmd *h = cli_find(argv[2]);
+        if (!h) {
+            fprintf(stderr, "migr: unknown command '%s'\n", argv[2]);
+            usage(stderr);
+            return 2;
+        }
+        h->usage(stdout);
+        return 0;
+    }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;
@@ -105,7 +118,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    for (int i = 2; i < argc; i++)
+    /* migr bench NAME --help is the benchmark's own help */
+    for (int i = 2; i < argc && !(c->fn == cmd_bench && i > 2); i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             c->usage(stdout);
             return 0;

@@ -31,7 +31,7 @@ pid_t cli_spawn_recv(const char *binary, const char *ctl, const char *group, cha
             dup2(fd, 2);
         }
         char *nargv[] = {"migr", "recv", "--listen", listen, "--ctl", (char *)ctl, "--take-over-ctl", "--timeout",
-                         "30", group ? "--group" : NULL, (char *)group, NULL};
+                         "30", "--log-file", log, group ? "--group" : NULL, (char *)group, NULL};
         execv(binary, nargv);
         _exit(127);
     }

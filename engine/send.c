@@ -46,21 +46,6 @@ void engine_set_rate(struct sender *s, uint64_t rate)
         migr_transport_set_rate(s->t, rate);
 }
 
-void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force)
-{
-    if (!s->p->progress)
-        return;
-    uint64_t now = migr_now_ns();
-    if (!force && now - s->last_progress < 100000000ull)
-        return;
-    s->last_progress = now;
-    struct migr_progress pr = {
-        .phase = phase, .round = s->b.round, .pages_done = done, .pages_total = total,
-        .bytes_sent = s->t->bytes_sent, .elapsed_s = (double)(now - s->t0) / 1e9,
-    };
-    s->p->progress(s->p->progress_arg, &pr);
-}
-
 static void sender_free(struct sender *s)
 {
     engine_encoder_destroy(s);

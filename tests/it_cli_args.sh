@@ -79,6 +79,69 @@ expect_usage_error send "--ctl" send --to unix:$DIR/m.sock
 expect_usage_error send "downtime" send --ctl "$CTL" --to unix:$DIR/m.sock --downtime-ms 0
 expect_usage_error send "max-rounds" send --ctl "$CTL" --to unix:$DIR/m.sock --max-rounds x
 
+# Caught before anything starts (issue 17): codecs, backends, URLs, missing
+# values, options the mode cannot use.
+S="send --ctl $CTL --to unix:$DIR/m.sock"
+expect_usage_error send "lzo" $S --compress lzo
+expect_usage_error send "//" send --ctl "$CTL" --to tcp://127.0.0.1:7000
+expect_usage_error send "needs a value" send --to unix:$DIR/m.sock --ctl
+expect_usage_error send "hand-over" $S --mode handover --compress lz4
+expect_usage_error send "hand-over" $S --handover --max-bandwidth 100M
+expect_usage_error send "hybrid" $S --postcopy-after 2
+expect_usage_error send "post-copy" $S --prepage 4
+expect_usage_error send "adaptive" $S --min-bandwidth 10M
+expect_usage_error send "max-bandwidth" $S --max-bandwidth 100Q
+expect_usage_error send "max-bandwidth" $S --max-bandwidth 0
+expect_usage_error send "xbzrle-cache" $S --xbzrle-cache 1.5M
+expect_usage_error send "dirty" $S --dirty shadow
+expect_usage_error send "compress-threads" $S --compress-threads 17
+expect_usage_error send "stall-timeout" $S --stall-timeout forever
+expect_usage_error send "downtime" $S --downtime-ms 2h
+expect_usage_error run "xen" run --backend xen --ctl "$CTL"
+expect_usage_error run "needs a value" run --ctl
+expect_usage_error recv "//" recv --listen tcp://127.0.0.1:0 --ctl "$CTL"
+expect_usage_error recv "foo" recv --listen foo:bar --ctl "$CTL"
+expect_usage_error recv "needs a value" recv --listen unix:$DIR/m.sock --ctl
+expect_usage_error recv "timeout" recv --listen unix:$DIR/m.sock --ctl "$CTL" --timeout 1y
+expect_usage_error status "watch" status --ctl "$CTL" --watch 1y
+expect_usage_error stop "watch" stop --ctl "$CTL" --watch
+
+# Good spellings pass the parser: the command gets as far as the missing VMM
+# (exit 1, "no VMM"), or, for migr run, to the next bad option (--backend xen).
+expect_no_vmm() {
+    run_migr "$@"
+    [ $RC -eq 1 ] && grep -q "no VMM" <<<"$ERR" || bad "migr $*: exit $RC, expected 1 and 'no VMM': $(head -n1 <<<"$ERR")"
+}
+for v in 100M 1.5G 100MB 100MB/s 100MiB/s 4096; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --max-bandwidth $v; done
+for v in 64 64M 1G 0; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --xbzrle-cache $v; done
+for v in 300 0.5s 300ms; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --downtime-ms $v; done
+for v in 10000 10s 1m 0; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --stall-timeout $v; done
+expect_no_vmm send --ctl /nonexistent --to 'tcp:127.0.0.1:7000?channels=4&encrypt=1' --compress lz4
+expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --mode hybrid --postcopy-after 2 --prepage 4
+expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --adaptive --min-bandwidth 10M
+for v in 1 0.5 500ms 1s; do expect_no_vmm status --ctl /nonexistent --wait $v; done
+for v in 512MiB 1.5G 512M 536870912; do expect_usage_error run "xen" run --mem $v --backend xen --ctl "$CTL"; done
+expect_usage_error run "mem" run --mem 1.5GB --ctl "$CTL"   # 1.5e9 bytes: not a multiple of 2 MiB
+run_migr recv --listen unix:$DIR/t.sock --ctl $DIR/t.ctl --timeout 200ms
+[ $RC -eq 1 ] || bad "migr recv --timeout 200ms: exit $RC, expected 1 (nobody came)"
+
+# migr help CMD; every help: exit codes, no internal names; URL forms for send/recv.
+for c in $COMMANDS upgrade rejuvenate cancel model bench; do
+    run_migr help $c
+    [ $RC -eq 0 ] && [[ "$(head -n1 <<<"$OUT")" == "usage: migr $c "* ]] || bad "migr help $c: exit $RC: $(head -n1 <<<"$OUT")"
+    grep -qi "exit status" <<<"$OUT" || bad "migr $c --help does not document its exit status"
+    if grep -Eqi "seed[ -]?0|paper 00|cpostcopy|chybrid" <<<"$OUT"; then bad "migr $c --help uses internal names"; fi
+done
+expect_usage_error "" "unknown command 'nope'" help nope
+for c in send recv; do
+    run_migr $c --help
+    for f in unix: tcp: shm: "channels=N" "uring=1" "encrypt=1"; do
+        grep -q -- "$f" <<<"$OUT" || bad "migr $c --help does not list the URL form $f"
+    done
+done
+run_migr bench copy --help
+[ $RC -eq 0 ] && grep -q "bench_copy" <<<"$OUT" || bad "migr bench copy --help does not show the benchmark's help (exit $RC): $(head -n2 <<<"$OUT$ERR")"
+
 # migr recv
 expect_usage_error recv "--listen" recv --ctl "$CTL"
 expect_usage_error recv "--ctl" recv --listen unix:$DIR/m.sock

@@ -32,12 +32,27 @@ enum migr_mode {
                                      tail for the last dirty pages (the CLI's default; docs/design.md) */
 };
 
+/* Per wire encoding counters (index = MIGR_ENC_*), in struct migr_progress and struct migr_stats. */
+#define MIGR_STATS_ENCS 6
+
+/* What a running migration reports to migr_send_params.progress (engine/progress.c).
+ * Fields are only ever added at the end. */
 struct migr_progress {
-    const char *phase;            /* "precopy", "stop-and-copy", "switchover" */
+    const char *phase;            /* "precopy", "stop-and-copy", "switchover", "postcopy" */
     uint32_t round;
     uint64_t pages_done, pages_total;   /* within this round */
     uint64_t bytes_sent;                /* whole migration */
     double elapsed_s;
+    /* since 0.6 */
+    uint64_t ram_pages;           /* the guest's RAM, in pages */
+    uint64_t pages_sent;          /* whole migration (a zero run counts each page) */
+    uint64_t dirty_pages;         /* dirty at the last harvest (0 before the first) */
+    double dirty_rate;            /* bytes/s the guest dirtied in the last complete round; 0 = not known yet */
+    double transfer_rate;         /* wire bytes/s in the current round (the last one's until 50 ms have passed) */
+    double expected_downtime_ms;  /* what is dirty now, at the transfer rate; < 0 = not known yet */
+    uint64_t max_bandwidth;       /* the rate limit in force, bytes/s (0 = none) */
+    uint64_t codec_pages[MIGR_STATS_ENCS];  /* pages so far per wire encoding (MIGR_ENC_*) */
+    uint64_t codec_bytes[MIGR_STATS_ENCS];  /* their payload bytes on the wire */
 };
 
 typedef void (*migr_progress_fn)(void *arg, const struct migr_progress *p);
@@ -106,7 +121,6 @@ struct migr_send_params {
 };
 
 /* Per wire encoding (index = MIGR_ENC_*), on either side of a migration. */
-#define MIGR_STATS_ENCS 6
 struct migr_codec_stats {
     uint64_t pages;               /* pages carried in this encoding (a ZERO run counts each page) */
     uint64_t bytes_out;           /* payload bytes on the wire (RAW: 4096 per page, ZERO: 0) */
