@@ -15,7 +15,7 @@ void usage_recv(FILE *f)
 {
     fprintf(f,
             "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--decode-threads N]\n"
-            "                 [--take-over-ctl] [--postcopy-timeout MS] [--key-file PATH] [--handshake-timeout MS]\n"
+            "                 [--take-over-ctl] [--postcopy-timeout MS] [--stall-timeout MS] [--key-file PATH] [--handshake-timeout MS]\n"
             "                 [--json | --daemon]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
@@ -55,6 +55,9 @@ void usage_recv(FILE *f)
             "                     sends nothing for MS (dead, or a link that stopped), post-copy\n"
             "                     ends here: the guest stops, and a source that still runs takes\n"
             "                     it back (default 10000)\n"
+            "  --stall-timeout MS before COMMIT: nothing from the source for MS (a stalled\n"
+            "                     source or a partition) ends the migration here: the guest\n"
+            "                     being built is dropped, the source still owns it (default 10000)\n"
             "  --log-file PATH    (internal: migr upgrade) the file this VMM's output goes to; removed\n"
             "                     when the VM is stopped here\n"
             "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
@@ -142,6 +145,7 @@ int cmd_recv(int argc, char **argv)
         {"warm", required_argument, 0, 'W'}, {"group", required_argument, 0, 'g'},
         {"decode-threads", required_argument, 0, 'T'}, {"take-over-ctl", no_argument, 0, 'O'},
         {"postcopy-timeout", required_argument, 0, 'P'}, {"key-file", required_argument, 0, 'K'},
+        {"stall-timeout", required_argument, 0, 'S'},
         {"handshake-timeout", required_argument, 0, 'H'}, {"daemon", no_argument, 0, 'd'},
         {"log-file", required_argument, 0, 'L'}, {0, 0, 0, 0},
     };
@@ -175,6 +179,13 @@ int cmd_recv(int argc, char **argv)
             if (cli_parse_ms(optarg, 1e-3, 100, 3600e3, &ms) < 0)
                 return cli_bad_args(self, "--postcopy-timeout %s: expected 100ms..1h (a bare number is ms)", optarg);
             rp.postcopy_timeout_ms = (uint32_t)ms;
+            break;
+        }
+        case 'S': {
+            uint64_t ms;
+            if (cli_parse_ms(optarg, 1e-3, 100, 3600e3, &ms) < 0)
+                return cli_bad_args(self, "--stall-timeout %s: expected 100ms..1h (a bare number is ms)", optarg);
+            rp.stall_timeout_ms = (uint32_t)ms;
             break;
         }
         case 'T': {

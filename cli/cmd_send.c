@@ -362,6 +362,7 @@ int cmd_send(int argc, char **argv)
     }
     if (optind < argc)
         return cli_bad_args(self, "unexpected argument '%s'", argv[optind]);
+    bool mode_given = mode != NULL; /* --handover alone implies the hand-over mode */
     if (!mode)
         mode = group ? "precopy" : "tail";
     if (!ctl == !group || !to)
@@ -380,7 +381,7 @@ int cmd_send(int argc, char **argv)
         handover = true;
     }
     /* Options that mean nothing in the chosen mode are refused, not ignored. */
-    if (handover && strcmp(mode, "precopy") && strcmp(mode, "handover"))
+    if (handover && mode_given && strcmp(mode, "precopy") && strcmp(mode, "handover"))
         return cli_bad_args(self, "--handover moves the memory itself: it cannot be combined with --mode %s", mode);
     if (handover && (codec_opt || rate_opt || postcopy_opt || after_opt || min_bw_opt))
         return cli_bad_args(self, "%s: a hand-over copies no page (the memory itself is passed), so it has no "

@@ -274,6 +274,7 @@ class Case:
             listen = "tcp:127.0.0.1:0" if tcp else "unix:" + self.path("vm%d.real" % i)
             self.dst.append(self.start([MIGR, "recv", "--listen", listen,
                                         "--ctl", self.path("d%d.ctl" % i), "--postcopy-timeout", str(TIMEOUT_MS),
+                                        "--stall-timeout", str(2 * TIMEOUT_MS),
                                         *group], "dst%d" % i, env))
         for i in range(self.members):
             if not self.wait_status(self.path("d%d.ctl" % i), self.dst[i]):
