@@ -62,6 +62,7 @@ MIGR_VARIANTS = {
 class Ctx:
     def __init__(self, a, tmp):
         self.migr = os.path.abspath(f"{a.build}/migr")
+        self.send_extra = a.send_extra.split()
         self.migr_b = os.path.abspath(f"{a.build_b}/migr") if a.build_b else None
         self.elf = os.path.abspath(f"{a.build}/bench/peers/pvh.elf")
         self.mem = a.mem
@@ -179,7 +180,7 @@ def migr_run(c, L, variant, run_dir, port):
         time.sleep(1.0)
         c0s, c0d = qmp.proc_cpu_ms(src.pid, ("migr-vcpu",)), qmp.proc_cpu_ms(dst.pid, ("migr-vcpu",))
         argv = [migr, "send", "--ctl", sctl, "--to", f"tcp:{L.dst_ip}:{port}{query}", "--key-file", c.key,
-                "--json"] + extra
+                "--json"] + extra + c.send_extra
         w0 = L.wire_bytes()
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         last_src, t0 = c0s, time.time()
@@ -351,6 +352,7 @@ def main():
     ap.add_argument("--rate", default="16M", help="the guest's write rate (default 16M)")
     ap.add_argument("--keys", type=int, default=150000, help="redis keys before the first capture")
     ap.add_argument("--build", default="build")
+    ap.add_argument("--send-extra", default="", help="options added to every `migr send` (e.g. \"--mode precopy\")")
     ap.add_argument("--build-b", default="", help="a second build: every migr variant also runs as <variant>@b "
                     "with this build's migr, interleaved (A/B of two builds)")
     ap.add_argument("--out", default="bench/results")
