@@ -24,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_delivery_rate (glibc's lacks it) */
+#include <sys/socket.h>
 
 #include "migr/codec.h"
 #include "migr/common.h"
@@ -175,6 +178,7 @@ struct worker {
     struct model m;
     struct migr_codec_stats cs[MIGR_STATS_ENCS];
     uint64_t unchanged, probes;
+    uint64_t cpu_ns;              /* this worker's thread CPU time in the last batch */
 } __attribute__((aligned(64)));
 
 struct encoder {
@@ -190,6 +194,9 @@ struct encoder {
     bool final;                   /* the guest is paused: last round, nothing tears, no round follows */
     double bw;                    /* link bytes per ns (auto) */
     bool bw_fixed;
+    bool bw_link_seen;            /* TCP said the link, not we, limited a delivery-rate sample */
+    bool no_tcp_info;             /* the transport's fd is not a TCP socket */
+    double par;                   /* encoder CPU seconds per wall second of the encode phase (measured) */
     int level;                    /* compress_level for level_enc's codec (0: the codec's default) */
     uint8_t level_enc;
 };
@@ -204,7 +211,7 @@ static const struct migr_codec_ops *codec_of(uint8_t enc)
  * a little, so ties go to fewer bytes. */
 static double cost(const struct encoder *e, double ns, double bytes)
 {
-    double cpu = ns / e->nthreads, wire = (bytes + MIGR_PAGE_ENTRY_SIZE) / e->bw;
+    double cpu = ns / e->par, wire = (bytes + MIGR_PAGE_ENTRY_SIZE) / e->bw;
     return cpu > wire ? cpu + 0.1 * wire : wire + 0.1 * cpu;
 }
 
@@ -370,12 +377,22 @@ done:;
     wk->cs[enc].cpu_ns += migr_now_ns() - t0;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0; /* no thread clock: par keeps its last value (see encode_send) */
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void encode_worker(void *arg, unsigned w)
 {
     struct encoder *e = arg;
+    uint64_t c0 = thread_cpu_ns();
     for (uint32_t i = 0; i < e->n; i++)
         if (e->pg[i].pfn % e->nthreads == w)
             encode_one(e, &e->w[w], i);
+    e->w[w].cpu_ns = c0 ? thread_cpu_ns() - c0 : 0;
 }
 
 static int parse_mode(const char *name)
@@ -410,6 +427,7 @@ int engine_encoder_create(struct sender *s)
     e->nthreads = n;
     e->bw = p->link_mbps ? p->link_mbps * 1e-3 : 1.0; /* bytes per ns; 1.0 = 1 GB/s until measured */
     e->bw_fixed = p->link_mbps != 0;
+    e->par = n;                   /* until measured: every worker on a core of its own */
     snprintf(s->st->compress, sizeof(s->st->compress), "%s", cmode_names[mode]);
     s->st->compress_threads = n;
     int err;
@@ -457,16 +475,87 @@ void engine_encoder_destroy(struct sender *s)
     s->b.codec_round = false;
 }
 
+/* The parallelism the encoders actually got: their thread CPU time over the
+ * wall time of the encode phase. On free cores it is near nthreads; on a
+ * busy host (other processes, the vCPUs, the receiver on the same machine)
+ * it falls, and codec time costs the pipeline more than ns / nthreads.
+ * Batches shorter than 200 us (mostly zero or raw pages) say little. */
+static void update_par(struct encoder *e, uint64_t wall_ns)
+{
+    uint64_t cpu = 0;
+    for (unsigned w = 0; w < e->nthreads; w++) {
+        if (!e->w[w].cpu_ns)
+            return;
+        cpu += e->w[w].cpu_ns;
+    }
+    if (wall_ns < 200000)
+        return;
+    double sample = (double)cpu / (double)wall_ns;
+    if (sample < 0.25)
+        sample = 0.25;
+    if (sample > e->nthreads)
+        sample = e->nthreads;
+    e->par += 0.2 * (sample - e->par);
+}
+
+/* The link estimate (auto's cost model, docs/compress.md "auto").
+ *
+ * A flush's bytes over its wall time is how fast the socket took the bytes:
+ * the link's rate only when the send had to wait for it. With TCP's large
+ * send buffers (4 MiB, autotuned) a 1 Gbit/s link takes every 1 MiB batch at
+ * memory speed, and that estimate read 2.6-4.4 GB/s against a link of
+ * 0.12 GB/s. TCP knows better: tcpi_delivery_rate is the rate the peer
+ * acknowledged bytes at over the last round trip, and
+ * tcpi_delivery_rate_app_limited says whether we (not the link) were the
+ * limit. So on TCP: a link-limited delivery rate is a sample of the link; an
+ * app-limited one is a lower bound (the link is at least that fast); and the
+ * flush speed is used only until TCP has once said the link was the limit
+ * (loopback, or a link faster than everything we can feed it, never says
+ * so). Unix sockets and shm have no such report and keep the flush speed:
+ * there the peer reading is the link, and a full socket buffer makes the
+ * flush wait for it. */
+static void update_bw(struct encoder *e, int fd, uint64_t bytes, uint64_t ns)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (!e->no_tcp_info && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        e->no_tcp_info = true;    /* not TCP (unix, shm's epoll fd): flush speed only */
+    bool have = !e->no_tcp_info && len >= offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(ti.tcpi_delivery_rate) &&
+                ti.tcpi_delivery_rate > 0;
+    if (have) {
+        double rate = (double)ti.tcpi_delivery_rate / 1e9; /* bytes per ns */
+        if (!ti.tcpi_delivery_rate_app_limited) {
+            e->bw = e->bw_link_seen ? e->bw + 0.2 * (rate - e->bw) : rate;
+            e->bw_link_seen = true;
+            return;
+        }
+        if (e->bw_link_seen) {
+            if (rate > e->bw)
+                e->bw = rate;
+            return;
+        }
+    }
+    if (bytes >= 64 * 1024 && ns > 0) {
+        /* The socket buffer absorbs small records at memory speed; the
+         * estimate comes down as soon as sends start to wait for the link. */
+        double sample = (double)bytes / (double)ns;
+        e->bw += 0.2 * (sample - e->bw);
+    }
+}
+
 /* Encode the queued batch, build the PAGES record in queue order, send it. */
 static int encode_send(struct sender *s)
 {
     struct encoder *e = s->enc;
     if (e->n == 0)
         return 0;
+    uint64_t w0 = migr_now_ns();
     if (e->pool)
         engine_pool_run(e->pool, encode_worker, e);
     else
         encode_worker(e, 0);
+    update_par(e, migr_now_ns() - w0);
     struct migr_stats *st = s->st;
     for (unsigned w = 0; w < e->nthreads; w++) {
         struct worker *wk = &e->w[w];
@@ -504,12 +593,8 @@ static int encode_send(struct sender *s)
     uint64_t b0 = s->t->bytes_sent, t0 = migr_now_ns();
     int err = engine_batch_flush(&s->b);
     uint64_t ns = migr_now_ns() - t0, bytes = s->t->bytes_sent - b0;
-    if (err == 0 && !e->bw_fixed && bytes >= 64 * 1024 && ns > 0) {
-        /* The socket buffer absorbs small records at memory speed; the
-         * estimate comes down as soon as sends start to wait for the link. */
-        double sample = (double)bytes / (double)ns;
-        e->bw += 0.2 * (sample - e->bw);
-    }
+    if (err == 0 && !e->bw_fixed)
+        update_bw(e, s->t->fd, bytes, ns);
     /* A rate limit on the transport is the link as far as we are concerned:
      * its burst lets single flushes look faster than it. */
     uint64_t limit = __atomic_load_n(&s->t->rate_bps, __ATOMIC_RELAXED);

@@ -62,6 +62,8 @@ MIGR_VARIANTS = {
 class Ctx:
     def __init__(self, a, tmp):
         self.migr = os.path.abspath(f"{a.build}/migr")
+        self.send_extra = a.send_extra.split()
+        self.migr_b = os.path.abspath(f"{a.build_b}/migr") if a.build_b else None
         self.elf = os.path.abspath(f"{a.build}/bench/peers/pvh.elf")
         self.mem = a.mem
         self.spec = f"rate={a.rate},data=app,seed=7"
@@ -153,12 +155,14 @@ def migr_status(c, ctl):
 
 
 def migr_run(c, L, variant, run_dir, port):
-    query, extra = MIGR_VARIANTS[variant]
+    # "<variant>@b": the same variant with --build-b's migr (A/B of two builds, interleaved)
+    migr = c.migr_b if variant.endswith("@b") else c.migr
+    query, extra = MIGR_VARIANTS[variant.split("@")[0]]
     sctl, dctl = f"{run_dir}/ms.ctl", f"{run_dir}/md.ctl"
     r = {"variant": variant}
-    src_argv = [c.migr, "run", "--mem", f"{c.mem}M", "--kernel", c.elf, "--workload", c.spec,
+    src_argv = [migr, "run", "--mem", f"{c.mem}M", "--kernel", c.elf, "--workload", c.spec,
                 "--append", f"initrd={c.img}", "--ctl", sctl]
-    dst_argv = [c.migr, "recv", "--listen", f"tcp:{L.dst_ip}:{port}{query}", "--key-file", c.key, "--ctl", dctl,
+    dst_argv = [migr, "recv", "--listen", f"tcp:{L.dst_ip}:{port}{query}", "--key-file", c.key, "--ctl", dctl,
                 "--timeout", str(TIMEOUT)]
     with qmp.Proc(L.src_argv(src_argv), f"{run_dir}/ms.log") as src, \
             qmp.Proc(L.dst_argv(dst_argv), f"{run_dir}/md.log") as dst:
@@ -175,8 +179,8 @@ def migr_run(c, L, variant, run_dir, port):
             raise RuntimeError("migr recv died: " + open(f"{run_dir}/md.log").read()[-300:])
         time.sleep(1.0)
         c0s, c0d = qmp.proc_cpu_ms(src.pid, ("migr-vcpu",)), qmp.proc_cpu_ms(dst.pid, ("migr-vcpu",))
-        argv = [c.migr, "send", "--ctl", sctl, "--to", f"tcp:{L.dst_ip}:{port}{query}", "--key-file", c.key,
-                "--json"] + extra
+        argv = [migr, "send", "--ctl", sctl, "--to", f"tcp:{L.dst_ip}:{port}{query}", "--key-file", c.key,
+                "--json"] + extra + c.send_extra
         w0 = L.wire_bytes()
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         last_src, t0 = c0s, time.time()
@@ -205,7 +209,7 @@ def migr_run(c, L, variant, run_dir, port):
         r["rounds"] = js.get("rounds")
         r["first_pass_mbps"] = js.get("first_pass_mbps")
         r["round_stats"] = js.get("round_stats")
-        v = subprocess.run([c.migr, "verify", "--ctl", dctl], capture_output=True, text=True, timeout=120)
+        v = subprocess.run([migr, "verify", "--ctl", dctl], capture_output=True, text=True, timeout=120)
         w0, runs = migr_status(c, dctl).get("writes", 0), False
         for _ in range(50):
             time.sleep(0.1)
@@ -215,7 +219,7 @@ def migr_run(c, L, variant, run_dir, port):
         r["verified"] = v.returncode == 0 and runs
         r["verify"] = v.stdout.strip()
         r["ok"] = True
-        subprocess.run([c.migr, "stop", "--ctl", dctl], capture_output=True, timeout=20)
+        subprocess.run([migr, "stop", "--ctl", dctl], capture_output=True, timeout=20)
     return r
 
 
@@ -348,6 +352,9 @@ def main():
     ap.add_argument("--rate", default="16M", help="the guest's write rate (default 16M)")
     ap.add_argument("--keys", type=int, default=150000, help="redis keys before the first capture")
     ap.add_argument("--build", default="build")
+    ap.add_argument("--send-extra", default="", help="options added to every `migr send` (e.g. \"--mode precopy\")")
+    ap.add_argument("--build-b", default="", help="a second build: every migr variant also runs as <variant>@b "
+                    "with this build's migr, interleaved (A/B of two builds)")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--plot-only", action="store_true")
     a = ap.parse_args()
@@ -392,6 +399,8 @@ def main():
     if a.variants:
         keep = a.variants.split(",")
         plan = [(lk, [v for v in vs if any(k in v for k in keep)]) for lk, vs in plan]
+    if a.build_b:
+        plan = [(lk, [w for v in vs for w in ([v, v + "@b"] if v.startswith("migr") else [v])]) for lk, vs in plan]
     os.makedirs(a.out, exist_ok=True)
     started = time.time()
     qver = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
