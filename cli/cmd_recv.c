@@ -335,6 +335,9 @@ int cmd_recv(int argc, char **argv)
         snprintf(js, sizeof(js), "%s", raw);
     if (err < 0) {
         fprintf(stderr, "migr recv: %s\n", st.error);
+        if ((err == -EPIPE || err == -ECONNRESET) && !strstr(st.error, "lost"))
+            fprintf(stderr, "migr recv: the stream from the source ended before the switchover: no guest runs "
+                            "here, the source kept it (if the source VMM died, the guest is lost)\n");
         if (json)
             printf("%s\n", js);
         ctl_close(srv);

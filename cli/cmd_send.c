@@ -426,6 +426,9 @@ int cmd_send(int argc, char **argv)
     cli_progress_done();
     if (rc < 0) {
         fprintf(stderr, "migr send: %s\n", migr_last_error());
+        if (rc == -EPIPE) /* the VMM itself went away mid-migration, not the destination */
+            fprintf(stderr, "migr send: the source VMM is gone: if it died, its guest is lost unless the "
+                            "destination already runs it (ask there: migr status)\n");
         return 1;
     }
     char why[800];

@@ -3,6 +3,7 @@
 #ifndef MIGR_ENGINE_IMPL_H
 #define MIGR_ENGINE_IMPL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -69,6 +70,11 @@ struct sender {
     struct migr_transport *fch;   /* post-copy fault channel (FAULT_CHANNEL), or NULL */
     struct migr_listener *fl;     /* tcp: where the destination connects it, until accepted */
     uint64_t fch_cookie;          /* tcp: what the destination must send first on it */
+    pthread_t fch_thread;         /* tcp: accepts it at once (the destination's handshake must
+                                     not wait for the pre-copy rounds to end) */
+    bool fch_thread_on, fch_stop; /* fch_stop: the accept thread gives up */
+    int fch_err;                  /* its result, read after the join */
+    char fch_why[256];
     struct migr_cancel *cancel;   /* p->cancel, or the engine's own (for the watchdog) */
     bool own_cancel;
 };

@@ -246,6 +246,8 @@ static int push_one(struct pc_src *pc, uint64_t idx)
 
 /* ---------- the fault channel ---------- */
 
+static void *fch_accept_main(void *arg);
+
 int engine_postcopy_offer_channel(struct sender *s)
 {
     uint8_t meta[ENGINE_FCH_META] = {0};
@@ -288,21 +290,33 @@ int engine_postcopy_offer_channel(struct sender *s)
     migr_put_le32(meta, ENGINE_FCH_TCP);
     migr_put_le32(meta + 4, port ? (uint32_t)strtoul(port + 1, NULL, 10) : 0);
     migr_put_le64(meta + 8, cookie);
+    s->fch_stop = false;
+    s->fch_err = -ETIMEDOUT;
+    if ((err = pthread_create(&s->fch_thread, NULL, fch_accept_main, s)) != 0)
+        return migr_errorf(err, "post-copy: fault channel: start the accept thread");
+    s->fch_thread_on = true;
     return migr_rec_send(s->t, MIGR_REC_FAULT_CHANNEL, meta, sizeof(meta), NULL, 0);
 }
 
-int engine_postcopy_accept_channel(struct sender *s)
+/* tcp: the accept loop, on a thread of its own from the offer on: the
+ * destination connects as soon as it reads FAULT_CHANNEL, and its handshake
+ * (authentication included) times out long before pre-copy rounds over a
+ * slow link end. Whoever connects first must know the cookie. */
+static void *fch_accept_main(void *arg)
 {
-    if (!s->fl)
-        return 0;
+    struct sender *s = arg;
     uint64_t until = migr_now_ns() + 10000000000ull;
     int err = -ETIMEDOUT;
-    while (migr_now_ns() < until) {
+    migr_clear_error();
+    while (migr_now_ns() < until && !__atomic_load_n(&s->fch_stop, __ATOMIC_ACQUIRE)) {
         struct migr_transport *c;
-        int ms = (int)((until - migr_now_ns()) / 1000000ull) + 1;
-        if ((err = migr_listener_accept(s->fl, ms, &c)) < 0)
+        err = migr_listener_accept(s->fl, 100, &c);
+        if (err == -ETIMEDOUT || err == -EAGAIN) {
+            err = -ETIMEDOUT;
+            continue;
+        }
+        if (err < 0)
             break;
-        /* whoever connects first must know the cookie */
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         uint8_t b[8];
         if (poll(&pfd, 1, 2000) == 1 && migr_transport_recv(c, b, sizeof(b)) == 0 &&
@@ -314,17 +328,38 @@ int engine_postcopy_accept_channel(struct sender *s)
         migr_transport_close(c);
         err = -EACCES;
     }
-    char why[256];
-    snprintf(why, sizeof(why), "%s", err == -EACCES ? "a connection without the cookie" : migr_last_error());
+    snprintf(s->fch_why, sizeof(s->fch_why), "%s",
+             err == -EACCES ? "a connection without the cookie" : migr_last_error()[0] ? migr_last_error()
+                                                                                        : "no connection in 10 s");
+    s->fch_err = err;
+    return NULL;
+}
+
+static void fch_join(struct sender *s)
+{
+    if (!s->fch_thread_on)
+        return;
+    pthread_join(s->fch_thread, NULL);
+    s->fch_thread_on = false;
+}
+
+int engine_postcopy_accept_channel(struct sender *s)
+{
+    if (!s->fl)
+        return 0;
+    fch_join(s);
     migr_listener_close(s->fl);
     s->fl = NULL;
-    if (err < 0)
-        return migr_errorf(-err, "post-copy: the destination did not open the fault channel (%s)", why);
+    if (s->fch_err < 0)
+        return migr_errorf(-s->fch_err, "post-copy: the destination did not open the fault channel (%s)",
+                           s->fch_why);
     return 0;
 }
 
 void engine_postcopy_close_channel(struct sender *s)
 {
+    __atomic_store_n(&s->fch_stop, true, __ATOMIC_RELEASE);
+    fch_join(s);
     migr_listener_close(s->fl);
     s->fl = NULL;
     migr_transport_close(s->fch);
