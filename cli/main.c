@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "migr/common.h"
 #include "migr/version.h"
 
 int cmd_run(int argc, char **argv);
@@ -90,6 +91,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_argv0 = argv[0];
+    migr_log_set(migr_log_stderr, NULL); /* the library's warnings go where the CLI's messages go */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -240,7 +240,7 @@ static void mp_release(struct migr_hv *hv, struct mp *t)
             continue;
         /* Writable first: no new fault can name this slot after this. */
         if (mprotect(hv->regions[r].host, hv->regions[r].size, PROT_READ | PROT_WRITE) != 0)
-            fprintf(stderr, "migr: " NAME ": restoring PROT_WRITE on region %u: %s\n", r, strerror(errno));
+            migr_logf(MIGR_LOG_WARN, NAME ": restoring PROT_WRITE on region %u: %s", r, strerror(errno));
         free_slot(i);
     }
     pthread_mutex_unlock(&slots_lock);

@@ -151,7 +151,7 @@ static void uw_free(struct uw *t, bool registered)
     if (t->thread_started) {
         uint64_t one = 1;
         if (write(t->stop_fd, &one, 8) != 8)
-            fprintf(stderr, "migr: " NAME ": cannot stop the handler thread: %s\n", strerror(errno));
+            migr_logf(MIGR_LOG_WARN, NAME ": cannot stop the handler thread: %s", strerror(errno));
         pthread_join(t->thread, NULL);
     }
     if (registered)

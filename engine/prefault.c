@@ -157,7 +157,7 @@ void engine_prefault_stop(struct receiver *r)
         r->alloc[w] |= pf->done[w];
     r->st->prefaulted_pages += pf->pages;
     if (pf->err)
-        fprintf(stderr, "migr: recv: %s (the receiving thread populated the rest)\n", pf->why);
+        migr_logf(MIGR_LOG_WARN, "recv: %s (the receiving thread populated the rest)", pf->why);
     free(pf->done);
     free(pf);
     r->pf = NULL;

@@ -220,7 +220,7 @@ int engine_recv_ack(struct receiver *r, uint16_t type)
 int engine_recv_done(struct receiver *r)
 {
     if (engine_recv_ack(r, MIGR_REC_DONE) < 0)
-        fprintf(stderr, "migr: recv: DONE not delivered (%s); the guest runs here\n", migr_last_error());
+        migr_logf(MIGR_LOG_WARN, "recv: DONE not delivered (%s); the guest runs here", migr_last_error());
     return 0;
 }
 

@@ -298,8 +298,8 @@ int kvm_load_state(struct migr_hv *hv, const uint8_t *blob, size_t len)
     if (khz != vm->tsc_khz) {
         for (uint32_t i = 0; i < n; i++)
             if (ioctl(vm->vcpus[i].fd, KVM_SET_TSC_KHZ, (unsigned long)khz) < 0)
-                fprintf(stderr, "migr: warning: vCPU %u: TSC %llu kHz on the source, %llu here, "
-                        "KVM_SET_TSC_KHZ: %s\n", i, (unsigned long long)khz,
+                migr_logf(MIGR_LOG_WARN, "vCPU %u: TSC %llu kHz on the source, %llu here, "
+                          "KVM_SET_TSC_KHZ: %s", i, (unsigned long long)khz,
                         (unsigned long long)vm->tsc_khz, strerror(errno));
     }
     struct rd r = {blob, len, STATE_HDR};

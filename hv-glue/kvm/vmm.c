@@ -232,7 +232,7 @@ static void vcpu_fail(struct kvm_vm *vm, struct kvm_vcpu_ctx *c, const char *fmt
         va_start(ap, fmt);
         vsnprintf(vm->hv.failure + n, sizeof(vm->hv.failure) - (size_t)n, fmt, ap);
         va_end(ap);
-        fprintf(stderr, "migr: guest stopped: %s\n", vm->hv.failure);
+        migr_logf(MIGR_LOG_ERROR, "guest stopped: %s", vm->hv.failure);
     }
     c->state = VCPU_EXITED;
 }
@@ -245,7 +245,7 @@ static void vcpu_complete_io(struct kvm_vcpu_ctx *c)
         return;
     c->run->immediate_exit = 1;
     if (ioctl(c->fd, KVM_RUN, 0) < 0 && errno != EINTR)
-        fprintf(stderr, "migr: vCPU %d: completing I/O before pause: %s\n", c->id, strerror(errno));
+        migr_logf(MIGR_LOG_WARN, "vCPU %d: completing I/O before pause: %s", c->id, strerror(errno));
     c->io_pending = false;
 }
 

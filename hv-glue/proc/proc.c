@@ -240,7 +240,7 @@ static void vcpu_fail(struct proc_vm *vm, struct proc_vcpu *c, const char *why)
 {
     if (vm->hv.failure[0] == 0) {
         snprintf(vm->hv.failure, sizeof(vm->hv.failure), "vCPU %u: %s", c->id, why);
-        fprintf(stderr, "migr: guest stopped: %s\n", vm->hv.failure);
+        migr_logf(MIGR_LOG_ERROR, "guest stopped: %s", vm->hv.failure);
     }
     c->state = PCPU_EXITED;
 }
