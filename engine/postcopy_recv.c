@@ -44,6 +44,7 @@
 #include "migr/dirty.h"
 #include "migr/record.h"
 #include "engine/validate.h"
+#include "engine/postcopy_sort.h"
 
 #define MAX_SAMPLES (1u << 20)
 
@@ -111,6 +112,10 @@ struct postcopy_dst {
     size_t snap_cap;
     struct engine_batch cbatch;   /* the checkpoint's PAGES records */
     int epoch_err;
+    /* Every page was resident at the switch: no userfaultfd, no tracker, no
+     * threads; the post-copy phase is DONE then COMPLETE (docs/format.md:
+     * it runs from DONE until every page is resident, checkpoints optional). */
+    bool all_here;
 };
 
 #define EPOCH_MS 50
@@ -187,6 +192,59 @@ int engine_postcopy_on_channel(struct receiver *r, const struct migr_rec_hdr *h)
     return 0;
 }
 
+/* Runs of set bits of d (page base + bit) are punched, coalesced with the
+ * run carried in *run / *run_len from the words before. */
+static int punch_word(uint64_t d, uint64_t base, uint64_t *run, uint64_t *run_len,
+                      int (*punch)(void *, uint64_t, uint64_t), void *arg)
+{
+    while (d) {
+        unsigned a = (unsigned)__builtin_ctzll(d);
+        uint64_t rest = ~(d >> a);    /* the run's end: the first 0 at or above a */
+        unsigned n = rest ? (unsigned)__builtin_ctzll(rest) : 64 - a;
+        uint64_t first = base + a;
+        if (*run_len && *run + *run_len == first) {
+            *run_len += n;
+        } else {
+            int err = *run_len ? punch(arg, *run, *run_len) : 0;
+            if (err < 0)
+                return err;
+            *run = first;
+            *run_len = n;
+        }
+        d = a + n >= 64 ? 0 : d & ~((2ull << (a + n - 1)) - 1);
+    }
+    return 0;
+}
+
+int64_t engine_pc_sort(const struct engine_pc_pages *p, uint64_t *resident, uint64_t *zero,
+                       int (*punch)(void *arg, uint64_t first, uint64_t n), void *arg)
+{
+    uint64_t words = migr_bitmap_words(p->npages), run = 0, run_len = 0;
+    int64_t nvalid = 0;
+    int err;
+    for (uint64_t w = 0; w < words; w++) {
+        uint64_t mask = w + 1 == words && (p->npages & 63) ? (1ull << (p->npages & 63)) - 1 : ~0ull;
+        uint64_t recv = p->received[w] & mask, alloc = p->alloc[w] & mask;
+        if (!recv && !alloc)
+            continue;
+        uint64_t valid = recv & ~p->torn[w];
+        uint64_t res = valid & (alloc | p->nonzero[w]);
+        resident[w] |= res;
+        zero[w] |= valid & ~res;
+        nvalid += __builtin_popcountll(valid);
+        if ((err = punch_word(alloc & ~valid, w * 64, &run, &run_len, punch, arg)) < 0)
+            return err;
+    }
+    if (run_len && (err = punch(arg, run, run_len)) < 0)
+        return err;
+    return nvalid;
+}
+
+static int punch_cb(void *arg, uint64_t first, uint64_t n)
+{
+    return engine_punch(arg, first, n);
+}
+
 int engine_postcopy_prepare(struct receiver *r)
 {
     struct migr_hv *hv = r->hv;
@@ -219,40 +277,16 @@ int engine_postcopy_prepare(struct receiver *r)
 
     /* What arrived in pre-copy rounds and is still valid stays (a page we
      * cleared for a ZERO entry too: it holds its final zeros); torn copies
-     * are dropped (DISCARD dropped the stale ones already). Clean words are
-     * skipped 64 pages at a time: this runs inside the pause. */
-    uint64_t run = 0, run_len = 0;
-    int err;
-    for (uint64_t i = 0; i < hv->ram_pages; i++) {
-        uint64_t w = i >> 6;
-        if ((i & 63) == 0 && !r->received[w] && !r->alloc[w]) {
-            if (run_len && (err = engine_punch(r, run, run_len)) < 0)
-                return err;
-            run_len = 0;
-            i += 63;
-            continue;
-        }
-        bool valid = migr_bit_test(r->received, i) && !migr_bit_test(r->torn, i);
-        bool alloc = migr_bit_test(r->alloc, i);
-        if (valid && (alloc || migr_bit_test(r->nonzero, i))) {
-            migr_bit_set(pc->resident, i);
-            pc->resolved++;
-        } else if (valid) {
-            migr_bit_set(pc->zero, i);
-            pc->resolved++;
-        }
-        bool drop = alloc && !valid;
-        if (drop && run_len && run + run_len == i) {
-            run_len++;
-            continue;
-        }
-        if (run_len && (err = engine_punch(r, run, run_len)) < 0)
-            return err;
-        run_len = drop ? 1 : 0;
-        run = i;
-    }
-    if (run_len && (err = engine_punch(r, run, run_len)) < 0)
-        return err;
+     * are dropped (DISCARD dropped the stale ones already). A word of 64
+     * pages at a time: this runs inside the pause. */
+    struct engine_pc_pages pages = {.received = r->received, .torn = r->torn, .alloc = r->alloc,
+                                    .nonzero = r->nonzero, .npages = hv->ram_pages};
+    int64_t valid = engine_pc_sort(&pages, pc->resident, pc->zero, punch_cb, r);
+    if (valid < 0)
+        return (int)valid;
+    pc->resolved = (uint64_t)valid;
+    if ((pc->all_here = pc->resolved == pc->npages))
+        return 0;
 
     pc->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (pc->uffd < 0)
@@ -610,7 +644,7 @@ static void *epoch_main(void *arg)
 int engine_postcopy_start_epochs(struct receiver *r)
 {
     struct postcopy_dst *pc = r->pc;
-    if (!r->cancellable)
+    if (!r->cancellable || pc->all_here)
         return 0;
     int err = pthread_create(&pc->epoch_thread, NULL, epoch_main, r);
     if (err)
@@ -635,6 +669,14 @@ int engine_postcopy_start(struct receiver *r)
 {
     struct postcopy_dst *pc = r->pc;
     int err;
+    pc->main_rx_ns = migr_now_ns(); /* the source's silence is timed from here */
+    pc->lease_ns = pc->main_rx_ns;
+    pc->lease_ms = r->postcopy_timeout_ms;
+    /* Nothing to fetch: the guest never faults, and COMPLETE follows DONE
+     * before a checkpoint is due, so nothing tracks its writes either (after
+     * COMPLETE they are the destination's alone). */
+    if (pc->all_here)
+        return 0;
     if (r->cancellable) {
         /* Track the guest's writes from its first instruction here. */
         if ((err = migr_dirty_open("auto", r->hv, &pc->trk)) < 0 || (err = migr_dirty_start(pc->trk)) < 0)
@@ -644,9 +686,6 @@ int engine_postcopy_start(struct receiver *r)
         if (!(pc->ebm = calloc(migr_bitmap_words(r->hv->ram_pages), 8)))
             return -ENOMEM;
     }
-    pc->main_rx_ns = migr_now_ns(); /* the source's silence is timed from here */
-    pc->lease_ns = pc->main_rx_ns;
-    pc->lease_ms = r->postcopy_timeout_ms;
     if ((err = pthread_create(&pc->fault_thread, NULL, fault_main, r)) != 0)
         return migr_errorf(err, "post-copy: start the fault thread");
     pc->thread_started = true;

@@ -6,6 +6,7 @@
 #include "migr/common.h"
 #include "migr/engine.h"
 #include "engine/engine_impl.h"
+#include "engine/mode.h"
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 static double mbps(uint64_t bytes, uint64_t ns) { return ns ? (double)bytes / ((double)ns / 1e9) / 1e6 : 0; }
@@ -18,8 +19,18 @@ void engine_account(struct migr_stats *st, const struct migr_transport *t, uint6
     st->rate_wait_ns = t->rate_wait_ns;
 }
 
+/* The mode the summary names can switch as post-copy (its unit says so, not
+ * its name): its post-copy fields are printed. */
+static bool has_postcopy(const struct migr_stats *st)
+{
+    bool cancellable;
+    const struct engine_mode *m = engine_mode_by_name(st->mode, &cancellable);
+    return m && m->postcopy;
+}
+
 int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
 {
+    bool pc = has_postcopy(st);
     size_t n = 0;
 #define OUT(...) do { int k_ = snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__); if (k_ > 0) n += (size_t)k_; } while (0)
     char err[sizeof(st->error) * 2];
@@ -48,10 +59,10 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
     OUT("\"converged\":%s,\"verified\":%s,\"resumed_on_source\":%s,\"ownership_in_doubt\":%s,",
         st->converged ? "true" : "false", st->verified ? "true" : "false",
         st->resumed_on_source ? "true" : "false", st->ownership_in_doubt ? "true" : "false");
-    if (strstr(st->mode, "postcopy") || strstr(st->mode, "hybrid"))
+    if (pc)
         OUT("\"epochs\":%llu,\"back_pages\":%llu,\"cancelled\":%s,", (unsigned long long)st->epochs,
             (unsigned long long)st->back_pages, st->cancelled ? "true" : "false");
-    if (strstr(st->mode, "postcopy") || strstr(st->mode, "hybrid"))
+    if (pc)
         OUT("\"postcopy_ms\":%.3f,\"demand_pages\":%llu,\"pushed_pages\":%llu,\"faults\":%llu,"
             "\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,\"fault_max_us\":%.1f,", ms(st->postcopy_ns),
             (unsigned long long)st->demand_pages, (unsigned long long)st->pushed_pages,
@@ -77,7 +88,7 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
         (unsigned long long)st->cache_lookups, (unsigned long long)st->cache_hits,
         st->cache_lookups ? (double)st->cache_hits / (double)st->cache_lookups : 0.0,
         (unsigned long long)st->probes, st->link_mbps);
-    if (strstr(st->mode, "postcopy") || strstr(st->mode, "hybrid")) {
+    if (pc) {
         /* time to full residence = postcopy_ms; bytes sent back = back_pages x 4096 */
         OUT("\"resident_ms\":%.3f,\"back_bytes\":%llu,\"prepaged_pages\":%llu,\"fault_channel\":%s,"
             "\"fault_hist_us\":{", ms(st->postcopy_ns), (unsigned long long)st->back_pages * 4096,
