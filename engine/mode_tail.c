@@ -15,7 +15,7 @@
  * Why both: a stop-and-copy's downtime grows with the dirty set it moves, a
  * post-copy switch's does not — but the switch has a floor of its own at the
  * destination (userfaultfd over all RAM, the take-back tracker, threads:
- * ~1.2 ms for 1 GiB here, against ~3 us per page copied in the pause; a
+ * about 1 ms for 1 GiB here, docs/design.md "The tail" has the figures, against ~3 us per page copied in the pause; a
  * stale page costs a punch of ~100 us when KVM maps it under this nested
  * hypervisor). So pages left after converging rounds go inside the pause,
  * and only a guest that dirties faster than rounds can chase gets the tail.
@@ -78,7 +78,7 @@ static int tail_recv_run(struct receiver *r)
 
 const struct engine_mode engine_mode_tail = {
     .mode = MIGR_MODE_TAIL,
-    .name = "hybrid-tail",        /* "hybrid": the JSON summary prints the post-copy fields */
+    .name = "hybrid-tail",        /* on the wire it is hybrid: destinations need nothing new */
     .cname = "chybrid-tail",
     .cancellable_only = true,
     .postcopy = true,             /* until tail_live decides */

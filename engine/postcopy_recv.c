@@ -623,7 +623,7 @@ static void *epoch_main(void *arg)
                 /* The source then takes the guest back from the last
                  * complete checkpoint once the link closes. */
                 pc->epoch_err = err;
-                fprintf(stderr, "migr: post-copy: last checkpoint failed: %s\n", migr_last_error());
+                migr_logf(MIGR_LOG_WARN, "post-copy: last checkpoint failed: %s", migr_last_error());
                 r->t->ops->shutdown(r->t);
             }
             break;
@@ -631,7 +631,7 @@ static void *epoch_main(void *arg)
         if (err < 0) {
             /* The source keeps the last complete checkpoint; we go on without. */
             pc->epoch_err = err;
-            fprintf(stderr, "migr: post-copy checkpoint failed: %s\n", migr_last_error());
+            migr_logf(MIGR_LOG_WARN, "post-copy checkpoint failed: %s", migr_last_error());
             break;
         }
     }
@@ -1030,7 +1030,7 @@ static int run_main(struct receiver *r)
     if (!r->cancellable) {
         /* plain post-copy: the source cannot take the guest back in any case */
         if (err < 0)
-            fprintf(stderr, "migr: recv: COMPLETE not delivered (%s); the guest runs here\n", migr_last_error());
+            migr_logf(MIGR_LOG_WARN, "recv: COMPLETE not delivered (%s); the guest runs here", migr_last_error());
         return 0;
     }
     /* Cancellable: until the source has read COMPLETE it may still take the
@@ -1103,7 +1103,7 @@ void engine_postcopy_finish(struct receiver *r)
     if (pc->thread_started) {
         uint64_t one = 1;
         if (write(pc->stopfd, &one, sizeof(one)) != sizeof(one))
-            fprintf(stderr, "migr: post-copy: cannot stop the fault thread: %s\n", strerror(errno));
+            migr_logf(MIGR_LOG_WARN, "post-copy: cannot stop the fault thread: %s", strerror(errno));
         pthread_join(pc->fault_thread, NULL);
         pc->thread_started = false;
     }
