@@ -292,6 +292,7 @@ static void receiver(const char *listen_url, uint64_t ram, int wfd)
         _exit(1);
     if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
         rx_fail(&r, rc, "accept");
+    migr_stats_init(&r.st);
     if (r.rc == 0 && (rc = migr_recv(t, &hv, &r.st)) < 0)
         rx_fail(&r, rc, "migr_recv");
     if (r.rc == 0) {
@@ -406,10 +407,11 @@ static void run_rep(int ci, int seq, struct rep_result *res)
         goto out_kill;
     }
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = configs[ci].handover ? MIGR_MODE_HANDOVER : MIGR_MODE_PRECOPY;
     struct cpu_mark m0, m1;
     cpu_mark(&m0, pid);
+    migr_stats_init(&res->st);
     res->send_rc = migr_send(src, t, &p, &res->st);
     cpu_mark(&m1, pid);
     res->others = others_cpus(&m0, &m1);

@@ -389,6 +389,7 @@ static void receiver(const char *listen_url, int wfd)
         _exit(1);
     if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
         rx_fail(&r, rc, "accept");
+    migr_stats_init(&r.st);
     if (r.rc == 0 && (rc = migr_recv(t, &hv, &r.st)) < 0)
         rx_fail(&r, rc, "migr_recv");
     if (r.rc != 0 && migr_write_full(wfd, &r, sizeof(r)) < 0)
@@ -643,7 +644,7 @@ static void job_run(struct job *j)
     if (j->link_mbps > 0)
         t = limit_link(t, j->link_mbps);
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = modes[j->mi].postcopy_after < 0 ? MIGR_MODE_PRECOPY : modes[j->mi].postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = modes[j->mi].postcopy_after > 0 ? (uint32_t)modes[j->mi].postcopy_after : 1;
     p.cancellable = !j->no_cancel;
@@ -653,6 +654,7 @@ static void job_run(struct job *j)
     w0 = migr_workload_progress(src);
     struct cpu_mark c0, c1;
     cpu_mark(&c0, j->pid);
+    migr_stats_init(&res->st);
     res->send_rc = migr_send(src, t, &p, &res->st);
     cpu_mark(&c1, j->pid);
     res->others = others_cpus(&c0, &c1);

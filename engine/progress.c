@@ -58,7 +58,7 @@ void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_
     s->last_progress = now;
     const struct migr_stats *st = s->st;
     struct migr_progress pr = {
-        .phase = phase, .round = s->b.round, .pages_done = done, .pages_total = total,
+        .size = sizeof(pr), .phase = phase, .round = s->b.round, .pages_done = done, .pages_total = total,
         .bytes_sent = s->t->bytes_sent, .elapsed_s = (double)(now - s->t0) / 1e9,
         .ram_pages = s->hv->ram_pages, .pages_sent = st->pages_sent, .max_bandwidth = s->t->rate_bps,
     };

@@ -19,6 +19,7 @@
 #include "migr/dirty.h"
 #include "migr/engine.h"
 #include "migr/record.h"
+#include "engine/abi.h"
 #include "engine/engine_impl.h"
 #include "engine/stage.h"
 #include "engine/mode.h"
@@ -412,14 +413,13 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
     return migr_recv_ex(t, NULL, out, st);
 }
 
-int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
-                 struct migr_stats *st)
+static int recv_main(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
+                     struct migr_stats *st)
 {
     struct receiver *r = calloc(1, sizeof(*r));
     uint64_t t0 = migr_now_ns(), cpu0 = migr_thread_cpu_ns();
     int err;
 
-    memset(st, 0, sizeof(*st));
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
     if (!r || !(r->meta = malloc(MIGR_META_MAX)) || !(r->ranges = malloc(MIGR_RANGES_MAX * sizeof(*r->ranges)))) {
         err = -ENOMEM;
@@ -470,5 +470,26 @@ fail:
     st->total_ns = migr_now_ns() - t0;
     engine_account(st, t, cpu0);
     migr_errorf(-err, "%s", st->error);
+    return err;
+}
+
+/* As migr_send: full-size copies of the caller's structs unless its stats
+ * are ours (engine.h, "ABI"). */
+int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
+                 struct migr_stats *st)
+{
+    struct migr_recv_params pl = MIGR_RECV_PARAMS_INIT;
+    struct migr_stats sl = MIGR_STATS_INIT;
+    int err = engine_abi_check_out(st, "recv stats", "MIGR_STATS_INIT");
+    if (err < 0)
+        return err;
+    if (p && (err = engine_abi_in(&pl, sizeof(pl), p, "recv params", "MIGR_RECV_PARAMS_INIT")) < 0) {
+        snprintf(sl.error, sizeof(sl.error), "%s", migr_last_error());
+        engine_abi_out(st, &sl, sizeof(sl));
+        return err;
+    }
+    struct migr_stats *use = engine_abi_out_begin(st, &sl, sizeof(sl));
+    err = recv_main(t, &pl, out, use);
+    engine_abi_out(st, use, sizeof(sl));
     return err;
 }

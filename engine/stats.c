@@ -5,6 +5,7 @@
 
 #include "migr/common.h"
 #include "migr/engine.h"
+#include "engine/abi.h"
 #include "engine/engine_impl.h"
 #include "engine/mode.h"
 
@@ -28,7 +29,7 @@ static bool has_postcopy(const struct migr_stats *st)
     return m && m->postcopy;
 }
 
-int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
+static int stats_json(const struct migr_stats *st, char *buf, size_t cap)
 {
     bool pc = has_postcopy(st);
     size_t n = 0;
@@ -110,4 +111,17 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
     OUT("]}");
 #undef OUT
     return (int)n;
+}
+
+/* st may be an older caller's, shorter than ours: read only its size. */
+int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
+{
+    struct migr_stats full = MIGR_STATS_INIT;
+    int err = engine_abi_check_out(st, "stats", "MIGR_STATS_INIT");
+    if (cap)
+        buf[0] = 0;
+    if (err < 0)
+        return err;
+    memcpy(&full, st, st->size < sizeof(full) ? st->size : sizeof(full));
+    return stats_json(&full, buf, cap);
 }

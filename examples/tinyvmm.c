@@ -355,7 +355,7 @@ static int do_recv(const char *url)
     struct migr_listener *l;
     struct migr_transport *t;
     struct migr_hv *hv;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     if (migr_hv_register_builder(&builder) < 0 || migr_listener_open(url, &l) < 0) {
         fprintf(stderr, "tinyvmm recv: %s\n", migr_last_error());
         return 1;
@@ -392,13 +392,13 @@ static int do_send(const char *url, int postcopy)
     struct tiny *vm;
     struct migr_transport *t;
     struct migr_send_params p;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     if (tiny_create(&vm) < 0)
         return 1;
     vm->device_reg = mix((uint64_t)time(NULL) ^ (uint64_t)getpid());
     tiny_resume(&vm->hv);
     usleep(300000);
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = postcopy ? MIGR_MODE_POSTCOPY : MIGR_MODE_PRECOPY;
     if (migr_transport_connect(url, &t) < 0) {
         fprintf(stderr, "tinyvmm send: %s\n", migr_last_error());

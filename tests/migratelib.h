@@ -26,7 +26,8 @@ static inline void *t_rx_main(void *arg)
     x->rc = migr_listener_accept(x->l, 10000, &t);
     if (x->rc < 0)
         return NULL;
-    struct migr_recv_params p = {.decode_threads = x->decode_threads};
+    struct migr_recv_params p = {.size = sizeof(p), .decode_threads = x->decode_threads};
+    migr_stats_init(&x->st);
     x->rc = migr_recv_ex(t, &p, &x->hv, &x->st);
     if (x->rc < 0)
         fprintf(stderr, "recv: %s\n", x->st.error);

@@ -168,9 +168,9 @@ int main(void)
     T_OK(src->ops->resume(src));
     usleep(200000);
     struct migr_send_params p;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     struct t_rx x;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.tracker = "vmm-log";
     char url[64];
     snprintf(url, sizeof(url), "unix:@migr-own-%d", getpid());

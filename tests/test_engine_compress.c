@@ -58,7 +58,7 @@ static void migrate(const struct run *c, struct migr_stats *st, struct migr_stat
     struct migr_transport *t;
     T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.compress = c->compress;
     p.compress_threads = c->threads ? c->threads : 1;
     p.link_mbps = c->link_mbps;
@@ -106,7 +106,7 @@ static uint64_t codec_pages(const struct migr_stats *st)
 static void each_mode(const char *backend)
 {
     const char *wl = "rate=128M,ws=8M,pattern=hotcold,data=text"; /* the rest of RAM stays zero */
-    struct migr_stats st, rst;
+    struct migr_stats st = MIGR_STATS_INIT, rst = MIGR_STATS_INIT;
     struct run c = {.backend = backend, .wl = wl};
 
     c.compress = "none";
@@ -182,7 +182,7 @@ static void pipeline(const char *backend)
     printf("pipeline %s: seed %llu: compress %s, %s, cache %u MiB, link %u\n", backend, (unsigned long long)seed,
            c.compress, c.wl, c.cache_mib, c.link_mbps);
     c.decoders = 2;
-    struct migr_stats st, rst;
+    struct migr_stats st = MIGR_STATS_INIT, rst = MIGR_STATS_INIT;
     migrate(&c, &st, &rst);
     T_ASSERT(st.compress_threads == 2 && rst.compress_threads == 2);
 }
@@ -274,7 +274,7 @@ static void crafted(int which, const char *expect)
     pthread_t th;
     T_ASSERT(pthread_create(&th, NULL, feed_main, &f) == 0);
     struct migr_hv *hv = NULL;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int rc = migr_recv(rt, &hv, &st);
     pthread_join(th, NULL);
     migr_transport_close(rt);

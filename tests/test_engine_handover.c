@@ -17,7 +17,7 @@ static int handover(struct migr_hv *src, const char *url, struct migr_hv **dst, 
 {
     struct t_rx x;
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = MIGR_MODE_HANDOVER;
     int rc = t_send(src, url, &p, st, &x);
     *dst = x.hv;
@@ -36,7 +36,7 @@ int main(void)
     migr_workload_defaults(&cfg.wl);
     T_OK(migr_workload_parse("rate=64M,pattern=random,data=text", &cfg.wl));
     struct migr_hv *src, *dst, *back;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     T_OK(migr_hv_create("kvm", &cfg, &src));
     T_OK(src->ops->resume(src));
     usleep(200000);

@@ -23,10 +23,10 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     struct migr_hv *src = t_guest("kvm", 128ull << 20, nvcpus, wl, 200);
     struct t_rx x;
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = after < 0 ? MIGR_MODE_PRECOPY : after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = after > 0 ? (uint32_t)after : 1;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     struct t_canceller k;
     struct migr_transport *t;
     if (cancel_at > 0) {

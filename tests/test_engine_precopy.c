@@ -15,8 +15,8 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus)
     struct migr_hv *src = t_guest("kvm", 128ull << 20, nvcpus, wl, 200);
     struct t_rx x;
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
-    struct migr_stats st;
+    migr_send_params_init(&p);
+    struct migr_stats st = MIGR_STATS_INIT;
     if (t_send(src, url, &p, &st, &x) < 0)
         T_FAIL("send: %s", st.error);
     T_OK(x.rc);

@@ -20,7 +20,7 @@ static void migrate(const char *wl, uint64_t max_bw, bool adaptive, uint64_t min
     snprintf(url, sizeof(url), "unix:/tmp/migr-rate-%d.sock", getpid());
     struct t_rx x;
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.max_bandwidth = max_bw;
     p.compress = "zero"; /* the limiter is under test, not the codecs (auto compresses on a slow link) */
     p.adaptive_bw = adaptive;
@@ -43,7 +43,7 @@ int main(void)
 {
     if (!migr_hv_available("proc"))
         T_SKIP("proc backend not usable: %s", migr_last_error());
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
 
     /* 1. A fixed limit: ~40 MiB of text pages at 64 MiB/s take >= ~0.6 s, and
      *    the wire never goes much above the limit (one burst of slack). */

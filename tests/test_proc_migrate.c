@@ -31,6 +31,7 @@ static void *rx_main(void *arg)
     x->rc = migr_listener_accept(x->l, 10000, &t);
     if (x->rc < 0)
         return NULL;
+    migr_stats_init(&x->st);
     x->rc = migr_recv(t, &x->hv, &x->st);
     if (x->rc < 0)
         fprintf(stderr, "recv: %s\n", x->st.error);
@@ -87,8 +88,8 @@ static void precopy(const char *url, const char *tracker, const char *wl, uint32
 {
     struct migr_hv *src = make(128ull << 20, nvcpus, wl), *dst;
     struct migr_send_params p;
-    struct migr_stats st;
-    migr_send_params_defaults(&p);
+    struct migr_stats st = MIGR_STATS_INIT;
+    migr_send_params_init(&p);
     p.tracker = tracker;
     int rc = send_to(src, url, &p, &st, &dst);
     if (rc < 0)
@@ -115,8 +116,8 @@ static void handover(const char *path)
 {
     struct migr_hv *src = make(64ull << 20, 2, "rate=64M,pattern=random,data=text"), *dst, *back;
     struct migr_send_params p;
-    struct migr_stats st;
-    migr_send_params_defaults(&p);
+    struct migr_stats st = MIGR_STATS_INIT;
+    migr_send_params_init(&p);
     p.mode = MIGR_MODE_HANDOVER;
 
     /* TCP cannot carry memory: refused, the guest runs on at the source */

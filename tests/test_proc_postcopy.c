@@ -56,7 +56,7 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
     struct migr_transport *t;
     T_OK(migr_transport_connect(window ? relay.url : x.l->bound, &t));
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = after < 0 ? MIGR_MODE_PRECOPY : after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = after > 0 ? (uint32_t)after : 1;
     p.cancellable = !no_cancel;
@@ -74,7 +74,7 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
     struct dropper d = {.t = t, .after_bytes = MEM / 3};
     if (how == END_DROP)
         T_ASSERT(pthread_create(&dth, NULL, drop_main, &d) == 0);
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int rc = migr_send(src, t, &p, &st);
     if (how == END_CANCEL) {
         t_cancel_stop(&k);

@@ -294,7 +294,7 @@ static struct migr_hv *play(const struct expect *x, const struct membuf *stream,
     T_ASSERT(pthread_create(&th, NULL, writer_main, &w) == 0);
 
     struct migr_hv *out = NULL;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     migr_clear_error();
     int rc = migr_recv(rt, &out, &st);
     char last[sizeof(st.error)];
@@ -817,7 +817,7 @@ static void case_memory_bound(void)
         if (pthread_create(&th, NULL, flood_main, &f))
             _exit(3);
         struct migr_hv *out = NULL;
-        struct migr_stats st;
+        struct migr_stats st = MIGR_STATS_INIT;
         int rc = migr_recv(rt, &out, &st);
         shutdown(rt->fd, SHUT_RDWR); /* the writer may be blocked in a send */
         pthread_join(th, NULL);

@@ -205,7 +205,7 @@ int main(void)
     pthread_t th;
     T_ASSERT(pthread_create(&th, NULL, writer_main, &w) == 0);
     struct migr_hv *dst = NULL;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int rc = migr_recv(rt, &dst, &st);
     T_ASSERT(pthread_join(th, NULL) == 0);
     migr_transport_close(rt);

@@ -11,13 +11,53 @@
 #define MIGR_ENGINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "migr/hv.h"
 #include "migr/transport.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ABI: structs that outlive a header version.
+ *
+ * Every struct here that a caller allocates and the library reads or fills
+ * (migr_send_params, migr_recv_params, migr_stats) and the one the library
+ * hands to a callback (migr_progress) begins with `uint32_t size`: the
+ * sizeof the writer was compiled with. So a program built against an older
+ * or newer header works with this library:
+ *
+ *  - Set size with the initializers: MIGR_SEND_PARAMS_INIT /
+ *    migr_send_params_init(), MIGR_RECV_PARAMS_INIT, MIGR_STATS_INIT /
+ *    migr_stats_init(). They are macros and inline functions, so size is the
+ *    caller's own sizeof; they zero the rest (and set send's defaults).
+ *  - Parameters in: the library copies min(size, its sizeof) bytes over its
+ *    own defaults, so a field the caller's header lacks keeps its default.
+ *    A caller struct larger than the library's is accepted when every byte
+ *    past the library's sizeof is 0 (options left unset) and refused with
+ *    -E2BIG otherwise (the caller asked for something this library lacks).
+ *  - Statistics out: the library writes at most size bytes; on return size
+ *    is what it filled (min(size, its sizeof)) and bytes past that, up to the
+ *    caller's size, are 0. migr_stats_json() reads only size bytes. With
+ *    size equal to the library's sizeof st is filled in place as the
+ *    migration runs (another thread may watch a counter, racily); with any
+ *    other size it is written once, when the call returns.
+ *  - Progress: check p->size before reading a field the library may predate:
+ *    MIGR_HAS_FIELD(p, field).
+ *  - A size of 0 (a struct not set up with its initializer), below 8, above
+ *    64 KiB or not a multiple of 4 is refused with -EINVAL and a message
+ *    naming the struct ("send params: size 0 (use migr_send_params_init)");
+ *    migr_send() and migr_recv*() then touch neither guest nor link.
+ *  - For maintainers: fields are only added at the end, never removed or
+ *    reordered once released, and a new field starts at or past the
+ *    previous version's sizeof: a field that would land in its tail
+ *    padding comes after an explicit `uint32_t reserved_N`, which the
+ *    library never reads (older callers' padding is not necessarily 0).
+ */
+#define MIGR_HAS_FIELD(p, field) \
+    ((size_t)(p)->size >= offsetof(__typeof__(*(p)), field) + sizeof((p)->field))
 
 #define MIGR_MAX_ROUNDS_KEPT 64
 
@@ -38,6 +78,7 @@ enum migr_mode {
 /* What a running migration reports to migr_send_params.progress (engine/progress.c).
  * Fields are only ever added at the end. */
 struct migr_progress {
+    uint32_t size;                /* the library's sizeof(struct migr_progress): see MIGR_HAS_FIELD */
     const char *phase;            /* "precopy", "stop-and-copy", "switchover", "postcopy" */
     uint32_t round;
     uint64_t pages_done, pages_total;   /* within this round */
@@ -79,10 +120,11 @@ int migr_cancel_request(struct migr_cancel *c);
 bool migr_cancel_requested(struct migr_cancel *c);
 
 struct migr_send_params {
+    uint32_t size;                /* sizeof(struct migr_send_params) as the caller compiled it (ABI, above) */
     uint32_t downtime_ms;         /* target; default 300 */
     uint32_t max_rounds;          /* default 30 */
-    const char *tracker;          /* "auto" or a tracker name */
     enum migr_mode mode;          /* default MIGR_MODE_PRECOPY */
+    const char *tracker;          /* "auto" or a tracker name */
     bool cancellable;             /* post-copy, hybrid: the destination checkpoints back and the source can
                                      take the guest back (default true; false: HELLO mode postcopy/hybrid) */
     uint32_t hybrid_rounds;       /* hybrid: at most this many pre-copy rounds, then post-copy (default 1) */
@@ -108,6 +150,7 @@ struct migr_send_params {
     void *switchover_arg;
     /* Rate control (pre-copy rounds; post-copy pushes too). */
     uint64_t max_bandwidth;       /* bytes/s on the wire, 0 = unlimited */
+    uint32_t link_mbps;           /* compress auto policy: assume this link rate (MB/s) instead of measuring it */
     bool adaptive_bw;             /* Xen-style (seed 002, Clark et al.): round 1 at min_bandwidth, then
                                      each round at the previous round's dirty rate + min_bandwidth,
                                      capped by max_bandwidth; stop-and-copy at max_bandwidth */
@@ -117,8 +160,30 @@ struct migr_send_params {
     int compress_level;           /* lz4/zstd/zlib level; 0 = the codec's default */
     uint32_t xbzrle_cache_mib;    /* sender's page cache for deltas (default 64; 0 = no deltas) */
     uint32_t compress_threads;    /* encoding threads incl. the engine's, 1..16; 0 (default): 2 if 2+ CPUs */
-    uint32_t link_mbps;           /* auto policy: assume this link rate (MB/s) instead of measuring it */
 };
+
+/* The defaults, one list for the initializer and the function below. */
+#define MIGR_SEND_PARAMS_DEFAULTS_(X)                                                               \
+    X(downtime_ms, 300) X(max_rounds, 30) X(mode, MIGR_MODE_PRECOPY) X(tracker, "auto")             \
+    X(cancellable, true) X(hybrid_rounds, 1) X(prepage, 8) X(stall_timeout_ms, 10000)               \
+    X(postcopy_lease_ms, 10000) X(min_bandwidth, 64ull << 20) X(compress, "auto")                   \
+    X(xbzrle_cache_mib, 64)
+#define MIGR_DESIGNATED_(f, v) .f = v,
+#define MIGR_ASSIGN_(f, v) p->f = v;
+
+/* The defaults, with size set: `struct migr_send_params p = MIGR_SEND_PARAMS_INIT;` */
+#define MIGR_SEND_PARAMS_INIT \
+    {.size = sizeof(struct migr_send_params), MIGR_SEND_PARAMS_DEFAULTS_(MIGR_DESIGNATED_)}
+
+/*! Set *p to the defaults (MIGR_SEND_PARAMS_INIT): zeroed, size set, the
+ *  defaults filled in. Inline, so size is that of the caller's header.
+ *  Neither blocks nor fails. */
+static inline void migr_send_params_init(struct migr_send_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->size = sizeof(*p);
+    MIGR_SEND_PARAMS_DEFAULTS_(MIGR_ASSIGN_)
+}
 
 /* Per wire encoding (index = MIGR_ENC_*), on either side of a migration. */
 struct migr_codec_stats {
@@ -133,6 +198,8 @@ struct migr_round_stats {
 };
 
 struct migr_stats {
+    uint32_t size;                /* in: sizeof(struct migr_stats) as the caller compiled it (MIGR_STATS_INIT);
+                                     out: the bytes the library filled (ABI, above) */
     char mode[16];
     char transport[16];
     char tracker[24];
@@ -186,10 +253,23 @@ struct migr_stats {
     uint64_t prefaulted_pages;    /* destination: pages allocated ahead of the stream (round 1) */
 };
 
+/* A migr_stats ready to pass: `struct migr_stats st = MIGR_STATS_INIT;` */
+#define MIGR_STATS_INIT {.size = sizeof(struct migr_stats)}
+
+/*! Zero *st and set its size (the caller's sizeof). Neither blocks nor fails. */
+static inline void migr_stats_init(struct migr_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->size = sizeof(*st);
+}
+
 /* Upper bounds of the fault_hist buckets in µs (the last is unbounded). */
 static const double MIGR_FAULT_BUCKET_US[MIGR_FAULT_BUCKETS] = {5, 10, 20, 50, 100, 200, 500,
                                                                1000, 2000, 5000, 10000, 1e300};
 
+/*! migr_send_params_init() under its older name, as a library function: it
+ *  sets size to the library's sizeof, right only for a caller built against
+ *  the same header. Prefer migr_send_params_init(). */
 void migr_send_params_defaults(struct migr_send_params *p);
 
 /*! Live-migrate hv over t (connected). On success the guest runs on the
@@ -205,6 +285,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
 int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats *st);
 
 struct migr_recv_params {
+    uint32_t size;                /* sizeof(struct migr_recv_params) as the caller compiled it (ABI, above) */
     uint32_t decode_threads;      /* decoders of compressed pages, 1..16 (0 = 1) */
     uint32_t postcopy_timeout_ms; /* post-copy: a fault the source leaves unanswered, or a main stream
                                      silent, this long ends post-copy (the source takes the guest back
@@ -215,11 +296,16 @@ struct migr_recv_params {
                                      0 = the default, 10000 */
 };
 
+/* The defaults, with size set: `struct migr_recv_params rp = MIGR_RECV_PARAMS_INIT;`
+ * (or `{.size = sizeof(rp), .decode_threads = 2}`). */
+#define MIGR_RECV_PARAMS_INIT {.size = sizeof(struct migr_recv_params)}
+
 /*! migr_recv() with settings (p NULL = defaults). */
 int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
                  struct migr_stats *st);
 
-/*! Write st as one JSON object (no newline) into buf. Returns the length. */
+/*! Write st as one JSON object (no newline) into buf; reads st->size bytes of st.
+ *  Returns the length, or -EINVAL (buf "") for a size MIGR_STATS_INIT did not set. */
 int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap);
 
 #ifdef __cplusplus
