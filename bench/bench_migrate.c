@@ -401,10 +401,10 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, int
     double link = ti == 0 ? m->unix_mbps : m->tcp_mbps;
     v[M_TOTAL] = (double)s->total_ns / 1e6;
     v[M_DOWN] = (double)s->downtime_ns / 1e6;
-    v[M_BYTES] = (double)s->bytes_sent;
-    v[M_ROUNDS] = s->rounds;
-    v[M_FIRST] = mbps(s->first_pass_pages * MIGR_PAGE_SIZE, s->first_pass_ns);
-    v[M_ALL] = mbps(s->pages_sent * MIGR_PAGE_SIZE, s->total_ns);
+    v[M_BYTES] = (double)s->wire_bytes;
+    v[M_ROUNDS] = s->precopy.rounds;
+    v[M_FIRST] = mbps(s->precopy.first_pass_pages * MIGR_PAGE_SIZE, s->precopy.first_pass_ns);
+    v[M_ALL] = mbps(s->pages * MIGR_PAGE_SIZE, s->total_ns);
     v[M_FIRST_PCT] = m->memcpy_mbps > 0 ? 100 * v[M_FIRST] / m->memcpy_mbps : 0;
     v[M_ALL_PCT] = m->memcpy_mbps > 0 ? 100 * v[M_ALL] / m->memcpy_mbps : 0;
     v[M_FIRST_LINK] = link > 0 ? 100 * v[M_FIRST] / link : 0;
@@ -701,7 +701,7 @@ int main(int argc, char **argv)
                 for (int j = 0; j < M_COUNT; j++)
                     v[j][r->nok] = mv[j];
                 r->nok++;
-                r->nconv += x->st.converged;
+                r->nconv += x->st.precopy.converged;
             }
             for (int j = 0; j < M_COUNT; j++)
                 r->med[j] = median(v[j], r->nok);

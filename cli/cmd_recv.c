@@ -348,7 +348,7 @@ int cmd_recv(int argc, char **argv)
     else
         fprintf(stderr, "migr recv: guest running here (%llu MiB in %.1f ms, %llu pages, %llu torn and resent)\n",
                 (unsigned long long)(st.ram_bytes >> 20), (double)st.total_ns / 1e6,
-                (unsigned long long)st.pages_sent, (unsigned long long)st.torn_pages);
+                (unsigned long long)st.pages, (unsigned long long)st.torn_pages);
     if (json) {
         printf("%s\n", js);
         fflush(stdout);

@@ -107,7 +107,7 @@ static int precopy_zero(void *arg, uint32_t i, const struct migr_page_entry *e, 
     zero_run(r, idx, idx + n - 1);
     r->st->zero_pages += n;
     r->st->codec[MIGR_ENC_ZERO].pages += n;
-    r->st->pages_sent += n;
+    r->st->pages += n;
     return 0;
 }
 
@@ -157,7 +157,7 @@ static void finish_chunk(struct receiver *r, struct chunk *c)
         r->st->raw_pages++;
         r->st->codec[MIGR_ENC_RAW].pages++;
         r->st->codec[MIGR_ENC_RAW].bytes_out += MIGR_PAGE_SIZE;
-        r->st->pages_sent++;
+        r->st->pages++;
     }
     c->n = 0;
 }
@@ -211,7 +211,7 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
 int engine_recv_ack(struct receiver *r, uint16_t type)
 {
     uint8_t meta[MIGR_ACK_SIZE];
-    struct migr_ack a = {.pages = r->st->pages_sent, .t_ns = migr_now_ns()};
+    struct migr_ack a = {.pages = r->st->pages, .t_ns = migr_now_ns()};
     int len = migr_ack_encode(&a, meta, sizeof(meta));
     if (len < 0)
         return len;
@@ -321,7 +321,7 @@ static int on_switchover(struct receiver *r, const struct migr_rec_hdr *h)
     int err = migr_switchover_decode(r->meta, h->meta_len, &so);
     if (err < 0)
         return err;
-    r->st->rounds = so.rounds;
+    r->st->precopy.rounds = so.rounds;
     if (!r->state)
         return rec_err(r, EPROTO, "SWITCHOVER", "no STATE record before switchover");
     if (r->mode->recv_switchover && (err = r->mode->recv_switchover(r)) < 0)
@@ -439,7 +439,7 @@ static int recv_main(struct migr_transport *t, const struct migr_recv_params *p,
         goto fail;
     watchdog_end(r);
     st->total_ns = migr_now_ns() - t0;
-    st->bytes_sent = t->bytes_recv;
+    st->wire_bytes = t->bytes_recv;
     engine_account(st, t, cpu0);
     *out = r->hv;
     receiver_free(r);

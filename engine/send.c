@@ -128,7 +128,7 @@ static int send_main(struct migr_hv *hv, struct migr_transport *t, const struct 
     if (err < 0)
         err = engine_switch_fail(s, err);
     st->total_ns = migr_now_ns() - s->t0;
-    st->bytes_sent = t->bytes_sent;
+    st->wire_bytes = t->bytes_sent;
     engine_account(st, t, cpu0);
     sender_free(s);
     if (err < 0)

@@ -370,7 +370,7 @@ static int do_recv(const char *url)
     migr_listener_close(l);
     struct tiny *vm = (struct tiny *)hv;
     printf("received: mode %s, %llu pages, tracker '%s', device_reg %llx\n", st.mode,
-           (unsigned long long)st.pages_sent, st.tracker, (unsigned long long)vm->device_reg);
+           (unsigned long long)st.pages, st.tracker, (unsigned long long)vm->device_reg);
     int rc = 0;
     tiny_pause(hv);
     rc |= check(vm, "after the migration");
@@ -411,7 +411,7 @@ static int do_send(const char *url, int postcopy)
         return 1;
     }
     printf("sent: mode %s, tracker %s, %u rounds, downtime %.2f ms, device_reg %llx\n", st.mode, st.tracker,
-           st.rounds, (double)st.downtime_ns / 1e6, (unsigned long long)vm->device_reg);
+           st.precopy.rounds, (double)st.downtime_ns / 1e6, (unsigned long long)vm->device_reg);
     tiny_destroy(&vm->hv);
     /* pre-copy harvests our log on this side (post-copy tracks on the destination) */
     return postcopy || strcmp(st.tracker, "tinyvmm-log") == 0 ? 0 : 1;

@@ -88,7 +88,7 @@ static inline int t_send(struct migr_hv *src, const char *url, const struct migr
 
 /* Cancel a migration from outside, as `migr cancel` does: a thread calls
  * migr_cancel_request(c) once *count (a counter another thread updates, e.g.
- * the destination's x.st.pages_sent) reaches at. t_cancel_stop: join. */
+ * the destination's x.st.pages) reaches at. t_cancel_stop: join. */
 struct t_canceller {
     struct migr_cancel *c;
     const uint64_t *count;

@@ -76,7 +76,7 @@ static void migrate(const struct run *c, struct migr_stats *st, struct migr_stat
     char js[8192];
     migr_stats_json(st, js, sizeof(js));
     fprintf(stderr, "%s %s threads %u link %u: %s\n", c->backend, c->compress, p.compress_threads, c->link_mbps, js);
-    T_ASSERT(st->verified && st->rounds >= 2 && st->pages_sent + st->unchanged_pages >= src->ram_pages);
+    T_ASSERT(st->verified && st->precopy.rounds >= 2 && st->pages + st->unchanged_pages >= src->ram_pages);
     T_ASSERT(strcmp(st->compress, c->compress) == 0);
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);
@@ -113,7 +113,7 @@ static void each_mode(const char *backend)
     migrate(&c, &st, &rst);
     /* no zero detection: only never-written pages (memfd holes, not read) travel as ZERO */
     T_ASSERT(st.hole_pages > 0 && st.codec[MIGR_ENC_ZERO].pages == st.hole_pages && codec_pages(&st) == 0);
-    uint64_t none_bytes = st.bytes_sent;
+    uint64_t none_bytes = st.wire_bytes;
 
     c.compress = "zero";
     migrate(&c, &st, &rst);
@@ -149,7 +149,7 @@ static void each_mode(const char *backend)
         c.compress = comp[i];
         migrate(&c, &st, &rst);
         T_ASSERT(st.codec[enc[i]].pages > 1500 && codec_pages(&st) == st.codec[enc[i]].pages);
-        T_ASSERT(st.bytes_sent < none_bytes); /* text pages compress */
+        T_ASSERT(st.wire_bytes < none_bytes); /* text pages compress */
     }
 
     c.max_rounds = 0;

@@ -23,7 +23,7 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus)
     char js[4096];
     migr_stats_json(&st, js, sizeof(js));
     fprintf(stderr, "%s %s: %s\n", url, wl, js);
-    T_ASSERT(st.verified && st.rounds >= 2 && st.pages_sent >= src->ram_pages);
+    T_ASSERT(st.verified && st.precopy.rounds >= 2 && st.pages >= src->ram_pages);
     T_ASSERT(src->paused); /* the source keeps its copy paused until destroyed */
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);

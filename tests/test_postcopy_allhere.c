@@ -43,10 +43,10 @@ static void hybrid(const char *be, const char *url, bool writing)
         T_ASSERT(x.st.tracker[0] != 0); /* the take-back tracker ran */
     } else {
         T_ASSERT(x.st.tracker[0] == 0);
-        T_EQ(x.st.faults, 0);
-        T_EQ(x.st.epochs, 0);
-        T_EQ(x.st.demand_pages, 0);
-        T_EQ(st.pushed_pages + st.demand_pages, 0);
+        T_EQ(x.st.postcopy.faults, 0);
+        T_EQ(x.st.postcopy.epochs, 0);
+        T_EQ(x.st.postcopy.demand_pages, 0);
+        T_EQ(st.postcopy.pushed_pages + st.postcopy.demand_pages, 0);
     }
     migr_hv_destroy(src);
     struct migr_hv *dst = x.hv;

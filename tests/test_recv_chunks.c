@@ -214,7 +214,7 @@ int main(void)
         T_FAIL("migr_recv: %s", st.error);
     if (w.rc < 0)
         T_FAIL("the crafted source: %s", w.why);
-    printf("received: %llu pages, %llu torn, %llu allocated ahead (prefault)\n", (unsigned long long)st.pages_sent,
+    printf("received: %llu pages, %llu torn, %llu allocated ahead (prefault)\n", (unsigned long long)st.pages,
            (unsigned long long)st.torn_pages, (unsigned long long)st.prefaulted_pages);
     T_EQ(st.torn_pages, 2);
     for (uint32_t k = 0; k < EXTRA - 1; k++)

@@ -61,16 +61,16 @@ static void tail_ok(const char *be, const char *url, bool chasing)
     T_OK(x.rc);
     T_ASSERT(strcmp(st.mode, "chybrid-tail") == 0 && strcmp(x.st.mode, "chybrid-tail") == 0);
     T_ASSERT(st.verified && st.downtime_ns > 0 && st.downtime_ns < st.total_ns);
-    T_ASSERT(st.rounds >= 2 && st.first_pass_pages > 0);
+    T_ASSERT(st.precopy.rounds >= 2 && st.precopy.first_pass_pages > 0);
     if (chasing) {
         /* the rounds could not converge: the last dirty pages went after
          * the switch, while the guest ran there */
-        T_ASSERT(!st.converged);
-        T_ASSERT(st.pushed_pages + st.demand_pages + st.prepaged_pages > 0);
-        T_ASSERT(st.postcopy_ns > 0 && x.st.postcopy_ns > 0);
+        T_ASSERT(!st.precopy.converged);
+        T_ASSERT(st.postcopy.pushed_pages + st.postcopy.demand_pages + st.postcopy.prepaged_pages > 0);
+        T_ASSERT(st.postcopy.ns > 0 && x.st.postcopy.ns > 0);
     } else {
         /* converged: the few pages left went inside the pause */
-        T_ASSERT(st.converged && st.postcopy_ns == 0 && st.pushed_pages == 0 && x.st.postcopy_ns == 0);
+        T_ASSERT(st.precopy.converged && st.postcopy.ns == 0 && st.postcopy.pushed_pages == 0 && x.st.postcopy.ns == 0);
     }
     uint64_t at_switch = migr_workload_progress(src);
     T_ASSERT(src->paused);
