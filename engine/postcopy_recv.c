@@ -940,7 +940,8 @@ static void fault_stats(struct receiver *r)
         r->st->postcopy.fault_wait_us = pc->ph_wait[pc->nph / 2];
         r->st->postcopy.fault_place_us = pc->ph_place[pc->nph / 2];
     }
-    r->st->postcopy.pushed_pages = r->st->pages > r->st->postcopy.demand_pages ? r->st->pages - r->st->postcopy.demand_pages : 0;
+    r->st->postcopy.pushed_pages =
+        r->st->pages > r->st->postcopy.demand_pages ? r->st->pages - r->st->postcopy.demand_pages : 0;
 }
 
 static int run_main(struct receiver *r)

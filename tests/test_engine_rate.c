@@ -61,7 +61,8 @@ int main(void)
     migrate("rate=32M,ws=40M,pattern=random,data=text", 256 * MiB, true, 32 * MiB, &st);
     T_ASSERT(st.adaptive_bw && st.precopy.rounds >= 2);
     T_ASSERT(st.precopy.round[0].rate == 32 * MiB);
-    uint64_t dirty_bps = (uint64_t)((double)st.precopy.round[0].dirty_after * 4096 * 1e9 / (double)st.precopy.round[0].ns);
+    const struct migr_round_stats *r1 = &st.precopy.round[0];
+    uint64_t dirty_bps = (uint64_t)((double)r1->dirty_after * 4096 * 1e9 / (double)r1->ns);
     uint64_t want = dirty_bps + 32 * MiB > 256 * MiB ? 256 * MiB : dirty_bps + 32 * MiB;
     fprintf(stderr, "adaptive: round 1 at %llu, dirty %llu B/s, round 2 at %llu (expected %llu)\n",
             (unsigned long long)st.precopy.round[0].rate, (unsigned long long)dirty_bps,
