@@ -227,7 +227,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
         return false;
     }
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     struct migr_key *key = NULL;
     /* key=value settings after the positional arguments (cli/migrate_opts.c) */
     char *save = NULL, *rest = used > 0 ? args + used : NULL;
@@ -297,7 +297,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     p.switchover_arg = &sink;
     p.progress = progress_to_client;
     p.progress_arg = &sink;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int err = migr_send(hv, t, &p, &st);
     migr_link_set_default(NULL);
     ctl_thread_migrating(th, NULL);

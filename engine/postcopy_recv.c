@@ -273,7 +273,7 @@ int engine_postcopy_prepare(struct receiver *r)
     if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us || !pc->sent_ns || !pc->waitq || !pc->ph_req ||
         (r->fch && !(pc->fch.meta = malloc(MIGR_META_MAX))))
         return -ENOMEM;
-    r->st->fault_channel = r->fch != NULL;
+    r->st->postcopy.fault_channel = r->fch != NULL;
 
     /* What arrived in pre-copy rounds and is still valid stays (a page we
      * cleared for a ZERO entry too: it holds its final zeros); torn copies
@@ -472,7 +472,7 @@ static void *fault_main(void *arg)
             int64_t idx = addr_index(r->hv, addr);
             if (idx < 0)
                 continue;
-            r->st->faults++;
+            r->st->postcopy.faults++;
             uint8_t *page = (uint8_t *)(uintptr_t)addr;
             if (migr_bit_test(pc->resident, (uint64_t)idx)) {
                 struct uffdio_range w = {.start = addr, .len = MIGR_PAGE_SIZE};
@@ -508,7 +508,7 @@ static void *fault_main(void *arg)
                     pc->sent_ns[idx] = sent;
             }
             pthread_mutex_unlock(&pc->lock);
-            r->st->demand_pages += nreq;
+            r->st->postcopy.demand_pages += nreq;
             /* No busy wait for the answer here: measured on this 2-CPU
              * machine, spinning 30 us took the CPU the source's fault server
              * needed (p50 25-56 us with, 22-29 us without). */
@@ -584,8 +584,8 @@ static int checkpoint(struct receiver *r, bool final)
         __atomic_store_n(&pc->epoch_sent_ns[next % 64], migr_now_ns(), __ATOMIC_RELAXED);
         __atomic_store_n(&pc->epoch, next, __ATOMIC_RELEASE);
         err = len < 0 ? len : engine_recv_send(r, MIGR_REC_EPOCH_END, m, (uint32_t)len);
-        r->st->epochs = pc->epoch;
-        r->st->back_pages += count;
+        r->st->postcopy.epochs = pc->epoch;
+        r->st->postcopy.back_pages += count;
     }
     return err;
 }
@@ -711,7 +711,7 @@ static void record_latency(struct receiver *r, const struct pc_chan *ch, uint64_
     int i = 0;
     while (i + 1 < MIGR_FAULT_BUCKETS && us >= MIGR_FAULT_BUCKET_US[i])
         i++;
-    r->st->fault_hist[i]++;
+    r->st->postcopy.fault_hist[i]++;
     migr_bit_clear(pc->requested, idx); /* counted once */
 }
 
@@ -737,7 +737,7 @@ static int copy_run(struct receiver *r, const struct pc_chan *ch, uint64_t k0, u
             record_latency(r, ch, k, now);
             pc->resolved++;
             r->st->raw_pages++;
-            r->st->pages_sent++;
+            r->st->pages++;
         }
         pthread_mutex_unlock(&pc->lock);
         i += done;
@@ -825,7 +825,7 @@ static int uffd_zero(void *arg, uint32_t i, const struct migr_page_entry *e, uin
         r->st->zero_pages++;
         record_latency(r, u->ch, k, migr_now_ns());
         pc->resolved++;
-        r->st->pages_sent++;
+        r->st->pages++;
     }
     pthread_mutex_unlock(&pc->lock);
     return 0;
@@ -928,19 +928,20 @@ static void fault_stats(struct receiver *r)
     struct postcopy_dst *pc = r->pc;
     if (pc->nlat) {
         qsort(pc->lat_us, pc->nlat, sizeof(float), cmp_float);
-        r->st->fault_p50_us = pc->lat_us[pc->nlat / 2];
-        r->st->fault_p99_us = pc->lat_us[(uint64_t)pc->nlat * 99 / 100];
-        r->st->fault_max_us = pc->lat_us[pc->nlat - 1];
+        r->st->postcopy.fault_p50_us = pc->lat_us[pc->nlat / 2];
+        r->st->postcopy.fault_p99_us = pc->lat_us[(uint64_t)pc->nlat * 99 / 100];
+        r->st->postcopy.fault_max_us = pc->lat_us[pc->nlat - 1];
     }
     if (pc->nph) {
         qsort(pc->ph_req, pc->nph, sizeof(float), cmp_float);
         qsort(pc->ph_wait, pc->nph, sizeof(float), cmp_float);
         qsort(pc->ph_place, pc->nph, sizeof(float), cmp_float);
-        r->st->fault_req_us = pc->ph_req[pc->nph / 2];
-        r->st->fault_wait_us = pc->ph_wait[pc->nph / 2];
-        r->st->fault_place_us = pc->ph_place[pc->nph / 2];
+        r->st->postcopy.fault_req_us = pc->ph_req[pc->nph / 2];
+        r->st->postcopy.fault_wait_us = pc->ph_wait[pc->nph / 2];
+        r->st->postcopy.fault_place_us = pc->ph_place[pc->nph / 2];
     }
-    r->st->pushed_pages = r->st->pages_sent > r->st->demand_pages ? r->st->pages_sent - r->st->demand_pages : 0;
+    r->st->postcopy.pushed_pages =
+        r->st->pages > r->st->postcopy.demand_pages ? r->st->pages - r->st->postcopy.demand_pages : 0;
 }
 
 static int run_main(struct receiver *r)

@@ -140,8 +140,8 @@ static void apply_checkpoint(struct pc_src *pc)
     struct sender *s = pc->s;
     for (uint64_t i = 0; i < pc->nstage; i++)
         memcpy(migr_hv_page(s->hv, pc->stage_idx[i]), pc->stage + i * MIGR_PAGE_SIZE, MIGR_PAGE_SIZE);
-    s->st->back_pages += pc->nstage;
-    s->st->epochs++;
+    s->st->postcopy.back_pages += pc->nstage;
+    s->st->postcopy.epochs++;
     pc->nstage = 0;
     free(pc->state);
     pc->state = pc->pending_state;
@@ -693,7 +693,7 @@ static int push_loop(struct pc_src *pc, uint64_t total)
             if (idx < 0)
                 continue;
             if (!migr_bit_test(pc->sent, (uint64_t)idx))
-                s->st->demand_pages++;
+                s->st->postcopy.demand_pages++;
             for (uint64_t k = 0; k <= s->p->prepage && err >= 0; k++)
                 err = push_one(pc, (uint64_t)idx + k);
             cursor = (uint64_t)idx + s->p->prepage + 1;
@@ -738,7 +738,7 @@ static int push_loop(struct pc_src *pc, uint64_t total)
             err = push_one(pc, cursor);
             pushed += err > 0;
             if (err > 0)
-                s->st->pushed_pages++;
+                s->st->postcopy.pushed_pages++;
         }
         if (err >= 0)
             err = engine_batch_flush(&s->b);
@@ -789,14 +789,14 @@ static int push_end(struct pc_src *pc, pthread_t th, int err, uint64_t total)
         pthread_mutex_unlock(&pc->lock);
         s->fch->ops->shutdown(s->fch);
         pthread_join(pc->fserver, NULL);
-        s->st->demand_pages += pc->f_demand;
-        s->st->prepaged_pages += pc->f_prepaged;
+        s->st->postcopy.demand_pages += pc->f_demand;
+        s->st->postcopy.prepaged_pages += pc->f_prepaged;
         s->st->raw_pages += pc->f_raw;
         s->st->zero_pages += pc->f_zero;
-        s->st->pages_sent += pc->f_raw + pc->f_zero;
+        s->st->pages += pc->f_raw + pc->f_zero;
         if (pc->nserve) {
             qsort(pc->serve_us, pc->nserve, sizeof(float), cmp_f);
-            s->st->serve_p50_us = pc->serve_us[pc->nserve / 2];
+            s->st->postcopy.serve_p50_us = pc->serve_us[pc->nserve / 2];
         }
     }
     if (err < 0 && s->cancellable) {

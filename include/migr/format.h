@@ -9,6 +9,11 @@
  *   bulk    bulk_len  bytes, integrity carried by per-item CRCs inside meta (MIGR_BULK_MAX)
  *
  * The bulk part lets a receiver place page data straight into guest RAM.
+ *
+ * Blocking and threads: every function here encodes or decodes bytes in
+ * memory on the caller's thread (no I/O: record.h sends and receives); none
+ * blocks, starts a thread or installs a signal handler; thread-safe on
+ * distinct buffers.
  */
 #ifndef MIGR_FORMAT_H
 #define MIGR_FORMAT_H

@@ -2,7 +2,8 @@
  *
  * MIGR_VERSION_* describe the headers you compile against; migr_version()
  * the library you run with. The major number is the soname's
- * (libmigr.so.MAJOR): it changes when the ABI does.
+ * (libmigr.so.MAJOR): it changes when the ABI does. Both functions are
+ * constant, never block, any thread.
  */
 #ifndef MIGR_VERSION_H
 #define MIGR_VERSION_H
