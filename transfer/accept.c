@@ -105,6 +105,10 @@ static int hs_complete(struct migr_listener *l, struct migr_hs_conn *c, struct m
     c->fd = -1;
     if (c->st == MIGR_HS_BACKEND_HELLO) {
         ret = li->be->wrap(l, fd, c->peer, c->buf, a, out);   /* owns fd */
+        if (ret == 0 && (ret = migr_side_origin_server(*out, li->hub)) < 0) {
+            migr_transport_close(*out);
+            *out = NULL;
+        }
         return ret < 0 ? ret : 1;
     }
     if ((ret = migr_plain_transport_new(fd, li->be, &l->url, c->peer, out)) < 0) {
