@@ -8,8 +8,11 @@
  *   - tcp with a key and encryption while another thread sits in
  *     migr_listener_accept on the same listener: the side connection is
  *     recognised there and delivered, and a stranger's side hello with a
- *     wrong cookie is not taken for it; a real client still gets in;
+ *     wrong cookie is not taken for it; a real client still gets in; the
+ *     same when the accepting side offers;
  *   - tcp ?channels=N: the side connection is one plain connection;
+ *   - a side connection that reaches migr recv's listener before its
+ *     stream is complete is kept for it, not dropped;
  *   - transports without the capability say -ENOTSUP and send nothing;
  *     bytes that do not fit the stream are refused;
  *   - giving up and closing in any order.
@@ -26,6 +29,7 @@
 
 #include "migr/common.h"
 #include "migr/format.h"
+#include "migr/record.h"
 #include "migr/transport.h"
 #include "testlib.h"
 #include "transportlib.h"
@@ -212,6 +216,87 @@ static void test_concurrent_accept(void)
     migr_key_free(k);
 }
 
+/* The accepting side offers while another thread accepts on its (open)
+ * listener: the side connection must reach the offer, not that thread,
+ * which goes on to take a real client. */
+static void test_offer_while_accepting(void)
+{
+    struct migr_listener *l;
+    struct migr_transport *srv, *cli, *a, *b, *late;
+    struct migr_side *s;
+    struct t_acc_arg acc = {0};
+    pthread_t th;
+    uint8_t by[MIGR_FAULT_CHANNEL_SIZE];
+
+    T_OK(migr_listener_open("tcp:127.0.0.1:0", &l));
+    acc.l = l;
+    T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
+    T_OK(migr_transport_connect(l->bound, &cli));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(acc.ret);
+    srv = acc.t;
+    acc.t = NULL;
+    T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
+    usleep(20000);
+    T_OK(migr_transport_side_offer(srv, send_raw, srv, &s));
+    T_OK(migr_transport_recv(cli, by, sizeof(by)));
+    T_OK(migr_transport_side_open(cli, by, sizeof(by), 5000, &b));
+    T_OK(migr_side_collect(s, 5000, &a));
+    migr_side_free(s);
+    check_link(a, b);
+    T_ASSERT(acc.t == NULL);
+    T_OK(migr_transport_connect(l->bound, &late));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(acc.ret);
+    check_link(late, acc.t);
+    migr_transport_close(srv); /* the stream before its side, the listener last */
+    migr_transport_close(cli);
+    check_link(a, b);
+    migr_transport_close(a);
+    migr_transport_close(b);
+    migr_transport_close(late);
+    migr_transport_close(acc.t);
+    migr_listener_close(l);
+}
+
+/* migr recv's listener (expect_stream) sees the side connection before
+ * the stream it belongs to is complete (a proxy between them can reorder
+ * them): it is kept, not dropped as "not a migr source", and the stream's
+ * side_open finds it after the listener was closed. */
+static void test_side_first(void)
+{
+    struct migr_listener *l;
+    struct migr_transport *srv, *m, *b;
+    struct t_acc_arg acc = {0};
+    pthread_t th;
+    uint8_t meta[64] = {0}, by[MIGR_FAULT_CHANNEL_SIZE];
+
+    struct migr_link_opts o = {.keep_listening = 1, .expect_stream = 1, .handshake_ms = 2000};
+    T_OK(migr_listener_open_opts("tcp:127.0.0.1:0", &o, &l));
+    acc.l = l;
+    T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
+    T_OK(migr_transport_connect(l->bound, &m)); /* says nothing yet */
+    int side = raw_side_hello(l->bound, 0xfeedull);
+    usleep(100000);
+    T_OK(migr_preamble_send(m));
+    T_OK(migr_rec_send(m, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(acc.ret);
+    srv = acc.t;
+    migr_listener_close(l);
+    struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = 0xfeed};
+    migr_fault_channel_encode(&f, by, sizeof(by));
+    T_OK(migr_transport_side_open(srv, by, sizeof(by), 2000, &b));
+    T_OK(migr_transport_send(b, "side", 5));
+    char x[5];
+    T_EQ(recv(side, x, 5, MSG_WAITALL), 5);
+    T_ASSERT(!strcmp(x, "side"));
+    close(side);
+    migr_transport_close(b);
+    migr_transport_close(srv);
+    migr_transport_close(m);
+}
+
 static void test_not_capable(void)
 {
     struct migr_transport *srv, *cli, *t;
@@ -331,6 +416,8 @@ int main(void)
     test_pair("tcp:127.0.0.1:0?channels=3", 1);
     test_pair("tcp:127.0.0.1:0?channels=3", 0);
     test_concurrent_accept();
+    test_offer_while_accepting();
+    test_side_first();
     test_not_capable();
     test_bad_bytes();
     test_give_up();

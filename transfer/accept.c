@@ -320,7 +320,7 @@ static int hs_timeout(struct migr_listener *l, const struct migr_hs_conn *c)
         [MIGR_HS_AUTH_FINISH] = "did not finish authenticating",
         [MIGR_HS_BACKEND_HELLO] = "sent no hello",
         [MIGR_HS_EXPECT] = "did not begin a migr stream",
-        [MIGR_HS_PROBE] = "said nothing",
+        [MIGR_HS_PROBE] = "sent no whole hello",
     };
     return migr_errorf(ETIMEDOUT, "accept on %s: %s %s within %d ms; dropped", l->bound, c->peer, what[c->st],
                        handshake_ms(listener_impl(l)));
@@ -357,7 +357,10 @@ static int hs_start(struct migr_listener *l, int fd, const char *peer, struct mi
     c->deadline = now + (uint64_t)handshake_ms(li) * 1000000ull;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     *cp = c;
-    if (li->hub && migr_side_hub_live(li->hub) > 0) {
+    /* A side connection may come before the stream it belongs to is handed
+     * out (a proxy between them, another thread): where clients speak
+     * first anyway, always look; else only while one is due. */
+    if (li->hub && (li->cfg.key || li->cfg.expect_stream || backend_hello(li) || migr_side_hub_live(li->hub) > 0)) {
         c->st = MIGR_HS_PROBE;
         return hs_probe(l, c, out);
     }

@@ -61,6 +61,8 @@ struct migr_side_hub {
     int narr;
     struct { int fd; char peer[160]; } parked[MIGR_HS_MAX];
     int nparked;
+    struct { int fd; char peer[160]; } adopted[MIGR_HS_MAX];   /* from the closed listener's PROBE slots */
+    int nadopted;
 };
 
 /* ---- the hub ---- */
@@ -83,11 +85,25 @@ int migr_side_hub_new(struct migr_listener *l, const struct migr_link_cfg *cfg, 
     return 0;
 }
 
-static void hub_ref(struct migr_side_hub *h)
+/* A reference for someone who may still take a side connection (an
+ * origin, an offer's thread): while there is one, accepting threads look
+ * at each new connection's first bytes. */
+static void hub_hold(struct migr_side_hub *h)
 {
     pthread_mutex_lock(&h->lock);
     h->refs++;
+    h->live++;
     pthread_mutex_unlock(&h->lock);
+}
+
+static void hub_unref(struct migr_side_hub *h);
+
+static void hub_drop(struct migr_side_hub *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->live--;
+    pthread_mutex_unlock(&h->lock);
+    hub_unref(h);
 }
 
 static void hub_unref(struct migr_side_hub *h)
@@ -101,6 +117,8 @@ static void hub_unref(struct migr_side_hub *h)
         migr_transport_close(h->arr[i].t);
     for (int i = 0; i < h->nparked; i++)
         close(h->parked[i].fd);
+    for (int i = 0; i < h->nadopted; i++)
+        close(h->adopted[i].fd);
     close(h->fd);
     migr_link_cfg_free(&h->cfg);
     pthread_cond_destroy(&h->cond);
@@ -164,6 +182,20 @@ static void hub_park(struct migr_side_hub *h, int fd, const char *peer)
         close(fd);   /* nobody listens any more (or too many): refused */
 }
 
+void migr_side_hub_adopt(struct migr_side_hub *h, int fd, const char *peer)
+{
+    pthread_mutex_lock(&h->lock);
+    if (h->nadopted < MIGR_HS_MAX) {
+        h->adopted[h->nadopted].fd = fd;
+        snprintf(h->adopted[h->nadopted].peer, sizeof(h->adopted[0].peer), "%s", peer);
+        h->nadopted++;
+        fd = -1;
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (fd >= 0)
+        close(fd);
+}
+
 void migr_side_hub_deliver(struct migr_side_hub *h, uint64_t cookie, struct migr_transport *t)
 {
     struct migr_transport *drop = NULL;
@@ -213,10 +245,7 @@ void migr_transport_side_release_origin(struct migr_side_origin *o)
     if (!h)
         return;
     o->hub = NULL;
-    pthread_mutex_lock(&h->lock);
-    h->live--;
-    pthread_mutex_unlock(&h->lock);
-    hub_unref(h);
+    hub_drop(h);
 }
 
 static struct migr_side_origin **origin_slot(struct migr_transport *t)
@@ -264,10 +293,7 @@ int migr_side_origin_server(struct migr_transport *t, struct migr_side_hub *h)
         return 0;
     if (!(o = calloc(1, sizeof(*o))))
         return migr_errorf(ENOMEM, "accept on %s: out of memory", h->bound);
-    pthread_mutex_lock(&h->lock);
-    h->refs++;
-    h->live++;
-    pthread_mutex_unlock(&h->lock);
+    hub_hold(h);
     o->hub = h;
     snprintf(o->name, sizeof(o->name), "%s", h->bound);
     migr_side_set_origin(t, o);
@@ -413,7 +439,19 @@ static void drive_slice(struct migr_side_hub *h)
 {
     struct pollfd p = {.fd = h->fd, .events = POLLIN};
     char peer[160];
+    int afd = -1;
 
+    pthread_mutex_lock(&h->lock);
+    if (h->nadopted > 0) {
+        h->nadopted--;
+        afd = h->adopted[h->nadopted].fd;
+        snprintf(peer, sizeof(peer), "%s", h->adopted[h->nadopted].peer);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (afd >= 0) {
+        drive_one(h, afd, peer);
+        return;
+    }
     if (poll(&p, 1, DRIVE_SLICE_MS) <= 0)
         return;
     int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -558,7 +596,7 @@ int migr_transport_side_offer(struct migr_transport *t, int (*send)(void *arg, c
     }
     if (!o->client) {
         s->hub = o->hub;
-        hub_ref(s->hub);
+        hub_hold(s->hub);
     }
     fc = (struct migr_fault_channel){.kind = MIGR_FCH_TCP, .arg = o->client ? MIGR_FCH_F_SOURCE_CONNECTS : 0,
                                      .cookie = s->cookie};
@@ -630,7 +668,7 @@ void migr_side_free(struct migr_side *s)
     migr_transport_close(s->t);
     migr_link_cfg_free(&s->cfg);
     if (s->hub)
-        hub_unref(s->hub);
+        hub_drop(s->hub);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -675,7 +713,7 @@ int migr_transport_side_open(struct migr_transport *t, const uint8_t *bytes, siz
         return err;
     if (fc.kind == MIGR_FCH_FD) {
         if (!(t->ops->caps & MIGR_TCAP_PASS_FDS))
-            return migr_errorf(EBADMSG, "FAULT_CHANNEL: kind 1 (a descriptor) on a %s stream", t->ops->name);
+            return migr_errorf(EBADMSG, "side connection: kind 1 (a descriptor) on a %s stream", t->ops->name);
         if ((err = migr_transport_recv_fds(t, &fd, 1)) < 0)
             return err;
         if ((err = migr_transport_from_fd(fd, "unix", "side connection", out)) < 0)
@@ -683,7 +721,7 @@ int migr_transport_side_open(struct migr_transport *t, const uint8_t *bytes, siz
         return err;
     }
     if (!slot || !*slot || (t->ops->caps & MIGR_TCAP_PASS_FDS))
-        return migr_errorf(EBADMSG, "FAULT_CHANNEL: kind %u on a %s stream", fc.kind, t->ops->name);
+        return migr_errorf(EBADMSG, "side connection: kind %u on a %s stream", fc.kind, t->ops->name);
     struct migr_side_origin *o = *slot;
     if (fc.kind == MIGR_FCH_TCP_BACK) {
         migr_transport_side_release_origin(o);
@@ -691,7 +729,7 @@ int migr_transport_side_open(struct migr_transport *t, const uint8_t *bytes, siz
     }
     int source_connects = (fc.arg & MIGR_FCH_F_SOURCE_CONNECTS) != 0;
     if (source_connects != !o->client)
-        return migr_errorf(EPROTO, "FAULT_CHANNEL: the source says it %s, but this side %s the stream",
+        return migr_errorf(EPROTO, "side connection: the source says it %s, but this side %s the stream",
                            source_connects ? "connects" : "accepts", o->client ? "connected" : "accepted");
     uint64_t deadline = deadline_after(timeout_ms);
     if (o->client)

@@ -129,6 +129,9 @@ int migr_side_hub_live(struct migr_side_hub *h);
 void migr_side_hub_accepting(struct migr_side_hub *h, int delta);
 int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap);
 void migr_side_hub_deliver(struct migr_side_hub *h, uint64_t cookie, struct migr_transport *t);
+/* The listener closes with fd in PROBE (nothing consumed): a side waiter
+ * looks at it as at a new connection (takes fd). */
+void migr_side_hub_adopt(struct migr_side_hub *h, int fd, const char *peer);
 int migr_side_accepted(struct migr_side_hub *h, int fd, const char *peer, const struct migr_auth *a,
                        uint64_t cookie);
 /* The first got bytes of a connection: 1 = a whole side hello (16 bytes),
