@@ -24,7 +24,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -152,43 +151,16 @@ int engine_punch(struct receiver *r, uint64_t first, uint64_t n)
     return 0;
 }
 
+/* How long the destination waits for its end of the fault channel. */
+#define FCH_OPEN_MS 10000
+
 int engine_postcopy_on_channel(struct receiver *r, const struct migr_rec_hdr *h)
 {
-    if (h->meta_len != ENGINE_FCH_META)
-        return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): meta length %u (expected %u)",
-                           (unsigned long long)r->seq, h->meta_len, ENGINE_FCH_META);
     if (r->fch)
         return migr_errorf(EPROTO, "record %llu (FAULT_CHANNEL): a second one", (unsigned long long)r->seq);
-    uint32_t kind = migr_get_le32(r->meta), port = migr_get_le32(r->meta + 4);
-    uint64_t cookie = migr_get_le64(r->meta + 8);
-    int err;
-    if (kind == ENGINE_FCH_UNIX && strcmp(r->t->ops->name, "unix") == 0) {
-        int fd;
-        if (cookie != 0 || port != 0)
-            return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): unix: port and cookie must be 0",
-                               (unsigned long long)r->seq);
-        if ((err = migr_transport_recv_fds(r->t, &fd, 1)) < 0)
-            return migr_error_prefix(-err, "record %llu (FAULT_CHANNEL)", (unsigned long long)r->seq);
-        if ((err = migr_transport_from_fd(fd, "unix", "fault channel", &r->fch)) < 0)
-            close(fd);
-        return err;
-    }
-    if (kind != ENGINE_FCH_TCP || strcmp(r->t->ops->name, "tcp") != 0 || port == 0 || port > 65535)
-        return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): kind %u port %u on a %s stream",
-                           (unsigned long long)r->seq, kind, port, r->t->ops->name);
-    /* connect back to the source's address on this stream */
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char host[NI_MAXHOST], url[NI_MAXHOST + 16];
-    if (getpeername(r->t->fd, (struct sockaddr *)&ss, &sl) < 0)
-        return migr_errorf_errno(errno, "fault channel: getpeername");
-    if ((err = getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST)) != 0)
-        return migr_errorf(EINVAL, "fault channel: getnameinfo: %s", gai_strerror(err));
-    snprintf(url, sizeof(url), ss.ss_family == AF_INET6 ? "tcp:[%s]:%u" : "tcp:%s:%u", host, port);
-    uint8_t b[8];
-    migr_put_le64(b, cookie);
-    if ((err = migr_transport_connect(url, &r->fch)) < 0 || (err = migr_transport_send(r->fch, b, 8)) < 0)
-        return migr_error_prefix(-err, "fault channel");
+    int err = migr_transport_side_open(r->t, r->meta, h->meta_len, FCH_OPEN_MS, &r->fch);
+    if (err < 0)
+        return migr_error_prefix(-err, "record %llu (FAULT_CHANNEL)", (unsigned long long)r->seq);
     return 0;
 }
 

@@ -268,6 +268,8 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
     if (!(r->mode = engine_mode_by_name(hello.mode, &r->cancellable)))
         return rec_err(r, EPROTO, "HELLO", "mode '%s' is not supported by this receiver", hello.mode);
     snprintf(r->st->mode, sizeof(r->st->mode), "%s", hello.mode);
+    if (!r->mode->postcopy) /* no fault channel will come: the listener's socket may close */
+        migr_transport_side_release(r->t);
     return r->mode->recv_setup(r, &hello);
 }
 
