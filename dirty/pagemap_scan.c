@@ -119,7 +119,7 @@ static void probe(void)
                  strerror(errno));
         goto out;
     }
-    if (dirty_uffd_wp(uffd, p, len, true) < 0) {
+    if (uffd_wp(uffd, p, len, true) < 0) {
         snprintf(probe_why, sizeof(probe_why), "UFFDIO_WRITEPROTECT: %s", strerror(errno));
         goto out;
     }
@@ -192,14 +192,12 @@ static int pms_start(struct migr_dirty *d)
     }
     if ((err = t->uffd = dirty_uffd_open(FEATURES, NAME)) < 0)
         goto fail;
-    if ((err = dirty_uffd_register(t->uffd, hv, UFFDIO_REGISTER_MODE_WP, NAME)) < 0)
+    if ((err = uffd_register_ram(t->uffd, hv, UFFDIO_REGISTER_MODE_WP, 0, NAME)) < 0)
         goto fail;
-    for (uint32_t r = 0; r < hv->nregions; r++)
-        if ((err = dirty_uffd_wp(t->uffd, hv->regions[r].host, hv->regions[r].size, true)) < 0) {
-            err = migr_errorf_errno(-err, NAME ": UFFDIO_WRITEPROTECT region %u", r);
-            dirty_uffd_unregister(t->uffd, hv);
-            goto fail;
-        }
+    if ((err = uffd_wp_ram(t->uffd, hv, NAME)) < 0) {
+        uffd_unregister_ram(t->uffd, hv);
+        goto fail;
+    }
     d->priv = t;
     return 0;
 fail:
@@ -234,7 +232,7 @@ static void pms_stop(struct migr_dirty *d)
     struct pms *t = d->priv;
     if (!t)
         return;
-    dirty_uffd_unregister(t->uffd, d->hv);
+    uffd_unregister_ram(t->uffd, d->hv);
     close(t->uffd);
     close(t->pagemap);
     free(t->vec);

@@ -22,23 +22,13 @@ uint64_t dirty_set_range(uint64_t *bm, uint64_t first, uint64_t n);
  * base; returns how many were clear in dst before. */
 uint64_t dirty_or_at(uint64_t *dst, uint64_t base, const uint64_t *src, uint64_t n);
 
-/* A userfaultfd (O_CLOEXEC | O_NONBLOCK) with UFFDIO_API done for features.
- * Falls back to user-mode-only faults, then /dev/userfaultfd, when the
- * syscall is not allowed. Returns the fd or -errno with a message naming
- * the missing feature and what the kernel offers. */
+/* The userfaultfd of a tracker (common/uffd.h): it sees the guest threads'
+ * user-mode writes, so a user-mode-only fd will do. */
 int dirty_uffd_open(uint64_t features, const char *name);
-
-/* UFFDIO_WRITEPROTECT [addr, addr + len): protect, or unprotect and wake the
- * threads waiting on it. Retries EAGAIN (the mm is changing). 0 or -errno. */
-int dirty_uffd_wp(int uffd, void *addr, uint64_t len, bool protect);
 
 /* 1 if hv's RAM can be registered (mode) with a new userfaultfd of these
  * features right now, else 0 with the reason. A range takes one userfaultfd
  * only: guest RAM that post-copy has registered for missing pages is EBUSY. */
 int dirty_uffd_can_register(struct migr_hv *hv, uint64_t features, uint64_t mode, const char *name);
-
-/* UFFDIO_REGISTER (mode) / UFFDIO_UNREGISTER every region of hv. */
-int dirty_uffd_register(int uffd, struct migr_hv *hv, uint64_t mode, const char *name);
-void dirty_uffd_unregister(int uffd, struct migr_hv *hv);
 
 #endif
