@@ -31,6 +31,33 @@ int dirty_proc_guest(struct migr_hv *hv, const char *name)
     return 1;
 }
 
+int dirty_probed(struct migr_hv *hv, const char *name, pthread_once_t *once, void (*probe)(void),
+                 const int *rc, const char *why)
+{
+    if (!dirty_proc_guest(hv, name))
+        return 0;
+    pthread_once(once, probe);
+    if (!*rc) {
+        migr_errorf(ENOTSUP, "%s: %s", name, why);
+        return 0;
+    }
+    return 1;
+}
+
+long dirty_each_region(struct migr_hv *hv, uint64_t *bitmap, dirty_region_fn fn, void *t)
+{
+    long added = 0;
+    uint64_t base = 0;
+    for (uint32_t r = 0; r < hv->nregions; r++) {
+        long n = fn(t, &hv->regions[r], r, bitmap, base);
+        if (n < 0)
+            return n;
+        added += n;
+        base += hv->regions[r].size / MIGR_PAGE_SIZE;
+    }
+    return added;
+}
+
 uint64_t dirty_region_base(const struct migr_hv *hv, uint32_t r)
 {
     uint64_t base = 0;

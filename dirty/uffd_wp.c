@@ -136,13 +136,8 @@ static void probe(void)
 static int uw_supported(struct migr_hv *hv)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    if (!dirty_proc_guest(hv, NAME))
+    if (!dirty_probed(hv, NAME, &once, probe, &probe_rc, probe_why))
         return 0;
-    pthread_once(&once, probe);
-    if (!probe_rc) {
-        migr_errorf(ENOTSUP, NAME ": %s", probe_why);
-        return 0;
-    }
     return dirty_uffd_can_register(hv, FEATURES, UFFDIO_REGISTER_MODE_WP, NAME);
 }
 

@@ -168,8 +168,14 @@ static bool wait_all(struct hv_vcpus *v, int s1, int s2, int timeout_ms, bool ki
     return true;
 }
 
-int hv_vcpus_pause(struct hv_vcpus *v)
+static struct hv_vcpus *sm_of(struct migr_hv *hv)
 {
+    return &((struct hv_vcpus_vm *)hv)->sm;
+}
+
+int hv_vcpus_pause(struct migr_hv *hv)
+{
+    struct hv_vcpus *v = sm_of(hv);
     pthread_mutex_lock(&v->lock);
     v->pause_req = true;
     update_hold(v);
@@ -177,13 +183,13 @@ int hv_vcpus_pause(struct hv_vcpus *v)
     pthread_mutex_unlock(&v->lock);
     if (!ok)
         return migr_errorf(ETIMEDOUT, "pause: the vCPUs did not stop within %d ms", HV_VCPU_PAUSE_TIMEOUT_MS);
-    v->hv->paused = true;
+    hv->paused = true;
     return 0;
 }
 
-int hv_vcpus_resume(struct hv_vcpus *v)
+int hv_vcpus_resume(struct migr_hv *hv)
 {
-    struct migr_hv *hv = v->hv;
+    struct hv_vcpus *v = sm_of(hv);
     if (hv->failure[0])
         return migr_errorf(EIO, "resume: the guest has stopped: %s", hv->failure);
     pthread_mutex_lock(&v->lock);
@@ -204,9 +210,9 @@ static void unquiesce(struct hv_vcpus *v)
     pthread_mutex_unlock(&v->lock);
 }
 
-int hv_vcpus_quiesce(struct hv_vcpus *v, int timeout_ms)
+int hv_vcpus_quiesce(struct migr_hv *hv, int timeout_ms)
 {
-    struct migr_hv *hv = v->hv;
+    struct hv_vcpus *v = sm_of(hv);
     if (hv->paused)
         return 0; /* nothing moves; a KVM vCPU paused mid-page shows as a write caught mid-page */
     if (hv->failure[0])
@@ -228,9 +234,14 @@ int hv_vcpus_quiesce(struct hv_vcpus *v, int timeout_ms)
     return 0;
 }
 
-int hv_vcpus_unquiesce(struct hv_vcpus *v)
+int hv_vcpus_unquiesce(struct migr_hv *hv)
 {
-    if (!v->hv->paused)
-        unquiesce(v);
+    if (!hv->paused)
+        unquiesce(sm_of(hv));
     return 0;
+}
+
+int hv_vcpus_failed(struct migr_hv *hv)
+{
+    return hv->failure[0] != 0;
 }

@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hv-glue/workload/workload.h"
@@ -93,10 +94,22 @@ static inline bool hv_vcpus_held(struct hv_vcpus *v)
     return __atomic_load_n(&v->hold, __ATOMIC_ACQUIRE) != 0;
 }
 
-/* ---- the backend's migr_hv_ops, lock not held ---- */
-int hv_vcpus_pause(struct hv_vcpus *v);
-int hv_vcpus_resume(struct hv_vcpus *v);
-int hv_vcpus_quiesce(struct hv_vcpus *v, int timeout_ms);
-int hv_vcpus_unquiesce(struct hv_vcpus *v);
+/* ---- the backend's migr_hv_ops, lock not held ----
+ * A backend's VM starts with the layout of struct hv_vcpus_vm (its struct
+ * migr_hv, then its struct hv_vcpus; HV_VCPUS_VM_CHECK says so at compile
+ * time) and puts these in its migr_hv_ops as they are. */
+struct hv_vcpus_vm {
+    struct migr_hv hv;
+    struct hv_vcpus sm;
+};
+#define HV_VCPUS_VM_CHECK(type)                                                                  \
+    _Static_assert(offsetof(type, hv) == offsetof(struct hv_vcpus_vm, hv) &&                     \
+                   offsetof(type, sm) == offsetof(struct hv_vcpus_vm, sm),                       \
+                   #type " must start with struct migr_hv hv, then struct hv_vcpus sm")
+int hv_vcpus_pause(struct migr_hv *hv);
+int hv_vcpus_resume(struct migr_hv *hv);
+int hv_vcpus_quiesce(struct migr_hv *hv, int timeout_ms);
+int hv_vcpus_unquiesce(struct migr_hv *hv);
+int hv_vcpus_failed(struct migr_hv *hv);
 
 #endif

@@ -32,6 +32,7 @@ struct kvm_vcpu_ctx {
 
 struct kvm_vm {
     struct migr_hv hv;     /* first: a struct migr_hv * is a struct kvm_vm * */
+    struct hv_vcpus sm;    /* second: the vCPUs' run states and their lock (hv-glue/vcpu.h) */
     int kvm_fd, vm_fd, memfd;
     uint8_t *mem;
     uint64_t mem_size;
@@ -49,7 +50,6 @@ struct kvm_vm {
     uint64_t ring_pending_bits;
     uint32_t nmsrs;        /* MSRs this KVM lets us read, saved with each vCPU */
     uint32_t msrs[KVM_MAX_SAVED_MSRS];
-    struct hv_vcpus sm;    /* the vCPUs' run states and their lock (hv-glue/vcpu.h) */
     struct kvm_vcpu_ctx vcpus[WL_MAX_VCPUS];
 };
 

@@ -390,30 +390,7 @@ static const struct hv_vcpus_ops kvm_vcpus_ops = {
     .before_park = vcpu_complete_io,
 };
 
-static int kvm_pause(struct migr_hv *hv)
-{
-    return hv_vcpus_pause(&((struct kvm_vm *)hv)->sm);
-}
-
-static int kvm_resume(struct migr_hv *hv)
-{
-    return hv_vcpus_resume(&((struct kvm_vm *)hv)->sm);
-}
-
-static int kvm_quiesce(struct migr_hv *hv, int timeout_ms)
-{
-    return hv_vcpus_quiesce(&((struct kvm_vm *)hv)->sm, timeout_ms);
-}
-
-static int kvm_unquiesce(struct migr_hv *hv)
-{
-    return hv_vcpus_unquiesce(&((struct kvm_vm *)hv)->sm);
-}
-
-static int kvm_failed(struct migr_hv *hv)
-{
-    return hv->failure[0] != 0;
-}
+HV_VCPUS_VM_CHECK(struct kvm_vm);
 
 /* ---------- dirty logging ---------- */
 
@@ -457,14 +434,14 @@ extern int kvm_load_state(struct migr_hv *hv, const uint8_t *blob, size_t len);
 
 static const struct migr_hv_ops kvm_ops = {
     .name = "kvm",
-    .pause = kvm_pause,
-    .resume = kvm_resume,
-    .quiesce = kvm_quiesce,
-    .unquiesce = kvm_unquiesce,
+    .pause = hv_vcpus_pause,
+    .resume = hv_vcpus_resume,
+    .quiesce = hv_vcpus_quiesce,
+    .unquiesce = hv_vcpus_unquiesce,
     .save_state = kvm_save_state,
     .load_state = kvm_load_state,
     .set_dirty_log = kvm_set_dirty_log,
-    .failed = kvm_failed,
+    .failed = hv_vcpus_failed,
     .destroy = kvm_destroy,
     .trackers = migr_kvm_trackers,
 };

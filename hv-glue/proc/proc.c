@@ -48,10 +48,10 @@ struct proc_vcpu {
 
 struct proc_vm {
     struct migr_hv hv;        /* first: a struct migr_hv * is a struct proc_vm * */
+    struct hv_vcpus sm;    /* second: the vCPUs' run states and their lock (hv-glue/vcpu.h) */
     int memfd;
     uint8_t *mem;
     uint64_t mem_size, memfd_off;
-    struct hv_vcpus sm;       /* the vCPUs' run states and their lock (hv-glue/vcpu.h) */
     migr_proc_step_fn step;   /* tests: replaces the workload step */
     void *step_arg;
     struct proc_vcpu vcpus[WL_MAX_VCPUS];
@@ -236,30 +236,7 @@ static const struct hv_vcpus_ops proc_vcpus_ops = {
     .park_on_quiesce = true,
 };
 
-static int proc_pause(struct migr_hv *hv)
-{
-    return hv_vcpus_pause(&((struct proc_vm *)hv)->sm);
-}
-
-static int proc_resume(struct migr_hv *hv)
-{
-    return hv_vcpus_resume(&((struct proc_vm *)hv)->sm);
-}
-
-static int proc_quiesce(struct migr_hv *hv, int timeout_ms)
-{
-    return hv_vcpus_quiesce(&((struct proc_vm *)hv)->sm, timeout_ms);
-}
-
-static int proc_unquiesce(struct migr_hv *hv)
-{
-    return hv_vcpus_unquiesce(&((struct proc_vm *)hv)->sm);
-}
-
-static int proc_failed(struct migr_hv *hv)
-{
-    return hv->failure[0] != 0;
-}
+HV_VCPUS_VM_CHECK(struct proc_vm);
 
 int migr_proc_set_step(struct migr_hv *hv, migr_proc_step_fn fn, void *arg)
 {
@@ -347,15 +324,15 @@ static void proc_destroy(struct migr_hv *hv);
 
 static const struct migr_hv_ops proc_ops = {
     .name = "proc",
-    .pause = proc_pause,
-    .resume = proc_resume,
-    .quiesce = proc_quiesce,
-    .unquiesce = proc_unquiesce,
+    .pause = hv_vcpus_pause,
+    .resume = hv_vcpus_resume,
+    .quiesce = hv_vcpus_quiesce,
+    .unquiesce = hv_vcpus_unquiesce,
     .save_state = proc_save_state,
     .load_state = proc_load_state,
     .set_dirty_log = NULL, /* no hypervisor log: the process trackers watch the mapping */
     .trackers = migr_dirty_process_trackers,
-    .failed = proc_failed,
+    .failed = hv_vcpus_failed,
     .destroy = proc_destroy,
 };
 
