@@ -19,6 +19,8 @@ struct kvm_vcpu_ctx {
     int fd;
     struct kvm_run *run;
     bool io_pending;       /* last exit was I/O: complete it before saving state */
+    char console[160];     /* the CONSOLE doorbell's current line, logged at '\n' or when full */
+    uint32_t console_len;
     uint64_t exits;
     /* Dirty ring (VMs created with one, see migr_kvm_create_ring): KVM's
      * kvm_dirty_gfn array mapped from the vCPU fd, our next index to look

@@ -261,6 +261,19 @@ static bool vcpu_ring_full(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
     return true;
 }
 
+/* A byte from the guest's CONSOLE doorbell: a line at a time to the log
+ * (libmigr writes nothing to stderr itself). */
+static void vcpu_console(struct kvm_vcpu_ctx *c, char ch)
+{
+    if (ch != '\n')
+        c->console[c->console_len++] = ch;
+    if (ch == '\n' || c->console_len == sizeof(c->console) - 1) {
+        c->console[c->console_len] = 0;
+        migr_logf(MIGR_LOG_INFO, "guest vCPU %d: %s", c->id, c->console);
+        c->console_len = 0;
+    }
+}
+
 /* Handle one exit. Called with vm->sm.lock held; returns false if the vCPU stops. */
 static bool vcpu_handle_exit(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
 {
@@ -287,10 +300,12 @@ static bool vcpu_handle_exit(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
             return true;
         }
         if (off == WL_DB_CONSOLE) {
-            fputc((int)(val & 0xff), stderr);
+            vcpu_console(c, (char)(val & 0xff));
             return true;
         }
         if (off == WL_DB_PANIC) {
+            if (c->console_len)
+                vcpu_console(c, '\n'); /* the last words, if they had no newline */
             hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "guest panic, code 0x%x", val);
             return false;
         }
