@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/uffd.h"
 #include "engine/engine_impl.h"
 #include "migr/common.h"
 #include "migr/crc32c.h"
@@ -260,21 +261,15 @@ int engine_postcopy_prepare(struct receiver *r)
     if ((pc->all_here = pc->resolved == pc->npages))
         return 0;
 
-    pc->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (pc->uffd < 0)
-        return migr_errorf_errno(errno, "post-copy: userfaultfd");
-    struct uffdio_api api = {.api = UFFD_API, .features = 0};
-    if (ioctl(pc->uffd, UFFDIO_API, &api) < 0)
-        return migr_errorf_errno(errno, "post-copy: UFFDIO_API");
-    for (uint32_t i = 0; i < hv->nregions; i++) {
-        struct uffdio_register reg = {
-            .range = {.start = (uint64_t)(uintptr_t)hv->regions[i].host, .len = hv->regions[i].size},
-            .mode = UFFDIO_REGISTER_MODE_MISSING};
-        if (ioctl(pc->uffd, UFFDIO_REGISTER, &reg) < 0)
-            return migr_errorf_errno(errno, "post-copy: register guest RAM region %u with userfaultfd", i);
-        if (!(reg.ioctls & (1ull << _UFFDIO_COPY)))
-            return migr_errorf(ENOTSUP, "post-copy: UFFDIO_COPY not offered for guest RAM");
-    }
+    /* Not user-mode-only: the kernel's own accesses to guest RAM must wait
+     * for their pages too. */
+    int fd = uffd_open(0, 0, "post-copy");
+    if (fd < 0)
+        return fd;
+    pc->uffd = fd;
+    int err = uffd_register_ram(fd, hv, UFFDIO_REGISTER_MODE_MISSING, 1ull << _UFFDIO_COPY, "post-copy");
+    if (err < 0)
+        return err;
     pc->stopfd = eventfd(0, EFD_CLOEXEC);
     if (pc->stopfd < 0)
         return migr_errorf_errno(errno, "post-copy: eventfd");
