@@ -57,9 +57,16 @@ void usage_resume(FILE *f)
 }
 void usage_cancel(FILE *f)
 {
-    usage_common(f, "cancel", "Cancel the migration the VMM is running. Before the switchover the guest\n"
+    usage_common(f, "cancel", "Cancel the migration the VMM is running.\n\n"
+                              "On the source (migr run, or a VMM sending): before the switchover the guest\n"
                               "simply keeps running here; in (cancellable) post-copy the destination stops it\n"
-                              "and sends back its last checkpoint, and the guest resumes here.");
+                              "and sends back its last checkpoint, and the guest resumes here.\n\n"
+                              "On the destination (a receiving migr recv): before COMMIT the receiver drops\n"
+                              "the stream and never runs the guest (it exits 1, \"cancelled on the\n"
+                              "destination\"), and the source, told why, resumes the guest (migr send exits\n"
+                              "1, resumed on the source). From COMMIT (the post-copy switch included) the\n"
+                              "guest is the destination's: the cancel is refused (exit 1) with the reason.\n"
+                              "A migr recv still waiting for a source stops waiting and exits 0.");
 }
 void usage_stop(FILE *f) { usage_common(f, "stop", "Stop the VM; its VMM process exits."); }
 
@@ -80,6 +87,10 @@ static void print_human(const char *name, int rc, const char *res)
                                                                : "stopped: the VM is shut down and its VMM exits");
     } else if (strcmp(name, "resume") == 0) {
         printf("resumed: the guest runs here\n");
+    } else if (strcmp(name, "cancel") == 0 && json_get_bool(res, "stopped", &b) && b) {
+        printf("cancelled: the receiver stops waiting (no guest had arrived) and exits\n");
+    } else if (strcmp(name, "cancel") == 0 && strstr(res, "\"side\":\"destination\"")) {
+        printf("cancelling: the destination drops the stream before COMMIT; the guest keeps running on the source\n");
     } else if (strcmp(name, "cancel") == 0) {
         printf("cancelling: the guest stays on (or comes back to) the source; `migr status` shows when it runs\n");
     } else if (strcmp(name, "status") == 0) {
