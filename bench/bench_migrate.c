@@ -76,7 +76,7 @@ static const struct {
     {"tcp", "tcp:127.0.0.1:0"},
 };
 /* --quick without --only: a smoke run of seconds over these rows (ws256M
- * would not fit in --quick's 256 MiB guest). */
+ * would not fit in --quick's 128 MiB guest). */
 static const char *const quick_rows[] = {"idle/unix", "dirty64M/unix", "ws64M/unix"};
 #define NC_MAX 8                    /* --compress values */
 #define NW (int)MIGR_ARRAY_SIZE(workloads)
@@ -447,7 +447,7 @@ static void usage(FILE *f)
             "and report medians next to this machine's memcpy / CRC32C / raw stream bandwidth.\n"
             "  --mem SIZE    guest RAM (default 1G; K/M/G suffixes, multiple of 2M)\n"
             "  --reps N      repetitions per configuration, medians reported (default 3)\n"
-            "  --quick       --mem 256M --reps 1, rows idle/unix, dirty64M/unix, ws64M/unix: a smoke\n"
+            "  --quick       --mem 128M --reps 1, rows idle/unix, dirty64M/unix, ws64M/unix: a smoke\n"
             "                run of seconds (explicit --mem/--reps/--only still win)\n"
             "  --json PATH   results file (default bench/results/migrate.json)\n"
             "  --only TEXT   run only configurations whose name (e.g. dirty64M/unix) contains TEXT\n"
@@ -554,7 +554,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     if (o->quick) {
-        o->mem = 256 * MiB;
+        o->mem = 128 * MiB;
         o->reps = 1;
     }
     if (mem)

@@ -92,7 +92,7 @@ static const struct {
     {"postcopy", 0},    /* switch at once; cancellable (the default) */
 };
 /* --quick without --only: a smoke run of seconds, one workload in every
- * mode (ws256M would not fit in --quick's 256 MiB guest). */
+ * mode (ws256M would not fit in --quick's 128 MiB guest). */
 static const char *const quick_workload = "dirty64M";
 #define NW (int)MIGR_ARRAY_SIZE(workloads)
 #define NM (int)MIGR_ARRAY_SIZE(modes)
@@ -833,7 +833,7 @@ static void usage(FILE *f)
             "nested hypervisor's first-touch cost of a guest page.\n"
             "  --mem SIZE    guest RAM (default 1G; K/M/G suffixes, multiple of 2M)\n"
             "  --reps N      repetitions per configuration, medians reported (default 3)\n"
-            "  --quick       --mem 256M --reps 1, workload dirty64M only: a smoke run of seconds\n"
+            "  --quick       --mem 128M --reps 1, workload dirty64M only: a smoke run of seconds\n"
             "                (explicit --mem/--reps/--only still win)\n"
             "  --json PATH   results file (default bench/results/postcopy.json)\n"
             "  --only TEXT   run only configurations whose name (e.g. dirty64M/postcopy) contains TEXT\n"
@@ -921,7 +921,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     if (o->quick) {
-        o->mem = 256 * MiB;
+        o->mem = 128 * MiB;
         o->reps = 1;
     }
     if (mem)
