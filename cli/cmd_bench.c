@@ -1,4 +1,4 @@
-/* migr bench copy [OPTIONS]: run a benchmark binary built next to this one
+/* migr bench NAME [OPTIONS]: run a benchmark binary built next to this one
  * (build/bench/bench_NAME for build/migr), passing the options through. */
 #include <errno.h>
 #include <limits.h>

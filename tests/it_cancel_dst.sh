@@ -14,16 +14,7 @@ need_kvm
 it_setup cancel-dst
 
 SCTL=$DIR/s.ctl
-"$MIGR" run --mem 256M --workload rate=64M --ctl "$SCTL" 2>"$DIR/src.log" &
-SRC=$!
-PIDS+=("$SRC")
-if ! wait_vmm "$SRC" "$SCTL" 15; then
-    if ! kill -0 "$SRC" 2>/dev/null && grep -q "not usable here\|KVM_CREATE_VM\|/dev/kvm" "$DIR/src.log"; then
-        echo "SKIP: migr run cannot create a VM: $(head -n1 "$DIR/src.log")"
-        exit 77
-    fi
-    fail "the source VMM did not come up"
-fi
+start_source "$SCTL" --mem 256M --workload rate=64M
 
 start_recv() { # NAME: migr recv on unix:DIR/NAME.sock, control socket DIR/NAME.ctl; RECV=pid
     "$MIGR" recv --listen "unix:$DIR/$1.sock" --ctl "$DIR/$1.ctl" 2>"$DIR/$1-recv.err" &

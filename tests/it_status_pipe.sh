@@ -13,7 +13,7 @@ it_setup status-pipe
 "$MIGR" recv --listen unix:$DIR/m.sock --ctl $DIR/d.ctl 2>$DIR/d.err &
 DST=$!
 PIDS+=("$DST")
-wait_vmm $DST $DIR/d.ctl 10 || fail "the receiver did not come up"
+wait_vmm $DST $DIR/d.ctl 10 || fail "the receiver did not come up" # status answers before a guest arrives
 "$MIGR" status --ctl $DIR/d.ctl --watch 0.1 >$DIR/wait.out 2>&1 &
 W=$!
 PIDS+=("$W")
@@ -21,16 +21,7 @@ sleep 0.5
 kill -TERM $W; wait_exit $W 5 || fail "status --watch did not end on SIGTERM with 0"
 grep -qE '^[0-9]{2}:[0-9]{2}:[0-9]{2} no guest yet \(waiting\)$' $DIR/wait.out || fail "waiting: $(head -n3 $DIR/wait.out)"
 
-"$MIGR" run --mem 128M --workload rate=16M --ctl $DIR/s.ctl 2>$DIR/s.err &
-SRC=$!
-PIDS+=("$SRC")
-if ! wait_vmm $SRC $DIR/s.ctl 15; then
-    if ! kill -0 $SRC 2>/dev/null && grep -q "not usable here\|KVM_CREATE_VM\|/dev/kvm" $DIR/s.err; then
-        echo "SKIP: migr run cannot create a VM: $(head -n1 $DIR/s.err)"
-        exit 77
-    fi
-    fail "the source VMM did not come up"
-fi
+start_source $DIR/s.ctl --mem 128M --workload rate=16M
 # 128 MiB at 32 MiB/s: ~4 s of pre-copy to watch
 "$MIGR" status --ctl $DIR/s.ctl --watch 0.2 >$DIR/watch.out 2>$DIR/watch.err &
 WS=$!
