@@ -78,7 +78,7 @@ MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 SONAME  := libmigr.so.$(MAJOR)
 
 .PHONY: all demo test test-asan test-faults bench bench-build bench-peers bench-net clean fuzz install
-all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME) $(PVH_ELF) $(BUILD)/bench/bench_copy
+all: $(BUILD)/libmigr.a $(BUILD)/migr $(BUILD)/$(SONAME) $(PVH_ELF) $(BENCH_BINS)
 # every benchmark binary, without running them (migr bench NAME runs one)
 bench-build: all $(BENCH_BINS)
 

@@ -1,6 +1,6 @@
 /* bench_dirty: what each dirty-page tracker costs.
  *
- * Per tracker, per guest size (1, 4, 16 GiB; --quick: 1 GiB) and dirty
+ * Per tracker, per guest size (1, 4, 16 GiB; --quick: 256 MiB) and dirty
  * fraction (0.1%, 1%, 10% of the pages, spread over the whole region, one
  * isolated page per stride: the worst case for run-length reporting):
  *   harvest   time of one harvest that reports those pages (median);
@@ -176,9 +176,9 @@ static void add_row(const char *tracker, const char *mode, uint64_t size, double
     r->first_write_ns = fw;
     double copy_ms = (double)n * PG / (memcpy_mbps_ * 1e6) * 1e3;
     r->pct_of_copy = copy_ms > 0 ? 100.0 * r->harvest_ms / copy_ms : 0;
-    printf("%-22s %-9s %3llu GiB %5.1f%% %8llu pages  harvest %8.3f ms (min %8.3f)  reported %9.0f  "
+    printf("%-22s %-9s %5llu MiB %5.1f%% %8llu pages  harvest %8.3f ms (min %8.3f)  reported %9.0f  "
            "1st write %7.0f ns  harvest = %5.0f%% of copying them%s%s\n",
-           tracker, mode, (unsigned long long)(size / GiB), frac * 100, (unsigned long long)n, r->harvest_ms,
+           tracker, mode, (unsigned long long)(size >> 20), frac * 100, (unsigned long long)n, r->harvest_ms,
            r->harvest_min_ms, rep_pages, fw, r->pct_of_copy, note && *note ? "  " : "", note ? note : "");
     fflush(stdout);
 }
@@ -187,14 +187,14 @@ static void bench_process(const char *name, uint64_t size, bool populate, double
 {
     struct migr_hv hv;
     if (fake_guest(&hv, size, populate) < 0) {
-        printf("%-22s %3llu GiB: cannot map: %s\n", name, (unsigned long long)(size / GiB), migr_last_error());
+        printf("%-22s %5llu MiB: cannot map: %s\n", name, (unsigned long long)(size >> 20), migr_last_error());
         return;
     }
     uint8_t *mem = hv.regions[0].host;
     uint64_t *bm = calloc(migr_bitmap_words(hv.ram_pages), 8);
     struct migr_dirty *d = NULL;
     if (!bm || migr_dirty_open(name, &hv, &d) < 0 || migr_dirty_start(d) < 0) {
-        printf("%-22s %3llu GiB: %s\n", name, (unsigned long long)(size / GiB), migr_last_error());
+        printf("%-22s %5llu MiB: %s\n", name, (unsigned long long)(size >> 20), migr_last_error());
         goto out;
     }
     for (int f = 0; f < NF; f++) {
@@ -322,7 +322,7 @@ static void bench_kvm(int m, uint64_t size)
             return;
         struct migr_hv *hv;
         if (migr_kvm_create_ring(&cfg, kvm_modes[m].ring, &hv) < 0) {
-            printf("%-22s %3llu GiB: %s\n", kvm_modes[m].label, (unsigned long long)(size / GiB), migr_last_error());
+            printf("%-22s %5llu MiB: %s\n", kvm_modes[m].label, (unsigned long long)(size >> 20), migr_last_error());
             return;
         }
         struct migr_dirty *d = NULL;
@@ -332,7 +332,7 @@ static void bench_kvm(int m, uint64_t size)
         hv->ops->resume(hv);
         if (!bm || wait_writes(hv, ws_pages, 60000) < 0 || migr_dirty_open(kvm_modes[m].tracker, hv, &d) < 0 ||
             migr_dirty_start(d) < 0) {
-            printf("%-22s %3llu GiB: %s\n", kvm_modes[m].label, (unsigned long long)(size / GiB), migr_last_error());
+            printf("%-22s %5llu MiB: %s\n", kvm_modes[m].label, (unsigned long long)(size >> 20), migr_last_error());
             goto out;
         }
         migr_dirty_harvest(d, bm);
@@ -358,8 +358,8 @@ static void bench_kvm(int m, uint64_t size)
             }
             add_row(kvm_modes[m].label, "kvm", size, fracs[f], ws_pages, h, rep, -1, note);
         } else {
-            printf("%-22s %3llu GiB %.1f%%: the guest did not make its pass (%s)\n", kvm_modes[m].label,
-                   (unsigned long long)(size / GiB), fracs[f] * 100, hv->failure);
+            printf("%-22s %5llu MiB %.1f%%: the guest did not make its pass (%s)\n", kvm_modes[m].label,
+                   (unsigned long long)(size >> 20), fracs[f] * 100, hv->failure);
         }
     out:
         migr_dirty_close(d);
@@ -447,7 +447,7 @@ static int write_json(const char *path, bool quick)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_dirty [--quick] [--reps N] [--only NAME] [--json PATH]\n"
-               "  --quick       1 GiB only, 3 repetitions\n"
+               "  --quick       256 MiB only, 1 repetition (a smoke run of seconds)\n"
                "  --only NAME   only trackers whose name starts with NAME (e.g. pagemap, kvm)\n"
                "  --json PATH   results file (default bench/results/dirty.json)\n");
 }
@@ -473,12 +473,14 @@ int main(int argc, char **argv)
         }
     }
     if (quick && reps == 5)
-        reps = 3;
+        reps = 1;
     if (reps < 1 || reps > 16) {
         usage(stderr);
         return 2;
     }
-    static const uint64_t all_sizes[] = {1 * GiB, 4 * GiB, 16 * GiB};
+    /* --quick: a smoke run of seconds (its figures are not the 1 GiB ones) */
+    static const uint64_t full_sizes[] = {1 * GiB, 4 * GiB, 16 * GiB}, quick_sizes[] = {GiB / 4};
+    const uint64_t *all_sizes = quick ? quick_sizes : full_sizes;
     int nsizes = quick ? 1 : 3;
     memcpy_mbps_ = measure_memcpy(256ull << 20, 5);
     read_mbps = measure_read(256ull << 20, 5);

@@ -93,22 +93,6 @@ struct machine {
     double others_limits, others_run;
 };
 
-struct mem_use {
-    uint64_t memfd_alloc;              /* bytes the memfd holds (st_blocks) */
-    uint64_t rss, rss_shmem, rss_anon; /* the process's, /proc/self/status */
-};
-
-struct rx_result {
-    int rc;
-    char error[600];
-    struct migr_stats st;
-    struct migr_verify_report rep;
-    bool verified;
-    double wps_after;
-    uint64_t verify_ns;
-    struct mem_use mem;                /* after the guest ran AFTER_MS here */
-};
-
 struct rep_result {
     bool ok;
     char why[800];
@@ -121,46 +105,6 @@ struct rep_result {
     uint64_t dst_setup_ns;             /* a destination VM on this memfd: migr_hv_create_shared */
     double others;
 };
-
-/* ---------- small helpers (as in bench_migrate.c) ---------- */
-
-
-/* ---------- the machine's limits ---------- */
-
-/* ---------- memory use ---------- */
-
-static void mem_use(int memfd, struct mem_use *m)
-{
-    struct stat sb;
-    char line[256];
-    memset(m, 0, sizeof(*m));
-    if (memfd >= 0 && fstat(memfd, &sb) == 0)
-        m->memfd_alloc = (uint64_t)sb.st_blocks * 512;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long long kb;
-        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
-            m->rss = kb << 10;
-        else if (sscanf(line, "RssAnon: %llu kB", &kb) == 1)
-            m->rss_anon = kb << 10;
-        else if (sscanf(line, "RssShmem: %llu kB", &kb) == 1)
-            m->rss_shmem = kb << 10;
-    }
-    fclose(f);
-}
-
-static uint64_t hv_memfd_alloc(struct migr_hv *hv, struct mem_use *m)
-{
-    mem_use(hv->regions[0].memfd, m);
-    for (uint32_t i = 1; i < hv->nregions; i++) {
-        struct stat sb;
-        if (fstat(hv->regions[i].memfd, &sb) == 0)
-            m->memfd_alloc += (uint64_t)sb.st_blocks * 512;
-    }
-    return m->memfd_alloc;
-}
 
 /* ---------- the machine's limit ---------- */
 
@@ -263,72 +207,25 @@ static int measure_switch(struct machine *m, int n)
 
 /* ---------- one migration ---------- */
 
-static void rx_fail(struct rx_result *r, int rc, const char *what)
+/* A hand-over keeps guest RAM sparse: the destination's memfd holds the
+ * working set, not all of RAM. */
+static void check_sparse(struct rx_result *r, struct migr_hv *hv, void *arg)
 {
-    if (r->rc == 0) {
-        r->rc = rc < 0 ? rc : -EIO;
-        snprintf(r->error, sizeof(r->error), "%s: %s", what,
-                 migr_last_error()[0] ? migr_last_error() : strerror(-r->rc));
+    uint64_t ram = *(const uint64_t *)arg;
+    if (r->mem.memfd_alloc > WS_BYTES + SPARSE_SLACK) {
+        r->rc = -EFBIG;
+        snprintf(r->error, sizeof(r->error), "guest RAM is not sparse on the destination: the memfd "
+                 "holds %llu MiB of %llu MiB for a %llu MiB working set",
+                 (unsigned long long)(r->mem.memfd_alloc >> 20), (unsigned long long)(ram >> 20),
+                 (unsigned long long)(WS_BYTES >> 20));
     }
 }
 
-/* The receiver child: never returns. Writes the bound URL (char[300]) and
- * then one struct rx_result to wfd. */
+/* The receiver child (benchlib.h): never returns. */
 static void receiver(const char *listen_url, uint64_t ram, int wfd)
 {
-    static struct rx_result r;
-    char bound[300] = "";
-    struct migr_listener *l = NULL;
-    struct migr_transport *t = NULL;
-    struct migr_hv *hv = NULL;
-    int rc;
-
-    memset(&r, 0, sizeof(r));
-    if ((rc = migr_listener_open(listen_url, &l)) < 0)
-        rx_fail(&r, rc, "listen");
-    else
-        snprintf(bound, sizeof(bound), "%s", l->bound);
-    if (migr_write_full(wfd, bound, sizeof(bound)) < 0)
-        _exit(1);
-    if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
-        rx_fail(&r, rc, "accept");
-    migr_stats_init(&r.st);
-    if (r.rc == 0 && (rc = migr_recv(t, &hv, &r.st)) < 0)
-        rx_fail(&r, rc, "migr_recv");
-    if (r.rc == 0) {
-        /* The guest's first touches here cost a fault each (new VM, new EPT). */
-        uint64_t w0 = migr_workload_progress(hv);
-        double t0 = now_s();
-        sleep_ms(AFTER_MS);
-        r.wps_after = (double)(migr_workload_progress(hv) - w0) / (now_s() - t0);
-        hv_memfd_alloc(hv, &r.mem);
-        uint64_t v0 = migr_now_ns();
-        if (hv->ops->failed(hv))
-            rx_fail(&r, -EFAULT, hv->failure);
-        else if ((rc = hv->ops->quiesce(hv, 10000)) < 0)
-            rx_fail(&r, rc, "quiesce");
-        else if ((rc = migr_workload_verify(hv, &r.rep)) < 0)
-            rx_fail(&r, rc, "verify");
-        else if (!r.rep.ok)
-            rx_fail(&r, -EBADMSG, "verify on the destination");
-        else
-            r.verified = true;
-        if (r.rc != 0 && !r.rep.ok && r.rep.first_bad_why[0])
-            snprintf(r.error + strlen(r.error), sizeof(r.error) - strlen(r.error), " (%llu bad pages: %s)",
-                     (unsigned long long)r.rep.bad_pages, r.rep.first_bad_why);
-        r.verify_ns = migr_now_ns() - v0;
-        if (r.rc == 0 && r.mem.memfd_alloc > WS_BYTES + SPARSE_SLACK) {
-            r.rc = -EFBIG;
-            snprintf(r.error, sizeof(r.error), "guest RAM is not sparse on the destination: the memfd "
-                     "holds %llu MiB of %llu MiB for a %llu MiB working set",
-                     (unsigned long long)(r.mem.memfd_alloc >> 20), (unsigned long long)(ram >> 20),
-                     (unsigned long long)(WS_BYTES >> 20));
-        }
-    }
-    migr_hv_destroy(hv);
-    migr_transport_close(t);
-    migr_listener_close(l);
-    _exit(migr_write_full(wfd, &r, sizeof(r)) == 0 ? 0 : 1);
+    bench_receiver(listen_url, wfd, &(struct rx_opts){.accept_ms = ACCEPT_TIMEOUT_MS, .after_ms = AFTER_MS,
+                                                      .check = check_sparse, .arg = &ram});
 }
 
 static void run_rep(int ci, int seq, struct rep_result *res)
@@ -397,7 +294,7 @@ static void run_rep(int ci, int seq, struct rep_result *res)
     double t0 = now_s();
     sleep_ms(WARMUP_MS - 100);
     res->wps_before = (double)(migr_workload_progress(src) - w0) / (now_s() - t0);
-    hv_memfd_alloc(src, &res->src_mem);
+    mem_use(src, &res->src_mem);
     if (src->ops->failed(src)) {
         snprintf(res->why, sizeof(res->why), "source guest stopped: %s", src->failure);
         goto out_kill;

@@ -15,7 +15,9 @@
  * layouts are skipped, they would need 8 GiB of RAM). Each result is checked
  * against the layout (a fast-but-wrong scan cannot win).
  *
- * Output: one line per (size, layout, method): ms per scan, best of --reps.
+ * Output: one line per (size, layout, method): ms per scan, best of --reps;
+ * JSON (default bench/results/holes.json): {"reps":N,"results":[{"size_gib",
+ * "layout","seek_ms","mincore_ms","pagemap_ms"}]} (-1: the scan failed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -105,21 +107,32 @@ int main(int argc, char **argv)
 {
     int reps = 3;
     bool quick = false;
+    const char *json = "bench/results/holes.json";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = true;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             if (bench_opt_reps(argv[++i], &reps) < 0)
                 return 2;
+        } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+            json = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_holes [--quick] [--reps N]\n"
-                            "  --quick   1 GiB only\n  --reps N  best of N scans (default 3)\n");
+            fprintf(stderr, "usage: bench_holes [--quick] [--reps N] [--json PATH]\n"
+                            "  --quick      1 GiB only\n  --reps N     best of N scans (default 3)\n"
+                            "  --json PATH  results file (default bench/results/holes.json)\n");
             return strcmp(argv[i], "-h") && strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
     static const uint64_t sizes[] = {1 * GiB, 4 * GiB, 16 * GiB};
     int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     int bad = 0;
+    FILE *jf = NULL;
+    if (mkdir_p(json) < 0 || !(jf = fopen(json, "w"))) {
+        fprintf(stderr, "bench_holes: %s: %s\n", json, strerror(errno));
+        return 1;
+    }
+    fprintf(jf, "{\"bench\":\"holes\",\"reps\":%d,\"results\":[", reps);
+    bool first = true;
     printf("%-6s %-11s %10s %10s %10s   (ms per scan, best of %d)\n", "size", "layout", "seek", "mincore",
            "pagemap", reps);
     for (size_t si = 0; si < (quick ? 1 : MIGR_ARRAY_SIZE(sizes)); si++) {
@@ -171,6 +184,10 @@ int main(int argc, char **argv)
             printf("%-6s %-11s %10.3f %10.3f %10.3f\n", size == GiB ? "1G" : size == 4 * GiB ? "4G" : "16G",
                    lname[l], best[0], best[1], best[2]);
             fflush(stdout);
+            fprintf(jf, "%s\n{\"size_gib\":%llu,\"layout\":\"%s\",\"seek_ms\":%.3f,\"mincore_ms\":%.3f,"
+                        "\"pagemap_ms\":%.3f}", first ? "" : ",", (unsigned long long)(size / GiB), lname[l],
+                    best[0], best[1], best[2]);
+            first = false;
             munmap(map, size);
             close(fd);
             free(bm);
@@ -181,5 +198,11 @@ int main(int argc, char **argv)
     }
     if (pm >= 0)
         close(pm);
+    fprintf(jf, "\n]}\n");
+    if (fclose(jf) != 0) {
+        fprintf(stderr, "bench_holes: write %s: %s\n", json, strerror(errno));
+        return 1;
+    }
+    printf("results: %s\n", json);
     return bad;
 }

@@ -75,6 +75,9 @@ static const struct {
     {"unix", "unix:@migr-bench-%d-%d"},   /* abstract: leaves no file behind */
     {"tcp", "tcp:127.0.0.1:0"},
 };
+/* --quick without --only: a smoke run of seconds over these rows (ws256M
+ * would not fit in --quick's 128 MiB guest). */
+static const char *const quick_rows[] = {"idle/unix", "dirty64M/unix", "ws64M/unix"};
 #define NC_MAX 8                    /* --compress values */
 #define NW (int)MIGR_ARRAY_SIZE(workloads)
 #define NT (int)MIGR_ARRAY_SIZE(transports)
@@ -102,17 +105,6 @@ struct machine {
 
 /* What the receiver child sends back through the pipe (same binary on both
  * ends, so a plain struct). */
-struct rx_result {
-    int rc;                       /* 0, or -errno of the first failure */
-    char error[600];
-    struct migr_stats st;
-    struct migr_verify_report rep;
-    bool verified;                /* verify ran and rep.ok */
-    double wps_after;             /* guest page writes/s right after resume */
-    uint64_t verify_ns;
-    uint64_t dst_memfd;           /* bytes the destination's guest memfd holds after migr_recv */
-};
-
 struct rep_result {
     bool ok;
     char why[700];
@@ -189,69 +181,13 @@ static double measure_stream(const char *url, uint64_t total, uint64_t buf_len, 
 
 /* ---------- one migration ---------- */
 
-static void rx_fail(struct rx_result *r, int rc, const char *what)
-{
-    if (r->rc == 0) {
-        r->rc = rc < 0 ? rc : -EIO;
-        snprintf(r->error, sizeof(r->error), "%s: %s", what,
-                 migr_last_error()[0] ? migr_last_error() : strerror(-r->rc));
-    }
-}
-
-/* The receiver child: never returns. Writes the bound URL (char[300]) and
- * then one struct rx_result to wfd. */
+/* The receiver child (benchlib.h): never returns. */
 static void receiver(const char *listen_url, int wfd)
 {
-    static struct rx_result r;
-    char bound[300] = "";
-    struct migr_listener *l = NULL;
-    struct migr_transport *t = NULL;
-    struct migr_hv *hv = NULL;
-    int rc;
-
-    memset(&r, 0, sizeof(r));
-    if ((rc = migr_listener_open(listen_url, &l)) < 0)
-        rx_fail(&r, rc, "listen");
-    else
-        snprintf(bound, sizeof(bound), "%s", l->bound);
-    if (migr_write_full(wfd, bound, sizeof(bound)) < 0)
-        _exit(1);
-    if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
-        rx_fail(&r, rc, "accept");
     /* the destination's decoders: MIGR_RECV_THREADS (this benchmark's knob) */
     const char *dv = getenv("MIGR_RECV_THREADS");
-    migr_stats_init(&r.st);
     struct migr_recv_params rp = {.size = sizeof(rp), .decode_threads = dv ? (uint32_t)strtoul(dv, NULL, 10) : 0};
-    if (r.rc == 0 && (rc = migr_recv_ex(t, &rp, &hv, &r.st)) < 0)
-        rx_fail(&r, rc, "migr_recv");
-    if (r.rc == 0) {
-        r.dst_memfd = memfd_bytes(hv->regions[0].memfd);
-        /* Guest progress right after the switchover: every page it touches
-         * first costs an EPT fault on the new VMM. */
-        uint64_t w0 = migr_workload_progress(hv);
-        double t0 = now_s();
-        sleep_ms(AFTER_MS);
-        r.wps_after = (double)(migr_workload_progress(hv) - w0) / (now_s() - t0);
-        uint64_t v0 = migr_now_ns();
-        if (hv->ops->failed(hv))
-            rx_fail(&r, -EFAULT, hv->failure);
-        else if ((rc = hv->ops->quiesce(hv, 10000)) < 0)
-            rx_fail(&r, rc, "quiesce");
-        else if ((rc = migr_workload_verify(hv, &r.rep)) < 0)
-            rx_fail(&r, rc, "verify");
-        else if (!r.rep.ok)
-            rx_fail(&r, -EBADMSG, "verify on the destination");
-        else
-            r.verified = true;
-        if (r.rc != 0 && !r.rep.ok && r.rep.first_bad_why[0])
-            snprintf(r.error + strlen(r.error), sizeof(r.error) - strlen(r.error), " (%llu bad pages: %s)",
-                     (unsigned long long)r.rep.bad_pages, r.rep.first_bad_why);
-        r.verify_ns = migr_now_ns() - v0;
-    }
-    migr_hv_destroy(hv);
-    migr_transport_close(t);
-    migr_listener_close(l);
-    _exit(migr_write_full(wfd, &r, sizeof(r)) == 0 ? 0 : 1);
+    bench_receiver(listen_url, wfd, &(struct rx_opts){.rp = &rp, .accept_ms = ACCEPT_TIMEOUT_MS, .after_ms = AFTER_MS});
 }
 
 /* Progress callback: how much of what the engine has "sent" still sits in
@@ -511,7 +447,8 @@ static void usage(FILE *f)
             "and report medians next to this machine's memcpy / CRC32C / raw stream bandwidth.\n"
             "  --mem SIZE    guest RAM (default 1G; K/M/G suffixes, multiple of 2M)\n"
             "  --reps N      repetitions per configuration, medians reported (default 3)\n"
-            "  --quick       --mem 256M --reps 1 (explicit --mem/--reps still win)\n"
+            "  --quick       --mem 128M --reps 1, rows idle/unix, dirty64M/unix, ws64M/unix: a smoke\n"
+            "                run of seconds (explicit --mem/--reps/--only still win)\n"
             "  --json PATH   results file (default bench/results/migrate.json)\n"
             "  --only TEXT   run only configurations whose name (e.g. dirty64M/unix) contains TEXT\n"
             "  --compress LIST  page codecs, comma-separated rows (none,zero,xbzrle,lz4,zlib,zstd,auto;\n"
@@ -617,7 +554,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     if (o->quick) {
-        o->mem = 256 * MiB;
+        o->mem = 128 * MiB;
         o->reps = 1;
     }
     if (mem)
@@ -680,6 +617,11 @@ int main(int argc, char **argv)
             char cname[32];
             snprintf(cname, sizeof(cname), "%s/%s", workloads[wi].name, transports[ti].name);
             if (o.only && !strstr(cname, o.only))
+                continue;
+            bool quick_row = false;
+            for (size_t q = 0; q < MIGR_ARRAY_SIZE(quick_rows); q++)
+                quick_row |= strcmp(cname, quick_rows[q]) == 0;
+            if (o.quick && !o.only && !quick_row)
                 continue;
             struct row *r = &rows[nrows++];
             double v[M_COUNT][64];

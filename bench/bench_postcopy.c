@@ -91,6 +91,9 @@ static const struct {
     {"hybrid", 1},      /* one pre-copy round, then post-copy; cancellable (the default) */
     {"postcopy", 0},    /* switch at once; cancellable (the default) */
 };
+/* --quick without --only: a smoke run of seconds, one workload in every
+ * mode (ws256M would not fit in --quick's 128 MiB guest). */
+static const char *const quick_workload = "dirty64M";
 #define NW (int)MIGR_ARRAY_SIZE(workloads)
 #define NM (int)MIGR_ARRAY_SIZE(modes)
 
@@ -126,18 +129,6 @@ static const char *const touch_names[T_COUNT] = {"fresh", "populated"};
 static const char *const touch_desc[T_COUNT] = {
     "fresh memfd (host allocates + zeroes, KVM maps)",
     "host-populated (KVM maps only)",
-};
-
-/* What the receiver child sends back through the pipe. */
-struct rx_result {
-    int rc;
-    char error[600];
-    struct migr_stats st;
-    struct migr_verify_report rep;
-    bool verified;
-    uint64_t w_ret;               /* guest page writes when migr_recv returned */
-    double wps_after;             /* ... per second over the next AFTER_MS */
-    uint64_t verify_ns;
 };
 
 struct rep_result {
@@ -359,73 +350,12 @@ out:
 
 /* ---------- one migration ---------- */
 
-static void rx_fail(struct rx_result *r, int rc, const char *what)
-{
-    if (r->rc == 0) {
-        r->rc = rc < 0 ? rc : -EIO;
-        snprintf(r->error, sizeof(r->error), "%s: %s", what,
-                 migr_last_error()[0] ? migr_last_error() : strerror(-r->rc));
-    }
-}
-
-/* The receiver child: never returns. Writes the bound URL (char[300]), then
- * struct rx_result twice to wfd: once when the migration is over and the
- * guest's rate after it sampled, once more after verification. */
+/* The receiver child (benchlib.h): never returns. Writes the bound URL, then
+ * struct rx_result twice: once when the migration is over and the guest's
+ * rate after it sampled, once more after verification. */
 static void receiver(const char *listen_url, int wfd)
 {
-    static struct rx_result r;
-    char bound[300] = "";
-    struct migr_listener *l = NULL;
-    struct migr_transport *t = NULL;
-    struct migr_hv *hv = NULL;
-    int rc;
-
-    memset(&r, 0, sizeof(r));
-    if ((rc = migr_listener_open(listen_url, &l)) < 0)
-        rx_fail(&r, rc, "listen");
-    else
-        snprintf(bound, sizeof(bound), "%s", l->bound);
-    if (migr_write_full(wfd, bound, sizeof(bound)) < 0)
-        _exit(1);
-    if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
-        rx_fail(&r, rc, "accept");
-    migr_stats_init(&r.st);
-    if (r.rc == 0 && (rc = migr_recv(t, &hv, &r.st)) < 0)
-        rx_fail(&r, rc, "migr_recv");
-    if (r.rc != 0 && migr_write_full(wfd, &r, sizeof(r)) < 0)
-        _exit(1);
-    if (r.rc == 0) {
-        /* migr_recv returns once every page is resident (post-copy) or
-         * right after the resume (pre-copy). */
-        r.w_ret = migr_workload_progress(hv);
-        uint64_t w0 = r.w_ret;
-        double t0 = now_s();
-        sleep_ms(AFTER_MS);
-        r.wps_after = (double)(migr_workload_progress(hv) - w0) / (now_s() - t0);
-        /* first message: the parent may go on to create the next guest
-         * while we verify (nothing is measured during verification) */
-        if (migr_write_full(wfd, &r, sizeof(r)) < 0)
-            _exit(1);
-        uint64_t v0 = migr_now_ns();
-        if (hv->ops->failed(hv))
-            rx_fail(&r, -EFAULT, hv->failure);
-        else if ((rc = hv->ops->quiesce(hv, 10000)) < 0)
-            rx_fail(&r, rc, "quiesce");
-        else if ((rc = migr_workload_verify(hv, &r.rep)) < 0)
-            rx_fail(&r, rc, "verify");
-        else if (!r.rep.ok)
-            rx_fail(&r, -EBADMSG, "verify on the destination");
-        else
-            r.verified = true;
-        if (r.rc != 0 && !r.rep.ok && r.rep.first_bad_why[0])
-            snprintf(r.error + strlen(r.error), sizeof(r.error) - strlen(r.error), " (%llu bad pages: %s)",
-                     (unsigned long long)r.rep.bad_pages, r.rep.first_bad_why);
-        r.verify_ns = migr_now_ns() - v0;
-    }
-    migr_hv_destroy(hv);
-    migr_transport_close(t);
-    migr_listener_close(l);
-    _exit(migr_write_full(wfd, &r, sizeof(r)) == 0 ? 0 : 1);
+    bench_receiver(listen_url, wfd, &(struct rx_opts){.accept_ms = ACCEPT_TIMEOUT_MS, .after_ms = AFTER_MS, .early = true});
 }
 
 /* One repetition in three steps, so that creating the next source guest
@@ -903,7 +833,8 @@ static void usage(FILE *f)
             "nested hypervisor's first-touch cost of a guest page.\n"
             "  --mem SIZE    guest RAM (default 1G; K/M/G suffixes, multiple of 2M)\n"
             "  --reps N      repetitions per configuration, medians reported (default 3)\n"
-            "  --quick       --mem 256M --reps 1 (explicit --mem/--reps still win)\n"
+            "  --quick       --mem 128M --reps 1, workload dirty64M only: a smoke run of seconds\n"
+            "                (explicit --mem/--reps/--only still win)\n"
             "  --json PATH   results file (default bench/results/postcopy.json)\n"
             "  --only TEXT   run only configurations whose name (e.g. dirty64M/postcopy) contains TEXT\n"
             "  --no-touch    skip the first-touch measurement\n"
@@ -990,7 +921,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     if (o->quick) {
-        o->mem = 256 * MiB;
+        o->mem = 128 * MiB;
         o->reps = 1;
     }
     if (mem)
@@ -1109,6 +1040,8 @@ int main(int argc, char **argv)
             char cname[48];
             snprintf(cname, sizeof(cname), "%s/%s", workloads[wi].name, modes[mi].name);
             if (o.only && !strstr(cname, o.only))
+                continue;
+            if (o.quick && !o.only && strcmp(workloads[wi].name, quick_workload) != 0)
                 continue;
             rows[nrows] = (struct row){.wi = wi, .mi = mi};
             for (int k = 0; k < o.reps; k++, njobs++)

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,10 @@
 #include <unistd.h>
 
 #include "migr/common.h"
+#include "migr/engine.h"
+#include "migr/hv.h"
 #include "migr/transport.h"
+#include "migr/workload.h"
 
 #ifndef BENCH_NAME
 #error "define BENCH_NAME before including benchlib.h"
@@ -422,6 +426,132 @@ static inline int bench_opt_mem(const char *arg, uint64_t *mem)
         return -1;
     }
     return 0;
+}
+
+/* ---------- the receiver child (bench_migrate, bench_postcopy, bench_handover) ---------- */
+
+/* The memory a process and its guest's memfds hold. */
+struct mem_use {
+    uint64_t memfd_alloc;              /* bytes the memfds hold (st_blocks) */
+    uint64_t rss, rss_shmem, rss_anon; /* the process's, /proc/self/status */
+};
+
+/* m: this process's RSS and the bytes of every memfd of hv's RAM. */
+static inline void mem_use(struct migr_hv *hv, struct mem_use *m)
+{
+    char line[256];
+    memset(m, 0, sizeof(*m));
+    for (uint32_t i = 0; hv && i < hv->nregions; i++)
+        m->memfd_alloc += memfd_bytes(hv->regions[i].memfd);
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long kb;
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+            m->rss = kb << 10;
+        else if (sscanf(line, "RssShmem: %llu kB", &kb) == 1)
+            m->rss_shmem = kb << 10;
+        else if (sscanf(line, "RssAnon: %llu kB", &kb) == 1)
+            m->rss_anon = kb << 10;
+    }
+    fclose(f);
+}
+
+/* What the receiver child sends back through its pipe. */
+struct rx_result {
+    int rc;                       /* 0, or -errno of the first failure */
+    char error[600];
+    struct migr_stats st;
+    struct migr_verify_report rep;
+    bool verified;                /* verify ran and rep.ok */
+    uint64_t dst_memfd;           /* bytes the guest's memfd holds when migr_recv returned */
+    uint64_t w_ret;               /* guest page writes when migr_recv returned */
+    double wps_after;             /* ... per second over the next after_ms */
+    struct mem_use mem;           /* after those after_ms */
+    uint64_t verify_ns;
+};
+
+static inline void rx_fail(struct rx_result *r, int rc, const char *what)
+{
+    if (r->rc == 0) {
+        r->rc = rc < 0 ? rc : -EIO;
+        snprintf(r->error, sizeof(r->error), "%s: %s", what,
+                 migr_last_error()[0] ? migr_last_error() : strerror(-r->rc));
+    }
+}
+
+struct rx_opts {
+    const struct migr_recv_params *rp; /* NULL: the defaults */
+    int accept_ms, after_ms;
+    bool early;                   /* a first struct rx_result once migr_recv returned (or failed) and
+                                     the rate after it is sampled, so the parent goes on meanwhile */
+    /* after verification, if it passed: the benchmark's own check */
+    void (*check)(struct rx_result *r, struct migr_hv *hv, void *arg);
+    void *arg;
+};
+
+/* The receiver child: listen on listen_url, write the bound URL (char[300])
+ * to wfd, receive one guest, sample its progress for after_ms, verify it,
+ * write struct rx_result (twice with o->early), exit. Never returns. */
+static inline __attribute__((noreturn)) void bench_receiver(const char *listen_url, int wfd, const struct rx_opts *o)
+{
+    static struct rx_result r;
+    char bound[300] = "";
+    struct migr_listener *l = NULL;
+    struct migr_transport *t = NULL;
+    struct migr_hv *hv = NULL;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    if ((rc = migr_listener_open(listen_url, &l)) < 0)
+        rx_fail(&r, rc, "listen");
+    else
+        snprintf(bound, sizeof(bound), "%s", l->bound);
+    if (migr_write_full(wfd, bound, sizeof(bound)) < 0)
+        _exit(1);
+    if (r.rc == 0 && (rc = migr_listener_accept(l, o->accept_ms, &t)) < 0)
+        rx_fail(&r, rc, "accept");
+    migr_stats_init(&r.st);
+    if (r.rc == 0 && (rc = migr_recv_ex(t, o->rp, &hv, &r.st)) < 0)
+        rx_fail(&r, rc, "migr_recv");
+    if (r.rc != 0 && o->early && migr_write_full(wfd, &r, sizeof(r)) < 0)
+        _exit(1);
+    if (r.rc == 0) {
+        /* migr_recv returns once every page is resident (post-copy) or
+         * right after the resume; the guest's first touches here cost a
+         * fault each (new VM, new EPT). */
+        r.dst_memfd = memfd_bytes(hv->regions[0].memfd);
+        r.w_ret = migr_workload_progress(hv);
+        double t0 = now_s();
+        sleep_ms(o->after_ms);
+        r.wps_after = (double)(migr_workload_progress(hv) - r.w_ret) / (now_s() - t0);
+        mem_use(hv, &r.mem);
+        /* nothing is measured during verification */
+        if (o->early && migr_write_full(wfd, &r, sizeof(r)) < 0)
+            _exit(1);
+        uint64_t v0 = migr_now_ns();
+        if (hv->ops->failed(hv))
+            rx_fail(&r, -EFAULT, hv->failure);
+        else if ((rc = hv->ops->quiesce(hv, 10000)) < 0)
+            rx_fail(&r, rc, "quiesce");
+        else if ((rc = migr_workload_verify(hv, &r.rep)) < 0)
+            rx_fail(&r, rc, "verify");
+        else if (!r.rep.ok)
+            rx_fail(&r, -EBADMSG, "verify on the destination");
+        else
+            r.verified = true;
+        if (r.rc != 0 && !r.rep.ok && r.rep.first_bad_why[0])
+            snprintf(r.error + strlen(r.error), sizeof(r.error) - strlen(r.error), " (%llu bad pages: %s)",
+                     (unsigned long long)r.rep.bad_pages, r.rep.first_bad_why);
+        r.verify_ns = migr_now_ns() - v0;
+        if (r.rc == 0 && o->check)
+            o->check(&r, hv, o->arg);
+    }
+    migr_hv_destroy(hv);
+    migr_transport_close(t);
+    migr_listener_close(l);
+    _exit(migr_write_full(wfd, &r, sizeof(r)) == 0 ? 0 : 1);
 }
 
 #endif /* BENCH_BENCHLIB_H */

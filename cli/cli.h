@@ -60,6 +60,8 @@ extern const char *ctl_log_file;
 void ctl_set_phase(struct ctl_server *srv, const char *phase);
 /*! An incoming migration runs over t (status shows its bytes), or ended (NULL, before t is closed). */
 void ctl_set_incoming(struct ctl_server *srv, const struct migr_transport *t);
+/*! migr recv: the cancel handle `migr cancel` requests (migr_recv_params.cancel). */
+struct migr_cancel *ctl_recv_cancel(struct ctl_server *srv);
 /*! migr recv waits on l (NULL: no longer); `stop` on the control socket then
  *  shuts l down and ctl_stop_requested turns true. */
 struct migr_listener;

@@ -1,4 +1,4 @@
-/* migr bench copy [OPTIONS]: run a benchmark binary built next to this one
+/* migr bench NAME [OPTIONS]: run a benchmark binary built next to this one
  * (build/bench/bench_NAME for build/migr), passing the options through. */
 #include <errno.h>
 #include <limits.h>
@@ -11,24 +11,27 @@
 
 static const char *const benches[][2] = {
     {"copy", "ways of moving 4 KiB pages between two processes on one host (bench/README.md)"},
-    {"compress", "page codecs: XBZRLE, lz4, zlib, zstd, zero detection (make bench-build)"},
-    {"dirty", "dirty-page trackers: harvest time by guest size and dirty share (make bench-build)"},
-    {"handover", "zero-copy hand-over downtime by guest size (make bench-build)"},
-    {"migrate", "live migration by workload, transport and codec (make bench-build)"},
-    {"postcopy", "post-copy: downtime, time to resident, fault latency (make bench-build)"},
-    {"rejuvenate", "VMM upgrade / rejuvenation round trips (make bench-build)"},
-    {"holes", "never-written guest pages: source growth and time (make bench-build)"},
+    {"compress", "page codecs: XBZRLE, lz4, zlib, zstd, zero detection"},
+    {"dirty", "dirty-page trackers: harvest time by guest size and dirty share"},
+    {"handover", "zero-copy hand-over downtime by guest size"},
+    {"migrate", "live migration by workload, transport and codec"},
+    {"postcopy", "post-copy: downtime, time to resident, fault latency"},
+    {"rejuvenate", "VMM upgrade / rejuvenation round trips"},
+    {"holes", "never-written guest pages: source growth and time"},
 };
 
 void usage_bench(FILE *f)
 {
     fprintf(f, "usage: migr bench NAME [OPTIONS]\n\n"
                "Run the benchmark NAME (the binary bench/bench_NAME beside this migr), passing OPTIONS\n"
-               "through; `migr bench NAME --help` lists them. `make` builds bench_copy, `make bench-build`\n"
-               "every benchmark (without running them), `make bench` builds and runs them all.\n"
-               "Exit status: the benchmark's; 1 = not built, 2 = bad arguments.\n\n");
+               "through; `migr bench NAME --help` lists them. Every one takes --quick (a smoke run of\n"
+               "seconds: small guests, one repetition; its figures are not for comparison) and\n"
+               "--json PATH (default bench/results/NAME.json, which the plots read). `make` builds\n"
+               "them all; `make bench` builds and runs the whole (long) suite, then the plots.\n"
+               "Exit status: the benchmark's (0 ok, 77 skipped: it says why, 1 failed); 1 = not\n"
+               "built, 2 = bad arguments.\n\n");
     for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
-        fprintf(f, "  %-6s %s\n", benches[i][0], benches[i][1]);
+        fprintf(f, "  %-10s %s\n", benches[i][0], benches[i][1]);
     fprintf(f, "  e.g. migr bench copy --quick   (table, bench/results/copy.json; plot: python3 bench/plot.py)\n");
 }
 
@@ -57,11 +60,11 @@ int cmd_bench(int argc, char **argv)
         *slash = '\0';
     snprintf(path, sizeof(path), "%s/bench/bench_%s", slash ? exe : ".", argv[1]);
     if (access(path, X_OK) < 0) {
-        fprintf(stderr, "migr bench: %s: %s (`make bench-build` builds the benchmarks without running them)\n", path, strerror(errno));
+        fprintf(stderr, "migr bench: %s: %s (`make` builds the benchmarks)\n", path, strerror(errno));
         return 1;
     }
-    argv[0] = path;
-    execv(path, argv + 0);
+    argv[1] = path; /* bench_NAME OPTIONS...: NAME itself is not an option */
+    execv(path, argv + 1);
     fprintf(stderr, "migr bench: exec %s: %s\n", path, strerror(errno));
     return 1;
 }

@@ -48,7 +48,10 @@ void usage_status(FILE *f)
                               "rate, transfer rate, expected downtime, elapsed time, pages per codec. A\n"
                               "receiving `migr recv` shows the bytes received and their rate. Rates are in\n"
                               "MiB/s (the M of --max-bandwidth). Without --json the answer is printed for\n"
-                              "people when stdout is a terminal, as JSON when it is not (scripts).");
+                              "people when stdout is a terminal, as JSON when it is not (scripts).\n"
+                              "--watch on a terminal prints the full picture at each update; into a pipe or\n"
+                              "a file one line per update (time, guest, phase, round, pages, rates, expected\n"
+                              "downtime), and with --json one JSON object per line. Never terminal codes.");
 }
 void usage_resume(FILE *f)
 {
@@ -57,11 +60,70 @@ void usage_resume(FILE *f)
 }
 void usage_cancel(FILE *f)
 {
-    usage_common(f, "cancel", "Cancel the migration the VMM is running. Before the switchover the guest\n"
+    usage_common(f, "cancel", "Cancel the migration the VMM is running.\n\n"
+                              "On the source (migr run, or a VMM sending): before the switchover the guest\n"
                               "simply keeps running here; in (cancellable) post-copy the destination stops it\n"
-                              "and sends back its last checkpoint, and the guest resumes here.");
+                              "and sends back its last checkpoint, and the guest resumes here.\n\n"
+                              "On the destination (a receiving migr recv): before COMMIT the receiver drops\n"
+                              "the stream and never runs the guest (it exits 1, \"cancelled on the\n"
+                              "destination\"), and the source, told why, resumes the guest (migr send exits\n"
+                              "1, resumed on the source). From COMMIT (the post-copy switch included) the\n"
+                              "guest is the destination's: the cancel is refused (exit 1) with the reason.\n"
+                              "A migr recv still waiting for a source stops waiting and exits 0.");
 }
 void usage_stop(FILE *f) { usage_common(f, "stop", "Stop the VM; its VMM process exits."); }
+
+/* migr status --watch into a pipe or a log: one line per update, no
+ * terminal codes, the time first (a `tail -f` or a script reads it). */
+static void print_status_line(FILE *f, const char *js)
+{
+    char ts[16], s[300];
+    time_t now = time(NULL);
+    strftime(ts, sizeof(ts), "%H:%M:%S", localtime(&now));
+    bool b;
+    double writes = 0;
+    fprintf(f, "%s ", ts);
+    if (json_get_bool(js, "incoming", &b) && b && json_get_bool(js, "running", &b) && !b) {
+        json_get_str(js, "phase", s, sizeof(s));
+        fprintf(f, "no guest yet (%s)", s[0] ? s : "starting");
+    } else {
+        json_get_num(js, "writes", &writes);
+        bool failed = json_get_bool(js, "failed", &b) && b, running = json_get_bool(js, "running", &b) && b;
+        fprintf(f, "guest %s, %.0f page writes", failed ? "FAILED" : running ? "running" : "paused", writes);
+    }
+    const char *p = strstr(js, "\"progress\":{");
+    if (!p) {
+        fprintf(f, "%s\n", json_get_bool(js, "migrating", &b) && b ? "; migration starting (connecting)" : "");
+        return;
+    }
+    double v[12] = {0};
+    v[11] = -1;
+    json_get_str(p, "side", s, sizeof(s));
+    if (strcmp(s, "destination") == 0) {
+        json_get_num(p, "bytes_received", &v[0]);
+        json_get_num(p, "elapsed_s", &v[1]);
+        json_get_num(p, "transfer_rate", &v[2]);
+        fprintf(f, "; receiving: %.1f MiB in %.1f s, %.1f MiB/s\n", v[0] / 1048576.0, v[1], v[2] / 1048576.0);
+        return;
+    }
+    static const char *const keys[] = {"round", "pages_done", "pages_total", "pages_left", "pages_sent", "bytes_sent",
+                                       "elapsed_s", "transfer_rate", "dirty_rate", "max_bandwidth", "ram_pages",
+                                       "expected_downtime_ms"};
+    for (int i = 0; i < 12; i++)
+        json_get_num(p, keys[i], &v[i]);
+    json_get_str(p, "phase", s, sizeof(s));
+    fprintf(f, "; %s round %.0f: %.0f/%.0f pages (%.0f left); %.0f pages sent, %.1f MiB, %.1f s; "
+               "transfer %.1f MiB/s", s, v[0], v[1], v[2], v[3], v[4], v[5] / 1048576.0, v[6], v[7] / 1048576.0);
+    if (v[9] > 0)
+        fprintf(f, " (limit %.1f)", v[9] / 1048576.0);
+    if (v[8] > 0)
+        fprintf(f, ", dirty %.1f MiB/s", v[8] / 1048576.0);
+    else
+        fprintf(f, ", dirty rate not known yet");
+    if (v[11] >= 0)
+        fprintf(f, ", expected downtime %.1f ms", v[11]);
+    fprintf(f, "\n");
+}
 
 static volatile sig_atomic_t watch_stop;
 static void on_watch_signal(int sig) { watch_stop = sig; }
@@ -80,6 +142,10 @@ static void print_human(const char *name, int rc, const char *res)
                                                                : "stopped: the VM is shut down and its VMM exits");
     } else if (strcmp(name, "resume") == 0) {
         printf("resumed: the guest runs here\n");
+    } else if (strcmp(name, "cancel") == 0 && json_get_bool(res, "stopped", &b) && b) {
+        printf("cancelled: the receiver stops waiting (no guest had arrived) and exits\n");
+    } else if (strcmp(name, "cancel") == 0 && strstr(res, "\"side\":\"destination\"")) {
+        printf("cancelling: the destination drops the stream before COMMIT; the guest keeps running on the source\n");
     } else if (strcmp(name, "cancel") == 0) {
         printf("cancelling: the guest stays on (or comes back to) the source; `migr status` shows when it runs\n");
     } else if (strcmp(name, "status") == 0) {
@@ -155,6 +221,8 @@ static int ctl_simple(int argc, char **argv, const char *name, const char *comma
             answered = true;
             if (json) {
                 printf("%s\n", res);
+            } else if (!isatty(1)) {
+                print_status_line(stdout, res);
             } else {
                 time_t now = time(NULL);
                 char ts[16];

@@ -243,6 +243,7 @@ int cmd_recv(int argc, char **argv)
         fprintf(stderr, "migr recv: %s\n", migr_last_error());
         return 1;
     }
+    rp.cancel = ctl_recv_cancel(srv); /* migr cancel --ctl on this side */
     struct migr_key *key = NULL;
     if (key_file && migr_key_load(key_file, &key) < 0) {
         fprintf(stderr, "migr recv: %s\n", migr_last_error());
@@ -305,7 +306,7 @@ int cmd_recv(int argc, char **argv)
         err = migr_recv_ex(t, &rp, &hv, &st);
         ctl_set_incoming(srv, NULL);
         migr_transport_close(t);
-        if (err < 0 && !hv && st.ram_bytes == 0) {
+        if (err < 0 && !hv && st.ram_bytes == 0 && !st.cancelled) {
             /* It never got past HELLO: nothing was built for it. A stranger
              * that speaks the first bytes of migr must not end the wait for
              * the real source. */

@@ -98,7 +98,7 @@ int cmd_rejuvenate(int argc, char **argv)
     int o;
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (o) {
         case 'C': h.ctl = optarg; break;
         case 'H': h.mode = "handover"; break;
@@ -106,6 +106,7 @@ int cmd_rejuvenate(int argc, char **argv)
         case 'w': h.mode = "warm"; break;
         case 'b': h.binary = optarg; break;
         case 'j': json = true; break;
+        case ':': return cli_bad_args(self, "option '%s' needs a value", argv[optind - 1]);
         default: return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
         }
     }

@@ -98,12 +98,13 @@ int cmd_upgrade(int argc, char **argv)
     int o;
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (o) {
         case 'C': ctl = optarg; break;
         case 'b': binary = optarg; break;
         case 'g': group = optarg; break;
         case 'j': json = true; break;
+        case ':': return cli_bad_args(self, "option '%s' needs a value", argv[optind - 1]);
         default: return cli_bad_args(self, "unknown option '%s'", argv[optind - 1]);
         }
     }

@@ -430,6 +430,8 @@ void ctl_set_incoming(struct ctl_server *srv, const struct migr_transport *t)
     ctl_thread_incoming(srv->th, t);
 }
 
+struct migr_cancel *ctl_recv_cancel(struct ctl_server *srv) { return ctl_thread_recv_cancel(srv->th); }
+
 void ctl_set_waiting(struct ctl_server *srv, struct migr_listener *l)
 {
     ctl_thread_waiting(srv->th, l);

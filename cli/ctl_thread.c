@@ -52,6 +52,9 @@ struct ctl_thread {
     /* migr recv waiting for a source: `stop` shuts this listener down */
     struct migr_listener *wait_l;
     bool stop_req;
+    /* migr recv: the receiver's cancel handle (migr_recv_params.cancel) */
+    struct migr_cancel *recv_cancel;
+    uint64_t recv_cancel_ns;        /* a cancel was asked then (0: not): a second one cuts the link */
 };
 
 static const char *const enc_names[MIGR_STATS_ENCS] = {"raw", "zero", "xbzrle", "lz4", "zstd", "zlib"};
@@ -150,6 +153,54 @@ static void do_status(struct ctl_thread *c, int fd)
            (unsigned long long)migr_workload_progress(c->hv), job);
 }
 
+/* migr recv waits for a source (no guest, no stream): `stop` or `cancel`
+ * ends the wait, answered with ok. Lock held. */
+static void stop_waiting(struct ctl_thread *c, int fd, const char *ok)
+{
+    /* A TCP listener wakes its accept when shut down; a unix one does not
+     * (Linux): then this process, which holds no guest, exits from here,
+     * removing its socket files first. */
+    c->stop_req = true;
+    answer(fd, "%s", ok);
+    if (c->wait_l && c->wait_l->url.kind == MIGR_URL_TCP) {
+        if (shutdown(c->wait_l->fd, SHUT_RDWR) < 0)
+            fprintf(stderr, "migr: control socket: stop: shut the listener down: %s\n", strerror(errno));
+    } else {
+        if (c->wait_l && c->wait_l->url.path[0] && c->wait_l->url.path[0] != '@')
+            unlink(c->wait_l->url.path);
+        if (c->l->url.path[0])
+            unlink(c->l->url.path);
+        fprintf(stderr, "migr recv: stopped before a guest arrived\n");
+        _exit(0);
+    }
+}
+
+/* `cancel` on a migr recv without a guest. Before COMMIT the receiver stops
+ * at its next record and tells the source, which resumes the guest; a second
+ * cancel (or one second without an end) shuts the link down. Lock held. */
+static void cancel_incoming(struct ctl_thread *c, int fd)
+{
+    if (!c->in) {
+        if (c->wait_l)
+            stop_waiting(c, fd, "ok {\"schema\":1,\"cancelling\":true,\"stopped\":true,\"incoming\":true}");
+        else
+            answer(fd, "error {\"error\":\"no migration is running (the receiver is %s)\"}", c->phase);
+        return;
+    }
+    int r = migr_cancel_request(c->recv_cancel);
+    if (r < 0) {
+        char why[400];
+        json_escape(migr_last_error(), why, sizeof(why));
+        answer(fd, "error {\"error\":\"too late to cancel: %s; the destination owns the guest (migr stop "
+                   "stops it, or migrate it back)\"}", why);
+        return;
+    }
+    if (!c->recv_cancel_ns)
+        c->recv_cancel_ns = migr_now_ns();
+    answer(fd, "ok {\"schema\":1,\"cancelling\":true,\"side\":\"destination\",\"link_closed\":%s}",
+           r ? "true" : "false");
+}
+
 /* A whole line arrived from slot i. Lock held. Returns true if the client
  * went to the main thread (the slot is free then, its fd not closed). */
 static bool dispatch(struct ctl_thread *c, struct client *k)
@@ -159,29 +210,15 @@ static bool dispatch(struct ctl_thread *c, struct client *k)
     } else if (strcmp(k->line, "stop") == 0 && !c->hv && !c->job_pending && !c->job_running) {
         /* No guest here yet: nothing to hand to the main thread, which waits
          * for a source (woken by shutting its listener down) or receives one. */
-        if (c->in) {
+        if (c->in)
             answer(k->fd, "error {\"error\":\"a guest is arriving: stop it once it runs here, or cancel the "
-                          "migration on the source (migr cancel)\"}");
-        } else {
-            /* A TCP listener wakes its accept when shut down; a unix one does
-             * not (Linux): then this process, which holds no guest, exits from
-             * here, removing its socket files first. */
-            c->stop_req = true;
-            answer(k->fd, "ok {\"schema\":%d,\"stopped\":true,\"incoming\":true}", CLI_JSON_SCHEMA);
-            if (c->wait_l && c->wait_l->url.kind == MIGR_URL_TCP) {
-                if (shutdown(c->wait_l->fd, SHUT_RDWR) < 0)
-                    fprintf(stderr, "migr: control socket: stop: shut the listener down: %s\n", strerror(errno));
-            } else {
-                if (c->wait_l && c->wait_l->url.path[0] && c->wait_l->url.path[0] != '@')
-                    unlink(c->wait_l->url.path);
-                if (c->l->url.path[0])
-                    unlink(c->l->url.path);
-                fprintf(stderr, "migr recv: stopped before a guest arrived\n");
-                _exit(0);
-            }
-        }
+                          "migration (migr cancel, here or on the source)\"}");
+        else
+            stop_waiting(c, k->fd, "ok {\"schema\":1,\"stopped\":true,\"incoming\":true}");
     } else if (strcmp(k->line, "cancel") == 0) {
-        if (!c->cancel) {
+        if (!c->cancel && !c->hv) {
+            cancel_incoming(c, k->fd);
+        } else if (!c->cancel) {
             answer(k->fd, "error {\"error\":\"no migration is running\"}");
         } else {
             int woke = migr_cancel_request(c->cancel);
@@ -297,6 +334,14 @@ static void *ctl_main(void *arg)
             take_new(c);
         sample_incoming(c);
         uint64_t now = migr_now_ns();
+        pthread_mutex_lock(&c->lock);
+        if (c->recv_cancel_ns && c->in && now - c->recv_cancel_ns > 1000000000ull) {
+            /* the receiver did not stop at a record within 1 s: the source
+             * sends nothing; cut the link (it still owns the guest) */
+            (void)migr_cancel_request(c->recv_cancel);
+            c->recv_cancel_ns = 0;
+        }
+        pthread_mutex_unlock(&c->lock);
         for (int j = 2; j < np; j++) {
             struct client *k = &c->cl[map[j]];
             if (k->fd < 0)
@@ -326,14 +371,18 @@ int ctl_thread_start(struct migr_listener *l, const char *phase, struct ctl_thre
         c->cl[i].fd = -1;
     snprintf(c->phase, sizeof(c->phase), "%s", phase ? phase : "");
     c->stopfd = eventfd(0, EFD_CLOEXEC);
-    if (c->stopfd < 0) {
-        int err = migr_errorf_errno(errno, "control socket: eventfd");
+    if (c->stopfd < 0 || !(c->recv_cancel = migr_cancel_new())) {
+        int err = c->stopfd < 0 ? migr_errorf_errno(errno, "control socket: eventfd")
+                                : migr_errorf(ENOMEM, "control socket: out of memory");
+        if (c->stopfd >= 0)
+            close(c->stopfd);
         free(c);
         return err;
     }
     int fl = fcntl(l->fd, F_GETFL);
     if (fl < 0 || fcntl(l->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
         int err = migr_errorf_errno(errno, "control socket: make %s non-blocking", l->bound);
+        migr_cancel_free(c->recv_cancel);
         close(c->stopfd);
         free(c);
         return err;
@@ -346,6 +395,7 @@ int ctl_thread_start(struct migr_listener *l, const char *phase, struct ctl_thre
     pthread_condattr_destroy(&ca);
     int err = pthread_create(&c->th, NULL, ctl_main, c);
     if (err) {
+        migr_cancel_free(c->recv_cancel);
         close(c->stopfd);
         pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->cond);
@@ -365,6 +415,7 @@ void ctl_thread_stop(struct ctl_thread *c)
         fprintf(stderr, "migr: control socket: cannot stop its thread: %s\n", strerror(errno));
     pthread_join(c->th, NULL);
     close(c->stopfd);
+    migr_cancel_free(c->recv_cancel);
     if (c->job_pending)
         close(c->job.fd);
     pthread_mutex_destroy(&c->lock);
@@ -436,10 +487,13 @@ void ctl_thread_progress(struct ctl_thread *c, const struct migr_progress *p)
     pthread_mutex_unlock(&c->lock);
 }
 
+struct migr_cancel *ctl_thread_recv_cancel(struct ctl_thread *c) { return c->recv_cancel; }
+
 void ctl_thread_incoming(struct ctl_thread *c, const struct migr_transport *t)
 {
     pthread_mutex_lock(&c->lock);
     c->in = t;
+    c->recv_cancel_ns = 0;
     c->in_t0 = c->in_t1 = migr_now_ns();
     c->in_b1 = t ? t->bytes_recv : 0;
     c->in_rate = 0;

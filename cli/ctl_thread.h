@@ -41,6 +41,9 @@ void ctl_thread_migrating(struct ctl_thread *c, struct migr_cancel *cancel);
 /*! An incoming migration runs over t (status reads its byte counter), or
  *  ended (NULL: call before t is closed). */
 void ctl_thread_incoming(struct ctl_thread *c, const struct migr_transport *t);
+/*! The receiver's cancel handle for migr_recv_params.cancel (the thread's;
+ *  `cancel` requests it while a stream is received). */
+struct migr_cancel *ctl_thread_recv_cancel(struct ctl_thread *c);
 /*! migr recv waits for a source on l (NULL: no longer): a `stop` then shuts
  *  l down, which wakes the accept; stop_requested says it came. */
 void ctl_thread_waiting(struct ctl_thread *c, struct migr_listener *l);

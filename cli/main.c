@@ -44,10 +44,10 @@ static const struct cli_cmd cmds[] = {
     {"verify", cmd_verify, "check the whole guest image (pauses the workload briefly)", usage_verify},
     {"status", cmd_status, "the VM and its running migration (phase, rates, expected downtime); --watch", usage_status},
     {"resume", cmd_resume, "resume a guest a failed migration left paused", usage_resume},
-    {"cancel", cmd_cancel, "cancel a running migration; the guest stays on (or returns to) the source", usage_cancel},
+    {"cancel", cmd_cancel, "cancel a running migration (on either side); the guest stays on (or returns to) the source", usage_cancel},
     {"stop", cmd_stop, "stop the VM and its VMM process", usage_stop},
     {"model", cmd_model, "cluster throughput of VMM rejuvenation methods (a queueing model)", usage_model},
-    {"bench", cmd_bench, "run a benchmark (copy: ways of moving pages between processes)", usage_bench},
+    {"bench", cmd_bench, "run a benchmark; --quick: a smoke run of seconds (migr bench --help lists them)", usage_bench},
 };
 
 const char *cli_argv0;

@@ -7,6 +7,13 @@
  * line: the engine crosses it under the handle's lock, and after it neither
  * a cancel nor the watchdog touches the link (the destination may run the
  * guest; post-copy's own protocol handles a cancel from there on).
+ *
+ * The destination's handle (migr_recv_params.cancel) is gentler: a first
+ * request only marks it, and the receiver stops at its next record and tells
+ * the source why (an ERROR record), so the source resumes its guest knowing
+ * who cancelled; a second request shuts the link down (a source that sends
+ * nothing). From COMMIT on the guest is the destination's: requests are
+ * refused (-EBUSY) and change nothing.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +28,8 @@ struct migr_cancel {
     bool requested;               /* migr_cancel_request() */
     bool stalled;                 /* the watchdog saw no progress */
     bool committed;               /* COMMIT is (being) sent: the link stays up */
+    bool dest;                    /* a receiver's handle (engine_cancel_attach_dest) */
+    bool dest_owns;               /* the receiver took COMMIT: nothing to cancel */
     struct migr_transport *t;     /* the running migration's link, or NULL */
     /* the watchdog */
     pthread_t watch;
@@ -64,10 +73,18 @@ static bool wake_link(struct migr_cancel *c)
 int migr_cancel_request(struct migr_cancel *c)
 {
     pthread_mutex_lock(&c->lock);
-    c->requested = true;
-    bool woke = wake_link(c);
+    int ret;
+    if (c->dest_owns) {
+        ret = migr_errorf(EBUSY, "the guest switched over to the destination (COMMIT): it runs there now");
+    } else if (c->dest && !c->requested) {
+        c->requested = true;
+        ret = 0; /* the receiver stops at its next record */
+    } else {
+        c->requested = true;
+        ret = wake_link(c);
+    }
     pthread_mutex_unlock(&c->lock);
-    return woke;
+    return ret;
 }
 
 bool migr_cancel_requested(struct migr_cancel *c)
@@ -127,6 +144,25 @@ int engine_cancel_attach(struct migr_cancel *c, struct migr_transport *t, uint32
         c->watching = true;
     pthread_mutex_unlock(&c->lock);
     return err ? migr_errorf(err, "send: start the stall watchdog") : 0;
+}
+
+void engine_cancel_attach_dest(struct migr_cancel *c, struct migr_transport *t)
+{
+    pthread_mutex_lock(&c->lock);
+    c->t = t;
+    c->dest = true;
+    c->dest_owns = c->committed = false;
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool engine_cancel_take(struct migr_cancel *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool ok = !c->requested;
+    if (ok)
+        c->dest_owns = c->committed = true;
+    pthread_mutex_unlock(&c->lock);
+    return ok;
 }
 
 bool engine_cancel_commit(struct migr_cancel *c)

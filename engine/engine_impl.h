@@ -96,6 +96,11 @@ int engine_cancel_attach(struct migr_cancel *c, struct migr_transport *t, uint32
 bool engine_cancel_commit(struct migr_cancel *c);
 int engine_cancel_reason(struct migr_cancel *c);
 void engine_cancel_detach(struct migr_cancel *c);
+/* The receiver's handle (migr_recv_params.cancel): attach_dest: it receives
+ * over t; take: at COMMIT, false if a cancel came first, else later requests
+ * are refused. Detach as above. */
+void engine_cancel_attach_dest(struct migr_cancel *c, struct migr_transport *t);
+bool engine_cancel_take(struct migr_cancel *c);
 
 
 /* Memfd holes (engine/holes.c). data_scan: set in data (RAM indices) every
@@ -139,6 +144,7 @@ struct receiver {
     uint32_t decode_threads;      /* migr_recv_params.decode_threads (>= 1) */
     uint32_t postcopy_timeout_ms; /* migr_recv_params.postcopy_timeout_ms (0 = none) */
     struct migr_cancel *watchdog; /* before COMMIT: a source silent for stall_timeout_ms ends it */
+    struct migr_cancel *cancel;   /* migr_recv_params.cancel, or NULL */
     uint32_t stall_timeout_ms;
     struct migr_transport *t;
     struct migr_stats *st;

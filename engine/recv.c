@@ -277,6 +277,8 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
 static int next(struct receiver *r, struct migr_rec_hdr *h)
 {
     int err = migr_rec_recv(r->t, &r->seq, h, r->meta, MIGR_META_MAX);
+    if (err == 0 && migr_cancel_requested(r->cancel))
+        return -ECANCELED; /* before COMMIT only: from it on requests are refused */
     if (err < 0)
         return err;
     if (h->type == MIGR_REC_ERROR) {
@@ -379,6 +381,8 @@ static int run(struct receiver *r)
      * link is already down and the source cannot hear our DONE: refuse. */
     if (!engine_cancel_commit(r->watchdog))
         return -ETIMEDOUT;
+    if (r->cancel && !engine_cancel_take(r->cancel))
+        return -ECANCELED;
     /* The guest is ours now. */
     if ((m->recv_commit && (err = m->recv_commit(r)) < 0) || (err = r->hv->ops->resume(r->hv)) < 0 ||
         (m->recv_resumed && (err = m->recv_resumed(r)) < 0))
@@ -389,6 +393,9 @@ static int run(struct receiver *r)
 
 static void watchdog_end(struct receiver *r)
 {
+    if (r->cancel)
+        engine_cancel_detach(r->cancel);
+    r->cancel = NULL;
     if (!r->watchdog)
         return;
     engine_cancel_detach(r->watchdog);
@@ -420,6 +427,7 @@ static int recv_main(struct migr_transport *t, const struct migr_recv_params *p,
 {
     struct receiver *r = calloc(1, sizeof(*r));
     uint64_t t0 = migr_now_ns(), cpu0 = migr_thread_cpu_ns();
+    bool cancelled_here = false;
     int err;
 
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
@@ -437,6 +445,8 @@ static int recv_main(struct migr_transport *t, const struct migr_recv_params *p,
         err = -ENOMEM;
         goto fail;
     }
+    if (p && (r->cancel = p->cancel))
+        engine_cancel_attach_dest(r->cancel, t);
     if ((err = engine_cancel_attach(r->watchdog, t, r->stall_timeout_ms)) < 0 || (err = run(r)) < 0)
         goto fail;
     watchdog_end(r);
@@ -452,12 +462,18 @@ fail:
         migr_errorf(ETIMEDOUT, "nothing from the source for %u ms before COMMIT (stalled source or network): "
                     "no guest runs here, the source still owns it", r->stall_timeout_ms);
         err = -ETIMEDOUT;
+    } else if (r && r->cancel && engine_cancel_reason(r->cancel) == -ECANCELED) {
+        migr_errorf(ECANCELED, "cancelled on the destination (migr cancel) before COMMIT: no guest runs here, "
+                    "the source keeps it");
+        err = -ECANCELED;
+        cancelled_here = true;
     }
     if (r)
         watchdog_end(r);
     snprintf(st->error, sizeof(st->error), "%s", migr_last_error()[0] ? migr_last_error() : strerror(-err));
     if (err != -EPIPE && err != -ECONNRESET && !st->cancelled && (!r || r->origin != ORIGIN_PEER_ABORTED))
         migr_rec_send_error(t, -err, st->error);
+    st->cancelled = cancelled_here;
     /* Before COMMIT the source still owns the guest: drop ours. */
     if (r) {
         engine_prefault_stop(r);

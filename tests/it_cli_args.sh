@@ -179,6 +179,173 @@ for c in verify status send; do
     grep -qi "no such file\|no VMM" <<<"$ERR" || bad "migr $c --ctl /nonexistent: message does not say why: $ERR"
 done
 
+# ---- Every option of every command, one row each (issue 17): a good
+# spelling passes the parser, a bad one is exit 2 naming the option, then the
+# usage. CMD|OPTION|GOOD VALUE (empty: a flag)|BAD SPELLING|PATTERN|GOOD ENDS
+# A good spelling ends (GOOD ENDS, "RC:regex", else by command) at:
+# send/verify/status/resume/cancel/stop/upgrade/rejuvenate: exit 1 "no VMM"
+# (nobody at /nonexistent); run/recv/demo: exit 2 at a bad value given after
+# it (run --vcpus 0 or --backend xen, recv --decode-threads 0, demo --mem
+# lots or --to sctp), so nothing
+# starts; model: exit 0 (it only computes). A flag's bad spelling is
+# --flag=1 (it takes no value); @MISSING@: the option ends the line without
+# its value. @NOCTL@: without the command's usual --ctl.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/k.key"
+chmod 600 "$DIR/k.key"
+cat >"$DIR/b.json" <<'EOF2'
+{"mode":"precopy","transport":"unix","tracker":"kvm-bitmap","ok":true,"error":"","total_ms":1500.0,"downtime_ms":20.0,"ram_bytes":1073741824,"round_stats":[]}
+{"mode":"handover","transport":"unix","tracker":"","ok":true,"error":"","total_ms":3.0,"downtime_ms":2.5,"ram_bytes":1073741824,"round_stats":[]}
+EOF2
+ROWS=$(cat <<'TABLE'
+demo|--mem|64M|lots|lots|2:sctp
+demo|--rate|16M|fast|fast
+demo|--to|unix|sctp|sctp
+demo|--json||--json=1|json
+run|--daemon||--daemon=1|daemon
+run|--mem|128M|3M|mem
+run|--vcpus|2|65|vcpus|2:xen
+run|--workload|rate=64M,pattern=random|pattern=zigzag|zigzag
+run|--ctl|@CTL@|@MISSING@|needs a value
+run|--backend|proc|xen|xen
+run|--dirty|kvm-bitmap|shadow|shadow
+run|--group|g1|a/b|group
+recv|--listen|unix:@DIR@/r.sock --timeout 200ms|tcp://127.0.0.1:0|//|1:.
+recv|--daemon||--daemon=1|daemon
+recv|--ctl|@CTL@|@MISSING@|needs a value
+recv|--take-over-ctl||--take-over-ctl=1|take-over-ctl
+recv|--timeout|1.5|1y|timeout
+recv|--key-file|@DIR@/k.key|@MISSING@|needs a value
+recv|--handshake-timeout|500ms|soon|handshake-timeout
+recv|--json||--json=1|json
+recv|--group|g1|a/b|group
+recv|--decode-threads|4|17|decode-threads|2:--listen
+recv|--postcopy-timeout|5s|later|postcopy-timeout
+recv|--stall-timeout|10s|forever|stall-timeout
+recv|--log-file|@DIR@/r.log|@MISSING@|needs a value
+recv|--warm|@MISSING@|@MISSING@|needs a value
+send|--ctl|/nonexistent|@MISSING@|needs a value
+send|--to|unix:@DIR@/m.sock|foo:bar|foo
+send|--group|@NOCTL@g1 --to unix:@DIR@/{vm}.sock|a/b|group|1:.
+send|--mode|precopy|warp|warp
+send|--postcopy-after|2 --mode hybrid|x --mode hybrid|postcopy-after
+send|--prepage|4 --mode postcopy|513 --mode postcopy|prepage
+send|--max-bandwidth|100MB/s|100Q|max-bandwidth
+send|--adaptive||--adaptive=1|adaptive
+send|--min-bandwidth|10M --adaptive|fast --adaptive|min-bandwidth
+send|--handover||--handover=1|handover
+send|--downtime-ms|300ms|2h|downtime
+send|--max-rounds|30|x|max-rounds
+send|--dirty|kvm-bitmap|shadow|dirty
+send|--compress|lz4|lzo|lzo
+send|--compress-level|3 --compress zstd|99 --compress zstd|compress-level
+send|--xbzrle-cache|64M|1.5M|xbzrle-cache
+send|--compress-threads|2|17|compress-threads
+send|--stall-timeout|10s|forever|stall-timeout
+send|--postcopy-lease|2s --mode postcopy|soon --mode postcopy|postcopy-lease
+send|--key-file|@DIR@/k.key|@MISSING@|needs a value
+send|--json||--json=1|json
+rejuvenate|--ctl|/nonexistent|@MISSING@|needs a value
+rejuvenate|--handover||--handover=1|handover
+rejuvenate|--copy||--copy=1|copy
+rejuvenate|--warm||--warm=1|warm
+rejuvenate|--binary|@MIGR@|@MISSING@|needs a value
+rejuvenate|--json||--json=1|json
+upgrade|--ctl|/nonexistent|@MISSING@|needs a value
+upgrade|--group|@NOCTL@g1|a/b|group|1:.
+upgrade|--binary|@MIGR@|@MISSING@|needs a value
+upgrade|--json||--json=1|json
+model|--hosts|1,100,10000|many|hosts
+model|--vms|10|-1|vms
+model|--t-vmm|28d|x|t-vmm
+model|--t-os|7d|x|t-os
+model|--d-os|1m|x|d-os
+model|--delta|0.35|x|delta
+model|--r-os|1m|x|r-os
+model|--d-warm|30s|x|d-warm
+model|--omega|0.5|x|omega
+model|--r-warm|30s|x|r-warm
+model|--d-cold|1m|x|d-cold
+model|--omega-cold|0.5|x|omega-cold
+model|--r-cold|1m|x|r-cold
+model|--d-mig|30s|x|d-mig
+model|--gamma|0.5|x|gamma
+model|--m-live|10s|x|m-live
+model|--gamma-live|0.9|x|gamma-live
+model|--m-live-rc|10s|x|m-live-rc
+model|--gamma-live-rc|0.9|x|gamma-live-rc
+model|--from-bench|@DIR@/b.json|@MISSING@|needs a value
+model|--vm-ram|1G --from-bench @DIR@/b.json|lots --from-bench @DIR@/b.json|vm-ram
+model|--migr-gamma|0.9 --from-bench @DIR@/b.json|x --from-bench @DIR@/b.json|migr-gamma
+model|--handover-omega|0.9 --from-bench @DIR@/b.json|x --from-bench @DIR@/b.json|handover-omega
+model|--json||--json=1|json
+model|--plot|@DIR@/m.png|@MISSING@|needs a value
+TABLE
+)
+for c in verify status resume cancel stop; do
+    ROWS+=$'\n'"$c|--ctl|/nonexistent|@MISSING@|needs a value"
+    ROWS+=$'\n'"$c|--wait|0.5|forever|wait"
+    ROWS+=$'\n'"$c|--json||--json=1|json"
+done
+ROWS+=$'\n'"status|--watch|=0.5|=1y|watch"
+
+# row_args CMD OPTION VALUE GOOD: the argv, one per line (GOOD: 1 for a good
+# spelling, which gets the command's trailing bad value, if any)
+row_args() {
+    local cmd=$1 opt=$2 val=$3 good=$4 v noctl=
+    [[ $val == @NOCTL@* ]] && { noctl=1; val=${val#@NOCTL@}; }
+    echo "$cmd"
+    if [ -z "$noctl" ] && [ "$opt" != --ctl ]; then
+        case $cmd in
+        send|verify|status|resume|cancel|stop|upgrade|rejuvenate) printf '%s\n' --ctl /nonexistent ;;
+        run|recv) printf '%s\n' --ctl "$CTL" ;;
+        esac
+    fi
+    [ "$cmd" = send ] && [ "$opt" != --to ] && printf '%s\n' --to "unix:$DIR/m.sock"
+    case $val in
+    @MISSING@) echo "$opt"; return ;;  # the value left out: the option ends the line
+    =*) echo "$opt$val" ;;
+    --*=*) echo "$val" ;;
+    "") echo "$opt" ;;
+    *) echo "$opt"; for v in $val; do echo "$v"; done ;;
+    esac
+    [ "$good" = 1 ] || return
+    case $cmd in
+    run) if [ "$opt" = --vcpus ]; then printf '%s\n' --backend xen; else printf '%s\n' --vcpus 0; fi ;;
+    recv) [ "$opt" = --listen ] || [ "$opt" = --decode-threads ] || printf '%s\n' --listen unix:$DIR/r.sock --decode-threads 0 ;;
+    demo) if [ "$opt" = --mem ]; then printf '%s\n' --to sctp; else printf '%s\n' --mem lots; fi ;;
+    esac
+}
+sub() { local v=${1//@DIR@/$DIR}; v=${v//@CTL@/$CTL}; printf '%s' "${v//@MIGR@/$MIGR}"; }
+nrows=0
+while IFS='|' read -r cmd opt good badv pat ends; do
+    [ -n "$cmd" ] || continue
+    nrows=$((nrows + 1))
+    good=$(sub "$good"); badv=$(sub "$badv")
+    if [ "$good" != @MISSING@ ]; then
+        mapfile -t a < <(row_args "$cmd" "$opt" "$good" 1)
+        run_migr "${a[@]}"
+        case $cmd in
+        run) want="2:vcpus" ;; recv) want="2:decode-threads" ;; demo) want="2:lots" ;; model) want="0:" ;;
+        *) want="1:no VMM" ;;
+        esac
+        [ -n "$ends" ] && want=$ends
+        if [ "$RC" != "${want%%:*}" ] || ! grep -Eq -- "${want#*:}" <<<"$ERR"; then
+            bad "good spelling: migr ${a[*]}: exit $RC, expected ${want%%:*} ('${want#*:}'): $(head -n1 <<<"$ERR")"
+        fi
+    fi
+    mapfile -t a < <(row_args "$cmd" "$opt" "$badv" 0)
+    expect_usage_error "$cmd" "$pat" "${a[@]}"
+done <<<"$ROWS"
+rm -f "$DIR/m.png" "$DIR/k.key" "$DIR/b.json" "$DIR/r.log"
+
+# Every option each --help lists has its row.
+for c in demo run recv send rejuvenate upgrade verify status resume cancel stop model; do
+    for o in $("$MIGR" $c --help 2>&1 | grep -oE '^ +--[a-z][a-z-]*' | sort -u); do
+        grep -q "^$c|$o|" <<<"$ROWS" || bad "migr $c $o (in its --help) has no row in the option table"
+    done
+done
+echo "ok  option table: $nrows options, good and bad spellings"
+
 leftover=$(ls -A "$DIR" | grep -v '^out$\|^err$')
 [ -z "$leftover" ] || bad "files left behind by refused commands: $leftover"
 [ $failures -eq 0 ] || { echo "$failures check(s) failed"; exit 1; }

@@ -11,6 +11,8 @@
 #   reap PID             wait for it and forget it
 #   wait_exit PID S      wait for PID to exit; its exit status (124 on timeout)
 #   pid_of CTL, writes_of CTL   fields of `migr status`
+#   start_source CTL RUN-ARGS...  migr run in the background (SRC=pid, log
+#                        DIR/src.log); SKIP (77) if it cannot create a VM here
 MIGR=${MIGR:-build/migr}
 [ -x "$MIGR" ] || { echo "FAIL: $MIGR is not an executable (run make all)"; exit 1; }
 PIDS=()
@@ -102,3 +104,17 @@ wait_exit() {
 
 pid_of() { json_get "$(M status --ctl "$1")" pid; }
 writes_of() { json_get "$(M status --ctl "$1")" writes; }
+
+start_source() {
+    local ctl=$1
+    shift
+    "$MIGR" run "$@" --ctl "$ctl" 2>"$DIR/src.log" &
+    SRC=$!
+    PIDS+=("$SRC")
+    wait_vmm "$SRC" "$ctl" 15 && return 0
+    if ! kill -0 "$SRC" 2>/dev/null && grep -q "not usable here\|KVM_CREATE_VM\|/dev/kvm" "$DIR/src.log"; then
+        echo "SKIP: migr run cannot create a VM: $(head -n1 "$DIR/src.log")"
+        exit 77
+    fi
+    fail "the source VMM did not come up"
+}

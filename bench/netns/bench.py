@@ -323,13 +323,21 @@ def plot(out):
             ax.set_xticks(range(len(rs)))
             ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
             ax.set_ylabel(lab, fontsize=8)
-            if f == "downtime_ms":
-                ax.set_yscale("symlog")
+            ax.set_ylim(bottom=0)  # linear bars from 0: their heights compare
         lim = rs[0].get("limit") or {}
         axes[0][i].set_title(f"{lk}: TCP {lim.get('goodput_mbps', 0):.0f} MB/s, RTT {lim.get('rtt_ms', 0):.1f} ms",
                              fontsize=9)
-    fig.suptitle(f"migr vs QEMU, redis memory in the guest, shaped netns links ({d['date']}, loaded machine; "
-                 f"medians of {d['reps']}, min-max)", fontsize=9)
+    rt = d.get("ratios") or {}
+    tot = [v["total_migr_over_qemu_best"] for v in rt.values() if v.get("total_migr_over_qemu_best")]
+    dwn = [v["downtime_migr_over_qemu_best"] for v in rt.values() if v.get("downtime_migr_over_qemu_best")]
+    claim = ""
+    if tot:
+        claim = (f"migr's total time is {min(tot):.2f}-{max(tot):.2f}x QEMU's best variant's per link"
+                 + (f", its downtime {min(dwn):.2f}-{max(dwn):.2f}x" if dwn else "") + " (below 1: migr wins)\n")
+    reps = d["reps"]
+    fig.suptitle(claim + f"migr (orange) vs QEMU (blue), redis memory in the guest, shaped netns links ({d['date']}, "
+                 f"loaded machine; " + (f"medians of {reps}, min-max bars)" if reps >= 3 else f"{reps} run(s): not medians)"),
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "netns.png"), dpi=100)
     print(f"plot: {os.path.join(out, 'netns.png')}")

@@ -370,18 +370,35 @@ def plot(out):
     names = [f"{r['scenario']}\n{r['transport']} {r['qemu'][5:]}/{r['migr'][5:]}" for r in rows]
     x = list(range(len(rows)))
     med = lambda r, k, f: (r[k][f] or {}).get("median", 0) if r[k][f] else 0  # noqa: E731
+
+    def err(k, f):  # min-max bars around the medians of the pairs
+        lo = [max(0, med(r, k, f) - (r[k][f] or {}).get("min", med(r, k, f))) if r[k][f] else 0 for r in rows]
+        hi = [max(0, (r[k][f] or {}).get("max", med(r, k, f)) - med(r, k, f)) if r[k][f] else 0 for r in rows]
+        return [lo, hi]
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(rows)), 8), sharex=True)
     w = 0.38
-    a1.bar([i - w / 2 for i in x], [med(r, "q", "total_ms") for r in rows], w, label="QEMU")
-    a1.bar([i + w / 2 for i in x], [med(r, "m", "total_ms") for r in rows], w, label="migr")
+    kw = dict(capsize=2, error_kw={"linewidth": 0.8})
+    a1.bar([i - w / 2 for i in x], [med(r, "q", "total_ms") for r in rows], w, label="QEMU", yerr=err("q", "total_ms"), **kw)
+    a1.bar([i + w / 2 for i in x], [med(r, "m", "total_ms") for r in rows], w, label="migr", yerr=err("m", "total_ms"), **kw)
     a1.set_ylabel("total (ms)")
     a1.legend(fontsize=8)
-    a1.set_title(f"QEMU vs migr, same PVH guest; medians of {d['pairs']} pair(s); memcpy "
-                 f"{d['machine']['memcpy_mbps']:.0f} MB/s ({d['date']})", fontsize=9)
-    a2.bar([i - w / 2 for i in x], [med(r, "q", "downtime_ms") for r in rows], w, label="QEMU")
-    a2.bar([i + w / 2 for i in x], [med(r, "m", "downtime_ms") for r in rows], w, label="migr")
-    a2.set_ylabel("downtime (ms)")
-    a2.set_yscale("symlog")
+    ratios = sorted(r["total_ratio_qemu_over_migr"]["median"] for r in rows if r.get("total_ratio_qemu_over_migr"))
+    down = sorted(med(r, "q", "downtime_ms") / med(r, "m", "downtime_ms") for r in rows
+                  if med(r, "m", "downtime_ms") > 0 and med(r, "q", "downtime_ms") > 0)
+    claim = ""
+    if ratios:
+        claim = (f"migr migrates the same guest {ratios[len(ratios) // 2]:.1f}x faster than QEMU (median over "
+                 f"{len(ratios)} scenarios, {ratios[0]:.1f}-{ratios[-1]:.1f}x)")
+        if down:
+            claim += f", downtime {down[len(down) // 2]:.1f}x shorter"
+        claim += "\n"
+    pairs = d["pairs"]
+    a1.set_title(claim + f"same PVH guest; medians of {pairs} pair(s)" + (" (min-max bars)" if pairs >= 3 else
+                 ": not medians") + f"; memcpy {d['machine']['memcpy_mbps']:.0f} MB/s ({d['date']})", fontsize=9)
+    a2.bar([i - w / 2 for i in x], [med(r, "q", "downtime_ms") for r in rows], w, label="QEMU", yerr=err("q", "downtime_ms"), **kw)
+    a2.bar([i + w / 2 for i in x], [med(r, "m", "downtime_ms") for r in rows], w, label="migr", yerr=err("m", "downtime_ms"), **kw)
+    a2.set_ylabel("downtime (ms, log)")
+    a2.set_yscale("log")
     a2.set_xticks(x)
     a2.set_xticklabels(names, fontsize=7, rotation=30, ha="right")
     fig.tight_layout()

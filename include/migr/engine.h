@@ -358,6 +358,7 @@ struct migr_recv_params {
                                      the migration here (the source still owns the guest; a partitioned
                                      destination must not hold its half-built guest forever);
                                      0 = the default, 10000 */
+    struct migr_cancel *cancel;   /* optional: migr_cancel_request() before COMMIT ends it here (-ECANCELED, the source is told and resumes); from COMMIT on it answers -EBUSY */
 };
 
 /* The defaults, with size set: `struct migr_recv_params rp = MIGR_RECV_PARAMS_INIT;`
