@@ -26,6 +26,7 @@
 #include "cli/ctl_thread.h"
 #include "migr/common.h"
 #include "migr/dirty.h"
+#include "migr/settle.h"
 #include "migr/transport.h"
 #include "migr/workload.h"
 
@@ -228,6 +229,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     }
     struct migr_send_params p;
     migr_send_params_defaults(&p);
+    struct migr_settle_params settle = {.url = url}; /* doubt after COMMIT: ask the destination again */
     struct migr_key *key = NULL;
     /* key=value settings after the positional arguments (cli/migrate_opts.c) */
     char *save = NULL, *rest = used > 0 ? args + used : NULL;
@@ -235,6 +237,10 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
         char bad[300], esc[400];
         if (strcmp(tok, "barrier=1") == 0) {
             p.switchover_hook = barrier_hook; /* its argument, the sink, is set below */
+            continue;
+        }
+        if (strncmp(tok, "settle-window=", 14) == 0) { /* migr send --settle-window (checked there) */
+            settle.window_ms = (uint32_t)strtoul(tok + 14, NULL, 10);
             continue;
         }
         if (strncmp(tok, "key-file=", 9) == 0) {
@@ -298,7 +304,8 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     p.progress = progress_to_client;
     p.progress_arg = &sink;
     struct migr_stats st;
-    int err = migr_send(hv, t, &p, &st);
+    settle.link = NULL; /* the process default set above: the same key (lo's was freed) */
+    int err = migr_send_settled(hv, t, &p, &settle, &st);
     migr_link_set_default(NULL);
     ctl_thread_migrating(th, NULL);
     migr_cancel_free(sink.cancel);

@@ -117,6 +117,13 @@ static int run(struct sender *s)
 int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
               struct migr_stats *st)
 {
+    return engine_send(hv, t, p, NULL, st);
+}
+
+/* migr_send, and with sp: migr_send_settled (engine/settle.c). */
+int engine_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
+                const struct migr_settle_params *sp, struct migr_stats *st)
+{
     uint64_t cpu0 = migr_thread_cpu_ns();
     memset(st, 0, sizeof(*st));
     struct sender *s = calloc(1, sizeof(*s));
@@ -125,7 +132,8 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         st->resumed_on_source = true;
         return migr_errorf(ENOMEM, "%s", st->error);
     }
-    *s = (struct sender){.hv = hv, .t = t, .p = p, .st = st, .cpu0 = cpu0, .owner = OWNER_SOURCE};
+    *s = (struct sender){.hv = hv, .t = t, .p = p, .st = st, .cpu0 = cpu0, .owner = OWNER_SOURCE,
+                         .settle = sp};
     s->mode = engine_mode_of(p->mode);
     s->cancellable = p->cancellable;
     s->postcopy = s->mode && s->mode->postcopy;
