@@ -312,6 +312,10 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     snprintf(ran_tracker, sizeof(ran_tracker), "%s", st.tracker);
     migr_transport_close(t);
     migr_stats_json(&st, js, sizeof(js));
+    if (st.ownership_in_doubt) { /* status says so until a resume */
+        const char *d = strstr(st.error, "ownership in doubt");
+        ctl_thread_set_ownership(th, d ? d : st.error);
+    }
     reply(fd, "%s %s", err == 0 ? "ok" : "error", js);
     if (err < 0)
         fprintf(stderr, "migr: migration to %s failed: %s\n", url, st.error);
@@ -524,10 +528,12 @@ int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, i
         } else if (strcmp(line, "warm") == 0) {
             do_warm(hv, fd, srv); /* returns only on failure; the guest runs here */
         } else if (strcmp(line, "resume") == 0) {
-            if (hv->ops->resume(hv) == 0)
+            if (hv->ops->resume(hv) == 0) {
+                ctl_thread_set_ownership(srv->th, NULL);
                 reply(fd, "ok {\"running\":true}");
-            else
+            } else {
                 reply(fd, "error {\"error\":\"resume failed\"}");
+            }
         } else if (strcmp(line, "migrate") == 0) {
             if (do_migrate(hv, fd, args, srv->th)) {
                 fprintf(stderr, "migr: guest migrated away; this VMM exits\n");

@@ -35,6 +35,8 @@ RAM_PAGES = 64 * 256
 TIMEOUT_MS = 1500          # --stall-timeout, --postcopy-lease, --postcopy-timeout
 HOLD_S = 5.0               # stall and SIGSTOP length: past every timeout
 SETTLE_S = 25.0            # bound for every process to reach its end state
+SETTLE_WINDOW_MS = 10000   # migr send --settle-window: past every fault's length (HOLD_S) and the
+                           # destination's --stall-timeout, well inside SETTLE_S
 
 
 # ---- the case table ----------------------------------------------------------
@@ -288,7 +290,7 @@ class Case:
             else:
                 self.relays.append(R.Relay(self.path("vm%d.sock" % i), self.path("vm%d.real" % i), trig))
         args = [a for a in margs if a != "@tcp"]
-        common = ["--json", "--stall-timeout", str(TIMEOUT_MS)]
+        common = ["--json", "--stall-timeout", str(TIMEOUT_MS), "--settle-window", str(SETTLE_WINDOW_MS)]
         if "postcopy" in args or "hybrid" in args:
             common += ["--postcopy-lease", str(TIMEOUT_MS)]
         if self.mode == "group":
@@ -350,7 +352,7 @@ class Case:
                     break
                 if s and s.get("running") is False and "writes" in s:
                     break  # a guest here, paused
-                if s and s.get("phase") == "waiting" and self.relays[0].fired is not None and \
+                if s and s.get("phase") in ("waiting", "settling") and self.relays[0].fired is not None and \
                         self.send.poll() is not None and time.monotonic() > end - SETTLE_S + 1:
                     break  # dropped the broken connection, listens again: nothing runs here
                 time.sleep(0.1)
@@ -482,7 +484,7 @@ class Case:
                 if p is None or p.poll() is not None:
                     continue
                 s = self.status(self.path(ctl))
-                if s and s.get("phase") == "waiting":
+                if s and s.get("phase") in ("waiting", "settling"):
                     p.terminate()  # a receiver still listening: `migr stop` waits for a guest there
                 elif s:
                     self.migr("stop", "--ctl", self.path(ctl), timeout=5)
