@@ -126,7 +126,7 @@ static int send_state(struct sender *s)
  * bound it is in doubt, and asks (engine/settle.c). */
 static int await_done(struct sender *s)
 {
-    if (!s->settle)
+    if (!engine_settles(s)) /* post-copy: its own rules (take-back, the lease) */
         return 0;
     uint32_t ms = s->settle->done_timeout_ms ? s->settle->done_timeout_ms
                   : s->p->stall_timeout_ms   ? s->p->stall_timeout_ms
