@@ -153,6 +153,7 @@ struct settle_job {
     struct migr_recv_fate fate;
     uint32_t window_ms;
     struct migr_transport *t;     /* committed: the migration's stream, for RELEASED */
+    volatile bool stop;           /* committed: the guest is gone from here, stop answering */
 };
 
 /* Answer the source's question for the window; 1 if it asked. */
@@ -169,7 +170,7 @@ static int settle_serve(struct settle_job *j, struct ctl_server *srv)
             j->window_ms / 1e3, migr_fate_name(j->fate.fate));
     if (srv)
         ctl_set_waiting(srv, l); /* migr stop ends the wait */
-    err = migr_settle_serve(l, &j->fate, j->window_ms, NULL);
+    err = migr_settle_serve(l, &j->fate, j->window_ms, &j->stop);
     if (srv)
         ctl_set_waiting(srv, NULL);
     migr_listener_close(l);
@@ -187,10 +188,8 @@ static void *settle_committed(void *arg)
     struct settle_job *j = arg;
     int rel = migr_settle_await_release(j->t, &j->fate, 5000);
     migr_transport_close(j->t);
-    if (rel <= 0)
+    if (rel <= 0 && !j->stop)
         settle_serve(j, NULL);
-    migr_key_free(j->key);
-    free(j);
     return NULL;
 }
 
@@ -402,17 +401,18 @@ int cmd_recv(int argc, char **argv)
         free(sj);
         sj = NULL;
     }
+    pthread_t settle_th;
+    bool settling = false;
     if (committed_t) {
-        pthread_t th;
         if (sj)
             sj->t = committed_t;
-        if (!sj || pthread_create(&th, NULL, settle_committed, sj) != 0) {
+        settling = sj && pthread_create(&settle_th, NULL, settle_committed, sj) == 0;
+        if (!settling) {
             migr_transport_close(committed_t);
             if (sj)
                 migr_key_free(sj->key);
             free(sj);
-        } else {
-            pthread_detach(th);
+            sj = NULL;
         }
     }
     migr_key_free(key);
@@ -456,5 +456,12 @@ int cmd_recv(int argc, char **argv)
     group_info(group, gi, sizeof(gi));
     snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"incoming\":true%s",
              hv->ops->name, (unsigned long long)st.ram_bytes, hv->nvcpus, gi);
-    return ctl_run(srv, hv, info, -1, NULL);
+    int rc = ctl_run(srv, hv, info, -1, NULL);
+    if (settling) { /* the guest is gone from here: no more answers (their listener closed) */
+        sj->stop = true;
+        pthread_join(settle_th, NULL);
+        migr_key_free(sj->key);
+        free(sj);
+    }
+    return rc;
 }

@@ -381,6 +381,8 @@ static int run(struct receiver *r)
     if ((err = on_hello(r, &h)) < 0 || (err = recv_until_switchover(r)) < 0)
         return err;
     m = r->mode;
+    if (r->pc) /* post-copy follows the switchover: take-back and the lease, not settling */
+        r->fate.source_settles = false;
     r->st->verified = true;
     r->fate.ready_sent = true; /* from here the source may send COMMIT (even if READY fails to go out) */
     if ((err = engine_recv_ack(r, MIGR_REC_READY)) < 0 || (err = next(r, &h)) < 0)
@@ -445,8 +447,6 @@ static void fate_out(struct receiver *r, int err, struct migr_recv_fate *f)
     *f = r->fate;
     if (err < 0 && f->fate != MIGR_FATE_COMMITTED)
         f->fate = MIGR_FATE_ABORTED; /* the guest built here is destroyed below: it never runs */
-    if (r->pc)
-        f->source_settles = false; /* post-copy: take-back, not settling */
 }
 
 int migr_recv_fated(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
