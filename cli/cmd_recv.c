@@ -382,10 +382,26 @@ int cmd_recv(int argc, char **argv)
             err = 0;
             continue;
         }
+        if (err < 0 && settle_ms && migr_settle_needed(&fate)) {
+            /* Never committed: we promise the source never to run its guest. */
+            struct settle_job aj = {.lo = {.handshake_ms = handshake_ms, .keep_listening = 1,
+                                           .on_reject = on_reject, .encrypt = def.encrypt},
+                                    .key = key, .fate = fate, .window_ms = (uint32_t)settle_ms};
+            snprintf(aj.url, sizeof(aj.url), "%s", url);
+            ctl_set_phase(srv, "settling");
+            int asked = settle_serve(&aj, srv);
+            if (asked > 0 && group && !ctl_stop_requested(srv)) {
+                /* A group member: the group may move it again on its own
+                 * (cli/group.c), so that it joins the members that committed. */
+                fprintf(stderr, "migr recv: %s; listening again (group %s)\n", st.error, group);
+                err = 0;
+                continue;
+            }
+        }
         received = true;
         break;
     }
-    if (received && settle_ms && migr_settle_needed(&fate) && (sj = calloc(1, sizeof(*sj)))) {
+    if (received && err == 0 && settle_ms && migr_settle_needed(&fate) && (sj = calloc(1, sizeof(*sj)))) {
         snprintf(sj->url, sizeof(sj->url), "%s", url);
         sj->lo = (struct migr_link_opts){.handshake_ms = handshake_ms, .keep_listening = 1, .on_reject = on_reject,
                                          .encrypt = def.encrypt};
@@ -393,13 +409,6 @@ int cmd_recv(int argc, char **argv)
         key = NULL;
         sj->fate = fate;
         sj->window_ms = (uint32_t)settle_ms;
-    }
-    if (sj && err < 0) { /* never committed: we promise the source never to run its guest */
-        ctl_set_phase(srv, "settling");
-        settle_serve(sj, srv);
-        migr_key_free(sj->key);
-        free(sj);
-        sj = NULL;
     }
     pthread_t settle_th;
     bool settling = false;

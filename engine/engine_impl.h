@@ -91,6 +91,8 @@ uint64_t engine_stream_requires(const struct sender *s, uint32_t nregions);
  * Moves s->owner to OWNER_DEST (COMMITTED), OWNER_SOURCE_PAUSED (ABORTED:
  * the caller resumes) or leaves OWNER_IN_DOUBT, and says so in st->error. */
 void engine_settle(struct sender *s);
+/* COMMIT refused (ERROR): tell the destination we know (one short query), so it stops waiting. */
+void engine_settle_refused(struct sender *s);
 /* Whether the source settles doubt in this migration (pre-copy switchover). */
 bool engine_settles(const struct sender *s);
 

@@ -169,6 +169,22 @@ void engine_settle(struct sender *s)
                "destination", since, tries, secs, last[0] ? last : "none");
 }
 
+void engine_settle_refused(struct sender *s)
+{
+    /* The destination refused COMMIT: it dropped the guest, and waits for
+     * our question (it cannot know whether its ERROR arrived). Ask, briefly,
+     * so that it need not wait out its window; the answer changes nothing. */
+    uint64_t end = migr_now_ns() + 2000000000ull;
+    int fate;
+    do {
+        if ((fate = ask(s, 1000)) > 0)
+            break;
+        usleep(100000);
+    } while (migr_now_ns() < end);
+    if (fate > 0)
+        migr_logf(MIGR_LOG_INFO, "send: the destination that refused COMMIT confirms: %s", migr_fate_name(fate));
+}
+
 int migr_send_settled(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
                       const struct migr_settle_params *sp, struct migr_stats *st)
 {

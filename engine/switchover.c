@@ -237,6 +237,8 @@ static void decide_owner(struct sender *s, int err)
         st->cancelled = err == -ECANCELED;
         if (s->hv->ops->resume(s->hv) == 0)
             st->resumed_on_source = true;
+        if (s->origin == ORIGIN_PEER_REFUSED && !s->took_back && engine_settles(s))
+            engine_settle_refused(s);
         if (s->origin == ORIGIN_PEER_REFUSED && !s->took_back && st->epochs == 0)
             APPEND(st, "; the destination refused COMMIT and dropped its copy");
         else
