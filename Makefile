@@ -139,6 +139,7 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libmigr.a tests/testlib.h
 
 # The CLI as a newer binary with another guest state format (tests/newer_state.c).
 $(BUILD)/tests/migr-newer-state: tests/newer_state.c $(CLI_OBJS) $(BUILD)/libmigr.a
+	@mkdir -p $(@D)
 	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -Wl,--wrap=migr_hv_build -o $@ $< $(CLI_OBJS) $(BUILD)/libmigr.a $(LDLIBS)
 
 # The CLI as a build without zstd (tests/no_zstd.c: its receiver lacks the feature).

@@ -292,6 +292,7 @@ static void receiver(const char *listen_url, uint64_t ram, int wfd)
         _exit(1);
     if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
         rx_fail(&r, rc, "accept");
+    migr_stats_init(&r.st);
     if (r.rc == 0 && (rc = migr_recv(t, &hv, &r.st)) < 0)
         rx_fail(&r, rc, "migr_recv");
     if (r.rc == 0) {
@@ -406,10 +407,11 @@ static void run_rep(int ci, int seq, struct rep_result *res)
         goto out_kill;
     }
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = configs[ci].handover ? MIGR_MODE_HANDOVER : MIGR_MODE_PRECOPY;
     struct cpu_mark m0, m1;
     cpu_mark(&m0, pid);
+    migr_stats_init(&res->st);
     res->send_rc = migr_send(src, t, &p, &res->st);
     cpu_mark(&m1, pid);
     res->others = others_cpus(&m0, &m1);
@@ -432,8 +434,8 @@ static void run_rep(int ci, int seq, struct rep_result *res)
         snprintf(res->why, sizeof(res->why), "guest RAM is not sparse on the source: the memfd holds %llu MiB "
                  "of %llu MiB for a %llu MiB working set", (unsigned long long)(res->src_mem.memfd_alloc >> 20),
                  (unsigned long long)(configs[ci].mem >> 20), (unsigned long long)(WS_BYTES >> 20));
-    else if (configs[ci].handover && res->st.pages_sent != 0)
-        snprintf(res->why, sizeof(res->why), "hand-over copied %llu pages", (unsigned long long)res->st.pages_sent);
+    else if (configs[ci].handover && res->st.pages != 0)
+        snprintf(res->why, sizeof(res->why), "hand-over copied %llu pages", (unsigned long long)res->st.pages);
     else
         res->ok = true;
     reap(pid, rc == -ETIMEDOUT ? 0 : 5000, res->why, sizeof(res->why));
@@ -472,7 +474,7 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, dou
     v[M_DST_DOWN] = (double)r->rx.st.downtime_ns / 1e6;
     v[M_DST_SETUP] = (double)r->dst_setup_ns / 1e6;
     v[M_SETUP] = (double)r->st.setup_ns / 1e6;
-    v[M_BYTES] = (double)r->st.bytes_sent;
+    v[M_BYTES] = (double)r->st.wire_bytes;
     v[M_XFLOOR] = m->floor_us > 0 ? v[M_DOWN] * 1e3 / m->floor_us : 0;
     v[M_WPS_BEFORE] = r->wps_before;
     v[M_WPS_AFTER] = r->rx.wps_after;

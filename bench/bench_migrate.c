@@ -220,7 +220,8 @@ static void receiver(const char *listen_url, int wfd)
         rx_fail(&r, rc, "accept");
     /* the destination's decoders: MIGR_RECV_THREADS (this benchmark's knob) */
     const char *dv = getenv("MIGR_RECV_THREADS");
-    struct migr_recv_params rp = {.decode_threads = dv ? (uint32_t)strtoul(dv, NULL, 10) : 0};
+    migr_stats_init(&r.st);
+    struct migr_recv_params rp = {.size = sizeof(rp), .decode_threads = dv ? (uint32_t)strtoul(dv, NULL, 10) : 0};
     if (r.rc == 0 && (rc = migr_recv_ex(t, &rp, &hv, &r.st)) < 0)
         rx_fail(&r, rc, "migr_recv");
     if (r.rc == 0) {
@@ -325,7 +326,7 @@ static void run_rep(const struct opts *o, int wi, int ti, int ci, int seq, struc
         goto out_kill;
     }
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.compress = o->compress[ci];
     p.compress_threads = o->threads;
     p.link_mbps = o->link_mbps;
@@ -338,6 +339,7 @@ static void run_rep(const struct opts *o, int wi, int ti, int ci, int seq, struc
     res->src_shmem0 = self_rss_shmem();
     res->src_memfd0 = memfd_bytes(src->regions[0].memfd);
     cpu_mark(&c0, pid);
+    migr_stats_init(&res->st);
     res->send_rc = migr_send(src, t, &p, &res->st);
     cpu_mark(&c1, pid);
     res->src_shmem1 = self_rss_shmem();
@@ -399,10 +401,10 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, int
     double link = ti == 0 ? m->unix_mbps : m->tcp_mbps;
     v[M_TOTAL] = (double)s->total_ns / 1e6;
     v[M_DOWN] = (double)s->downtime_ns / 1e6;
-    v[M_BYTES] = (double)s->bytes_sent;
-    v[M_ROUNDS] = s->rounds;
-    v[M_FIRST] = mbps(s->first_pass_pages * MIGR_PAGE_SIZE, s->first_pass_ns);
-    v[M_ALL] = mbps(s->pages_sent * MIGR_PAGE_SIZE, s->total_ns);
+    v[M_BYTES] = (double)s->wire_bytes;
+    v[M_ROUNDS] = s->precopy.rounds;
+    v[M_FIRST] = mbps(s->precopy.first_pass_pages * MIGR_PAGE_SIZE, s->precopy.first_pass_ns);
+    v[M_ALL] = mbps(s->pages * MIGR_PAGE_SIZE, s->total_ns);
     v[M_FIRST_PCT] = m->memcpy_mbps > 0 ? 100 * v[M_FIRST] / m->memcpy_mbps : 0;
     v[M_ALL_PCT] = m->memcpy_mbps > 0 ? 100 * v[M_ALL] / m->memcpy_mbps : 0;
     v[M_FIRST_LINK] = link > 0 ? 100 * v[M_FIRST] / link : 0;
@@ -699,7 +701,7 @@ int main(int argc, char **argv)
                 for (int j = 0; j < M_COUNT; j++)
                     v[j][r->nok] = mv[j];
                 r->nok++;
-                r->nconv += x->st.converged;
+                r->nconv += x->st.precopy.converged;
             }
             for (int j = 0; j < M_COUNT; j++)
                 r->med[j] = median(v[j], r->nok);

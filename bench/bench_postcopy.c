@@ -389,6 +389,7 @@ static void receiver(const char *listen_url, int wfd)
         _exit(1);
     if (r.rc == 0 && (rc = migr_listener_accept(l, ACCEPT_TIMEOUT_MS, &t)) < 0)
         rx_fail(&r, rc, "accept");
+    migr_stats_init(&r.st);
     if (r.rc == 0 && (rc = migr_recv(t, &hv, &r.st)) < 0)
         rx_fail(&r, rc, "migr_recv");
     if (r.rc != 0 && migr_write_full(wfd, &r, sizeof(r)) < 0)
@@ -643,7 +644,7 @@ static void job_run(struct job *j)
     if (j->link_mbps > 0)
         t = limit_link(t, j->link_mbps);
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = modes[j->mi].postcopy_after < 0 ? MIGR_MODE_PRECOPY : modes[j->mi].postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = modes[j->mi].postcopy_after > 0 ? (uint32_t)modes[j->mi].postcopy_after : 1;
     p.cancellable = !j->no_cancel;
@@ -653,6 +654,7 @@ static void job_run(struct job *j)
     w0 = migr_workload_progress(src);
     struct cpu_mark c0, c1;
     cpu_mark(&c0, j->pid);
+    migr_stats_init(&res->st);
     res->send_rc = migr_send(src, t, &p, &res->st);
     cpu_mark(&c1, j->pid);
     res->others = others_cpus(&c0, &c1);
@@ -661,7 +663,7 @@ static void job_run(struct job *j)
         snprintf(res->why, sizeof(res->why), "migr_send never reported the switchover");
         res->send_rc = -EPROTO;
     }
-    uint64_t live_ns = res->st.total_ns - MIGR_MIN(res->st.total_ns, res->st.downtime_ns + res->st.postcopy_ns);
+    uint64_t live_ns = res->st.total_ns - MIGR_MIN(res->st.total_ns, res->st.downtime_ns + res->st.postcopy.ns);
     if (res->send_rc == 0 && modes[j->mi].postcopy_after != 0 && live_ns) {
         res->has_live = true;
         res->wps_live = (double)(res->w_pause - w0) / ((double)live_ns / 1e9);
@@ -678,9 +680,9 @@ static void job_run(struct job *j)
         job_kill(j);
         return;
     }
-    if (res->rx.rc == 0 && modes[j->mi].postcopy_after >= 0 && res->rx.st.postcopy_ns) {
+    if (res->rx.rc == 0 && modes[j->mi].postcopy_after >= 0 && res->rx.st.postcopy.ns) {
         res->has_pc = true;
-        res->wps_pc = (double)(res->rx.w_ret - res->w_pause) / ((double)res->rx.st.postcopy_ns / 1e9);
+        res->wps_pc = (double)(res->rx.w_ret - res->w_pause) / ((double)res->rx.st.postcopy.ns / 1e9);
     }
 }
 
@@ -737,9 +739,9 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, dou
     v[M_TOTAL] = (double)s->total_ns / 1e6;
     v[M_DOWN] = (double)s->downtime_ns / 1e6;
     v[M_DST_DOWN] = (double)d->downtime_ns / 1e6;
-    v[M_BYTES] = (double)s->bytes_sent;
-    v[M_ROUNDS] = s->rounds;
-    v[M_RESID] = has_pc ? (double)d->postcopy_ns / 1e6 : NAN;
+    v[M_BYTES] = (double)s->wire_bytes;
+    v[M_ROUNDS] = s->precopy.rounds;
+    v[M_RESID] = has_pc ? (double)d->postcopy.ns / 1e6 : NAN;
     /* the floor: the whole RAM through the raw unix stream */
     double floor_ms = m->unix_mbps > 0 ? (double)s->ram_bytes / m->unix_mbps / 1e3 : 0;
     v[M_RESID_FLOOR] = has_pc && floor_ms > 0 ? v[M_RESID] / floor_ms : NAN;
@@ -748,24 +750,24 @@ static void rep_metrics(const struct rep_result *r, const struct machine *m, dou
     v[M_WPS_PC] = has_pc ? r->wps_pc : NAN;
     v[M_PC_PCT] = has_pc && r->wps_before > 0 ? 100 * r->wps_pc / r->wps_before : NAN;
     v[M_WPS_AFTER] = r->rx.wps_after;
-    v[M_FAULTS] = has_pc ? (double)d->faults : NAN;
-    v[M_P50] = has_pc ? d->fault_p50_us : NAN;
-    v[M_P99] = has_pc ? d->fault_p99_us : NAN;
-    v[M_MAX] = has_pc ? d->fault_max_us : NAN;
-    v[M_DEMAND] = has_pc ? (double)d->demand_pages : NAN;
-    v[M_PUSHED] = has_pc ? (double)d->pushed_pages : NAN;
-    v[M_EPOCHS] = has_pc ? (double)d->epochs : NAN;
-    v[M_BACK] = has_pc ? (double)d->back_pages : NAN;
-    v[M_SRC_EPOCHS] = has_pc ? (double)s->epochs : NAN;
-    v[M_SRC_BACK] = has_pc ? (double)s->back_pages : NAN;
-    v[M_SRC_PUSHED] = has_pc ? (double)s->pushed_pages : NAN;
+    v[M_FAULTS] = has_pc ? (double)d->postcopy.faults : NAN;
+    v[M_P50] = has_pc ? d->postcopy.fault_p50_us : NAN;
+    v[M_P99] = has_pc ? d->postcopy.fault_p99_us : NAN;
+    v[M_MAX] = has_pc ? d->postcopy.fault_max_us : NAN;
+    v[M_DEMAND] = has_pc ? (double)d->postcopy.demand_pages : NAN;
+    v[M_PUSHED] = has_pc ? (double)d->postcopy.pushed_pages : NAN;
+    v[M_EPOCHS] = has_pc ? (double)d->postcopy.epochs : NAN;
+    v[M_BACK] = has_pc ? (double)d->postcopy.back_pages : NAN;
+    v[M_SRC_EPOCHS] = has_pc ? (double)s->postcopy.epochs : NAN;
+    v[M_SRC_BACK] = has_pc ? (double)s->postcopy.back_pages : NAN;
+    v[M_SRC_PUSHED] = has_pc ? (double)s->postcopy.pushed_pages : NAN;
     v[M_VERIFY] = (double)r->rx.verify_ns / 1e6;
     v[M_OTHERS] = r->others;
-    bool ph = has_pc && d->fault_channel && d->fault_wait_us > 0;
-    v[M_FREQ] = ph ? d->fault_req_us : NAN;
-    v[M_FWAIT] = ph ? d->fault_wait_us : NAN;
-    v[M_FPLACE] = ph ? d->fault_place_us : NAN;
-    v[M_SERVE] = has_pc && s->serve_p50_us > 0 ? s->serve_p50_us : NAN;
+    bool ph = has_pc && d->postcopy.fault_channel && d->postcopy.fault_wait_us > 0;
+    v[M_FREQ] = ph ? d->postcopy.fault_req_us : NAN;
+    v[M_FWAIT] = ph ? d->postcopy.fault_wait_us : NAN;
+    v[M_FPLACE] = ph ? d->postcopy.fault_place_us : NAN;
+    v[M_SERVE] = has_pc && s->postcopy.serve_p50_us > 0 ? s->postcopy.serve_p50_us : NAN;
 }
 
 /* Median over the values that exist (NaN = not applicable). */
@@ -1142,7 +1144,7 @@ int main(int argc, char **argv)
             for (int j2 = 0; j2 < M_COUNT; j2++)
                 v[j2][r->nok] = mv[j2];
             r->nok++;
-            r->nconv += x->st.converged;
+            r->nconv += x->st.precopy.converged;
         }
         for (int j2 = 0; j2 < M_COUNT; j2++)
             r->med[j2] = median_nan(v[j2], r->nok);

@@ -211,7 +211,7 @@ int cmd_recv(int argc, char **argv)
     const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL, *key_file = NULL;
     int handshake_ms = 0;
     uint64_t settle_ms = 60000;
-    struct migr_recv_params rp = {.decode_threads = 1};
+    struct migr_recv_params rp = {.size = sizeof(rp), .decode_threads = 1};
     bool json = false, take_over = false, daemon = false;
     int timeout_ms = -1;
     int o;
@@ -327,7 +327,7 @@ int cmd_recv(int argc, char **argv)
         def.encrypt = (int)pu.encrypt; /* the fault channel connects back encrypted too */
     uint64_t until = timeout_ms < 0 ? 0 : migr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     struct migr_hv *hv = NULL;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     bool received = false; /* a migration was tried (st holds its result) */
     struct migr_recv_fate fate = {0};
     struct migr_transport *committed_t = NULL;
@@ -458,7 +458,7 @@ int cmd_recv(int argc, char **argv)
     else
         fprintf(stderr, "migr recv: guest running here (%llu MiB in %.1f ms, %llu pages, %llu torn and resent)\n",
                 (unsigned long long)(st.ram_bytes >> 20), (double)st.total_ns / 1e6,
-                (unsigned long long)st.pages_sent, (unsigned long long)st.torn_pages);
+                (unsigned long long)st.pages, (unsigned long long)st.torn_pages);
     if (json) {
         printf("%s\n", js);
         fflush(stdout);

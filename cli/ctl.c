@@ -228,7 +228,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
         return false;
     }
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     struct migr_settle_params settle = {.url = url}; /* doubt after COMMIT: ask the destination again */
     struct migr_key *key = NULL;
     /* key=value settings after the positional arguments (cli/migrate_opts.c) */
@@ -303,7 +303,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     p.switchover_arg = &sink;
     p.progress = progress_to_client;
     p.progress_arg = &sink;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     settle.link = NULL; /* the process default set above: the same key (lo's was freed) */
     int err = migr_send_settled(hv, t, &p, &settle, &st);
     migr_link_set_default(NULL);

@@ -12,6 +12,31 @@
 #include "cli/cli.h"
 #include "migr/common.h"
 
+/* The socket file appears at bind(), a moment before listen(): a connect in
+ * between is refused. 1 once the kernel lists sock as a listening unix
+ * socket (/proc/net/unix, flag __SO_ACCEPTCON), 0 not yet, -1 if that cannot
+ * be read (then the file's existence has to do). */
+static int unix_listening(const char *sock)
+{
+    FILE *f = fopen("/proc/net/unix", "re");
+    if (!f)
+        return -1;
+    char line[600];
+    size_t n = strlen(sock);
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f)) {
+        size_t len = strcspn(line, "\n");
+        unsigned flags;
+        line[len] = 0;
+        /* Num RefCount Protocol Flags Type St Inode Path */
+        if (len > n && line[len - n - 1] == ' ' && strcmp(line + len - n, sock) == 0 &&
+            sscanf(line, "%*s %*s %*s %x", &flags) == 1 && (flags & 0x10000))
+            found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
 pid_t cli_spawn_recv(const char *binary, const char *ctl, const char *group, char *sock, size_t cap)
 {
     char listen[400], log[320];
@@ -37,7 +62,7 @@ pid_t cli_spawn_recv(const char *binary, const char *ctl, const char *group, cha
     }
     for (int i = 0; i < 500; i++) {
         struct stat sb;
-        if (stat(sock, &sb) == 0)
+        if (stat(sock, &sb) == 0 && unix_listening(sock) != 0)
             return pid;
         if (waitpid(pid, NULL, WNOHANG) == pid)
             return migr_errorf(ECHILD, "the new VMM (%s) exited at start; see %s", binary, log);

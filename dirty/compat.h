@@ -11,22 +11,10 @@
 
 #include <linux/fs.h>
 #include <linux/types.h>
-#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include "common/uffd.h"
 
-/* userfaultfd features (UFFDIO_API) */
-#ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
-#define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)   /* 5.19: WP on shmem/memfd */
-#endif
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)       /* 6.4: WP markers on empty anon ptes */
-#endif
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_ASYNC (1 << 15)             /* 6.7: the kernel resolves WP faults itself */
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
+/* userfaultfd features (UFFDIO_API): common/uffd.h, with the helpers. */
 
 /* PAGEMAP_SCAN (6.7): an ioctl on /proc/PID/pagemap */
 #ifndef PAGEMAP_SCAN

@@ -139,16 +139,22 @@ static bool supports(const struct migr_dirty_ops *ops, void *arg)
     return false;
 }
 
+/* Whether list l holds the tracker called name. */
+static bool listed(const struct migr_dirty_ops *const *l, const char *name)
+{
+    for (size_t i = 0; l && l[i]; i++)
+        if (strcmp(l[i]->name, name) == 0)
+            return true;
+    return false;
+}
+
 /* A built-in backend that offers name, or NULL. */
 static const char *offered_by(const char *name)
 {
     static const char *const backends[] = {"kvm", "proc"};
-    for (size_t b = 0; b < MIGR_ARRAY_SIZE(backends); b++) {
-        const struct migr_dirty_ops *const *l = migr_hv_backend_trackers(backends[b]);
-        for (size_t i = 0; l && l[i]; i++)
-            if (strcmp(l[i]->name, name) == 0)
-                return backends[b];
-    }
+    for (size_t b = 0; b < MIGR_ARRAY_SIZE(backends); b++)
+        if (listed(migr_hv_backend_trackers(backends[b]), name))
+            return backends[b];
     return NULL;
 }
 
@@ -160,9 +166,8 @@ int migr_dirty_register(const struct migr_dirty_ops *ops)
                            "(supported, start, harvest, stop) are needed");
     if (strcmp(ops->name, "auto") == 0 || offered_by(ops->name))
         return migr_errorf(EEXIST, "dirty tracker %s: the name of a built-in tracker", ops->name);
-    for (size_t i = 0; migr_dirty_backends[i]; i++)
-        if (strcmp(migr_dirty_backends[i]->name, ops->name) == 0)
-            return migr_errorf(EEXIST, "dirty tracker %s: the name of a built-in tracker", ops->name);
+    if (listed(migr_dirty_backends, ops->name))
+        return migr_errorf(EEXIST, "dirty tracker %s: the name of a built-in tracker", ops->name);
     pthread_mutex_lock(&reg_lock);
     size_t n = 0;
     int err = 0;
@@ -295,7 +300,7 @@ static int open_named(const char *name, struct migr_hv *hv, const struct migr_di
         const char *owner = offered_by(name);
         list_names(hv, false, &all);
         list_names(hv, true, &ok);
-        if (owner && strcmp(owner, "proc") == 0)
+        if (listed(migr_dirty_process_trackers, name))
             return migr_errorf(ENOTSUP, "dirty tracker %s not supported for backend '%s': %s watches this "
                                "process's page tables, and backend '%s' offers its own trackers (its guests "
                                "do not write RAM through this process's mapping) (this machine supports: %s)",

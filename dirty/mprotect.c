@@ -317,8 +317,9 @@ static int protect_run(const struct slot *s, uint32_t r, uint64_t rs, uint64_t r
                              (unsigned long long)rs, (unsigned long long)(re - rs));
 }
 
-static long harvest_region(struct slot *s, uint32_t r, uint64_t *bitmap, uint64_t base)
+static long harvest_region(void *arg, const struct migr_hv_region *g, uint32_t r, uint64_t *bitmap, uint64_t base)
 {
+    struct slot *s = &slots[((struct mp *)arg)->slot_of[r]];
     uint64_t npages = (s->end - s->start) / MIGR_PAGE_SIZE, words = migr_bitmap_words(npages);
     uint64_t rs = 0, re = 0; /* open run of taken pages, not yet re-protected */
     long added = 0;
@@ -356,16 +357,7 @@ static long harvest_region(struct slot *s, uint32_t r, uint64_t *bitmap, uint64_
 /* On failure the pages not re-protected keep their bits: reported again. */
 static long mp_harvest(struct migr_dirty *d, uint64_t *bitmap)
 {
-    struct mp *t = d->priv;
-    struct migr_hv *hv = d->hv;
-    long added = 0;
-    for (uint32_t r = 0; r < hv->nregions; r++) {
-        long n = harvest_region(&slots[t->slot_of[r]], r, bitmap, dirty_region_base(hv, r));
-        if (n < 0)
-            return n;
-        added += n;
-    }
-    return added;
+    return dirty_each_region(d->hv, bitmap, harvest_region, d->priv);
 }
 
 static void mp_stop(struct migr_dirty *d)

@@ -119,7 +119,7 @@ static void probe(void)
                  strerror(errno));
         goto out;
     }
-    if (dirty_uffd_wp(uffd, p, len, true) < 0) {
+    if (uffd_wp(uffd, p, len, true) < 0) {
         snprintf(probe_why, sizeof(probe_why), "UFFDIO_WRITEPROTECT: %s", strerror(errno));
         goto out;
     }
@@ -156,13 +156,8 @@ out:
 static int pms_supported(struct migr_hv *hv)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    if (!dirty_proc_guest(hv, NAME))
+    if (!dirty_probed(hv, NAME, &once, probe, &probe_rc, probe_why))
         return 0;
-    pthread_once(&once, probe);
-    if (!probe_rc) {
-        migr_errorf(ENOTSUP, NAME ": %s", probe_why);
-        return 0;
-    }
     return dirty_uffd_can_register(hv, FEATURES, UFFDIO_REGISTER_MODE_WP, NAME);
 }
 
@@ -192,14 +187,12 @@ static int pms_start(struct migr_dirty *d)
     }
     if ((err = t->uffd = dirty_uffd_open(FEATURES, NAME)) < 0)
         goto fail;
-    if ((err = dirty_uffd_register(t->uffd, hv, UFFDIO_REGISTER_MODE_WP, NAME)) < 0)
+    if ((err = uffd_register_ram(t->uffd, hv, UFFDIO_REGISTER_MODE_WP, 0, NAME)) < 0)
         goto fail;
-    for (uint32_t r = 0; r < hv->nregions; r++)
-        if ((err = dirty_uffd_wp(t->uffd, hv->regions[r].host, hv->regions[r].size, true)) < 0) {
-            err = migr_errorf_errno(-err, NAME ": UFFDIO_WRITEPROTECT region %u", r);
-            dirty_uffd_unregister(t->uffd, hv);
-            goto fail;
-        }
+    if ((err = uffd_wp_ram(t->uffd, hv, NAME)) < 0) {
+        uffd_unregister_ram(t->uffd, hv);
+        goto fail;
+    }
     d->priv = t;
     return 0;
 fail:
@@ -212,21 +205,17 @@ fail:
     return err;
 }
 
+static long scan_region(void *arg, const struct migr_hv_region *g, uint32_t r, uint64_t *bitmap, uint64_t base)
+{
+    struct pms *t = arg;
+    return scan(t->pagemap, t->vec, t->vec_len, g->host, g->host + g->size, bitmap, base, g->host);
+}
+
 /* On error, pages already reported to bm stay reported; those not yet
  * walked were not re-protected, so the next harvest still finds them. */
 static long pms_harvest(struct migr_dirty *d, uint64_t *bitmap)
 {
-    struct pms *t = d->priv;
-    struct migr_hv *hv = d->hv;
-    long added = 0;
-    for (uint32_t r = 0; r < hv->nregions; r++) {
-        uint8_t *h = hv->regions[r].host;
-        long n = scan(t->pagemap, t->vec, t->vec_len, h, h + hv->regions[r].size, bitmap, dirty_region_base(hv, r), h);
-        if (n < 0)
-            return n;
-        added += n;
-    }
-    return added;
+    return dirty_each_region(d->hv, bitmap, scan_region, d->priv);
 }
 
 static void pms_stop(struct migr_dirty *d)
@@ -234,7 +223,7 @@ static void pms_stop(struct migr_dirty *d)
     struct pms *t = d->priv;
     if (!t)
         return;
-    dirty_uffd_unregister(t->uffd, d->hv);
+    uffd_unregister_ram(t->uffd, d->hv);
     close(t->uffd);
     close(t->pagemap);
     free(t->vec);

@@ -1,13 +1,10 @@
 /* dirty/: helpers of the process trackers (see process.h). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dirty/compat.h"
+#include "common/uffd.h"
 #include "dirty/process.h"
 #include "migr/common.h"
 
@@ -32,6 +29,33 @@ int dirty_proc_guest(struct migr_hv *hv, const char *name)
         }
     }
     return 1;
+}
+
+int dirty_probed(struct migr_hv *hv, const char *name, pthread_once_t *once, void (*probe)(void),
+                 const int *rc, const char *why)
+{
+    if (!dirty_proc_guest(hv, name))
+        return 0;
+    pthread_once(once, probe);
+    if (!*rc) {
+        migr_errorf(ENOTSUP, "%s: %s", name, why);
+        return 0;
+    }
+    return 1;
+}
+
+long dirty_each_region(struct migr_hv *hv, uint64_t *bitmap, dirty_region_fn fn, void *t)
+{
+    long added = 0;
+    uint64_t base = 0;
+    for (uint32_t r = 0; r < hv->nregions; r++) {
+        long n = fn(t, &hv->regions[r], r, bitmap, base);
+        if (n < 0)
+            return n;
+        added += n;
+        base += hv->regions[r].size / MIGR_PAGE_SIZE;
+    }
+    return added;
 }
 
 uint64_t dirty_region_base(const struct migr_hv *hv, uint32_t r)
@@ -76,89 +100,9 @@ uint64_t dirty_or_at(uint64_t *dst, uint64_t base, const uint64_t *src, uint64_t
     return added;
 }
 
-static int uffd_new(void)
-{
-    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0 || errno != EPERM)
-        return fd >= 0 ? fd : -errno;
-    /* vm.unprivileged_userfaultfd=0: faults from user mode are still allowed
-     * (the guest's threads write in user mode). */
-    fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-    if (fd >= 0)
-        return fd;
-    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-    if (dev < 0)
-        return -EPERM;
-    fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-    int err = errno;
-    close(dev);
-    return fd >= 0 ? fd : -err;
-}
-
 int dirty_uffd_open(uint64_t features, const char *name)
 {
-    int fd = uffd_new();
-    if (fd < 0)
-        return migr_errorf_errno(-fd, "%s: userfaultfd", name);
-    struct uffdio_api api = {.api = UFFD_API, .features = features};
-    if (ioctl(fd, UFFDIO_API, &api) == 0)
-        return fd;
-    int err = errno;
-    close(fd);
-    /* Ask again with no feature to learn what this kernel offers. */
-    uint64_t offered = 0;
-    if ((fd = uffd_new()) >= 0) {
-        struct uffdio_api q = {.api = UFFD_API, .features = 0};
-        if (ioctl(fd, UFFDIO_API, &q) == 0)
-            offered = q.features;
-        close(fd);
-    }
-    return migr_errorf(err == EINVAL ? ENOTSUP : err,
-                       "%s: userfaultfd features 0x%llx not offered by this kernel (missing 0x%llx)",
-                       name, (unsigned long long)features, (unsigned long long)(features & ~offered));
-}
-
-int dirty_uffd_wp(int uffd, void *addr, uint64_t len, bool protect)
-{
-    struct uffdio_writeprotect wp = {
-        .range = {.start = (uintptr_t)addr, .len = len},
-        .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-    };
-    for (;;) {
-        if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
-            return 0;
-        if (errno != EAGAIN && errno != EINTR)
-            return -errno;
-    }
-}
-
-int dirty_uffd_register(int uffd, struct migr_hv *hv, uint64_t mode, const char *name)
-{
-    for (uint32_t r = 0; r < hv->nregions; r++) {
-        struct uffdio_register reg = {
-            .range = {.start = (uintptr_t)hv->regions[r].host, .len = hv->regions[r].size},
-            .mode = mode,
-        };
-        if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
-            int err = errno;
-            for (uint32_t k = 0; k < r; k++) {
-                struct uffdio_range rg = {.start = (uintptr_t)hv->regions[k].host, .len = hv->regions[k].size};
-                ioctl(uffd, UFFDIO_UNREGISTER, &rg);
-            }
-            return migr_errorf_errno(err, "%s: UFFDIO_REGISTER region %u (%llu MiB)", name, r,
-                                     (unsigned long long)(hv->regions[r].size >> 20));
-        }
-    }
-    return 0;
-}
-
-void dirty_uffd_unregister(int uffd, struct migr_hv *hv)
-{
-    /* Unregistering also drops the write protection (and wakes any waiter). */
-    for (uint32_t r = 0; r < hv->nregions; r++) {
-        struct uffdio_range rg = {.start = (uintptr_t)hv->regions[r].host, .len = hv->regions[r].size};
-        ioctl(uffd, UFFDIO_UNREGISTER, &rg);
-    }
+    return uffd_open(features, UFFD_OPEN_USER_MODE_OK, name);
 }
 
 int dirty_uffd_can_register(struct migr_hv *hv, uint64_t features, uint64_t mode, const char *name)
@@ -166,19 +110,10 @@ int dirty_uffd_can_register(struct migr_hv *hv, uint64_t features, uint64_t mode
     int fd = dirty_uffd_open(features, name);
     if (fd < 0)
         return 0;
-    for (uint32_t r = 0; r < hv->nregions; r++) {
-        struct uffdio_register reg = {
-            .range = {.start = (uintptr_t)hv->regions[r].host, .len = hv->regions[r].size},
-            .mode = mode,
-        };
-        if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
-            int err = errno;
-            close(fd); /* closing unregisters what this fd registered */
-            migr_errorf_errno(err, "%s: guest RAM region %u cannot be registered with a userfaultfd%s",
-                              name, r, err == EBUSY ? " (another one, e.g. post-copy's, holds it)" : "");
-            return 0;
-        }
-    }
-    close(fd);
-    return 1;
+    int err = uffd_register_ram(fd, hv, mode, 0, name);
+    close(fd); /* closing unregisters what this fd registered */
+    if (err == -EBUSY)
+        migr_errorf(EBUSY, "%s: guest RAM cannot be registered with a userfaultfd: another one "
+                    "(e.g. post-copy's) holds it", name);
+    return err == 0;
 }

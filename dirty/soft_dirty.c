@@ -92,13 +92,8 @@ out:
 static int sd_supported(struct migr_hv *hv)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    if (!dirty_proc_guest(hv, NAME))
+    if (!dirty_probed(hv, NAME, &once, probe, &probe_rc, probe_why))
         return 0;
-    pthread_once(&once, probe);
-    if (!probe_rc) {
-        migr_errorf(ENOTSUP, NAME ": %s", probe_why);
-        return 0;
-    }
     if (__atomic_load_n(&active, __ATOMIC_ACQUIRE)) {
         migr_errorf(ENOTSUP, NAME ": another soft-dirty tracker is running in this process "
                     "(clear_refs clears every page of the process)");
@@ -199,8 +194,9 @@ fail:
     return err;
 }
 
-static long read_region(struct sd *t, const struct migr_hv_region *g, uint64_t *bm, uint64_t base)
+static long read_region(void *arg, const struct migr_hv_region *g, uint32_t r, uint64_t *bm, uint64_t base)
 {
+    struct sd *t = arg;
     uint64_t npages = g->size / MIGR_PAGE_SIZE, first = (uintptr_t)g->host / MIGR_PAGE_SIZE;
     long added = 0;
     for (uint64_t i = 0; i < npages; i += CHUNK) {
@@ -224,19 +220,11 @@ static long sd_harvest(struct migr_dirty *d, uint64_t *bitmap)
     struct sd *t = d->priv;
     struct migr_hv *hv = d->hv;
     bool was_paused;
-    long added = 0;
     int err = sd_freeze(hv, &was_paused);
     if (err < 0)
         return err;
-    for (uint32_t r = 0; r < hv->nregions; r++) {
-        long n = read_region(t, &hv->regions[r], bitmap, dirty_region_base(hv, r));
-        if (n < 0) {
-            sd_thaw(hv, was_paused);
-            return n;
-        }
-        added += n;
-    }
-    err = sd_clear(t);
+    long added = dirty_each_region(hv, bitmap, read_region, t);
+    err = added < 0 ? 0 : sd_clear(t);
     sd_thaw(hv, was_paused);
     return err < 0 ? err : added;
 }

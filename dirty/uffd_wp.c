@@ -79,7 +79,7 @@ static void handle(struct uw *t, const struct uffd_msg *m)
         return;
     }
     migr_bit_set(t->pending, (uint64_t)i);   /* first the record ... */
-    int err = dirty_uffd_wp(t->uffd, (void *)(uintptr_t)addr, MIGR_PAGE_SIZE, false); /* ... then the wake */
+    int err = uffd_wp(t->uffd, (void *)(uintptr_t)addr, MIGR_PAGE_SIZE, false); /* ... then the wake */
     if (err < 0 && !t->error) {
         t->error = -err;
         snprintf(t->why, sizeof(t->why), "un-protecting page %lld: %s", (long long)i, strerror(-err));
@@ -136,13 +136,8 @@ static void probe(void)
 static int uw_supported(struct migr_hv *hv)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    if (!dirty_proc_guest(hv, NAME))
+    if (!dirty_probed(hv, NAME, &once, probe, &probe_rc, probe_why))
         return 0;
-    pthread_once(&once, probe);
-    if (!probe_rc) {
-        migr_errorf(ENOTSUP, NAME ": %s", probe_why);
-        return 0;
-    }
     return dirty_uffd_can_register(hv, FEATURES, UFFDIO_REGISTER_MODE_WP, NAME);
 }
 
@@ -155,7 +150,7 @@ static void uw_free(struct uw *t, bool registered)
         pthread_join(t->thread, NULL);
     }
     if (registered)
-        dirty_uffd_unregister(t->uffd, t->hv); /* wakes any writer still waiting */
+        uffd_unregister_ram(t->uffd, t->hv); /* wakes any writer still waiting */
     if (t->uffd >= 0)
         close(t->uffd);
     if (t->stop_fd >= 0)
@@ -186,7 +181,7 @@ static int uw_start(struct migr_dirty *d)
     }
     if ((err = t->uffd = dirty_uffd_open(FEATURES, NAME)) < 0)
         goto fail;
-    if ((err = dirty_uffd_register(t->uffd, hv, UFFDIO_REGISTER_MODE_WP, NAME)) < 0)
+    if ((err = uffd_register_ram(t->uffd, hv, UFFDIO_REGISTER_MODE_WP, 0, NAME)) < 0)
         goto fail;
     registered = true;
     if ((err = pthread_create(&t->thread, NULL, handler_thread, t)) != 0) {
@@ -195,11 +190,8 @@ static int uw_start(struct migr_dirty *d)
     }
     t->thread_started = true;
     /* Protect only once the handler runs: a write faulting now is served. */
-    for (uint32_t r = 0; r < hv->nregions; r++)
-        if ((err = dirty_uffd_wp(t->uffd, hv->regions[r].host, hv->regions[r].size, true)) < 0) {
-            err = migr_errorf_errno(-err, NAME ": UFFDIO_WRITEPROTECT region %u", r);
-            goto fail;
-        }
+    if ((err = uffd_wp_ram(t->uffd, hv, NAME)) < 0)
+        goto fail;
     d->priv = t;
     return 0;
 fail:
@@ -269,7 +261,7 @@ static long uw_harvest(struct migr_dirty *d, uint64_t *bitmap)
             while ((k = next_set(t->pending, j, end)) < end && k - j <= MERGE_GAP)
                 j = next_clear(t->pending, k, end);
             /* Re-protect first, then hand the bits over (see the race argument). */
-            int err = dirty_uffd_wp(t->uffd, hv->regions[r].host + (i - base) * MIGR_PAGE_SIZE,
+            int err = uffd_wp(t->uffd, hv->regions[r].host + (i - base) * MIGR_PAGE_SIZE,
                                     (j - i) * MIGR_PAGE_SIZE, true);
             if (err < 0) {
                 pthread_mutex_unlock(&t->lock);

@@ -51,7 +51,7 @@ int engine_batch_page(struct engine_batch *b, const uint8_t *page, uint64_t pfn)
             b->st->zero_pages++;
         else
             b->st->raw_pages++;
-        b->st->pages_sent++;
+        b->st->pages++;
     }
     if (!engine_batch_full(b))
         return 0;
@@ -77,7 +77,7 @@ int engine_batch_zero_run(struct engine_batch *b, uint64_t pfn, uint64_t n)
             b->st->hole_pages += k;
             if (b->codec_round) /* the codec stage's round: holes travel as ZERO whatever the codec */
                 b->st->codec[MIGR_ENC_ZERO].pages += k;
-            b->st->pages_sent += k;
+            b->st->pages += k;
         }
         pfn += k;
         n -= k;

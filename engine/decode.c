@@ -198,7 +198,7 @@ int engine_decode_run(struct receiver *r)
         migr_bit_clear(r->torn, idx);
         migr_bit_set(r->nonzero, idx);
         migr_bit_set(r->alloc, idx);
-        r->st->pages_sent++;
+        r->st->pages++;
     }
     d->nq = 0;
     return err;

@@ -573,7 +573,7 @@ static int encode_send(struct sender *s)
         const struct enc_page *pg = &e->pg[i];
         if (pg->kind == P_SKIP)
             continue;
-        st->pages_sent++;
+        st->pages++;
         if (pg->kind == P_ZERO) {
             st->zero_pages++;
             engine_batch_put(&s->b, &(struct migr_page_entry){.pfn = pg->pfn, .enc = MIGR_ENC_ZERO, .len = 1}, NULL);

@@ -69,13 +69,7 @@ struct sender {
                                      destination's last checkpoint is loaded here */
     struct encoder *enc;          /* pre-copy page codec stage (engine/encode.c), NULL = RAW/ZERO */
     struct migr_transport *fch;   /* post-copy fault channel (FAULT_CHANNEL), or NULL */
-    struct migr_listener *fl;     /* tcp: where the destination connects it, until accepted */
-    uint64_t fch_cookie;          /* tcp: what the destination must send first on it */
-    pthread_t fch_thread;         /* tcp: accepts it at once (the destination's handshake must
-                                     not wait for the pre-copy rounds to end) */
-    bool fch_thread_on, fch_stop; /* fch_stop: the accept thread gives up */
-    int fch_err;                  /* its result, read after the join */
-    char fch_why[256];
+    struct migr_side *fside;      /* the fault channel offered, until collected (transport.h) */
     struct migr_cancel *cancel;   /* p->cancel, or the engine's own (for the watchdog) */
     bool own_cancel;
     const struct migr_settle_params *settle; /* migr_send_settled, or NULL (engine/settle.c) */
@@ -141,12 +135,10 @@ int engine_postcopy_push(struct sender *s, const uint64_t *need);
 
 /* The fault channel (format 1.3, FAULT_CHANNEL): a second connection that
  * carries only PAGE_REQ and the pages answering them, so that a fault never
- * waits behind the background push. offer: right after HELLO (unix: one end
- * of a socketpair passed along; tcp: a listener the destination connects
- * to); accept: before the pause (tcp); close: at the end (NULL-safe). */
-#define ENGINE_FCH_UNIX 1u
-#define ENGINE_FCH_TCP 2u
-#define ENGINE_FCH_META 16u
+ * waits behind the background push; a side connection of the transport
+ * (migr_transport_side_offer), where it has them, else faults share the
+ * stream. offer: right after HELLO; accept: before the pause (collect the
+ * connection); close: at the end (NULL-safe). */
 int engine_postcopy_offer_channel(struct sender *s);
 /* Post-copy: the calling thread (push, placing the push) yields to the
  * fault path: nice +ENGINE_BULK_NICE (a thread of its own: nice cannot be

@@ -47,7 +47,7 @@ static int handover_setup(struct sender *s)
     int err;
     if ((err = send_memfds(s)) < 0 || (err = engine_expect(s, MIGR_REC_READY, &early)) < 0)
         return err;
-    s->st->converged = true; /* nothing to converge: no page is copied */
+    s->st->precopy.converged = true; /* nothing to converge: no page is copied */
     return 0;
 }
 

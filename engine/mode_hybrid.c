@@ -95,9 +95,9 @@ int engine_hybrid_discard_rounds(struct sender *s)
         if (h < 0)
             return (int)h;
         if (s->b.round <= MIGR_MAX_ROUNDS_KEPT)
-            s->st->round[s->b.round - 1] = (struct migr_round_stats){
+            s->st->precopy.round[s->b.round - 1] = (struct migr_round_stats){
                 .ns = migr_now_ns() - r0, .dirty_after = migr_bitmap_count(s->bm, s->hv->ram_pages)};
-        s->st->rounds = s->b.round;
+        s->st->precopy.rounds = s->b.round;
     }
     return 0;
 }
@@ -118,7 +118,7 @@ int engine_hybrid_paused(struct sender *s)
     long n = engine_harvest(s, s->bm);
     if (n < 0)
         return (int)n;
-    s->st->rounds = ++s->b.round; /* the paused one counts, as pre-copy's stop-and-copy does */
+    s->st->precopy.rounds = ++s->b.round; /* the paused one counts, as pre-copy's stop-and-copy does */
     int err = send_discard(s, s->bm);
     if (err < 0)
         return err;

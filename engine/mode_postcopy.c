@@ -23,7 +23,7 @@ int engine_postcopy_owned(struct sender *s)
     s->b.cancel = NULL; /* a cancel is the post-copy protocol's from here */
     int err = engine_postcopy_push(s, s->d ? s->bm : NULL);
     if (err == 0)
-        s->st->postcopy_ns = migr_now_ns() - s->t_done;
+        s->st->postcopy.ns = migr_now_ns() - s->t_done;
     return err;
 }
 
@@ -50,7 +50,7 @@ int engine_postcopy_recv_run(struct receiver *r)
     int err = engine_postcopy_run(r);
     if (err < 0)
         return err;
-    r->st->postcopy_ns = migr_now_ns() - p0;
+    r->st->postcopy.ns = migr_now_ns() - p0;
     engine_postcopy_finish(r);
     return 0;
 }

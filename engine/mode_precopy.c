@@ -125,7 +125,7 @@ int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule)
     for (s->b.round = 1;; s->b.round++) {
         uint64_t rate = round_rate(p, s->b.round, dirty_bps);
         engine_set_rate(s, rate);
-        uint64_t r0 = migr_now_ns(), b0 = s->t->bytes_sent, pg0 = st->pages_sent;
+        uint64_t r0 = migr_now_ns(), b0 = s->t->bytes_sent, pg0 = st->pages;
         if ((err = round_pages(s, dirty)) < 0)
             return err;
         memset(s->bm, 0, s->words * sizeof(uint64_t));
@@ -135,19 +135,19 @@ int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule)
         dirty = migr_bitmap_count(s->bm, s->hv->ram_pages);
         uint64_t rns = migr_now_ns() - r0, rbytes = s->t->bytes_sent - b0;
         if (s->b.round <= MIGR_MAX_ROUNDS_KEPT)
-            st->round[s->b.round - 1] = (struct migr_round_stats){st->pages_sent - pg0, rbytes, rns, dirty, rate};
+            st->precopy.round[s->b.round - 1] = (struct migr_round_stats){st->pages - pg0, rbytes, rns, dirty, rate};
         dirty_bps = rns ? (uint64_t)((double)dirty * MIGR_PAGE_SIZE * 1e9 / (double)rns) : 0;
         if (s->b.round == 1) {
-            st->first_pass_ns = rns;
-            st->first_pass_pages = st->pages_sent - pg0;
+            st->precopy.first_pass_ns = rns;
+            st->precopy.first_pass_pages = st->pages - pg0;
         }
-        st->rounds = s->b.round;
-        if ((err = engine_send_round_end(s, st->pages_sent - pg0, dirty)) < 0)
+        st->precopy.rounds = s->b.round;
+        if ((err = engine_send_round_end(s, st->pages - pg0, dirty)) < 0)
             return err;
         /* Stop when the rest fits the target, or rounds stop helping. */
         uint64_t next_ns = estimate_ns(dirty, rbytes, rns);
         if (next_ns <= rule->target_ns || dirty <= rule->done_pages) {
-            st->converged = true;
+            st->precopy.converged = true;
             return 0;
         }
         /* halve: the guest dirties pages about as fast during the next
@@ -182,15 +182,15 @@ int engine_precopy_paused(struct sender *s)
         return (int)n;
     uint64_t dirty = migr_bitmap_count(s->bm, s->hv->ram_pages);
     s->b.round++;
-    uint64_t r0 = migr_now_ns(), b0 = s->t->bytes_sent, pg0 = st->pages_sent;
+    uint64_t r0 = migr_now_ns(), b0 = s->t->bytes_sent, pg0 = st->pages;
     int err = send_pages(s, s->bm, dirty, "stop-and-copy");
     if (err < 0)
         return err;
     if (s->b.round <= MIGR_MAX_ROUNDS_KEPT)
-        st->round[s->b.round - 1] = (struct migr_round_stats){
-            st->pages_sent - pg0, s->t->bytes_sent - b0, migr_now_ns() - r0, 0, s->p->max_bandwidth};
-    st->rounds = s->b.round;
-    return engine_send_round_end(s, st->pages_sent - pg0, 0);
+        st->precopy.round[s->b.round - 1] = (struct migr_round_stats){
+            st->pages - pg0, s->t->bytes_sent - b0, migr_now_ns() - r0, 0, s->p->max_bandwidth};
+    st->precopy.rounds = s->b.round;
+    return engine_send_round_end(s, st->pages - pg0, 0);
 }
 
 /* Destination, at SWITCHOVER: never run a guest with a page missing or torn. */

@@ -41,7 +41,7 @@ static int tail_live(struct sender *s)
     int err = engine_precopy_rounds(s, &rule);
     if (err < 0)
         return err;
-    s->postcopy = !s->st->converged;
+    s->postcopy = !s->st->precopy.converged;
     return s->postcopy ? engine_hybrid_discard_rounds(s) : 0;
 }
 

@@ -24,7 +24,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -38,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/uffd.h"
 #include "engine/engine_impl.h"
 #include "migr/common.h"
 #include "migr/crc32c.h"
@@ -152,43 +152,16 @@ int engine_punch(struct receiver *r, uint64_t first, uint64_t n)
     return 0;
 }
 
+/* How long the destination waits for its end of the fault channel. */
+#define FCH_OPEN_MS 10000
+
 int engine_postcopy_on_channel(struct receiver *r, const struct migr_rec_hdr *h)
 {
-    if (h->meta_len != ENGINE_FCH_META)
-        return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): meta length %u (expected %u)",
-                           (unsigned long long)r->seq, h->meta_len, ENGINE_FCH_META);
     if (r->fch)
         return migr_errorf(EPROTO, "record %llu (FAULT_CHANNEL): a second one", (unsigned long long)r->seq);
-    uint32_t kind = migr_get_le32(r->meta), port = migr_get_le32(r->meta + 4);
-    uint64_t cookie = migr_get_le64(r->meta + 8);
-    int err;
-    if (kind == ENGINE_FCH_UNIX && strcmp(r->t->ops->name, "unix") == 0) {
-        int fd;
-        if (cookie != 0 || port != 0)
-            return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): unix: port and cookie must be 0",
-                               (unsigned long long)r->seq);
-        if ((err = migr_transport_recv_fds(r->t, &fd, 1)) < 0)
-            return migr_error_prefix(-err, "record %llu (FAULT_CHANNEL)", (unsigned long long)r->seq);
-        if ((err = migr_transport_from_fd(fd, "unix", "fault channel", &r->fch)) < 0)
-            close(fd);
-        return err;
-    }
-    if (kind != ENGINE_FCH_TCP || strcmp(r->t->ops->name, "tcp") != 0 || port == 0 || port > 65535)
-        return migr_errorf(EBADMSG, "record %llu (FAULT_CHANNEL): kind %u port %u on a %s stream",
-                           (unsigned long long)r->seq, kind, port, r->t->ops->name);
-    /* connect back to the source's address on this stream */
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char host[NI_MAXHOST], url[NI_MAXHOST + 16];
-    if (getpeername(r->t->fd, (struct sockaddr *)&ss, &sl) < 0)
-        return migr_errorf_errno(errno, "fault channel: getpeername");
-    if ((err = getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST)) != 0)
-        return migr_errorf(EINVAL, "fault channel: getnameinfo: %s", gai_strerror(err));
-    snprintf(url, sizeof(url), ss.ss_family == AF_INET6 ? "tcp:[%s]:%u" : "tcp:%s:%u", host, port);
-    uint8_t b[8];
-    migr_put_le64(b, cookie);
-    if ((err = migr_transport_connect(url, &r->fch)) < 0 || (err = migr_transport_send(r->fch, b, 8)) < 0)
-        return migr_error_prefix(-err, "fault channel");
+    int err = migr_transport_side_open(r->t, r->meta, h->meta_len, FCH_OPEN_MS, &r->fch);
+    if (err < 0)
+        return migr_error_prefix(-err, "record %llu (FAULT_CHANNEL)", (unsigned long long)r->seq);
     return 0;
 }
 
@@ -273,7 +246,7 @@ int engine_postcopy_prepare(struct receiver *r)
     if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us || !pc->sent_ns || !pc->waitq || !pc->ph_req ||
         (r->fch && !(pc->fch.meta = malloc(MIGR_META_MAX))))
         return -ENOMEM;
-    r->st->fault_channel = r->fch != NULL;
+    r->st->postcopy.fault_channel = r->fch != NULL;
 
     /* What arrived in pre-copy rounds and is still valid stays (a page we
      * cleared for a ZERO entry too: it holds its final zeros); torn copies
@@ -288,21 +261,15 @@ int engine_postcopy_prepare(struct receiver *r)
     if ((pc->all_here = pc->resolved == pc->npages))
         return 0;
 
-    pc->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (pc->uffd < 0)
-        return migr_errorf_errno(errno, "post-copy: userfaultfd");
-    struct uffdio_api api = {.api = UFFD_API, .features = 0};
-    if (ioctl(pc->uffd, UFFDIO_API, &api) < 0)
-        return migr_errorf_errno(errno, "post-copy: UFFDIO_API");
-    for (uint32_t i = 0; i < hv->nregions; i++) {
-        struct uffdio_register reg = {
-            .range = {.start = (uint64_t)(uintptr_t)hv->regions[i].host, .len = hv->regions[i].size},
-            .mode = UFFDIO_REGISTER_MODE_MISSING};
-        if (ioctl(pc->uffd, UFFDIO_REGISTER, &reg) < 0)
-            return migr_errorf_errno(errno, "post-copy: register guest RAM region %u with userfaultfd", i);
-        if (!(reg.ioctls & (1ull << _UFFDIO_COPY)))
-            return migr_errorf(ENOTSUP, "post-copy: UFFDIO_COPY not offered for guest RAM");
-    }
+    /* Not user-mode-only: the kernel's own accesses to guest RAM must wait
+     * for their pages too. */
+    int fd = uffd_open(0, 0, "post-copy");
+    if (fd < 0)
+        return fd;
+    pc->uffd = fd;
+    int err = uffd_register_ram(fd, hv, UFFDIO_REGISTER_MODE_MISSING, 1ull << _UFFDIO_COPY, "post-copy");
+    if (err < 0)
+        return err;
     pc->stopfd = eventfd(0, EFD_CLOEXEC);
     if (pc->stopfd < 0)
         return migr_errorf_errno(errno, "post-copy: eventfd");
@@ -472,7 +439,7 @@ static void *fault_main(void *arg)
             int64_t idx = addr_index(r->hv, addr);
             if (idx < 0)
                 continue;
-            r->st->faults++;
+            r->st->postcopy.faults++;
             uint8_t *page = (uint8_t *)(uintptr_t)addr;
             if (migr_bit_test(pc->resident, (uint64_t)idx)) {
                 struct uffdio_range w = {.start = addr, .len = MIGR_PAGE_SIZE};
@@ -508,7 +475,7 @@ static void *fault_main(void *arg)
                     pc->sent_ns[idx] = sent;
             }
             pthread_mutex_unlock(&pc->lock);
-            r->st->demand_pages += nreq;
+            r->st->postcopy.demand_pages += nreq;
             /* No busy wait for the answer here: measured on this 2-CPU
              * machine, spinning 30 us took the CPU the source's fault server
              * needed (p50 25-56 us with, 22-29 us without). */
@@ -584,8 +551,8 @@ static int checkpoint(struct receiver *r, bool final)
         __atomic_store_n(&pc->epoch_sent_ns[next % 64], migr_now_ns(), __ATOMIC_RELAXED);
         __atomic_store_n(&pc->epoch, next, __ATOMIC_RELEASE);
         err = len < 0 ? len : engine_recv_send(r, MIGR_REC_EPOCH_END, m, (uint32_t)len);
-        r->st->epochs = pc->epoch;
-        r->st->back_pages += count;
+        r->st->postcopy.epochs = pc->epoch;
+        r->st->postcopy.back_pages += count;
     }
     return err;
 }
@@ -711,7 +678,7 @@ static void record_latency(struct receiver *r, const struct pc_chan *ch, uint64_
     int i = 0;
     while (i + 1 < MIGR_FAULT_BUCKETS && us >= MIGR_FAULT_BUCKET_US[i])
         i++;
-    r->st->fault_hist[i]++;
+    r->st->postcopy.fault_hist[i]++;
     migr_bit_clear(pc->requested, idx); /* counted once */
 }
 
@@ -737,7 +704,7 @@ static int copy_run(struct receiver *r, const struct pc_chan *ch, uint64_t k0, u
             record_latency(r, ch, k, now);
             pc->resolved++;
             r->st->raw_pages++;
-            r->st->pages_sent++;
+            r->st->pages++;
         }
         pthread_mutex_unlock(&pc->lock);
         i += done;
@@ -825,7 +792,7 @@ static int uffd_zero(void *arg, uint32_t i, const struct migr_page_entry *e, uin
         r->st->zero_pages++;
         record_latency(r, u->ch, k, migr_now_ns());
         pc->resolved++;
-        r->st->pages_sent++;
+        r->st->pages++;
     }
     pthread_mutex_unlock(&pc->lock);
     return 0;
@@ -928,19 +895,20 @@ static void fault_stats(struct receiver *r)
     struct postcopy_dst *pc = r->pc;
     if (pc->nlat) {
         qsort(pc->lat_us, pc->nlat, sizeof(float), cmp_float);
-        r->st->fault_p50_us = pc->lat_us[pc->nlat / 2];
-        r->st->fault_p99_us = pc->lat_us[(uint64_t)pc->nlat * 99 / 100];
-        r->st->fault_max_us = pc->lat_us[pc->nlat - 1];
+        r->st->postcopy.fault_p50_us = pc->lat_us[pc->nlat / 2];
+        r->st->postcopy.fault_p99_us = pc->lat_us[(uint64_t)pc->nlat * 99 / 100];
+        r->st->postcopy.fault_max_us = pc->lat_us[pc->nlat - 1];
     }
     if (pc->nph) {
         qsort(pc->ph_req, pc->nph, sizeof(float), cmp_float);
         qsort(pc->ph_wait, pc->nph, sizeof(float), cmp_float);
         qsort(pc->ph_place, pc->nph, sizeof(float), cmp_float);
-        r->st->fault_req_us = pc->ph_req[pc->nph / 2];
-        r->st->fault_wait_us = pc->ph_wait[pc->nph / 2];
-        r->st->fault_place_us = pc->ph_place[pc->nph / 2];
+        r->st->postcopy.fault_req_us = pc->ph_req[pc->nph / 2];
+        r->st->postcopy.fault_wait_us = pc->ph_wait[pc->nph / 2];
+        r->st->postcopy.fault_place_us = pc->ph_place[pc->nph / 2];
     }
-    r->st->pushed_pages = r->st->pages_sent > r->st->demand_pages ? r->st->pages_sent - r->st->demand_pages : 0;
+    r->st->postcopy.pushed_pages =
+        r->st->pages > r->st->postcopy.demand_pages ? r->st->pages - r->st->postcopy.demand_pages : 0;
 }
 
 static int run_main(struct receiver *r)

@@ -22,13 +22,11 @@
  * frozen peer), its guest has stopped, and the source takes the guest back.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -140,8 +138,8 @@ static void apply_checkpoint(struct pc_src *pc)
     struct sender *s = pc->s;
     for (uint64_t i = 0; i < pc->nstage; i++)
         memcpy(migr_hv_page(s->hv, pc->stage_idx[i]), pc->stage + i * MIGR_PAGE_SIZE, MIGR_PAGE_SIZE);
-    s->st->back_pages += pc->nstage;
-    s->st->epochs++;
+    s->st->postcopy.back_pages += pc->nstage;
+    s->st->postcopy.epochs++;
     pc->nstage = 0;
     free(pc->state);
     pc->state = pc->pending_state;
@@ -246,122 +244,40 @@ static int push_one(struct pc_src *pc, uint64_t idx)
 
 /* ---------- the fault channel ---------- */
 
-static void *fch_accept_main(void *arg);
+/* The transport's offer goes out as the FAULT_CHANNEL record, unread. */
+static int send_fch(void *arg, const uint8_t *bytes, size_t len)
+{
+    struct sender *s = arg;
+    return migr_rec_send(s->t, MIGR_REC_FAULT_CHANNEL, bytes, (uint32_t)len, NULL, 0);
+}
 
 int engine_postcopy_offer_channel(struct sender *s)
 {
-    uint8_t meta[ENGINE_FCH_META] = {0};
-    int err;
-    if (strcmp(s->t->ops->name, "unix") == 0) {
-        int sv[2];
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-            return migr_errorf_errno(errno, "post-copy: fault channel: socketpair");
-        migr_put_le32(meta, ENGINE_FCH_UNIX);
-        if ((err = migr_rec_send(s->t, MIGR_REC_FAULT_CHANNEL, meta, sizeof(meta), NULL, 0)) < 0 ||
-            (err = migr_transport_send_fds(s->t, &sv[1], 1)) < 0) {
-            close(sv[0]);
-            close(sv[1]);
-            return err;
-        }
-        close(sv[1]);
-        if ((err = migr_transport_from_fd(sv[0], "unix", "fault channel", &s->fch)) < 0)
-            close(sv[0]);
-        return err;
-    }
-    if (strcmp(s->t->ops->name, "tcp") != 0)
+    int err = migr_transport_side_offer(s->t, send_fch, s, &s->fside);
+    if (err == -ENOTSUP)
         return 0; /* faults share the stream */
-    /* tcp: listen on the address this connection uses, any port; the
-     * destination connects back and proves itself with the cookie. */
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char host[NI_MAXHOST], url[NI_MAXHOST + 16];
-    if (getsockname(s->t->fd, (struct sockaddr *)&ss, &sl) < 0)
-        return migr_errorf_errno(errno, "post-copy: fault channel: getsockname");
-    if ((err = getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST)) != 0)
-        return migr_errorf(EINVAL, "post-copy: fault channel: getnameinfo: %s", gai_strerror(err));
-    snprintf(url, sizeof(url), ss.ss_family == AF_INET6 ? "tcp:[%s]:0" : "tcp:%s:0", host);
-    if ((err = migr_listener_open(url, &s->fl)) < 0)
-        return migr_error_prefix(-err, "post-copy: fault channel");
-    const char *port = strrchr(s->fl->bound, ':');
-    uint64_t cookie;
-    if (getrandom(&cookie, sizeof(cookie), 0) != sizeof(cookie))
-        return migr_errorf_errno(errno, "post-copy: fault channel: getrandom");
-    s->fch_cookie = cookie;
-    migr_put_le32(meta, ENGINE_FCH_TCP);
-    migr_put_le32(meta + 4, port ? (uint32_t)strtoul(port + 1, NULL, 10) : 0);
-    migr_put_le64(meta + 8, cookie);
-    s->fch_stop = false;
-    s->fch_err = -ETIMEDOUT;
-    if ((err = pthread_create(&s->fch_thread, NULL, fch_accept_main, s)) != 0)
-        return migr_errorf(err, "post-copy: fault channel: start the accept thread");
-    s->fch_thread_on = true;
-    return migr_rec_send(s->t, MIGR_REC_FAULT_CHANNEL, meta, sizeof(meta), NULL, 0);
+    return err < 0 ? migr_error_prefix(-err, "post-copy: fault channel") : 0;
 }
 
-/* tcp: the accept loop, on a thread of its own from the offer on: the
- * destination connects as soon as it reads FAULT_CHANNEL, and its handshake
- * (authentication included) times out long before pre-copy rounds over a
- * slow link end. Whoever connects first must know the cookie. */
-static void *fch_accept_main(void *arg)
-{
-    struct sender *s = arg;
-    uint64_t until = migr_now_ns() + 10000000000ull;
-    int err = -ETIMEDOUT;
-    migr_clear_error();
-    while (migr_now_ns() < until && !__atomic_load_n(&s->fch_stop, __ATOMIC_ACQUIRE)) {
-        struct migr_transport *c;
-        err = migr_listener_accept(s->fl, 100, &c);
-        if (err == -ETIMEDOUT || err == -EAGAIN) {
-            err = -ETIMEDOUT;
-            continue;
-        }
-        if (err < 0)
-            break;
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        uint8_t b[8];
-        if (poll(&pfd, 1, 2000) == 1 && migr_transport_recv(c, b, sizeof(b)) == 0 &&
-            migr_get_le64(b) == s->fch_cookie) {
-            s->fch = c;
-            err = 0;
-            break;
-        }
-        migr_transport_close(c);
-        err = -EACCES;
-    }
-    snprintf(s->fch_why, sizeof(s->fch_why), "%s",
-             err == -EACCES ? "a connection without the cookie" : migr_last_error()[0] ? migr_last_error()
-                                                                                        : "no connection in 10 s");
-    s->fch_err = err;
-    return NULL;
-}
-
-static void fch_join(struct sender *s)
-{
-    if (!s->fch_thread_on)
-        return;
-    pthread_join(s->fch_thread, NULL);
-    s->fch_thread_on = false;
-}
+/* The destination opens its end as soon as it reads FAULT_CHANNEL; the
+ * transport connects or accepts in the background meanwhile, so this
+ * waits only if it has not happened yet. */
+#define FCH_COLLECT_MS 10000
 
 int engine_postcopy_accept_channel(struct sender *s)
 {
-    if (!s->fl)
+    if (!s->fside)
         return 0;
-    fch_join(s);
-    migr_listener_close(s->fl);
-    s->fl = NULL;
-    if (s->fch_err < 0)
-        return migr_errorf(-s->fch_err, "post-copy: the destination did not open the fault channel (%s)",
-                           s->fch_why);
-    return 0;
+    int err = migr_side_collect(s->fside, FCH_COLLECT_MS, &s->fch);
+    migr_side_free(s->fside);
+    s->fside = NULL;
+    return err < 0 ? migr_error_prefix(-err, "post-copy: fault channel") : 0;
 }
 
 void engine_postcopy_close_channel(struct sender *s)
 {
-    __atomic_store_n(&s->fch_stop, true, __ATOMIC_RELEASE);
-    fch_join(s);
-    migr_listener_close(s->fl);
-    s->fl = NULL;
+    migr_side_free(s->fside);
+    s->fside = NULL;
     migr_transport_close(s->fch);
     s->fch = NULL;
 }
@@ -693,7 +609,7 @@ static int push_loop(struct pc_src *pc, uint64_t total)
             if (idx < 0)
                 continue;
             if (!migr_bit_test(pc->sent, (uint64_t)idx))
-                s->st->demand_pages++;
+                s->st->postcopy.demand_pages++;
             for (uint64_t k = 0; k <= s->p->prepage && err >= 0; k++)
                 err = push_one(pc, (uint64_t)idx + k);
             cursor = (uint64_t)idx + s->p->prepage + 1;
@@ -738,7 +654,7 @@ static int push_loop(struct pc_src *pc, uint64_t total)
             err = push_one(pc, cursor);
             pushed += err > 0;
             if (err > 0)
-                s->st->pushed_pages++;
+                s->st->postcopy.pushed_pages++;
         }
         if (err >= 0)
             err = engine_batch_flush(&s->b);
@@ -789,14 +705,14 @@ static int push_end(struct pc_src *pc, pthread_t th, int err, uint64_t total)
         pthread_mutex_unlock(&pc->lock);
         s->fch->ops->shutdown(s->fch);
         pthread_join(pc->fserver, NULL);
-        s->st->demand_pages += pc->f_demand;
-        s->st->prepaged_pages += pc->f_prepaged;
+        s->st->postcopy.demand_pages += pc->f_demand;
+        s->st->postcopy.prepaged_pages += pc->f_prepaged;
         s->st->raw_pages += pc->f_raw;
         s->st->zero_pages += pc->f_zero;
-        s->st->pages_sent += pc->f_raw + pc->f_zero;
+        s->st->pages += pc->f_raw + pc->f_zero;
         if (pc->nserve) {
             qsort(pc->serve_us, pc->nserve, sizeof(float), cmp_f);
-            s->st->serve_p50_us = pc->serve_us[pc->nserve / 2];
+            s->st->postcopy.serve_p50_us = pc->serve_us[pc->nserve / 2];
         }
     }
     if (err < 0 && s->cancellable) {

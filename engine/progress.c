@@ -1,7 +1,7 @@
 /* engine: what a running migration reports (struct migr_progress), source side.
  *
  * Everything is derived from what the sender keeps anyway: the per-round
- * statistics of the rounds already finished (st->round[]), the transport's
+ * statistics of the rounds already finished (st->precopy.round[]), the transport's
  * byte counter and the codec counters the encoder adds to after each batch.
  * The current round began when the previous ones ended: setup_ns plus their
  * durations after the start (the ROUND_END records between them take
@@ -20,15 +20,15 @@
 static void round_rates(const struct sender *s, uint64_t now, struct migr_progress *pr)
 {
     const struct migr_stats *st = s->st;
-    uint32_t done = st->rounds < MIGR_MAX_ROUNDS_KEPT ? st->rounds : MIGR_MAX_ROUNDS_KEPT;
+    uint32_t done = st->precopy.rounds < MIGR_MAX_ROUNDS_KEPT ? st->precopy.rounds : MIGR_MAX_ROUNDS_KEPT;
     uint64_t t_start = s->t0 + st->setup_ns, b_start = 0;
     for (uint32_t i = 0; i < done; i++) {
-        t_start += st->round[i].ns;
-        b_start += st->round[i].bytes;
+        t_start += st->precopy.round[i].ns;
+        b_start += st->precopy.round[i].bytes;
     }
     double last_rate = 0;
     if (done > 0) {
-        const struct migr_round_stats *r = &st->round[done - 1];
+        const struct migr_round_stats *r = &st->precopy.round[done - 1];
         if (r->ns) {
             last_rate = (double)r->bytes * 1e9 / (double)r->ns;
             pr->dirty_rate = (double)r->dirty_after * MIGR_PAGE_SIZE * 1e9 / (double)r->ns;
@@ -58,9 +58,9 @@ void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_
     s->last_progress = now;
     const struct migr_stats *st = s->st;
     struct migr_progress pr = {
-        .phase = phase, .round = s->b.round, .pages_done = done, .pages_total = total,
+        .size = sizeof(pr), .phase = phase, .round = s->b.round, .pages_done = done, .pages_total = total,
         .bytes_sent = s->t->bytes_sent, .elapsed_s = (double)(now - s->t0) / 1e9,
-        .ram_pages = s->hv->ram_pages, .pages_sent = st->pages_sent, .max_bandwidth = s->t->rate_bps,
+        .ram_pages = s->hv->ram_pages, .pages_sent = st->pages, .max_bandwidth = s->t->rate_bps,
     };
     round_rates(s, now, &pr);
     bool any = false;

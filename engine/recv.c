@@ -20,6 +20,7 @@
 #include "migr/engine.h"
 #include "migr/record.h"
 #include "migr/settle.h"
+#include "engine/abi.h"
 #include "engine/engine_impl.h"
 #include "engine/stage.h"
 #include "engine/mode.h"
@@ -107,7 +108,7 @@ static int precopy_zero(void *arg, uint32_t i, const struct migr_page_entry *e, 
     zero_run(r, idx, idx + n - 1);
     r->st->zero_pages += n;
     r->st->codec[MIGR_ENC_ZERO].pages += n;
-    r->st->pages_sent += n;
+    r->st->pages += n;
     return 0;
 }
 
@@ -157,7 +158,7 @@ static void finish_chunk(struct receiver *r, struct chunk *c)
         r->st->raw_pages++;
         r->st->codec[MIGR_ENC_RAW].pages++;
         r->st->codec[MIGR_ENC_RAW].bytes_out += MIGR_PAGE_SIZE;
-        r->st->pages_sent++;
+        r->st->pages++;
     }
     c->n = 0;
 }
@@ -211,7 +212,7 @@ static int on_pages(struct receiver *r, const struct migr_rec_hdr *h)
 int engine_recv_ack(struct receiver *r, uint16_t type)
 {
     uint8_t meta[MIGR_ACK_SIZE];
-    struct migr_ack a = {.pages = r->st->pages_sent, .t_ns = migr_now_ns()};
+    struct migr_ack a = {.pages = r->st->pages, .t_ns = migr_now_ns()};
     int len = migr_ack_encode(&a, meta, sizeof(meta));
     if (len < 0)
         return len;
@@ -281,6 +282,8 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
     if (!(r->mode = engine_mode_by_name(hello.mode, &r->cancellable)))
         return rec_err(r, EPROTO, "HELLO", "mode '%s' is not supported by this receiver", hello.mode);
     snprintf(r->st->mode, sizeof(r->st->mode), "%s", hello.mode);
+    if (!r->mode->postcopy) /* no fault channel will come: the listener's socket may close */
+        migr_transport_side_release(r->t);
     return r->mode->recv_setup(r, &hello);
 }
 
@@ -334,7 +337,7 @@ static int on_switchover(struct receiver *r, const struct migr_rec_hdr *h)
     int err = migr_switchover_decode(r->meta, h->meta_len, &so);
     if (err < 0)
         return err;
-    r->st->rounds = so.rounds;
+    r->st->precopy.rounds = so.rounds;
     if (!r->state)
         return rec_err(r, EPROTO, "SWITCHOVER", "no STATE record before switchover");
     if (r->mode->recv_switchover && (err = r->mode->recv_switchover(r)) < 0)
@@ -431,13 +434,6 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
     return migr_recv_ex(t, NULL, out, st);
 }
 
-int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
-                 struct migr_stats *st)
-{
-    struct migr_recv_fate f;
-    return migr_recv_fated(t, p, out, st, &f);
-}
-
 /* What this destination tells a settle query (include/migr/settle.h). */
 static void fate_out(struct receiver *r, int err, struct migr_recv_fate *f)
 {
@@ -449,14 +445,13 @@ static void fate_out(struct receiver *r, int err, struct migr_recv_fate *f)
         f->fate = MIGR_FATE_ABORTED; /* the guest built here is destroyed below: it never runs */
 }
 
-int migr_recv_fated(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
-                    struct migr_stats *st, struct migr_recv_fate *f)
+static int recv_main(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
+                     struct migr_stats *st, struct migr_recv_fate *f)
 {
     struct receiver *r = calloc(1, sizeof(*r));
     uint64_t t0 = migr_now_ns(), cpu0 = migr_thread_cpu_ns();
     int err;
 
-    memset(st, 0, sizeof(*st));
     snprintf(st->transport, sizeof(st->transport), "%.*s", (int)strcspn(t->peer, ":"), t->peer);
     if (!r || !(r->meta = malloc(MIGR_META_MAX)) || !(r->ranges = malloc(MIGR_RANGES_MAX * sizeof(*r->ranges)))) {
         err = -ENOMEM;
@@ -476,7 +471,7 @@ int migr_recv_fated(struct migr_transport *t, const struct migr_recv_params *p, 
         goto fail;
     watchdog_end(r);
     st->total_ns = migr_now_ns() - t0;
-    st->bytes_sent = t->bytes_recv;
+    st->wire_bytes = t->bytes_recv;
     engine_account(st, t, cpu0);
     *out = r->hv;
     fate_out(r, 0, f);
@@ -509,5 +504,34 @@ fail:
     st->total_ns = migr_now_ns() - t0;
     engine_account(st, t, cpu0);
     migr_errorf(-err, "%s", st->error);
+    return err;
+}
+
+/* As migr_send: full-size copies of the caller's structs unless its stats
+ * are ours (engine.h, "ABI"). */
+int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
+                 struct migr_stats *st)
+{
+    struct migr_recv_fate f;
+    return migr_recv_fated(t, p, out, st, &f);
+}
+
+int migr_recv_fated(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
+                    struct migr_stats *st, struct migr_recv_fate *f)
+{
+    memset(f, 0, sizeof(*f));
+    struct migr_recv_params pl = MIGR_RECV_PARAMS_INIT;
+    struct migr_stats sl = MIGR_STATS_INIT;
+    int err = engine_abi_check_out(st, "recv stats", "MIGR_STATS_INIT");
+    if (err < 0)
+        return err;
+    if (p && (err = engine_abi_in(&pl, sizeof(pl), p, "recv params", "MIGR_RECV_PARAMS_INIT")) < 0) {
+        snprintf(sl.error, sizeof(sl.error), "%s", migr_last_error());
+        engine_abi_out(st, &sl, sizeof(sl));
+        return err;
+    }
+    struct migr_stats *use = engine_abi_out_begin(st, &sl, sizeof(sl));
+    err = recv_main(t, &pl, out, use, f);
+    engine_abi_out(st, use, sizeof(sl));
     return err;
 }

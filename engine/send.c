@@ -16,26 +16,14 @@
 #include "migr/common.h"
 #include "migr/dirty.h"
 #include "migr/engine.h"
+#include "engine/abi.h"
 #include "engine/engine_impl.h"
 #include "engine/mode.h"
 #include "engine/stage.h"
 
 void migr_send_params_defaults(struct migr_send_params *p)
 {
-    memset(p, 0, sizeof(*p));
-    p->downtime_ms = 300;
-    p->max_rounds = 30;
-    p->tracker = "auto";
-    p->mode = MIGR_MODE_PRECOPY;
-    p->cancellable = true;
-    p->hybrid_rounds = 1;
-    p->prepage = 8;
-    p->compress = "auto";
-    p->xbzrle_cache_mib = 64;
-    p->compress_threads = 0; /* the engine picks: 2 with 2+ CPUs online (docs/compress.md) */
-    p->min_bandwidth = 64ull << 20;
-    p->stall_timeout_ms = 10000;
-    p->postcopy_lease_ms = 10000;
+    migr_send_params_init(p);
 }
 
 /* Without rate control in p the engine leaves the transport's own limit
@@ -114,18 +102,11 @@ static int run(struct sender *s)
     return m->owned ? m->owned(s) : 0;
 }
 
-int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
-              struct migr_stats *st)
-{
-    return engine_send(hv, t, p, NULL, st);
-}
-
 /* migr_send, and with sp: migr_send_settled (engine/settle.c). */
-int engine_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
-                const struct migr_settle_params *sp, struct migr_stats *st)
+static int send_main(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
+                     const struct migr_settle_params *sp, struct migr_stats *st)
 {
     uint64_t cpu0 = migr_thread_cpu_ns();
-    memset(st, 0, sizeof(*st));
     struct sender *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(st->error, sizeof(st->error), "send: out of memory; the guest keeps running on the source");
@@ -149,10 +130,39 @@ int engine_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_
     if (err < 0)
         err = engine_switch_fail(s, err);
     st->total_ns = migr_now_ns() - s->t0;
-    st->bytes_sent = t->bytes_sent;
+    st->wire_bytes = t->bytes_sent;
     engine_account(st, t, cpu0);
     sender_free(s);
     if (err < 0)
         migr_errorf(-err, "%s", st->error);
     return err < 0 ? err : 0;
+}
+
+/* The caller's structs may be older or newer than ours (engine.h, "ABI"):
+ * the engine runs on full-size copies (stats: unless the caller's is ours). */
+int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
+              struct migr_stats *st)
+{
+    return engine_send(hv, t, p, NULL, st);
+}
+
+int engine_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
+                const struct migr_settle_params *sp, struct migr_stats *st)
+{
+    struct migr_send_params pl;
+    struct migr_stats sl = MIGR_STATS_INIT;
+    int err = engine_abi_check_out(st, "send stats", "MIGR_STATS_INIT");
+    if (err < 0)
+        return err;
+    migr_send_params_init(&pl);
+    if ((err = engine_abi_in(&pl, sizeof(pl), p, "send params", "migr_send_params_init")) < 0) {
+        snprintf(sl.error, sizeof(sl.error), "%s; the guest keeps running on the source", migr_last_error());
+        sl.resumed_on_source = true;
+        engine_abi_out(st, &sl, sizeof(sl));
+        return err;
+    }
+    struct migr_stats *use = engine_abi_out_begin(st, &sl, sizeof(sl));
+    err = send_main(hv, t, &pl, sp, use);
+    engine_abi_out(st, use, sizeof(sl));
+    return err;
 }

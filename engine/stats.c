@@ -5,6 +5,7 @@
 
 #include "migr/common.h"
 #include "migr/engine.h"
+#include "engine/abi.h"
 #include "engine/engine_impl.h"
 #include "engine/mode.h"
 
@@ -28,9 +29,11 @@ static bool has_postcopy(const struct migr_stats *st)
     return m && m->postcopy;
 }
 
-int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
+static int stats_json(const struct migr_stats *st, char *buf, size_t cap)
 {
     bool pc = has_postcopy(st);
+    const struct migr_precopy_stats *pre = &st->precopy;
+    const struct migr_postcopy_stats *post = &st->postcopy;
     size_t n = 0;
 #define OUT(...) do { int k_ = snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__); if (k_ > 0) n += (size_t)k_; } while (0)
     char err[sizeof(st->error) * 2];
@@ -41,32 +44,32 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
         err[j++] = (*p >= 0x20) ? *p : ' ';
     }
     err[j] = 0;
-    uint64_t moved = st->pages_sent * 4096;
+    uint64_t moved = st->pages * 4096;
     OUT("{\"mode\":\"%s\",\"transport\":\"%s\",\"tracker\":\"%s\",", st->mode, st->transport, st->tracker);
     OUT("\"ok\":%s,\"error\":\"%s\",", st->error[0] ? "false" : "true", err);
     OUT("\"total_ms\":%.3f,\"downtime_ms\":%.3f,\"setup_ms\":%.3f,", ms(st->total_ns), ms(st->downtime_ns),
         ms(st->setup_ns));
     OUT("\"rounds\":%u,\"pages_sent\":%llu,\"zero_pages\":%llu,\"raw_pages\":%llu,\"torn_pages\":%llu,",
-        st->rounds, (unsigned long long)st->pages_sent, (unsigned long long)st->zero_pages,
+        pre->rounds, (unsigned long long)st->pages, (unsigned long long)st->zero_pages,
         (unsigned long long)st->raw_pages, (unsigned long long)st->torn_pages);
     OUT("\"hole_pages\":%llu,\"prefaulted_pages\":%llu,", (unsigned long long)st->hole_pages,
         (unsigned long long)st->prefaulted_pages);
-    OUT("\"bytes_sent\":%llu,\"ram_bytes\":%llu,\"state_bytes\":%llu,", (unsigned long long)st->bytes_sent,
+    OUT("\"bytes_sent\":%llu,\"ram_bytes\":%llu,\"state_bytes\":%llu,", (unsigned long long)st->wire_bytes,
         (unsigned long long)st->ram_bytes, (unsigned long long)st->state_bytes);
-    OUT("\"throughput_mbps\":%.1f,\"wire_mbps\":%.1f,", mbps(moved, st->total_ns), mbps(st->bytes_sent, st->total_ns));
-    OUT("\"first_pass_ms\":%.3f,\"first_pass_mbps\":%.1f,", ms(st->first_pass_ns),
-        mbps(st->first_pass_pages * 4096, st->first_pass_ns));
+    OUT("\"throughput_mbps\":%.1f,\"wire_mbps\":%.1f,", mbps(moved, st->total_ns), mbps(st->wire_bytes, st->total_ns));
+    OUT("\"first_pass_ms\":%.3f,\"first_pass_mbps\":%.1f,", ms(pre->first_pass_ns),
+        mbps(pre->first_pass_pages * 4096, pre->first_pass_ns));
     OUT("\"converged\":%s,\"verified\":%s,\"resumed_on_source\":%s,\"ownership_in_doubt\":%s,",
-        st->converged ? "true" : "false", st->verified ? "true" : "false",
+        pre->converged ? "true" : "false", st->verified ? "true" : "false",
         st->resumed_on_source ? "true" : "false", st->ownership_in_doubt ? "true" : "false");
     if (pc)
-        OUT("\"epochs\":%llu,\"back_pages\":%llu,\"cancelled\":%s,", (unsigned long long)st->epochs,
-            (unsigned long long)st->back_pages, st->cancelled ? "true" : "false");
+        OUT("\"epochs\":%llu,\"back_pages\":%llu,\"cancelled\":%s,", (unsigned long long)post->epochs,
+            (unsigned long long)post->back_pages, st->cancelled ? "true" : "false");
     if (pc)
         OUT("\"postcopy_ms\":%.3f,\"demand_pages\":%llu,\"pushed_pages\":%llu,\"faults\":%llu,"
-            "\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,\"fault_max_us\":%.1f,", ms(st->postcopy_ns),
-            (unsigned long long)st->demand_pages, (unsigned long long)st->pushed_pages,
-            (unsigned long long)st->faults, st->fault_p50_us, st->fault_p99_us, st->fault_max_us);
+            "\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,\"fault_max_us\":%.1f,", ms(post->ns),
+            (unsigned long long)post->demand_pages, (unsigned long long)post->pushed_pages,
+            (unsigned long long)post->faults, post->fault_p50_us, post->fault_p99_us, post->fault_max_us);
     OUT("\"max_bandwidth\":%llu,\"adaptive_bw\":%s,\"engine_cpu_ms\":%.3f,\"io_cpu_ms\":%.3f,"
         "\"rate_wait_ms\":%.3f,", (unsigned long long)st->max_bandwidth, st->adaptive_bw ? "true" : "false",
         ms(st->engine_cpu_ns), ms(st->io_cpu_ns), ms(st->rate_wait_ns));
@@ -91,23 +94,36 @@ int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
     if (pc) {
         /* time to full residence = postcopy_ms; bytes sent back = back_pages x 4096 */
         OUT("\"resident_ms\":%.3f,\"back_bytes\":%llu,\"prepaged_pages\":%llu,\"fault_channel\":%s,"
-            "\"fault_hist_us\":{", ms(st->postcopy_ns), (unsigned long long)st->back_pages * 4096,
-            (unsigned long long)st->prepaged_pages, st->fault_channel ? "true" : "false");
+            "\"fault_hist_us\":{", ms(post->ns), (unsigned long long)post->back_pages * 4096,
+            (unsigned long long)post->prepaged_pages, post->fault_channel ? "true" : "false");
         for (int i = 0; i < MIGR_FAULT_BUCKETS; i++)
             if (i + 1 < MIGR_FAULT_BUCKETS)
-                OUT("%s\"lt%.0f\":%llu", i ? "," : "", MIGR_FAULT_BUCKET_US[i], (unsigned long long)st->fault_hist[i]);
+                OUT("%s\"lt%.0f\":%llu", i ? "," : "", MIGR_FAULT_BUCKET_US[i], (unsigned long long)post->fault_hist[i]);
             else
-                OUT(",\"ge%.0f\":%llu", MIGR_FAULT_BUCKET_US[i - 1], (unsigned long long)st->fault_hist[i]);
+                OUT(",\"ge%.0f\":%llu", MIGR_FAULT_BUCKET_US[i - 1], (unsigned long long)post->fault_hist[i]);
         OUT("},\"fault_req_us\":%.1f,\"fault_wait_us\":%.1f,\"fault_place_us\":%.1f,\"serve_p50_us\":%.1f,",
-            st->fault_req_us, st->fault_wait_us, st->fault_place_us, st->serve_p50_us);
+            post->fault_req_us, post->fault_wait_us, post->fault_place_us, post->serve_p50_us);
     }
     OUT("\"round_stats\":[");
-    for (uint32_t i = 0; i < st->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)
+    for (uint32_t i = 0; i < pre->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)
         OUT("%s{\"round\":%u,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"dirty_after\":%llu,\"rate\":%llu}",
-            i ? "," : "", i + 1, (unsigned long long)st->round[i].pages, (unsigned long long)st->round[i].bytes,
-            ms(st->round[i].ns), (unsigned long long)st->round[i].dirty_after,
-            (unsigned long long)st->round[i].rate);
+            i ? "," : "", i + 1, (unsigned long long)pre->round[i].pages, (unsigned long long)pre->round[i].bytes,
+            ms(pre->round[i].ns), (unsigned long long)pre->round[i].dirty_after,
+            (unsigned long long)pre->round[i].rate);
     OUT("]}");
 #undef OUT
     return (int)n;
+}
+
+/* st may be an older caller's, shorter than ours: read only its size. */
+int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap)
+{
+    struct migr_stats full = MIGR_STATS_INIT;
+    int err = engine_abi_check_out(st, "stats", "MIGR_STATS_INIT");
+    if (cap)
+        buf[0] = 0;
+    if (err < 0)
+        return err;
+    memcpy(&full, st, st->size < sizeof(full) ? st->size : sizeof(full));
+    return stats_json(&full, buf, cap);
 }

@@ -92,7 +92,7 @@ int engine_switch_pause(struct sender *s)
     engine_set_rate(s, p->max_bandwidth);
     if (s->mode->pre_pause && (err = s->mode->pre_pause(s)) < 0)
         return err;
-    s->st->fault_channel = s->fch != NULL;
+    s->st->postcopy.fault_channel = s->fch != NULL;
     drain(s->t);
     s->t_pause = migr_now_ns();
     if ((err = s->hv->ops->pause(s->hv)) < 0)
@@ -117,7 +117,7 @@ static int send_state(struct sender *s)
     if (err < 0)
         return err;
     uint8_t meta[64];
-    struct migr_switchover so = {.rounds = s->b.round, .total_pages_sent = s->st->pages_sent};
+    struct migr_switchover so = {.rounds = s->b.round, .total_pages_sent = s->st->pages};
     int mlen = migr_switchover_encode(&so, meta, sizeof(meta));
     return mlen < 0 ? mlen : migr_rec_send(s->t, MIGR_REC_SWITCHOVER, meta, (uint32_t)mlen, NULL, 0);
 }
@@ -239,11 +239,11 @@ static void decide_owner(struct sender *s, int err)
             st->resumed_on_source = true;
         if (s->origin == ORIGIN_PEER_REFUSED && !s->took_back && engine_settles(s))
             engine_settle_refused(s);
-        if (s->origin == ORIGIN_PEER_REFUSED && !s->took_back && st->epochs == 0)
+        if (s->origin == ORIGIN_PEER_REFUSED && !s->took_back && st->postcopy.epochs == 0)
             APPEND(st, "; the destination refused COMMIT and dropped its copy");
         else
             APPEND(st, "; the guest was taken back from the destination's checkpoint %llu",
-                   (unsigned long long)st->epochs);
+                   (unsigned long long)st->postcopy.epochs);
     } else if (s->owner == OWNER_IN_DOUBT && engine_settles(s)) {
         /* Ask the destination what became of it (a new connection). */
         engine_settle(s);

@@ -355,7 +355,7 @@ static int do_recv(const char *url)
     struct migr_listener *l;
     struct migr_transport *t;
     struct migr_hv *hv;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     if (migr_hv_register_builder(&builder) < 0 || migr_listener_open(url, &l) < 0) {
         fprintf(stderr, "tinyvmm recv: %s\n", migr_last_error());
         return 1;
@@ -370,7 +370,7 @@ static int do_recv(const char *url)
     migr_listener_close(l);
     struct tiny *vm = (struct tiny *)hv;
     printf("received: mode %s, %llu pages, tracker '%s', device_reg %llx\n", st.mode,
-           (unsigned long long)st.pages_sent, st.tracker, (unsigned long long)vm->device_reg);
+           (unsigned long long)st.pages, st.tracker, (unsigned long long)vm->device_reg);
     int rc = 0;
     tiny_pause(hv);
     rc |= check(vm, "after the migration");
@@ -392,13 +392,13 @@ static int do_send(const char *url, int postcopy)
     struct tiny *vm;
     struct migr_transport *t;
     struct migr_send_params p;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     if (tiny_create(&vm) < 0)
         return 1;
     vm->device_reg = mix((uint64_t)time(NULL) ^ (uint64_t)getpid());
     tiny_resume(&vm->hv);
     usleep(300000);
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = postcopy ? MIGR_MODE_POSTCOPY : MIGR_MODE_PRECOPY;
     if (migr_transport_connect(url, &t) < 0) {
         fprintf(stderr, "tinyvmm send: %s\n", migr_last_error());
@@ -411,7 +411,7 @@ static int do_send(const char *url, int postcopy)
         return 1;
     }
     printf("sent: mode %s, tracker %s, %u rounds, downtime %.2f ms, device_reg %llx\n", st.mode, st.tracker,
-           st.rounds, (double)st.downtime_ns / 1e6, (unsigned long long)vm->device_reg);
+           st.precopy.rounds, (double)st.downtime_ns / 1e6, (unsigned long long)vm->device_reg);
     tiny_destroy(&vm->hv);
     /* pre-copy harvests our log on this side (post-copy tracks on the destination) */
     return postcopy || strcmp(st.tracker, "tinyvmm-log") == 0 ? 0 : 1;

@@ -14,35 +14,59 @@
 #include "migr/format.h"
 #include "migr/hv.h"
 
+static int always(void)
+{
+    return 1; /* proc: memfd + threads work wherever libmigr runs */
+}
+
+static int proc_create(const struct migr_vm_config *cfg, struct migr_hv **out)
+{
+    if (cfg->kernel)
+        return migr_errorf(EINVAL, "backend proc cannot boot a kernel (%s): use kvm", cfg->kernel);
+    return migr_proc_create(cfg, out);
+}
+
+/* migr's own backends: a row each. */
+struct backend {
+    const char *name;
+    int (*available)(void);
+    int (*create)(const struct migr_vm_config *cfg, struct migr_hv **out);
+    /* An incoming guest of one region at gpa 0 (memfd >= 0: on that memory). */
+    int (*create_incoming)(const struct migr_vm_layout *l, int memfd, uint64_t memfd_off, struct migr_hv **out);
+    const struct migr_dirty_ops *const *trackers;
+};
+
+static const struct backend backends[] = {
+    {"kvm", migr_kvm_available, migr_kvm_create, migr_kvm_create_incoming, migr_kvm_trackers},
+    {"proc", always, proc_create, migr_proc_create_incoming, migr_dirty_process_trackers},
+};
+
+/* The backend called name, or NULL with the reason. */
+static const struct backend *backend_named(const char *name)
+{
+    for (size_t i = 0; i < MIGR_ARRAY_SIZE(backends); i++)
+        if (strcmp(backends[i].name, name) == 0)
+            return &backends[i];
+    migr_errorf(EINVAL, "unknown backend '%s' (known: kvm, proc)", name);
+    return NULL;
+}
+
 int migr_hv_available(const char *backend)
 {
-    if (strcmp(backend, "kvm") == 0)
-        return migr_kvm_available();
-    if (strcmp(backend, "proc") == 0)
-        return 1; /* memfd + threads: works wherever libmigr runs */
-    migr_errorf(EINVAL, "unknown backend '%s' (known: kvm, proc)", backend);
-    return 0;
+    const struct backend *b = backend_named(backend);
+    return b ? b->available() : 0;
 }
 
 const struct migr_dirty_ops *const *migr_hv_backend_trackers(const char *backend)
 {
-    if (strcmp(backend, "kvm") == 0)
-        return migr_kvm_trackers;
-    if (strcmp(backend, "proc") == 0)
-        return migr_dirty_process_trackers;
-    return NULL;
+    const struct backend *b = backend_named(backend);
+    return b ? b->trackers : NULL;
 }
 
 int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct migr_hv **out)
 {
-    if (strcmp(backend, "kvm") == 0)
-        return migr_kvm_create(cfg, out);
-    if (strcmp(backend, "proc") == 0) {
-        if (cfg->kernel)
-            return migr_errorf(EINVAL, "backend proc cannot boot a kernel (%s): use kvm", cfg->kernel);
-        return migr_proc_create(cfg, out);
-    }
-    return migr_errorf(EINVAL, "unknown backend '%s' (known: kvm, proc)", backend);
+    const struct backend *b = backend_named(backend);
+    return b ? b->create(cfg, out) : -EINVAL;
 }
 
 int migr_hv_map_ram(uint64_t size, int memfd, uint64_t off, int *fd, uint8_t **mem)
@@ -81,34 +105,25 @@ static void close_fds(const int *memfds, uint32_t n)
         close(memfds[i]);
 }
 
-static int kvm_build(void *arg, const struct migr_vm_layout *l, const int *memfds, const uint64_t *offs,
-                     struct migr_hv **out)
+/* A built-in backend's builder (arg: its struct backend). */
+static int build_builtin(void *arg, const struct migr_vm_layout *l, const int *memfds, const uint64_t *offs,
+                         struct migr_hv **out)
 {
+    const struct backend *be = arg;
     int err = one_region_at_zero(l);
     if (err < 0) {
         close_fds(memfds, l->nregions);
         return err;
     }
-    return migr_kvm_create_incoming(l, memfds ? memfds[0] : -1, memfds ? offs[0] : 0, out);
-}
-
-static int proc_build(void *arg, const struct migr_vm_layout *l, const int *memfds, const uint64_t *offs,
-                      struct migr_hv **out)
-{
-    int err = one_region_at_zero(l);
-    if (err < 0) {
-        close_fds(memfds, l->nregions);
-        return err;
-    }
-    return migr_proc_create_incoming(l, memfds ? memfds[0] : -1, memfds ? offs[0] : 0, out);
+    return be->create_incoming(l, memfds ? memfds[0] : -1, memfds ? offs[0] : 0, out);
 }
 
 static int yes(void *arg) { return 1; }
 
 /* The built-in backends, through the same builder API an embedder uses. */
 static const struct migr_hv_builder builtin[] = {
-    {.vmm = "kvm", .create = kvm_build, .can_share = yes},
-    {.vmm = "proc", .create = proc_build, .can_share = yes},
+    {.vmm = "kvm", .create = build_builtin, .can_share = yes, .arg = (void *)&backends[0]},
+    {.vmm = "proc", .create = build_builtin, .can_share = yes, .arg = (void *)&backends[1]},
 };
 
 #define MAX_BUILDERS 16

@@ -7,12 +7,12 @@ post-copy fault channel silently (tests/it_postcopy_links.sh).
 
 Listens on 127.0.0.2:LISTEN_PORT and forwards each connection to
 127.0.0.1:TARGET_PORT from OUT_ADDR (so the destination sees OUT_ADDR as its
-peer). It parses the source's record stream (docs/format.md: 16-byte
-preamble; records of a 12-byte header u16 type, u16 flags, u32 meta_len,
-u32 bulk_len, then meta, a 4-byte CRC and bulk) until FAULT_CHANNEL (type
-16), whose meta names the port the source listens on for the fault channel;
-it then listens on OUT_ADDR:PORT itself and forwards that connection to the
-source's 127.0.0.1:PORT. With --stall-fch-after N, after N bytes of answers
+peer). The post-copy fault channel is a second connection from the
+source the same way (docs/transport.md, "Side connections"; it begins with
+the side hello "MIGRSID1"), forwarded like the first. (A revision 1.3
+source announced a port to connect back to in FAULT_CHANNEL kind 2: the
+proxy parses the record stream for it and forwards that too.) With
+--stall-fch-after N, after N bytes of answers
 (source to destination) on the fault channel it stops forwarding them, keeping
 both connections open: the link looks alive and carries nothing. With
 --partition-after T, T seconds after the first connection every connection
@@ -132,6 +132,11 @@ def main():
         d = socket.socket()
         d.bind((out_addr, 0))
         d.connect(("127.0.0.1", tport))
+        if c.recv(8, socket.MSG_PEEK | socket.MSG_WAITALL) == b"MIGRSID1":
+            # the fault channel: the source's answers travel c -> d
+            threading.Thread(target=pump, args=(c, d, stall), daemon=True).start()
+            threading.Thread(target=pump, args=(d, c), daemon=True).start()
+            continue
         threading.Thread(target=main_stream, args=(c, d, out_addr, stall), daemon=True).start()
         threading.Thread(target=pump, args=(d, c), daemon=True).start()
 

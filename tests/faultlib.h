@@ -12,8 +12,9 @@
  *   { FL_TO_SRC, MIGR_REC_COMPLETE, 1, FL_CUT_BEFORE }  the link breaks with COMPLETE in flight
  *   { FL_TO_DST, MIGR_REC_COMMIT,   2, FL_CUT_BEFORE }  ... with the source's release in flight
  *
- * TCP only (no descriptor passing): a post-copy fault channel over TCP
- * connects back to the source directly, not through the relay.
+ * TCP only (no descriptor passing). Further connections (the post-copy
+ * fault channel, which the source opens the same way as the stream) are
+ * relayed as plain bytes, without rules; a cut cuts them too.
  */
 #ifndef MIGR_TEST_FAULTLIB_H
 #define MIGR_TEST_FAULTLIB_H
@@ -53,6 +54,9 @@ struct fl_relay {
     int fired;                    /* rules applied; atomic */
     pthread_t acceptor, copier[2];
     bool copying;
+    int side[4][2];               /* further connections: source end, destination end */
+    pthread_t side_th[4][2];
+    int nside;
 };
 
 static inline bool fl_io(int fd, void *buf, size_t n, bool wr)
@@ -88,6 +92,34 @@ static inline void fl_cut(struct fl_relay *r)
 {
     shutdown(r->src, SHUT_RDWR);
     shutdown(r->dst, SHUT_RDWR);
+    for (int i = 0; i < __atomic_load_n(&r->nside, __ATOMIC_ACQUIRE); i++)
+        for (int e = 0; e < 2; e++)
+            shutdown(r->side[i][e], SHUT_RDWR);
+}
+
+/* A further connection, one direction: bytes as they come. */
+static inline void *fl_side_pump(void *arg)
+{
+    int *fds = arg; /* from, to */
+    char buf[65536];
+    ssize_t k;
+    while ((k = recv(fds[0], buf, sizeof(buf), 0)) > 0 && fl_io(fds[1], buf, (size_t)k, true))
+        ;
+    shutdown(fds[1], SHUT_WR);
+    free(fds);
+    return NULL;
+}
+
+static inline int fl_connect_dst(struct fl_relay *r)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(r->dst_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }
 
 struct fl_copier_arg {
@@ -139,12 +171,9 @@ out:
 static inline void *fl_acceptor(void *arg)
 {
     struct fl_relay *r = arg;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(r->dst_port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if ((r->src = accept(r->lfd, NULL, NULL)) < 0)
         return NULL;
-    r->dst = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (r->dst < 0 || connect(r->dst, (struct sockaddr *)&a, sizeof(a)) < 0) {
+    if ((r->dst = fl_connect_dst(r)) < 0) {
         close(r->src);
         r->src = -1;
         return NULL;
@@ -156,6 +185,25 @@ static inline void *fl_acceptor(void *arg)
         T_ASSERT(pthread_create(&r->copier[d], NULL, fl_copier, ca) == 0);
     }
     r->copying = true;
+    while (r->nside < 4) {
+        int i = r->nside, c = accept(r->lfd, NULL, NULL), d = c < 0 ? -1 : fl_connect_dst(r);
+        if (c < 0)
+            break; /* fl_relay_join shut the listener down */
+        if (d < 0) {
+            close(c);
+            continue;
+        }
+        r->side[i][0] = c;
+        r->side[i][1] = d;
+        for (int e = 0; e < 2; e++) {
+            int *fds = malloc(2 * sizeof(int));
+            T_ASSERT(fds != NULL);
+            fds[0] = r->side[i][e];
+            fds[1] = r->side[i][!e];
+            T_ASSERT(pthread_create(&r->side_th[i][e], NULL, fl_side_pump, fds) == 0);
+        }
+        __atomic_store_n(&r->nside, i + 1, __ATOMIC_RELEASE);
+    }
     return NULL;
 }
 
@@ -172,7 +220,7 @@ static inline void fl_relay_start(struct fl_relay *r, uint16_t dst_port, const s
     socklen_t al = sizeof(a);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     T_ASSERT((r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
-    T_ASSERT(bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(r->lfd, 1) == 0);
+    T_ASSERT(bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(r->lfd, 4) == 0);
     T_ASSERT(getsockname(r->lfd, (struct sockaddr *)&a, &al) == 0);
     snprintf(r->url, sizeof(r->url), "tcp:127.0.0.1:%u", ntohs(a.sin_port));
     T_ASSERT(pthread_create(&r->acceptor, NULL, fl_acceptor, r) == 0);
@@ -188,10 +236,19 @@ static inline uint16_t fl_port(const char *url)
 /* Wait for both directions to end; returns how many rules fired. */
 static inline int fl_relay_join(struct fl_relay *r)
 {
-    pthread_join(r->acceptor, NULL);
     if (r->copying)
         for (int d = 0; d < 2; d++)
             pthread_join(r->copier[d], NULL);
+    shutdown(r->lfd, SHUT_RDWR); /* ends the acceptor's wait for more */
+    pthread_join(r->acceptor, NULL);
+    for (int i = 0; i < r->nside; i++) {
+        for (int e = 0; e < 2; e++)
+            shutdown(r->side[i][e], SHUT_RDWR);
+        for (int e = 0; e < 2; e++)
+            pthread_join(r->side_th[i][e], NULL);
+        close(r->side[i][0]);
+        close(r->side[i][1]);
+    }
     close(r->lfd);
     if (r->src >= 0)
         close(r->src);

@@ -26,7 +26,8 @@ static inline void *t_rx_main(void *arg)
     x->rc = migr_listener_accept(x->l, 10000, &t);
     if (x->rc < 0)
         return NULL;
-    struct migr_recv_params p = {.decode_threads = x->decode_threads};
+    struct migr_recv_params p = {.size = sizeof(p), .decode_threads = x->decode_threads};
+    migr_stats_init(&x->st);
     x->rc = migr_recv_ex(t, &p, &x->hv, &x->st);
     if (x->rc < 0)
         fprintf(stderr, "recv: %s\n", x->st.error);
@@ -87,7 +88,7 @@ static inline int t_send(struct migr_hv *src, const char *url, const struct migr
 
 /* Cancel a migration from outside, as `migr cancel` does: a thread calls
  * migr_cancel_request(c) once *count (a counter another thread updates, e.g.
- * the destination's x.st.pages_sent) reaches at. t_cancel_stop: join. */
+ * the destination's x.st.pages) reaches at. t_cancel_stop: join. */
 struct t_canceller {
     struct migr_cancel *c;
     const uint64_t *count;

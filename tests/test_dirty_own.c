@@ -168,9 +168,9 @@ int main(void)
     T_OK(src->ops->resume(src));
     usleep(200000);
     struct migr_send_params p;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     struct t_rx x;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.tracker = "vmm-log";
     char url[64];
     snprintf(url, sizeof(url), "unix:@migr-own-%d", getpid());
@@ -179,16 +179,16 @@ int main(void)
         T_FAIL("send with vmm-log: %s", st.error);
     T_OK(x.rc);
     T_ASSERT(strcmp(st.tracker, "vmm-log") == 0);
-    T_ASSERT(st.verified && st.rounds >= 2);
-    T_ASSERT(own.starts == 1 && own.stops == 1 && own.harvests >= st.rounds - 1 && own.reported > 0);
+    T_ASSERT(st.verified && st.precopy.rounds >= 2);
+    T_ASSERT(own.starts == 1 && own.stops == 1 && own.harvests >= st.precopy.rounds - 1 && own.reported > 0);
     uint64_t at = migr_workload_progress(src);
     migr_hv_destroy(src);
     usleep(150000);
     T_ASSERT(migr_workload_progress(x.hv) > at); /* runs on, with the standard workload */
     t_verify(x.hv, "on the destination");
     printf("vmm-log: %u rounds, %llu harvests reported %llu pages, %llu pages sent, downtime %.1f ms: verified\n",
-           st.rounds, (unsigned long long)own.harvests, (unsigned long long)own.reported,
-           (unsigned long long)st.pages_sent, (double)st.downtime_ns / 1e6);
+           st.precopy.rounds, (unsigned long long)own.harvests, (unsigned long long)own.reported,
+           (unsigned long long)st.pages, (double)st.downtime_ns / 1e6);
     migr_hv_destroy(x.hv);
 
     T_OK(migr_dirty_unregister(&vmm_log));

@@ -58,7 +58,7 @@ static void migrate(const struct run *c, struct migr_stats *st, struct migr_stat
     struct migr_transport *t;
     T_OK(migr_transport_connect(x.l->bound, &t));
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.compress = c->compress;
     p.compress_threads = c->threads ? c->threads : 1;
     p.link_mbps = c->link_mbps;
@@ -76,7 +76,7 @@ static void migrate(const struct run *c, struct migr_stats *st, struct migr_stat
     char js[8192];
     migr_stats_json(st, js, sizeof(js));
     fprintf(stderr, "%s %s threads %u link %u: %s\n", c->backend, c->compress, p.compress_threads, c->link_mbps, js);
-    T_ASSERT(st->verified && st->rounds >= 2 && st->pages_sent + st->unchanged_pages >= src->ram_pages);
+    T_ASSERT(st->verified && st->precopy.rounds >= 2 && st->pages + st->unchanged_pages >= src->ram_pages);
     T_ASSERT(strcmp(st->compress, c->compress) == 0);
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);
@@ -106,14 +106,14 @@ static uint64_t codec_pages(const struct migr_stats *st)
 static void each_mode(const char *backend)
 {
     const char *wl = "rate=128M,ws=8M,pattern=hotcold,data=text"; /* the rest of RAM stays zero */
-    struct migr_stats st, rst;
+    struct migr_stats st = MIGR_STATS_INIT, rst = MIGR_STATS_INIT;
     struct run c = {.backend = backend, .wl = wl};
 
     c.compress = "none";
     migrate(&c, &st, &rst);
     /* no zero detection: only never-written pages (memfd holes, not read) travel as ZERO */
     T_ASSERT(st.hole_pages > 0 && st.codec[MIGR_ENC_ZERO].pages == st.hole_pages && codec_pages(&st) == 0);
-    uint64_t none_bytes = st.bytes_sent;
+    uint64_t none_bytes = st.wire_bytes;
 
     c.compress = "zero";
     migrate(&c, &st, &rst);
@@ -149,7 +149,7 @@ static void each_mode(const char *backend)
         c.compress = comp[i];
         migrate(&c, &st, &rst);
         T_ASSERT(st.codec[enc[i]].pages > 1500 && codec_pages(&st) == st.codec[enc[i]].pages);
-        T_ASSERT(st.bytes_sent < none_bytes); /* text pages compress */
+        T_ASSERT(st.wire_bytes < none_bytes); /* text pages compress */
     }
 
     c.max_rounds = 0;
@@ -182,7 +182,7 @@ static void pipeline(const char *backend)
     printf("pipeline %s: seed %llu: compress %s, %s, cache %u MiB, link %u\n", backend, (unsigned long long)seed,
            c.compress, c.wl, c.cache_mib, c.link_mbps);
     c.decoders = 2;
-    struct migr_stats st, rst;
+    struct migr_stats st = MIGR_STATS_INIT, rst = MIGR_STATS_INIT;
     migrate(&c, &st, &rst);
     T_ASSERT(st.compress_threads == 2 && rst.compress_threads == 2);
 }
@@ -274,7 +274,7 @@ static void crafted(int which, const char *expect)
     pthread_t th;
     T_ASSERT(pthread_create(&th, NULL, feed_main, &f) == 0);
     struct migr_hv *hv = NULL;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int rc = migr_recv(rt, &hv, &st);
     pthread_join(th, NULL);
     migr_transport_close(rt);

@@ -17,7 +17,7 @@ static int handover(struct migr_hv *src, const char *url, struct migr_hv **dst, 
 {
     struct t_rx x;
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = MIGR_MODE_HANDOVER;
     int rc = t_send(src, url, &p, st, &x);
     *dst = x.hv;
@@ -36,7 +36,7 @@ int main(void)
     migr_workload_defaults(&cfg.wl);
     T_OK(migr_workload_parse("rate=64M,pattern=random,data=text", &cfg.wl));
     struct migr_hv *src, *dst, *back;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     T_OK(migr_hv_create("kvm", &cfg, &src));
     T_OK(src->ops->resume(src));
     usleep(200000);
@@ -56,7 +56,7 @@ int main(void)
     char js[4096];
     migr_stats_json(&st, js, sizeof(js));
     fprintf(stderr, "handover: %s\n", js);
-    T_ASSERT(st.pages_sent == 0 && st.bytes_sent < 64 * 1024); /* nothing copied */
+    T_ASSERT(st.pages == 0 && st.wire_bytes < 64 * 1024); /* nothing copied */
     uint64_t at = migr_workload_progress(src);
     migr_hv_destroy(src); /* the source unmaps; the memory lives on in dst */
     usleep(200000);
@@ -68,7 +68,7 @@ int main(void)
     char shm[64];
     snprintf(shm, sizeof(shm), "shm:migr-ho-%d", getpid());
     T_OK(handover(dst, shm, &back, &st));
-    T_ASSERT(st.pages_sent == 0 && !strcmp(st.transport, "shm"));
+    T_ASSERT(st.pages == 0 && !strcmp(st.transport, "shm"));
     migr_hv_destroy(dst);
     usleep(100000);
     t_verify(back, "after the hand-over back over shm:");

@@ -23,10 +23,10 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     struct migr_hv *src = t_guest("kvm", 128ull << 20, nvcpus, wl, 200);
     struct t_rx x;
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = after < 0 ? MIGR_MODE_PRECOPY : after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = after > 0 ? (uint32_t)after : 1;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     struct t_canceller k;
     struct migr_transport *t;
     if (cancel_at > 0) {
@@ -38,7 +38,7 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     t_rx_start(&x, url);
     T_OK(migr_transport_connect(x.l->bound, &t));
     if (cancel_at > 0)
-        t_cancel_start(&k, p.cancel, &x.st.pages_sent, (uint64_t)(cancel_at * (double)src->ram_pages) + 1);
+        t_cancel_start(&k, p.cancel, &x.st.pages, (uint64_t)(cancel_at * (double)src->ram_pages) + 1);
     int rc = migr_send(src, t, &p, &st);
     if (cancel_at > 0) {
         t_cancel_stop(&k);
@@ -69,7 +69,7 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     migr_stats_json(&x.st, jr, sizeof(jr));
     fprintf(stderr, "%s %s after=%d\n  source: %s\n  dest:   %s\n", url, wl, after, js, jr);
     T_ASSERT(strcmp(st.mode, after == 0 ? "cpostcopy" : "chybrid") == 0);
-    T_ASSERT(x.st.pages_sent > 0);
+    T_ASSERT(x.st.pages > 0);
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);
 

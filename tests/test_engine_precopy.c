@@ -15,15 +15,15 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus)
     struct migr_hv *src = t_guest("kvm", 128ull << 20, nvcpus, wl, 200);
     struct t_rx x;
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
-    struct migr_stats st;
+    migr_send_params_init(&p);
+    struct migr_stats st = MIGR_STATS_INIT;
     if (t_send(src, url, &p, &st, &x) < 0)
         T_FAIL("send: %s", st.error);
     T_OK(x.rc);
     char js[4096];
     migr_stats_json(&st, js, sizeof(js));
     fprintf(stderr, "%s %s: %s\n", url, wl, js);
-    T_ASSERT(st.verified && st.rounds >= 2 && st.pages_sent >= src->ram_pages);
+    T_ASSERT(st.verified && st.precopy.rounds >= 2 && st.pages >= src->ram_pages);
     T_ASSERT(src->paused); /* the source keeps its copy paused until destroyed */
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);

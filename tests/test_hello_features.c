@@ -97,7 +97,7 @@ static void refused(uint64_t need, const char *want)
     T_OK(migr_preamble_send(src));
     T_OK(migr_rec_send(src, MIGR_REC_HELLO, b, (uint32_t)n, NULL, 0));
     struct migr_hv *hv = NULL;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     T_ERR(migr_recv(dst, &hv, &st), -ENOTSUP, want);
     T_ASSERT(hv == NULL && strstr(st.error, want));
     /* what the source hears */

@@ -78,7 +78,7 @@ static void run(const char *backend, const char *tracker, int postcopy_after, bo
     struct migr_hv *src = t_guest(backend, MEM, 1, WL, 100);
     struct late_write w = {.hv = src, .idx = {src->ram_pages - 3, src->ram_pages - 1000}};
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.tracker = tracker;
     p.mode = postcopy_after < 0 ? MIGR_MODE_PRECOPY : postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = postcopy_after > 0 ? (uint32_t)postcopy_after : 1;
@@ -86,7 +86,7 @@ static void run(const char *backend, const char *tracker, int postcopy_after, bo
         p.progress = on_progress;
         p.progress_arg = &w;
     }
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     struct t_rx x;
     uint64_t src0 = memfd_bytes(src);
     int rc = t_send(src, url, &p, &st, &x);

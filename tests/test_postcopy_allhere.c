@@ -26,10 +26,10 @@ static void hybrid(const char *be, const char *url, bool writing)
     if (!writing) /* nothing written from here on: every page arrives intact in round 1 */
         T_OK(src->ops->pause(src));
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = MIGR_MODE_HYBRID;
     p.cancellable = true;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     struct t_rx x;
     int rc = t_send(src, url, &p, &st, &x);
     char what[128];
@@ -43,10 +43,10 @@ static void hybrid(const char *be, const char *url, bool writing)
         T_ASSERT(x.st.tracker[0] != 0); /* the take-back tracker ran */
     } else {
         T_ASSERT(x.st.tracker[0] == 0);
-        T_EQ(x.st.faults, 0);
-        T_EQ(x.st.epochs, 0);
-        T_EQ(x.st.demand_pages, 0);
-        T_EQ(st.pushed_pages + st.demand_pages, 0);
+        T_EQ(x.st.postcopy.faults, 0);
+        T_EQ(x.st.postcopy.epochs, 0);
+        T_EQ(x.st.postcopy.demand_pages, 0);
+        T_EQ(st.postcopy.pushed_pages + st.postcopy.demand_pages, 0);
     }
     migr_hv_destroy(src);
     struct migr_hv *dst = x.hv;

@@ -31,6 +31,7 @@ static void *rx_main(void *arg)
     x->rc = migr_listener_accept(x->l, 10000, &t);
     if (x->rc < 0)
         return NULL;
+    migr_stats_init(&x->st);
     x->rc = migr_recv(t, &x->hv, &x->st);
     if (x->rc < 0)
         fprintf(stderr, "recv: %s\n", x->st.error);
@@ -87,8 +88,8 @@ static void precopy(const char *url, const char *tracker, const char *wl, uint32
 {
     struct migr_hv *src = make(128ull << 20, nvcpus, wl), *dst;
     struct migr_send_params p;
-    struct migr_stats st;
-    migr_send_params_defaults(&p);
+    struct migr_stats st = MIGR_STATS_INIT;
+    migr_send_params_init(&p);
     p.tracker = tracker;
     int rc = send_to(src, url, &p, &st, &dst);
     if (rc < 0)
@@ -96,7 +97,7 @@ static void precopy(const char *url, const char *tracker, const char *wl, uint32
     char js[4096];
     migr_stats_json(&st, js, sizeof(js));
     fprintf(stderr, "%s %s %s: %s\n", url, tracker, wl, js);
-    T_ASSERT(st.verified && st.rounds >= 2 && st.pages_sent >= src->ram_pages);
+    T_ASSERT(st.verified && st.precopy.rounds >= 2 && st.pages >= src->ram_pages);
     if (strcmp(tracker, "auto") != 0)
         T_ASSERT(strcmp(st.tracker, tracker) == 0);
     T_ASSERT(src->paused); /* the source keeps its copy paused until destroyed */
@@ -106,7 +107,7 @@ static void precopy(const char *url, const char *tracker, const char *wl, uint32
     T_ASSERT(migr_workload_progress(dst) > at_switch);
     verify(dst, "on the destination");
     printf("precopy %-22s %-12s %-40s rounds %u, %llu pages sent, downtime %.1f ms, tracker %s: verified\n",
-           url, tracker, wl, st.rounds, (unsigned long long)st.pages_sent, (double)st.downtime_ns / 1e6,
+           url, tracker, wl, st.precopy.rounds, (unsigned long long)st.pages, (double)st.downtime_ns / 1e6,
            st.tracker);
     migr_hv_destroy(dst);
 }
@@ -115,8 +116,8 @@ static void handover(const char *path)
 {
     struct migr_hv *src = make(64ull << 20, 2, "rate=64M,pattern=random,data=text"), *dst, *back;
     struct migr_send_params p;
-    struct migr_stats st;
-    migr_send_params_defaults(&p);
+    struct migr_stats st = MIGR_STATS_INIT;
+    migr_send_params_init(&p);
     p.mode = MIGR_MODE_HANDOVER;
 
     /* TCP cannot carry memory: refused, the guest runs on at the source */
@@ -127,7 +128,7 @@ static void handover(const char *path)
     T_ASSERT(migr_workload_progress(src) > w);
 
     T_OK(send_to(src, path, &p, &st, &dst));
-    T_ASSERT(st.pages_sent == 0 && st.bytes_sent < 64 * 1024); /* nothing copied */
+    T_ASSERT(st.pages == 0 && st.wire_bytes < 64 * 1024); /* nothing copied */
     T_ASSERT(dst->regions[0].host != src->regions[0].host);
     uint64_t at = migr_workload_progress(src);
     migr_hv_destroy(src); /* the source unmaps; the memory lives on in dst */
@@ -140,7 +141,7 @@ static void handover(const char *path)
     usleep(100000);
     verify(back, "after the hand-over back");
     printf("handover %s: there and back, %llu bytes on the wire, verified\n", path,
-           (unsigned long long)st.bytes_sent);
+           (unsigned long long)st.wire_bytes);
     migr_hv_destroy(back);
 }
 

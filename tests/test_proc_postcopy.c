@@ -56,7 +56,7 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
     struct migr_transport *t;
     T_OK(migr_transport_connect(window ? relay.url : x.l->bound, &t));
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = after < 0 ? MIGR_MODE_PRECOPY : after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = after > 0 ? (uint32_t)after : 1;
     p.cancellable = !no_cancel;
@@ -68,13 +68,13 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
         T_ASSERT((p.cancel = migr_cancel_new()) != NULL);
         p.max_bandwidth = 32ull << 20;
         uint64_t pre = after > 0 ? src->ram_pages : 0;
-        t_cancel_start(&k, p.cancel, &x.st.pages_sent, pre + (uint64_t)(cancel_at * (double)src->ram_pages) + 1);
+        t_cancel_start(&k, p.cancel, &x.st.pages, pre + (uint64_t)(cancel_at * (double)src->ram_pages) + 1);
     }
     pthread_t dth;
     struct dropper d = {.t = t, .after_bytes = MEM / 3};
     if (how == END_DROP)
         T_ASSERT(pthread_create(&dth, NULL, drop_main, &d) == 0);
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int rc = migr_send(src, t, &p, &st);
     if (how == END_CANCEL) {
         t_cancel_stop(&k);
@@ -138,7 +138,7 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
     if (rc < 0)
         T_FAIL("send: %s", st.error);
     T_OK(x.rc);
-    T_ASSERT(x.st.pages_sent > 0);
+    T_ASSERT(x.st.pages > 0);
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);
     struct migr_hv *dst = x.hv;

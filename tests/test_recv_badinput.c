@@ -294,7 +294,7 @@ static struct migr_hv *play(const struct expect *x, const struct membuf *stream,
     T_ASSERT(pthread_create(&th, NULL, writer_main, &w) == 0);
 
     struct migr_hv *out = NULL;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     migr_clear_error();
     int rc = migr_recv(rt, &out, &st);
     char last[sizeof(st.error)];
@@ -710,10 +710,10 @@ static void cases_with_vm(struct migr_hv *src)
         struct migr_hv *dst = play(&(struct expect){"positive control", {0}, 0, 0}, &b, true);
         if (dst) {
             CHECK(last_stats.verified && last_stats.torn_pages == 1 &&
-                  last_stats.pages_sent == src->ram_pages + 1 && last_stats.ram_bytes == GUEST_MEM,
+                  last_stats.pages == src->ram_pages + 1 && last_stats.ram_bytes == GUEST_MEM,
                   "stats: verified %d, torn_pages %llu (expected 1), pages %llu (expected %llu)",
                   last_stats.verified, (unsigned long long)last_stats.torn_pages,
-                  (unsigned long long)last_stats.pages_sent, (unsigned long long)src->ram_pages + 1);
+                  (unsigned long long)last_stats.pages, (unsigned long long)src->ram_pages + 1);
             CHECK(!dst->paused, "the received guest is not running");
             uint64_t w0 = migr_workload_progress(dst);
             usleep(200000);
@@ -817,7 +817,7 @@ static void case_memory_bound(void)
         if (pthread_create(&th, NULL, flood_main, &f))
             _exit(3);
         struct migr_hv *out = NULL;
-        struct migr_stats st;
+        struct migr_stats st = MIGR_STATS_INIT;
         int rc = migr_recv(rt, &out, &st);
         shutdown(rt->fd, SHUT_RDWR); /* the writer may be blocked in a send */
         pthread_join(th, NULL);

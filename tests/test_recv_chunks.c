@@ -205,7 +205,7 @@ int main(void)
     pthread_t th;
     T_ASSERT(pthread_create(&th, NULL, writer_main, &w) == 0);
     struct migr_hv *dst = NULL;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int rc = migr_recv(rt, &dst, &st);
     T_ASSERT(pthread_join(th, NULL) == 0);
     migr_transport_close(rt);
@@ -214,7 +214,7 @@ int main(void)
         T_FAIL("migr_recv: %s", st.error);
     if (w.rc < 0)
         T_FAIL("the crafted source: %s", w.why);
-    printf("received: %llu pages, %llu torn, %llu allocated ahead (prefault)\n", (unsigned long long)st.pages_sent,
+    printf("received: %llu pages, %llu torn, %llu allocated ahead (prefault)\n", (unsigned long long)st.pages,
            (unsigned long long)st.torn_pages, (unsigned long long)st.prefaulted_pages);
     T_EQ(st.torn_pages, 2);
     for (uint32_t k = 0; k < EXTRA - 1; k++)

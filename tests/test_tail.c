@@ -39,7 +39,7 @@ static struct migr_hv *guest(const char *be, bool chasing)
 
 static void tail_params(struct migr_send_params *p, bool chasing)
 {
-    migr_send_params_defaults(p);
+    migr_send_params_init(p);
     p->mode = MIGR_MODE_TAIL;
     if (chasing)
         p->max_bandwidth = 16ull << 20;
@@ -50,7 +50,7 @@ static void tail_ok(const char *be, const char *url, bool chasing)
     struct migr_hv *src = guest(be, chasing);
     struct migr_send_params p;
     tail_params(&p, chasing);
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     struct t_rx x;
     int rc = t_send(src, url, &p, &st, &x);
     char what[128];
@@ -61,16 +61,16 @@ static void tail_ok(const char *be, const char *url, bool chasing)
     T_OK(x.rc);
     T_ASSERT(strcmp(st.mode, "chybrid-tail") == 0 && strcmp(x.st.mode, "chybrid-tail") == 0);
     T_ASSERT(st.verified && st.downtime_ns > 0 && st.downtime_ns < st.total_ns);
-    T_ASSERT(st.rounds >= 2 && st.first_pass_pages > 0);
+    T_ASSERT(st.precopy.rounds >= 2 && st.precopy.first_pass_pages > 0);
     if (chasing) {
         /* the rounds could not converge: the last dirty pages went after
          * the switch, while the guest ran there */
-        T_ASSERT(!st.converged);
-        T_ASSERT(st.pushed_pages + st.demand_pages + st.prepaged_pages > 0);
-        T_ASSERT(st.postcopy_ns > 0 && x.st.postcopy_ns > 0);
+        T_ASSERT(!st.precopy.converged);
+        T_ASSERT(st.postcopy.pushed_pages + st.postcopy.demand_pages + st.postcopy.prepaged_pages > 0);
+        T_ASSERT(st.postcopy.ns > 0 && x.st.postcopy.ns > 0);
     } else {
         /* converged: the few pages left went inside the pause */
-        T_ASSERT(st.converged && st.postcopy_ns == 0 && st.pushed_pages == 0 && x.st.postcopy_ns == 0);
+        T_ASSERT(st.precopy.converged && st.postcopy.ns == 0 && st.postcopy.pushed_pages == 0 && x.st.postcopy.ns == 0);
     }
     uint64_t at_switch = migr_workload_progress(src);
     T_ASSERT(src->paused);
@@ -96,7 +96,7 @@ static void tail_lost(const char *be)
     fl_relay_start(&relay, fl_port(x.l->bound), &(struct fl_rule){FL_TO_SRC, MIGR_REC_DONE, 1, FL_CUT_AFTER, 0}, 1);
     struct migr_transport *t;
     T_OK(migr_transport_connect(relay.url, &t));
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int rc = migr_send(src, t, &p, &st);
     migr_transport_close(t);
     t_rx_join(&x);
@@ -121,7 +121,7 @@ static void tail_needs_takeback(const char *be)
     struct migr_send_params p;
     tail_params(&p, false);
     p.cancellable = false;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     struct t_rx x;
     int rc = t_send(src, "tcp:127.0.0.1:0", &p, &st, &x);
     T_EQ(rc, -EINVAL);

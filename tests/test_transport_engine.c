@@ -29,14 +29,14 @@ static void migrate(const char *url, int postcopy_after, uint64_t rate)
     if (rate)
         T_OK(migr_transport_set_rate(t, rate));
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = postcopy_after < 0 ? MIGR_MODE_PRECOPY : postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = postcopy_after > 0 ? (uint32_t)postcopy_after : 1;
     /* Raw pages: with a limited link the auto codec policy would compress
      * so hard that the sender never waits for the limiter, which is what
      * this test checks. */
     p.compress = "none";
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     uint64_t t0 = migr_now_ns();
     int rc = migr_send(src, t, &p, &st);
     double secs = (double)(migr_now_ns() - t0) / 1e9;

@@ -243,10 +243,10 @@ static void migrate(const char *url, int postcopy_after)
     T_OK(migr_transport_connect(x.l->bound, &t));
     check_path(t, 1);
     struct migr_send_params p;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     p.mode = postcopy_after < 0 ? MIGR_MODE_PRECOPY : postcopy_after == 0 ? MIGR_MODE_POSTCOPY : MIGR_MODE_HYBRID;
     p.hybrid_rounds = postcopy_after > 0 ? (uint32_t)postcopy_after : 1;
-    struct migr_stats st;
+    struct migr_stats st = MIGR_STATS_INIT;
     int rc = migr_send(src, t, &p, &st);
     if (rc < 0)
         T_FAIL("send over %s: %s", url, st.error);

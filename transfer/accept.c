@@ -105,6 +105,10 @@ static int hs_complete(struct migr_listener *l, struct migr_hs_conn *c, struct m
     c->fd = -1;
     if (c->st == MIGR_HS_BACKEND_HELLO) {
         ret = li->be->wrap(l, fd, c->peer, c->buf, a, out);   /* owns fd */
+        if (ret == 0 && (ret = migr_side_origin_server(*out, li->hub)) < 0) {
+            migr_transport_close(*out);
+            *out = NULL;
+        }
         return ret < 0 ? ret : 1;
     }
     if ((ret = migr_plain_transport_new(fd, li->be, &l->url, c->peer, out)) < 0) {
@@ -113,6 +117,12 @@ static int hs_complete(struct migr_listener *l, struct migr_hs_conn *c, struct m
     }
     if (a && (ret = migr_link_finish(out, a, 0)) < 0)
         return ret;
+    /* Its side connection (if one is offered) comes here too. */
+    if ((ret = migr_side_origin_server(*out, li->hub)) < 0) {
+        migr_transport_close(*out);
+        *out = NULL;
+        return ret;
+    }
     return 1;
 }
 
@@ -124,6 +134,13 @@ static int hs_next(struct migr_listener *l, struct migr_hs_conn *c, struct migr_
 
     c->have = 0;
     c->partial = 0;
+    if (c->side) {   /* its hello (and authentication) done: the waiter's */
+        int fd = c->fd, ret;
+
+        c->fd = -1;
+        ret = migr_side_accepted(li->hub, fd, c->peer, li->cfg.key ? &c->auth : NULL, c->cookie);
+        return ret < 0 ? ret : -EAGAIN;
+    }
     if (hl) {
         c->st = MIGR_HS_BACKEND_HELLO;
         c->need = hl;
@@ -139,6 +156,51 @@ static int hs_next(struct migr_listener *l, struct migr_hs_conn *c, struct migr_
 }
 
 static int hs_eof(struct migr_listener *l, const struct migr_hs_conn *c);
+
+/* The first state of a new connection (after PROBE, if any). */
+static int hs_first(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out)
+{
+    c->have = 0;
+    c->partial = 0;
+    if (listener_impl(l)->cfg.key) {
+        c->st = MIGR_HS_AUTH_HELLO;
+        c->need = MIGR_AUTH_HELLO_C;
+        return 0;
+    }
+    return hs_next(l, c, out);
+}
+
+/* HS_PROBE (tcp, while a transport accepted here may still open a side
+ * connection): a side hello first? A client that says nothing for
+ * MIGR_SIDE_PROBE_MS, or other bytes, goes on as usual. */
+static int hs_probe(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out)
+{
+    uint8_t b[MIGR_SIDE_HELLO];
+    ssize_t r = recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+    int is;
+
+    if (r == 0)
+        return hs_eof(l, c);
+    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return migr_errorf_errno(errno, "accept on %s: %s", l->bound, c->peer);
+    if (r <= 0) {
+        if (migr_now_ns() - c->since >= MIGR_SIDE_PROBE_MS * 1000000ull)
+            return hs_first(l, c, out);
+        c->partial = 1;
+        return 0;
+    }
+    if ((is = migr_side_hello_check(b, (size_t)r)) < 0)
+        return hs_first(l, c, out);
+    if (is == 0) {
+        c->partial = 1;
+        return 0;
+    }
+    if (recv(c->fd, b, sizeof(b), MSG_DONTWAIT) != (ssize_t)sizeof(b))
+        return migr_errorf_errno(errno ? errno : EIO, "accept on %s: %s: side hello", l->bound, c->peer);
+    c->side = 1;
+    c->cookie = migr_get_le64(b + 8);
+    return hs_first(l, c, out);
+}
 
 /* HS_EXPECT: peek at the first bytes; they must be the preamble and a whole
  * HELLO record with its CRC (docs/format.md), else the peer is no source.
@@ -189,6 +251,7 @@ static int hs_eof(struct migr_listener *l, const struct migr_hs_conn *c)
         [MIGR_HS_AUTH_FINISH] = "during authentication (its key differs?)",
         [MIGR_HS_BACKEND_HELLO] = "before its hello (does it connect with the same kind of URL?)",
         [MIGR_HS_EXPECT] = "before its stream began",
+        [MIGR_HS_PROBE] = "before it said anything",
     };
     return migr_errorf(EPROTO, "accept on %s: %s closed the connection %s", l->bound, c->peer, when[c->st]);
 }
@@ -203,6 +266,8 @@ static int hs_step(struct migr_listener *l, struct migr_hs_conn *c, struct migr_
 
     if (c->st == MIGR_HS_EXPECT)
         return hs_peek_stream(l, c, out);
+    if (c->st == MIGR_HS_PROBE)
+        return hs_probe(l, c, out);
     r = recv(c->fd, c->buf + c->have, c->need - c->have, MSG_DONTWAIT);
     if (r == 0)
         return hs_eof(l, c);
@@ -255,6 +320,7 @@ static int hs_timeout(struct migr_listener *l, const struct migr_hs_conn *c)
         [MIGR_HS_AUTH_FINISH] = "did not finish authenticating",
         [MIGR_HS_BACKEND_HELLO] = "sent no hello",
         [MIGR_HS_EXPECT] = "did not begin a migr stream",
+        [MIGR_HS_PROBE] = "sent no whole hello",
     };
     return migr_errorf(ETIMEDOUT, "accept on %s: %s %s within %d ms; dropped", l->bound, c->peer, what[c->st],
                        handshake_ms(listener_impl(l)));
@@ -291,15 +357,53 @@ static int hs_start(struct migr_listener *l, int fd, const char *peer, struct mi
     c->deadline = now + (uint64_t)handshake_ms(li) * 1000000ull;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     *cp = c;
-    if (li->cfg.key) {
-        c->st = MIGR_HS_AUTH_HELLO;
-        c->need = MIGR_AUTH_HELLO_C;
-        return 0;
+    /* A side connection may come before the stream it belongs to is handed
+     * out (a proxy between them, another thread): where clients speak
+     * first anyway, always look; else only while one is due. */
+    if (li->hub && (li->cfg.key || li->cfg.expect_stream || backend_hello(li) || migr_side_hub_live(li->hub) > 0)) {
+        c->st = MIGR_HS_PROBE;
+        return hs_probe(l, c, out);
     }
-    return hs_next(l, c, out);
+    return hs_first(l, c, out);
 }
 
+/* A connection a side waiter accepted for us (side.c): start it. 0 = go
+ * on, 1 = *out set, <0 = accept returns that. */
+static int hs_unparked(struct migr_listener *l, struct migr_transport **out)
+{
+    struct migr_listener_impl *li = listener_impl(l);
+    char peer[160];
+    int fd, ret;
+
+    while (li->hub && (fd = migr_side_hub_unpark(li->hub, peer, sizeof(peer))) >= 0) {
+        struct migr_hs_conn *c = NULL;
+
+        ret = hs_start(l, fd, peer, &c, out);
+        if (!c)
+            return ret;
+        if ((ret = hs_settle(l, c, ret)) != 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int accept_loop(struct migr_listener *l, int timeout_ms, struct migr_transport **out);
+
 int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_transport **out)
+{
+    struct migr_listener_impl *li = listener_impl(l);
+    int ret;
+
+    if (!li->hub)
+        return accept_loop(l, timeout_ms, out);
+    /* While we accept, side connections are ours to recognise (side.c). */
+    migr_side_hub_accepting(li->hub, 1);
+    ret = accept_loop(l, timeout_ms, out);
+    migr_side_hub_accepting(li->hub, -1);
+    return ret;
+}
+
+static int accept_loop(struct migr_listener *l, int timeout_ms, struct migr_transport **out)
 {
     struct migr_listener_impl *li = listener_impl(l);
     uint64_t deadline = timeout_ms < 0 ? 0 : migr_now_ns() + (uint64_t)timeout_ms * 1000000u;
@@ -310,6 +414,8 @@ int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_tr
         uint64_t now = migr_now_ns(), wake = deadline;
         struct migr_hs_conn *c;
 
+        if ((ret = hs_unparked(l, out)) != 0)
+            return ret < 0 ? ret : 0;
         pfd[0] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
         for (int i = 0; i < MIGR_HS_MAX; i++) {
             c = &li->hs[i];

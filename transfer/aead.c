@@ -209,6 +209,13 @@ static long long aead_outq(struct migr_transport *t)
     return migr_transport_outq(((struct aead_transport *)t)->in);
 }
 
+static struct migr_side_origin **aead_origin(struct migr_transport *t)
+{
+    struct migr_transport *in = ((struct aead_transport *)t)->in;
+
+    return in->ops->origin ? in->ops->origin(in) : NULL;
+}
+
 static int aead_send_fds(struct migr_transport *t, const int *fds, int n)
 {
     return migr_transport_send_fds(((struct aead_transport *)t)->in, fds, n);
@@ -235,6 +242,7 @@ static const struct migr_transport_ops aead_unix_ops = {
     .send_fds = aead_send_fds,
     .recv_fds = aead_recv_fds,
     .outq = aead_outq,
+    .caps = MIGR_TCAP_PASS_FDS | MIGR_TCAP_SIDE,
 };
 
 static const struct migr_transport_ops aead_tcp_ops = {
@@ -244,6 +252,8 @@ static const struct migr_transport_ops aead_tcp_ops = {
     .shutdown = aead_shutdown,
     .close = aead_close,
     .outq = aead_outq,
+    .caps = MIGR_TCAP_SIDE,
+    .origin = aead_origin,
 };
 
 static EVP_CIPHER_CTX *cipher(const uint8_t *key, int enc)

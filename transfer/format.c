@@ -561,3 +561,41 @@ void migr_hello_set_layout(struct migr_hello *h, const struct migr_vm_layout *l)
     for (uint32_t i = 0; i < h->nregions; i++)
         h->regions[i] = (struct migr_region_desc){.gpa = l->regions[i].gpa, .size = l->regions[i].size};
 }
+
+int migr_fault_channel_encode(const struct migr_fault_channel *f, uint8_t *buf, size_t cap)
+{
+    if (cap < MIGR_FAULT_CHANNEL_SIZE)
+        return no_space("FAULT_CHANNEL", cap, MIGR_FAULT_CHANNEL_SIZE);
+    migr_put_le32(buf, f->kind);
+    migr_put_le32(buf + 4, f->arg);
+    migr_put_le64(buf + 8, f->cookie);
+    return MIGR_FAULT_CHANNEL_SIZE;
+}
+
+int migr_fault_channel_decode(const uint8_t *meta, size_t len, struct migr_fault_channel *out)
+{
+    int ret = check_fixed("FAULT_CHANNEL", len, MIGR_FAULT_CHANNEL_SIZE);
+
+    if (ret < 0)
+        return ret;
+    out->kind = migr_get_le32(meta);
+    out->arg = migr_get_le32(meta + 4);
+    out->cookie = migr_get_le64(meta + 8);
+    switch (out->kind) {
+    case MIGR_FCH_FD:
+        if (out->arg || out->cookie)
+            return BAD("FAULT_CHANNEL: kind 1 (descriptor): port and cookie must be 0");
+        return 0;
+    case MIGR_FCH_TCP_BACK:
+        if (out->arg == 0 || out->arg > 65535)
+            return BAD("FAULT_CHANNEL: kind 2: port %u out of range 1..65535", out->arg);
+        return 0;
+    case MIGR_FCH_TCP:
+        if (out->arg & ~MIGR_FCH_F_SOURCE_CONNECTS)
+            return BAD("FAULT_CHANNEL: kind 3: unknown flags 0x%x", out->arg & ~MIGR_FCH_F_SOURCE_CONNECTS);
+        if (!out->cookie)
+            return BAD("FAULT_CHANNEL: kind 3: cookie 0");
+        return 0;
+    }
+    return BAD("FAULT_CHANNEL: unknown kind %u (expected 1..3)", out->kind);
+}

@@ -81,6 +81,7 @@ struct mc_pool {
 
 struct mc_transport {
     struct migr_transport pub;   /* first member */
+    struct migr_side_origin *origin;   /* side connections: plain tcp, the same way (side.c) */
     int n;
     int fd[MIGR_MC_MAX_CHANNELS];
     char name[MIGR_MC_MAX_CHANNELS][200];
@@ -500,6 +501,7 @@ static void mc_free(struct mc_transport *m)
             close(m->fd[i]);
     free(m->scratch);
     free(m->rscratch);
+    migr_side_origin_free(m->origin);
     free(m);
 }
 
@@ -523,6 +525,11 @@ static long long mc_outq(struct migr_transport *t)
     return sum;
 }
 
+static struct migr_side_origin **mc_origin(struct migr_transport *t)
+{
+    return &((struct mc_transport *)t)->origin;
+}
+
 static const struct migr_transport_ops mc_ops = {
     .name = "tcp",
     .sendv = mc_sendv,
@@ -530,6 +537,8 @@ static const struct migr_transport_ops mc_ops = {
     .shutdown = mc_shutdown,
     .close = mc_close,
     .outq = mc_outq,
+    .caps = MIGR_TCAP_SIDE,
+    .origin = mc_origin,
 };
 
 int migr_mc_channel_fd(const struct migr_transport *t, int i)

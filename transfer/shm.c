@@ -399,6 +399,7 @@ static const struct migr_transport_ops shm_ops = {
     .recv_fds = shm_recv_fds,
     .outq = shm_outq,
     .cpu_from_wall = 1,   /* sleeps are counted in send_wait_ns/recv_wait_ns */
+    .caps = MIGR_TCAP_PASS_FDS,
 };
 
 /* Map memfd and set up both directions. side 0 = connector, 1 = listener.

@@ -18,6 +18,8 @@ static const struct migr_transport_ops tcp_ops = {
     .recvv = migr_sock_recvv,
     .shutdown = migr_sock_shutdown,
     .close = migr_sock_close,
+    .caps = MIGR_TCAP_SIDE,
+    .origin = migr_sock_origin,
 };
 
 static int gai_errno(int rc)
@@ -155,18 +157,25 @@ static int tcp_listen(struct migr_listener *l, const char *url)
     return 0;
 }
 
-static int tcp_accepted(struct migr_listener *l, int fd, char *peer, size_t cap)
+int migr_tcp_accepted_fd(int fd, char *peer, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     int ret = set_nodelay(fd);
 
     if (ret < 0)
-        return migr_errorf_errno(-ret, "accept on %s: TCP_NODELAY", l->bound);
+        return migr_errorf_errno(-ret, "TCP_NODELAY");
     if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-        return migr_errorf_errno(errno, "accept on %s: getpeername", l->bound);
+        return migr_errorf_errno(errno, "getpeername");
     format_addr((struct sockaddr *)&ss, len, peer, cap);
     return 0;
+}
+
+static int tcp_accepted(struct migr_listener *l, int fd, char *peer, size_t cap)
+{
+    int ret = migr_tcp_accepted_fd(fd, peer, cap);
+
+    return ret < 0 ? migr_error_prefix(-ret, "accept on %s", l->bound) : 0;
 }
 
 static void tcp_unlisten(struct migr_listener *l)

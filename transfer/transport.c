@@ -217,9 +217,15 @@ void migr_sock_shutdown(struct migr_transport *t)
 
 void migr_sock_close(struct migr_transport *t)
 {
+    migr_side_origin_free(((struct migr_sock_transport *)t)->origin);
     if (t->fd >= 0)
         close(t->fd);
     free(t);
+}
+
+struct migr_side_origin **migr_sock_origin(struct migr_transport *t)
+{
+    return &((struct migr_sock_transport *)t)->origin;
 }
 
 int migr_sock_connect(int fd, const void *addr, socklen_t len)
@@ -276,12 +282,12 @@ void migr_transport_init(struct migr_transport *t, int fd, const struct migr_tra
 static int transport_new(int fd, const struct migr_transport_ops *ops, const char *peer,
                          struct migr_transport **out)
 {
-    struct migr_transport *t = calloc(1, sizeof(*t));
+    struct migr_sock_transport *t = calloc(1, sizeof(*t));
 
     if (!t)
         return migr_errorf(ENOMEM, "%s: out of memory for the transport", peer);
-    migr_transport_init(t, fd, ops, peer);
-    *out = t;
+    migr_transport_init(&t->pub, fd, ops, peer);
+    *out = &t->pub;
     return 0;
 }
 
@@ -304,6 +310,13 @@ static int cfg_from(struct migr_link_cfg *cfg, const struct migr_link_opts *o)
     cfg->on_reject = o->on_reject;
     cfg->on_reject_arg = o->on_reject_arg;
     return 0;
+}
+
+int migr_link_cfg_copy(struct migr_link_cfg *dst, const struct migr_link_cfg *src)
+{
+    *dst = *src;
+    dst->key = NULL;
+    return src->key ? migr_key_dup(src->key, &dst->key) : 0;
 }
 
 void migr_link_cfg_free(struct migr_link_cfg *cfg)
@@ -386,6 +399,11 @@ int migr_transport_connect_opts(const char *url, const struct migr_link_opts *o,
         close(fd);
     else if (cfg.key)
         ret = migr_link_finish(out, &a, 1);
+    /* A side connection (migr_transport_side_offer) goes the same way. */
+    if (ret == 0 && (ret = migr_side_origin_client(*out, &u, &cfg)) < 0) {
+        migr_transport_close(*out);
+        *out = NULL;
+    }
     if (cfg.key)
         migr_auth_wipe(&a);
     migr_link_cfg_free(&cfg);
@@ -490,11 +508,17 @@ int migr_listener_open_opts(const char *url, const struct migr_link_opts *o, str
 
         snprintf(li->pub.bound + k, sizeof(li->pub.bound) - k, "%sencrypt=1", strchr(li->pub.bound, '?') ? "&" : "?");
     }
+    li->pid = getpid();
     /* Non-blocking, so that accept() after poll() cannot hang when the
-     * client gave up in between. Accepted sockets do not inherit it. */
+     * client gave up in between (or another thread took the connection:
+     * side.c). Accepted sockets do not inherit it. */
     fl = fcntl(li->pub.fd, F_GETFL);
     if (fl < 0 || fcntl(li->pub.fd, F_SETFL, fl | O_NONBLOCK) < 0) {
         ret = migr_errorf_errno(errno, "listen %s: fcntl O_NONBLOCK", url);
+        migr_listener_close(&li->pub);
+        return ret;
+    }
+    if (li->pub.url.kind == MIGR_URL_TCP && (ret = migr_side_hub_new(&li->pub, &li->cfg, &li->hub)) < 0) {
         migr_listener_close(&li->pub);
         return ret;
     }
@@ -518,13 +542,32 @@ void migr_listener_close(struct migr_listener *l)
     if (!l)
         return;
     li = listener_impl(l);
+    if (li->pid != getpid()) {
+        /* A forked child: its copies of the descriptors only. No unlink,
+         * no shutdown, no lock (another thread of the parent may have held
+         * one at the fork): the parent's listener goes on as it was. */
+        for (int i = 0; i < MIGR_HS_MAX; i++)
+            if (li->hs[i].st != MIGR_HS_FREE && li->hs[i].fd >= 0)
+                close(li->hs[i].fd);
+        if (l->fd >= 0)
+            close(l->fd);
+        return;   /* the memory is the parent's copy; the child's ends with it */
+    }
     /* Unlink before closing: while we still listen, a successor probing the
      * path finds it alive and cannot have replaced it, so the file we unlink
      * is ours (closing first let a successor's fresh socket be unlinked). */
     li->be->unlisten(l);
     migr_mc_listener_free(l);
+    if (li->hub)   /* nothing read from them yet: a side connection among them still gets in */
+        for (int i = 0; i < MIGR_HS_MAX; i++)
+            if (li->hs[i].st == MIGR_HS_PROBE) {
+                migr_side_hub_adopt(li->hub, li->hs[i].fd, li->hs[i].peer);
+                li->hs[i].fd = -1;
+            }
     migr_hs_free(l);
-    if (l->fd >= 0)
+    if (li->hub)
+        migr_side_hub_close(li->hub);   /* the socket lives on while accepted transports need it */
+    else if (l->fd >= 0)
         close(l->fd);
     migr_link_cfg_free(&li->cfg);
     free(li);
@@ -554,20 +597,22 @@ void migr_transport_close(struct migr_transport *t)
 
 int migr_transport_can_pass_fds(const struct migr_transport *t)
 {
-    return t->ops->send_fds != NULL || !strcmp(t->ops->name, "unix");
+    return (t->ops->caps & MIGR_TCAP_PASS_FDS) != 0;
 }
 
 int migr_transport_send_fds(struct migr_transport *t, const int *fds, int n)
 {
+    if (!(t->ops->caps & MIGR_TCAP_PASS_FDS))
+        return migr_errorf(ENOTSUP, "passing memory to %s needs a unix socket, not %s", t->peer, t->ops->name);
     if (t->ops->send_fds)
         return t->ops->send_fds(t, fds, n);
-    if (strcmp(t->ops->name, "unix") != 0)
-        return migr_errorf(ENOTSUP, "passing memory to %s needs a unix socket, not %s", t->peer, t->ops->name);
     return migr_fd_send_fds(t->fd, t->peer, &t->bytes_sent, fds, n);
 }
 
 int migr_transport_recv_fds(struct migr_transport *t, int *fds, int n)
 {
+    if (!(t->ops->caps & MIGR_TCAP_PASS_FDS))
+        return migr_errorf(ENOTSUP, "receiving memory from %s needs a unix socket, not %s", t->peer, t->ops->name);
     if (t->ops->recv_fds)
         return t->ops->recv_fds(t, fds, n);
     return migr_fd_recv_fds(t->fd, t->peer, &t->bytes_recv, fds, n);

@@ -69,6 +69,7 @@ enum migr_hs_state {
     MIGR_HS_AUTH_FINISH,    /* our HELLO_S sent; wait for its FINISH */
     MIGR_HS_BACKEND_HELLO,  /* shm: / ?channels: wait for the backend's hello */
     MIGR_HS_EXPECT,         /* plain stream: wait until its preamble and HELLO can be peeked */
+    MIGR_HS_PROBE,          /* tcp with side connections due: a side hello first? */
 };
 
 #define MIGR_HS_MAX 16
@@ -79,10 +80,72 @@ struct migr_hs_conn {
     uint64_t since, deadline;
     size_t need, have;
     int partial;            /* HS_EXPECT: some bytes there, re-peek on a timer */
+    int side;               /* a side connection (its hello came first) */
+    uint64_t cookie;        /* ... and its cookie */
     uint8_t buf[96];
     struct migr_auth auth;
     char peer[160];
 };
+
+/* ---- side connections (side.c) ---- */
+struct migr_side_hub;   /* a tcp listener's socket, shared with the transports it accepted */
+
+/* How a transport's connection was made (its ops->origin slot). */
+struct migr_side_origin {
+    int client;                 /* 1: we connected to url; 0: accepted at hub */
+    struct migr_url url;        /* client: the address and port reached (no options) */
+    struct migr_link_cfg cfg;   /* client: the stream's key, encryption, handshake time */
+    struct migr_side_hub *hub;  /* server: referenced until the side is open or released */
+    char name[300];             /* for messages: the URL, or the listener's address */
+};
+
+/* The plain socket transports (unix, tcp, and uring.c's, which begins with
+ * one): the public part and the origin slot. */
+struct migr_sock_transport {
+    struct migr_transport pub;  /* first member */
+    struct migr_side_origin *origin;
+};
+struct migr_side_origin **migr_sock_origin(struct migr_transport *t);
+
+void migr_side_origin_free(struct migr_side_origin *o);
+/* Drop o's hold on its hub (idempotent). */
+void migr_transport_side_release_origin(struct migr_side_origin *o);
+/* Give t (if it has an origin slot) the origin of a connection to u with
+ * cfg (tcp only), or of one accepted at h. 0 or -ENOMEM. */
+int migr_side_origin_client(struct migr_transport *t, const struct migr_url *u, const struct migr_link_cfg *cfg);
+int migr_side_origin_server(struct migr_transport *t, struct migr_side_hub *h);
+void migr_side_set_origin(struct migr_transport *t, struct migr_side_origin *o);
+
+/* The hub: new (owns l->fd from now on, refs = 1 for the listener); close:
+ * the listener is gone (parked connections are closed; the socket stays
+ * while transports hold it); live: origins that may still open a side;
+ * accepting: a thread enters (+1) / leaves (-1) migr_listener_accept;
+ * unpark: a connection a side waiter accepted for the listener, or -1;
+ * accepted: a side connection (its hello read, authenticated with a) is
+ * made a transport and delivered (takes fd). */
+int migr_side_hub_new(struct migr_listener *l, const struct migr_link_cfg *cfg, struct migr_side_hub **out);
+void migr_side_hub_close(struct migr_side_hub *h);
+int migr_side_hub_live(struct migr_side_hub *h);
+void migr_side_hub_accepting(struct migr_side_hub *h, int delta);
+int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap);
+void migr_side_hub_deliver(struct migr_side_hub *h, uint64_t cookie, struct migr_transport *t);
+/* The listener closes with fd in PROBE (nothing consumed): a side waiter
+ * looks at it as at a new connection (takes fd). */
+void migr_side_hub_adopt(struct migr_side_hub *h, int fd, const char *peer);
+int migr_side_accepted(struct migr_side_hub *h, int fd, const char *peer, const struct migr_auth *a,
+                       uint64_t cookie);
+/* The first got bytes of a connection: 1 = a whole side hello (16 bytes),
+ * 0 = its beginning so far, -1 = something else. */
+int migr_side_hello_check(const uint8_t *b, size_t got);
+#define MIGR_SIDE_HELLO 16u
+/* A new connection that has said nothing for this long is not a side connection. */
+#define MIGR_SIDE_PROBE_MS 100
+
+/* tcp.c: socket options and the peer's name of an accepted socket. */
+int migr_tcp_accepted_fd(int fd, char *peer, size_t cap);
+
+/* A copy of src (the key duplicated). 0 or -ENOMEM. */
+int migr_link_cfg_copy(struct migr_link_cfg *dst, const struct migr_link_cfg *src);
 
 /* A listener as allocated by migr_listener_open(); backends reach their
  * extra fields from the public pointer with listener_impl(). */
@@ -95,6 +158,8 @@ struct migr_listener_impl {
     void *mc_pending;           /* tcp ?channels: sessions still being assembled */
     struct migr_link_cfg cfg;
     struct migr_hs_conn hs[MIGR_HS_MAX];
+    struct migr_side_hub *hub;  /* tcp: owns the listening socket (side.c) */
+    pid_t pid;                  /* who opened it: a forked child's close only closes */
 };
 
 static inline struct migr_listener_impl *listener_impl(struct migr_listener *l)

@@ -18,6 +18,7 @@ static const struct migr_transport_ops unix_ops = {
     .recvv = migr_sock_recvv,
     .shutdown = migr_sock_shutdown,
     .close = migr_sock_close,
+    .caps = MIGR_TCAP_PASS_FDS | MIGR_TCAP_SIDE,
 };
 
 static int is_abstract(const struct migr_url *u)
@@ -125,11 +126,22 @@ static void unix_unlisten(struct migr_listener *l)
     struct migr_listener_impl *li = listener_impl(l);
     struct stat st;
 
+    char aside[sizeof(l->url.path) + 32];
+
     if (!li->owns_path)
         return;
     li->owns_path = 0;
-    if (stat(l->url.path, &st) == 0 && st.st_dev == li->dev && st.st_ino == li->ino)
-        (void)unlink(l->url.path);   /* best effort: nothing to do if it fails */
+    /* A successor may rename its own socket onto the path at any moment
+     * (migr upgrade's take-over), so "stat, then unlink if it is ours" could
+     * remove the successor's socket. Move the name aside atomically first;
+     * what was moved is looked at under the private name, and put back
+     * unless it is ours. Best effort throughout: nothing to do if it fails. */
+    snprintf(aside, sizeof(aside), "%s.closing.%ld", l->url.path, (long)getpid());
+    if (rename(l->url.path, aside) < 0)
+        return;
+    if (stat(aside, &st) < 0 || st.st_dev != li->dev || st.st_ino != li->ino)
+        (void)link(aside, l->url.path);   /* EEXIST: a newer one is there already */
+    (void)unlink(aside);
 }
 
 static int unix_listen(struct migr_listener *l, const char *url)

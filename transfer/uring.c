@@ -23,7 +23,7 @@ enum { DIR_SEND = 0, DIR_RECV = 1 };
  * two threads (post-copy), and a ring's submission and completion queues
  * are not safe to share between threads without a lock. */
 struct uring_transport {
-    struct migr_transport pub;   /* first member */
+    struct migr_sock_transport s;   /* first member: the plain ops work on it too */
     struct io_uring ring[2];
 };
 
@@ -129,14 +129,15 @@ static void uring_close(struct migr_transport *t)
     migr_sock_close(t);   /* closes the socket, frees the whole struct */
 }
 
-/* Names as the plain transports: the engine picks the fault channel and
- * descriptor passing by name, and both work on the socket in t->fd. */
+/* The plain transports' capabilities: descriptor passing and side
+ * connections work on the socket in t->fd. */
 static const struct migr_transport_ops uring_unix_ops = {
     .name = "unix",
     .sendv = uring_sendv,
     .recvv = uring_recvv,
     .shutdown = migr_sock_shutdown,
     .close = uring_close,
+    .caps = MIGR_TCAP_PASS_FDS | MIGR_TCAP_SIDE,
 };
 
 static const struct migr_transport_ops uring_tcp_ops = {
@@ -145,6 +146,8 @@ static const struct migr_transport_ops uring_tcp_ops = {
     .recvv = uring_recvv,
     .shutdown = migr_sock_shutdown,
     .close = uring_close,
+    .caps = MIGR_TCAP_SIDE,
+    .origin = migr_sock_origin,
 };
 
 /* Both rings or none. 0, or -errno and why in note. */
@@ -171,18 +174,18 @@ int migr_uring_transport_new(int fd, const char *kind, const char *peer, struct 
     if (!u)
         return migr_errorf(ENOMEM, "%s: out of memory for the transport", peer);
     if (rings_init(u, why, sizeof(why)) == 0) {
-        migr_transport_init(&u->pub, fd, tcp ? &uring_tcp_ops : &uring_unix_ops, peer);
-        u->pub.uring = 1;
-        snprintf(u->pub.uring_note, sizeof(u->pub.uring_note),
+        migr_transport_init(&u->s.pub, fd, tcp ? &uring_tcp_ops : &uring_unix_ops, peer);
+        u->s.pub.uring = 1;
+        snprintf(u->s.pub.uring_note, sizeof(u->s.pub.uring_note),
                  "io_uring: IORING_OP_SENDMSG/RECVMSG, a ring of %d per direction", URING_DEPTH);
     } else {
         /* The plain backend's ops; its close frees the struct from its
          * first member, which is the whole allocation. */
-        migr_transport_init(&u->pub, fd, tcp ? migr_tcp_backend.ops : migr_unix_backend.ops, peer);
-        u->pub.uring = 0;
-        snprintf(u->pub.uring_note, sizeof(u->pub.uring_note),
+        migr_transport_init(&u->s.pub, fd, tcp ? migr_tcp_backend.ops : migr_unix_backend.ops, peer);
+        u->s.pub.uring = 0;
+        snprintf(u->s.pub.uring_note, sizeof(u->s.pub.uring_note),
                  "io_uring unavailable (%s): plain sendmsg/recvmsg", why);
     }
-    *out = &u->pub;
+    *out = &u->s.pub;
     return 0;
 }

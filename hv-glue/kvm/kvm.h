@@ -5,12 +5,11 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "hv-glue/vcpu.h"
 #include "migr/hv.h"
 
 #define MIGR_KVM_STATE_VERSION 1u
 #define KVM_MAX_SAVED_MSRS 32
-
-enum { VCPU_PAUSED = 1, VCPU_RUNNING = 2, VCPU_QUIESCED = 3, VCPU_EXITED = 4 };
 
 struct kvm_vm;
 
@@ -19,10 +18,9 @@ struct kvm_vcpu_ctx {
     int id;
     int fd;
     struct kvm_run *run;
-    pthread_t thread;
-    bool thread_started;
     bool io_pending;       /* last exit was I/O: complete it before saving state */
-    int state;             /* VCPU_*, under vm->lock */
+    char console[160];     /* the CONSOLE doorbell's current line, logged at '\n' or when full */
+    uint32_t console_len;
     uint64_t exits;
     /* Dirty ring (VMs created with one, see migr_kvm_create_ring): KVM's
      * kvm_dirty_gfn array mapped from the vCPU fd, our next index to look
@@ -36,6 +34,7 @@ struct kvm_vcpu_ctx {
 
 struct kvm_vm {
     struct migr_hv hv;     /* first: a struct migr_hv * is a struct kvm_vm * */
+    struct hv_vcpus sm;    /* second: the vCPUs' run states and their lock (hv-glue/vcpu.h) */
     int kvm_fd, vm_fd, memfd;
     uint8_t *mem;
     uint64_t mem_size;
@@ -53,10 +52,7 @@ struct kvm_vm {
     uint64_t ring_pending_bits;
     uint32_t nmsrs;        /* MSRs this KVM lets us read, saved with each vCPU */
     uint32_t msrs[KVM_MAX_SAVED_MSRS];
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool pause_req, stop_req, quiesce_hold;
-    struct kvm_vcpu_ctx vcpus[64];
+    struct kvm_vcpu_ctx vcpus[WL_MAX_VCPUS];
 };
 
 int migr_kvm_available(void);
@@ -82,6 +78,5 @@ int migr_kvm_has_ring(struct migr_hv *hv);
 int migr_kvm_create_incoming(const struct migr_vm_layout *h, int memfd, uint64_t memfd_off, struct migr_hv **out);
 int migr_kvm_probe_msrs(struct kvm_vm *vm);
 void migr_kvm_install_kick(void);
-int kvm_unquiesce_impl(struct kvm_vm *vm);
 
 #endif

@@ -11,14 +11,12 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hv-glue/kvm/dirty_ring.h"
@@ -222,25 +220,12 @@ static int vcpu_setup_fresh(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
     return 0;
 }
 
-static void vcpu_fail(struct kvm_vm *vm, struct kvm_vcpu_ctx *c, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void vcpu_fail(struct kvm_vm *vm, struct kvm_vcpu_ctx *c, const char *fmt, ...)
-{
-    if (vm->hv.failure[0] == 0) {
-        va_list ap;
-        int n = snprintf(vm->hv.failure, sizeof(vm->hv.failure), "vCPU %d: ", c->id);
-        va_start(ap, fmt);
-        vsnprintf(vm->hv.failure + n, sizeof(vm->hv.failure) - (size_t)n, fmt, ap);
-        va_end(ap);
-        migr_logf(MIGR_LOG_ERROR, "guest stopped: %s", vm->hv.failure);
-    }
-    c->state = VCPU_EXITED;
-}
-
 /* Re-enter KVM_RUN with immediate_exit so that a pending I/O exit completes
- * without running further guest code (KVM's rule before saving state). */
-static void vcpu_complete_io(struct kvm_vcpu_ctx *c)
+ * without running further guest code (KVM's rule before saving state):
+ * hv_vcpus_ops.before_park, on the vCPU's thread. */
+static void vcpu_complete_io(struct hv_vcpus *v, uint32_t i)
 {
+    struct kvm_vcpu_ctx *c = &((struct kvm_vm *)v->arg)->vcpus[i];
     if (!c->io_pending)
         return;
     c->run->immediate_exit = 1;
@@ -263,18 +248,31 @@ static bool vcpu_ring_full(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
                                      true, &added);
     pthread_mutex_unlock(&c->ring_lock);
     if (n < 0) {
-        vcpu_fail(vm, c, "dirty ring full: %s", migr_last_error());
+        hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "dirty ring full: %s", migr_last_error());
         return false;
     }
     __atomic_add_fetch(&vm->ring_pending_bits, added, __ATOMIC_RELEASE);
     if (ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0) {
-        vcpu_fail(vm, c, "KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
+        hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
         return false;
     }
     return true;
 }
 
-/* Handle one exit. Called with vm->lock held; returns false if the vCPU stops. */
+/* A byte from the guest's CONSOLE doorbell: a line at a time to the log
+ * (libmigr writes nothing to stderr itself). */
+static void vcpu_console(struct kvm_vcpu_ctx *c, char ch)
+{
+    if (ch != '\n')
+        c->console[c->console_len++] = ch;
+    if (ch == '\n' || c->console_len == sizeof(c->console) - 1) {
+        c->console[c->console_len] = 0;
+        migr_logf(MIGR_LOG_INFO, "guest vCPU %d: %s", c->id, c->console);
+        c->console_len = 0;
+    }
+}
+
+/* Handle one exit. Called with vm->sm.lock held; returns false if the vCPU stops. */
 static bool vcpu_handle_exit(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
 {
     struct kvm_run *run = c->run;
@@ -285,68 +283,60 @@ static bool vcpu_handle_exit(struct kvm_vm *vm, struct kvm_vcpu_ctx *c)
         memcpy(&val, run->mmio.data, run->mmio.len <= 4 ? run->mmio.len : 4);
         c->io_pending = true;
         if (!run->mmio.is_write || run->mmio.phys_addr < WL_MMIO_GPA || off >= 4096) {
-            vcpu_fail(vm, c, "unexpected MMIO %s at gpa 0x%llx", run->mmio.is_write ? "write" : "read",
+            hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "unexpected MMIO %s at gpa 0x%llx", run->mmio.is_write ? "write" : "read",
                       (unsigned long long)run->mmio.phys_addr);
             return false;
         }
         if (off == WL_DB_QUIESCED) {
-            c->state = VCPU_QUIESCED;
-            pthread_cond_broadcast(&vm->cond);
-            while (vm->quiesce_hold && !vm->stop_req && !vm->pause_req)
-                pthread_cond_wait(&vm->cond, &vm->lock);
+            hv_vcpus_quiesced(&vm->sm, (uint32_t)c->id);
             return true;
         }
         if (off == WL_DB_SLEEP) {
             /* The guest has nothing to do for val us: wait here instead of
-             * spinning in the guest; a pause or stop request ends the wait. */
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            uint64_t ns = (uint64_t)(val > 100000 ? 100000 : val) * 1000ull + (uint64_t)dl.tv_nsec;
-            dl.tv_sec += (time_t)(ns / 1000000000ull);
-            dl.tv_nsec = (long)(ns % 1000000000ull);
-            while (!vm->pause_req && !vm->stop_req && !vm->quiesce_hold &&
-                   pthread_cond_timedwait(&vm->cond, &vm->lock, &dl) == 0)
-                ;
+             * spinning in the guest; a pause, quiesce or stop request ends the wait. */
+            hv_vcpus_sleep_until(&vm->sm, migr_now_ns() + (uint64_t)(val > 100000 ? 100000 : val) * 1000ull);
             return true;
         }
         if (off == WL_DB_CONSOLE) {
-            fputc((int)(val & 0xff), stderr);
+            vcpu_console(c, (char)(val & 0xff));
             return true;
         }
         if (off == WL_DB_PANIC) {
-            vcpu_fail(vm, c, "guest panic, code 0x%x", val);
+            if (c->console_len)
+                vcpu_console(c, '\n'); /* the last words, if they had no newline */
+            hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "guest panic, code 0x%x", val);
             return false;
         }
-        vcpu_fail(vm, c, "write of 0x%x to unknown doorbell +0x%llx", val, (unsigned long long)off);
+        hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "write of 0x%x to unknown doorbell +0x%llx", val, (unsigned long long)off);
         return false;
     }
     case KVM_EXIT_SHUTDOWN: {
         struct kvm_regs r;
         unsigned long long rip = ioctl(c->fd, KVM_GET_REGS, &r) == 0 ? r.rip : 0;
-        vcpu_fail(vm, c, "triple fault (KVM_EXIT_SHUTDOWN) near rip 0x%llx; "
+        hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "triple fault (KVM_EXIT_SHUTDOWN) near rip 0x%llx; "
                   "dmesg shows the vector and CR2", rip);
         return false;
     }
     case KVM_EXIT_FAIL_ENTRY:
-        vcpu_fail(vm, c, "VM entry failed, hardware reason 0x%llx",
+        hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "VM entry failed, hardware reason 0x%llx",
                   (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
-        vcpu_fail(vm, c, "KVM internal error, suberror %u", run->internal.suberror);
+        hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "KVM internal error, suberror %u", run->internal.suberror);
         return false;
     case KVM_EXIT_HLT:
-        vcpu_fail(vm, c, "guest executed HLT");
+        hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "guest executed HLT");
         return false;
     case KVM_EXIT_INTR:
         return true;
     case KVM_EXIT_DIRTY_RING_FULL:
         if (!vm->ring_entries) {
-            vcpu_fail(vm, c, "KVM_EXIT_DIRTY_RING_FULL but this VM has no dirty ring");
+            hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "KVM_EXIT_DIRTY_RING_FULL but this VM has no dirty ring");
             return false;
         }
         return vcpu_ring_full(vm, c);
     default:
-        vcpu_fail(vm, c, "unexpected exit reason %u", run->exit_reason);
+        hv_vcpus_fail(&vm->sm, (uint32_t)c->id, "unexpected exit reason %u", run->exit_reason);
         return false;
     }
 }
@@ -355,170 +345,65 @@ static void *vcpu_thread(void *arg)
 {
     struct kvm_vcpu_ctx *c = arg;
     struct kvm_vm *vm = c->vm;
+    uint32_t id = (uint32_t)c->id;
     char name[16];
     snprintf(name, sizeof(name), "migr-vcpu%d", c->id);
     pthread_setname_np(pthread_self(), name);
 
-    pthread_mutex_lock(&vm->lock);
-    for (;;) {
-        while ((vm->pause_req || c->state == VCPU_EXITED) && !vm->stop_req) {
-            if (c->state != VCPU_PAUSED && c->state != VCPU_EXITED) {
-                vcpu_complete_io(c);
-                c->state = VCPU_PAUSED;
-                pthread_cond_broadcast(&vm->cond);
-            }
-            pthread_cond_wait(&vm->cond, &vm->lock);
-        }
-        if (vm->stop_req)
-            break;
-        c->state = VCPU_RUNNING;
+    pthread_mutex_lock(&vm->sm.lock);
+    while (hv_vcpus_park(&vm->sm, id)) {
         c->run->immediate_exit = 0;
-        pthread_mutex_unlock(&vm->lock);
+        pthread_mutex_unlock(&vm->sm.lock);
         int r = ioctl(c->fd, KVM_RUN, 0);
         int err = errno;
-        pthread_mutex_lock(&vm->lock);
+        pthread_mutex_lock(&vm->sm.lock);
         c->io_pending = false;
         if (r < 0) {
-            if (err == EINTR || err == EAGAIN)
-                continue;
-            vcpu_fail(vm, c, "KVM_RUN: %s", strerror(err));
-            pthread_cond_broadcast(&vm->cond);
+            if (err != EINTR && err != EAGAIN)
+                hv_vcpus_fail(&vm->sm, id, "KVM_RUN: %s", strerror(err));
             continue;
         }
         c->exits++;
         if (!vcpu_handle_exit(vm, c))
-            pthread_cond_broadcast(&vm->cond);
+            pthread_cond_broadcast(&vm->sm.cond);
     }
-    c->state = VCPU_EXITED;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
+    hv_vcpus_exit(&vm->sm, id);
+    pthread_mutex_unlock(&vm->sm.lock);
     return NULL;
 }
 
-/* ---------- pause / resume / quiesce ---------- */
+/* ---------- pause / resume / quiesce (hv-glue/vcpu.c) ---------- */
 
-static void kick_running(struct kvm_vm *vm)
+/* A vCPU in KVM_RUN sees no request: immediate_exit makes a KVM_RUN about
+ * to start return at once, the signal interrupts one that runs. */
+static void vcpu_kick(struct hv_vcpus *v, uint32_t i)
 {
-    for (uint32_t i = 0; i < vm->hv.nvcpus; i++) {
-        struct kvm_vcpu_ctx *c = &vm->vcpus[i];
-        if (c->state == VCPU_RUNNING || c->state == VCPU_QUIESCED) {
-            c->run->immediate_exit = 1;
-            pthread_kill(c->thread, SIGUSR1);
-        }
-    }
+    struct kvm_vcpu_ctx *c = &((struct kvm_vm *)v->arg)->vcpus[i];
+    if (!c->run)
+        return;
+    c->run->immediate_exit = 1;
+    pthread_kill(v->thread[i], SIGUSR1);
 }
 
-static bool all_in(struct kvm_vm *vm, int s1, int s2)
+/* The guest polls quiesce_req between two pages and rings the QUIESCED
+ * doorbell (hv_vcpus_quiesced); a vCPU stopped anywhere else would leave a
+ * page half written. */
+static void vcpu_quiesce_req(struct hv_vcpus *v, bool on)
 {
-    for (uint32_t i = 0; i < vm->hv.nvcpus; i++)
-        if (vm->vcpus[i].state != s1 && vm->vcpus[i].state != s2)
-            return false;
-    return true;
-}
-
-/* Wait (lock held) until pred holds or timeout_ms passes; returns false on timeout. */
-static bool wait_all(struct kvm_vm *vm, int s1, int s2, int timeout_ms, bool kick)
-{
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    while (!all_in(vm, s1, s2)) {
-        if (kick)
-            kick_running(vm);
-        struct timespec step;
-        clock_gettime(CLOCK_REALTIME, &step);
-        step.tv_nsec += 2000000L; /* re-kick every 2 ms: a signal can land just before KVM_RUN */
-        if (step.tv_nsec >= 1000000000L) {
-            step.tv_sec++;
-            step.tv_nsec -= 1000000000L;
-        }
-        if (step.tv_sec > dl.tv_sec || (step.tv_sec == dl.tv_sec && step.tv_nsec > dl.tv_nsec))
-            step = dl;
-        int r = pthread_cond_timedwait(&vm->cond, &vm->lock, &step);
-        if (r == ETIMEDOUT && (step.tv_sec == dl.tv_sec && step.tv_nsec == dl.tv_nsec))
-            return all_in(vm, s1, s2);
-    }
-    return true;
-}
-
-static int kvm_pause(struct migr_hv *hv)
-{
-    struct kvm_vm *vm = (struct kvm_vm *)hv;
-    pthread_mutex_lock(&vm->lock);
-    vm->pause_req = true;
-    pthread_cond_broadcast(&vm->cond);
-    bool ok = wait_all(vm, VCPU_PAUSED, VCPU_EXITED, 5000, true);
-    pthread_mutex_unlock(&vm->lock);
-    if (!ok)
-        return migr_errorf(ETIMEDOUT, "pause: vCPUs did not stop within 5 s");
-    hv->paused = true;
-    return 0;
-}
-
-static int kvm_resume(struct migr_hv *hv)
-{
-    struct kvm_vm *vm = (struct kvm_vm *)hv;
-    if (hv->failure[0])
-        return migr_errorf(EIO, "resume: the guest has stopped: %s", hv->failure);
-    pthread_mutex_lock(&vm->lock);
-    vm->pause_req = false;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
-    hv->paused = false;
-    return 0;
-}
-
-static int kvm_quiesce(struct migr_hv *hv, int timeout_ms)
-{
-    struct kvm_vm *vm = (struct kvm_vm *)hv;
+    struct kvm_vm *vm = v->arg;
     struct wl_boot *b = (struct wl_boot *)(vm->mem + WL_BOOT_GPA);
-    if (hv->paused)
-        return 0; /* nothing moves; verify reports a write caught mid-page */
-    if (hv->failure[0])
-        return migr_errorf(EIO, "quiesce: the guest has stopped: %s", hv->failure);
-    pthread_mutex_lock(&vm->lock);
-    vm->quiesce_hold = true;
-    __atomic_store_n(&b->quiesce_req, 1, __ATOMIC_SEQ_CST);
-    bool ok = wait_all(vm, VCPU_QUIESCED, VCPU_EXITED, timeout_ms, false);
-    bool exited = !all_in(vm, VCPU_QUIESCED, VCPU_QUIESCED);
-    pthread_mutex_unlock(&vm->lock);
-    if (!ok || exited) {
-        kvm_unquiesce_impl(vm);
-        if (hv->failure[0])
-            return migr_errorf(EIO, "quiesce: the guest has stopped: %s", hv->failure);
-        return migr_errorf(ETIMEDOUT, "quiesce: the guest did not reach a consistent point "
-                           "within %d ms", timeout_ms);
-    }
-    return 0;
+    __atomic_store_n(&b->quiesce_req, on ? 1u : 0u, __ATOMIC_SEQ_CST);
 }
 
-int kvm_unquiesce_impl(struct kvm_vm *vm)
-{
-    struct wl_boot *b = (struct wl_boot *)(vm->mem + WL_BOOT_GPA);
-    pthread_mutex_lock(&vm->lock);
-    __atomic_store_n(&b->quiesce_req, 0, __ATOMIC_SEQ_CST);
-    vm->quiesce_hold = false;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
-    return 0;
-}
+static const struct hv_vcpus_ops kvm_vcpus_ops = {
+    .quiesce_late = "the guest did not reach a consistent point",
+    .park_on_quiesce = false,
+    .kick = vcpu_kick,
+    .quiesce_req = vcpu_quiesce_req,
+    .before_park = vcpu_complete_io,
+};
 
-static int kvm_unquiesce(struct migr_hv *hv)
-{
-    if (hv->paused)
-        return 0;
-    return kvm_unquiesce_impl((struct kvm_vm *)hv);
-}
-
-static int kvm_failed(struct migr_hv *hv)
-{
-    return hv->failure[0] != 0;
-}
+HV_VCPUS_VM_CHECK(struct kvm_vm);
 
 /* ---------- dirty logging ---------- */
 
@@ -562,14 +447,14 @@ extern int kvm_load_state(struct migr_hv *hv, const uint8_t *blob, size_t len);
 
 static const struct migr_hv_ops kvm_ops = {
     .name = "kvm",
-    .pause = kvm_pause,
-    .resume = kvm_resume,
-    .quiesce = kvm_quiesce,
-    .unquiesce = kvm_unquiesce,
+    .pause = hv_vcpus_pause,
+    .resume = hv_vcpus_resume,
+    .quiesce = hv_vcpus_quiesce,
+    .unquiesce = hv_vcpus_unquiesce,
     .save_state = kvm_save_state,
     .load_state = kvm_load_state,
     .set_dirty_log = kvm_set_dirty_log,
-    .failed = kvm_failed,
+    .failed = hv_vcpus_failed,
     .destroy = kvm_destroy,
     .trackers = migr_kvm_trackers,
 };
@@ -685,9 +570,7 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
     vm->kvm_fd = vm->vm_fd = vm->memfd = -1;
     vm->hv.kvm_vm_fd = -1;
     vm->mem = MAP_FAILED;
-    pthread_mutex_init(&vm->lock, NULL);
-    pthread_cond_init(&vm->cond, NULL);
-    vm->pause_req = true;
+    hv_vcpus_init(&vm->sm, &vm->hv, &kvm_vcpus_ops, vm);
     for (uint32_t i = 0; i < WL_MAX_VCPUS; i++) {
         vm->vcpus[i].fd = -1;
         pthread_mutex_init(&vm->vcpus[i].ring_lock, NULL);
@@ -722,7 +605,6 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
     hv->ram_pages = mem_size / MIGR_PAGE_SIZE;
     hv->state_version = MIGR_KVM_STATE_VERSION;
     hv->kvm_vm_fd = vm->vm_fd;
-    hv->paused = true;
 
     int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (mmap_size <= 0) {
@@ -758,18 +640,12 @@ static int kvm_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uint
         }
         if ((err = vcpu_setup_cpu(vm, c)) < 0)
             goto fail;
-        c->state = VCPU_PAUSED;
     }
     if ((err = migr_kvm_probe_msrs(vm)) < 0)
         goto fail;
-    for (uint32_t i = 0; i < nvcpus; i++) {
-        struct kvm_vcpu_ctx *c = &vm->vcpus[i];
-        if ((err = pthread_create(&c->thread, NULL, vcpu_thread, c)) != 0) {
-            err = migr_errorf(err, "pthread_create for vCPU %u", i);
+    for (uint32_t i = 0; i < nvcpus; i++)
+        if ((err = hv_vcpus_start(&vm->sm, i, vcpu_thread, &vm->vcpus[i])) < 0)
             goto fail;
-        }
-        c->thread_started = true;
-    }
     *out = vm;
     return 0;
 fail:
@@ -831,27 +707,9 @@ static void kvm_destroy(struct migr_hv *hv)
     struct kvm_vm *vm = (struct kvm_vm *)hv;
     if (!vm)
         return;
-    pthread_mutex_lock(&vm->lock);
-    vm->stop_req = true;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
+    hv_vcpus_destroy(&vm->sm); /* every vCPU thread joined */
     for (uint32_t i = 0; i < WL_MAX_VCPUS; i++) {
         struct kvm_vcpu_ctx *c = &vm->vcpus[i];
-        if (c->thread_started) {
-            for (;;) {
-                pthread_mutex_lock(&vm->lock);
-                bool done = c->state == VCPU_EXITED;
-                if (!done && c->run) {
-                    c->run->immediate_exit = 1;
-                    pthread_kill(c->thread, SIGUSR1);
-                }
-                pthread_mutex_unlock(&vm->lock);
-                if (done)
-                    break;
-                usleep(1000);
-            }
-            pthread_join(c->thread, NULL);
-        }
         if (c->run)
             munmap(c->run, vm->run_size);
         if (c->ring)
@@ -870,7 +728,5 @@ static void kvm_destroy(struct migr_hv *hv)
         close(vm->kvm_fd);
     free(vm->cpuid);
     free(vm->ring_pending);
-    pthread_mutex_destroy(&vm->lock);
-    pthread_cond_destroy(&vm->cond);
     free(vm);
 }

@@ -11,32 +11,28 @@
  * header is the whole guest and it migrates like a KVM guest.
  *
  * pause, quiesce and destroy all stop a thread at a page boundary: a thread
- * checks vm->hold after every page and parks. A KVM vCPU can be stopped
+ * checks for a request after every page (hv_vcpus_held) and parks; the
+ * states and requests are hv-glue/vcpu.c's, shared with the KVM VMM. A KVM vCPU can be stopped
  * mid-page (its registers are saved); a thread cannot be, so proc never is —
  * a paused proc guest is always also quiesced, and wl_vcpu.inflight is 0.
  *
- * Read top to bottom: guest image, the vCPU thread, pause/resume/quiesce,
- * state, create/destroy.
+ * Read top to bottom: guest image, the vCPU thread, state, create/destroy.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hv-glue/proc/proc.h"
+#include "hv-glue/vcpu.h"
 #include "hv-glue/workload/workload.h"
 #include "migr/common.h"
 #include "migr/dirty.h"
 
-enum { PCPU_PAUSED = 1, PCPU_RUNNING = 2, PCPU_QUIESCED = 3, PCPU_EXITED = 4 };
-
-#define PAUSE_TIMEOUT_MS 5000
 #define SPIN_NS 20000ull          /* closer than this to the next page: spin, else sleep */
 #define STALL_NS 100000000ull     /* behind by more: no burst to catch up (guest: tsc_hz / 10) */
 #define PROC_TICK_KHZ 1000000ull  /* wl_boot.tsc_khz: the proc clock counts ns */
@@ -46,38 +42,20 @@ struct proc_vm;
 struct proc_vcpu {
     struct proc_vm *vm;
     uint32_t id;
-    pthread_t thread;
-    bool thread_started;
-    int state;                /* PCPU_*, under vm->lock */
 };
 
 struct proc_vm {
     struct migr_hv hv;        /* first: a struct migr_hv * is a struct proc_vm * */
+    struct hv_vcpus sm;    /* second: the vCPUs' run states and their lock (hv-glue/vcpu.h) */
     int memfd;
     uint8_t *mem;
     uint64_t mem_size, memfd_off;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;      /* CLOCK_MONOTONIC: state changes and throttle sleeps */
-    bool pause_req, stop_req, quiesce_hold;   /* under lock */
-    uint32_t hold;            /* any of the three; read by running threads without the lock */
     migr_proc_step_fn step;   /* tests: replaces the workload step */
     void *step_arg;
     struct proc_vcpu vcpus[WL_MAX_VCPUS];
 };
 
 static const struct migr_hv_ops proc_ops;
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static struct timespec ts_of(uint64_t ns)
-{
-    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
-}
 
 /* ---------- guest image ---------- */
 
@@ -172,35 +150,20 @@ static int put_guest_image(struct proc_vm *vm, const struct migr_vm_config *cfg)
 
 /* ---------- the vCPU thread ---------- */
 
-static bool held(struct proc_vm *vm)
-{
-    return __atomic_load_n(&vm->hold, __ATOMIC_ACQUIRE) != 0;
-}
-
-/* Under lock, after any change of the three requests. */
-static void update_hold(struct proc_vm *vm)
-{
-    __atomic_store_n(&vm->hold, (uint32_t)(vm->pause_req || vm->quiesce_hold || vm->stop_req),
-                     __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&vm->cond);
-}
-
 /* Nothing to do until deadline: sleep, unless the guest is to stop first. */
 static void sleep_until(struct proc_vm *vm, uint64_t deadline)
 {
-    struct timespec dl = ts_of(deadline);
-    pthread_mutex_lock(&vm->lock);
-    while (!vm->hold && pthread_cond_timedwait(&vm->cond, &vm->lock, &dl) == 0)
-        ;
-    pthread_mutex_unlock(&vm->lock);
+    pthread_mutex_lock(&vm->sm.lock);
+    hv_vcpus_sleep_until(&vm->sm, deadline);
+    pthread_mutex_unlock(&vm->sm.lock);
 }
 
-/* The workload loop of hv-glue/kvm/guest/main.c, until vm->hold is set.
+/* The workload loop of hv-glue/kvm/guest/main.c, until a request comes.
  * Returns 0, or -EBADMSG if the boot page is unusable (the guest "panics"). */
 static int vcpu_run(struct proc_vm *vm, struct proc_vcpu *c)
 {
     if (vm->step) {
-        while (!held(vm))
+        while (!hv_vcpus_held(&vm->sm))
             vm->step(vm->step_arg, &vm->hv, c->id);
         return 0;
     }
@@ -213,10 +176,10 @@ static int vcpu_run(struct proc_vm *vm, struct proc_vcpu *c)
         v->rng = wl_mix(b->seed ^ (c->id + 1) * 0x9E3779B97F4A7C15ull) | 1;
     /* ns between two page writes of this vCPU; 4096 * 64 vCPUs * 1e9 fits easily. */
     uint64_t per_page = b->rate_bytes ? 1000000000ull * MIGR_PAGE_SIZE * b->nvcpus / b->rate_bytes : 0;
-    uint64_t next = mono_ns();
-    while (!held(vm)) {
+    uint64_t next = migr_now_ns();
+    while (!hv_vcpus_held(&vm->sm)) {
         if (per_page) {
-            uint64_t now = mono_ns();
+            uint64_t now = migr_now_ns();
             if (next > now) {
                 v->spins = v->spins + 1;
                 if (next - now >= SPIN_NS)
@@ -236,15 +199,6 @@ static int vcpu_run(struct proc_vm *vm, struct proc_vcpu *c)
     return 0;
 }
 
-static void vcpu_fail(struct proc_vm *vm, struct proc_vcpu *c, const char *why)
-{
-    if (vm->hv.failure[0] == 0) {
-        snprintf(vm->hv.failure, sizeof(vm->hv.failure), "vCPU %u: %s", c->id, why);
-        migr_logf(MIGR_LOG_ERROR, "guest stopped: %s", vm->hv.failure);
-    }
-    c->state = PCPU_EXITED;
-}
-
 static void *vcpu_thread(void *arg)
 {
     struct proc_vcpu *c = arg;
@@ -253,130 +207,34 @@ static void *vcpu_thread(void *arg)
     snprintf(name, sizeof(name), "migr-pcpu%u", c->id);
     pthread_setname_np(pthread_self(), name);
 
-    pthread_mutex_lock(&vm->lock);
-    for (;;) {
-        while (!vm->stop_req && (vm->pause_req || vm->quiesce_hold || c->state == PCPU_EXITED)) {
-            int want = c->state == PCPU_EXITED ? PCPU_EXITED
-                       : vm->pause_req        ? PCPU_PAUSED
-                                              : PCPU_QUIESCED;
-            if (c->state != want) {
-                c->state = want;
-                pthread_cond_broadcast(&vm->cond);
-            }
-            pthread_cond_wait(&vm->cond, &vm->lock);
-        }
-        if (vm->stop_req)
-            break;
-        c->state = PCPU_RUNNING;
-        pthread_mutex_unlock(&vm->lock);
+    pthread_mutex_lock(&vm->sm.lock);
+    while (hv_vcpus_park(&vm->sm, c->id)) {
+        pthread_mutex_unlock(&vm->sm.lock);
         int err = vcpu_run(vm, c);
         char why[200];
         if (err < 0)
-            snprintf(why, sizeof(why), "guest panic: %s", migr_last_error());
-        pthread_mutex_lock(&vm->lock);
-        if (err < 0) {
-            vcpu_fail(vm, c, why);
-            pthread_cond_broadcast(&vm->cond);
-        }
+            snprintf(why, sizeof(why), "%s", migr_last_error());
+        pthread_mutex_lock(&vm->sm.lock);
+        if (err < 0)
+            hv_vcpus_fail(&vm->sm, c->id, "guest panic: %s", why);
     }
-    c->state = PCPU_EXITED;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
+    hv_vcpus_exit(&vm->sm, c->id);
+    pthread_mutex_unlock(&vm->sm.lock);
     return NULL;
 }
 
-/* ---------- pause / resume / quiesce ---------- */
+/* ---------- pause / resume / quiesce (hv-glue/vcpu.c) ---------- */
 
-static bool all_in(struct proc_vm *vm, int s1, int s2)
-{
-    for (uint32_t i = 0; i < vm->hv.nvcpus; i++)
-        if (vm->vcpus[i].state != s1 && vm->vcpus[i].state != s2)
-            return false;
-    return true;
-}
+/* No kick: a thread looks at the requests after every page. Unlike KVM's,
+ * this quiesce writes nothing into guest RAM (no quiesce_req): the request
+ * lives in the state machine, so a dirty tracker sees only the workload's
+ * writes. */
+static const struct hv_vcpus_ops proc_vcpus_ops = {
+    .quiesce_late = "the vCPU threads did not reach a page boundary",
+    .park_on_quiesce = true,
+};
 
-/* Wait (lock held) until every vCPU is in s1 or s2; false after timeout_ms. */
-static bool wait_all(struct proc_vm *vm, int s1, int s2, int timeout_ms)
-{
-    struct timespec dl = ts_of(mono_ns() + (uint64_t)timeout_ms * 1000000ull);
-    while (!all_in(vm, s1, s2))
-        if (pthread_cond_timedwait(&vm->cond, &vm->lock, &dl) == ETIMEDOUT)
-            return all_in(vm, s1, s2);
-    return true;
-}
-
-static int proc_pause(struct migr_hv *hv)
-{
-    struct proc_vm *vm = (struct proc_vm *)hv;
-    pthread_mutex_lock(&vm->lock);
-    vm->pause_req = true;
-    update_hold(vm);
-    bool ok = wait_all(vm, PCPU_PAUSED, PCPU_EXITED, PAUSE_TIMEOUT_MS);
-    pthread_mutex_unlock(&vm->lock);
-    if (!ok)
-        return migr_errorf(ETIMEDOUT, "pause: vCPU threads did not stop within %d ms", PAUSE_TIMEOUT_MS);
-    hv->paused = true;
-    return 0;
-}
-
-static int proc_resume(struct migr_hv *hv)
-{
-    struct proc_vm *vm = (struct proc_vm *)hv;
-    if (hv->failure[0])
-        return migr_errorf(EIO, "resume: the guest has stopped: %s", hv->failure);
-    pthread_mutex_lock(&vm->lock);
-    vm->pause_req = false;
-    update_hold(vm);
-    pthread_mutex_unlock(&vm->lock);
-    hv->paused = false;
-    return 0;
-}
-
-static int proc_unquiesce_impl(struct proc_vm *vm)
-{
-    pthread_mutex_lock(&vm->lock);
-    vm->quiesce_hold = false;
-    update_hold(vm);
-    pthread_mutex_unlock(&vm->lock);
-    return 0;
-}
-
-/* Unlike KVM's, this quiesce writes nothing into guest RAM (no quiesce_req):
- * the request lives here, so a dirty tracker sees only the workload's writes. */
-static int proc_quiesce(struct migr_hv *hv, int timeout_ms)
-{
-    struct proc_vm *vm = (struct proc_vm *)hv;
-    if (hv->paused)
-        return 0; /* paused threads already stand at a page boundary */
-    if (hv->failure[0])
-        return migr_errorf(EIO, "quiesce: the guest has stopped: %s", hv->failure);
-    pthread_mutex_lock(&vm->lock);
-    vm->quiesce_hold = true;
-    update_hold(vm);
-    bool ok = wait_all(vm, PCPU_QUIESCED, PCPU_EXITED, timeout_ms);
-    bool exited = !all_in(vm, PCPU_QUIESCED, PCPU_QUIESCED);
-    pthread_mutex_unlock(&vm->lock);
-    if (!ok || exited) {
-        proc_unquiesce_impl(vm);
-        if (hv->failure[0])
-            return migr_errorf(EIO, "quiesce: the guest has stopped: %s", hv->failure);
-        return migr_errorf(ETIMEDOUT, "quiesce: the vCPU threads did not reach a page boundary "
-                           "within %d ms", timeout_ms);
-    }
-    return 0;
-}
-
-static int proc_unquiesce(struct migr_hv *hv)
-{
-    if (hv->paused)
-        return 0;
-    return proc_unquiesce_impl((struct proc_vm *)hv);
-}
-
-static int proc_failed(struct migr_hv *hv)
-{
-    return hv->failure[0] != 0;
-}
+HV_VCPUS_VM_CHECK(struct proc_vm);
 
 int migr_proc_set_step(struct migr_hv *hv, migr_proc_step_fn fn, void *arg)
 {
@@ -385,10 +243,10 @@ int migr_proc_set_step(struct migr_hv *hv, migr_proc_step_fn fn, void *arg)
     struct proc_vm *vm = (struct proc_vm *)hv;
     if (!hv->paused)
         return migr_errorf(EBUSY, "set_step: the guest is running (pause it first)");
-    pthread_mutex_lock(&vm->lock);
+    pthread_mutex_lock(&vm->sm.lock);
     vm->step = fn;
     vm->step_arg = arg;
-    pthread_mutex_unlock(&vm->lock);
+    pthread_mutex_unlock(&vm->sm.lock);
     return 0;
 }
 
@@ -464,15 +322,15 @@ static void proc_destroy(struct migr_hv *hv);
 
 static const struct migr_hv_ops proc_ops = {
     .name = "proc",
-    .pause = proc_pause,
-    .resume = proc_resume,
-    .quiesce = proc_quiesce,
-    .unquiesce = proc_unquiesce,
+    .pause = hv_vcpus_pause,
+    .resume = hv_vcpus_resume,
+    .quiesce = hv_vcpus_quiesce,
+    .unquiesce = hv_vcpus_unquiesce,
     .save_state = proc_save_state,
     .load_state = proc_load_state,
     .set_dirty_log = NULL, /* no hypervisor log: the process trackers watch the mapping */
     .trackers = migr_dirty_process_trackers,
-    .failed = proc_failed,
+    .failed = hv_vcpus_failed,
     .destroy = proc_destroy,
 };
 
@@ -501,19 +359,10 @@ static int proc_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uin
     }
     vm->memfd = -1;
     vm->mem = MAP_FAILED;
-    pthread_mutex_init(&vm->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&vm->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    vm->pause_req = true;
-    vm->hold = 1;
-
     struct migr_hv *hv = &vm->hv;
+    hv_vcpus_init(&vm->sm, hv, &proc_vcpus_ops, vm);
     hv->ops = &proc_ops;
     hv->kvm_vm_fd = -1;
-    hv->paused = true;
     hv->nvcpus = nvcpus;
 
     vm->memfd_off = memfd_off;
@@ -530,12 +379,8 @@ static int proc_create_common(uint64_t mem_size, uint32_t nvcpus, int memfd, uin
         struct proc_vcpu *c = &vm->vcpus[i];
         c->vm = vm;
         c->id = i;
-        c->state = PCPU_PAUSED;
-        if ((err = pthread_create(&c->thread, NULL, vcpu_thread, c)) != 0) {
-            err = migr_errorf(err, "pthread_create for vCPU %u", i);
+        if ((err = hv_vcpus_start(&vm->sm, i, vcpu_thread, c)) < 0)
             goto fail;
-        }
-        c->thread_started = true;
     }
     *out = vm;
     return 0;
@@ -576,18 +421,10 @@ static void proc_destroy(struct migr_hv *hv)
     struct proc_vm *vm = (struct proc_vm *)hv;
     if (!vm)
         return;
-    pthread_mutex_lock(&vm->lock);
-    vm->stop_req = true;
-    update_hold(vm);
-    pthread_mutex_unlock(&vm->lock);
-    for (uint32_t i = 0; i < WL_MAX_VCPUS; i++)
-        if (vm->vcpus[i].thread_started)
-            pthread_join(vm->vcpus[i].thread, NULL);
+    hv_vcpus_destroy(&vm->sm); /* every vCPU thread joined */
     if (vm->mem != MAP_FAILED)
         munmap(vm->mem, vm->mem_size);
     if (vm->memfd >= 0)
         close(vm->memfd);
-    pthread_mutex_destroy(&vm->lock);
-    pthread_cond_destroy(&vm->cond);
     free(vm);
 }

@@ -122,32 +122,12 @@ static void expect_fill(const struct wl_expect *e, uint8_t *page, uint64_t index
         wl_fill_page(page, index, gen, e->data, e->seed);
 }
 
-/* wl_check_page's codes for either kind of page. */
+/* wl_compare_page's codes for either kind of page. */
 static int expect_check(const struct wl_expect *e, const uint8_t *page, uint64_t index, uint32_t gen, uint32_t *off)
 {
-    if (!e->app)
-        return wl_check_page(page, index, gen, e->data, e->seed, off);
     uint64_t ref[512];
-    const struct wl_page_hdr *h = (const struct wl_page_hdr *)page, *r = (const struct wl_page_hdr *)ref;
     expect_fill(e, (uint8_t *)ref, index, gen);
-    *off = 0;
-    if (r->magic == WL_PAGE_MAGIC) {   /* a zero source page has no header */
-        if (h->magic != WL_PAGE_MAGIC)
-            return 1;
-        if (h->index != index)
-            return 2;
-        if (h->gen != gen) {
-            *off = 16;
-            return 3;
-        }
-    }
-    const uint64_t *w = (const uint64_t *)page;
-    for (uint32_t i = 0; i < 512; i++)
-        if (w[i] != ref[i]) {
-            *off = i * 8;
-            return r->magic == WL_PAGE_MAGIC ? 4 : 5;
-        }
-    return 0;
+    return wl_compare_page(page, (const uint8_t *)ref, index, gen, off);
 }
 
 /* A page a vCPU was writing when the image was taken (wl_write_page stopped

@@ -53,14 +53,13 @@ void wl_fill_page(uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, ui
     }
 }
 
-int wl_check_page(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed,
-                  uint32_t *off)
+int wl_compare_page(const uint8_t *page, const uint8_t *ref, uint64_t index, uint32_t gen, uint32_t *off)
 {
-    uint64_t ref[512];
-    const uint64_t *w = (const uint64_t *)page;
+    const struct wl_page_hdr *h = (const struct wl_page_hdr *)page, *r = (const struct wl_page_hdr *)ref;
+    const uint64_t *w = (const uint64_t *)page, *x = (const uint64_t *)ref;
+    int hdr = r->magic == WL_PAGE_MAGIC; /* a zero page has no header */
     *off = 0;
-    if (data != 0) {
-        const struct wl_page_hdr *h = (const struct wl_page_hdr *)page;
+    if (hdr) {
         if (h->magic != WL_PAGE_MAGIC)
             return 1;
         if (h->index != index)
@@ -70,11 +69,10 @@ int wl_check_page(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t da
             return 3;
         }
     }
-    wl_fill_page((uint8_t *)ref, index, gen, data, seed);
     for (uint32_t i = 0; i < 512; i++) {
-        if (w[i] != ref[i]) {
+        if (w[i] != x[i]) {
             *off = i * 8;
-            return data == 0 ? 5 : 4;
+            return hdr ? 4 : 5;
         }
     }
     return 0;

@@ -131,11 +131,11 @@ static inline uint64_t wl_gen_bytes(uint64_t ram_bytes)
 
 /* Fill one page deterministically from (index, gen, data kind, seed). */
 void wl_fill_page(uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed);
-/* Check one page; returns 0 if it is exactly wl_fill_page(index, gen, ...),
- * else a code: 1 bad magic, 2 wrong index, 3 wrong generation, 4 body differs,
- * 5 zero page not zero. *off gets the first differing byte. */
-int wl_check_page(const uint8_t *page, uint64_t index, uint32_t gen, uint32_t data, uint64_t seed,
-                  uint32_t *off);
+/* Check one page against ref, its expected contents as (index, gen) (a ref
+ * without a page header is a zero page); returns 0 if they are the same,
+ * else a code: 1 bad magic, 2 wrong index, 3 wrong generation, 4 body
+ * differs, 5 zero page not zero. *off gets the first differing byte. */
+int wl_compare_page(const uint8_t *page, const uint8_t *ref, uint64_t index, uint32_t gen, uint32_t *off);
 /* Choose the next working-set page for vCPU id. */
 uint64_t wl_next_page(const struct wl_boot *b, struct wl_vcpu *v, uint32_t id);
 /* One page write with integrity metadata (ram = host or guest view of gpa 0). */

@@ -3,6 +3,12 @@
  * A codec turns one guest page into a wire encoding (enum migr_page_enc in
  * format.h) and back. Encoders may decline ("does not pay") so that the
  * engine falls back to the next codec, finally RAW.
+ *
+ * Blocking and threads: every function here runs on the caller's thread
+ * for time proportional to its input and never waits for anything (the
+ * GPU calls wait for their device work: synchronous); none starts a thread
+ * or installs a signal handler. The engine's encoder and decoder threads
+ * (engine.h) call the codec ops concurrently.
  */
 #ifndef MIGR_CODEC_H
 #define MIGR_CODEC_H

@@ -6,6 +6,12 @@
  *     (what, which record/page/offset, errno) in a thread-local buffer,
  *     read with migr_last_error();
  *   - the library never calls exit().
+ *
+ * Blocking and threads (this header): the error and clock functions never
+ * block and are thread-safe (errors are per thread); migr_write_full /
+ * migr_read_full block in write(2)/read(2) until done (no timeout);
+ * migr_logf calls the installed log function on the calling thread.
+ * Nothing here starts a thread or installs a signal handler.
  */
 #ifndef MIGR_COMMON_H
 #define MIGR_COMMON_H
@@ -75,7 +81,8 @@ void migr_log_set(migr_log_fn fn, void *arg);
  *  "migr: warning: MESSAGE"), for programs that want the old behaviour. */
 void migr_log_stderr(void *arg, enum migr_log_level level, const char *msg);
 
-/*! Format and pass a message to the installed log function (if any). */
+/*! Format and pass a message to the installed log function (if any), on
+ *  the calling thread; blocks as long as that function does. */
 void migr_logf(enum migr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define MIGR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -4,6 +4,16 @@
  * harvest. It must never miss a write (reported ⊇ written); false positives
  * are allowed and counted. Pages are indexed by "RAM index": region 0's pages
  * first, then region 1's, ... (see migr_hv_ram_pages()).
+ *
+ * Threads, blocking, signals: the engine opens, starts, harvests and closes
+ * a tracker on the thread running migr_send (and, in cancellable post-copy,
+ * the destination's on its checkpoint thread); a tracker is used by one
+ * thread at a time. Trackers that need them start their own: "uffd-wp" a
+ * fault-handling thread from start to close. "mprotect" installs a
+ * process-wide SIGSEGV handler (SA_SIGINFO | SA_ONSTACK) at its first start
+ * and keeps it for the life of the process; faults outside its ranges go to
+ * the handler installed before it (or the default action). A handler
+ * installed after it takes the faults away from it.
  */
 #ifndef MIGR_DIRTY_H
 #define MIGR_DIRTY_H
@@ -57,7 +67,8 @@ struct migr_dirty {
  *  (migr_dirty_register), or "ept"; "auto": the first of these, in that
  *  order, that supports hv here (docs/dirty.md). -EINVAL for an unknown
  *  name, -ENOTSUP if not supported; the message gives the reason and lists
- *  the trackers that would work for hv. */
+ *  the trackers that would work for hv. Probes each candidate's supported()
+ *  (milliseconds: a test mapping, a pagemap read); starts no thread. */
 int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **out);
 /*! Options: name may end in "?key=value[,key=value...]" (e.g.
  *  "kvm-bitmap?manual=0": KVM_GET_DIRTY_LOG re-protects even where manual
@@ -69,9 +80,16 @@ int migr_dirty_open(const char *name, struct migr_hv *hv, struct migr_dirty **ou
  *  set if given, 0 if not given (*val unchanged), -EINVAL (with a message
  *  naming tracker, key and value) if it is not a number. */
 int migr_dirty_option(const struct migr_dirty *d, const char *key, uint64_t *val);
+/*! Start tracking: from its return every write is reported by a harvest.
+ *  Write-protects guest RAM (time linear in its size); uffd-wp starts its
+ *  handler thread, mprotect installs its SIGSEGV handler (once per process). */
 int migr_dirty_start(struct migr_dirty *d);
+/*! OR the pages written since start or the previous harvest into bitmap
+ *  (one bit per RAM page) and re-arm; returns how many, or -errno. Blocks
+ *  for the scan (linear in RAM size); vCPUs keep running meanwhile. */
 long migr_dirty_harvest(struct migr_dirty *d, uint64_t *bitmap);
-/*! Stop tracking and free. NULL ok. */
+/*! Stop tracking and free (joins a tracker's thread; the mprotect SIGSEGV
+ *  handler stays installed). NULL ok. */
 void migr_dirty_close(struct migr_dirty *d);
 
 /*! The trackers of dirty/, NULL-terminated (for --help, tests and

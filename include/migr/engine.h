@@ -6,18 +6,94 @@
  * (READY) and the source has said COMMIT: any failure before that resumes the
  * guest on the source. Between COMMIT and DONE ownership is in doubt; the
  * source then keeps the guest paused (never running two copies).
+ *
+ * Threads, blocking, signals (every function below says its own):
+ *  - migr_send / migr_recv* block the calling thread for the whole
+ *    migration and return only after every thread they started has been
+ *    joined. Before COMMIT every wait is bounded by stall_timeout_ms of
+ *    silence on the link (0 = unbounded) and by migr_cancel_request(); in
+ *    post-copy by the lease / postcopy_timeout_ms. The source's wait for
+ *    DONE after COMMIT has no bound of the engine's: a destination that
+ *    keeps the link open and says nothing is waited for (the link breaking
+ *    ends it, with ownership in doubt).
+ *  - Threads they start, all joined before they return: the stall
+ *    watchdog (before COMMIT, both sides); source: compress_threads - 1
+ *    encoders, in post-copy the push thread (nice +5), the main stream's
+ *    reader, the fault server, the lease watcher and, while the fault
+ *    channel is offered, its accept thread; destination: decode_threads - 1
+ *    decoders, the prefault thread (round 1), in post-copy the fault
+ *    thread, the main stream's placement thread (nice +5), the watchdog
+ *    and, cancellable, the checkpoint thread. The trackers and the
+ *    transports start their own (libmigr.3, "THREADS AND SIGNALS").
+ *  - Callbacks: progress on the thread running migr_send (the push thread
+ *    in post-copy); switchover_hook on migr_send's thread; the hv ops
+ *    (pause, save_state, resume, load_state) and the tracker on migr_send's
+ *    thread, on the destination on migr_recv's thread, and in cancellable
+ *    post-copy also on the destination's checkpoint thread (pause,
+ *    save_state, resume, the tracker's harvest); the builder's create on
+ *    migr_recv's thread; the log function (common.h) on any libmigr thread.
+ *  - Signal handlers: the engine installs none itself. The "mprotect"
+ *    tracker installs a process-wide SIGSEGV handler at its first start
+ *    (kept for the process's lifetime, chaining to the previous one); the
+ *    kvm backend a SIGUSR1 handler (vCPU kicks) at the first guest it
+ *    creates. Under ASan run with handle_segv=0 for the first.
  */
 #ifndef MIGR_ENGINE_H
 #define MIGR_ENGINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "migr/hv.h"
 #include "migr/transport.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ABI: structs that outlive a header version.
+ *
+ * Every struct here that a caller allocates and the library reads or fills
+ * (migr_send_params, migr_recv_params, migr_stats) and the one the library
+ * hands to a callback (migr_progress) begins with `uint32_t size`: the
+ * sizeof the writer was compiled with. So a program built against an older
+ * or newer header works with this library:
+ *
+ *  - Set size with the initializers: MIGR_SEND_PARAMS_INIT /
+ *    migr_send_params_init(), MIGR_RECV_PARAMS_INIT, MIGR_STATS_INIT /
+ *    migr_stats_init(). They are macros and inline functions, so size is the
+ *    caller's own sizeof; they zero the rest (and set send's defaults).
+ *  - Parameters in: the library copies min(size, its sizeof) bytes over its
+ *    own defaults, so a field the caller's header lacks keeps its default.
+ *    A caller struct larger than the library's is accepted when every byte
+ *    past the library's sizeof is 0 (options left unset) and refused with
+ *    -E2BIG otherwise (the caller asked for something this library lacks).
+ *  - Statistics out: the library writes at most size bytes; on return size
+ *    is what it filled (min(size, its sizeof)) and bytes past that, up to the
+ *    caller's size, are 0. migr_stats_json() reads only size bytes. With
+ *    size equal to the library's sizeof st is filled in place as the
+ *    migration runs (another thread may watch a counter, racily); with any
+ *    other size it is written once, when the call returns.
+ *  - Progress: check p->size before reading a field the library may predate:
+ *    MIGR_HAS_FIELD(p, field).
+ *  - A size of 0 (a struct not set up with its initializer), below 8, above
+ *    64 KiB or not a multiple of 4 is refused with -EINVAL and a message
+ *    naming the struct ("send params: size 0 (use migr_send_params_init)");
+ *    migr_send() and migr_recv*() then touch neither guest nor link.
+ *  - For maintainers: fields are only added at the end, never removed or
+ *    reordered once released, and a new field starts at or past the
+ *    previous version's sizeof: a field that would land in its tail
+ *    padding comes after an explicit `uint32_t reserved_N`, which the
+ *    library never reads (older callers' padding is not necessarily 0).
+ *  - Not sized yet (a change to them still needs callers rebuilt): the
+ *    ops tables and configurations of the other headers (migr_vm_config,
+ *    migr_hv_builder, migr_hv_ops, migr_dirty_ops, migr_link_opts,
+ *    migr_workload_cfg, migr_verify_report, migr_rejuv_*, migr_model_*,
+ *    migr_ept, migr_pagecache_stats, migr_codec_ops).
+ */
+#define MIGR_HAS_FIELD(p, field) \
+    ((size_t)(p)->size >= offsetof(__typeof__(*(p)), field) + sizeof((p)->field))
 
 #define MIGR_MAX_ROUNDS_KEPT 64
 
@@ -38,6 +114,7 @@ enum migr_mode {
 /* What a running migration reports to migr_send_params.progress (engine/progress.c).
  * Fields are only ever added at the end. */
 struct migr_progress {
+    uint32_t size;                /* the library's sizeof(struct migr_progress): see MIGR_HAS_FIELD */
     const char *phase;            /* "precopy", "stop-and-copy", "switchover", "postcopy" */
     uint32_t round;
     uint64_t pages_done, pages_total;   /* within this round */
@@ -62,8 +139,9 @@ typedef void (*migr_progress_fn)(void *arg, const struct migr_progress *p);
 struct migr_cancel;
 
 /*! A new cancel handle, or NULL (out of memory). Free with migr_cancel_free
- *  once migr_send has returned. */
+ *  once migr_send has returned. Neither blocks nor starts a thread. */
 struct migr_cancel *migr_cancel_new(void);
+/*! Free c (NULL is fine); not while a migration uses it. Does not block. */
 void migr_cancel_free(struct migr_cancel *c);
 
 /*! Ask the migration using c to stop; thread-safe, returns at once. While the
@@ -72,17 +150,20 @@ void migr_cancel_free(struct migr_cancel *c);
  *  and resumes the guest on the source. In cancellable post-copy the guest
  *  comes back with the destination's next checkpoint; plain post-copy cannot
  *  be cancelled. Returns 1 if the link was woken, 0 if the request is left to
- *  the post-copy protocol or nothing runs yet (it applies when it starts). */
+ *  the post-copy protocol or nothing runs yet (it applies when it starts).
+ *  Any thread, signal handlers excepted (it takes a mutex); does not wait
+ *  for the migration to end. */
 int migr_cancel_request(struct migr_cancel *c);
 
-/*! True once migr_cancel_request was called on c. */
+/*! True once migr_cancel_request was called on c. Any thread; does not block. */
 bool migr_cancel_requested(struct migr_cancel *c);
 
 struct migr_send_params {
+    uint32_t size;                /* sizeof(struct migr_send_params) as the caller compiled it (ABI, above) */
     uint32_t downtime_ms;         /* target; default 300 */
     uint32_t max_rounds;          /* default 30 */
-    const char *tracker;          /* "auto" or a tracker name */
     enum migr_mode mode;          /* default MIGR_MODE_PRECOPY */
+    const char *tracker;          /* "auto" or a tracker name */
     bool cancellable;             /* post-copy, hybrid: the destination checkpoints back and the source can
                                      take the guest back (default true; false: HELLO mode postcopy/hybrid) */
     uint32_t hybrid_rounds;       /* hybrid: at most this many pre-copy rounds, then post-copy (default 1) */
@@ -108,6 +189,7 @@ struct migr_send_params {
     void *switchover_arg;
     /* Rate control (pre-copy rounds; post-copy pushes too). */
     uint64_t max_bandwidth;       /* bytes/s on the wire, 0 = unlimited */
+    uint32_t link_mbps;           /* compress auto policy: assume this link rate (MB/s) instead of measuring it */
     bool adaptive_bw;             /* Xen-style (seed 002, Clark et al.): round 1 at min_bandwidth, then
                                      each round at the previous round's dirty rate + min_bandwidth,
                                      capped by max_bandwidth; stop-and-copy at max_bandwidth */
@@ -117,8 +199,30 @@ struct migr_send_params {
     int compress_level;           /* lz4/zstd/zlib level; 0 = the codec's default */
     uint32_t xbzrle_cache_mib;    /* sender's page cache for deltas (default 64; 0 = no deltas) */
     uint32_t compress_threads;    /* encoding threads incl. the engine's, 1..16; 0 (default): 2 if 2+ CPUs */
-    uint32_t link_mbps;           /* auto policy: assume this link rate (MB/s) instead of measuring it */
 };
+
+/* The defaults, one list for the initializer and the function below. */
+#define MIGR_SEND_PARAMS_DEFAULTS_(X)                                                               \
+    X(downtime_ms, 300) X(max_rounds, 30) X(mode, MIGR_MODE_PRECOPY) X(tracker, "auto")             \
+    X(cancellable, true) X(hybrid_rounds, 1) X(prepage, 8) X(stall_timeout_ms, 10000)               \
+    X(postcopy_lease_ms, 10000) X(min_bandwidth, 64ull << 20) X(compress, "auto")                   \
+    X(xbzrle_cache_mib, 64)
+#define MIGR_DESIGNATED_(f, v) .f = v,
+#define MIGR_ASSIGN_(f, v) p->f = v;
+
+/* The defaults, with size set: `struct migr_send_params p = MIGR_SEND_PARAMS_INIT;` */
+#define MIGR_SEND_PARAMS_INIT \
+    {.size = sizeof(struct migr_send_params), MIGR_SEND_PARAMS_DEFAULTS_(MIGR_DESIGNATED_)}
+
+/*! Set *p to the defaults (MIGR_SEND_PARAMS_INIT): zeroed, size set, the
+ *  defaults filled in. Inline, so size is that of the caller's header.
+ *  Neither blocks nor fails. */
+static inline void migr_send_params_init(struct migr_send_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->size = sizeof(*p);
+    MIGR_SEND_PARAMS_DEFAULTS_(MIGR_ASSIGN_)
+}
 
 /* Per wire encoding (index = MIGR_ENC_*), on either side of a migration. */
 struct migr_codec_stats {
@@ -132,25 +236,17 @@ struct migr_round_stats {
     uint64_t rate;                /* rate limit in force, bytes/s (0 = none) */
 };
 
-struct migr_stats {
-    char mode[16];
-    char transport[16];
-    char tracker[24];
-    char error[512];              /* why it failed, "" on success */
-    bool converged;
-    bool verified;                /* destination confirmed every page arrived intact (CRC) */
-    bool resumed_on_source;       /* failure: the guest runs on the source again */
-    bool ownership_in_doubt;      /* failure after COMMIT: guest kept paused on the source */
-    uint32_t rounds;
-    uint64_t ram_bytes;
-    uint64_t pages_sent, zero_pages, raw_pages, torn_pages;
-    uint64_t bytes_sent;          /* wire bytes, all records */
-    uint64_t total_ns, downtime_ns, setup_ns;
-    uint64_t first_pass_ns, first_pass_pages;
-    uint64_t state_bytes;
-    struct migr_round_stats round[MIGR_MAX_ROUNDS_KEPT];
-    /* post-copy */
-    uint64_t postcopy_ns;         /* guest running on the destination until every page is resident */
+/* Pre-copy rounds (pre-copy, hybrid, tail; hand-over counts none). */
+struct migr_precopy_stats {
+    uint32_t rounds;              /* rounds run (the destination: rounds it took) */
+    bool converged;               /* source: the dirty set fitted the downtime target */
+    uint64_t first_pass_ns, first_pass_pages;   /* source: round 1 */
+    struct migr_round_stats round[MIGR_MAX_ROUNDS_KEPT];  /* source: the first rounds */
+};
+
+/* Post-copy (post-copy, hybrid, tail's post-copy tail). */
+struct migr_postcopy_stats {
+    uint64_t ns;                  /* guest running on the destination until every page is resident */
     uint64_t demand_pages;        /* pages fetched because the guest faulted on them */
     uint64_t pushed_pages;        /* pages pushed in the background */
     uint64_t prepaged_pages;      /* source: neighbours sent with a faulted page (fault channel) */
@@ -167,7 +263,34 @@ struct migr_stats {
     double serve_p50_us;          /* source: PAGE_REQ read -> the page's record sent */
     uint64_t epochs;              /* cancellable: checkpoints the destination sent back */
     uint64_t back_pages;          /* cancellable: pages the destination sent back */
+};
+
+/* What one side of a migration reports: a part common to every mode and
+ * side, then a part per kind of mode (filled only when the mode has that
+ * phase). Names are side-neutral: `pages` are the pages this side moved,
+ * sent by the source and received by the destination. The parts are fixed
+ * once released (ABI, above): a later counter goes at the end of struct
+ * migr_stats, never into a part. */
+struct migr_stats {
+    uint32_t size;                /* in: sizeof(struct migr_stats) as the caller compiled it (MIGR_STATS_INIT);
+                                     out: the bytes the library filled (ABI, above) */
+    char mode[16];
+    char transport[16];
+    char tracker[24];
+    char error[512];              /* why it failed, "" on success */
+    bool verified;                /* destination confirmed every page arrived intact (CRC) */
+    bool resumed_on_source;       /* failure: the guest runs on the source again */
+    bool ownership_in_doubt;      /* failure after COMMIT: guest kept paused on the source */
     bool cancelled;               /* the migration was cancelled and the guest taken back */
+    uint64_t ram_bytes;
+    uint64_t pages;               /* pages moved: sent (source) or received (destination), a ZERO run
+                                     counting each page */
+    uint64_t zero_pages, raw_pages, torn_pages;
+    uint64_t wire_bytes;          /* bytes on the link, all records: sent (source) or received (destination) */
+    uint64_t total_ns, downtime_ns, setup_ns;
+    uint64_t state_bytes;
+    uint64_t hole_pages;          /* source: zero pages sent without reading them (memfd holes) */
+    uint64_t prefaulted_pages;    /* destination: pages allocated ahead of the stream (round 1) */
     /* accounting of this side */
     uint64_t max_bandwidth;       /* the limit asked for (0 = none) */
     bool adaptive_bw;
@@ -182,29 +305,51 @@ struct migr_stats {
     uint64_t cache_lookups, cache_hits;  /* source: XBZRLE page cache */
     uint64_t probes;              /* source, auto: pages encoded with another codec to re-measure it */
     double link_mbps;             /* source, auto: link rate the policy used at the end (MB/s) */
-    uint64_t hole_pages;          /* source: zero pages sent without reading them (memfd holes) */
-    uint64_t prefaulted_pages;    /* destination: pages allocated ahead of the stream (round 1) */
+    /* per kind of mode */
+    struct migr_precopy_stats precopy;
+    struct migr_postcopy_stats postcopy;
 };
+
+/* A migr_stats ready to pass: `struct migr_stats st = MIGR_STATS_INIT;` */
+#define MIGR_STATS_INIT {.size = sizeof(struct migr_stats)}
+
+/*! Zero *st and set its size (the caller's sizeof). Neither blocks nor fails. */
+static inline void migr_stats_init(struct migr_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->size = sizeof(*st);
+}
 
 /* Upper bounds of the fault_hist buckets in µs (the last is unbounded). */
 static const double MIGR_FAULT_BUCKET_US[MIGR_FAULT_BUCKETS] = {5, 10, 20, 50, 100, 200, 500,
                                                                1000, 2000, 5000, 10000, 1e300};
 
-void migr_send_params_defaults(struct migr_send_params *p);
+/*! migr_send_params_init() under its older name, as a library function: it
+ *  sets size to the library's sizeof, right only for a caller built against
+ *  the same header. Prefer migr_send_params_init(). */
+void migr_send_params_defaults(struct migr_send_params *p);  /* does not block */
 
 /*! Live-migrate hv over t (connected). On success the guest runs on the
  *  destination and hv is left paused: the caller destroys it. On failure
  *  st->error says why and st->resumed_on_source / st->ownership_in_doubt say
- *  where the guest is. Returns 0 or -errno. */
+ *  where the guest is. Returns 0 or -errno.
+ *  Blocks the calling thread for the whole migration (bounds and threads:
+ *  the top of this header); calls p->progress, p->switchover_hook, hv's
+ *  ops and the tracker from it. Installs no signal handler (the mprotect
+ *  tracker does, if chosen). */
 int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
               struct migr_stats *st);
 
 /*! Receive a guest over t (accepted connection). On success *out is the
  *  running guest (caller owns it). On failure no guest exists, an ERROR
- *  record was sent to the source when possible, and st->error says why. */
+ *  record was sent to the source when possible, and st->error says why.
+ *  Blocks until the guest runs here (pre-copy, hand-over) or every page is
+ *  resident (post-copy); the builder and the guest's ops are called on this
+ *  thread (and the checkpoint thread's, above). */
 int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats *st);
 
 struct migr_recv_params {
+    uint32_t size;                /* sizeof(struct migr_recv_params) as the caller compiled it (ABI, above) */
     uint32_t decode_threads;      /* decoders of compressed pages, 1..16 (0 = 1) */
     uint32_t postcopy_timeout_ms; /* post-copy: a fault the source leaves unanswered, or a main stream
                                      silent, this long ends post-copy (the source takes the guest back
@@ -215,11 +360,18 @@ struct migr_recv_params {
                                      0 = the default, 10000 */
 };
 
-/*! migr_recv() with settings (p NULL = defaults). */
+/* The defaults, with size set: `struct migr_recv_params rp = MIGR_RECV_PARAMS_INIT;`
+ * (or `{.size = sizeof(rp), .decode_threads = 2}`). */
+#define MIGR_RECV_PARAMS_INIT {.size = sizeof(struct migr_recv_params)}
+
+/*! migr_recv() with settings (p NULL = defaults); blocks and calls back as
+ *  migr_recv does, each silence bounded by p's timeouts. */
 int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
                  struct migr_stats *st);
 
-/*! Write st as one JSON object (no newline) into buf. Returns the length. */
+/*! Write st as one JSON object (no newline) into buf; reads st->size bytes of st.
+ *  Returns the length, or -EINVAL (buf "") for a size MIGR_STATS_INIT did not set.
+ *  Pure: no blocking, any thread. */
 int migr_stats_json(const struct migr_stats *st, char *buf, size_t cap);
 
 #ifdef __cplusplus

@@ -71,7 +71,12 @@ struct migr_ept {
 typedef void (*migr_ept_dirty_fn)(void *arg, uint64_t gpa, uint64_t bytes);
 
 /*! Walk e's tables without changing them: 0, or -EINVAL (-EFAULT for an
- *  unreachable table) with a message naming the first bad entry. */
+ *  unreachable table) with a message naming the first bad entry.
+ *
+ *  Threads and blocking (every function here): none starts a thread or
+ *  installs a signal handler; a walk runs on the caller's thread for time
+ *  linear in the tables' size, calling fn and e->flush from it. One thread
+ *  at a time per e; the guest's CPUs may keep setting D bits meanwhile. */
 int migr_ept_check(struct migr_ept *e);
 
 /*! Harvest: check the tables (as migr_ept_check), then report every leaf
@@ -92,6 +97,7 @@ struct migr_hv;
  *  outlive the attachment. -EBUSY if hv has one already, -ENOSPC if too many
  *  guests have one. */
 int migr_ept_attach(struct migr_hv *hv, struct migr_ept *e);
+/*! Undo migr_ept_attach (not while an "ept" tracker of hv is open). Does not block. */
 void migr_ept_detach(struct migr_hv *hv);
 
 #ifdef __cplusplus

@@ -9,6 +9,11 @@
  *   bulk    bulk_len  bytes, integrity carried by per-item CRCs inside meta (MIGR_BULK_MAX)
  *
  * The bulk part lets a receiver place page data straight into guest RAM.
+ *
+ * Blocking and threads: every function here encodes or decodes bytes in
+ * memory on the caller's thread (no I/O: record.h sends and receives); none
+ * blocks, starts a thread or installs a signal handler; thread-safe on
+ * distinct buffers.
  */
 #ifndef MIGR_FORMAT_H
 #define MIGR_FORMAT_H
@@ -253,6 +258,28 @@ int migr_pages_decode_hdr(const uint8_t *meta, size_t len, uint32_t bulk_len,
                           uint32_t *round, uint32_t *count);
 /*! Decode entry i (no range check against guest RAM: that is the receiver's job). */
 int migr_page_entry_decode(const uint8_t *meta, uint32_t i, struct migr_page_entry *out);
+
+/* ---- FAULT_CHANNEL (docs/format.md, "FAULT_CHANNEL") ----
+ * The record's 16 bytes are the transport's (migr_transport_side_offer /
+ * migr_transport_side_open): the engine sends and hands them on unread. */
+#define MIGR_FAULT_CHANNEL_SIZE 16u
+enum migr_fch_kind {
+    MIGR_FCH_FD = 1,        /* unix: a descriptor message follows (the destination's end) */
+    MIGR_FCH_TCP_BACK = 2,  /* revision 1.3: the destination connected back to the source; refused now */
+    MIGR_FCH_TCP = 3,       /* tcp: the side that connected the main stream connects again */
+};
+#define MIGR_FCH_F_SOURCE_CONNECTS 1u   /* MIGR_FCH_TCP: the source is that side */
+struct migr_fault_channel {
+    uint32_t kind;          /* enum migr_fch_kind */
+    uint32_t arg;           /* MIGR_FCH_TCP: flags (MIGR_FCH_F_*); MIGR_FCH_TCP_BACK: port; MIGR_FCH_FD: 0 */
+    uint64_t cookie;        /* MIGR_FCH_TCP(_BACK): what the connecting side sends first; MIGR_FCH_FD: 0 */
+};
+/*! Encode f into buf (cap >= MIGR_FAULT_CHANNEL_SIZE). Returns 16 or -ENOSPC. */
+int migr_fault_channel_encode(const struct migr_fault_channel *f, uint8_t *buf, size_t cap);
+/*! Strict: the length, a known kind, arg/cookie zero for MIGR_FCH_FD, only
+ *  known flags and a nonzero cookie for MIGR_FCH_TCP, a port 1..65535 for
+ *  MIGR_FCH_TCP_BACK. 0 or -EBADMSG ("FAULT_CHANNEL: ..."). */
+int migr_fault_channel_decode(const uint8_t *meta, size_t len, struct migr_fault_channel *out);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,14 @@
  * /dev/kvm) and "proc" (RAM in a memfd written by workload threads of this
  * process; hv-glue/proc). Threads: ops are called from one control thread at
  * a time.
+ *
+ * Threads, blocking, signals: migr_hv_create starts one thread per vCPU
+ * (created paused; joined by destroy) and, while it fills RAM, one helper
+ * thread it joins before returning. The kvm backend installs a
+ * process-wide SIGUSR1 handler (no SA_RESTART, so KVM_RUN returns EINTR
+ * when a vCPU is kicked) at its first guest and keeps it. Who calls the ops
+ * during a migration: engine.h, top. The lookups and address helpers below
+ * never block; migr_hv_build blocks as long as the builder's create does.
  */
 #ifndef MIGR_HV_H
 #define MIGR_HV_H
@@ -35,12 +43,14 @@ struct migr_hello;
 struct migr_hv_ops {
     const char *name;
     /*! Stop every vCPU (kicked out of KVM_RUN; completes pending I/O exits).
-     *  Idempotent. */
+     *  Idempotent. Blocks until each vCPU thread has stopped (microseconds;
+     *  a proc vCPU blocked on a post-copy fault first waits for its page). */
     int (*pause)(struct migr_hv *hv);
-    /*! Let the vCPUs run (first call starts them). */
+    /*! Let the vCPUs run (first call starts them). Does not wait for them. */
     int (*resume)(struct migr_hv *hv);
     /*! Stop the workload at a consistent point (between page writes) for
-     *  verification; the guest must be running. Undo with unquiesce. */
+     *  verification; the guest must be running. Undo with unquiesce. Blocks
+     *  up to timeout_ms (-ETIMEDOUT after). */
     int (*quiesce)(struct migr_hv *hv, int timeout_ms);
     int (*unquiesce)(struct migr_hv *hv);
     /*! Serialise vCPU + device state (guest paused). *blob is malloc'd; the
@@ -54,7 +64,8 @@ struct migr_hv_ops {
     /*! Non-zero if the guest stopped by itself (triple fault, guest panic);
      *  then migr_hv_failure() says why. */
     int (*failed)(struct migr_hv *hv);
-    /*! Stop and free everything (vCPU threads joined, memory unmapped). */
+    /*! Stop and free everything (vCPU threads joined, memory unmapped).
+     *  Blocks until the vCPU threads have exited. */
     void (*destroy)(struct migr_hv *hv);
     /*! The dirty trackers this backend offers its guests, best first,
      *  NULL-terminated (NULL: none of its own). "auto" tries them before the
@@ -90,7 +101,9 @@ struct migr_vm_config {
 };
 
 /*! Create a guest running the migr workload (paused; call resume to start).
- *  backend: "kvm" or "proc". -ENODEV with the reason if /dev/kvm is unusable. */
+ *  backend: "kvm" or "proc". -ENODEV with the reason if /dev/kvm is unusable.
+ *  Blocks while it allocates and fills RAM (a helper thread, joined); starts
+ *  the vCPU threads; kvm: installs the SIGUSR1 kick handler once per process. */
 int migr_hv_create(const char *backend, const struct migr_vm_config *cfg, struct migr_hv **out);
 
 /* ---- The destination: the caller builds the incoming guest ----
@@ -118,10 +131,12 @@ struct migr_hv_builder {
      *  else memfd = -1). memfds != NULL: a zero-copy hand-over — region i's
      *  memory is memfds[i] at offs[i] (the guest owns the fds from here: the
      *  builder closes them on failure too). 0 and *out, or -errno with
-     *  migr_errorf. Called on the thread that runs migr_recv. */
+     *  migr_errorf. Called on the thread that runs migr_recv (or
+     *  migr_hv_build), while the source waits: keep it short. */
     int (*create)(void *arg, const struct migr_vm_layout *layout, const int *memfds, const uint64_t *offs,
                   struct migr_hv **out);
-    /*! Optional: 1 if this builder can take memfds (hand-over), else 0. NULL: copy only. */
+    /*! Optional: 1 if this builder can take memfds (hand-over), else 0. NULL: copy only.
+     *  Called on migr_recv's thread; must not block. */
     int (*can_share)(void *arg);
     void *arg;         /*!< passed to the ops */
 };
@@ -129,9 +144,10 @@ struct migr_hv_builder {
 /*! Let migr_recv() build incoming guests of type b->vmm with b (b must stay
  *  valid until unregistered; a registered builder is preferred over a
  *  built-in one of the same type). Thread-safe. 0, -EINVAL, -EEXIST,
- *  -ENOSPC (16 registered). */
+ *  -ENOSPC (16 registered). Does not block (a short lock). */
 int migr_hv_register_builder(const struct migr_hv_builder *b);
-/*! Undo migr_hv_register_builder. 0 or -ENOENT. */
+/*! Undo migr_hv_register_builder. 0 or -ENOENT. Thread-safe; not while a
+ *  migr_recv may be calling b. */
 int migr_hv_unregister_builder(const struct migr_hv_builder *b);
 
 /*! Build an incoming guest of layout->vmm through its builder (registered,
@@ -139,7 +155,8 @@ int migr_hv_unregister_builder(const struct migr_hv_builder *b);
  *  and disjoint), calls the builder, then checks that the guest it returned
  *  has that layout and a host mapping for every region. memfds/offs as for
  *  the builder's create (NULL: a copy migration); the fds are the guest's
- *  (closed on failure). -ENOTSUP naming the type if no builder takes it. */
+ *  (closed on failure). -ENOTSUP naming the type if no builder takes it.
+ *  Calls the builder on this thread and blocks as long as it does. */
 int migr_hv_build(const struct migr_vm_layout *layout, const int *memfds, const uint64_t *offs,
                   struct migr_hv **out);
 
@@ -147,7 +164,8 @@ int migr_hv_build(const struct migr_vm_layout *layout, const int *memfds, const 
  *  vmm = hv->ops->name, state version). */
 void migr_hv_layout(const struct migr_hv *hv, struct migr_vm_layout *out);
 
-/*! migr_hv_build from a HELLO record's layout (memory zeroed, state unset). */
+/*! migr_hv_build from a HELLO record's layout (memory zeroed, state unset);
+ *  blocks as migr_hv_build. */
 int migr_hv_create_incoming(const struct migr_hello *hello, struct migr_hv **out);
 
 /*! migr_hv_build from a HELLO record's layout whose RAM is the given memory
@@ -159,13 +177,15 @@ int migr_hv_create_shared(const struct migr_hello *hello, const int *memfds, con
 /*! The trackers the built-in backend ("kvm", "proc") offers, or NULL. */
 const struct migr_dirty_ops *const *migr_hv_backend_trackers(const char *backend);
 
-/*! 1 if backend can run on this machine, else 0 with migr_last_error() saying why. */
+/*! 1 if backend can run on this machine, else 0 with migr_last_error() saying why.
+ *  kvm: opens /dev/kvm and creates a throw-away VM (milliseconds). */
 int migr_hv_available(const char *backend);
 
 /*! For backends: map guest RAM of size bytes — the given memfd at off (a
  *  hand-over; checked to be large enough, off page aligned) or, with memfd < 0,
  *  a new memfd. Sets *fd (the memfd, to close on destroy, also after a
- *  failure) and *mem (MAP_FAILED on failure). 0 or -errno. */
+ *  failure) and *mem (MAP_FAILED on failure). 0 or -errno. Does not touch the
+ *  pages (no blocking beyond the mmap). */
 int migr_hv_map_ram(uint64_t size, int memfd, uint64_t off, int *fd, uint8_t **mem);
 
 /*! Host pointer for RAM index i (see dirty.h), or NULL if out of range. */

@@ -12,6 +12,9 @@
  * docs/model.md gives every formula, symbol and reading of the paper.
  * All times are in seconds, rates in [0, 1]. Nothing here allocates; every
  * function is thread-safe (errors go to the thread's migr_last_error()).
+ * Nothing blocks, starts a thread or installs a signal handler, except that
+ * migr_model_bench_load reads a file (blocking file I/O on the caller's
+ * thread).
  */
 #ifndef MIGR_MODEL_H
 #define MIGR_MODEL_H

@@ -35,6 +35,9 @@
  * Not thread-safe: one thread uses a cache at a time (or shard the pfns over
  * several caches, one per worker).
  */
+/* Blocking and threads: none of these blocks, starts a thread or installs
+ * a signal handler; a cache is used by one thread at a time (the engine's
+ * encoder stage holds it). */
 #ifndef MIGR_PAGECACHE_H
 #define MIGR_PAGECACHE_H
 

@@ -1,4 +1,11 @@
-/* migr — record framing over a transport (format in format.h / docs/format.md). */
+/* migr — record framing over a transport (format in format.h / docs/format.md).
+ *
+ * Blocking: each function blocks on the caller's thread in the transport's
+ * send or receive, as long as that does (transport.h has no timeout of its
+ * own: a silent peer on an open link is waited for until the link is shut
+ * down, e.g. by the engine's stall watchdog or a cancel). Nothing here
+ * starts a thread or installs a signal handler; one sender and one receiver
+ * thread at a time per transport. */
 #ifndef MIGR_RECORD_H
 #define MIGR_RECORD_H
 

@@ -41,7 +41,10 @@ struct migr_rejuv_report {
 
 /*! Run phases (1)..(7) in order, timing each. Stops at the first failing hook
  *  (report->failed_phase says which); the hooks' own failure handling keeps
- *  the guests running where they are. Returns 0 or that hook's -errno. */
+ *  the guests running where they are. Returns 0 or that hook's -errno.
+ *  Blocks for the whole round trip: the hooks are called in order on the
+ *  caller's thread and bound it (a hook that waits forever stalls it);
+ *  starts no thread of its own, installs no signal handler. */
 int migr_rejuvenate(const struct migr_rejuv_hooks *h, void *ctx, struct migr_rejuv_report *report);
 
 #ifdef __cplusplus

@@ -63,8 +63,8 @@ struct migr_transport_ops {
     /* Shut down both directions (wakes a peer blocked in recv). */
     void (*shutdown)(struct migr_transport *t);
     void (*close)(struct migr_transport *t);
-    /* Optional: pass descriptors (shm: over its unix socket). NULL = the
-     * socket in t->fd carries them if the transport is "unix", else -ENOTSUP. */
+    /* With MIGR_TCAP_PASS_FDS: pass descriptors. NULL = with SCM_RIGHTS on
+     * the socket in t->fd (unix:); without the capability -ENOTSUP. */
     int (*send_fds)(struct migr_transport *t, const int *fds, int n);
     int (*recv_fds)(struct migr_transport *t, int *fds, int n);
     /* Optional: bytes sent but not yet taken in by the peer (NULL = SIOCOUTQ on fd). */
@@ -73,7 +73,20 @@ struct migr_transport_ops {
      * CPU accounting can use wall time minus those (no system call per
      * call); 0: the thread CPU clock is read around each call. */
     int cpu_from_wall;
+    /* What this transport can do beyond a byte stream (MIGR_TCAP_*). */
+    unsigned caps;
+    /* Internal (transfer/side.c), with MIGR_TCAP_SIDE: where this
+     * transport keeps how its connection was made (connected to which URL
+     * with which options, or accepted at which listener), for opening a
+     * side connection the same way. NULL = not known. */
+    struct migr_side_origin **(*origin)(struct migr_transport *t);
 };
+
+/* Capabilities (migr_transport_ops.caps). */
+#define MIGR_TCAP_PASS_FDS 1u  /* send_fds/recv_fds carry descriptors (unix:, shm:) */
+#define MIGR_TCAP_SIDE 2u      /* a side connection can be opened next to the stream
+                                  (migr_transport_side_offer; unix: a socketpair passed
+                                  along, tcp: a second connection the same way) */
 
 struct migr_transport {
     const struct migr_transport_ops *ops;
@@ -218,7 +231,13 @@ int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_tr
  *  unix connects apply the same rule to the listener. */
 int migr_unix_peer_check(int fd, const char *what);
 
-/*! Close the listener (and unlink a unix socket path it created). NULL ok. */
+/*! Close the listener (and unlink a unix socket path it created). NULL ok.
+ *  Transports it accepted over tcp keep its socket open until their side
+ *  connection is open or released (migr_transport_side_release): until
+ *  then a new connection waits in the backlog and is closed unaccepted.
+ *  In a forked child (another pid than the one that opened l) it only
+ *  closes the child's descriptors: the parent's socket file stays, its
+ *  sockets are not shut down. */
 void migr_listener_close(struct migr_listener *l);
 
 /*! Send every byte of iov through t: the rate limiter (if set), the backend,
@@ -240,12 +259,55 @@ int migr_transport_set_rate(struct migr_transport *t, uint64_t bytes_per_s);
  *  cannot tell. */
 long long migr_transport_outq(struct migr_transport *t);
 
-/*! 1 if send_fds/recv_fds work on t (unix: and shm: transports), else 0. */
+/*! 1 if send_fds/recv_fds work on t (MIGR_TCAP_PASS_FDS: unix: and shm:), else 0. */
 int migr_transport_can_pass_fds(const struct migr_transport *t);
 
 /*! Diagnostics and tests: the socket of channel i of a tcp ?channels=N
  *  transport (i < N), or -EINVAL for other transports / indexes. */
 int migr_transport_channel_fd(const struct migr_transport *t, int i);
+/* ---- side connections (docs/transport.md, "Side connections") ----
+ *
+ * A second connection between the same two parties, next to the stream,
+ * set up through it: the post-copy fault channel. The offering side (the
+ * source) calls migr_transport_side_offer(), which hands 16 opaque bytes to
+ * a callback that sends them to the peer inside its own record
+ * (FAULT_CHANNEL, docs/format.md); the peer passes the bytes it received to
+ * migr_transport_side_open(); the offering side takes the connection with
+ * migr_side_collect(). Over tcp the connection goes in the same direction
+ * as the stream (the side that connected connects again, to the same
+ * address and port; the listening side accepts it, recognised by a random
+ * cookie, after the same authentication as the stream), so it works
+ * wherever the stream did: through NAT, a port forward or a proxy. */
+
+struct migr_side;   /* a side connection being set up on the offering side */
+
+/*! Offer a side connection on t. send(arg, bytes, 16) must deliver the
+ *  bytes to the peer on t (0 or -errno) and is called once; then
+ *  descriptors may follow on t (unix:), and the connection is made or
+ *  awaited in the background. 0 with *out set; -ENOTSUP (no message) if t
+ *  cannot (no MIGR_TCAP_SIDE, or a transport wrapped around an fd): then
+ *  send was not called; -errno with a message otherwise. *out is the
+ *  caller's (migr_side_free), also after a failed collect. */
+int migr_transport_side_offer(struct migr_transport *t, int (*send)(void *arg, const uint8_t *bytes, size_t len),
+                              void *arg, struct migr_side **out);
+/*! Wait up to timeout_ms for the side connection offered; 0 with *out the
+ *  caller's, or -errno with a message naming why (-ETIMEDOUT "... did not
+ *  open the side connection within N ms (...)"). Call once. */
+int migr_side_collect(struct migr_side *s, int timeout_ms, struct migr_transport **out);
+/*! Give up (a background accept or connect is stopped and joined) and
+ *  free. NULL ok. */
+void migr_side_free(struct migr_side *s);
+/*! The peer: open the side connection described by bytes (len 16, as
+ *  received), waiting up to timeout_ms. 0 with *out the caller's, -EBADMSG
+ *  for bytes that do not fit t ("kind 1 on a tcp stream"), or -errno. */
+int migr_transport_side_open(struct migr_transport *t, const uint8_t *bytes, size_t len, int timeout_ms,
+                             struct migr_transport **out);
+/*! No side connection will be opened on t: let go of what t keeps for one
+ *  (over tcp, a listening side keeps its listener's socket, so that the
+ *  peer can still connect after the listener was closed). Idempotent; also
+ *  done by side_open and close. */
+void migr_transport_side_release(struct migr_transport *t);
+
 /*! Wrap an already connected stream socket fd (socketpair, inherited fd) as a
  *  transport. kind is "unix" or "tcp" (NULL = "unix"); peer names it in
  *  messages (NULL = "fd:N"). On success the transport owns fd (closed by

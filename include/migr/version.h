@@ -2,7 +2,8 @@
  *
  * MIGR_VERSION_* describe the headers you compile against; migr_version()
  * the library you run with. The major number is the soname's
- * (libmigr.so.MAJOR): it changes when the ABI does.
+ * (libmigr.so.MAJOR): it changes when the ABI does. Both functions are
+ * constant, never block, any thread.
  */
 #ifndef MIGR_VERSION_H
 #define MIGR_VERSION_H
@@ -12,9 +13,9 @@ extern "C" {
 #endif
 
 #define MIGR_VERSION_MAJOR 0
-#define MIGR_VERSION_MINOR 5
+#define MIGR_VERSION_MINOR 6
 #define MIGR_VERSION_PATCH 0
-#define MIGR_VERSION_STRING "0.5.0"
+#define MIGR_VERSION_STRING "0.6.0"
 /* One number to compare against: (major << 16) | (minor << 8) | patch. */
 #define MIGR_VERSION_NUMBER ((MIGR_VERSION_MAJOR << 16) | (MIGR_VERSION_MINOR << 8) | MIGR_VERSION_PATCH)
 

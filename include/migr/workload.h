@@ -5,6 +5,11 @@
  * bumps the page's generation in a generation table and refills the page
  * deterministically from (page, generation); verification recomputes every
  * page, so a lost, stale or torn page anywhere is found.
+ *
+ * Threads and blocking: none of these starts a thread or installs a signal
+ * handler. The parse/format/defaults helpers are pure; the verifiers read
+ * the whole image on the caller's thread (time linear in RAM size); the
+ * workload itself runs on the guest's vCPU threads (hv.h).
  */
 #ifndef MIGR_WORKLOAD_H
 #define MIGR_WORKLOAD_H

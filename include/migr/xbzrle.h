@@ -12,6 +12,9 @@
  * exactly as QEMU's migration/xbzrle.c writes and reads it (docs/compress.md
  * has the details, the overflow rule and the cases in which migr differs).
  */
+/* Blocking and threads: pure functions on the caller's thread (encode and
+ * decode linear in the page); none starts a thread or installs a signal
+ * handler. */
 #ifndef MIGR_XBZRLE_H
 #define MIGR_XBZRLE_H
 

@@ -7,8 +7,9 @@ framing: the source's 16-byte preamble, then records (12-byte header
 u16 type, u16 flags, u32 meta_len, u32 bulk_len; meta; 4-byte CRC; bulk).
 Descriptor messages (the byte after MEMFD and after a unix FAULT_CHANNEL)
 are passed on with their descriptors; a post-copy fault channel is
-interposed (a socketpair of our own goes to the destination), so that a
-cut or a stall reaches it too.
+interposed (unix: a socketpair of our own goes to the destination; TCP: it
+is a second connection to the relay), so that a cut or a stall reaches it
+too.
 
 One trigger per relay: a predicate on (channel, direction, record) is
 tested before each record is forwarded; the first record it accepts is
@@ -97,6 +98,14 @@ class Relay:
                     continue
                 self.socks += [c, d]
                 self.stats["connections"] = self.stats.get("connections", 0) + 1
+                # TCP: the fault channel is a second connection from the
+                # source, opened the same way; it starts with a side hello
+                # (8-byte magic, 8-byte cookie; docs/transport.md)
+                first = c.recv(8, socket.MSG_PEEK | socket.MSG_WAITALL) if self.family == socket.AF_INET else b""
+                if first == b"MIGRSID1":
+                    self._send(d, [self._read(c, 16)], self.gen)
+                    self._pump_pair("fch", c, d)
+                    continue
                 self._pump_pair("main", c, d)
         except OSError:
             pass

@@ -110,6 +110,17 @@ static void decode(const struct migr_rec_hdr *h, int *ret)
                 abort();
         }
         break;
+    case MIGR_REC_FAULT_CHANNEL: {
+        struct migr_fault_channel fc;
+        uint8_t back[MIGR_FAULT_CHANNEL_SIZE];
+        *ret = migr_fault_channel_decode(meta, h->meta_len, &fc);
+        /* what decodes is a known kind and encodes back to the same bytes */
+        if (*ret == 0 && (fc.kind < MIGR_FCH_FD || fc.kind > MIGR_FCH_TCP ||
+                          migr_fault_channel_encode(&fc, back, sizeof(back)) != MIGR_FAULT_CHANNEL_SIZE ||
+                          memcmp(back, meta, sizeof(back))))
+            abort();
+        break;
+    }
     default:
         break;
     }

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 1 < sizeof(text) - 1 ? size - 1 : sizeof(text) - 1;
     memcpy(text, data + 1, n);
     text[n] = 0;
-    migr_send_params_defaults(&p);
+    migr_send_params_init(&p);
     switch (data[0] & 3) {
     case 0:
         memset(&u, 0xa5, sizeof(u));
