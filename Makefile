@@ -142,6 +142,10 @@ $(BUILD)/tests/migr-newer-state: tests/newer_state.c $(CLI_OBJS) $(BUILD)/libmig
 	@mkdir -p $(@D)
 	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -Wl,--wrap=migr_hv_build -o $@ $< $(CLI_OBJS) $(BUILD)/libmigr.a $(LDLIBS)
 
+# The CLI as a build without zstd (tests/no_zstd.c: its receiver lacks the feature).
+$(BUILD)/tests/migr-no-zstd: tests/no_zstd.c $(CLI_OBJS) $(BUILD)/libmigr.a
+	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -Wl,--wrap=migr_features_supported -o $@ $< $(CLI_OBJS) $(BUILD)/libmigr.a $(LDLIBS)
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libmigr.a
 	@mkdir -p $(dir $@)
 	$(CC) $(MIGR_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmigr.a $(LDLIBS)
@@ -177,7 +181,7 @@ install: all $(BUILD)/pkg/libmigr.a $(BUILD)/pkg/migr.pc
 demo: all
 	$(BUILD)/migr demo
 
-test: all $(TEST_BINS) $(BUILD)/tests/migr-newer-state
+test: all $(TEST_BINS) $(BUILD)/tests/migr-newer-state $(BUILD)/tests/migr-no-zstd
 	@BUILD=$(BUILD) ./tests/run.sh
 
 test-asan:

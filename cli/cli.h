@@ -126,6 +126,9 @@ struct cli_barrier {
     uint64_t t_release[2];   /* when the last member arrived (migr_now_ns) */
     int done;                /* members whose guest runs on the destination */
     uint64_t t_done;         /* when the last of them said so */
+    uint32_t wait_ms;        /* at "commit" a member waits at most this long for the others, then all
+                                abort (0 = no bound): its idle link's watchdog must not end it after "go" */
+    bool timed_out;          /* aborted because a member waited wait_ms */
 };
 void cli_barrier_init(struct cli_barrier *b, int members);
 void cli_barrier_destroy(struct cli_barrier *b);

@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "migr/common.h"
 #include "migr/format.h"
+#include "migr/settle.h"
 #include "migr/transport.h"
 
 void usage_recv(FILE *f)
@@ -16,6 +18,7 @@ void usage_recv(FILE *f)
     fprintf(f,
             "usage: migr recv --listen URL --ctl PATH [--timeout SECONDS] [--group NAME] [--decode-threads N]\n"
             "                 [--take-over-ctl] [--postcopy-timeout MS] [--stall-timeout MS] [--key-file PATH] [--handshake-timeout MS]\n"
+            "                 [--settle-window TIME]\n"
             "                 [--json | --daemon]\n"
             "\n"
             "Wait for one migration stream on URL (unix:PATH or tcp:HOST:PORT; port 0 picks\n"
@@ -49,7 +52,9 @@ void usage_recv(FILE *f)
             "Exit status: 0 = the guest ran here and was stopped (or moved on), or a waiting\n"
             "receiver was stopped; 1 = no guest came or it arrived broken (the reason on\n"
             "stderr); 2 = bad arguments.\n"
-            "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group)\n"
+            "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group);\n"
+            "                     if its COMMIT fails after the group's joint switchover (settled\n"
+            "                     ABORTED), listen again: migr send --group migrates it once more\n"
             "  --decode-threads N threads decoding compressed pages, 1..16 (default 1)\n"
             "  --postcopy-timeout MS  post-copy: if the source leaves a fault unanswered or\n"
             "                     sends nothing for MS (dead, or a link that stopped), post-copy\n"
@@ -58,6 +63,11 @@ void usage_recv(FILE *f)
             "  --stall-timeout MS before COMMIT: nothing from the source for MS (a stalled\n"
             "                     source or a partition) ends the migration here: the guest\n"
             "                     being built is dropped, the source still owns it (default 10000)\n"
+            "  --settle-window TIME  after the source's COMMIT could have been lost (its DONE\n"
+            "                     answer, or COMMIT itself): stay reachable on URL this long for the\n"
+            "                     source's question whether the guest runs here (COMMITTED) or never\n"
+            "                     will (ABORTED), so that it settles without an operator (default\n"
+            "                     60s; a bare number is ms; 0 = never: the source stays in doubt)\n"
             "  --log-file PATH    (internal: migr upgrade) the file this VMM's output goes to; removed\n"
             "                     when the VM is stopped here\n"
             "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
@@ -136,6 +146,55 @@ static void on_reject(void *arg, const char *peer, const char *why)
     fprintf(stderr, "migr recv: dropped a connection: %s; still listening\n", why);
 }
 
+/* Settling (include/migr/settle.h): the source may be in doubt whether we
+ * run its guest, and asks on our listening URL with the same link options. */
+struct settle_job {
+    char url[320];
+    struct migr_link_opts lo;     /* key: owned by the job (committed: it outlives cmd_recv's) */
+    struct migr_key *key;
+    struct migr_recv_fate fate;
+    uint32_t window_ms;
+    struct migr_transport *t;     /* committed: the migration's stream, for RELEASED */
+    volatile bool stop;           /* committed: the guest is gone from here, stop answering */
+};
+
+/* Answer the source's question for the window; 1 if it asked. */
+static int settle_serve(struct settle_job *j, struct ctl_server *srv)
+{
+    struct migr_listener *l;
+    j->lo.key = j->key;
+    int err = migr_listener_open_opts(j->url, &j->lo, &l);
+    if (err < 0) {
+        fprintf(stderr, "migr recv: cannot stay reachable for the source's settle query: %s\n", migr_last_error());
+        return err;
+    }
+    fprintf(stderr, "migr recv: answering the source's settle query on %s for %.0f s: %s\n", l->bound,
+            j->window_ms / 1e3, migr_fate_name(j->fate.fate));
+    if (srv)
+        ctl_set_waiting(srv, l); /* migr stop ends the wait */
+    err = migr_settle_serve(l, &j->fate, j->window_ms, &j->stop);
+    if (srv)
+        ctl_set_waiting(srv, NULL);
+    migr_listener_close(l);
+    if (err > 0)
+        fprintf(stderr, "migr recv: settled with the source: %s\n", migr_fate_name(j->fate.fate));
+    else if (err == 0)
+        fprintf(stderr, "migr recv: no settle query within %.0f s\n", j->window_ms / 1e3);
+    return err;
+}
+
+/* Committed: the guest runs here. Unless the source says it read DONE
+ * (RELEASED), it may be in doubt: answer its query in the background. */
+static void *settle_committed(void *arg)
+{
+    struct settle_job *j = arg;
+    int rel = migr_settle_await_release(j->t, &j->fate, 5000);
+    migr_transport_close(j->t);
+    if (rel <= 0 && !j->stop)
+        settle_serve(j, NULL);
+    return NULL;
+}
+
 int cmd_recv(int argc, char **argv)
 {
     const struct cli_cmd *self = cli_find("recv");
@@ -147,10 +206,11 @@ int cmd_recv(int argc, char **argv)
         {"postcopy-timeout", required_argument, 0, 'P'}, {"key-file", required_argument, 0, 'K'},
         {"stall-timeout", required_argument, 0, 'S'},
         {"handshake-timeout", required_argument, 0, 'H'}, {"daemon", no_argument, 0, 'd'},
-        {"log-file", required_argument, 0, 'L'}, {0, 0, 0, 0},
+        {"log-file", required_argument, 0, 'L'}, {"settle-window", required_argument, 0, 'w'}, {0, 0, 0, 0},
     };
     const char *listen = NULL, *ctl = NULL, *warm = NULL, *group = NULL, *key_file = NULL;
     int handshake_ms = 0;
+    uint64_t settle_ms = 60000;
     struct migr_recv_params rp = {.size = sizeof(rp), .decode_threads = 1};
     bool json = false, take_over = false, daemon = false;
     int timeout_ms = -1;
@@ -167,6 +227,11 @@ int cmd_recv(int argc, char **argv)
         case 'W': warm = optarg; break;
         case 'O': take_over = true; break;
         case 'K': key_file = optarg; break;
+        case 'w':
+            if (cli_parse_ms(optarg, 1e-3, 0, 3600e3, &settle_ms) < 0)
+                return cli_bad_args(self, "--settle-window %s: expected 0..1h (a bare number is ms: 60000, 60s)",
+                                    optarg);
+            break;
         case 'H': {
             uint64_t ms;
             if (cli_parse_ms(optarg, 1e-3, 10, 600e3, &ms) < 0)
@@ -265,6 +330,9 @@ int cmd_recv(int argc, char **argv)
     struct migr_hv *hv = NULL;
     struct migr_stats st = MIGR_STATS_INIT;
     bool received = false; /* a migration was tried (st holds its result) */
+    struct migr_recv_fate fate = {0};
+    struct migr_transport *committed_t = NULL;
+    struct settle_job *sj = NULL;
     char url[320];
     int err = migr_link_set_default(key ? &def : NULL);
     snprintf(url, sizeof(url), "%s", listen);
@@ -277,16 +345,18 @@ int cmd_recv(int argc, char **argv)
             fprintf(stderr, "migr recv: a source must prove the key of %s%s\n", key_file,
                     l->url.encrypt ? "; the stream is encrypted" : "");
         fprintf(stderr, "migr recv: %slistening on %s\n", attempt ? "again " : "", l->bound);
+        /* before readiness: a --daemon caller may ask (status, stop) at once */
+        ctl_set_phase(srv, "waiting");
+        ctl_set_waiting(srv, l);
         cli_ready(&ready_fd, l->bound);
         snprintf(url, sizeof(url), "%s", l->bound); /* the same port next time */
-        ctl_set_phase(srv, "waiting");
         int left = -1;
         if (until) {
             uint64_t now = migr_now_ns();
             left = now >= until ? 0 : (int)((until - now) / 1000000ull);
         }
-        ctl_set_waiting(srv, l);
-        err = migr_listener_accept(l, left, &t);
+        /* a stop that came before the listener was known here */
+        err = ctl_stop_requested(srv) ? -ECANCELED : migr_listener_accept(l, left, &t);
         ctl_set_waiting(srv, NULL);
         /* One source at a time: from here a second one is refused (nobody listens). */
         migr_listener_close(l);
@@ -303,9 +373,12 @@ int cmd_recv(int argc, char **argv)
             break;
         ctl_set_phase(srv, "receiving");
         ctl_set_incoming(srv, t);
-        err = migr_recv_ex(t, &rp, &hv, &st);
+        err = migr_recv_fated(t, &rp, &hv, &st, &fate);
         ctl_set_incoming(srv, NULL);
-        migr_transport_close(t);
+        if (err == 0 && settle_ms && migr_settle_needed(&fate))
+            committed_t = t; /* the source's RELEASED may still come on it */
+        else
+            migr_transport_close(t);
         if (err < 0 && !hv && st.ram_bytes == 0 && !st.cancelled) {
             /* It never got past HELLO: nothing was built for it. A stranger
              * that speaks the first bytes of migr must not end the wait for
@@ -314,8 +387,47 @@ int cmd_recv(int argc, char **argv)
             err = 0;
             continue;
         }
+        if (err < 0 && settle_ms && migr_settle_needed(&fate)) {
+            /* Never committed: we promise the source never to run its guest. */
+            struct settle_job aj = {.lo = {.handshake_ms = handshake_ms, .keep_listening = 1,
+                                           .on_reject = on_reject, .encrypt = def.encrypt},
+                                    .key = key, .fate = fate, .window_ms = (uint32_t)settle_ms};
+            snprintf(aj.url, sizeof(aj.url), "%s", url);
+            ctl_set_phase(srv, "settling");
+            int asked = settle_serve(&aj, srv);
+            if (asked > 0 && group && !ctl_stop_requested(srv)) {
+                /* A group member: the group may move it again on its own
+                 * (cli/group.c), so that it joins the members that committed. */
+                fprintf(stderr, "migr recv: %s; listening again (group %s)\n", st.error, group);
+                err = 0;
+                continue;
+            }
+        }
         received = true;
         break;
+    }
+    if (received && err == 0 && settle_ms && migr_settle_needed(&fate) && (sj = calloc(1, sizeof(*sj)))) {
+        snprintf(sj->url, sizeof(sj->url), "%s", url);
+        sj->lo = (struct migr_link_opts){.handshake_ms = handshake_ms, .keep_listening = 1, .on_reject = on_reject,
+                                         .encrypt = def.encrypt};
+        sj->key = key;
+        key = NULL;
+        sj->fate = fate;
+        sj->window_ms = (uint32_t)settle_ms;
+    }
+    pthread_t settle_th;
+    bool settling = false;
+    if (committed_t) {
+        if (sj)
+            sj->t = committed_t;
+        settling = sj && pthread_create(&settle_th, NULL, settle_committed, sj) == 0;
+        if (!settling) {
+            migr_transport_close(committed_t);
+            if (sj)
+                migr_key_free(sj->key);
+            free(sj);
+            sj = NULL;
+        }
     }
     migr_key_free(key);
     migr_link_set_default(NULL);
@@ -358,5 +470,12 @@ int cmd_recv(int argc, char **argv)
     group_info(group, gi, sizeof(gi));
     snprintf(info, sizeof(info), "\"backend\":\"%s\",\"ram_bytes\":%llu,\"vcpus\":%u,\"incoming\":true%s",
              hv->ops->name, (unsigned long long)st.ram_bytes, hv->nvcpus, gi);
-    return ctl_run(srv, hv, info, -1, NULL);
+    int rc = ctl_run(srv, hv, info, -1, NULL);
+    if (settling) { /* the guest is gone from here: no more answers (their listener closed) */
+        sj->stop = true;
+        pthread_join(settle_th, NULL);
+        migr_key_free(sj->key);
+        free(sj);
+    }
+    return rc;
 }

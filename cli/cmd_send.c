@@ -17,7 +17,7 @@ void usage_send(FILE *f)
             "                 [--max-bandwidth R] [--adaptive [--min-bandwidth R]]\n"
             "                 [--handover] [--downtime-ms TIME] [--max-rounds N] [--dirty NAME] [--json]\n"
             "                 [--compress CODEC] [--compress-level N] [--xbzrle-cache SIZE] [--compress-threads N]\n"
-            "                 [--stall-timeout TIME] [--postcopy-lease TIME] [--key-file PATH]\n"
+            "                 [--stall-timeout TIME] [--postcopy-lease TIME] [--settle-window TIME] [--key-file PATH]\n"
             "\n"
             "Live-migrate the VM served at the control socket PATH to a `migr recv`\n"
             "listening on URL (the forms below). Round 1 sends all RAM; later\n"
@@ -50,7 +50,9 @@ void usage_send(FILE *f)
             "                     joint switchover (all paused, all state moved, all resumed); {vm}\n"
             "                     in URL is replaced by each member's control socket name without\n"
             "                     .ctl. If one member fails before the joint commit, every guest\n"
-            "                     resumes on its source. precopy and handover modes only\n"
+            "                     resumes on its source; one whose COMMIT fails after it (refused,\n"
+            "                     or lost and settled) is migrated again on its own, so the group\n"
+            "                     ends whole. precopy and handover modes only\n"
             "  --mode MODE        tail (default; --group: precopy): pre-copy rounds while they halve\n"
             "                     the dirty pages, then the last ones inside the pause, or, if the\n"
             "                     rounds cannot converge, after it (a short cancellable post-copy\n"
@@ -94,6 +96,12 @@ void usage_send(FILE *f)
             "                     its last checkpoint acknowledged here is younger than TIME; after\n"
             "                     2 x TIME without a word from it (a partition), the guest is taken\n"
             "                     back here (default 10s; a bare number is ms)\n"
+            "  --settle-window TIME  after COMMIT, if the destination's DONE does not come within\n"
+            "                     --stall-timeout (or the link breaks): connect to URL again and ask\n"
+            "                     whether the guest runs there (then it has moved) or never will (then\n"
+            "                     it resumes here), for up to TIME (default 20s; a bare number is ms).\n"
+            "                     Only if no answer comes is the guest kept paused here, and `migr\n"
+            "                     status` says since when the destination is unreachable\n"
             "  --key-file PATH    prove to the destination (migr recv --key-file) that we know the key\n"
             "                     in PATH (owner-only file), and check that it knows it too, before\n"
             "                     the stream starts; the post-copy fault channel is authenticated\n"
@@ -204,7 +212,7 @@ int cmd_send(int argc, char **argv)
         {"compress", required_argument, 0, 1000}, {"compress-level", required_argument, 0, 1001},
         {"xbzrle-cache", required_argument, 0, 1002}, {"compress-threads", required_argument, 0, 1003},
         {"stall-timeout", required_argument, 0, 1004}, {"postcopy-lease", required_argument, 0, 1005},
-        {"key-file", required_argument, 0, 'K'}, {0, 0, 0, 0},
+        {"key-file", required_argument, 0, 'K'}, {"settle-window", required_argument, 0, 1006}, {0, 0, 0, 0},
     };
     const char *ctl = NULL, *to = NULL, *tracker = "auto", *group = NULL;
     uint64_t downtime = 300;
@@ -331,6 +339,14 @@ int cmd_send(int argc, char **argv)
                 return cli_bad_args(self, "too many settings");
             break;
         }
+        case 1006:
+            if (cli_parse_ms(optarg, 1e-3, 100, 3600e3, &v) < 0)
+                return cli_bad_args(self, "--settle-window %s: %s (a bare number is ms: 20000, 20s)", optarg,
+                                    migr_last_error());
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+            if (append_setting(extra, sizeof(extra), "settle-window", num) < 0)
+                return cli_bad_args(self, "too many settings");
+            break;
         case 1004:
         case 1005: {
             const char *key = o == 1004 ? "stall-timeout" : "postcopy-lease";
@@ -441,8 +457,8 @@ int cmd_send(int argc, char **argv)
         else
             fprintf(stderr, "migr send: failed: %s\n", json_get_str(res, "error", why, sizeof(why)) ? why : res);
         if (doubt)
-            fprintf(stderr, "migr send: the guest is kept PAUSED on the source: it may run on the destination; "
-                            "check there before `migr resume --ctl %s`\n", ctl);
+            fprintf(stderr, "migr send: the guest is kept PAUSED on the source: the destination could not be "
+                            "asked whether it runs it; check there before `migr resume --ctl %s`\n", ctl);
     } else if (cli_signals) {
         fprintf(stderr, "migr send: the cancel came too late: the guest runs on the destination\n");
     }

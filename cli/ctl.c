@@ -26,6 +26,7 @@
 #include "cli/ctl_thread.h"
 #include "migr/common.h"
 #include "migr/dirty.h"
+#include "migr/settle.h"
 #include "migr/transport.h"
 #include "migr/workload.h"
 
@@ -228,6 +229,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     }
     struct migr_send_params p;
     migr_send_params_init(&p);
+    struct migr_settle_params settle = {.url = url}; /* doubt after COMMIT: ask the destination again */
     struct migr_key *key = NULL;
     /* key=value settings after the positional arguments (cli/migrate_opts.c) */
     char *save = NULL, *rest = used > 0 ? args + used : NULL;
@@ -235,6 +237,10 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
         char bad[300], esc[400];
         if (strcmp(tok, "barrier=1") == 0) {
             p.switchover_hook = barrier_hook; /* its argument, the sink, is set below */
+            continue;
+        }
+        if (strncmp(tok, "settle-window=", 14) == 0) { /* migr send --settle-window (checked there) */
+            settle.window_ms = (uint32_t)strtoul(tok + 14, NULL, 10);
             continue;
         }
         if (strncmp(tok, "key-file=", 9) == 0) {
@@ -298,13 +304,18 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     p.progress = progress_to_client;
     p.progress_arg = &sink;
     struct migr_stats st = MIGR_STATS_INIT;
-    int err = migr_send(hv, t, &p, &st);
+    settle.link = NULL; /* the process default set above: the same key (lo's was freed) */
+    int err = migr_send_settled(hv, t, &p, &settle, &st);
     migr_link_set_default(NULL);
     ctl_thread_migrating(th, NULL);
     migr_cancel_free(sink.cancel);
     snprintf(ran_tracker, sizeof(ran_tracker), "%s", st.tracker);
     migr_transport_close(t);
     migr_stats_json(&st, js, sizeof(js));
+    if (st.ownership_in_doubt) { /* status says so until a resume */
+        const char *d = strstr(st.error, "ownership in doubt");
+        ctl_thread_set_ownership(th, d ? d : st.error);
+    }
     reply(fd, "%s %s", err == 0 ? "ok" : "error", js);
     if (err < 0)
         fprintf(stderr, "migr: migration to %s failed: %s\n", url, st.error);
@@ -519,10 +530,12 @@ int ctl_run(struct ctl_server *srv, struct migr_hv *hv, const char *info_json, i
         } else if (strcmp(line, "warm") == 0) {
             do_warm(hv, fd, srv); /* returns only on failure; the guest runs here */
         } else if (strcmp(line, "resume") == 0) {
-            if (hv->ops->resume(hv) == 0)
+            if (hv->ops->resume(hv) == 0) {
+                ctl_thread_set_ownership(srv->th, NULL);
                 reply(fd, "ok {\"running\":true}");
-            else
+            } else {
                 reply(fd, "error {\"error\":\"resume failed\"}");
+            }
         } else if (strcmp(line, "migrate") == 0) {
             if (do_migrate(hv, fd, args, srv->th)) {
                 fprintf(stderr, "migr: guest migrated away; this VMM exits\n");

@@ -55,6 +55,7 @@ struct ctl_thread {
     /* migr recv: the receiver's cancel handle (migr_recv_params.cancel) */
     struct migr_cancel *recv_cancel;
     uint64_t recv_cancel_ns;        /* a cancel was asked then (0: not): a second one cuts the link */
+    char ownership[600];            /* the guest kept paused in doubt: why ("" = not in doubt) */
 };
 
 static const char *const enc_names[MIGR_STATS_ENCS] = {"raw", "zero", "xbzrle", "lz4", "zstd", "zlib"};
@@ -146,8 +147,13 @@ static void do_status(struct ctl_thread *c, int fd)
     /* The guest's flags are read while the main thread may change them: a
      * status is a snapshot, each field as it was at some instant. */
     const volatile struct migr_hv *hv = c->hv;
-    char why[300];
+    char why[300], own[700];
     json_escape((const char *)hv->failure, why, sizeof(why));
+    if (c->ownership[0] && hv->paused) { /* settle.h: the destination could not be asked */
+        size_t n = strlen(job);
+        json_escape(c->ownership, own, sizeof(own));
+        snprintf(job + n, sizeof(job) - n, ",\"ownership\":\"%s\"", own);
+    }
     answer(fd, "ok {\"schema\":%d,%s,\"pid\":%d,\"running\":%s,\"failed\":%s,\"failure\":\"%s\",\"writes\":%llu%s}",
            CLI_JSON_SCHEMA, c->info, (int)getpid(), hv->paused ? "false" : "true", why[0] ? "true" : "false", why,
            (unsigned long long)migr_workload_progress(c->hv), job);
@@ -459,6 +465,13 @@ void ctl_thread_set_vm(struct ctl_thread *c, struct migr_hv *hv, const char *inf
     c->hv = hv;
     snprintf(c->info, sizeof(c->info), "%s", info_json ? info_json : "");
     c->phase[0] = 0;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ctl_thread_set_ownership(struct ctl_thread *c, const char *why)
+{
+    pthread_mutex_lock(&c->lock);
+    snprintf(c->ownership, sizeof(c->ownership), "%s", why ? why : "");
     pthread_mutex_unlock(&c->lock);
 }
 

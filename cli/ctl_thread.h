@@ -36,6 +36,9 @@ void ctl_thread_done(struct ctl_thread *c);
  *  (copied), or a phase without a guest ("receiving"). */
 void ctl_thread_set_vm(struct ctl_thread *c, struct migr_hv *hv, const char *info_json);
 void ctl_thread_set_phase(struct ctl_thread *c, const char *phase);
+/*! While the guest is paused, status says "ownership": why (the source in
+ *  doubt after COMMIT, include/migr/settle.h); NULL or "" clears it. */
+void ctl_thread_set_ownership(struct ctl_thread *c, const char *why);
 /*! A migration runs (cancel: its handle) or ended (NULL). */
 void ctl_thread_migrating(struct ctl_thread *c, struct migr_cancel *cancel);
 /*! An incoming migration runs over t (status reads its byte counter), or

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -177,7 +178,11 @@ void cli_barrier_init(struct cli_barrier *b, int members)
 {
     memset(b, 0, sizeof(*b));
     pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cond, &ca);
+    pthread_condattr_destroy(&ca);
     b->members = members;
 }
 
@@ -222,8 +227,30 @@ void cli_barrier_line(void *arg, const char *line, int fd)
         b->t_release[point] = migr_now_ns();
         pthread_cond_broadcast(&b->cond);
     }
-    while (b->arrived[point] < b->members && !b->aborted)
-        pthread_cond_wait(&b->cond, &b->lock);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += b->wait_ms / 1000;
+    until.tv_nsec += (long)(b->wait_ms % 1000) * 1000000L; /* used at "commit" only */
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    /* Only the commit barrier is bounded: a member that waits at "pause"
+     * and is cut off by its watchdog fails before COMMIT, which aborts all. */
+    uint32_t wait_ms = point == 1 ? b->wait_ms : 0;
+    while (b->arrived[point] < b->members && !b->aborted) {
+        if (!wait_ms) {
+            pthread_cond_wait(&b->cond, &b->lock);
+        } else if (pthread_cond_timedwait(&b->cond, &b->lock, &until) == ETIMEDOUT &&
+                   b->arrived[point] < b->members) {
+            /* Nothing moves on this member's link while it waits: past its
+             * --stall-timeout its watchdog would end it after a late "go",
+             * while the others commit (a split group). All abort now, each
+             * guest resumes on its source. */
+            b->aborted = b->timed_out = true;
+            pthread_cond_broadcast(&b->cond);
+        }
+    }
     bool go = !b->aborted;
     pthread_mutex_unlock(&b->lock);
     const char *answer = go ? "go\n" : "abort\n";
@@ -259,6 +286,10 @@ int cli_group_switch(struct cli_group_job *jobs, int n, double *group_downtime_m
     if (!m)
         return migr_errorf(ENOMEM, "group switchover: no memory");
     cli_barrier_init(&b, n);
+    /* at the commit barrier: 3/4 of the links' stall time-out (migr send
+     * --stall-timeout, default 10 s), whose watchdog counts from READY */
+    const char *st = strstr(jobs[0].cmd, " stall-timeout=");
+    b.wait_ms = (st ? (uint32_t)strtoul(st + 15, NULL, 10) : 10000) / 4 * 3;
     int started = 0, failed = 0;
     for (; started < n; started++) {
         m[started] = (struct member_job){.job = &jobs[started], .b = &b};
@@ -282,10 +313,42 @@ int cli_group_switch(struct cli_group_job *jobs, int n, double *group_downtime_m
      * its final answer if that line is missing): an upper bound of the time
      * during which some member of the group was paused. */
     uint64_t t_last = b.done == n ? b.t_done : t_end;
-    *group_downtime_ms = b.t_release[0] && !failed ? (double)(t_last - b.t_release[0]) / 1e6 : 0;
-    bool aborted = b.aborted;
+    uint64_t t_release = b.t_release[0];
+    bool aborted = b.aborted, timed_out = b.timed_out, all_went = b.arrived[1] == n;
+    uint32_t wait_ms = b.wait_ms;
+    /* Past the joint "go" a member whose COMMIT failed and came back to its
+     * source (the destination refused COMMIT, or it was lost and settled
+     * ABORTED: include/migr/settle.h) would leave the group split while the
+     * others moved. Its destination listens again for it (migr recv
+     * --group): migrate it on its own, as the last one over. */
+    int retried = 0;
+    if (failed && failed < n && all_went && !aborted) {
+        for (int i = 0; i < started; i++) {
+            bool back = false;
+            if (m[i].rc == 0 || !json_get_bool(jobs[i].res, "resumed_on_source", &back) || !back)
+                continue;
+            char solo[sizeof(jobs[i].cmd)], *bar;
+            snprintf(solo, sizeof(solo), "%s", jobs[i].cmd);
+            if ((bar = strstr(solo, " barrier=1")))
+                memmove(bar, bar + 10, strlen(bar + 10) + 1);
+            fprintf(stderr, "migr send: %s: its COMMIT failed after the joint switchover while the other members "
+                            "moved; it runs on its source again: migrating it on its own\n", jobs[i].ctl);
+            if (ctl_call(jobs[i].ctl, solo, 0, NULL, NULL, jobs[i].res, sizeof(jobs[i].res)) == 0) {
+                m[i].rc = 0;
+                failed--;
+                retried++;
+            }
+        }
+    }
+    if (retried) /* the group was split until the last retry moved */
+        t_last = migr_now_ns();
+    *group_downtime_ms = t_release && !failed ? (double)(t_last - t_release) / 1e6 : 0;
     cli_barrier_destroy(&b);
     free(m);
+    if (failed && timed_out)
+        return migr_errorf(ETIMEDOUT, "%d of %d members failed; a member waited %u ms (3/4 of the --stall-timeout) "
+                           "for the others at the joint switchover: it was aborted, every guest resumed on its "
+                           "source", failed, n, wait_ms);
     if (failed)
         return migr_errorf(ECANCELED, "%d of %d members failed%s", failed, n,
                            aborted ? "; the switchover was aborted, every guest resumed on its source" : "");

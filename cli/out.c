@@ -226,7 +226,7 @@ void cli_print_status(FILE *f, const char *js)
 {
     double pid = 0;
     bool b;
-    char s[300], r1[32], r2[32];
+    char s[700], r1[32], r2[32];
     json_get_num(js, "pid", &pid);
     if (json_get_bool(js, "incoming", &b) && b && json_get_bool(js, "running", &b) && !b) {
         json_get_str(js, "phase", s, sizeof(s));
@@ -245,6 +245,8 @@ void cli_print_status(FILE *f, const char *js)
                 backend, writes);
         if (failed && json_get_str(js, "failure", s, sizeof(s)))
             fprintf(f, "  %-20s%s\n", "failure", s);
+        if (json_get_str(js, "ownership", s, sizeof(s)))
+            fprintf(f, "  %-20s%s\n", "ownership", s);
     }
     const char *p = strstr(js, "\"progress\":{");
     if (!p) {

@@ -11,6 +11,7 @@
 #include "migr/format.h"
 #include "migr/hv.h"
 #include "migr/record.h"
+#include "migr/settle.h"
 #include "migr/transport.h"
 #include "engine/batch.h"
 
@@ -71,7 +72,23 @@ struct sender {
     struct migr_side *fside;      /* the fault channel offered, until collected (transport.h) */
     struct migr_cancel *cancel;   /* p->cancel, or the engine's own (for the watchdog) */
     bool own_cancel;
+    const struct migr_settle_params *settle; /* migr_send_settled, or NULL (engine/settle.c) */
+    uint8_t id[MIGR_MIGRATION_ID_SIZE]; /* this migration's, in HELLO */
+    uint64_t t_lost;              /* CLOCK_REALTIME ns when the link was lost after COMMIT */
 };
+
+int engine_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
+                const struct migr_settle_params *sp, struct migr_stats *st);
+/* Features this stream will use (engine/features.c), for HELLO's requires. */
+uint64_t engine_stream_requires(const struct sender *s, uint32_t nregions);
+/* In doubt after COMMIT with s->settle set: ask the destination (engine/settle.c).
+ * Moves s->owner to OWNER_DEST (COMMITTED), OWNER_SOURCE_PAUSED (ABORTED:
+ * the caller resumes) or leaves OWNER_IN_DOUBT, and says so in st->error. */
+void engine_settle(struct sender *s);
+/* COMMIT refused (ERROR): tell the destination we know (one short query), so it stops waiting. */
+void engine_settle_refused(struct sender *s);
+/* Whether the source settles doubt in this migration (pre-copy switchover). */
+bool engine_settles(const struct sender *s);
 
 /* engine/switchover.c: the switchover and the ownership decision. hello:
  * preamble and HELLO; pause: the guest stops (SOURCE_PAUSED); commit: STATE
@@ -173,6 +190,7 @@ struct receiver {
     bool discard_seen;            /* a DISCARD arrived: the tail switches as post-copy (mode_tail.c) */
     struct prefault *pf;          /* round 1: allocating RAM ahead of the stream, or NULL */
     bool pf_tried;
+    struct migr_recv_fate fate;   /* what became of this migration (engine/settle.c) */
 };
 
 /* Destination, round 1 (engine/prefault.c): a thread populates the pages not

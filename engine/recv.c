@@ -19,6 +19,7 @@
 #include "migr/dirty.h"
 #include "migr/engine.h"
 #include "migr/record.h"
+#include "migr/settle.h"
 #include "engine/abi.h"
 #include "engine/engine_impl.h"
 #include "engine/stage.h"
@@ -265,6 +266,19 @@ static int on_hello(struct receiver *r, const struct migr_rec_hdr *h)
     if (hello.page_size != MIGR_PAGE_SIZE)
         return rec_err(r, EPROTO, "HELLO", "page size %u is not supported here (this receiver uses %u)",
                        hello.page_size, MIGR_PAGE_SIZE);
+    uint64_t lack = migr_features_missing(hello.requires, migr_features_supported());
+    if (lack) {
+        const char *name = migr_feature_name(lack);
+        char bit[32];
+        snprintf(bit, sizeof(bit), "bit 0x%llx", (unsigned long long)lack);
+        return rec_err(r, ENOTSUP, "HELLO", "the source needs feature '%s' that this destination lacks",
+                       name ? name : bit);
+    }
+    if (hello.has_ext) {
+        memcpy(r->fate.id, hello.id, sizeof(r->fate.id));
+        r->fate.known = true;
+        r->fate.source_settles = (hello.features & MIGR_FEAT_SETTLE) != 0;
+    }
     if (!(r->mode = engine_mode_by_name(hello.mode, &r->cancellable)))
         return rec_err(r, EPROTO, "HELLO", "mode '%s' is not supported by this receiver", hello.mode);
     snprintf(r->st->mode, sizeof(r->st->mode), "%s", hello.mode);
@@ -372,7 +386,10 @@ static int run(struct receiver *r)
     if ((err = on_hello(r, &h)) < 0 || (err = recv_until_switchover(r)) < 0)
         return err;
     m = r->mode;
+    if (r->pc) /* post-copy follows the switchover: take-back and the lease, not settling */
+        r->fate.source_settles = false;
     r->st->verified = true;
+    r->fate.ready_sent = true; /* from here the source may send COMMIT (even if READY fails to go out) */
     if ((err = engine_recv_ack(r, MIGR_REC_READY)) < 0 || (err = next(r, &h)) < 0)
         return err;
     if (h.type != MIGR_REC_COMMIT)
@@ -384,8 +401,10 @@ static int run(struct receiver *r)
     if (r->cancel && !engine_cancel_take(r->cancel))
         return -ECANCELED;
     /* The guest is ours now. */
-    if ((m->recv_commit && (err = m->recv_commit(r)) < 0) || (err = r->hv->ops->resume(r->hv)) < 0 ||
-        (m->recv_resumed && (err = m->recv_resumed(r)) < 0))
+    if ((m->recv_commit && (err = m->recv_commit(r)) < 0) || (err = r->hv->ops->resume(r->hv)) < 0)
+        return err;
+    r->fate.fate = MIGR_FATE_COMMITTED; /* it has run here: never ABORTED from now on */
+    if (m->recv_resumed && (err = m->recv_resumed(r)) < 0)
         return err;
     r->st->downtime_ns = migr_now_ns() - r->t_switch;
     return m->recv_run(r);
@@ -422,8 +441,19 @@ int migr_recv(struct migr_transport *t, struct migr_hv **out, struct migr_stats 
     return migr_recv_ex(t, NULL, out, st);
 }
 
+/* What this destination tells a settle query (include/migr/settle.h). */
+static void fate_out(struct receiver *r, int err, struct migr_recv_fate *f)
+{
+    memset(f, 0, sizeof(*f));
+    if (!r)
+        return;
+    *f = r->fate;
+    if (err < 0 && f->fate != MIGR_FATE_COMMITTED)
+        f->fate = MIGR_FATE_ABORTED; /* the guest built here is destroyed below: it never runs */
+}
+
 static int recv_main(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
-                     struct migr_stats *st)
+                     struct migr_stats *st, struct migr_recv_fate *f)
 {
     struct receiver *r = calloc(1, sizeof(*r));
     uint64_t t0 = migr_now_ns(), cpu0 = migr_thread_cpu_ns();
@@ -454,6 +484,7 @@ static int recv_main(struct migr_transport *t, const struct migr_recv_params *p,
     st->wire_bytes = t->bytes_recv;
     engine_account(st, t, cpu0);
     *out = r->hv;
+    fate_out(r, 0, f);
     receiver_free(r);
     return 0;
 
@@ -474,6 +505,7 @@ fail:
     if (err != -EPIPE && err != -ECONNRESET && !st->cancelled && (!r || r->origin != ORIGIN_PEER_ABORTED))
         migr_rec_send_error(t, -err, st->error);
     st->cancelled = cancelled_here;
+    fate_out(r, err, f);
     /* Before COMMIT the source still owns the guest: drop ours. */
     if (r) {
         engine_prefault_stop(r);
@@ -496,6 +528,14 @@ fail:
 int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
                  struct migr_stats *st)
 {
+    struct migr_recv_fate f;
+    return migr_recv_fated(t, p, out, st, &f);
+}
+
+int migr_recv_fated(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
+                    struct migr_stats *st, struct migr_recv_fate *f)
+{
+    memset(f, 0, sizeof(*f));
     struct migr_recv_params pl = MIGR_RECV_PARAMS_INIT;
     struct migr_stats sl = MIGR_STATS_INIT;
     int err = engine_abi_check_out(st, "recv stats", "MIGR_STATS_INIT");
@@ -507,7 +547,7 @@ int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, str
         return err;
     }
     struct migr_stats *use = engine_abi_out_begin(st, &sl, sizeof(sl));
-    err = recv_main(t, &pl, out, use);
+    err = recv_main(t, &pl, out, use, f);
     engine_abi_out(st, use, sizeof(sl));
     return err;
 }

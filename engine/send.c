@@ -102,8 +102,9 @@ static int run(struct sender *s)
     return m->owned ? m->owned(s) : 0;
 }
 
+/* migr_send, and with sp: migr_send_settled (engine/settle.c). */
 static int send_main(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
-              struct migr_stats *st)
+                     const struct migr_settle_params *sp, struct migr_stats *st)
 {
     uint64_t cpu0 = migr_thread_cpu_ns();
     struct sender *s = calloc(1, sizeof(*s));
@@ -112,7 +113,8 @@ static int send_main(struct migr_hv *hv, struct migr_transport *t, const struct 
         st->resumed_on_source = true;
         return migr_errorf(ENOMEM, "%s", st->error);
     }
-    *s = (struct sender){.hv = hv, .t = t, .p = p, .st = st, .cpu0 = cpu0, .owner = OWNER_SOURCE};
+    *s = (struct sender){.hv = hv, .t = t, .p = p, .st = st, .cpu0 = cpu0, .owner = OWNER_SOURCE,
+                         .settle = sp};
     s->mode = engine_mode_of(p->mode);
     s->cancellable = p->cancellable;
     s->postcopy = s->mode && s->mode->postcopy;
@@ -141,6 +143,12 @@ static int send_main(struct migr_hv *hv, struct migr_transport *t, const struct 
 int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
               struct migr_stats *st)
 {
+    return engine_send(hv, t, p, NULL, st);
+}
+
+int engine_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
+                const struct migr_settle_params *sp, struct migr_stats *st)
+{
     struct migr_send_params pl;
     struct migr_stats sl = MIGR_STATS_INIT;
     int err = engine_abi_check_out(st, "send stats", "MIGR_STATS_INIT");
@@ -154,7 +162,7 @@ int migr_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_se
         return err;
     }
     struct migr_stats *use = engine_abi_out_begin(st, &sl, sizeof(sl));
-    err = send_main(hv, t, &pl, use);
+    err = send_main(hv, t, &pl, sp, use);
     engine_abi_out(st, use, sizeof(sl));
     return err;
 }

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "migr/common.h"
 #include "migr/dirty.h"
@@ -34,7 +36,14 @@ int engine_switch_hello(struct sender *s)
     struct migr_hello hello;
     migr_hv_describe(s->hv, &hello);
     snprintf(hello.mode, sizeof(hello.mode), "%s", s->st->mode);
-    uint8_t meta[MIGR_HELLO_FIXED + MIGR_MAX_REGIONS * 16];
+    /* revision 1.6: what we can do, what this stream needs, and its name */
+    hello.has_ext = true;
+    hello.features = migr_features_supported();
+    hello.requires = engine_stream_requires(s, hello.nregions);
+    if (getrandom(s->id, sizeof(s->id), 0) != (ssize_t)sizeof(s->id)) /* 16 bytes: never short */
+        return migr_errorf_errno(errno, "HELLO: a random migration id");
+    memcpy(hello.id, s->id, sizeof(s->id));
+    uint8_t meta[MIGR_HELLO_META_MAX];
     int len = migr_hello_encode(&hello, meta, sizeof(meta)), err;
     if (len < 0)
         return len;
@@ -113,6 +122,27 @@ static int send_state(struct sender *s)
     return mlen < 0 ? mlen : migr_rec_send(s->t, MIGR_REC_SWITCHOVER, meta, (uint32_t)mlen, NULL, 0);
 }
 
+/* A source that settles doubt does not wait for DONE forever: past the
+ * bound it is in doubt, and asks (engine/settle.c). */
+static int await_done(struct sender *s)
+{
+    if (!engine_settles(s)) /* post-copy: its own rules (take-back, the lease) */
+        return 0;
+    uint32_t ms = s->settle->done_timeout_ms ? s->settle->done_timeout_ms
+                  : s->p->stall_timeout_ms   ? s->p->stall_timeout_ms
+                                             : 10000;
+    struct pollfd pfd = {.fd = s->t->fd, .events = POLLIN};
+    int n;
+    do
+        n = poll(&pfd, 1, (int)ms);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return migr_errorf_errno(errno, "waiting for DONE from %s", s->t->peer);
+    if (n == 0)
+        return migr_errorf(ETIMEDOUT, "no DONE from %s within %u ms of COMMIT", s->t->peer, ms);
+    return 0;
+}
+
 int engine_switch_commit(struct sender *s)
 {
     const struct migr_send_params *p = s->p;
@@ -131,10 +161,18 @@ int engine_switch_commit(struct sender *s)
     if (!engine_cancel_commit(s->cancel))
         return -ECANCELED;
     s->owner = OWNER_COMMITTING;
-    if ((err = migr_rec_send(s->t, MIGR_REC_COMMIT, NULL, 0, NULL, 0)) < 0 ||
+    if ((err = migr_rec_send(s->t, MIGR_REC_COMMIT, NULL, 0, NULL, 0)) < 0 || (err = await_done(s)) < 0 ||
         (err = engine_expect(s, MIGR_REC_DONE, &ack)) < 0)
         return err;
     s->owner = OWNER_DEST;
+    if (engine_settles(s)) { /* the destination need not stay reachable for our question */
+        uint8_t rel[MIGR_SETTLE_SIZE] = {0};
+        memcpy(rel, s->id, sizeof(s->id));
+        migr_put_le32(rel + 16, MIGR_SETTLE_RELEASED);
+        if (migr_rec_send(s->t, MIGR_REC_SETTLE, rel, sizeof(rel), NULL, 0) < 0)
+            migr_logf(MIGR_LOG_WARN, "send: RELEASED not delivered (%s): the destination keeps answering "
+                      "settle queries for a while", migr_last_error());
+    }
     if (p->switchover_hook) /* informational: the guest runs on the destination now */
         p->switchover_hook(p->switchover_arg, "done");
     s->t_done = migr_now_ns();
@@ -199,11 +237,18 @@ static void decide_owner(struct sender *s, int err)
         st->cancelled = err == -ECANCELED;
         if (s->hv->ops->resume(s->hv) == 0)
             st->resumed_on_source = true;
+        if (s->origin == ORIGIN_PEER_REFUSED && !s->took_back && engine_settles(s))
+            engine_settle_refused(s);
         if (s->origin == ORIGIN_PEER_REFUSED && !s->took_back && st->postcopy.epochs == 0)
             APPEND(st, "; the destination refused COMMIT and dropped its copy");
         else
             APPEND(st, "; the guest was taken back from the destination's checkpoint %llu",
                    (unsigned long long)st->postcopy.epochs);
+    } else if (s->owner == OWNER_IN_DOUBT && engine_settles(s)) {
+        /* Ask the destination what became of it (a new connection). */
+        engine_settle(s);
+        if (s->owner == OWNER_SOURCE_PAUSED && s->hv->ops->resume(s->hv) == 0)
+            st->resumed_on_source = true;
     } else if (s->owner == OWNER_IN_DOUBT) {
         /* The destination may be running the guest: never run a second copy. */
         st->ownership_in_doubt = true;
@@ -244,8 +289,12 @@ int engine_switch_fail(struct sender *s, int err)
     }
     migr_dirty_close(s->d);
     s->d = NULL;
-    if (committed)
+    if (committed) {
         t->ops->shutdown(t); /* the destination must not wait for us any longer */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        s->t_lost = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+    }
     decide_owner(s, err);
-    return err;
+    return s->owner == OWNER_DEST ? 0 : err; /* settled: the destination runs it */
 }

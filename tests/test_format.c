@@ -317,7 +317,7 @@ static void test_small(void)
     T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_MEMFD), "MEMFD"));
     T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_COMPLETE), "COMPLETE"));
     T_ASSERT(!strcmp(migr_rec_type_name(MIGR_REC_CANCEL), "CANCEL"));
-    T_ASSERT(!strcmp(migr_rec_type_name(18), "UNKNOWN"));
+    T_ASSERT(!strcmp(migr_rec_type_name(20), "UNKNOWN"));
     T_ASSERT(!strcmp(migr_rec_type_name(~0u), "UNKNOWN"));
 }
 
@@ -446,7 +446,7 @@ static void test_ranges(void)
     T_ASSERT(!strcmp(migr_rec_type_name(15), "CANCEL"));
     T_ASSERT(!strcmp(migr_rec_type_name(16), "FAULT_CHANNEL"));
     T_ASSERT(!strcmp(migr_rec_type_name(17), "EPOCH_ACK"));
-    T_EQ(MIGR_REC_TYPE_MAX_V1, 17);
+    T_EQ(MIGR_REC_TYPE_MAX_V1, 19);
 }
 
 /* ------------------------------------------------------- records over a socket */
@@ -560,7 +560,7 @@ static void test_record_checks(void)
     } while (0)
     REC_BAD(raw_record(rec, 77, 0, m, 24, 0), (void)0, 4, -EBADMSG, "record 5: unknown type 77");
     REC_BAD(raw_record(rec, 0, 0, m, 24, 0), (void)0, 0, -EBADMSG, "record 1: unknown type 0");
-    REC_BAD(raw_record(rec, 18, 0, m, 24, 0), (void)0, 0, -EBADMSG, "record 1: unknown type 18");
+    REC_BAD(raw_record(rec, 20, 0, m, 24, 0), (void)0, 0, -EBADMSG, "record 1: unknown type 20");
     REC_BAD(raw_record(rec, MIGR_REC_ROUND_END, 1, m, 24, 0), (void)0, 0, -EBADMSG,
             "record 1 (ROUND_END): flags 0x0001 not zero");
     REC_BAD(raw_record(rec, MIGR_REC_PAGES, 0, m, 24, 0), migr_put_le32(rec + 4, 2000000), 1841,
@@ -631,7 +631,7 @@ static void test_record_checks(void)
     /* Sender-side refusals */
     chan_open(&c);
     T_ERR(migr_rec_send(c.w, 0, NULL, 0, NULL, 0), -EINVAL, "type 0 not defined");
-    T_ERR(migr_rec_send(c.w, 18, NULL, 0, NULL, 0), -EINVAL, "type 18 not defined");
+    T_ERR(migr_rec_send(c.w, 20, NULL, 0, NULL, 0), -EINVAL, "type 20 not defined");
     T_ERR(migr_rec_send(c.w, MIGR_REC_STATE, meta, MIGR_META_MAX + 1, NULL, 0), -EINVAL,
           "meta length 1048577 exceeds 1048576");
     {
@@ -1295,7 +1295,7 @@ static void test_postcopy_records(void)
     PC_BAD(raw_record(rec, MIGR_REC_EPOCH_END, 0, m, 16, 8), 0, -EBADMSG, "record 1 (EPOCH_END): bulk length 8");
     PC_BAD(raw_record(rec, MIGR_REC_CANCEL, 0, m, 0, 4096), 0, -EBADMSG, "record 1 (CANCEL): bulk length 4096");
     PC_BAD(raw_record(rec, MIGR_REC_EPOCH_END, 1, m, 16, 0), 0, -EBADMSG, "record 1 (EPOCH_END): flags 0x0001 not zero");
-    PC_BAD(raw_record(rec, 18, 0, m, 0, 0), 0, -EBADMSG, "record 1: unknown type 18");
+    PC_BAD(raw_record(rec, 20, 0, m, 0, 0), 0, -EBADMSG, "record 1: unknown type 20");
 #undef PC_BAD
     /* EPOCH_END and COMPLETE have the 16-byte READY/DONE layout. */
     T_ERR(migr_ack_decode(m, 8, &a), -EBADMSG, "meta length 8 (expected 16)");

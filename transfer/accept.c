@@ -205,7 +205,7 @@ static int hs_probe(struct migr_listener *l, struct migr_hs_conn *c, struct migr
 /* HS_EXPECT: peek at the first bytes; they must be the preamble and a whole
  * HELLO record with its CRC (docs/format.md), else the peer is no source.
  * c->need grows from preamble + header to the whole record. */
-#define HELLO_META_MAX (48u + 16u * MIGR_MAX_REGIONS)
+#define HELLO_META_MAX MIGR_HELLO_META_MAX
 static int hs_peek_stream(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out)
 {
     static const uint8_t pre[8] = { 1, 0, 0, 0, 0, 0, 0, 0 };   /* version 1, flags 0, reserved 0 */

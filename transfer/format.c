@@ -30,6 +30,8 @@ static const char *const type_names[] = {
     [MIGR_REC_CANCEL] = "CANCEL",
     [MIGR_REC_FAULT_CHANNEL] = "FAULT_CHANNEL",
     [MIGR_REC_EPOCH_ACK] = "EPOCH_ACK",
+    [MIGR_REC_SETTLE] = "SETTLE",
+    [MIGR_REC_SETTLED] = "SETTLED",
 };
 
 const char *migr_rec_type_name(unsigned type)
@@ -91,9 +93,9 @@ int migr_hello_decode(const uint8_t *meta, size_t len, struct migr_hello *out)
         return BAD("HELLO: nvcpus %u out of range 1..%u", out->nvcpus, MIGR_MAX_VCPUS);
     if (n < 1 || n > MIGR_MAX_REGIONS)
         return BAD("HELLO: nregions %u out of range 1..%u", n, MIGR_MAX_REGIONS);
-    if (len != MIGR_HELLO_FIXED + 16u * n)
-        return BAD("HELLO: meta length %zu (expected %u for %u regions)",
-                   len, MIGR_HELLO_FIXED + 16u * n, n);
+    if (len != MIGR_HELLO_FIXED + 16u * n && len != MIGR_HELLO_FIXED + 16u * n + MIGR_HELLO_EXT)
+        return BAD("HELLO: meta length %zu (expected %u for %u regions), or %u with features (revision 1.6)",
+                   len, MIGR_HELLO_FIXED + 16u * n, n, MIGR_HELLO_FIXED + 16u * n + MIGR_HELLO_EXT);
     ret = check_name(meta + 16, "backend");
     if (ret < 0)
         return ret;
@@ -132,7 +134,32 @@ int migr_hello_decode(const uint8_t *meta, size_t len, struct migr_hello *out)
         out->regions[i].gpa = gpa;
         out->regions[i].size = size;
     }
+    if (len == MIGR_HELLO_FIXED + 16u * n) /* before revision 1.6: no features, no id */
+        return 0;
+    const uint8_t *x = meta + MIGR_HELLO_FIXED + 16u * n;
+    out->has_ext = true;
+    out->features = migr_get_le64(x);
+    out->requires = migr_get_le64(x + 8);
+    memcpy(out->id, x + 16, MIGR_MIGRATION_ID_SIZE);
+    uint64_t beyond = migr_features_missing(out->requires, out->features);
+    if (beyond)
+        return BAD("HELLO: requires 0x%llx names feature 0x%llx that features 0x%llx lacks",
+                   (unsigned long long)out->requires, (unsigned long long)beyond,
+                   (unsigned long long)out->features);
     return 0;
+}
+
+static const char *const feature_names[] = {
+    "xbzrle", "lz4", "zstd", "zlib", "post-copy", "cancellable post-copy", "fault channel",
+    "post-copy lease", "memfd hand-over", "multiple RAM regions", "settle",
+};
+
+const char *migr_feature_name(uint64_t bit)
+{
+    for (unsigned i = 0; i < MIGR_ARRAY_SIZE(feature_names); i++)
+        if (bit == 1ull << i)
+            return feature_names[i];
+    return NULL;
 }
 
 static int put_name(uint8_t *p, const char *s, const char *field)
@@ -155,7 +182,7 @@ int migr_hello_encode(const struct migr_hello *h, uint8_t *buf, size_t cap)
     if (h->nregions < 1 || h->nregions > MIGR_MAX_REGIONS)
         return migr_errorf(EINVAL, "HELLO: nregions %u out of range 1..%u",
                            h->nregions, MIGR_MAX_REGIONS);
-    need = MIGR_HELLO_FIXED + 16u * h->nregions;
+    need = MIGR_HELLO_FIXED + 16u * h->nregions + (h->has_ext ? MIGR_HELLO_EXT : 0);
     if (cap < need)
         return no_space("HELLO", cap, need);
     migr_put_le32(buf, h->page_size);
@@ -171,6 +198,12 @@ int migr_hello_encode(const struct migr_hello *h, uint8_t *buf, size_t cap)
     for (uint32_t i = 0; i < h->nregions; i++) {
         migr_put_le64(buf + MIGR_HELLO_FIXED + 16u * i, h->regions[i].gpa);
         migr_put_le64(buf + MIGR_HELLO_FIXED + 16u * i + 8, h->regions[i].size);
+    }
+    if (h->has_ext) {
+        uint8_t *x = buf + MIGR_HELLO_FIXED + 16u * h->nregions;
+        migr_put_le64(x, h->features);
+        migr_put_le64(x + 8, h->requires);
+        memcpy(x + 16, h->id, MIGR_MIGRATION_ID_SIZE);
     }
     /* Never send what a receiver must refuse. */
     ret = migr_hello_decode(buf, need, &check);

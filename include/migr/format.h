@@ -19,6 +19,7 @@
 #define MIGR_FORMAT_H
 
 #include <stdint.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include "migr/layout.h"
 
@@ -53,7 +54,9 @@ enum migr_rec_type {
     MIGR_REC_FAULT_CHANNEL = 16, /* src->dst, post-copy modes: a second connection for faults (format 1.3) */
     MIGR_REC_EPOCH_ACK = 17,  /* src->dst, cancellable post-copy: a checkpoint is applied; renews the
                                  destination's lease (format 1.4) */
-    MIGR_REC_TYPE_MAX_V1 = 17,
+    MIGR_REC_SETTLE = 18,     /* src->dst, on a new connection: what became of migration `id`? (format 1.6) */
+    MIGR_REC_SETTLED = 19,    /* dst->src: the answer, the destination's fate of that migration (format 1.6) */
+    MIGR_REC_TYPE_MAX_V1 = 19,
 };
 
 /*! Name of a record type ("PAGES"), "UNKNOWN" for others. Never NULL. */
@@ -80,6 +83,36 @@ struct migr_region_desc {
     uint64_t size;   /* bytes, page aligned, > 0 */
 };
 
+/* Features (format revision 1.6): what a stream may need beyond RAW and ZERO
+ * pages, one bit each. HELLO carries the source's `features` (what its build
+ * implements) and `requires` (what this stream will use); a receiver refuses
+ * a HELLO that requires a bit it lacks, naming it (migr_feature_name). */
+enum migr_feature {
+    MIGR_FEAT_XBZRLE = 1u << 0,        /* page encoding XBZRLE */
+    MIGR_FEAT_LZ4 = 1u << 1,           /* page encoding LZ4 */
+    MIGR_FEAT_ZSTD = 1u << 2,          /* page encoding ZSTD */
+    MIGR_FEAT_ZLIB = 1u << 3,          /* page encoding ZLIB */
+    MIGR_FEAT_POSTCOPY = 1u << 4,      /* modes postcopy, hybrid (and the tail): PAGE_REQ, DISCARD, COMPLETE */
+    MIGR_FEAT_CANCELLABLE = 1u << 5,   /* modes cpostcopy, chybrid: EPOCH_END, CANCEL, checkpoints back */
+    MIGR_FEAT_FAULT_CHANNEL = 1u << 6, /* FAULT_CHANNEL: faults on a connection of their own */
+    MIGR_FEAT_LEASE = 1u << 7,         /* EPOCH_ACK: the destination runs on a lease */
+    MIGR_FEAT_HANDOVER = 1u << 8,      /* mode handover: MEMFD and its descriptors */
+    MIGR_FEAT_REGIONS = 1u << 9,       /* more than one RAM region */
+    MIGR_FEAT_SETTLE = 1u << 10,       /* SETTLE / SETTLED: doubt after COMMIT settled by the two sides */
+    MIGR_FEAT_KNOWN = (1u << 11) - 1,
+};
+
+/*! Name of one feature bit ("zstd", "post-copy"), or NULL for a bit this
+ *  build does not know. */
+const char *migr_feature_name(uint64_t bit);
+
+/*! The features this build implements (engine/features.c): every codec
+ *  compiled in, every mode. A receiver checks a HELLO's `requires` against
+ *  it. (Tests wrap it to stand in for an older or smaller build.) */
+uint64_t migr_features_supported(void);
+
+#define MIGR_MIGRATION_ID_SIZE 16u
+
 struct migr_hello {
     uint32_t page_size;        /* must equal the receiver's (4096 in v1) */
     uint32_t nvcpus;           /* 1..MIGR_MAX_VCPUS */
@@ -88,10 +121,25 @@ struct migr_hello {
     char backend[16];          /* "kvm", "proc"; NUL padded */
     char mode[16];             /* "precopy" ... ; NUL padded */
     struct migr_region_desc regions[MIGR_MAX_REGIONS];
+    /* revision 1.6; decoded as 0 (has_ext false) from an older HELLO */
+    bool has_ext;              /* encode: send the extension (migr's sender always does) */
+    uint64_t features;         /* the source's build (MIGR_FEAT_*) */
+    uint64_t requires;         /* this stream's needs; a subset of features */
+    uint8_t id[MIGR_MIGRATION_ID_SIZE]; /* random, names this migration in SETTLE */
 };
 /* wire: u32 page_size, u32 nvcpus, u32 nregions, u32 state_version,
- *       char backend[16], char mode[16], nregions x {u64 gpa, u64 size} */
+ *       char backend[16], char mode[16], nregions x {u64 gpa, u64 size},
+ *       [1.6: u64 features, u64 requires, u8 id[16]] */
 #define MIGR_HELLO_FIXED 48u
+#define MIGR_HELLO_EXT 32u
+#define MIGR_HELLO_META_MAX (MIGR_HELLO_FIXED + 16u * MIGR_MAX_REGIONS + MIGR_HELLO_EXT)
+
+/*! The first feature of need that have lacks (lowest bit), 0 if none. */
+static inline uint64_t migr_features_missing(uint64_t need, uint64_t have)
+{
+    uint64_t m = need & ~have;
+    return m & (~m + 1);
+}
 
 /* ---- PAGES meta ---- */
 /* wire: u32 round, u32 count, count x entry{u64 pfn, u8 enc, u8 rsvd[3], u32 len, u32 crc, u32 rsvd}

@@ -18,6 +18,7 @@
 #include "migr/pagecache.h"
 #include "migr/record.h"
 #include "migr/rejuv.h"
+#include "migr/settle.h"
 #include "migr/transport.h"
 #include "migr/version.h"
 #include "migr/workload.h"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The fault matrix: every mode x phase x fault of tests/faults/cases.txt.
 
-  matrix.py [--quick] [--only SUBSTR] [--backend kvm|proc] [--results FILE]
+  matrix.py [--quick] [--only SUBSTR] [--case MODE/PHASE/FAULT]... [--backend kvm|proc] [--results FILE]
 
 For each case: a source VMM (`migr run`, 64 MiB, a dirtying workload), a
 destination (`migr recv`), a record-aware relay between them (relay.py) and
@@ -35,6 +35,8 @@ RAM_PAGES = 64 * 256
 TIMEOUT_MS = 1500          # --stall-timeout, --postcopy-lease, --postcopy-timeout
 HOLD_S = 5.0               # stall and SIGSTOP length: past every timeout
 SETTLE_S = 25.0            # bound for every process to reach its end state
+SETTLE_WINDOW_MS = 10000   # migr send --settle-window: past every fault's length (HOLD_S) and the
+                           # destination's --stall-timeout, well inside SETTLE_S
 
 
 # ---- the case table ----------------------------------------------------------
@@ -288,7 +290,7 @@ class Case:
             else:
                 self.relays.append(R.Relay(self.path("vm%d.sock" % i), self.path("vm%d.real" % i), trig))
         args = [a for a in margs if a != "@tcp"]
-        common = ["--json", "--stall-timeout", str(TIMEOUT_MS)]
+        common = ["--json", "--stall-timeout", str(TIMEOUT_MS), "--settle-window", str(SETTLE_WINDOW_MS)]
         if "postcopy" in args or "hybrid" in args:
             common += ["--postcopy-lease", str(TIMEOUT_MS)]
         if self.mode == "group":
@@ -350,7 +352,7 @@ class Case:
                     break
                 if s and s.get("running") is False and "writes" in s:
                     break  # a guest here, paused
-                if s and s.get("phase") == "waiting" and self.relays[0].fired is not None and \
+                if s and s.get("phase") in ("waiting", "settling") and self.relays[0].fired is not None and \
                         self.send.poll() is not None and time.monotonic() > end - SETTLE_S + 1:
                     break  # dropped the broken connection, listens again: nothing runs here
                 time.sleep(0.1)
@@ -362,7 +364,8 @@ class Case:
                     "src_alive": self.src[i].poll() is None, "dst_alive": d.poll() is None,
                     "src_paused": bool(ss and ss.get("running") is False and "writes" in ss),
                     "dst_paused": bool(ds and ds.get("running") is False and "writes" in ds),
-                    "src_rc": self.src[i].poll(), "dst_rc": d.poll()}
+                    "src_rc": self.src[i].poll(), "dst_rc": d.poll(),
+                    "src_ownership": (ss or {}).get("ownership", "")}
             sides.append(side)
         return self.judge(t0, rc_send, sides)
 
@@ -394,6 +397,11 @@ class Case:
                 r2, _ = self.running(self.path("vm%d.ctl" % i))
                 rv, vout = self.migr("verify", "--ctl", self.path("vm%d.ctl" % i), timeout=30)
                 outcomes.append("doubt" if rc == 0 and r2 and rv == 0 else "STUCK")
+                if outcomes[-1] == "doubt" and self.mode not in ("cpostcopy", "chybrid") and \
+                        "ownership in doubt" not in s["src_ownership"]:
+                    # settle.h: a source left in doubt says so in `migr status`, and why
+                    outcomes[-1] = "doubt-unsaid"
+                    why.append("vm%d paused in doubt, but migr status does not say so" % i)
                 if outcomes[-1] == "STUCK":
                     why.append("vm%d paused on the source; resume rc %d, running %s, verify %d" % (i, rc, r2, rv))
                 continue
@@ -482,7 +490,7 @@ class Case:
                 if p is None or p.poll() is not None:
                     continue
                 s = self.status(self.path(ctl))
-                if s and s.get("phase") == "waiting":
+                if s and s.get("phase") in ("waiting", "settling"):
                     p.terminate()  # a receiver still listening: `migr stop` waits for a guest there
                 elif s:
                     self.migr("stop", "--ctl", self.path(ctl), timeout=5)
@@ -509,6 +517,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="")
+    ap.add_argument("--case", action="append", default=[], help="MODE/PHASE/FAULT exactly (repeatable)")
     ap.add_argument("--backend", default="kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "proc")
     ap.add_argument("--results", default="")
     ap.add_argument("--keep", action="store_true")
@@ -531,6 +540,9 @@ def main():
         cases = [c for c in cases if c in t["quick"]]
     if a.only:
         cases = [c for c in cases if all(w in " ".join(c) for w in a.only.split())]
+    if a.case:
+        want = [tuple(c.split("/")) for c in a.case]
+        cases = [c for c in cases if c in want]
     res_f = open(a.results, "w") if a.results else None
     npass = nfail = 0
     print("backend %s, %d cases" % (a.backend, len(cases)), flush=True)

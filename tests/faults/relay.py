@@ -17,6 +17,11 @@ held while the trigger's action runs (a kill, a stop, a cut ...), so the
 fault lands exactly at that record. The action may ask the relay to
 corrupt the held record, to cut every connection, or to stall (forward
 nothing, close nothing) for a while and then cut.
+
+A cut ends the connections that exist (a link that broke); connections made
+after it pass again (a source settling its doubt reconnects: settle.h). A
+stall holds every connection, new ones too, until it ends; a partition is a
+stall that never ends.
 """
 import array
 import os
@@ -26,11 +31,11 @@ import threading
 import time
 
 HELLO, PAGES, STATE, ROUND_END, SWITCHOVER, READY, COMMIT, DONE, ERROR, MEMFD, \
-    PAGE_REQ, DISCARD, COMPLETE, EPOCH_END, CANCEL, FAULT_CHANNEL, EPOCH_ACK = range(1, 18)
+    PAGE_REQ, DISCARD, COMPLETE, EPOCH_END, CANCEL, FAULT_CHANNEL, EPOCH_ACK, SETTLE, SETTLED = range(1, 20)
 NAMES = {v: k for k, v in dict(HELLO=1, PAGES=2, STATE=3, ROUND_END=4, SWITCHOVER=5, READY=6,
                                 COMMIT=7, DONE=8, ERROR=9, MEMFD=10, PAGE_REQ=11, DISCARD=12,
                                 COMPLETE=13, EPOCH_END=14, CANCEL=15, FAULT_CHANNEL=16,
-                                EPOCH_ACK=17).items()}
+                                EPOCH_ACK=17, SETTLE=18, SETTLED=19).items()}
 TO_DST, TO_SRC = "to_dst", "to_src"
 
 
@@ -64,6 +69,7 @@ class Relay:
         self.fire_lock = threading.Lock()
         self.socks = []
         self.cut = False
+        self.gen = 0                    # cut_all() ends the connections of the generations before
         self.stall_until = None
         self.log = log or (lambda *a: None)
         self.stats = {"records": 0}
@@ -91,12 +97,13 @@ class Relay:
                     c.close()
                     continue
                 self.socks += [c, d]
+                self.stats["connections"] = self.stats.get("connections", 0) + 1
                 # TCP: the fault channel is a second connection from the
                 # source, opened the same way; it starts with a side hello
                 # (8-byte magic, 8-byte cookie; docs/transport.md)
                 first = c.recv(8, socket.MSG_PEEK | socket.MSG_WAITALL) if self.family == socket.AF_INET else b""
                 if first == b"MIGRSID1":
-                    self._send(d, [self._read(c, 16)])
+                    self._send(d, [self._read(c, 16)], self.gen)
                     self._pump_pair("fch", c, d)
                     continue
                 self._pump_pair("main", c, d)
@@ -104,9 +111,10 @@ class Relay:
             pass
 
     def _pump_pair(self, chan, src_side, dst_side):
-        threading.Thread(target=self._pump, args=(chan, TO_DST, src_side, dst_side, chan == "main"),
+        gen = self.gen
+        threading.Thread(target=self._pump, args=(chan, TO_DST, src_side, dst_side, chan == "main", gen),
                          daemon=True).start()
-        threading.Thread(target=self._pump, args=(chan, TO_SRC, dst_side, src_side, False),
+        threading.Thread(target=self._pump, args=(chan, TO_SRC, dst_side, src_side, False, gen),
                          daemon=True).start()
 
     def close(self):
@@ -123,19 +131,21 @@ class Relay:
 
     def cut_all(self):
         self.cut = True
+        self.gen += 1
         for s in list(self.socks):
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
-    def _wait_stall(self):
-        while self.stall_until is not None and not self.cut:
+    def _wait_stall(self, gen):
+        while self.stall_until is not None and gen == self.gen:
             if time.monotonic() >= self.stall_until:
+                self.stall_until = None
                 self.cut_all()
                 break
             time.sleep(0.02)
-        if self.cut:
+        if gen != self.gen:
             raise Cut()
 
     def _read(self, s, n):
@@ -147,8 +157,8 @@ class Relay:
             buf += b
         return bytes(buf)
 
-    def _send(self, s, parts, fds=None):
-        self._wait_stall()
+    def _send(self, s, parts, gen, fds=None):
+        self._wait_stall(gen)
         if fds:
             s.sendmsg([b"".join(parts)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         else:
@@ -166,12 +176,12 @@ class Relay:
                 fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
         return msg, list(fds)
 
-    def _pump(self, chan, direction, src, dst, preamble):
+    def _pump(self, chan, direction, src, dst, preamble, gen):
         try:
             if preamble:
-                self._send(dst, [self._read(src, 16)])
+                self._send(dst, [self._read(src, 16)], gen)
             while True:
-                self._wait_stall()
+                self._wait_stall(gen)
                 hdr = self._read(src, 12)
                 _, _, meta_len, bulk_len = struct.unpack("<HHII", hdr)
                 meta = self._read(src, meta_len) if meta_len else b""
@@ -196,11 +206,11 @@ class Relay:
                         rec.crc = bytes([rec.crc[0] ^ 1]) + rec.crc[1:]
                 if self.trigger:
                     self.trigger.observe(self, chan, direction, rec)
-                self._send(dst, rec.wire())
+                self._send(dst, rec.wire(), gen)
                 if chan == "main" and direction == TO_DST and rec.type in (MEMFD, FAULT_CHANNEL):
                     kind = struct.unpack_from("<I", rec.meta, 0)[0] if rec.type == FAULT_CHANNEL else 1
                     if kind == 1:
-                        self._pass_fds(src, dst, rec.type)
+                        self._pass_fds(src, dst, rec.type, gen)
         except (EOFError, OSError, Cut):
             pass
         for s in (dst, src):
@@ -209,17 +219,17 @@ class Relay:
             except OSError:
                 pass
 
-    def _pass_fds(self, src, dst, rtype):
+    def _pass_fds(self, src, dst, rtype, gen):
         msg, fds = self._recv_fds(src)
         if rtype == FAULT_CHANNEL and len(fds) == 1:
             # interpose the fault channel: the destination gets our end
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             theirs = socket.socket(fileno=fds[0])
             self.socks += [a, theirs]
-            self._send(dst, [msg], [b.fileno()])
+            self._send(dst, [msg], gen, [b.fileno()])
             b.close()
             self._pump_pair("fch", theirs, a)
             return
-        self._send(dst, [msg], fds)
+        self._send(dst, [msg], gen, fds)
         for fd in fds:
             os.close(fd)
