@@ -49,9 +49,6 @@ void usage_recv(FILE *f)
             "                     authentication, or the first bytes of a migr stream) within MS\n"
             "                     is dropped and the receiver goes on listening (default 5000)\n"
             "  --json             print the migration summary as JSON on stdout (docs/control.md)\n"
-            "Exit status: 0 = the guest ran here and was stopped (or moved on), or a waiting\n"
-            "receiver was stopped; 1 = no guest came or it arrived broken (the reason on\n"
-            "stderr); 2 = bad arguments.\n"
             "  --group NAME       the guest that arrives is a member of VM group NAME (migr run --group);\n"
             "                     if its COMMIT fails after the group's joint switchover (settled\n"
             "                     ABORTED), listen again: migr send --group migrates it once more\n"
@@ -71,7 +68,13 @@ void usage_recv(FILE *f)
             "  --log-file PATH    (internal: migr upgrade) the file this VMM's output goes to; removed\n"
             "                     when the VM is stopped here\n"
             "  --warm SPEC        (internal) continue a guest after a warm VMM reboot: the\n"
-            "                     exec'd VMM maps the memory it inherited (migr rejuvenate --warm)\n");
+            "                     exec'd VMM maps the memory it inherited (migr rejuvenate --warm)\n"
+            "\n"
+            "`migr cancel --ctl PATH` before the source's COMMIT stops the migration here: no guest\n"
+            "runs here, the source keeps it (after COMMIT it is refused: the guest is ours).\n"
+            "Exit status: 0 = the guest ran here and was stopped (or moved on), or a waiting\n"
+            "receiver was stopped or cancelled; 1 = no guest came, it arrived broken, or the\n"
+            "migration was cancelled here (the reason on stderr); 2 = bad arguments.\n");
 }
 
 /* After a warm reboot: the previous VMM process exec'd us with the guest's
