@@ -333,7 +333,7 @@ int cmd_recv(int argc, char **argv)
     struct migr_hv *hv = NULL;
     struct migr_stats st = MIGR_STATS_INIT;
     bool received = false; /* a migration was tried (st holds its result) */
-    struct migr_recv_fate fate = {0};
+    struct migr_recv_fate fate = MIGR_RECV_FATE_INIT;
     struct migr_transport *committed_t = NULL;
     struct settle_job *sj = NULL;
     char url[320];

@@ -229,7 +229,7 @@ static bool do_migrate(struct migr_hv *hv, int fd, char *args, struct ctl_thread
     }
     struct migr_send_params p;
     migr_send_params_init(&p);
-    struct migr_settle_params settle = {.url = url}; /* doubt after COMMIT: ask the destination again */
+    struct migr_settle_params settle = {.size = sizeof(settle), .url = url}; /* doubt after COMMIT: ask the destination again */
     struct migr_key *key = NULL;
     /* key=value settings after the positional arguments (cli/migrate_opts.c) */
     char *save = NULL, *rest = used > 0 ? args + used : NULL;

@@ -528,26 +528,28 @@ fail:
 int migr_recv_ex(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
                  struct migr_stats *st)
 {
-    struct migr_recv_fate f;
+    struct migr_recv_fate f = MIGR_RECV_FATE_INIT;
     return migr_recv_fated(t, p, out, st, &f);
 }
 
 int migr_recv_fated(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
                     struct migr_stats *st, struct migr_recv_fate *f)
 {
-    memset(f, 0, sizeof(*f));
     struct migr_recv_params pl = MIGR_RECV_PARAMS_INIT;
     struct migr_stats sl = MIGR_STATS_INIT;
+    struct migr_recv_fate fl = MIGR_RECV_FATE_INIT;
     int err = engine_abi_check_out(st, "recv stats", "MIGR_STATS_INIT");
-    if (err < 0)
+    if (err < 0 || (err = engine_abi_check_out(f, "recv fate", "MIGR_RECV_FATE_INIT")) < 0)
         return err;
+    engine_abi_out(f, &fl, sizeof(fl)); /* nothing known yet */
     if (p && (err = engine_abi_in(&pl, sizeof(pl), p, "recv params", "MIGR_RECV_PARAMS_INIT")) < 0) {
         snprintf(sl.error, sizeof(sl.error), "%s", migr_last_error());
         engine_abi_out(st, &sl, sizeof(sl));
         return err;
     }
     struct migr_stats *use = engine_abi_out_begin(st, &sl, sizeof(sl));
-    err = recv_main(t, &pl, out, use, f);
+    err = recv_main(t, &pl, out, use, &fl);
     engine_abi_out(st, use, sizeof(sl));
+    engine_abi_out(f, &fl, sizeof(fl));
     return err;
 }

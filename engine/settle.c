@@ -20,6 +20,7 @@
 #include "migr/common.h"
 #include "migr/record.h"
 #include "migr/settle.h"
+#include "engine/abi.h"
 #include "engine/engine_impl.h"
 
 #define QUERY_WAIT_MS 3000u   /* one attempt's wait for SETTLED */
@@ -188,7 +189,12 @@ void engine_settle_refused(struct sender *s)
 int migr_send_settled(struct migr_hv *hv, struct migr_transport *t, const struct migr_send_params *p,
                       const struct migr_settle_params *sp, struct migr_stats *st)
 {
-    return engine_send(hv, t, p, sp, st);
+    struct migr_settle_params spl = MIGR_SETTLE_PARAMS_INIT;
+    if (sp && engine_abi_in(&spl, sizeof(spl), sp, "settle params", "MIGR_SETTLE_PARAMS_INIT") < 0) {
+        /* nothing was touched: the guest runs on the source */
+        return migr_error_prefix(EINVAL, "send");
+    }
+    return engine_send(hv, t, p, sp ? &spl : NULL, st);
 }
 
 /* ---- destination ---- */

@@ -48,6 +48,8 @@ const char *migr_fate_name(unsigned fate);
 /* ---- source ---- */
 
 struct migr_settle_params {
+    uint32_t size;                /* sizeof(struct migr_settle_params) as the caller compiled it
+                                     (MIGR_SETTLE_PARAMS_INIT; engine.h, "ABI") */
     const char *url;              /* the destination's URL, as migr_send's transport was connected */
     const struct migr_link_opts *link; /* the same link options (key, encryption); NULL = the default */
     uint32_t done_timeout_ms;     /* after COMMIT: DONE not read within this long puts the source in
@@ -55,6 +57,7 @@ struct migr_settle_params {
     uint32_t window_ms;           /* in doubt: ask the destination for this long (0 = 20000) */
     uint32_t retry_ms;            /* between two attempts (0 = 250) */
 };
+#define MIGR_SETTLE_PARAMS_INIT {.size = sizeof(struct migr_settle_params)}
 
 /*! migr_send() that settles doubt after COMMIT (sp NULL: exactly migr_send).
  *  When DONE does not come back within sp->done_timeout_ms, or the link
@@ -72,6 +75,8 @@ int migr_send_settled(struct migr_hv *hv, struct migr_transport *t, const struct
 
 /* What this destination knows of the migration it received. */
 struct migr_recv_fate {
+    uint32_t size;                /* in: sizeof(struct migr_recv_fate) as the caller compiled it
+                                     (MIGR_RECV_FATE_INIT); out: the bytes the library filled */
     uint8_t id[MIGR_MIGRATION_ID_SIZE];
     bool known;                   /* a 1.6 HELLO named the migration (id valid) */
     bool source_settles;          /* ... and its source settles doubt (feature settle; pre-copy,
@@ -79,6 +84,7 @@ struct migr_recv_fate {
     bool ready_sent;              /* READY went out: the source may have sent COMMIT */
     enum migr_fate fate;          /* COMMITTED (the guest was resumed here) or ABORTED */
 };
+#define MIGR_RECV_FATE_INIT {.size = sizeof(struct migr_recv_fate)}
 
 /*! migr_recv_ex() that also says what became of the migration in *f. */
 int migr_recv_fated(struct migr_transport *t, const struct migr_recv_params *p, struct migr_hv **out,
