@@ -221,6 +221,7 @@ recv|--group|g1|a/b|group
 recv|--decode-threads|4|17|decode-threads|2:--listen
 recv|--postcopy-timeout|5s|later|postcopy-timeout
 recv|--stall-timeout|10s|forever|stall-timeout
+recv|--settle-window|30s|2h|settle-window
 recv|--log-file|@DIR@/r.log|@MISSING@|needs a value
 recv|--warm|@MISSING@|@MISSING@|needs a value
 send|--ctl|/nonexistent|@MISSING@|needs a value
@@ -241,6 +242,7 @@ send|--compress-level|3 --compress zstd|99 --compress zstd|compress-level
 send|--xbzrle-cache|64M|1.5M|xbzrle-cache
 send|--compress-threads|2|17|compress-threads
 send|--stall-timeout|10s|forever|stall-timeout
+send|--settle-window|20s|soon|settle-window
 send|--postcopy-lease|2s --mode postcopy|soon --mode postcopy|postcopy-lease
 send|--key-file|@DIR@/k.key|@MISSING@|needs a value
 send|--json||--json=1|json
