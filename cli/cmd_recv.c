@@ -198,6 +198,15 @@ static void *settle_committed(void *arg)
     return NULL;
 }
 
+/* A migration that failed here: why, and what became of the guest. */
+static void report_failure(int err, const struct migr_stats *st)
+{
+    fprintf(stderr, "migr recv: %s\n", st->error);
+    if ((err == -EPIPE || err == -ECONNRESET) && !strstr(st->error, "lost"))
+        fprintf(stderr, "migr recv: the stream from the source ended before the switchover: no guest runs "
+                        "here, the source kept it (if the source VMM died, the guest is lost)\n");
+}
+
 int cmd_recv(int argc, char **argv)
 {
     const struct cli_cmd *self = cli_find("recv");
@@ -333,6 +342,7 @@ int cmd_recv(int argc, char **argv)
     struct migr_hv *hv = NULL;
     struct migr_stats st = MIGR_STATS_INIT;
     bool received = false; /* a migration was tried (st holds its result) */
+    bool reported = false; /* its failure was told already (before a settle window) */
     struct migr_recv_fate fate = MIGR_RECV_FATE_INIT;
     struct migr_transport *committed_t = NULL;
     struct settle_job *sj = NULL;
@@ -391,7 +401,10 @@ int cmd_recv(int argc, char **argv)
             continue;
         }
         if (err < 0 && settle_ms && migr_settle_needed(&fate)) {
-            /* Never committed: we promise the source never to run its guest. */
+            /* Never committed: we promise the source never to run its guest.
+             * Say so now: the settle window may outlast whoever reads us. */
+            report_failure(err, &st);
+            reported = true;
             struct settle_job aj = {.lo = {.handshake_ms = handshake_ms, .keep_listening = 1,
                                            .on_reject = on_reject, .encrypt = def.encrypt},
                                     .key = key, .fate = fate, .window_ms = (uint32_t)settle_ms};
@@ -450,10 +463,8 @@ int cmd_recv(int argc, char **argv)
     if (cli_json_edit(raw, "\"schema\":1,\"side\":\"destination\"", source_only, js, sizeof(js)) < 0)
         snprintf(js, sizeof(js), "%s", raw);
     if (err < 0) {
-        fprintf(stderr, "migr recv: %s\n", st.error);
-        if ((err == -EPIPE || err == -ECONNRESET) && !strstr(st.error, "lost"))
-            fprintf(stderr, "migr recv: the stream from the source ended before the switchover: no guest runs "
-                            "here, the source kept it (if the source VMM died, the guest is lost)\n");
+        if (!reported)
+            report_failure(err, &st);
         if (json)
             printf("%s\n", js);
         ctl_close(srv);
