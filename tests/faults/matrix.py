@@ -391,6 +391,13 @@ class Case:
                     why.append("vm%d: the source VMM still holds a paused copy" % i)
                 outcomes.append(side)
                 continue
+            if s["src_paused"] and not s["dst_run"] and self.mode == "handover" and not s["dst_alive"] and \
+                    "guest running here" in self.read("dst%d" % i, ".log"):
+                # hand-over: the destination ran the guest on the shared memory
+                # and died; the source's paused copy is stale (it must not be
+                # resumed, and it was not): the guest is lost
+                outcomes.append("lost")
+                continue
             if s["src_paused"] and not s["dst_run"]:
                 # kept paused on the source: the operator's resume must work
                 rc, out = self.migr("resume", "--ctl", self.path("vm%d.ctl" % i))
@@ -441,7 +448,7 @@ class Case:
                 ok, why = False, why + " a destination exited %d (expected 1, or killed)" % side["dst_rc"]
         # (lost after migr send said the guest moved: the destination died as its owner)
         if ok and observed == "lost" and not self.after() and rc_send != 0:
-            if "lost" not in msgs["dst"].lower():
+            if "lost" not in self.read("dst0", ".log").lower():  # any line: a settle answer may follow
                 ok, why = False, why + " the destination does not say the guest is lost"
             if "lost" not in msgs["send"].lower():
                 ok, why = False, why + " migr send does not say the guest is lost"
