@@ -148,7 +148,10 @@ __attribute__((target("avx512f"))) static uint64_t read_pair_avx512(const uint8_
             s1 = _mm512_add_epi64(s1, _mm512_load_si512(b + pg + i));
         }
     }
-    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(s0, s1));
+    /* not _mm512_reduce_add_epi64: its signed adds overflow (UBSan) on these sums */
+    uint64_t v[8];
+    _mm512_storeu_si512(v, _mm512_add_epi64(s0, s1));
+    return v[0] ^ v[7];
 }
 
 typedef uint64_t (*read_fn)(const uint8_t *, const uint8_t *, uint64_t);

@@ -63,8 +63,14 @@ read -r f0 m0 t0 r0 <<<"$base"; read -r f1 m1 t1 r1 <<<"$c"
 [ "$f1" -le "$f0" ] || fail "source VMM: descriptors $f0 -> $f1 over $RUNS failed migrations"
 [ "$m1" -le "$m0" ] || fail "source VMM: memfds $m0 -> $m1"
 [ "$t1" -le "$t0" ] || fail "source VMM: threads $t0 -> $t1"
-num_ok "$r1 <= 32768" || fail "source VMM: anonymous RSS $r0 -> $r1 KiB (over 32 MiB)"
-if [ "$RUNS" -ge 30 ]; then
+# Under ASan freed memory sits in its quarantine (256 MiB by default) before
+# it is reused, so RSS grows with every free until that fills: the bound is
+# ASan's, and whether RSS still grows says nothing there (its leak checker
+# covers leaks instead).
+rss_max=32768; asan=0
+case "${BUILD:-build}" in *asan*) rss_max=$((300 * 1024)); asan=1 ;; esac
+num_ok "$r1 <= $rss_max" || fail "source VMM: anonymous RSS $r0 -> $r1 KiB (over $((rss_max / 1024)) MiB)"
+if [ "$RUNS" -ge 30 ] && [ "$asan" = 0 ]; then
     rh=$(echo "$half" | awk '{print $4}')
     num_ok "$r1 <= $rh + 1024" || fail "source VMM: anonymous RSS still grows: $rh KiB at run $((RUNS / 2)), $r1 KiB at $RUNS"
 fi
