@@ -483,13 +483,7 @@ static int hub_wait(struct migr_side_hub *h, uint64_t cookie, uint64_t deadline,
             pthread_cond_broadcast(&h->cond);
             continue;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += DRIVE_SLICE_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = migr_realtime_after_ms(DRIVE_SLICE_MS);
         pthread_cond_timedwait(&h->cond, &h->lock, &ts);
     }
     pthread_mutex_unlock(&h->lock);
@@ -632,13 +626,7 @@ int migr_side_collect(struct migr_side *s, int timeout_ms, struct migr_transport
         uint64_t deadline = deadline_after(timeout_ms);
         pthread_mutex_lock(&s->lock);
         while (!s->done && (timeout_ms < 0 || migr_now_ns() < deadline)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += DRIVE_SLICE_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = migr_realtime_after_ms(DRIVE_SLICE_MS);
             pthread_cond_timedwait(&s->cond, &s->lock, &ts);
         }
         int done = s->done;
