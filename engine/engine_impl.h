@@ -132,6 +132,8 @@ int engine_send_holes(struct sender *s, const uint64_t *data);
 /* This side's CPU and rate-limiter accounting into st (cpu0: migr_thread_cpu_ns() at the start). */
 void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0);
 void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force);
+/* Step i of the switch done now: st->switch_us[i] = µs since t0 (docs: migr_stats). */
+void engine_switch_step(struct migr_stats *st, int i, uint64_t t0);
 
 /* Post-copy, source side: serve the destination's faults and push the pages
  * in need (RAM indices; NULL = all RAM) until it reports COMPLETE. The guest

@@ -366,7 +366,10 @@ static int recv_until_switchover(struct receiver *r)
         case MIGR_REC_SWITCHOVER:
             r->t_switch = migr_now_ns();
             engine_prefault_stop(r);
-            return on_switchover(r, &h);
+            engine_switch_step(r->st, 0, r->t_switch);
+            err = on_switchover(r, &h);
+            engine_switch_step(r->st, 1, r->t_switch);
+            return err;
         }
         if (err < 0)
             return err;
@@ -390,10 +393,14 @@ static int run(struct receiver *r)
         r->fate.source_settles = false;
     r->st->verified = true;
     r->fate.ready_sent = true; /* from here the source may send COMMIT (even if READY fails to go out) */
-    if ((err = engine_recv_ack(r, MIGR_REC_READY)) < 0 || (err = next(r, &h)) < 0)
+    if ((err = engine_recv_ack(r, MIGR_REC_READY)) < 0)
+        return err;
+    engine_switch_step(r->st, 2, r->t_switch);
+    if ((err = next(r, &h)) < 0)
         return err;
     if (h.type != MIGR_REC_COMMIT)
         return rec_err(r, EPROTO, migr_rec_type_name(h.type), "expected COMMIT");
+    engine_switch_step(r->st, 3, r->t_switch);
     /* The watchdog keeps off the link from here; if it fired just now the
      * link is already down and the source cannot hear our DONE: refuse. */
     if (!engine_cancel_commit(r->watchdog))
@@ -401,8 +408,15 @@ static int run(struct receiver *r)
     if (r->cancel && !engine_cancel_take(r->cancel))
         return -ECANCELED;
     /* The guest is ours now. */
-    if ((m->recv_commit && (err = m->recv_commit(r)) < 0) || (err = r->hv->ops->resume(r->hv)) < 0)
+    if (m->recv_commit && (err = m->recv_commit(r)) < 0)
         return err;
+    /* stamped as the vCPUs are let go (QEMU's RESUME event, too, precedes its
+     * vCPUs' start): a woken vCPU thread may preempt this one for a few ms */
+    uint64_t wall = migr_wall_ns();
+    engine_switch_step(r->st, 4, r->t_switch);
+    if ((err = r->hv->ops->resume(r->hv)) < 0)
+        return err;
+    r->st->resumed_wall_ns = wall;
     r->fate.fate = MIGR_FATE_COMMITTED; /* it has run here: never ABORTED from now on */
     if (m->recv_resumed && (err = m->recv_resumed(r)) < 0)
         return err;

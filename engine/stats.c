@@ -22,6 +22,12 @@ void engine_account(struct migr_stats *st, const struct migr_transport *t, uint6
 
 /* The mode the summary names can switch as post-copy (its unit says so, not
  * its name): its post-copy fields are printed. */
+void engine_switch_step(struct migr_stats *st, int i, uint64_t t0)
+{
+    uint64_t us = (migr_now_ns() - t0) / 1000;
+    st->switch_us[i] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
 static bool has_postcopy(const struct migr_stats *st)
 {
     bool cancellable;
@@ -49,6 +55,12 @@ static int stats_json(const struct migr_stats *st, char *buf, size_t cap)
     OUT("\"ok\":%s,\"error\":\"%s\",", st->error[0] ? "false" : "true", err);
     OUT("\"total_ms\":%.3f,\"downtime_ms\":%.3f,\"setup_ms\":%.3f,", ms(st->total_ns), ms(st->downtime_ns),
         ms(st->setup_ns));
+    if (st->paused_wall_ns) /* wall clock, seconds since the epoch: the blackout is resumed_at_s - paused_at_s */
+        OUT("\"paused_at_s\":%llu.%09llu,", (unsigned long long)(st->paused_wall_ns / 1000000000ull),
+            (unsigned long long)(st->paused_wall_ns % 1000000000ull));
+    if (st->resumed_wall_ns)
+        OUT("\"resumed_at_s\":%llu.%09llu,", (unsigned long long)(st->resumed_wall_ns / 1000000000ull),
+            (unsigned long long)(st->resumed_wall_ns % 1000000000ull));
     OUT("\"rounds\":%u,\"pages_sent\":%llu,\"zero_pages\":%llu,\"raw_pages\":%llu,\"torn_pages\":%llu,",
         pre->rounds, (unsigned long long)st->pages, (unsigned long long)st->zero_pages,
         (unsigned long long)st->raw_pages, (unsigned long long)st->torn_pages);
@@ -103,6 +115,17 @@ static int stats_json(const struct migr_stats *st, char *buf, size_t cap)
                 OUT(",\"ge%.0f\":%llu", MIGR_FAULT_BUCKET_US[i - 1], (unsigned long long)post->fault_hist[i]);
         OUT("},\"fault_req_us\":%.1f,\"fault_wait_us\":%.1f,\"fault_place_us\":%.1f,\"serve_p50_us\":%.1f,",
             post->fault_req_us, post->fault_wait_us, post->fault_place_us, post->serve_p50_us);
+    }
+    if (st->paused_wall_ns || st->resumed_wall_ns) {
+        /* the switch's steps (µs): the source's from its pause, the destination's from SWITCHOVER */
+        static const char *const src[MIGR_SWITCH_STEPS] = {"paused", "last_pages", "state_sent", "ready", "done"};
+        static const char *const dst[MIGR_SWITCH_STEPS] = {"prefault_stopped", "state_loaded", "ready_sent",
+                                                           "commit", "resume"};
+        const char *const *name = st->paused_wall_ns ? src : dst;
+        OUT("\"switch_us\":{");
+        for (int i = 0; i < MIGR_SWITCH_STEPS; i++)
+            OUT("%s\"%s\":%u", i ? "," : "", name[i], st->switch_us[i]);
+        OUT("},");
     }
     OUT("\"round_stats\":[");
     for (uint32_t i = 0; i < pre->rounds && i < MIGR_MAX_ROUNDS_KEPT; i++)

@@ -95,8 +95,11 @@ int engine_switch_pause(struct sender *s)
     s->st->postcopy.fault_channel = s->fch != NULL;
     drain(s->t);
     s->t_pause = migr_now_ns();
+    uint64_t wall = migr_wall_ns();
     if ((err = s->hv->ops->pause(s->hv)) < 0)
         return err;
+    s->st->paused_wall_ns = wall;
+    engine_switch_step(s->st, 0, s->t_pause);
     s->owner = OWNER_SOURCE_PAUSED;
     return 0;
 }
@@ -148,11 +151,14 @@ int engine_switch_commit(struct sender *s)
     const struct migr_send_params *p = s->p;
     struct migr_ack ack;
     int err;
+    engine_switch_step(s->st, 1, s->t_pause);
     if ((err = send_state(s)) < 0)
         return err;
+    engine_switch_step(s->st, 2, s->t_pause);
     engine_progress(s, "switchover", 0, 0, true);
     if ((err = engine_expect(s, MIGR_REC_READY, &ack)) < 0)
         return err;
+    engine_switch_step(s->st, 3, s->t_pause);
     s->st->verified = true;
     if (p->switchover_hook && (err = p->switchover_hook(p->switchover_arg, "commit")) < 0)
         return err;
@@ -165,6 +171,7 @@ int engine_switch_commit(struct sender *s)
         (err = engine_expect(s, MIGR_REC_DONE, &ack)) < 0)
         return err;
     s->owner = OWNER_DEST;
+    engine_switch_step(s->st, 4, s->t_pause);
     if (engine_settles(s)) { /* the destination need not stay reachable for our question */
         uint8_t rel[MIGR_SETTLE_SIZE] = {0};
         memcpy(rel, s->id, sizeof(s->id));

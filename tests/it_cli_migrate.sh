@@ -33,7 +33,7 @@ migrate() {
     fi
 
     if [ "$kind" = unix ]; then listen=unix:$DIR/$name-m.sock; else listen=tcp:127.0.0.1:0; fi
-    "$MIGR" recv --listen "$listen" --ctl "$dctl" --timeout 60 2>"$dlog" &
+    "$MIGR" recv --listen "$listen" --ctl "$dctl" --timeout 60 --json >"$DIR/$name-recv.out" 2>"$dlog" &
     local dst=$!
     PIDS+=("$dst")
     url=
@@ -83,6 +83,18 @@ migrate() {
     num_ok "$bytes > 0 && $total > 0 && $tput > 0" || fail "$name: bytes_sent $bytes total_ms $total throughput $tput"
     num_ok "$down >= 0 && $down <= $total" || fail "$name: downtime_ms $down, total_ms $total"
     num_ok "$total < 30000" || fail "$name: total_ms $total"
+    # the blackout on one host clock: source pause -> destination resume,
+    # inside the source's downtime (which also waits for DONE)
+    local paused resumed djs sw
+    paused=$(json_get "$js" paused_at_s) || fail "$name: no paused_at_s in the source's JSON: $js"
+    for _ in $(seq 100); do [ -s "$DIR/$name-recv.out" ] && break; sleep 0.05; done
+    djs=$(grep -m1 '"side":"destination"' "$DIR/$name-recv.out") || fail "$name: migr recv --json printed no summary"
+    resumed=$(json_get "$djs" resumed_at_s) || fail "$name: no resumed_at_s in the destination's JSON: $djs"
+    num_ok "$resumed > $paused && ($resumed - $paused) * 1000 <= $down + 0.05" ||
+        fail "$name: paused_at_s $paused, resumed_at_s $resumed, downtime_ms $down"
+    sw=$(printf '%s' "$js" | python3 -c 'import json,sys; s=json.load(sys.stdin)["switch_us"]; v=[s[k] for k in ("paused","last_pages","state_sent","ready","done")]; print(int(v==sorted(v) and v[-1] <= 1000*float(sys.argv[1]) + 1))' "$down") ||
+        fail "$name: no switch_us in the source's JSON: $js"
+    [ "$sw" = 1 ] || fail "$name: the switch's steps are out of order or past downtime_ms $down: $js"
 
     wait_exit "$src" 10
     rc=$?

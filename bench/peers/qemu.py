@@ -6,7 +6,10 @@ same run, with the machine's limits measured alongside.
     python3 bench/peers/qemu.py [--quick] [--pairs N] [--only TEXT] [--build DIR] [--out DIR]
 
 Per run: total, downtime (source stop -> destination running: QMP STOP and
-RESUME event times for QEMU, the JSON summary for migr), time until every
+RESUME event times for QEMU; for migr the source's `paused_at_s` to the
+destination's `resumed_at_s`, the same host wall clock; migr's own
+`downtime_ms`, until DONE is back on the source, is kept as
+`migr_paused_ms`), time until every
 page is resident (post-copy), wire bytes, CPU of each side without its vCPU
 thread (/proc/PID/task/*/stat), and whether the destination's RAM verified
 (QEMU: stop + pmemsave + `migr verify --image`; migr: `migr verify --ctl`).
@@ -148,7 +151,7 @@ class Run:
             listen = "tcp:127.0.0.1:0" + ("?channels=4" if best else "")
         with qmp.Proc([self.migr, "run", "--mem", f"{self.mem}M", "--kernel", self.elf, "--workload", self.spec,
                        "--ctl", sctl], f"{self.tmp}/ms.log") as src, \
-                qmp.Proc([self.migr, "recv", "--listen", listen, "--ctl", dctl, "--timeout", str(TIMEOUT)],
+                qmp.Proc([self.migr, "recv", "--listen", listen, "--ctl", dctl, "--timeout", str(TIMEOUT), "--json"],
                          f"{self.tmp}/md.log") as dst:
             url = None
             deadline = time.time() + 20
@@ -189,7 +192,14 @@ class Run:
             if not js.get("ok"):
                 raise RuntimeError(f"migr send failed: {js.get('error') or err.strip()[-300:]}")
             self.r["total_ms"] = js.get("total_ms")
-            self.r["downtime_ms"] = js.get("downtime_ms")
+            # downtime as QEMU's is measured: source stop -> destination running, both
+            # stamped with the host's wall clock (the destination's JSON summary)
+            self.r["migr_paused_ms"] = js.get("downtime_ms")     # migr's own: until DONE arrived
+            djs = dst_summary(f"{self.tmp}/md.log")
+            if js.get("paused_at_s") and djs.get("resumed_at_s"):
+                self.r["downtime_ms"] = (djs["resumed_at_s"] - js["paused_at_s"]) * 1e3
+            else:
+                self.r["downtime_ms"] = js.get("downtime_ms")
             self.r["resident_ms"] = js.get("postcopy_ms") if mode != "precopy" else None
             self.r["mode"] = js.get("mode")
             self.r["js"] = js
@@ -218,6 +228,19 @@ class Run:
         except Exception as e:  # one failed run is a row, not the end of the benchmark
             self.r["error"] = str(e)[:400]
         return self.r
+
+
+def dst_summary(log, wait_s=5.0):
+    """The JSON summary `migr recv --json` printed once the guest arrived."""
+    deadline = time.time() + wait_s
+    while True:
+        with open(log) as f:
+            for ln in f:
+                if ln.startswith("{") and '"side":"destination"' in ln:
+                    return json.loads(ln)
+        if time.time() > deadline:
+            return {}
+        time.sleep(0.02)
 
 
 def variants(kind):

@@ -48,6 +48,8 @@ void migr_clear_error(void);
 
 /*! Monotonic time in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t migr_now_ns(void);
+/*! Host wall clock in nanoseconds since the epoch (CLOCK_REALTIME). */
+uint64_t migr_wall_ns(void);
 /*! CLOCK_REALTIME now + ms, for pthread_cond_timedwait on a default condition variable. */
 struct timespec migr_realtime_after_ms(long ms);
 /*! CPU time consumed by the calling thread, ns. */

@@ -308,6 +308,20 @@ struct migr_stats {
     /* per kind of mode */
     struct migr_precopy_stats precopy;
     struct migr_postcopy_stats postcopy;
+    /* since 0.7: host wall clock (CLOCK_REALTIME, ns since the epoch; 0 = did
+     * not happen) of the guest's stop on the source and its resume on the
+     * destination. On one host (or hosts with synchronised clocks) the
+     * difference is the guest's blackout, source stop -> destination running,
+     * the definition QEMU's STOP and RESUME events give; downtime_ns, the
+     * source's own measure, also counts the DONE that tells it so. */
+    uint64_t paused_wall_ns;      /* source */
+    uint64_t resumed_wall_ns;     /* destination */
+    /* since 0.7: the switch step by step, µs since the pause began (source:
+     * paused, last pages sent, state sent, READY read, DONE read) or since
+     * SWITCHOVER arrived (destination: prefault thread stopped, state loaded,
+     * READY sent, COMMIT read, vCPUs let go); JSON "switch_us" */
+#define MIGR_SWITCH_STEPS 5
+    uint32_t switch_us[MIGR_SWITCH_STEPS];
 };
 
 /* A migr_stats ready to pass: `struct migr_stats st = MIGR_STATS_INIT;` */
