@@ -74,6 +74,7 @@ struct sender {
     bool own_cancel;
     const struct migr_settle_params *settle; /* migr_send_settled, or NULL (engine/settle.c) */
     uint8_t id[MIGR_MIGRATION_ID_SIZE]; /* this migration's, in HELLO */
+    uint64_t requires;            /* HELLO's requires: the features this stream uses */
     uint64_t t_lost;              /* CLOCK_REALTIME ns when the link was lost after COMMIT */
 };
 

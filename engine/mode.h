@@ -81,7 +81,7 @@ struct engine_rounds {
 };
 int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule);
 long engine_harvest(struct sender *s, uint64_t *bm);     /* without the tracker's holes (holes.c) */
-int engine_send_round_end(struct sender *s, uint64_t pages, uint64_t dirty);
+int engine_send_round_end(struct sender *s, uint64_t pages, uint64_t dirty, uint32_t flags);
 int engine_recv_setup_copy(struct receiver *r, const struct migr_hello *h); /* RAM arrives as pages */
 int engine_recv_done(struct receiver *r);                /* DONE once the guest runs (non-fatal) */
 int engine_postcopy_owned(struct sender *s);             /* mode_postcopy.c, hybrid too */

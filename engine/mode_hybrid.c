@@ -85,7 +85,7 @@ int engine_hybrid_discard_rounds(struct sender *s)
         struct migr_ack ack;
         uint64_t r0 = migr_now_ns();
         s->b.round++;
-        if ((err = send_discard(s, s->bm)) < 0 || (err = engine_send_round_end(s, 0, n)) < 0 ||
+        if ((err = send_discard(s, s->bm)) < 0 || (err = engine_send_round_end(s, 0, n, 0)) < 0 ||
             (err = engine_expect(s, MIGR_REC_READY, &ack)) < 0)
             return err;
         for (uint64_t w = 0; w < s->words; w++)

@@ -77,10 +77,10 @@ static int send_pages(struct sender *s, const uint64_t *bm, uint64_t total, cons
     return 0;
 }
 
-int engine_send_round_end(struct sender *s, uint64_t pages, uint64_t dirty)
+int engine_send_round_end(struct sender *s, uint64_t pages, uint64_t dirty, uint32_t flags)
 {
     uint8_t meta[MIGR_ROUND_END_SIZE];
-    struct migr_round_end re = {.round = s->b.round, .pages_sent = pages, .dirty_pages = dirty};
+    struct migr_round_end re = {.round = s->b.round, .pages_sent = pages, .dirty_pages = dirty, .flags = flags};
     int len = migr_round_end_encode(&re, meta, sizeof(meta));
     if (len < 0)
         return len;
@@ -142,7 +142,7 @@ int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule)
             st->precopy.first_pass_pages = st->pages - pg0;
         }
         st->precopy.rounds = s->b.round;
-        if ((err = engine_send_round_end(s, st->pages - pg0, dirty)) < 0)
+        if ((err = engine_send_round_end(s, st->pages - pg0, dirty, 0)) < 0)
             return err;
         /* Stop when the rest fits the target, or rounds stop helping. */
         uint64_t next_ns = estimate_ns(dirty, rbytes, rns);
@@ -190,7 +190,7 @@ int engine_precopy_paused(struct sender *s)
         st->precopy.round[s->b.round - 1] = (struct migr_round_stats){
             st->pages - pg0, s->t->bytes_sent - b0, migr_now_ns() - r0, 0, s->p->max_bandwidth};
     st->precopy.rounds = s->b.round;
-    return engine_send_round_end(s, st->pages - pg0, 0);
+    return engine_send_round_end(s, st->pages - pg0, 0, 0);
 }
 
 /* Destination, at SWITCHOVER: never run a guest with a page missing or torn. */

@@ -326,8 +326,9 @@ static int on_round_end(struct receiver *r, const struct migr_rec_hdr *h)
     if (err < 0)
         return err;
     engine_prefault_stop(r); /* round 1 is in; later rounds land in allocated pages */
-    /* the end of a discard round: the source pauses once we are done */
-    if (r->discarded && (err = engine_recv_ack(r, MIGR_REC_READY)) < 0)
+    /* the end of a discard round, or the sync before the pause: the source
+     * pauses once we are done with everything it sent */
+    if ((r->discarded || (re.flags & MIGR_ROUND_END_SYNC)) && (err = engine_recv_ack(r, MIGR_REC_READY)) < 0)
         return err;
     r->discarded = 0;
     return 0;

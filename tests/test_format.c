@@ -250,8 +250,18 @@ static void test_small(void)
     T_ASSERT(r2.round == 9 && r2.pages_sent == r.pages_sent && r2.dirty_pages == 42);
     T_ERR(migr_round_end_decode(b, 23, &r2), -EBADMSG, "ROUND_END: meta length 23 (expected 24)");
     T_ERR(migr_round_end_decode(b, 25, &r2), -EBADMSG, "ROUND_END: meta length 25 (expected 24)");
+    T_ASSERT(r2.flags == 0);
     b[6] = 1;
-    T_ERR(migr_round_end_decode(b, 24, &r2), -EBADMSG, "ROUND_END: reserved field 0x00010000 not zero");
+    T_ERR(migr_round_end_decode(b, 24, &r2), -EBADMSG, "ROUND_END: unknown flags 0x00010000");
+    b[6] = 0;
+    r.flags = MIGR_ROUND_END_SYNC; /* revision 1.7: the sync before the pause */
+    T_EQ(migr_round_end_encode(&r, b, sizeof(b)), MIGR_ROUND_END_SIZE);
+    T_EQ(b[4], 1);
+    T_OK(migr_round_end_decode(b, MIGR_ROUND_END_SIZE, &r2));
+    T_ASSERT(r2.flags == MIGR_ROUND_END_SYNC && r2.round == 9);
+    b[4] = 3;
+    T_ERR(migr_round_end_decode(b, 24, &r2), -EBADMSG, "ROUND_END: unknown flags 0x00000002");
+    r.flags = 0;
     T_ERR(migr_round_end_encode(&r, b, 23), -ENOSPC, "ROUND_END");
 
     T_EQ(migr_switchover_encode(&s, b, sizeof(b)), MIGR_SWITCHOVER_SIZE);

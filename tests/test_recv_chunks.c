@@ -11,7 +11,8 @@
  * chunk, the first of the second), then a newer copy of page 0 of them;
  * round 2 says page 31 is zero now and resends page 32. Expected: the guest
  * verifies and runs on, every one of those pages holds what was last sent
- * for it, torn_pages = 2. */
+ * for it, torn_pages = 2. Before STATE, a ROUND_END with the SYNC flag
+ * (revision 1.7) is answered by READY counting every page sent so far. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ struct writer {
     uint8_t sent[EXTRA][MIGR_PAGE_SIZE];     /* the copy that went in round 1 */
     int rc;
     char why[300];
+    unsigned sync_type;          /* what answered the SYNC ROUND_END */
+    uint64_t sync_pages;         /* ... and the pages it had taken in */
 };
 
 static void fill(uint8_t *p, uint64_t idx, int gen)
@@ -57,10 +60,10 @@ static int pages(struct migr_transport *t, uint32_t round, const struct migr_pag
     return len < 0 ? len : migr_rec_send(t, MIGR_REC_PAGES, meta, (uint32_t)len, iov, niov);
 }
 
-static int round_end(struct migr_transport *t, uint32_t round, uint64_t n)
+static int round_end(struct migr_transport *t, uint32_t round, uint64_t n, uint32_t flags)
 {
     uint8_t meta[MIGR_ROUND_END_SIZE];
-    struct migr_round_end re = {.round = round, .pages_sent = n};
+    struct migr_round_end re = {.round = round, .pages_sent = n, .flags = flags};
     int len = migr_round_end_encode(&re, meta, sizeof(meta));
     return len < 0 ? len : migr_rec_send(t, MIGR_REC_ROUND_END, meta, (uint32_t)len, NULL, 0);
 }
@@ -144,7 +147,7 @@ static int play(struct writer *w)
     e[0] = (struct migr_page_entry){.pfn = migr_hv_index_pfn(src, x0), .enc = MIGR_ENC_RAW, .len = MIGR_PAGE_SIZE,
                                     .crc = migr_crc32c(0, w->pattern[0], MIGR_PAGE_SIZE)};
     if ((err = pages(w->t, 1, e, 1, &(struct iovec){w->pattern[0], MIGR_PAGE_SIZE}, 1)) < 0 ||
-        (err = round_end(w->t, 1, np)) < 0)
+        (err = round_end(w->t, 1, np, 0)) < 0)
         return err;
     /* round 2: TORN_A is zero now, TORN_B comes again */
     memset(w->pattern[TORN_A], 0, MIGR_PAGE_SIZE);
@@ -153,9 +156,23 @@ static int play(struct writer *w)
     e[1] = (struct migr_page_entry){.pfn = migr_hv_index_pfn(src, x0 + TORN_B), .enc = MIGR_ENC_RAW,
                                     .len = MIGR_PAGE_SIZE, .crc = migr_crc32c(0, w->pattern[TORN_B], MIGR_PAGE_SIZE)};
     if ((err = pages(w->t, 2, e, 2, &(struct iovec){w->pattern[TORN_B], MIGR_PAGE_SIZE}, 1)) < 0 ||
-        (err = round_end(w->t, 2, 2)) < 0)
+        (err = round_end(w->t, 2, 2, 0)) < 0)
         return err;
     free(data);
+    /* the sync before the pause (revision 1.7): READY once all of it is in */
+    struct migr_rec_hdr h;
+    uint64_t seq = 0;
+    uint8_t *m = malloc(MIGR_META_MAX);
+    struct migr_ack ack;
+    if (!m)
+        return -ENOMEM;
+    if ((err = round_end(w->t, 2, 0, MIGR_ROUND_END_SYNC)) < 0 ||
+        (err = migr_rec_recv(w->t, &seq, &h, m, MIGR_META_MAX)) < 0 || (err = migr_ack_decode(m, h.meta_len, &ack)) < 0) {
+        free(m);
+        return err;
+    }
+    w->sync_type = h.type;
+    w->sync_pages = ack.pages;
     uint8_t so[MIGR_SWITCHOVER_SIZE];
     struct migr_switchover s = {.rounds = 2, .total_pages_sent = np + 3};
     if ((err = migr_rec_send(w->t, MIGR_REC_STATE, w->blob, (uint32_t)w->blob_len, NULL, 0)) < 0 ||
@@ -163,10 +180,7 @@ static int play(struct writer *w)
         (err = migr_rec_send(w->t, MIGR_REC_SWITCHOVER, so, sizeof(so), NULL, 0)) < 0)
         return err;
     /* READY -> COMMIT -> DONE */
-    struct migr_rec_hdr h;
-    uint64_t seq = 0;
-    uint8_t *m = malloc(MIGR_META_MAX);
-    if (!m || (err = migr_rec_recv(w->t, &seq, &h, m, MIGR_META_MAX)) < 0 || h.type != MIGR_REC_READY ||
+    if ((err = migr_rec_recv(w->t, &seq, &h, m, MIGR_META_MAX)) < 0 || h.type != MIGR_REC_READY ||
         (err = migr_rec_send(w->t, MIGR_REC_COMMIT, NULL, 0, NULL, 0)) < 0 ||
         (err = migr_rec_recv(w->t, &seq, &h, m, MIGR_META_MAX)) < 0 || h.type != MIGR_REC_DONE)
         err = err < 0 ? err : -EPROTO;
@@ -217,6 +231,8 @@ int main(void)
     printf("received: %llu pages, %llu torn, %llu allocated ahead (prefault)\n", (unsigned long long)st.pages,
            (unsigned long long)st.torn_pages, (unsigned long long)st.prefaulted_pages);
     T_EQ(st.torn_pages, 2);
+    T_EQ(w.sync_type, MIGR_REC_READY);
+    T_EQ(w.sync_pages, src->ram_pages + 3); /* round 1: every page and x0 twice; round 2: two */
     for (uint32_t k = 0; k < EXTRA - 1; k++)
         if (memcmp(migr_hv_page(dst, x0 + k), w.pattern[k], MIGR_PAGE_SIZE) != 0)
             T_FAIL("page %llu (%u of the last %u) does not hold what was last sent for it", (unsigned long long)(x0 + k),

@@ -151,7 +151,7 @@ int migr_hello_decode(const uint8_t *meta, size_t len, struct migr_hello *out)
 
 static const char *const feature_names[] = {
     "xbzrle", "lz4", "zstd", "zlib", "post-copy", "cancellable post-copy", "fault channel",
-    "post-copy lease", "memfd hand-over", "multiple RAM regions", "settle",
+    "post-copy lease", "memfd hand-over", "multiple RAM regions", "settle", "round sync",
 };
 
 const char *migr_feature_name(uint64_t bit)
@@ -342,7 +342,7 @@ int migr_round_end_encode(const struct migr_round_end *r, uint8_t *buf, size_t c
     if (cap < MIGR_ROUND_END_SIZE)
         return no_space("ROUND_END", cap, MIGR_ROUND_END_SIZE);
     migr_put_le32(buf, r->round);
-    migr_put_le32(buf + 4, 0);
+    migr_put_le32(buf + 4, r->flags);
     migr_put_le64(buf + 8, r->pages_sent);
     migr_put_le64(buf + 16, r->dirty_pages);
     return MIGR_ROUND_END_SIZE;
@@ -354,8 +354,9 @@ int migr_round_end_decode(const uint8_t *meta, size_t len, struct migr_round_end
 
     if (ret < 0)
         return ret;
-    if (migr_get_le32(meta + 4))
-        return BAD("ROUND_END: reserved field 0x%08x not zero", migr_get_le32(meta + 4));
+    if (migr_get_le32(meta + 4) & ~MIGR_ROUND_END_SYNC)
+        return BAD("ROUND_END: unknown flags 0x%08x", migr_get_le32(meta + 4) & ~MIGR_ROUND_END_SYNC);
+    out->flags = migr_get_le32(meta + 4);
     out->round = migr_get_le32(meta);
     out->pages_sent = migr_get_le64(meta + 8);
     out->dirty_pages = migr_get_le64(meta + 16);

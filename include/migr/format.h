@@ -99,7 +99,8 @@ enum migr_feature {
     MIGR_FEAT_HANDOVER = 1u << 8,      /* mode handover: MEMFD and its descriptors */
     MIGR_FEAT_REGIONS = 1u << 9,       /* more than one RAM region */
     MIGR_FEAT_SETTLE = 1u << 10,       /* SETTLE / SETTLED: doubt after COMMIT settled by the two sides */
-    MIGR_FEAT_KNOWN = (1u << 11) - 1,
+    MIGR_FEAT_ROUND_SYNC = 1u << 11,   /* ROUND_END flag SYNC, answered by READY (revision 1.7) */
+    MIGR_FEAT_KNOWN = (1u << 12) - 1,
 };
 
 /*! Name of one feature bit ("zstd", "post-copy"), or NULL for a bit this
@@ -154,11 +155,13 @@ struct migr_page_entry {
     uint32_t crc;
 };
 
-/* ---- ROUND_END meta ---- wire: u32 round, u32 rsvd, u64 pages_sent, u64 dirty_pages */
+/* ---- ROUND_END meta ---- wire: u32 round, u32 flags, u64 pages_sent, u64 dirty_pages */
+#define MIGR_ROUND_END_SYNC 1u  /* revision 1.7: answer READY once every record before this one is taken in */
 struct migr_round_end {
     uint32_t round;
     uint64_t pages_sent;    /* pages (entries, zero runs counted per page) in this round */
     uint64_t dirty_pages;   /* pages dirtied during this round (to send next) */
+    uint32_t flags;         /* MIGR_ROUND_END_*; 0 before revision 1.7 (on the wire after round) */
 };
 #define MIGR_ROUND_END_SIZE 24u
 
