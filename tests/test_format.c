@@ -239,7 +239,7 @@ static void test_pages(void)
 static void test_small(void)
 {
     uint8_t b[MIGR_ERROR_MSG_MAX + 64];
-    struct migr_round_end r = { 9, 123456789012ull, 42 }, r2;
+    struct migr_round_end r = { 9, 123456789012ull, 42, 0 }, r2;
     struct migr_switchover s = { 17, 0xfedcba9876543210ull }, s2;
     struct migr_ack a = { 1ull << 40, 0x1122334455667788ull }, a2;
     char msg[MIGR_ERROR_MSG_MAX + 1], big[2000];
@@ -705,7 +705,7 @@ static void test_golden(void)
         0x01, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0,
         0xCE, 0x17, 0x12, 0x0F,
     };
-    struct migr_round_end re = { 1, 256, 3 };
+    struct migr_round_end re = { 1, 256, 3, 0 };
     uint8_t got[64], m[24];
     struct chan c;
 
@@ -743,7 +743,7 @@ static void *session_sender(void *arg)
     static uint8_t m[MIGR_PAGES_FIXED + MIGR_PAGE_ENTRY_SIZE * MIX_ENTRIES];
     struct migr_transport *t = arg;
     struct migr_hello h = sample_hello(2);
-    struct migr_round_end re = { 1, BIG_PAGES, 10 };
+    struct migr_round_end re = { 1, BIG_PAGES, 10, 0 };
     struct migr_switchover so = { 2, 12345 };
     uint8_t state[3000];
     int n, niov = 0;
