@@ -42,8 +42,9 @@ uint64_t engine_stream_requires(const struct sender *s, uint32_t nregions)
     uint64_t f = nregions > 1 ? MIGR_FEAT_REGIONS : 0;
     if (m->mode == MIGR_MODE_HANDOVER)
         return f | MIGR_FEAT_HANDOVER;
-    if (m->mode != MIGR_MODE_POSTCOPY) /* pre-copy rounds: the page codecs, the sync before the pause */
-        f |= codec_features(s->p) | MIGR_FEAT_ROUND_SYNC;
+    f |= MIGR_FEAT_ROUND_SYNC; /* the sync before the pause (engine/switchover.c) */
+    if (m->mode != MIGR_MODE_POSTCOPY) /* pre-copy rounds: the page codecs */
+        f |= codec_features(s->p);
     if (m->postcopy)
         f |= MIGR_FEAT_POSTCOPY | MIGR_FEAT_FAULT_CHANNEL;
     if (m->postcopy && s->cancellable)

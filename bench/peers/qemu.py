@@ -196,6 +196,10 @@ class Run:
             # stamped with the host's wall clock (the destination's JSON summary)
             self.r["migr_paused_ms"] = js.get("downtime_ms")     # migr's own: until DONE arrived
             djs = dst_summary(f"{self.tmp}/md.log")
+            self.r["dst_js"] = {k: djs.get(k) for k in ("switch_us", "fault_p50_us", "fault_p99_us", "faults",
+                                                       "fault_req_us", "fault_wait_us", "fault_place_us",
+                                                       "postcopy_ms", "resumed_at_s") if k in djs}
+            self.r["fault_p50_us"] = djs.get("fault_p50_us") if djs.get("faults") else None
             if js.get("paused_at_s") and djs.get("resumed_at_s"):
                 self.r["downtime_ms"] = (djs["resumed_at_s"] - js["paused_at_s"]) * 1e3
             else:
@@ -334,7 +338,7 @@ def summarize(s, transport, qv, mv, runs):
     for v, key in ((qv, "q"), (mv, "m")):
         ok = [r for r in runs[v] if r["ok"]]
         row[key] = {f: stats([r.get(f) for r in ok]) for f in
-                    ("total_ms", "downtime_ms", "resident_ms", "bytes", "cpu_src_ms", "cpu_dst_ms")}
+                    ("total_ms", "downtime_ms", "resident_ms", "bytes", "cpu_src_ms", "cpu_dst_ms", "fault_p50_us")}
         row[key]["verified"] = f"{sum(1 for r in runs[v] if r.get('verified'))}/{len(runs[v])}"
     ratios = []
     for rq, rm in zip(runs[qv], runs[mv]):
@@ -362,7 +366,11 @@ def table(rows, limits, pairs):
             print(f"{row['scenario']:16} {row['transport']:4} {name:14} {fmt(d['total_ms']):>20} {dstr:>18} "
                   f"{fmt(d['resident_ms']):>14} {mb:>7} {cpu:>16} {d['verified']:>8}")
         rr = row["total_ratio_qemu_over_migr"]
-        print(f"{'':16} {'':4} {'ratio':14} " + (f"{rr['median']:.2f} ({rr['min']:.2f}-{rr['max']:.2f})" if rr else "-"))
+        dq, dm = row["q"]["downtime_ms"], row["m"]["downtime_ms"]
+        dr = f"{dm['median'] / dq['median']:.3f}" if dq and dm and dq["median"] > 0 else "-"
+        fp = row["m"].get("fault_p50_us")
+        print(f"{'':16} {'':4} {'ratio':14} " + (f"{rr['median']:.2f} ({rr['min']:.2f}-{rr['max']:.2f})" if rr else "-") +
+              f"   downtime migr/QEMU {dr}" + (f"   migr fault p50 {fmt(fp)} us" if fp else ""))
 
 
 def write(out, limits, qver, pairs, rows, started):
