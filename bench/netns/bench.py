@@ -9,7 +9,9 @@ Part "sides" (default with "channels": all): on each link (1G, 10G, 1G-10ms,
 1G-loss0.1%), QEMU's defaults, multifd with 4 channels, xbzrle, and multifd
 with zstd, against migr's defaults and migr with ?channels=4. Part
 "channels": on 10G-10ms and 10G-loss0.1%, migr with ?channels=1/4 and
-?uring=0/1. Per run: total, downtime, bytes on the wire (the source veth's tx_bytes), CPU of each side
+?uring=0/1. Per run: total, downtime (source stop -> destination running:
+QEMU's STOP and RESUME events; migr's `paused_at_s` and `resumed_at_s`, the
+same wall clock; migr's own until-DONE figure is `migr_paused_ms`), bytes on the wire (the source veth's tx_bytes), CPU of each side
 (without vCPU threads), converged, verified (QEMU: pmemsave + `migr verify
 --image`; migr: `migr verify --ctl`). The link's own TCP goodput and RTT are
 measured in the same run. Output: a table, bench/results/netns.json, .png.
@@ -33,7 +35,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "peers"))
 import links  # noqa: E402
 import qmp  # noqa: E402
-from qemu import stats, fmt  # noqa: E402
+from qemu import stats, fmt, dst_summary  # noqa: E402
 
 TIMEOUT = 90
 SIDE_LINKS = ["1G", "10G", "1G-10ms", "1G-loss0.1%"]
@@ -48,6 +50,7 @@ QEMU_VARIANTS = {
 MIGR_VARIANTS = {
     "migr-default": ("", []),
     "migr-channels4": ("?channels=4", []),
+    "migr-channels1": ("?channels=1", []),
     "migr-lz4": ("", ["--compress", "lz4"]),
     "migr-zstd": ("", ["--compress", "zstd"]),
     "migr-ch1-uring0": ("", []),
@@ -163,7 +166,7 @@ def migr_run(c, L, variant, run_dir, port):
     src_argv = [migr, "run", "--mem", f"{c.mem}M", "--kernel", c.elf, "--workload", c.spec,
                 "--append", f"initrd={c.img}", "--ctl", sctl]
     dst_argv = [migr, "recv", "--listen", f"tcp:{L.dst_ip}:{port}{query}", "--key-file", c.key, "--ctl", dctl,
-                "--timeout", str(TIMEOUT)]
+                "--timeout", str(TIMEOUT), "--json"]
     with qmp.Proc(L.src_argv(src_argv), f"{run_dir}/ms.log") as src, \
             qmp.Proc(L.dst_argv(dst_argv), f"{run_dir}/md.log") as dst:
         deadline = time.time() + 120
@@ -198,7 +201,12 @@ def migr_run(c, L, variant, run_dir, port):
             r["error"] = f"migr send failed: {js.get('error') or err.strip()[-300:]}"
             return r
         r["total_ms"] = js.get("total_ms")
-        r["downtime_ms"] = js.get("downtime_ms")
+        # as QEMU's: source stop -> destination running, on the host's one wall clock
+        r["migr_paused_ms"] = js.get("downtime_ms")      # migr's own, until DONE is back
+        djs = dst_summary(f"{run_dir}/md.log")
+        r["downtime_ms"] = ((djs["resumed_at_s"] - js["paused_at_s"]) * 1e3
+                            if js.get("paused_at_s") and djs.get("resumed_at_s") else js.get("downtime_ms"))
+        r["switch_us"] = [js.get("switch_us"), djs.get("switch_us")]
         r["bytes"] = L.wire_bytes() - w0
         r["migr_bytes_sent"] = js.get("bytes_sent", 0)
         r["cpu_src_ms"] = last_src - c0s
