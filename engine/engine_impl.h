@@ -75,6 +75,7 @@ struct sender {
     const struct migr_settle_params *settle; /* migr_send_settled, or NULL (engine/settle.c) */
     uint8_t id[MIGR_MIGRATION_ID_SIZE]; /* this migration's, in HELLO */
     uint64_t requires;            /* HELLO's requires: the features this stream uses */
+    uint64_t synced_bytes;        /* t->bytes_sent when the destination last confirmed a sync */
     uint64_t t_lost;              /* CLOCK_REALTIME ns when the link was lost after COMMIT */
 };
 
@@ -133,6 +134,10 @@ int engine_send_holes(struct sender *s, const uint64_t *data);
 /* This side's CPU and rate-limiter accounting into st (cpu0: migr_thread_cpu_ns() at the start). */
 void engine_account(struct migr_stats *st, const struct migr_transport *t, uint64_t cpu0);
 void engine_progress(struct sender *s, const char *phase, uint64_t done, uint64_t total, bool force);
+/* The sync (format 1.7): a ROUND_END with flag SYNC, then the destination's
+ * READY once it has taken in everything sent; a no-op where the stream does
+ * not require 'round sync' or nothing was sent since the last one. */
+int engine_sync(struct sender *s);
 /* Step i of the switch done now: st->switch_us[i] = µs since t0 (docs: migr_stats). */
 void engine_switch_step(struct migr_stats *st, int i, uint64_t t0);
 

@@ -121,7 +121,7 @@ int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule)
     const struct migr_send_params *p = s->p;
     struct migr_stats *st = s->st;
     uint64_t best_dirty = UINT64_MAX, stale_rounds = 0, dirty = 0, dirty_bps = 0;
-    int err;
+    int err, resyncs = 0;
     for (s->b.round = 1;; s->b.round++) {
         uint64_t rate = round_rate(p, s->b.round, dirty_bps);
         engine_set_rate(s, rate);
@@ -147,8 +147,22 @@ int engine_precopy_rounds(struct sender *s, const struct engine_rounds *rule)
         /* Stop when the rest fits the target, or rounds stop helping. */
         uint64_t next_ns = estimate_ns(dirty, rbytes, rns);
         if (next_ns <= rule->target_ns || dirty <= rule->done_pages) {
-            st->precopy.converged = true;
-            return 0;
+            /* Converged — once what is still queued towards the destination
+             * is in (the sync), which may take a while the guest spends
+             * dirtying pages; if those no longer fit, one more round (twice
+             * at most) rather than a larger stop-and-copy. */
+            if ((err = engine_sync(s)) < 0)
+                return err;
+            long more = engine_harvest(s, s->bm);
+            if (more < 0)
+                return (int)more;
+            dirty = migr_bitmap_count(s->bm, s->hv->ram_pages);
+            next_ns = estimate_ns(dirty, rbytes, rns);
+            if (next_ns <= rule->target_ns || dirty <= rule->done_pages || ++resyncs > 2) {
+                st->precopy.converged = true;
+                return 0;
+            }
+            continue;
         }
         /* halve: the guest dirties pages about as fast during the next
          * round as during this one, so that round leaves about

@@ -80,13 +80,22 @@ int engine_expect(struct sender *s, uint16_t type, struct migr_ack *ack)
  * of them on loopback were 7-15 ms of a 1 GiB guest's downtime. So where the
  * destination knows it (revision 1.7), a ROUND_END with the SYNC flag asks
  * it to answer READY once it has taken in every record before it. */
+int engine_sync(struct sender *s)
+{
+    struct migr_ack ack;
+    if (!(s->requires & MIGR_FEAT_ROUND_SYNC) || s->synced_bytes == s->t->bytes_sent)
+        return 0; /* unknown to the destination, or nothing sent since the last sync */
+    int err = engine_send_round_end(s, 0, 0, MIGR_ROUND_END_SYNC);
+    if (err < 0 || (err = engine_expect(s, MIGR_REC_READY, &ack)) < 0)
+        return err;
+    s->synced_bytes = s->t->bytes_sent;
+    return 0;
+}
+
 static int drain(struct sender *s)
 {
-    if (s->requires & MIGR_FEAT_ROUND_SYNC) {
-        struct migr_ack ack;
-        int err = engine_send_round_end(s, 0, 0, MIGR_ROUND_END_SYNC);
-        return err < 0 ? err : engine_expect(s, MIGR_REC_READY, &ack);
-    }
+    if (s->requires & MIGR_FEAT_ROUND_SYNC)
+        return engine_sync(s);
     uint64_t until = migr_now_ns() + 200000000ull;
     while (migr_transport_outq(s->t) > (64 << 10) && migr_now_ns() < until)
         usleep(200);
