@@ -196,6 +196,8 @@ struct encoder {
     bool bw_fixed;
     bool bw_link_seen;            /* TCP said the link, not we, limited a delivery-rate sample */
     bool no_tcp_info;             /* the transport's fd is not a TCP socket */
+    int fds[MIGR_MC_MAX_CHANNELS];  /* the stream's sockets: one, or each channel of tcp ?channels=N */
+    int nfds;
     double par;                   /* encoder CPU seconds per wall second of the encode phase (measured) */
     int level;                    /* compress_level for level_enc's codec (0: the codec's default) */
     uint8_t level_enc;
@@ -428,6 +430,13 @@ int engine_encoder_create(struct sender *s)
     e->bw = p->link_mbps ? p->link_mbps * 1e-3 : 1.0; /* bytes per ns; 1.0 = 1 GB/s until measured */
     e->bw_fixed = p->link_mbps != 0;
     e->par = n;                   /* until measured: every worker on a core of its own */
+    e->fds[0] = s->t->fd;
+    e->nfds = 1;
+    if (migr_transport_channel_fd(s->t, 0) >= 0) /* tcp ?channels=N: each channel's share of the link */
+        for (e->nfds = 0; e->nfds < MIGR_MC_MAX_CHANNELS; e->nfds++)
+            if ((e->fds[e->nfds] = migr_transport_channel_fd(s->t, e->nfds)) < 0)
+                break;
+    migr_clear_error(); /* the probe's "no channel" is not an error */
     snprintf(s->st->compress, sizeof(s->st->compress), "%s", cmode_names[mode]);
     s->st->compress_threads = n;
     int err;
@@ -514,18 +523,36 @@ static void update_par(struct encoder *e, uint64_t wall_ns)
  * so). Unix sockets and shm have no such report and keep the flush speed:
  * there the peer reading is the link, and a full socket buffer makes the
  * flush wait for it. */
-static void update_bw(struct encoder *e, int fd, uint64_t bytes, uint64_t ns)
+/* The sum of the delivery rates of the stream's sockets (bytes per ns; with
+ * ?channels=N each carries its share of the link), 0 if none reports one;
+ * *link_limited: one of them was limited by the link, not by us. */
+static double delivery_rate(struct encoder *e, bool *link_limited)
 {
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    memset(&ti, 0, sizeof(ti));
-    if (!e->no_tcp_info && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-        e->no_tcp_info = true;    /* not TCP (unix, shm's epoll fd): flush speed only */
-    bool have = !e->no_tcp_info && len >= offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(ti.tcpi_delivery_rate) &&
-                ti.tcpi_delivery_rate > 0;
-    if (have) {
-        double rate = (double)ti.tcpi_delivery_rate / 1e9; /* bytes per ns */
-        if (!ti.tcpi_delivery_rate_app_limited) {
+    double sum = 0;
+    *link_limited = false;
+    for (int i = 0; i < e->nfds && !e->no_tcp_info; i++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        memset(&ti, 0, sizeof(ti));
+        if (getsockopt(e->fds[i], IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+            e->no_tcp_info = true; /* not TCP (unix, shm's epoll fd): flush speed only */
+            return 0;
+        }
+        if (len < offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(ti.tcpi_delivery_rate))
+            continue;
+        sum += (double)ti.tcpi_delivery_rate / 1e9;
+        if (ti.tcpi_delivery_rate > 0 && !ti.tcpi_delivery_rate_app_limited)
+            *link_limited = true;
+    }
+    return sum;
+}
+
+static void update_bw(struct encoder *e, uint64_t bytes, uint64_t ns)
+{
+    bool link_limited;
+    double rate = delivery_rate(e, &link_limited);
+    if (rate > 0) {
+        if (link_limited) {
             e->bw = e->bw_link_seen ? e->bw + 0.2 * (rate - e->bw) : rate;
             e->bw_link_seen = true;
             return;
@@ -594,7 +621,7 @@ static int encode_send(struct sender *s)
     int err = engine_batch_flush(&s->b);
     uint64_t ns = migr_now_ns() - t0, bytes = s->t->bytes_sent - b0;
     if (err == 0 && !e->bw_fixed)
-        update_bw(e, s->t->fd, bytes, ns);
+        update_bw(e, bytes, ns);
     /* A rate limit on the transport is the link as far as we are concerned:
      * its burst lets single flushes look faster than it. */
     uint64_t limit = __atomic_load_n(&s->t->rate_bps, __ATOMIC_RELAXED);
