@@ -9,7 +9,8 @@
  *     HELLO: dropped with the reason, the listener goes on;
  *   - a flood of more connections than handshake slots: the oldest go, the
  *     real source still gets in;
- *   - ?channels and shm: listeners drop a bad hello and go on.
+ *   - tcp (a connection that begins with the multi-channel magic) and shm:
+ *     listeners drop a bad hello and go on.
  * Without keep_listening accept still returns the error (test_transport_mc,
  * test_transport_shm).
  */
@@ -165,7 +166,7 @@ static void *connect_main(void *p)
     return NULL;
 }
 
-/* ?channels and shm: the backend's hello is checked by the listener too. */
+/* tcp's multi-channel hello and shm:'s are checked by the listener too. */
 static void test_backends(void)
 {
     struct migr_link_opts o = { .keep_listening = 1, .expect_stream = 1, .handshake_ms = 400, .on_reject = on_reject };
@@ -190,7 +191,9 @@ static void test_backends(void)
             snprintf(uu, sizeof(uu), "unix:@migr-shm-migr-listener-%d", getpid());
             T_OK(migr_transport_connect(uu, &junk));
         }
-        T_OK(migr_transport_send(junk, "GET / HTTP/1.0\r\n\r\n..............", 32));
+        /* tcp: the multi-channel magic, then a hello that makes no sense (0 channels). */
+        T_OK(migr_transport_send(junk, i == 0 ? "MIGRMCH1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+                                              : "GET / HTTP/1.0\r\n\r\n..............", 32));
         a.url = l->bound;
         T_EQ(pthread_create(&th, NULL, connect_main, &a), 0);
         T_OK(migr_listener_accept(l, 5000, &s));

@@ -2,9 +2,13 @@
  * and large page batches, some rewriting the same page) over 2, 4 and 16
  * channels arrives identical and in order, while the receiver answers on
  * the same transport (both directions busy), also to a slow consumer; one channel killed mid-stream
- * gives a clean error on both sides; a plain client at a multi-channel
- * listener and the reverse; port in use; missing peer. */
+ * gives a clean error on both sides; any tcp listener takes a group and a
+ * plain stream alike, a ?channels=2 listener refuses 4 channels and goes
+ * on; the sender's channel rule; a multi-channel client at a listener that
+ * only closes; port in use; missing peer. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "migr/common.h"
 #include "migr/transport.h"
 #include "testlib.h"
 
@@ -250,11 +255,27 @@ static void test_kill_channel(unsigned long long seed)
     migr_transport_close(srv);
 }
 
+/* A raw listening socket on 127.0.0.1 (what an older migr's plain
+ * listener looks like to a multi-channel client): its port in *port. */
+static int raw_listener(int *port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    T_ASSERT(fd >= 0);
+    T_OK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+    T_OK(listen(fd, 16));
+    T_OK(getsockname(fd, (struct sockaddr *)&sa, &len));
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
 static void test_errors(void)
 {
     struct migr_listener *l, *l2;
     struct migr_transport *t, *s;
-    char u[400];
+    char u[400], b[32];
 
     /* Channel accessor only for multi-channel transports. */
     T_OK(migr_listener_open("tcp:127.0.0.1:0?channels=3", &l));
@@ -262,33 +283,42 @@ static void test_errors(void)
     /* Port in use, with ?channels too. */
     T_EQ(migr_listener_open(l->bound, &l2), -EADDRINUSE);
     T_ASSERT(strstr(migr_last_error(), "Address already in use"));
-    /* A plain client at a multi-channel listener: refused with a reason. */
+    /* A plain client at a ?channels listener: a plain stream (it used to be refused). */
     snprintf(u, sizeof(u), "%s", l->bound);
     *strchr(u, '?') = '\0';
     T_OK(migr_transport_connect(u, &t));
     T_EQ(migr_transport_channel_fd(t, 0), -EINVAL);
     T_OK(migr_transport_send(t, "migr-preamble-and-then-some-more", 32));
-    T_EQ(migr_listener_accept(l, 2000, &s), -EPROTO);
-    T_ASSERT(strstr(migr_last_error(), "not a multi-channel client"));
+    T_OK(migr_listener_accept(l, 2000, &s));
+    T_EQ(migr_transport_channel_fd(s, 0), -EINVAL);
+    T_OK(migr_transport_recv(s, b, 32));
+    T_ASSERT(!memcmp(b, "migr-preamble-and-then-some-more", 32));
+    migr_transport_close(s);
     migr_transport_close(t);
     migr_listener_close(l);
 
-    /* A multi-channel client at a plain listener that closes: a clear error. */
-    T_OK(migr_listener_open("tcp:127.0.0.1:0", &l));
-    snprintf(u, sizeof(u), "%s?channels=2", l->bound);
+    /* A multi-channel client at a listener that only closes (an older
+     * migr without ?channels): a clear error. */
+    int port, rl = raw_listener(&port);
+    snprintf(u, sizeof(u), "tcp:127.0.0.1:%d?channels=2", port);
     pid_t pid = fork();
     T_ASSERT(pid >= 0);
     if (pid == 0) {
-        struct migr_transport *c1, *c2;
-        if (migr_listener_accept(l, 5000, &c1) < 0 || migr_listener_accept(l, 5000, &c2) < 0)
+        int c1 = accept(rl, NULL, NULL), c2 = accept(rl, NULL, NULL);
+        if (c1 < 0 || c2 < 0)
+            _exit(1);
+        char h[32];
+        if (read(c1, h, sizeof(h)) != (ssize_t)sizeof(h))   /* the hello read: a clean close, not a reset */
             _exit(1);
         usleep(50000);
         _exit(0);
     }
     T_EQ(migr_transport_connect(u, &t), -EPROTO);
-    T_ASSERT(strstr(migr_last_error(), "does it use ?channels=N too?"));
-    T_EQ(waitpid(pid, NULL, 0), pid);
-    migr_listener_close(l);
+    T_ASSERT(strstr(migr_last_error(), "connect with ?channels=1"));
+    int st = 0;
+    T_EQ(waitpid(pid, &st, 0), pid);
+    T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(rl);
 
     /* Missing peer. */
     T_OK(migr_listener_open("tcp:127.0.0.1:0?channels=2", &l));
@@ -296,6 +326,172 @@ static void test_errors(void)
     migr_listener_close(l);
     T_EQ(migr_transport_connect(u, &t), -ECONNREFUSED);
     T_ASSERT(strstr(migr_last_error(), "channel 0 of 2"));
+}
+
+/* n bytes of a pattern from seed both ways over the pair: intact, in order. */
+static void roundtrip(struct migr_transport *a, struct migr_transport *b, size_t n, unsigned seed)
+{
+    uint8_t *x = malloc(n), *y = malloc(n);
+
+    T_ASSERT(x && y);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (uint8_t)((i * 2654435761u + seed) >> 13);
+    T_OK(migr_transport_send(a, x, n));
+    T_OK(migr_transport_recv(b, y, n));
+    T_ASSERT(!memcmp(x, y, n));
+    T_OK(migr_transport_send(b, y, n));
+    memset(x, 0, n);
+    T_OK(migr_transport_recv(a, x, n));
+    T_ASSERT(!memcmp(x, y, n));
+    free(x);
+    free(y);
+}
+
+struct conn_arg {
+    char url[400];
+    int ret;
+    struct migr_transport *t;
+    char err[400];
+};
+
+static void *connect_main(void *p)
+{
+    struct conn_arg *a = p;
+
+    a->ret = migr_transport_connect(a->url, &a->t);
+    if (a->ret < 0)
+        snprintf(a->err, sizeof(a->err), "%s", migr_last_error());
+    return NULL;
+}
+
+/* The listener takes both (docs/transport.md, "Choosing the channels"): one
+ * listener without ?channels, and a 4-channel sender, then a plain one, then
+ * 4 channels again; each stream round-trips intact. The bound URL carries no
+ * ?channels. */
+static void test_listener_takes_both(void)
+{
+    static const char *const opts[3] = { "?channels=4", "", "?channels=4" };
+    struct migr_listener *l;
+
+    T_OK(migr_listener_open("tcp:127.0.0.1:0", &l));
+    T_ASSERT(!strchr(l->bound, '?'));
+    for (int i = 0; i < 3; i++) {
+        struct conn_arg a = { 0 };
+        struct migr_transport *s;
+        pthread_t th;
+
+        snprintf(a.url, sizeof(a.url), "%s%s", l->bound, opts[i]);
+        T_EQ(pthread_create(&th, NULL, connect_main, &a), 0);
+        T_OK(migr_listener_accept(l, 5000, &s));
+        T_EQ(pthread_join(th, NULL), 0);
+        if (a.ret < 0)
+            T_FAIL("connect %s: %s", a.url, a.err);
+        /* 4 channels on both ends, or one plain stream. */
+        T_EQ(migr_transport_channel_fd(s, 3) >= 0, opts[i][0] != 0);
+        T_EQ(migr_transport_channel_fd(a.t, 3) >= 0, opts[i][0] != 0);
+        T_EQ(migr_transport_channel_fd(s, 4), -EINVAL);
+        roundtrip(a.t, s, (size_t)3 << 20, (unsigned)i);   /* 3 MiB: a round over all channels */
+        migr_transport_close(a.t);
+        migr_transport_close(s);
+    }
+    /* A plain client that waits for the listener to speak first: after a
+     * short look (no multi-channel hello came) it is a plain stream. */
+    struct migr_transport *c, *s;
+    T_OK(migr_transport_connect(l->bound, &c));
+    uint64_t t0 = migr_now_ns();
+    T_OK(migr_listener_accept(l, 5000, &s));
+    T_ASSERT(migr_now_ns() - t0 < 2000000000ull);
+    T_EQ(migr_transport_channel_fd(s, 0), -EINVAL);
+    roundtrip(s, c, 4096, 3u);
+    migr_transport_close(c);
+    migr_transport_close(s);
+    migr_listener_close(l);
+}
+
+/* A listener's ?channels=2 is the largest group it takes: a 4-channel
+ * sender is refused with a reason on both sides, and the next client (2
+ * channels, then a plain one) gets in. */
+static char rejects[4096];
+
+static void on_reject(void *arg, const char *peer, const char *why)
+{
+    size_t n = strlen(rejects);
+
+    (void)arg;
+    snprintf(rejects + n, sizeof(rejects) - n, "%s: %s\n", peer, why);
+}
+
+static void test_group_too_big(void)
+{
+    struct migr_link_opts o = { .keep_listening = 1, .handshake_ms = 2000, .on_reject = on_reject };
+    static const char *const opts[2] = { "?channels=2", "?channels=1" };
+    struct migr_listener *l;
+    struct migr_transport *t, *s;
+    char u[400];
+
+    T_OK(migr_listener_open_opts("tcp:127.0.0.1:0?channels=2", &o, &l));
+    T_ASSERT(strstr(l->bound, "?channels=2"));
+    snprintf(u, sizeof(u), "%.*s?channels=4", (int)(strchr(l->bound, '?') - l->bound), l->bound);
+    for (int i = 0; i < 2; i++) {
+        struct conn_arg a = { 0 };
+        pthread_t th;
+
+        rejects[0] = 0;
+        snprintf(a.url, sizeof(a.url), "%s", u);
+        T_EQ(pthread_create(&th, NULL, connect_main, &a), 0);
+        /* The group is refused channel by channel; the listener goes on and times out. */
+        T_EQ(migr_listener_accept(l, 500, &s), -ETIMEDOUT);
+        T_EQ(pthread_join(th, NULL), 0);
+        T_EQ(a.ret, -EPROTO);
+        if (!strstr(a.err, "the listener takes at most 2 channels, not 4 (connect with ?channels=2)"))
+            T_FAIL("sender's message: %s", a.err);
+        if (!strstr(rejects, "asks for 4 channels; this listener takes at most 2"))
+            T_FAIL("listener's rejects: %s", rejects);
+
+        /* The next valid client. */
+        memset(&a, 0, sizeof(a));
+        snprintf(a.url, sizeof(a.url), "%.*s%s", (int)(strchr(l->bound, '?') - l->bound), l->bound, opts[i]);
+        T_EQ(pthread_create(&th, NULL, connect_main, &a), 0);
+        T_OK(migr_listener_accept(l, 5000, &s));
+        T_EQ(pthread_join(th, NULL), 0);
+        if (a.ret < 0)
+            T_FAIL("connect %s: %s", a.url, a.err);
+        T_EQ(migr_transport_channel_fd(s, 1) >= 0, i == 0);
+        roundtrip(a.t, s, (size_t)1 << 20, 7u + (unsigned)i);
+        t = a.t;
+        migr_transport_close(t);
+        migr_transport_close(s);
+    }
+    migr_listener_close(l);
+}
+
+/* The sender's rule, a pure function of the URL. */
+static void test_channel_rule(void)
+{
+    static const struct {
+        const char *url;
+        unsigned n;
+    } cases[] = {
+        { "tcp:127.0.0.1:7000", 1 },         { "tcp:127.1.2.3:7000", 1 },
+        { "tcp:[::1]:7000", 1 },             { "tcp:[::ffff:127.0.0.1]:7000", 1 },
+        { "tcp:localhost:7000", 1 },         { "tcp:LocalHost:7000", 1 },
+        { "tcp:10.77.1.2:7000", 4 },         { "tcp:192.168.0.9:7000", 4 },
+        { "tcp:[fd00::2]:7000", 4 },         { "tcp:db1.example:7000", 4 },
+        { "tcp:128.0.0.1:7000", 4 },         { "tcp:localhost.example:7000", 4 },
+        { "tcp:10.77.1.2:7000?channels=1", 1 }, { "tcp:10.77.1.2:7000?channels=2", 2 },
+        { "tcp:127.0.0.1:7000?channels=4", 4 }, { "tcp:10.77.1.2:7000?uring=1", 1 },
+        { "tcp:10.77.1.2:7000?uring=1&channels=1", 1 }, { "tcp:10.77.1.2:7000?encrypt=1", 4 },
+        { "unix:/tmp/x.sock", 1 },           { "shm:x", 1 },
+    };
+    struct migr_url u;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        T_OK(migr_url_parse(cases[i].url, &u));
+        if (migr_url_channels_for_peer(&u) != cases[i].n)
+            T_FAIL("%s: %u channels, expected %u", cases[i].url, migr_url_channels_for_peer(&u), cases[i].n);
+    }
+    /* Both explicit: still refused. */
+    T_EQ(migr_url_parse("tcp:10.77.1.2:7000?uring=1&channels=4", &u), -EINVAL);
 }
 
 /* Unread data queued on the channels counts, on all of them. */
@@ -322,7 +518,10 @@ int main(void)
 {
     unsigned long long seed = t_seed();
 
+    test_channel_rule();
     test_errors();
+    test_listener_takes_both();
+    test_group_too_big();
     test_records("tcp:127.0.0.1:0?channels=2", seed, 0);
     test_records("tcp:127.0.0.1:0?channels=4", seed + 1, 0);
     test_records("tcp:127.0.0.1:0?channels=16", seed + 2, 0);

@@ -1,8 +1,9 @@
 /* migr — accepting connections: the listener's handshake state machine.
  *
  * A connection is handed to the caller only once its handshake is done:
- * with a key, the authentication (auth.c); then the backend's hello (shm:,
- * tcp ?channels); for a plain stream with an expected beginning (migr recv:
+ * with a key, the authentication (auth.c); then the backend's hello (shm:;
+ * tcp: optional, a multi-channel group's, told from a plain stream by its
+ * first 8 bytes); for a plain stream with an expected beginning (migr recv:
  * the preamble and a whole, CRC-checked HELLO record), those bytes, peeked. Every connection in its
  * handshake has a slot here with its own state and deadline, and all of
  * them are polled together with the listening socket, so a client that
@@ -10,7 +11,10 @@
  * dropped at its deadline while the real source goes through.
  *
  *   accept4 -> AUTH_HELLO -> AUTH_FINISH -> BACKEND_HELLO -> (transport)
- *                  (key)        (key)      (shm:, ?channels)
+ *                  (key)        (key)          (shm:)
+ *           -> SNIFF -> BACKEND_HELLO -> (transport)   (tcp: "MIGRMCH1" first)
+ *                    -> EXPECT / (transport)           (tcp: other bytes, or silence
+ *                                                       when no stream is expected)
  *           -> EXPECT -> (transport)           (plain stream, expect set)
  *           -> (transport)                     (plain stream, nothing to check)
  *
@@ -126,6 +130,36 @@ static int hs_complete(struct migr_listener *l, struct migr_hs_conn *c, struct m
     return 1;
 }
 
+static int hs_sniff(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out);
+
+/* A plain stream: its beginning checked (EXPECT), or built at once. */
+static int hs_plain(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out)
+{
+    struct migr_listener_impl *li = listener_impl(l);
+
+    c->have = 0;
+    c->partial = 0;
+    if (li->cfg.expect_stream && !li->cfg.key) {
+        c->st = MIGR_HS_EXPECT;
+        c->need = MIGR_PREAMBLE_SIZE + MIGR_REC_HDR_SIZE;
+        return 0;
+    }
+    c->st = MIGR_HS_EXPECT;   /* any state but FREE: hs_complete builds a plain stream */
+    return hs_complete(l, c, out);
+}
+
+/* How long a silent connection may be a multi-channel client still on its
+ * way (the listener does not expect a stream, so a plain client may wait
+ * for us to speak first): the side probe's time plus two round trips, from
+ * the moment the client could speak (accept; with a key, our AUTH_OK). */
+static uint64_t sniff_until(const struct migr_listener_impl *li, const struct migr_hs_conn *c)
+{
+    if (li->cfg.expect_stream)
+        return 0;   /* a source speaks first: wait for its bytes (the deadline still holds) */
+    return (li->cfg.key ? migr_now_ns() : c->since) + MIGR_SIDE_PROBE_MS * 1000000ull +
+           2000ull * migr_tcp_rtt_us(c->fd);
+}
+
 /* The state after the authentication (or at once without a key). */
 static int hs_next(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out)
 {
@@ -141,21 +175,51 @@ static int hs_next(struct migr_listener *l, struct migr_hs_conn *c, struct migr_
         ret = migr_side_accepted(li->hub, fd, c->peer, li->cfg.key ? &c->auth : NULL, c->cookie);
         return ret < 0 ? ret : -EAGAIN;
     }
+    if (hl && li->be->hello_magic) {   /* the hello or a plain stream: its first bytes tell */
+        c->st = MIGR_HS_SNIFF;
+        c->sniff_until = sniff_until(li, c);
+        return hs_sniff(l, c, out);
+    }
     if (hl) {
         c->st = MIGR_HS_BACKEND_HELLO;
         c->need = hl;
         return 0;
     }
-    if (li->cfg.expect_stream && !li->cfg.key) {
-        c->st = MIGR_HS_EXPECT;
-        c->need = MIGR_PREAMBLE_SIZE + MIGR_REC_HDR_SIZE;
-        return 0;
-    }
-    c->st = MIGR_HS_EXPECT;   /* any state but FREE: hs_complete builds a plain stream */
-    return hs_complete(l, c, out);
+    return hs_plain(l, c, out);
 }
 
 static int hs_eof(struct migr_listener *l, const struct migr_hs_conn *c);
+static int hs_step(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out);
+
+/* HS_SNIFF: peek at the first bytes. The backend's hello magic: read the
+ * hello (BACKEND_HELLO); other bytes, or silence until c->sniff_until: a
+ * plain stream. Nothing is consumed. */
+static int hs_sniff(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out)
+{
+    struct migr_listener_impl *li = listener_impl(l);
+    uint8_t b[8];
+    ssize_t r = recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+
+    if (r == 0)
+        return hs_eof(l, c);
+    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return migr_errorf_errno(errno, "accept on %s: %s", l->bound, c->peer);
+    if (r > 0 && memcmp(b, li->be->hello_magic, (size_t)r))
+        return hs_plain(l, c, out);
+    if (r == (ssize_t)sizeof(b)) {
+        c->st = MIGR_HS_BACKEND_HELLO;
+        c->need = backend_hello(li);
+        c->have = 0;
+        c->partial = 0;
+        return hs_step(l, c, out);
+    }
+    if (r < 0 && c->sniff_until && migr_now_ns() >= c->sniff_until)
+        return hs_plain(l, c, out);   /* silent: a plain client waiting for us */
+    /* The magic's beginning, or silence: look again (on a timer while the
+     * silence may end the sniff, else when bytes come). */
+    c->partial = r > 0 || c->sniff_until;
+    return 0;
+}
 
 /* The first state of a new connection (after PROBE, if any). */
 static int hs_first(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out)
@@ -252,6 +316,7 @@ static int hs_eof(struct migr_listener *l, const struct migr_hs_conn *c)
         [MIGR_HS_BACKEND_HELLO] = "before its hello (does it connect with the same kind of URL?)",
         [MIGR_HS_EXPECT] = "before its stream began",
         [MIGR_HS_PROBE] = "before it said anything",
+        [MIGR_HS_SNIFF] = "before its stream or multi-channel hello began",
     };
     return migr_errorf(EPROTO, "accept on %s: %s closed the connection %s", l->bound, c->peer, when[c->st]);
 }
@@ -268,6 +333,8 @@ static int hs_step(struct migr_listener *l, struct migr_hs_conn *c, struct migr_
         return hs_peek_stream(l, c, out);
     if (c->st == MIGR_HS_PROBE)
         return hs_probe(l, c, out);
+    if (c->st == MIGR_HS_SNIFF)
+        return hs_sniff(l, c, out);
     r = recv(c->fd, c->buf + c->have, c->need - c->have, MSG_DONTWAIT);
     if (r == 0)
         return hs_eof(l, c);
@@ -321,6 +388,7 @@ static int hs_timeout(struct migr_listener *l, const struct migr_hs_conn *c)
         [MIGR_HS_BACKEND_HELLO] = "sent no hello",
         [MIGR_HS_EXPECT] = "did not begin a migr stream",
         [MIGR_HS_PROBE] = "sent no whole hello",
+        [MIGR_HS_SNIFF] = "did not begin a migr stream",
     };
     return migr_errorf(ETIMEDOUT, "accept on %s: %s %s within %d ms; dropped", l->bound, c->peer, what[c->st],
                        handshake_ms(listener_impl(l)));

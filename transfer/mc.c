@@ -1,9 +1,13 @@
-/* migr — multi-channel TCP: tcp:HOST:PORT?channels=N (2..16).
+/* migr — multi-channel TCP: tcp:HOST:PORT?channels=N (2..16), or chosen by
+ * the sender (migr_url_channels_for_peer).
  *
  * One byte stream over N TCP connections (docs/format.md, "Multiple
  * channels"). Connecting: each connection sends a 32-byte hello (magic,
- * session id, channel index, channel count); the listener groups them by
- * session and, once all N are there, answers an 8-byte ack on channel 0.
+ * session id, channel index, channel count) right after its authentication;
+ * any tcp listener tells it from a plain stream by the magic (accept.c),
+ * groups the channels by session and, once all N are there, answers an
+ * 8-byte ack on channel 0 ("MIGRMCA1"), or "MIGRMCN" and the most channels
+ * it takes when N is more than its ?channels=.
  *
  * The stream is cut into rounds, a round into frames. A sendv below MC_SPLIT
  * bytes is a round of one frame on channel 0. A larger one is cut into
@@ -40,8 +44,9 @@
 #include "migr/transport.h"
 #include "transfer/transport_impl.h"
 
-#define MC_HELLO_MAGIC "MIGRMCH1"
+#define MC_HELLO_MAGIC MIGR_MC_HELLO_MAGIC
 #define MC_ACK_MAGIC "MIGRMCA1"
+#define MC_NAK_MAGIC "MIGRMCN"           /* + one byte: the most channels the listener takes */
 #define MC_SPLIT (256u << 10)          /* smaller sends stay one frame on channel 0 */
 #define MC_ROUND_MAX (256ull << 20)    /* at most this much per round of parts */
 
@@ -582,6 +587,28 @@ static uint64_t new_session(void)
     return s ? s : 1;
 }
 
+/* The listener's answer on channel 0: the ack, or a refusal naming how
+ * many channels it takes. 0 or -errno with a message. */
+static int read_answer(int fd, const char *url, int n)
+{
+    char ack[8];
+    int err = migr_read_deadline(fd, ack, sizeof(ack), migr_now_ns() + 10000000000ull);
+
+    if (err == -ETIMEDOUT)
+        return migr_errorf(ETIMEDOUT, "connect %s: no multi-channel answer within 10 s (an older migr listening "
+                           "without ?channels=N takes one stream only: connect with ?channels=1)", url);
+    if (err < 0)
+        return migr_errorf(EPROTO, "connect %s: the listener closed the connection during the multi-channel "
+                           "handshake (an older migr listening without ?channels=N takes one stream only: "
+                           "connect with ?channels=1)", url);
+    if (!memcmp(ack, MC_NAK_MAGIC, 7))
+        return migr_errorf(EPROTO, "connect %s: the listener takes at most %u channels, not %d (connect with "
+                           "?channels=%u)", url, (unsigned char)ack[7], n, (unsigned char)ack[7]);
+    if (memcmp(ack, MC_ACK_MAGIC, 8))
+        return migr_errorf(EPROTO, "connect %s: bad multi-channel answer", url);
+    return 0;
+}
+
 int migr_mc_connect(const struct migr_url *u, const char *url, const struct migr_link_cfg *cfg,
                     struct migr_transport **out)
 {
@@ -602,35 +629,28 @@ int migr_mc_connect(const struct migr_url *u, const char *url, const struct migr
         }
     }
     /* With a key every channel authenticates on its own; channel 0's
-     * handshake keys the encryption of the one stream. */
-    for (int i = 0; i < n && cfg->key && !err; i++) {
-        err = migr_auth_client(fds[i], url, cfg->key, cfg->encrypt, hs_deadline, i ? &a : &a0);
-        if (err < 0)
-            err = migr_error_prefix(-err, "channel %d of %d", i, n);
-        if (i)
-            migr_auth_wipe(&a);
-    }
+     * handshake keys the encryption of the one stream. Each channel's hello
+     * follows its own handshake at once: the listener tells a group from a
+     * plain stream by it, and may take a long silence for a plain stream. */
     for (int i = 0; i < n && !err; i++) {
         struct mc_hello h = { .magic = MC_HELLO_MAGIC, .session = htole64(session), .index = htole32((uint32_t)i),
                               .channels = htole32((uint32_t)n) };
 
+        if (cfg->key) {
+            err = migr_auth_client(fds[i], url, cfg->key, cfg->encrypt, hs_deadline, i ? &a : &a0);
+            if (err < 0)
+                err = migr_error_prefix(-err, "channel %d of %d", i, n);
+            if (i)
+                migr_auth_wipe(&a);
+            if (err < 0)
+                break;
+        }
         err = migr_write_full(fds[i], &h, sizeof(h));
         if (err < 0)
             err = migr_errorf_errno(-err, "connect %s: hello on channel %d", url, i);
     }
-    if (!err) {
-        char ack[8];
-
-        err = migr_read_deadline(fds[0], ack, sizeof(ack), migr_now_ns() + 10000000000ull);
-        if (err == -ETIMEDOUT)
-            err = migr_errorf(ETIMEDOUT, "connect %s: no multi-channel answer within 10 s "
-                              "(does the listener use ?channels=N too?)", url);
-        else if (err < 0)
-            err = migr_errorf(EPROTO, "connect %s: the listener closed the connection during the "
-                              "multi-channel handshake (does it use ?channels=N too?)", url);
-        else if (memcmp(ack, MC_ACK_MAGIC, 8))
-            err = migr_errorf(EPROTO, "connect %s: bad multi-channel answer", url);
-    }
+    if (!err)
+        err = read_answer(fds[0], url, n);
     if (err < 0) {
         for (int i = 0; i < n; i++)
             close(fds[i]);
@@ -694,10 +714,20 @@ int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, const uint8_
     memcpy(&h, hello, sizeof(h));
     uint64_t session = le64toh(h.session);
     uint32_t idx = le32toh(h.index), n = le32toh(h.channels);
+    /* The listener's channels=N is the largest group it takes (1: plain streams only). */
+    uint32_t max = l->url.channels ? l->url.channels : MIGR_MC_MAX_CHANNELS;
+    const char nak[8] = { 'M', 'I', 'G', 'R', 'M', 'C', 'N', (char)max };
     if (memcmp(h.magic, MC_HELLO_MAGIC, 8) || n < 2 || n > MIGR_MC_MAX_CHANNELS || idx >= n) {
         close(fd);
-        return migr_errorf(EPROTO, "accept on %s: %s is not a multi-channel client (bad hello; "
-                           "connect with ?channels=N)", l->bound, peer);
+        return migr_errorf(EPROTO, "accept on %s: %s is not a multi-channel client (bad hello: channel %u of %u)",
+                           l->bound, peer, idx, n);
+    }
+    if (n > max) {   /* told on channel 0 (where the client waits for the answer), then closed */
+        if (idx == 0)
+            (void)!send(fd, nak, sizeof(nak), MSG_DONTWAIT | MSG_NOSIGNAL);
+        close(fd);
+        return migr_errorf(EPROTO, "accept on %s: %s asks for %u channels; this listener takes at most %u "
+                           "(listen with ?channels=%u, or connect with ?channels=%u)", l->bound, peer, n, max, n, max);
     }
     /* Forget sessions whose other channels never came. */
     for (pp = (struct mc_pending **)&li->mc_pending; (p = *pp);) {

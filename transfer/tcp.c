@@ -1,4 +1,4 @@
-/* migr — TCP transport: tcp:HOST:PORT, tcp:[IPV6]:PORT. */
+/* migr — TCP transport: tcp:HOST:PORT, tcp:[IPV6]:PORT (a listener also groups ?channels=N clients: mc.c). */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -109,6 +109,16 @@ static int tcp_connect(const struct migr_url *u, const char *url)
     return fd;
 }
 
+/* Append ?KEY=V (or &KEY=V after the first) to l->bound. */
+static void bound_option(struct migr_listener *l, const char *fmt, unsigned v)
+{
+    size_t k = strlen(l->bound);
+    int n = snprintf(l->bound + k, sizeof(l->bound) - k, "%c", strchr(l->bound, '?') ? '&' : '?');
+
+    if (n > 0 && (size_t)n < sizeof(l->bound) - k)
+        snprintf(l->bound + k + 1, sizeof(l->bound) - k - 1, fmt, v);
+}
+
 static int tcp_listen(struct migr_listener *l, const char *url)
 {
     struct addrinfo *res, *ai;
@@ -143,16 +153,12 @@ static int tcp_listen(struct migr_listener *l, const char *url)
         return ret;
     }
     format_addr((struct sockaddr *)&ss, len, l->bound, sizeof(l->bound));
-    if (l->url.channels > 1) {
-        size_t k = strlen(l->bound);
-
-        snprintf(l->bound + k, sizeof(l->bound) - k, "?channels=%u", l->url.channels);
-    }
-    if (l->url.uring) {
-        size_t k = strlen(l->bound);
-
-        snprintf(l->bound + k, sizeof(l->bound) - k, "?uring=1");
-    }
+    /* Only what the user asked for: a client connecting to l->bound then
+     * uses it too (channels: the sender's rule otherwise). */
+    if (l->url.channels)
+        bound_option(l, "channels=%u", l->url.channels);
+    if (l->url.uring)
+        bound_option(l, "uring=%u", 1u);
     l->fd = fd;
     return 0;
 }
@@ -183,9 +189,23 @@ static void tcp_unlisten(struct migr_listener *l)
     (void)l;   /* nothing but the fd, which the caller closes */
 }
 
+unsigned migr_tcp_rtt_us(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return 0;
+    return ti.tcpi_rtt;
+}
+
+/* Any tcp listener takes a multi-channel group (its hello, optional:
+ * hello_magic) as well as a plain stream (accept.c, HS_SNIFF). */
 static size_t tcp_hello_len(const struct migr_listener *l)
 {
-    return l->url.channels > 1 ? MIGR_MC_HELLO_LEN : 0;   /* only ?channels has a hello */
+    (void)l;
+    return MIGR_MC_HELLO_LEN;
 }
 
 const struct migr_transport_backend migr_tcp_backend = {
@@ -195,6 +215,7 @@ const struct migr_transport_backend migr_tcp_backend = {
     .listen = tcp_listen,
     .accepted = tcp_accepted,
     .unlisten = tcp_unlisten,
-    .wrap = migr_mc_wrap,   /* only with ?channels=N (tcp_hello_len) */
+    .wrap = migr_mc_wrap,   /* a connection that begins with the multi-channel hello */
     .hello_len = tcp_hello_len,
+    .hello_magic = MIGR_MC_HELLO_MAGIC,
 };

@@ -387,6 +387,8 @@ int migr_transport_connect_opts(const char *url, const struct migr_link_opts *o,
         return migr_errorf(EINVAL, "connect %s: encryption needs a key (--key-file)", url);
     }
     be = backend_for(u.kind);
+    if (u.kind == MIGR_URL_TCP)
+        u.channels = migr_url_channels_for_peer(&u);   /* the sender decides; any tcp listener takes both */
     if (u.kind == MIGR_URL_TCP && u.channels > 1)
         ret = migr_mc_connect(&u, url, &cfg, out);
     else if (be->connect_t)

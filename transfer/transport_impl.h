@@ -70,6 +70,7 @@ enum migr_hs_state {
     MIGR_HS_BACKEND_HELLO,  /* shm: / ?channels: wait for the backend's hello */
     MIGR_HS_EXPECT,         /* plain stream: wait until its preamble and HELLO can be peeked */
     MIGR_HS_PROBE,          /* tcp with side connections due: a side hello first? */
+    MIGR_HS_SNIFF,          /* tcp: the first bytes say a multi-channel hello or a plain stream */
 };
 
 #define MIGR_HS_MAX 16
@@ -82,6 +83,7 @@ struct migr_hs_conn {
     int partial;            /* HS_EXPECT: some bytes there, re-peek on a timer */
     int side;               /* a side connection (its hello came first) */
     uint64_t cookie;        /* ... and its cookie */
+    uint64_t sniff_until;   /* HS_SNIFF: silent until then = a plain stream (0: wait for bytes) */
     uint8_t buf[96];
     struct migr_auth auth;
     char peer[160];
@@ -143,6 +145,9 @@ int migr_side_hello_check(const uint8_t *b, size_t got);
 
 /* tcp.c: socket options and the peer's name of an accepted socket. */
 int migr_tcp_accepted_fd(int fd, char *peer, size_t cap);
+/* tcp.c: the kernel's smoothed round-trip time of a connected socket in
+ * microseconds (TCP_INFO), 0 if it cannot tell. */
+unsigned migr_tcp_rtt_us(int fd);
 
 /* A copy of src (the key duplicated). 0 or -ENOMEM. */
 int migr_link_cfg_copy(struct migr_link_cfg *dst, const struct migr_link_cfg *src);
@@ -190,8 +195,13 @@ struct migr_transport_backend {
      *  plain stream. */
     int (*wrap)(struct migr_listener *l, int fd, const char *peer, const uint8_t *hello,
                 const struct migr_auth *a, struct migr_transport **out);
-    /*! Length of the hello wrap() takes (for tcp: only with ?channels). */
+    /*! Length of the hello wrap() takes. */
     size_t (*hello_len)(const struct migr_listener *l);
+    /*! NULL: every connection sends the hello. Else the hello is optional
+     *  and begins with these 8 bytes; a connection whose first bytes differ
+     *  (or that stays silent, when the listener does not expect a stream) is
+     *  a plain stream (tcp: a multi-channel group or one connection). */
+    const char *hello_magic;
     /*! Optional: connect and build the transport (shm:, tcp ?channels). */
     int (*connect_t)(const struct migr_url *u, const char *url, const struct migr_link_cfg *cfg,
                      struct migr_transport **out);
@@ -239,6 +249,7 @@ int migr_mc_connect(const struct migr_url *u, const char *url, const struct migr
 int migr_mc_wrap(struct migr_listener *l, int fd, const char *peer, const uint8_t *hello,
                  const struct migr_auth *a, struct migr_transport **out);
 #define MIGR_MC_HELLO_LEN 32u
+#define MIGR_MC_HELLO_MAGIC "MIGRMCH1"
 void migr_mc_listener_free(struct migr_listener *l);
 int migr_mc_channel_fd(const struct migr_transport *t, int i);
 

@@ -1,9 +1,13 @@
 /* migr — transport URL parsing: unix:PATH, unix:@ABSTRACT, tcp:HOST:PORT, tcp:[V6]:PORT,
- * tcp:HOST:PORT?channels=N, shm:NAME[?ring=SIZE], ?uring=0|1 and ?encrypt=0|1 on unix: and tcp:. */
+ * tcp:HOST:PORT?channels=N, shm:NAME[?ring=SIZE], ?uring=0|1 and ?encrypt=0|1 on unix: and tcp:;
+ * and the sender's rule for the number of TCP channels when the URL does not say. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "migr/common.h"
 #include "migr/transport.h"
@@ -199,4 +203,32 @@ int migr_url_parse(const char *url, struct migr_url *out)
                            url);
     return migr_errorf(EINVAL, "unknown scheme '%.*s' in '%s' (expected unix:, tcp: or shm:)",
                        (int)MIGR_MIN(colon - url, 32), url, url);
+}
+
+/* A host that is this machine by its spelling: 127.0.0.0/8, ::1,
+ * ::ffff:127.x.y.z, "localhost" (any case, a trailing dot too). */
+static int host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (!strcasecmp(host, "localhost") || !strcasecmp(host, "localhost."))
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return 0;
+}
+
+/* The one place that decides a sender's channel count (include/migr/transport.h). */
+unsigned migr_url_channels_for_peer(const struct migr_url *u)
+{
+    if (u->kind != MIGR_URL_TCP)
+        return 1;
+    if (u->channels)
+        return u->channels;
+    if (u->uring || host_is_loopback(u->host))
+        return 1;
+    return MIGR_MC_DEFAULT_CHANNELS;
 }
