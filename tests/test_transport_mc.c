@@ -465,9 +465,10 @@ static void test_group_too_big(void)
     migr_listener_close(l);
 }
 
-/* The sender's rule, a pure function of the URL. */
+/* The sender's rule, a pure function of the URL (R: a remote host's default). */
 static void test_channel_rule(void)
 {
+    enum { R = MIGR_MC_DEFAULT_CHANNELS };
     static const struct {
         const char *url;
         unsigned n;
@@ -475,12 +476,12 @@ static void test_channel_rule(void)
         { "tcp:127.0.0.1:7000", 1 },         { "tcp:127.1.2.3:7000", 1 },
         { "tcp:[::1]:7000", 1 },             { "tcp:[::ffff:127.0.0.1]:7000", 1 },
         { "tcp:localhost:7000", 1 },         { "tcp:LocalHost:7000", 1 },
-        { "tcp:10.77.1.2:7000", 4 },         { "tcp:192.168.0.9:7000", 4 },
-        { "tcp:[fd00::2]:7000", 4 },         { "tcp:db1.example:7000", 4 },
-        { "tcp:128.0.0.1:7000", 4 },         { "tcp:localhost.example:7000", 4 },
+        { "tcp:10.77.1.2:7000", R },         { "tcp:192.168.0.9:7000", R },
+        { "tcp:[fd00::2]:7000", R },         { "tcp:db1.example:7000", R },
+        { "tcp:128.0.0.1:7000", R },         { "tcp:localhost.example:7000", R },
         { "tcp:10.77.1.2:7000?channels=1", 1 }, { "tcp:10.77.1.2:7000?channels=2", 2 },
         { "tcp:127.0.0.1:7000?channels=4", 4 }, { "tcp:10.77.1.2:7000?uring=1", 1 },
-        { "tcp:10.77.1.2:7000?uring=1&channels=1", 1 }, { "tcp:10.77.1.2:7000?encrypt=1", 4 },
+        { "tcp:10.77.1.2:7000?uring=1&channels=1", 1 }, { "tcp:10.77.1.2:7000?encrypt=1", R },
         { "unix:/tmp/x.sock", 1 },           { "shm:x", 1 },
     };
     struct migr_url u;

@@ -53,7 +53,7 @@ MIGR_VARIANTS = {
     "migr-channels1": ("?channels=1", []),
     "migr-lz4": ("", ["--compress", "lz4"]),
     "migr-zstd": ("", ["--compress", "zstd"]),
-    "migr-ch1-uring0": ("", []),
+    "migr-ch1-uring0": ("?channels=1", []),
     "migr-ch1-uring1": ("?uring=1", []),
     "migr-ch4-uring0": ("?channels=4", []),
     # "?channels=4&uring=1" is refused by the URL parser (uring=1 is for one stream)

@@ -48,7 +48,12 @@ struct migr_url {
 };
 
 #define MIGR_MC_MAX_CHANNELS 16
-#define MIGR_MC_DEFAULT_CHANNELS 4   /* a sender's choice for a remote host */
+/* A sender's choice for a remote host when the URL does not say: one stream.
+ * Measured on shaped links (bench/README.md, "Choosing the channels by
+ * measurement", 2026-12-03): 4 channels won only where one stream's window
+ * limits it (10 Gbit/s with 10 ms RTT, 0.79x) and lost or tied elsewhere
+ * (1G, 1G-10ms, 1G-loss0.1%, 10G-loss0.1%: 0.99-1.12x). */
+#define MIGR_MC_DEFAULT_CHANNELS 1
 #define MIGR_SHM_RING_DEFAULT (8u << 20)
 
 /*! Parse url into *out. Returns 0 or -EINVAL with a message naming the problem
@@ -60,8 +65,8 @@ int migr_url_parse(const char *url, struct migr_url *out);
  *  with uring=1 (io_uring is single-stream), 1 for a loopback host
  *  (127.0.0.0/8, ::1, ::ffff:127.x.y.z, "localhost": no loss, no RTT, the
  *  channel threads only cost CPU), MIGR_MC_DEFAULT_CHANNELS otherwise
- *  (measured 1.6-2x faster on links with loss or a long RTT, no slower on
- *  a clean one). Names are not resolved. 1 for unix: and shm:. */
+ *  (above: 1 since the measurements of 2026-12-03; ask ?channels=4 on a
+ *  fast link with a long RTT). Names are not resolved. 1 for unix: and shm:. */
 unsigned migr_url_channels_for_peer(const struct migr_url *u);
 
 struct migr_transport;
