@@ -190,6 +190,7 @@ static int hs_next(struct migr_listener *l, struct migr_hs_conn *c, struct migr_
 
 static int hs_eof(struct migr_listener *l, const struct migr_hs_conn *c);
 static int hs_step(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out);
+static int hs_probe(struct migr_listener *l, struct migr_hs_conn *c, struct migr_transport **out);
 
 /* HS_SNIFF: peek at the first bytes. The backend's hello magic: read the
  * hello (BACKEND_HELLO); other bytes, or silence until c->sniff_until: a
@@ -204,6 +205,13 @@ static int hs_sniff(struct migr_listener *l, struct migr_hs_conn *c, struct migr
         return hs_eof(l, c);
     if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
         return migr_errorf_errno(errno, "accept on %s: %s", l->bound, c->peer);
+    /* A side hello after all, later than the probe waited for it (a relay
+     * that connects on to us before its client has said anything, a busy
+     * machine): the side path, not a plain stream that is no stream. */
+    if (r > 0 && li->hub && !c->side && migr_side_hello_check(b, (size_t)r) >= 0) {
+        c->st = MIGR_HS_PROBE;
+        return hs_probe(l, c, out);
+    }
     if (r > 0 && memcmp(b, li->be->hello_magic, (size_t)r))
         return hs_plain(l, c, out);
     if (r == (ssize_t)sizeof(b)) {
@@ -387,10 +395,14 @@ static int hs_timeout(struct migr_listener *l, const struct migr_hs_conn *c)
         [MIGR_HS_AUTH_FINISH] = "did not finish authenticating",
         [MIGR_HS_BACKEND_HELLO] = "sent no hello",
         [MIGR_HS_EXPECT] = "did not begin a migr stream",
-        [MIGR_HS_PROBE] = "sent no whole hello",
+        [MIGR_HS_PROBE] = "sent no whole side hello",
         [MIGR_HS_SNIFF] = "did not begin a migr stream",
     };
-    return migr_errorf(ETIMEDOUT, "accept on %s: %s %s within %d ms; dropped", l->bound, c->peer, what[c->st],
+    uint8_t b;
+    const char *w = what[c->st];
+    if (c->st == MIGR_HS_PROBE && recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+        w = what[MIGR_HS_SNIFF]; /* it said nothing at all */
+    return migr_errorf(ETIMEDOUT, "accept on %s: %s %s within %d ms; dropped", l->bound, c->peer, w,
                        handshake_ms(listener_impl(l)));
 }
 
