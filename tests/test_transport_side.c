@@ -12,7 +12,8 @@
  *     same when the accepting side offers;
  *   - tcp ?channels=N: the side connection is one plain connection;
  *   - a side connection that reaches migr recv's listener before its
- *     stream is complete is kept for it, not dropped;
+ *     stream is complete is kept for it, not dropped, also when its side
+ *     hello comes 700 ms after the connection (past the probe's wait);
  *   - transports without the capability say -ENOTSUP and send nothing;
  *     bytes that do not fit the stream are refused;
  *   - giving up and closing in any order.
@@ -152,7 +153,9 @@ static void test_pair(const char *url, int offer_on_client)
 
 /* ---- a keyed listener with an accept running in another thread ---- */
 
-static int raw_side_hello(const char *bound, uint64_t cookie)
+/* A side hello on a new connection, after delay_us of silence (a relay
+ * that connects on before its client has spoken). */
+static int raw_side_hello_after(const char *bound, uint64_t cookie, useconds_t delay_us)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strrchr(bound, ':') + 1))};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -161,10 +164,17 @@ static int raw_side_hello(const char *bound, uint64_t cookie)
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     T_ASSERT(fd >= 0);
     T_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)));
+    if (delay_us)
+        usleep(delay_us);
     memcpy(h, "MIGRSID1", 8);
     migr_put_le64(h + 8, cookie);
     T_EQ(send(fd, h, sizeof(h), MSG_NOSIGNAL), 16);
     return fd;
+}
+
+static int raw_side_hello(const char *bound, uint64_t cookie)
+{
+    return raw_side_hello_after(bound, cookie, 0);
 }
 
 static void test_concurrent_accept(void)
@@ -263,7 +273,9 @@ static void test_offer_while_accepting(void)
  * the stream it belongs to is complete (a proxy between them can reorder
  * them): it is kept, not dropped as "not a migr source", and the stream's
  * side_open finds it after the listener was closed. */
-static void test_side_first(void)
+/* Both orders, and a side hello that comes after the probe has given up
+ * waiting (700 ms of silence > MIGR_SIDE_PROBE_MS): still the side's. */
+static void side_before_stream(useconds_t delay_us)
 {
     struct migr_listener *l;
     struct migr_transport *srv, *m, *b;
@@ -276,7 +288,7 @@ static void test_side_first(void)
     acc.l = l;
     T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
     T_OK(migr_transport_connect(l->bound, &m)); /* says nothing yet */
-    int side = raw_side_hello(l->bound, 0xfeedull);
+    int side = raw_side_hello_after(l->bound, 0xfeedull, delay_us);
     usleep(100000);
     T_OK(migr_preamble_send(m));
     T_OK(migr_rec_send(m, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
@@ -295,6 +307,12 @@ static void test_side_first(void)
     migr_transport_close(b);
     migr_transport_close(srv);
     migr_transport_close(m);
+}
+
+static void test_side_first(void)
+{
+    side_before_stream(0);
+    side_before_stream(700000);
 }
 
 static void test_not_capable(void)
