@@ -141,11 +141,12 @@ int migr_side_accepted(struct migr_side_hub *h, int fd, const char *peer, const 
 int migr_side_hello_check(const uint8_t *b, size_t got);
 #define MIGR_SIDE_HELLO 16u
 /* A new connection that has said nothing for this long is not a side
- * connection. 100 ms was too short under load behind a relay that connects
- * on before its client has spoken (test_tail, once in a `make test`: the side
- * connection parked as a plain client, the fault channel never found); only a
- * client that waits for the listener to speak first pays this wait. */
-#define MIGR_SIDE_PROBE_MS 500
+ * connection (yet: a side hello that comes later, while the listener's
+ * handshake still waits for the stream, goes back to the side path, SNIFF in
+ * accept.c). Longer would hold up a plain client that waits for us to speak,
+ * and the silence that tells one (SNIFF) must stay inside short handshake
+ * deadlines (400 ms in tests/test_auth.c). */
+#define MIGR_SIDE_PROBE_MS 100
 
 /* tcp.c: socket options and the peer's name of an accepted socket. */
 int migr_tcp_accepted_fd(int fd, char *peer, size_t cap);
