@@ -401,6 +401,13 @@ static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
     uint64_t since = migr_now_ns(), deadline = deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
     uint8_t b[16];
     int is = 0;
+    /* With the listener closed a silent connection would only be closed: it
+     * can be nothing but a side connection whose hello is late (a relay that
+     * connects on before its client speaks, a loaded machine: test_tail lost
+     * its fault channel that way), so it gets longer to say so. */
+    pthread_mutex_lock(&h->lock);
+    uint64_t probe_ns = (h->open ? MIGR_SIDE_PROBE_MS : MIGR_SIDE_PROBE_CLOSED_MS) * 1000000ull;
+    pthread_mutex_unlock(&h->lock);
 
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -412,7 +419,7 @@ static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
             break;
         if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             break;
-        if (r <= 0 && migr_now_ns() - since >= MIGR_SIDE_PROBE_MS * 1000000ull)
+        if (r <= 0 && migr_now_ns() - since >= probe_ns)
             break;   /* a client waiting for us to speak: not a side connection */
         if (migr_now_ns() >= deadline)
             break;
