@@ -404,9 +404,9 @@ static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
     /* With the listener closed a silent connection would only be closed: it
      * can be nothing but a side connection whose hello is late (a relay that
      * connects on before its client speaks, a loaded machine: test_tail lost
-     * its fault channel that way), so it gets longer to say so. */
+     * its fault channel that way), so it has until the handshake deadline. */
     pthread_mutex_lock(&h->lock);
-    uint64_t probe_ns = (h->open ? MIGR_SIDE_PROBE_MS : MIGR_SIDE_PROBE_CLOSED_MS) * 1000000ull;
+    uint64_t probe_ns = h->open ? MIGR_SIDE_PROBE_MS * 1000000ull : UINT64_MAX;
     pthread_mutex_unlock(&h->lock);
 
     for (;;) {
