@@ -401,13 +401,13 @@ static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
     uint64_t since = migr_now_ns(), deadline = deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
     uint8_t b[16];
     int is = 0;
-    /* With the listener closed a silent connection would only be closed: it
-     * can be nothing but a side connection whose hello is late (a relay that
+    /* This runs only while no thread accepts on the listener (hub_wait): a
+     * silent connection parked now would wait for an accept that may never
+     * come (migr recv accepts once) and be closed with the listener, while
+     * it can well be a side connection whose hello is late (a relay that
      * connects on before its client speaks, a loaded machine: test_tail lost
-     * its fault channel that way), so it has until the handshake deadline. */
-    pthread_mutex_lock(&h->lock);
-    uint64_t probe_ns = h->open ? MIGR_SIDE_PROBE_MS * 1000000ull : UINT64_MAX;
-    pthread_mutex_unlock(&h->lock);
+     * its fault channel that way). So it has until the handshake deadline. */
+    uint64_t probe_ns = UINT64_MAX;
 
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
