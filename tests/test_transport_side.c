@@ -177,18 +177,6 @@ static int raw_side_hello(const char *bound, uint64_t cookie)
     return raw_side_hello_after(bound, cookie, 0);
 }
 
-struct late_arg {
-    char bound[128];
-    int fd;
-};
-
-static void *late_side_main(void *p)
-{
-    struct late_arg *a = p;
-    a->fd = raw_side_hello_after(a->bound, 0xbeefull, 400000);
-    return NULL;
-}
-
 static void test_concurrent_accept(void)
 {
     struct migr_key *k;
@@ -327,46 +315,6 @@ static void test_side_first(void)
     side_before_stream(700000);
 }
 
-/* The listener is closed (migr recv's case once its stream is in); the side
- * hello comes 400 ms after its connection (a relay, a loaded machine): the
- * hub waits for it rather than closing a silent connection at 100 ms. */
-static void test_side_late_after_close(void)
-{
-    struct migr_listener *l;
-    struct migr_transport *srv, *m, *b;
-    struct t_acc_arg acc = {0};
-    pthread_t th;
-    uint8_t meta[64] = {0}, by[MIGR_FAULT_CHANNEL_SIZE];
-
-    struct migr_link_opts o = {.expect_stream = 1, .handshake_ms = 3000};
-    T_OK(migr_listener_open_opts("tcp:127.0.0.1:0", &o, &l));
-    acc.l = l;
-    T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
-    T_OK(migr_transport_connect(l->bound, &m));
-    T_OK(migr_preamble_send(m));
-    T_OK(migr_rec_send(m, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
-    T_EQ(pthread_join(th, NULL), 0);
-    T_OK(acc.ret);
-    srv = acc.t;
-    struct late_arg late;
-    snprintf(late.bound, sizeof(late.bound), "%.127s", l->bound);
-    migr_listener_close(l);
-    struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = 0xbeefull};
-    migr_fault_channel_encode(&f, by, sizeof(by));
-    pthread_t lt;
-    T_EQ(pthread_create(&lt, NULL, late_side_main, &late), 0);
-    T_OK(migr_transport_side_open(srv, by, sizeof(by), 3000, &b));
-    T_EQ(pthread_join(lt, NULL), 0);
-    T_OK(migr_transport_send(b, "late", 5));
-    char x[5];
-    T_EQ(recv(late.fd, x, 5, MSG_WAITALL), 5);
-    T_ASSERT(!strcmp(x, "late"));
-    close(late.fd);
-    migr_transport_close(b);
-    migr_transport_close(srv);
-    migr_transport_close(m);
-}
-
 static void test_not_capable(void)
 {
     struct migr_transport *srv, *cli, *t;
@@ -488,7 +436,6 @@ int main(void)
     test_concurrent_accept();
     test_offer_while_accepting();
     test_side_first();
-    test_side_late_after_close();
     test_not_capable();
     test_bad_bytes();
     test_give_up();

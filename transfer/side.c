@@ -401,13 +401,6 @@ static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
     uint64_t since = migr_now_ns(), deadline = deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
     uint8_t b[16];
     int is = 0;
-    /* This runs only while no thread accepts on the listener (hub_wait): a
-     * silent connection parked now would wait for an accept that may never
-     * come (migr recv accepts once) and be closed with the listener, while
-     * it can well be a side connection whose hello is late (a relay that
-     * connects on before its client speaks, a loaded machine: test_tail lost
-     * its fault channel that way). So it has until the handshake deadline. */
-    uint64_t probe_ns = UINT64_MAX;
 
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -419,7 +412,7 @@ static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
             break;
         if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             break;
-        if (r <= 0 && migr_now_ns() - since >= probe_ns)
+        if (r <= 0 && migr_now_ns() - since >= MIGR_SIDE_PROBE_MS * 1000000ull)
             break;   /* a client waiting for us to speak: not a side connection */
         if (migr_now_ns() >= deadline)
             break;

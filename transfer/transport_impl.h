@@ -146,7 +146,7 @@ int migr_side_hello_check(const uint8_t *b, size_t got);
  * accept.c). Longer would hold up a plain client that waits for us to speak,
  * and the silence that tells one (SNIFF) must stay inside short handshake
  * deadlines (400 ms in tests/test_auth.c). */
-#define MIGR_SIDE_PROBE_MS 100   /* (the side hub, with nobody accepting: until the handshake deadline, side.c) */
+#define MIGR_SIDE_PROBE_MS 100
 
 /* tcp.c: socket options and the peer's name of an accepted socket. */
 int migr_tcp_accepted_fd(int fd, char *peer, size_t cap);
