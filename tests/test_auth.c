@@ -34,6 +34,7 @@
 #include "migr/format.h"
 #include "migr/transport.h"
 #include "testlib.h"
+#include "transportlib.h"
 
 static char dir[64];
 static struct migr_key *key, *other;
@@ -296,19 +297,9 @@ static void test_handmade_replay_reflect(void)
     migr_listener_close(l);
 }
 
-static char rejects[4096];
-
-static void on_reject(void *arg, const char *peer, const char *why)
-{
-    size_t n = strlen(rejects);
-
-    (void)arg;
-    snprintf(rejects + n, sizeof(rejects) - n, "%s: %s\n", peer, why);
-}
-
 static void test_wrong_key(void)
 {
-    struct migr_link_opts ol = { .key = key, .handshake_ms = 2000, .on_reject = on_reject },
+    struct migr_link_opts ol = { .key = key, .handshake_ms = 2000, .on_reject = t_on_reject },
                           oc = { .key = other };
     struct migr_listener *l;
     struct migr_transport *c;
@@ -322,8 +313,8 @@ static void test_wrong_key(void)
     T_ASSERT(strstr(migr_last_error(), "channel 0 of 2"));
     T_EQ(pthread_join(th, NULL), 0);
     T_EQ(a.ret, -ETIMEDOUT);
-    if (!strstr(rejects, "its key differs from ours"))
-        T_FAIL("the listener's reasons do not name the key: %s", rejects);
+    if (!strstr(t_rejects, "its key differs from ours"))
+        T_FAIL("the listener's reasons do not name the key: %s", t_rejects);
     /* ... and the real source still gets in afterwards. */
     ol.key = key;
     acc_start(&a, &th, l, 5000);

@@ -21,6 +21,7 @@
 #include "migr/common.h"
 #include "migr/transport.h"
 #include "testlib.h"
+#include "transportlib.h"
 
 #define PAGE 4096u
 #define NPAGES 512          /* the "guest": pages get rewritten with versions */
@@ -411,19 +412,9 @@ static void test_listener_takes_both(void)
 /* A listener's ?channels=2 is the largest group it takes: a 4-channel
  * sender is refused with a reason on both sides, and the next client (2
  * channels, then a plain one) gets in. */
-static char rejects[4096];
-
-static void on_reject(void *arg, const char *peer, const char *why)
-{
-    size_t n = strlen(rejects);
-
-    (void)arg;
-    snprintf(rejects + n, sizeof(rejects) - n, "%s: %s\n", peer, why);
-}
-
 static void test_group_too_big(void)
 {
-    struct migr_link_opts o = { .keep_listening = 1, .handshake_ms = 2000, .on_reject = on_reject };
+    struct migr_link_opts o = { .keep_listening = 1, .handshake_ms = 2000, .on_reject = t_on_reject };
     static const char *const opts[2] = { "?channels=2", "?channels=1" };
     struct migr_listener *l;
     struct migr_transport *t, *s;
@@ -436,7 +427,7 @@ static void test_group_too_big(void)
         struct conn_arg a = { 0 };
         pthread_t th;
 
-        rejects[0] = 0;
+        t_rejects[0] = 0;
         snprintf(a.url, sizeof(a.url), "%s", u);
         T_EQ(pthread_create(&th, NULL, connect_main, &a), 0);
         /* The group is refused channel by channel; the listener goes on and times out. */
@@ -445,8 +436,8 @@ static void test_group_too_big(void)
         T_EQ(a.ret, -EPROTO);
         if (!strstr(a.err, "the listener takes at most 2 channels, not 4 (connect with ?channels=2)"))
             T_FAIL("sender's message: %s", a.err);
-        if (!strstr(rejects, "asks for 4 channels; this listener takes at most 2"))
-            T_FAIL("listener's rejects: %s", rejects);
+        if (!strstr(t_rejects, "asks for 4 channels; this listener takes at most 2"))
+            T_FAIL("listener's rejects: %s", t_rejects);
 
         /* The next valid client. */
         memset(&a, 0, sizeof(a));

@@ -4,10 +4,22 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 #include "migr/common.h"
 #include "migr/transport.h"
 #include "testlib.h"
+
+/* A listener's on_reject: its reasons, one line per dropped connection. */
+static char t_rejects[4096] __attribute__((unused));
+
+static inline void t_on_reject(void *arg, const char *peer, const char *why)
+{
+    size_t n = strlen(t_rejects);
+
+    (void)arg;
+    snprintf(t_rejects + n, sizeof(t_rejects) - n, "%s: %s\n", peer, why);
+}
 
 struct t_acc_arg {
     struct migr_listener *l;
