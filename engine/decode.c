@@ -1,11 +1,12 @@
 /* engine: the destination's page codec stage (pre-copy rounds).
  *
  * on_pages() (recv.c) checks each entry of a PAGES record in order; entries
- * with a codec (XBZRLE, LZ4, ZSTD, ZLIB) are queued here with a slot for
- * their bulk bytes; once the record's bulk has been read, the workers decode
- * them into guest RAM (entry i by worker index % nthreads, so the entries of
- * one page stay in stream order) and check each decoded page's CRC. A record
- * is decoded completely before the next one is read.
+ * with a codec (XBZRLE, LZ4, ZSTD, ZLIB, LZ4S, ZSTDS) are queued here with a
+ * slot for their bulk bytes; once the record's bulk has been read, the
+ * workers decode them into guest RAM (entry i by worker index % nthreads;
+ * the entries of a stream encoding's lane k by worker k % nthreads, in entry
+ * order, with that stream's context) and check each decoded page's CRC. A
+ * record is decoded completely before the next one is read.
  *
  * Refusals (docs/format.md, "Page Encodings"): an XBZRLE delta for a page
  * that has no intact copy here (never received, or its last copy was torn);
@@ -29,6 +30,7 @@
 struct dec_entry {
     uint32_t entry;               /* index in the record */
     uint8_t enc;
+    uint8_t lane;                 /* stream encodings: lane byte (lane, MIGR_LANE_START) */
     uint32_t len, crc;
     uint64_t idx;                 /* RAM page index */
     uint8_t *data;                /* its bulk bytes (slot of 4096) */
@@ -36,6 +38,7 @@ struct dec_entry {
 
 struct dec_worker {
     struct migr_codec_stats cs[MIGR_STATS_ENCS];
+    uint64_t stream_pages;
     int err;                      /* first failure: entry q[bad] */
     uint32_t bad;
     char msg[256];
@@ -51,6 +54,7 @@ struct decoder {
     uint64_t named[MIGR_BATCH_MAX];
     uint32_t nnamed;
     struct receiver *r;
+    struct migr_lane *lanes[2][MIGR_LANES]; /* LZ4S, ZSTDS streams by lane; lane k's by worker k % nthreads */
     struct dec_worker w[ENGINE_MAX_THREADS];
 };
 
@@ -87,6 +91,10 @@ void engine_decoder_destroy(struct receiver *r)
     if (!d)
         return;
     engine_pool_destroy(d->pool);
+    for (unsigned k = 0; k < MIGR_LANES; k++) {
+        migr_lane_free(d->lanes[0][k]);
+        migr_lane_free(d->lanes[1][k]);
+    }
     free(d->slots);
     free(d->inrec);
     free(d);
@@ -107,7 +115,7 @@ int engine_decode_note(struct receiver *r, uint32_t i, const struct migr_page_en
     d->named[d->nnamed++] = idx;
     if (e->enc == MIGR_ENC_RAW)
         return 0;
-    if (!migr_codec_for_enc(e->enc))
+    if (!migr_codec_for_enc(e->enc) && !migr_lane_for_enc(e->enc))
         return migr_errorf(EBADMSG, "record %llu (PAGES): entry %u: encoding %s is not built in here",
                            (unsigned long long)r->seq, i, migr_page_enc_name(e->enc));
     if (e->enc == MIGR_ENC_XBZRLE && (!migr_bit_test(r->received, idx) || migr_bit_test(r->torn, idx)))
@@ -116,11 +124,25 @@ int engine_decode_note(struct receiver *r, uint32_t i, const struct migr_page_en
                            (unsigned long long)r->seq, i, (unsigned long long)e->pfn,
                            migr_bit_test(r->torn, idx) ? "its last copy was torn" : "never received");
     struct dec_entry *q = &d->q[d->nq];
-    *q = (struct dec_entry){.entry = i, .enc = e->enc, .len = e->len, .crc = e->crc, .idx = idx,
+    *q = (struct dec_entry){.entry = i, .enc = e->enc, .lane = e->lane, .len = e->len, .crc = e->crc, .idx = idx,
                             .data = d->slots + (size_t)d->nq * MIGR_PAGE_SIZE};
     d->nq++;
     *slot = q->data;
     return 0;
+}
+
+/* Decode one entry into page: a per-page codec, or the next page of its
+ * (encoding, lane) stream. */
+static int decode_entry(struct decoder *d, const struct dec_entry *q, uint8_t *page)
+{
+    const struct migr_lane_ops *so = migr_lane_for_enc(q->enc);
+    if (!so)
+        return migr_codec_for_enc(q->enc)->decode(q->data, q->len, page);
+    struct migr_lane **ctx = &d->lanes[q->enc == MIGR_ENC_ZSTDS][q->lane & MIGR_LANE_MASK];
+    int err;
+    if (!*ctx && (err = migr_lane_new(so, false, ctx)) < 0)
+        return err;
+    return migr_lane_decode(*ctx, q->data, q->len, q->lane & MIGR_LANE_START, page);
 }
 
 static void decode_worker(void *arg, unsigned w)
@@ -129,11 +151,12 @@ static void decode_worker(void *arg, unsigned w)
     struct dec_worker *wk = &d->w[w];
     for (uint32_t k = 0; k < d->nq && !wk->err; k++) {
         struct dec_entry *q = &d->q[k];
-        if (q->idx % d->nthreads != w)
-            continue;
+        bool stream = migr_enc_is_stream(q->enc);
+        if ((stream ? (q->lane & MIGR_LANE_MASK) : q->idx) % d->nthreads != w)
+            continue;   /* a stream's entries on one worker, in entry order */
         uint8_t *page = migr_hv_page(d->r->hv, q->idx);
         uint64_t t0 = migr_now_ns();
-        int err = migr_codec_for_enc(q->enc)->decode(q->data, q->len, page);
+        int err = decode_entry(d, q, page);
         if (err < 0) {
             wk->err = err;
             wk->bad = k;
@@ -147,9 +170,11 @@ static void decode_worker(void *arg, unsigned w)
                      "copy and cannot be torn: corruption)", migr_page_enc_name(q->enc));
             break;
         }
-        wk->cs[q->enc].pages++;
-        wk->cs[q->enc].bytes_out += q->len;
-        wk->cs[q->enc].cpu_ns += migr_now_ns() - t0;
+        uint8_t slot = stream ? migr_lane_for_enc(q->enc)->page_enc : q->enc;
+        wk->stream_pages += stream;
+        wk->cs[slot].pages++;
+        wk->cs[slot].bytes_out += q->len;
+        wk->cs[slot].cpu_ns += migr_now_ns() - t0;
     }
 }
 
@@ -178,6 +203,8 @@ int engine_decode_run(struct receiver *r)
             r->st->codec[k].cpu_ns += wk->cs[k].cpu_ns;
         }
         memset(wk->cs, 0, sizeof(wk->cs));
+        r->st->stream_pages += wk->stream_pages;
+        wk->stream_pages = 0;
         if (wk->err && wk->bad < bad) {
             err = wk->err;
             bad = wk->bad;

@@ -146,6 +146,8 @@ void engine_pool_destroy(struct engine_pool *p)
 
 /* ---------- the encoder ---------- */
 
+_Static_assert(ENGINE_MAX_THREADS <= MIGR_LANES, "a worker's streams are lane w of each record");
+
 enum cmode { C_NONE, C_ZERO, C_XBZRLE, C_LZ4, C_ZLIB, C_ZSTD, C_AUTO };
 static const char *const cmode_names[] = {"none", "zero", "xbzrle", "lz4", "zlib", "zstd", "auto"};
 
@@ -157,6 +159,7 @@ struct enc_page {
     uint64_t pfn;
     uint8_t kind;                 /* P_* */
     uint8_t enc;                  /* MIGR_ENC_* for P_SNAP (RAW or a codec) */
+    uint8_t lane;                 /* stream encodings: the entry's lane byte (worker, MIGR_LANE_START) */
     uint32_t len, crc;
 };
 
@@ -171,13 +174,15 @@ struct model {
     bool measured[AUTO_CODECS];
     uint32_t since_probe, next_probe;
 };
-static const uint8_t auto_enc[AUTO_CODECS] = {MIGR_ENC_XBZRLE, MIGR_ENC_LZ4, MIGR_ENC_ZSTD};
+static const uint8_t auto_enc[AUTO_CODECS] = {MIGR_ENC_XBZRLE, MIGR_ENC_LZ4S, MIGR_ENC_ZSTDS};
 
 struct worker {
     struct migr_pagecache *cache; /* shard: pfns with pfn % nthreads == w */
+    struct migr_lane *lane[2];    /* its LZ4S and ZSTDS streams: lane w of each record */
+    uint8_t id;                   /* w */
     struct model m;
     struct migr_codec_stats cs[MIGR_STATS_ENCS];
-    uint64_t unchanged, probes;
+    uint64_t unchanged, probes, stream_pages;
     uint64_t cpu_ns;              /* this worker's thread CPU time in the last batch */
 } __attribute__((aligned(64)));
 
@@ -263,15 +268,41 @@ static void model_update(struct model *m, int c, double ns, double bytes)
     m->bytes[c] += EWMA * (bytes - m->bytes[c]);
 }
 
+/* The wire statistics slot of an encoding: stream encodings count as the
+ * per-page codec they extend (MIGR_STATS_ENCS; migr_stats.stream_pages says
+ * how many went as streams). */
+static uint8_t stats_enc(uint8_t enc)
+{
+    const struct migr_lane_ops *l = migr_lane_for_enc(enc);
+    return l ? l->page_enc : enc;
+}
+
 /* Run codec enc on the snapshot (at this encoder's level, if it set one for
- * the codec): 1 and *len if it paid, 0 if it declined. */
-static int try_codec(const struct encoder *e, uint8_t enc, const uint8_t *snap, const uint8_t *old, uint8_t *out,
-                     uint32_t *len)
+ * the codec): 1 and *len if it paid, 0 if it declined. A stream encoding
+ * codes the page in the worker's lane and sets *lane. */
+static int try_codec(const struct encoder *e, struct worker *wk, uint8_t enc, const uint8_t *snap, const uint8_t *old,
+                     uint8_t *out, uint32_t *len, uint8_t *lane)
 {
     size_t l = 0;
-    const struct migr_codec_ops *c = codec_of(enc);
-    int rc = e->level && enc == e->level_enc ? c->encode_at(snap, out, MIGR_PAGE_SIZE - 1, &l, e->level)
+    int rc;
+    const struct migr_lane_ops *so = migr_lane_for_enc(enc);
+    if (so) {
+        struct migr_lane **ctx = &wk->lane[enc == MIGR_ENC_ZSTDS];
+        int level = 0;
+        bool started = false;
+        if (e->level && e->level_enc == so->page_enc)
+            level = e->level;
+        else
+            (void)migr_codec_get_level(migr_codec_for_enc(so->page_enc)->name, &level);
+        if (!*ctx && migr_lane_new(so, true, ctx) < 0)
+            return 0;
+        rc = migr_lane_encode(*ctx, snap, level, out, MIGR_PAGE_SIZE - 1, &l, &started);
+        *lane = (uint8_t)(wk->id | (started ? MIGR_LANE_START : 0));
+    } else {
+        const struct migr_codec_ops *c = codec_of(enc);
+        rc = e->level && enc == e->level_enc ? c->encode_at(snap, out, MIGR_PAGE_SIZE - 1, &l, e->level)
                                              : c->encode(snap, old, out, MIGR_PAGE_SIZE - 1, &l);
+    }
     if (rc != 0)
         return 0; /* declined, or -ENOMEM for a library context: send the page another way */
     *len = (uint32_t)l;
@@ -285,6 +316,7 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
     uint64_t t0 = migr_now_ns();
     uint8_t *old = NULL;
     pg->kind = P_RAW_LIVE;
+    pg->lane = 0;
     if (e->mode == C_NONE)
         goto raw_live;
     if (migr_page_is_zero(pg->live)) {
@@ -310,14 +342,14 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
     pg->kind = P_SNAP;
     pg->enc = MIGR_ENC_RAW;
     pg->len = MIGR_PAGE_SIZE;
-    uint8_t first = e->mode == C_XBZRLE ? MIGR_ENC_XBZRLE : e->mode == C_LZ4 ? MIGR_ENC_LZ4
-                  : e->mode == C_ZLIB ? MIGR_ENC_ZLIB : e->mode == C_ZSTD ? MIGR_ENC_ZSTD
+    uint8_t first = e->mode == C_XBZRLE ? MIGR_ENC_XBZRLE : e->mode == C_LZ4 ? MIGR_ENC_LZ4S
+                  : e->mode == C_ZLIB ? MIGR_ENC_ZLIB : e->mode == C_ZSTD ? MIGR_ENC_ZSTDS
                   : pick < AUTO_CODECS ? auto_enc[pick] : MIGR_ENC_RAW;
     if (first == MIGR_ENC_XBZRLE && !old)
         first = MIGR_ENC_RAW;
     if (first != MIGR_ENC_RAW) {
         uint64_t c0 = migr_now_ns();
-        int ok = try_codec(e, first, snap, old, out, &pg->len);
+        int ok = try_codec(e, wk, first, snap, old, out, &pg->len, &pg->lane);
         uint64_t c1 = migr_now_ns();
         if (pick >= 0)
             model_update(&wk->m, pick, (double)(c1 - c0), ok ? (double)pg->len : (double)MIGR_PAGE_SIZE);
@@ -330,6 +362,7 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
             pg->enc = first;
         } else {
             pg->len = MIGR_PAGE_SIZE;
+            pg->lane = 0;
             /* auto: a declined delta may still compress */
             if (pick == 0) {
                 int alt = 1;
@@ -342,13 +375,15 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
                 if (alt >= AUTO_CODECS) {
                     alt -= AUTO_CODECS;
                     c0 = migr_now_ns();
-                    ok = try_codec(e, auto_enc[alt], snap, NULL, out, &pg->len);
+                    ok = try_codec(e, wk, auto_enc[alt], snap, NULL, out, &pg->len, &pg->lane);
                     model_update(&wk->m, alt, (double)(migr_now_ns() - c0),
                                  ok ? (double)pg->len : (double)MIGR_PAGE_SIZE);
-                    if (ok)
+                    if (ok) {
                         pg->enc = auto_enc[alt];
-                    else
+                    } else {
                         pg->len = MIGR_PAGE_SIZE;
+                        pg->lane = 0;
+                    }
                 }
             }
         }
@@ -372,8 +407,9 @@ raw_live:
         migr_pagecache_drop(wk->cache, pg->pfn);
     pg->crc = migr_crc32c(0, pg->live, MIGR_PAGE_SIZE);
 done:;
-    uint8_t enc = pg->kind == P_ZERO ? MIGR_ENC_ZERO : pg->kind == P_SNAP ? pg->enc : MIGR_ENC_RAW;
+    uint8_t enc = stats_enc(pg->kind == P_ZERO ? MIGR_ENC_ZERO : pg->kind == P_SNAP ? pg->enc : MIGR_ENC_RAW);
     if (pg->kind != P_SKIP) {
+        wk->stream_pages += pg->kind == P_SNAP && migr_enc_is_stream(pg->enc);
         wk->cs[enc].pages++;
         wk->cs[enc].bytes_out += pg->kind == P_ZERO ? 0 : pg->kind == P_RAW_LIVE ? MIGR_PAGE_SIZE : pg->len;
     }
@@ -428,6 +464,8 @@ int engine_encoder_create(struct sender *s)
     s->b.codec_round = true;
     e->mode = (enum cmode)mode;
     e->nthreads = n;
+    for (unsigned w = 0; w < n; w++)
+        e->w[w].id = (uint8_t)w;   /* its lane (ENGINE_MAX_THREADS = MIGR_LANES) */
     e->bw = p->link_mbps ? p->link_mbps * 1e-3 : 1.0; /* bytes per ns; 1.0 = 1 GB/s until measured */
     e->bw_fixed = p->link_mbps != 0;
     e->par = n;                   /* until measured: every worker on a core of its own */
@@ -476,8 +514,11 @@ void engine_encoder_destroy(struct sender *s)
     if (!e)
         return;
     engine_pool_destroy(e->pool);
-    for (unsigned w = 0; w < ENGINE_MAX_THREADS; w++)
+    for (unsigned w = 0; w < ENGINE_MAX_THREADS; w++) {
         migr_pagecache_destroy(e->w[w].cache);
+        migr_lane_free(e->w[w].lane[0]);
+        migr_lane_free(e->w[w].lane[1]);
+    }
     free(e->snap);
     free(e->out);
     free(e);
@@ -597,6 +638,10 @@ static int encode_send(struct sender *s)
     if (e->n == 0)
         return 0;
     uint64_t w0 = migr_now_ns();
+    for (unsigned w = 0; w < e->nthreads; w++) {   /* each record starts its streams afresh */
+        migr_lane_restart(e->w[w].lane[0]);
+        migr_lane_restart(e->w[w].lane[1]);
+    }
     if (e->pool)
         engine_pool_run(e->pool, encode_worker, e);
     else
@@ -613,7 +658,8 @@ static int encode_send(struct sender *s)
         memset(wk->cs, 0, sizeof(wk->cs));
         st->unchanged_pages += wk->unchanged;
         st->probes += wk->probes;
-        wk->unchanged = wk->probes = 0;
+        st->stream_pages += wk->stream_pages;
+        wk->unchanged = wk->probes = wk->stream_pages = 0;
     }
     for (uint32_t i = 0; i < e->n; i++) {
         const struct enc_page *pg = &e->pg[i];
@@ -632,7 +678,8 @@ static int encode_send(struct sender *s)
         uint32_t len = pg->kind == P_RAW_LIVE ? MIGR_PAGE_SIZE : pg->len;
         if (enc == MIGR_ENC_RAW)
             st->raw_pages++;
-        engine_batch_put(&s->b, &(struct migr_page_entry){.pfn = pg->pfn, .enc = enc, .len = len, .crc = pg->crc},
+        engine_batch_put(&s->b, &(struct migr_page_entry){.pfn = pg->pfn, .enc = enc, .len = len, .crc = pg->crc,
+                                                          .lane = pg->kind == P_SNAP ? pg->lane : 0},
                          data);
     }
     e->n = 0;

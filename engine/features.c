@@ -18,7 +18,8 @@ uint64_t migr_features_supported(void)
 }
 
 /* The codecs a --compress setting may put on the wire (auto: its cost model
- * picks among delta, lz4 and zstd, engine/encode.c). */
+ * picks among delta, lz4 and zstd, engine/encode.c). lz4 and zstd go as
+ * their stream encodings (format revision 1.8). */
 static uint64_t codec_features(const struct migr_send_params *p)
 {
     const char *c = p->compress ? p->compress : "auto";
@@ -26,13 +27,13 @@ static uint64_t codec_features(const struct migr_send_params *p)
     if (strcmp(c, "xbzrle") == 0)
         return delta;
     if (strcmp(c, "lz4") == 0)
-        return MIGR_FEAT_LZ4;
+        return MIGR_FEAT_LZ4S;
     if (strcmp(c, "zlib") == 0)
         return MIGR_FEAT_ZLIB;
     if (strcmp(c, "zstd") == 0)
-        return MIGR_FEAT_ZSTD;
+        return MIGR_FEAT_ZSTDS;
     if (strcmp(c, "auto") == 0)
-        return delta | MIGR_FEAT_LZ4 | MIGR_FEAT_ZSTD;
+        return delta | MIGR_FEAT_LZ4S | MIGR_FEAT_ZSTDS;
     return 0; /* none, zero */
 }
 

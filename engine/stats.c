@@ -96,9 +96,10 @@ static int stats_json(const struct migr_stats *st, char *buf, size_t cap)
         OUT("%s\"%s\":{\"pages\":%llu,\"bytes\":%llu,\"cpu_ms\":%.3f}", k ? "," : "", encs[k],
             (unsigned long long)c->pages, (unsigned long long)c->bytes_out, ms(c->cpu_ns));
     }
-    OUT("},\"page_bytes_before\":%llu,\"page_bytes_after\":%llu,\"bytes_saved\":%llu,\"unchanged_pages\":%llu,",
-        (unsigned long long)before, (unsigned long long)after,
-        (unsigned long long)(before + st->unchanged_pages * 4096 - after), (unsigned long long)st->unchanged_pages);
+    OUT("},\"page_bytes_before\":%llu,\"page_bytes_after\":%llu,\"bytes_saved\":%llu,\"unchanged_pages\":%llu,"
+        "\"stream_pages\":%llu,", (unsigned long long)before, (unsigned long long)after,
+        (unsigned long long)(before + st->unchanged_pages * 4096 - after), (unsigned long long)st->unchanged_pages,
+        (unsigned long long)st->stream_pages);
     OUT("\"cache_lookups\":%llu,\"cache_hits\":%llu,\"cache_hit_rate\":%.4f,\"probes\":%llu,\"link_mbps\":%.1f,",
         (unsigned long long)st->cache_lookups, (unsigned long long)st->cache_hits,
         st->cache_lookups ? (double)st->cache_hits / (double)st->cache_lookups : 0.0,

@@ -1,8 +1,9 @@
 #!/bin/bash
 # A short libFuzzer run of the page codecs: tests/fuzz/fuzz_xbzrle.c (the
 # XBZRLE delta: decoder against a model of QEMU's, all encoders agree and
-# round-trip) and tests/fuzz/fuzz_codecs.c (every codec's decoder and
-# encoder), under ASan+UBSan, the two side by side for 4 seconds each.
+# round-trip), tests/fuzz/fuzz_codecs.c (every per-page codec's decoder and
+# encoder) and tests/fuzz/fuzz_lanes.c (the stream codecs LZ4S and ZSTDS),
+# under ASan+UBSan, side by side for 4 seconds each.
 # Longer runs: FUZZ_SECONDS=600 tests/it_fuzz_codecs.sh
 # (The system lz4/zstd/zlib are not instrumented: ASan sees their accesses
 # only through the buffers migr hands them.)
@@ -10,7 +11,7 @@ set -u
 command -v clang >/dev/null || { echo "SKIP: clang (libFuzzer) not installed"; exit 77; }
 BUILD=${BUILD:-build}
 out=$BUILD/fuzz
-harnesses=(fuzz_xbzrle fuzz_codecs)
+harnesses=(fuzz_xbzrle fuzz_codecs fuzz_lanes)
 CFL="-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -std=c11"
 CFL="$CFL -D_GNU_SOURCE -Iinclude -I."
 mkdir -p "$out/obj_codecs"

@@ -20,7 +20,7 @@ wait_vmm $dst "$DIR/d.ctl" 20 || fail "destination did not start"
 M send --ctl "$DIR/vm.ctl" --to "unix:$DIR/m.sock" --mode precopy --compress zstd >"$DIR/send1.out" 2>"$DIR/send1.err"
 rc=$?
 [ $rc = 1 ] || fail "a zstd stream to a destination without zstd: migr send exit $rc (expected 1)"
-want="the source needs feature 'zstd' that this destination lacks"
+want="the source needs feature 'zstd stream' that this destination lacks"
 grep -q "$want" "$DIR/send1.err" || fail "migr send does not report the refusal: $(cat "$DIR/send1.err")"
 grep -q "record 1 (HELLO)" "$DIR/send1.err" || fail "the refusal is not at HELLO: $(cat "$DIR/send1.err")"
 grep -q "keeps running on the source" "$DIR/send1.err" "$DIR/send1.out" || fail "migr send does not say where the guest is"

@@ -17,15 +17,6 @@
 #include "migr/transport.h"
 #include "testlib.h"
 
-/* expr must return err and the message must contain substr. */
-#define T_ERR(expr, err, substr) do { \
-        long r2_ = (long)(expr); \
-        if (r2_ != (long)(err)) \
-            T_FAIL("%s returned %ld, expected %ld", #expr, r2_, (long)(err)); \
-        if (!strstr(migr_last_error(), (substr))) \
-            T_FAIL("%s: message '%s' lacks '%s'", #expr, migr_last_error(), (substr)); \
-    } while (0)
-
 static uint8_t meta[MIGR_META_MAX];
 
 /* ---------------------------------------------------------------- HELLO */
@@ -198,7 +189,29 @@ static void test_pages(void)
     PAGES_BAD(migr_put_le32(b + 4, 0), "PAGES: count 0 out of range 1..4096");
     PAGES_BAD(migr_put_le32(b + 4, MIGR_BATCH_MAX + 1), "PAGES: count 4097 out of range 1..4096");
     PAGES_BAD(migr_put_le32(b + 4, 21), "expected 512 for 21 entries");
-    PAGES_BAD(ENT(17)[8] = 6, "PAGES: entry 17: unknown encoding 6");
+    PAGES_BAD(ENT(17)[8] = 8, "PAGES: entry 17: unknown encoding 8");
+    /* Stream encodings (revision 1.8): byte 9 is their lane; a stream starts before it continues. */
+    PAGES_BAD((ENT(17)[8] = MIGR_ENC_LZ4S, migr_put_le32(ENT(17) + 12, 100), bulk_ -= 3996),
+              "PAGES: entry 17: LZ4S lane 0 continues a stream this record did not start");
+    PAGES_BAD((ENT(17)[8] = MIGR_ENC_ZSTDS, ENT(17)[9] = 0x45, migr_put_le32(ENT(17) + 12, 100), bulk_ -= 3996),
+              "PAGES: entry 17: ZSTDS with lane byte 0x45 (bits 4-6 must be 0)");
+    PAGES_BAD((ENT(17)[8] = MIGR_ENC_ZSTDS, migr_put_le32(ENT(17) + 12, 4096)),
+              "PAGES: entry 17: ZSTDS payload of 4096 bytes (expected 1..4095)");
+    /* a ZSTDS stream started on lane 3 does not open the LZ4S stream of lane 3 */
+    PAGES_BAD((ENT(16)[8] = MIGR_ENC_ZSTDS, ENT(16)[9] = MIGR_LANE_START | 3, migr_put_le32(ENT(16) + 12, 100),
+               ENT(17)[8] = MIGR_ENC_LZ4S, ENT(17)[9] = 3, migr_put_le32(ENT(17) + 12, 100), bulk_ -= 2 * 3996),
+              "PAGES: entry 17: LZ4S lane 3 continues a stream this record did not start");
+    {   /* started, continued, restarted: fine */
+        n = migr_pages_encode(3, e, 20, b, sizeof(b));
+        for (int i = 15; i < 19; i++) {
+            ENT(i)[8] = MIGR_ENC_LZ4S;
+            ENT(i)[9] = (uint8_t)((i == 15 || i == 18 ? MIGR_LANE_START : 0) | 2);
+            migr_put_le32(ENT(i) + 12, 100);
+        }
+        T_OK(migr_pages_decode_hdr(b, (size_t)n, bulk - 4 * 3996, &round, &count));
+        T_OK(migr_page_entry_decode(b, 18, &d));
+        T_ASSERT(d.enc == MIGR_ENC_LZ4S && d.lane == (MIGR_LANE_START | 2) && d.len == 100);
+    }
     PAGES_BAD((ENT(17)[8] = MIGR_ENC_XBZRLE, migr_put_le32(ENT(17) + 12, 4096)),
               "PAGES: entry 17: XBZRLE delta of 4096 bytes (at most 4095)");
     PAGES_BAD((ENT(17)[8] = MIGR_ENC_LZ4, migr_put_le32(ENT(17) + 12, 0), bulk_ -= 4096),
@@ -213,7 +226,7 @@ static void test_pages(void)
                migr_put_le32(ENT(17) + 16, 0), bulk_ -= 4096), "PAGES: entry 17: ZERO run of 0 pages");
     PAGES_BAD((ENT(17)[8] = MIGR_ENC_ZERO, migr_put_le32(ENT(17) + 12, 1), bulk_ -= 4096),
               "PAGES: entry 17: ZERO crc 0x00000011 (must be 0)");
-    PAGES_BAD(ENT(3)[9] = 1, "PAGES: entry 3: reserved bytes not zero");
+    PAGES_BAD(ENT(3)[9] = 1, "PAGES: entry 3: RAW with lane byte 0x01 (reserved: must be 0)");
     PAGES_BAD(ENT(3)[10] = 1, "PAGES: entry 3: reserved bytes not zero");
     PAGES_BAD(ENT(3)[11] = 0x80, "PAGES: entry 3: reserved bytes not zero");
     PAGES_BAD(ENT(19)[23] = 1, "PAGES: entry 19: reserved bytes not zero");

@@ -16,13 +16,6 @@
 #include "migr/transport.h"
 #include "testlib.h"
 
-#define T_ERR(expr, err, substr) do { \
-        long r_ = (long)(expr); \
-        if (r_ != (err)) T_FAIL("%s returned %ld, expected %d", #expr, r_, (err)); \
-        if (!strstr(migr_last_error(), (substr))) \
-            T_FAIL("%s: message '%s' lacks '%s'", #expr, migr_last_error(), (substr)); \
-    } while (0)
-
 static struct migr_hello hello(uint32_t nregions)
 {
     struct migr_hello h = {.page_size = 4096, .nvcpus = 1, .nregions = nregions, .state_version = 1,

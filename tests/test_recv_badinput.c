@@ -558,10 +558,10 @@ static void cases_with_vm(struct migr_hv *src)
         uint8_t meta[MIGR_PAGES_FIXED + MIGR_PAGE_ENTRY_SIZE];
         struct migr_page_entry e = {.pfn = 0, .enc = MIGR_ENC_ZERO, .len = 1};
         T_OK(migr_pages_encode(1, &e, 1, meta, sizeof(meta)));
-        meta[MIGR_PAGES_FIXED + 8] = 7;   /* enc 7 */
+        meta[MIGR_PAGES_FIXED + 8] = 8;   /* enc 8 */
         sb_rec(&b, MIGR_REC_PAGES, meta, sizeof(meta), NULL, 0);
     }
-    refuse(&(struct expect){"PAGES unknown encoding", {"PAGES", "entry 0", "encoding 7"}, 2, BACK_ERROR}, &b);
+    refuse(&(struct expect){"PAGES unknown encoding", {"PAGES", "entry 0", "encoding 8"}, 2, BACK_ERROR}, &b);
     sb_free(&b);
 
     /* page 8 arrives torn and is never resent, then STATE + SWITCHOVER */

@@ -14,6 +14,9 @@
  *   - a side connection that reaches migr recv's listener before its
  *     stream is complete is kept for it, not dropped, also when its side
  *     hello comes 700 ms after the connection (past the probe's wait);
+ *   - with the listener closed and nobody accepting (the side waiter
+ *     drives the socket), a side hello 400 ms late behind a silent
+ *     stranger's connection still reaches its waiter, in time;
  *   - transports without the capability say -ENOTSUP and send nothing;
  *     bytes that do not fit the stream are refused;
  *   - giving up and closing in any order.
@@ -315,6 +318,71 @@ static void test_side_first(void)
     side_before_stream(700000);
 }
 
+struct late_arg {
+    const char *bound;
+    useconds_t before_us, delay_us;
+    uint64_t cookie;
+    int fd;
+};
+
+static void *late_hello_thread(void *p)
+{
+    struct late_arg *a = p;
+
+    usleep(a->before_us);
+    a->fd = raw_side_hello_after(a->bound, a->cookie, a->delay_us);
+    return NULL;
+}
+
+/* migr recv's case behind a relay that connects on at once: its listener
+ * is closed, the destination's side_open drives the socket itself, and the
+ * side hello comes 400 ms after the connection. A stranger who connects
+ * first and never speaks must not hold it up. */
+static void test_side_late_driving(void)
+{
+    struct migr_listener *l;
+    struct migr_transport *srv, *m, *b;
+    struct t_acc_arg acc = {0};
+    pthread_t th, tl;
+    uint8_t meta[64] = {0}, by[MIGR_FAULT_CHANNEL_SIZE];
+    char bound[300];
+
+    struct migr_link_opts o = {.keep_listening = 1, .expect_stream = 1, .handshake_ms = 3000};
+    T_OK(migr_listener_open_opts("tcp:127.0.0.1:0", &o, &l));
+    snprintf(bound, sizeof(bound), "%s", l->bound);
+    acc.l = l;
+    T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
+    T_OK(migr_transport_connect(l->bound, &m));
+    T_OK(migr_preamble_send(m));
+    T_OK(migr_rec_send(m, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(acc.ret);
+    srv = acc.t;
+    migr_listener_close(l);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strrchr(bound, ':') + 1))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int stranger = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    T_ASSERT(stranger >= 0);
+    T_OK(connect(stranger, (struct sockaddr *)&sa, sizeof(sa)));
+    struct late_arg la = {.bound = bound, .before_us = 50000, .delay_us = 400000, .cookie = 0xbeef, .fd = -1};
+    T_EQ(pthread_create(&tl, NULL, late_hello_thread, &la), 0);
+    struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = 0xbeef};
+    migr_fault_channel_encode(&f, by, sizeof(by));
+    uint64_t t0 = migr_now_ns();
+    T_OK(migr_transport_side_open(srv, by, sizeof(by), 3000, &b));
+    T_ASSERT(migr_now_ns() - t0 < 2000000000ull);
+    T_EQ(pthread_join(tl, NULL), 0);
+    T_OK(migr_transport_send(b, "side", 5));
+    char x[5];
+    T_EQ(recv(la.fd, x, 5, MSG_WAITALL), 5);
+    T_ASSERT(!strcmp(x, "side"));
+    close(la.fd);
+    close(stranger);
+    migr_transport_close(b);
+    migr_transport_close(srv);
+    migr_transport_close(m);
+}
+
 static void test_not_capable(void)
 {
     struct migr_transport *srv, *cli, *t;
@@ -436,6 +504,7 @@ int main(void)
     test_concurrent_accept();
     test_offer_while_accepting();
     test_side_first();
+    test_side_late_driving();
     test_not_capable();
     test_bad_bytes();
     test_give_up();

@@ -26,6 +26,15 @@
 #define T_OK(expr) do { long r_ = (long)(expr); \
         if (r_ < 0) T_FAIL("%s returned %ld (%s)", #expr, r_, strerror((int)-r_)); } while (0)
 
+/* expr must return err and migr's message must contain substr. */
+#define T_ERR(expr, err, substr) do { \
+        long r2_ = (long)(expr); \
+        if (r2_ != (long)(err)) \
+            T_FAIL("%s returned %ld, expected %ld", #expr, r2_, (long)(err)); \
+        if (!strstr(migr_last_error(), (substr))) \
+            T_FAIL("%s: message '%s' lacks '%s'", #expr, migr_last_error(), (substr)); \
+    } while (0)
+
 #define T_EQ(a, b) do { long long a_ = (long long)(a), b_ = (long long)(b); \
         if (a_ != b_) T_FAIL("%s == %s: %lld != %lld", #a, #b, a_, b_); } while (0)
 

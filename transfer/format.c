@@ -44,6 +44,7 @@ const char *migr_rec_type_name(unsigned type)
 static const char *const enc_names[] = {
     [MIGR_ENC_RAW] = "RAW", [MIGR_ENC_ZERO] = "ZERO", [MIGR_ENC_XBZRLE] = "XBZRLE",
     [MIGR_ENC_LZ4] = "LZ4", [MIGR_ENC_ZSTD] = "ZSTD", [MIGR_ENC_ZLIB] = "ZLIB",
+    [MIGR_ENC_LZ4S] = "LZ4S", [MIGR_ENC_ZSTDS] = "ZSTDS",
 };
 
 const char *migr_page_enc_name(unsigned enc)
@@ -152,6 +153,7 @@ int migr_hello_decode(const uint8_t *meta, size_t len, struct migr_hello *out)
 static const char *const feature_names[] = {
     "xbzrle", "lz4", "zstd", "zlib", "post-copy", "cancellable post-copy", "fault channel",
     "post-copy lease", "memfd hand-over", "multiple RAM regions", "settle", "round sync",
+    "lz4 stream", "zstd stream",
 };
 
 const char *migr_feature_name(uint64_t bit)
@@ -223,6 +225,9 @@ static int check_entry(const struct migr_page_entry *e, uint32_t i, int err)
     if (e->pfn > PFN_LIMIT)
         return migr_errorf(err, "PAGES: entry %u: pfn 0x%llx beyond the 64-bit address space",
                            i, (unsigned long long)e->pfn);
+    if (!migr_enc_is_stream(e->enc) ? e->lane != 0 : (e->lane & ~(MIGR_LANE_MASK | MIGR_LANE_START)) != 0)
+        return migr_errorf(err, "PAGES: entry %u: %s with lane byte 0x%02x (%s)", i, migr_page_enc_name(e->enc),
+                           e->lane, migr_enc_is_stream(e->enc) ? "bits 4-6 must be 0" : "reserved: must be 0");
     switch (e->enc) {
     case MIGR_ENC_RAW:
         if (e->len != MIGR_PAGE_SIZE)
@@ -243,12 +248,27 @@ static int check_entry(const struct migr_page_entry *e, uint32_t i, int err)
             return migr_errorf(err, "PAGES: entry %u: XBZRLE delta of %u bytes (at most %u)",
                                i, e->len, MIGR_PAGE_SIZE - 1);
         break;
-    default: /* LZ4, ZSTD, ZLIB: a payload shorter than the page */
+    default: /* LZ4, ZSTD, ZLIB, LZ4S, ZSTDS: a payload shorter than the page */
         if (e->len == 0 || e->len >= MIGR_PAGE_SIZE)
             return migr_errorf(err, "PAGES: entry %u: %s payload of %u bytes (expected 1..%u)",
                                i, migr_page_enc_name(e->enc), e->len, MIGR_PAGE_SIZE - 1);
         break;
     }
+    return 0;
+}
+
+/* A stream entry either starts its (encoding, lane) stream or continues
+ * one this record started; *open: a bit per stream begun so far. */
+static int check_stream(const struct migr_page_entry *e, uint32_t i, uint32_t *open, int err)
+{
+    if (!migr_enc_is_stream(e->enc))
+        return 0;
+    uint32_t bit = 1u << ((e->enc == MIGR_ENC_ZSTDS ? MIGR_LANES : 0) + (e->lane & MIGR_LANE_MASK));
+    if (e->lane & MIGR_LANE_START)
+        *open |= bit;
+    else if (!(*open & bit))
+        return migr_errorf(err, "PAGES: entry %u: %s lane %u continues a stream this record did not start", i,
+                           migr_page_enc_name(e->enc), e->lane & MIGR_LANE_MASK);
     return 0;
 }
 
@@ -270,15 +290,19 @@ int migr_pages_encode(uint32_t round, const struct migr_page_entry *e, uint32_t 
         return no_space("PAGES", cap, need);
     migr_put_le32(buf, round);
     migr_put_le32(buf + 4, count);
+    uint32_t open = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint8_t *p = buf + MIGR_PAGES_FIXED + (size_t)i * MIGR_PAGE_ENTRY_SIZE;
         int ret = check_entry(&e[i], i, EINVAL);
 
+        if (ret == 0)
+            ret = check_stream(&e[i], i, &open, EINVAL);
         if (ret < 0)
             return ret;
         memset(p, 0, MIGR_PAGE_ENTRY_SIZE);
         migr_put_le64(p, e[i].pfn);
         p[8] = e[i].enc;
+        p[9] = e[i].lane;
         migr_put_le32(p + 12, e[i].len);
         migr_put_le32(p + 16, e[i].crc);
     }
@@ -291,9 +315,10 @@ int migr_page_entry_decode(const uint8_t *meta, uint32_t i, struct migr_page_ent
 
     out->pfn = migr_get_le64(p);
     out->enc = p[8];
+    out->lane = p[9];
     out->len = migr_get_le32(p + 12);
     out->crc = migr_get_le32(p + 16);
-    if (p[9] || p[10] || p[11] || migr_get_le32(p + 20))
+    if (p[10] || p[11] || migr_get_le32(p + 20))
         return BAD("PAGES: entry %u: reserved bytes not zero", i);
     return check_entry(out, i, EBADMSG);
 }
@@ -312,10 +337,13 @@ int migr_pages_decode_hdr(const uint8_t *meta, size_t len, uint32_t bulk_len,
     if (len != MIGR_PAGES_FIXED + (size_t)n * MIGR_PAGE_ENTRY_SIZE)
         return BAD("PAGES: meta length %zu (expected %zu for %u entries)",
                    len, MIGR_PAGES_FIXED + (size_t)n * MIGR_PAGE_ENTRY_SIZE, n);
+    uint32_t open = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct migr_page_entry e;
         int ret = migr_page_entry_decode(meta, i, &e);
 
+        if (ret == 0)
+            ret = check_stream(&e, i, &open, EBADMSG);
         if (ret < 0)
             return ret;
         data += entry_data_len(&e);

@@ -59,8 +59,8 @@ struct migr_side_hub {
     char bound[300];
     struct { uint64_t cookie; struct migr_transport *t; } arr[SIDE_ARRIVALS];
     int narr;
-    struct { int fd; char peer[160]; } parked[MIGR_HS_MAX];
-    int nparked;
+    struct parked { int fd; int settled; uint64_t until; char peer[160]; } parked[MIGR_HS_MAX];
+    int nparked;                  /* settled: its first bytes are not a side hello; until: watched for a late one */
     struct { int fd; char peer[160]; } adopted[MIGR_HS_MAX];   /* from the closed listener's PROBE slots */
     int nadopted;
 };
@@ -168,13 +168,22 @@ int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap)
     return fd;
 }
 
-static void hub_park(struct migr_side_hub *h, int fd, const char *peer)
+static uint64_t deadline_after(int ms);
+
+/* settled: its first bytes were seen and are not a side hello (else it was
+ * only silent, and a driving waiter still watches it for a late one). */
+static void hub_park(struct migr_side_hub *h, int fd, const char *peer, int settled)
 {
     pthread_mutex_lock(&h->lock);
-    if (h->open && h->nparked < MIGR_HS_MAX) {
-        h->parked[h->nparked].fd = fd;
-        snprintf(h->parked[h->nparked].peer, sizeof(h->parked[0].peer), "%s", peer);
-        h->nparked++;
+    /* With the listener closed only a silent one is kept: it may still be
+     * a side connection (drive_parked watches it); the rest came for the
+     * listener, which is gone. */
+    if ((h->open || !settled) && h->nparked < MIGR_HS_MAX) {
+        struct parked *k = &h->parked[h->nparked++];
+        k->fd = fd;
+        k->settled = settled;
+        k->until = deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
+        snprintf(k->peer, sizeof(k->peer), "%s", peer);
         fd = -1;
     }
     pthread_mutex_unlock(&h->lock);
@@ -394,40 +403,19 @@ int migr_side_hello_check(const uint8_t *b, size_t got)
     return memcmp(b, SIDE_MAGIC, MIGR_MIN(got, 8)) == 0 ? (got >= 16 ? 1 : 0) : -1;
 }
 
-/* The driving waiter: one connection from the socket. A side hello is
- * delivered; anything else is parked for the listener. */
-static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
+/* A connection whose first 16 bytes are a side hello (still unread): take
+ * them, authenticate with the listener's key, deliver it. A side hello that
+ * fails its handshake is a stranger's: closed. */
+static void side_take(struct migr_side_hub *h, int fd, const char *peer, uint64_t deadline)
 {
-    uint64_t since = migr_now_ns(), deadline = deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
     uint8_t b[16];
-    int is = 0;
-
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        ssize_t r = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
-
-        if (r == 0)
-            break;   /* gone: parked anyway, the listener's handshake reports it */
-        if (r > 0 && (is = migr_side_hello_check(b, (size_t)r)) != 0)
-            break;
-        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            break;
-        if (r <= 0 && migr_now_ns() - since >= MIGR_SIDE_PROBE_MS * 1000000ull)
-            break;   /* a client waiting for us to speak: not a side connection */
-        if (migr_now_ns() >= deadline)
-            break;
-        (void)poll(&p, 1, r > 0 ? 10 : MIGR_SIDE_PROBE_MS);
-    }
-    if (is <= 0) {
-        hub_park(h, fd, peer);
-        return;
-    }
     struct migr_auth a;
+
     if (recv(fd, b, sizeof(b), MSG_DONTWAIT) != (ssize_t)sizeof(b) ||
         (h->cfg.key && auth_server(fd, &h->cfg, deadline, &a) < 0)) {
         if (h->cfg.key)
             migr_auth_wipe(&a);
-        close(fd);   /* a side hello that fails its handshake: a stranger */
+        close(fd);
         return;
     }
     (void)migr_side_accepted(h, fd, peer, h->cfg.key ? &a : NULL, migr_get_le64(b + 8));
@@ -435,9 +423,106 @@ static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
         migr_auth_wipe(&a);
 }
 
+/* What the first bytes of fd say, without waiting: 1 a whole side hello, 0
+ * not yet known (silent, or a prefix of one), -1 not a side hello (other
+ * bytes, or the peer has gone). */
+static int peek_side(int fd)
+{
+    uint8_t b[16];
+    ssize_t r = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+
+    if (r > 0)
+        return migr_side_hello_check(b, (size_t)r);
+    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        return -1;
+    return 0;
+}
+
+/* The driving waiter: one connection from the socket. A side hello is
+ * delivered; anything else is parked for the listener — one that only
+ * stayed silent for MIGR_SIDE_PROBE_MS (a client waiting for us to speak,
+ * or a side connection whose hello is late behind a relay) is watched
+ * until the handshake deadline by drive_parked. */
+static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
+{
+    uint64_t since = migr_now_ns(), deadline = deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
+    int is;
+
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if ((is = peek_side(fd)) != 0)
+            break;
+        if (migr_now_ns() - since >= MIGR_SIDE_PROBE_MS * 1000000ull || migr_now_ns() >= deadline)
+            break;
+        (void)poll(&p, 1, 10);
+    }
+    if (is <= 0)
+        hub_park(h, fd, peer, is < 0);
+    else
+        side_take(h, fd, peer, deadline);
+}
+
+/* The driving waiter, between accepts: a parked connection that was only
+ * silent and now shows a side hello is taken back from the park and
+ * delivered (test_transport_side: a side hello 700 ms late, with nobody
+ * accepting); one that shows other bytes stays parked for the listener and
+ * is not watched again. Waits up to ms for the listening socket too:
+ * returns 1 if it is readable. */
+static int drive_parked(struct migr_side_hub *h, int ms)
+{
+    struct pollfd p[1 + MIGR_HS_MAX];
+    int n = 1, partial = 0;
+    uint64_t now = migr_now_ns();
+
+    p[0] = (struct pollfd){.fd = h->fd, .events = POLLIN};
+    pthread_mutex_lock(&h->lock);
+    for (int i = 0; i < h->nparked; i++) {
+        struct parked *q = &h->parked[i];
+        if (!h->open && (q->settled || now >= q->until)) {
+            close(q->fd);   /* the listener is gone and it is no side connection */
+            *q = h->parked[--h->nparked];
+            i--;
+        } else if (!q->settled && now < q->until) {
+            p[n++] = (struct pollfd){.fd = q->fd, .events = POLLIN};
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (poll(p, (nfds_t)n, ms) <= 0)
+        return 0;
+    for (int k = 1; k < n; k++) {
+        if (!p[k].revents)
+            continue;
+        int fd = -1;
+        char peer[160];
+        uint64_t until = 0;
+        pthread_mutex_lock(&h->lock);
+        for (int i = 0; i < h->nparked; i++) {
+            struct parked *q = &h->parked[i];
+            if (q->fd != p[k].fd || q->settled)
+                continue;   /* the listener took it meanwhile (its fd may be reused) */
+            int is = peek_side(q->fd);
+            partial |= is == 0;
+            if (is < 0) {
+                q->settled = 1;
+            } else if (is > 0) {
+                fd = q->fd;
+                until = q->until;
+                snprintf(peer, sizeof(peer), "%s", q->peer);
+                *q = h->parked[--h->nparked];
+            }
+            break;
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (fd >= 0)
+            side_take(h, fd, peer, until);
+    }
+    if (partial && !p[0].revents)
+        (void)poll(NULL, 0, 10);   /* a side hello begun but not whole: no busy loop */
+    return p[0].revents != 0;
+}
+
 static void drive_slice(struct migr_side_hub *h)
 {
-    struct pollfd p = {.fd = h->fd, .events = POLLIN};
     char peer[160];
     int afd = -1;
 
@@ -452,7 +537,7 @@ static void drive_slice(struct migr_side_hub *h)
         drive_one(h, afd, peer);
         return;
     }
-    if (poll(&p, 1, DRIVE_SLICE_MS) <= 0)
+    if (!drive_parked(h, DRIVE_SLICE_MS))
         return;
     int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)

@@ -97,6 +97,51 @@ int migr_codec_check_level(const char *name, int level);
  *  -ENOENT for another name. */
 int migr_codec_get_level(const char *name, int *level);
 
+/* ---- stream codecs (format revision 1.8: LZ4S, ZSTDS) ----
+ *
+ * The pages of one lane of one PAGES record in one stream encoding are a
+ * stream: each is compressed with the stream's earlier pages as context
+ * (docs/format.md, "Page Encodings"; compress/stream.c). A context (struct
+ * migr_lane) codes one stream at a time, in order, on one thread at a time.
+ * Encoder: migr_lane_restart() at the start of each record; each
+ * migr_lane_encode() says in *started whether its entry starts a stream
+ * (the entry's MIGR_LANE_START); after MIGR_CODEC_DECLINE (the page does
+ * not pay: sent another way) the next page starts a stream afresh.
+ * Decoder: migr_lane_decode(start = the entry's MIGR_LANE_START); after an
+ * error only a start entry is taken. */
+struct migr_lane;
+struct migr_lane_ops {
+    const char *name;      /* "lz4s", "zstds" */
+    uint8_t enc;           /* MIGR_ENC_LZ4S, MIGR_ENC_ZSTDS */
+    uint8_t page_enc;      /* the per-page codec it extends (its level, its stats slot): LZ4, ZSTD */
+    int (*encode)(struct migr_lane *l, const uint8_t *page, int level, uint8_t *out, size_t cap, size_t *len,
+                  bool *started);
+    int (*decode)(struct migr_lane *l, const uint8_t *src, size_t len, bool start, uint8_t *page);
+    void (*free)(struct migr_lane *l);
+};
+extern const struct migr_lane_ops migr_lane_lz4;
+extern const struct migr_lane_ops migr_lane_zstd;
+
+/*! The stream codec of a wire encoding (LZ4S, ZSTDS), NULL for others. */
+const struct migr_lane_ops *migr_lane_for_enc(uint8_t enc);
+
+/*! A context for ops, to encode or to decode. 0 or -ENOMEM. */
+int migr_lane_new(const struct migr_lane_ops *ops, bool encoder, struct migr_lane **out);
+void migr_lane_free(struct migr_lane *l);   /* NULL is fine */
+/*! Encoder: the next page starts a new stream (a new record). */
+void migr_lane_restart(struct migr_lane *l);
+/*! Encode page at level (lz4: as migr_codec_set_level's; zstd: its level)
+ *  into out (at most cap bytes, cap < MIGR_PAGE_SIZE gives no gain).
+ *  0 with *len and *started; MIGR_CODEC_DECLINE; -errno. */
+int migr_lane_encode(struct migr_lane *l, const uint8_t *page, int level, uint8_t *out, size_t cap, size_t *len,
+                     bool *started);
+/*! Decode one entry's len bytes into page (MIGR_PAGE_SIZE bytes). Strict:
+ *  -EBADMSG with a message for a payload of 0 or >= 4096 bytes, a
+ *  continuation without an open stream, a malformed block or frame, one that
+ *  does not decode to exactly one page or leaves bytes over, a zstd frame
+ *  that ends or needs a window over 1 MiB. */
+int migr_lane_decode(struct migr_lane *l, const uint8_t *src, size_t len, bool start, uint8_t *page);
+
 /* ---- GPU (CUDA; only in a `make GPU=1` build, compress/gpu/) ---- */
 
 /*! 0 if this build has CUDA and a device; else -ENOTSUP (no CUDA in the

@@ -322,6 +322,10 @@ struct migr_stats {
      * READY sent, COMMIT read, vCPUs let go); JSON "switch_us" */
 #define MIGR_SWITCH_STEPS 5
     uint32_t switch_us[MIGR_SWITCH_STEPS];
+    /* since 0.8: pages of codec[lz4] and codec[zstd] that went as the stream
+     * encodings LZ4S and ZSTDS (each compressed with its lane's earlier pages
+     * as context, docs/compress.md "Stream codecs"); JSON "stream_pages" */
+    uint64_t stream_pages;
 };
 
 /* A migr_stats ready to pass: `struct migr_stats st = MIGR_STATS_INIT;` */

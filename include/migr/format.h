@@ -71,8 +71,21 @@ enum migr_page_enc {
     MIGR_ENC_LZ4 = 3,     /* len = 1..4095, one LZ4 block; crc = CRC-32C of the decoded page */
     MIGR_ENC_ZSTD = 4,    /* len = 1..4095, one zstd frame; crc = CRC-32C of the decoded page */
     MIGR_ENC_ZLIB = 5,    /* len = 1..4095, one zlib stream; crc = CRC-32C of the decoded page */
-    MIGR_ENC_MAX_V1 = 5,
+    MIGR_ENC_LZ4S = 6,    /* len = 1..4095, an LZ4 block with its lane's earlier pages as prefix (revision 1.8) */
+    MIGR_ENC_ZSTDS = 7,   /* len = 1..4095, the next part of its lane's zstd frame, one page (revision 1.8) */
+    MIGR_ENC_MAX_V1 = 7,
 };
+
+/* PAGES entry byte 9 (revision 1.8), stream encodings only (LZ4S, ZSTDS;
+ * 0 for the others): bits 0-3 the lane, bit 7 START (the entry begins its
+ * (encoding, lane) stream), bits 4-6 zero. */
+#define MIGR_LANES 16u
+#define MIGR_LANE_MASK 0x0fu
+#define MIGR_LANE_START 0x80u
+static inline int migr_enc_is_stream(unsigned enc)
+{
+    return enc == MIGR_ENC_LZ4S || enc == MIGR_ENC_ZSTDS;
+}
 
 /*! Name of a page encoding ("RAW", "XBZRLE", ...), "UNKNOWN" for others. Never NULL. */
 const char *migr_page_enc_name(unsigned enc);
@@ -100,7 +113,9 @@ enum migr_feature {
     MIGR_FEAT_REGIONS = 1u << 9,       /* more than one RAM region */
     MIGR_FEAT_SETTLE = 1u << 10,       /* SETTLE / SETTLED: doubt after COMMIT settled by the two sides */
     MIGR_FEAT_ROUND_SYNC = 1u << 11,   /* ROUND_END flag SYNC, answered by READY (revision 1.7) */
-    MIGR_FEAT_KNOWN = (1u << 12) - 1,
+    MIGR_FEAT_LZ4S = 1u << 12,         /* page encoding LZ4S, entry lanes (revision 1.8) */
+    MIGR_FEAT_ZSTDS = 1u << 13,        /* page encoding ZSTDS, entry lanes (revision 1.8) */
+    MIGR_FEAT_KNOWN = (1u << 14) - 1,
 };
 
 /*! Name of one feature bit ("zstd", "post-copy"), or NULL for a bit this
@@ -153,6 +168,7 @@ struct migr_page_entry {
     uint8_t enc;
     uint32_t len;
     uint32_t crc;
+    uint8_t lane;    /* byte 9: stream encodings' lane and MIGR_LANE_START (revision 1.8), else 0 */
 };
 
 /* ---- ROUND_END meta ---- wire: u32 round, u32 flags, u64 pages_sent, u64 dirty_pages */

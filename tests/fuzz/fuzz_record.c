@@ -108,6 +108,9 @@ static void decode(const struct migr_rec_hdr *h, int *ret)
             /* codec pages (format.md 1.3) carry 0..4095 bytes, LZ4/ZSTD/ZLIB at least 1 */
             if (*ret == 0 && e.enc >= MIGR_ENC_XBZRLE && (e.len >= 4096 || (e.enc != MIGR_ENC_XBZRLE && !e.len)))
                 abort();
+            /* the lane byte (format.md 1.8): stream encodings only, bits 4-6 clear */
+            if (*ret == 0 && (migr_enc_is_stream(e.enc) ? (e.lane & 0x70) != 0 : e.lane != 0))
+                abort();
         }
         break;
     case MIGR_REC_FAULT_CHANNEL: {
