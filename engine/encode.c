@@ -613,7 +613,10 @@ static void update_bw(struct encoder *e, uint64_t bytes, uint64_t ns)
         return; /* several channels, inside an acknowledgement window: no sample */
     if (rate > 0) {
         if (link_limited) {
-            e->bw = e->bw_link_seen ? e->bw + 0.2 * (rate - e->bw) : rate;
+            /* Down at once, up slowly: a shaped link's first samples can
+             * read its burst (tbf at 1 Gbit/s: 3.0 GB/s), and an EWMA from
+             * there sent 5,700 pages raw before it came down to 0.12. */
+            e->bw = !e->bw_link_seen || rate < e->bw ? rate : e->bw + 0.2 * (rate - e->bw);
             e->bw_link_seen = true;
             return;
         }
