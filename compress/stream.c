@@ -36,7 +36,6 @@
 
 struct migr_lane {
     const struct migr_lane_ops *ops;
-    bool encoder;
     bool open;                                 /* a stream is open (its first page was coded) */
     /* lz4s */
     LZ4_stream_t *ls;
@@ -205,13 +204,12 @@ const struct migr_lane_ops *migr_lane_for_enc(uint8_t enc)
     return enc == MIGR_ENC_LZ4S ? &migr_lane_lz4 : enc == MIGR_ENC_ZSTDS ? &migr_lane_zstd : NULL;
 }
 
-int migr_lane_new(const struct migr_lane_ops *ops, bool encoder, struct migr_lane **out)
+int migr_lane_new(const struct migr_lane_ops *ops, struct migr_lane **out)
 {
     struct migr_lane *l = calloc(1, sizeof(*l));
     if (!l)
         return migr_errorf(ENOMEM, "%s: no memory for a context", ops->name);
     l->ops = ops;
-    l->encoder = encoder;
     *out = l;
     return 0;
 }

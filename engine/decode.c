@@ -140,7 +140,7 @@ static int decode_entry(struct decoder *d, const struct dec_entry *q, uint8_t *p
         return migr_codec_for_enc(q->enc)->decode(q->data, q->len, page);
     struct migr_lane **ctx = &d->lanes[q->enc == MIGR_ENC_ZSTDS][q->lane & MIGR_LANE_MASK];
     int err;
-    if (!*ctx && (err = migr_lane_new(so, false, ctx)) < 0)
+    if (!*ctx && (err = migr_lane_new(so, ctx)) < 0)
         return err;
     return migr_lane_decode(*ctx, q->data, q->len, q->lane & MIGR_LANE_START, page);
 }

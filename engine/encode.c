@@ -207,6 +207,7 @@ struct encoder {
     double par;                   /* encoder CPU seconds per wall second of the encode phase (measured) */
     int level;                    /* compress_level for level_enc's codec (0: the codec's default) */
     uint8_t level_enc;
+    int lane_level[2];            /* the LZ4S and ZSTDS streams' levels for the record being encoded */
 };
 
 static const struct migr_codec_ops *codec_of(uint8_t enc)
@@ -288,15 +289,10 @@ static int try_codec(const struct encoder *e, struct worker *wk, uint8_t enc, co
     const struct migr_lane_ops *so = migr_lane_for_enc(enc);
     if (so) {
         struct migr_lane **ctx = &wk->lane[enc == MIGR_ENC_ZSTDS];
-        int level = 0;
         bool started = false;
-        if (e->level && e->level_enc == so->page_enc)
-            level = e->level;
-        else
-            (void)migr_codec_get_level(migr_codec_for_enc(so->page_enc)->name, &level);
-        if (!*ctx && migr_lane_new(so, true, ctx) < 0)
+        if (!*ctx && migr_lane_new(so, ctx) < 0)
             return 0;
-        rc = migr_lane_encode(*ctx, snap, level, out, MIGR_PAGE_SIZE - 1, &l, &started);
+        rc = migr_lane_encode(*ctx, snap, e->lane_level[enc == MIGR_ENC_ZSTDS], out, MIGR_PAGE_SIZE - 1, &l, &started);
         *lane = (uint8_t)(wk->id | (started ? MIGR_LANE_START : 0));
     } else {
         const struct migr_codec_ops *c = codec_of(enc);
@@ -316,7 +312,6 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
     uint64_t t0 = migr_now_ns();
     uint8_t *old = NULL;
     pg->kind = P_RAW_LIVE;
-    pg->lane = 0;
     if (e->mode == C_NONE)
         goto raw_live;
     if (migr_page_is_zero(pg->live)) {
@@ -362,7 +357,6 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
             pg->enc = first;
         } else {
             pg->len = MIGR_PAGE_SIZE;
-            pg->lane = 0;
             /* auto: a declined delta may still compress */
             if (pick == 0) {
                 int alt = 1;
@@ -378,12 +372,10 @@ static void encode_one(struct encoder *e, struct worker *wk, uint32_t i)
                     ok = try_codec(e, wk, auto_enc[alt], snap, NULL, out, &pg->len, &pg->lane);
                     model_update(&wk->m, alt, (double)(migr_now_ns() - c0),
                                  ok ? (double)pg->len : (double)MIGR_PAGE_SIZE);
-                    if (ok) {
+                    if (ok)
                         pg->enc = auto_enc[alt];
-                    } else {
+                    else
                         pg->len = MIGR_PAGE_SIZE;
-                        pg->lane = 0;
-                    }
                 }
             }
         }
@@ -650,6 +642,15 @@ static int encode_send(struct sender *s)
         migr_lane_restart(e->w[w].lane[0]);
         migr_lane_restart(e->w[w].lane[1]);
     }
+    /* the streams' levels, once per record (not per page): this encoder's
+     * own for its codec, else the process's (migr_codec_set_level) */
+    for (int k = 0; k < 2; k++) {
+        const struct migr_lane_ops *so = k ? &migr_lane_zstd : &migr_lane_lz4;
+        if (e->level && e->level_enc == so->page_enc)
+            e->lane_level[k] = e->level;
+        else
+            (void)migr_codec_get_level(migr_codec_for_enc(so->page_enc)->name, &e->lane_level[k]);
+    }
     if (e->pool)
         engine_pool_run(e->pool, encode_worker, e);
     else
@@ -687,7 +688,7 @@ static int encode_send(struct sender *s)
         if (enc == MIGR_ENC_RAW)
             st->raw_pages++;
         engine_batch_put(&s->b, &(struct migr_page_entry){.pfn = pg->pfn, .enc = enc, .len = len, .crc = pg->crc,
-                                                          .lane = pg->kind == P_SNAP ? pg->lane : 0},
+                                                          .lane = migr_enc_is_stream(enc) ? pg->lane : 0},
                          data);
     }
     e->n = 0;

@@ -156,17 +156,25 @@ static void test_pair(const char *url, int offer_on_client)
 
 /* ---- a keyed listener with an accept running in another thread ---- */
 
-/* A side hello on a new connection, after delay_us of silence (a relay
- * that connects on before its client has spoken). */
-static int raw_side_hello_after(const char *bound, uint64_t cookie, useconds_t delay_us)
+/* A plain connection to a tcp:127.0.0.1:PORT listener, saying nothing. */
+static int raw_connect(const char *bound)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strrchr(bound, ':') + 1))};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    uint8_t h[16];
 
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     T_ASSERT(fd >= 0);
     T_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)));
+    return fd;
+}
+
+/* A side hello on a new connection, after delay_us of silence (a relay
+ * that connects on before its client has spoken). */
+static int raw_side_hello_after(const char *bound, uint64_t cookie, useconds_t delay_us)
+{
+    int fd = raw_connect(bound);
+    uint8_t h[16];
+
     if (delay_us)
         usleep(delay_us);
     memcpy(h, "MIGRSID1", 8);
@@ -272,6 +280,22 @@ static void test_offer_while_accepting(void)
     migr_listener_close(l);
 }
 
+/* m (connected to l, silent so far) sends its preamble and HELLO; the
+ * accept thread th returns the stream's server end, and l is closed, as
+ * migr recv closes its listener at once. */
+static struct migr_transport *stream_accepted(struct migr_listener *l, struct migr_transport *m, pthread_t th,
+                                              struct t_acc_arg *acc)
+{
+    uint8_t meta[64] = {0};
+
+    T_OK(migr_preamble_send(m));
+    T_OK(migr_rec_send(m, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(acc->ret);
+    migr_listener_close(l);
+    return acc->t;
+}
+
 /* migr recv's listener (expect_stream) sees the side connection before
  * the stream it belongs to is complete (a proxy between them can reorder
  * them): it is kept, not dropped as "not a migr source", and the stream's
@@ -284,7 +308,7 @@ static void side_before_stream(useconds_t delay_us)
     struct migr_transport *srv, *m, *b;
     struct t_acc_arg acc = {0};
     pthread_t th;
-    uint8_t meta[64] = {0}, by[MIGR_FAULT_CHANNEL_SIZE];
+    uint8_t by[MIGR_FAULT_CHANNEL_SIZE];
 
     struct migr_link_opts o = {.keep_listening = 1, .expect_stream = 1, .handshake_ms = 2000};
     T_OK(migr_listener_open_opts("tcp:127.0.0.1:0", &o, &l));
@@ -293,12 +317,7 @@ static void side_before_stream(useconds_t delay_us)
     T_OK(migr_transport_connect(l->bound, &m)); /* says nothing yet */
     int side = raw_side_hello_after(l->bound, 0xfeedull, delay_us);
     usleep(100000);
-    T_OK(migr_preamble_send(m));
-    T_OK(migr_rec_send(m, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
-    T_EQ(pthread_join(th, NULL), 0);
-    T_OK(acc.ret);
-    srv = acc.t;
-    migr_listener_close(l);
+    srv = stream_accepted(l, m, th, &acc);
     struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = 0xfeed};
     migr_fault_channel_encode(&f, by, sizeof(by));
     T_OK(migr_transport_side_open(srv, by, sizeof(by), 2000, &b));
@@ -344,7 +363,7 @@ static void test_side_late_driving(void)
     struct migr_transport *srv, *m, *b;
     struct t_acc_arg acc = {0};
     pthread_t th, tl;
-    uint8_t meta[64] = {0}, by[MIGR_FAULT_CHANNEL_SIZE];
+    uint8_t by[MIGR_FAULT_CHANNEL_SIZE];
     char bound[300];
 
     struct migr_link_opts o = {.keep_listening = 1, .expect_stream = 1, .handshake_ms = 3000};
@@ -353,17 +372,8 @@ static void test_side_late_driving(void)
     acc.l = l;
     T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
     T_OK(migr_transport_connect(l->bound, &m));
-    T_OK(migr_preamble_send(m));
-    T_OK(migr_rec_send(m, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
-    T_EQ(pthread_join(th, NULL), 0);
-    T_OK(acc.ret);
-    srv = acc.t;
-    migr_listener_close(l);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strrchr(bound, ':') + 1))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int stranger = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    T_ASSERT(stranger >= 0);
-    T_OK(connect(stranger, (struct sockaddr *)&sa, sizeof(sa)));
+    srv = stream_accepted(l, m, th, &acc);
+    int stranger = raw_connect(bound);
     struct late_arg la = {.bound = bound, .before_us = 50000, .delay_us = 400000, .cookie = 0xbeef, .fd = -1};
     T_EQ(pthread_create(&tl, NULL, late_hello_thread, &la), 0);
     struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = 0xbeef};

@@ -170,6 +170,13 @@ int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap)
 
 static uint64_t deadline_after(int ms);
 
+/* When a connection's handshake must be done by, from now: the listener's
+ * handshake time (default 5 s). */
+static uint64_t hub_handshake_deadline(const struct migr_side_hub *h)
+{
+    return deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
+}
+
 /* settled: its first bytes were seen and are not a side hello (else it was
  * only silent, and a driving waiter still watches it for a late one). */
 static void hub_park(struct migr_side_hub *h, int fd, const char *peer, int settled)
@@ -182,7 +189,7 @@ static void hub_park(struct migr_side_hub *h, int fd, const char *peer, int sett
         struct parked *k = &h->parked[h->nparked++];
         k->fd = fd;
         k->settled = settled;
-        k->until = deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
+        k->until = hub_handshake_deadline(h);
         snprintf(k->peer, sizeof(k->peer), "%s", peer);
         fd = -1;
     }
@@ -445,7 +452,7 @@ static int peek_side(int fd)
  * until the handshake deadline by drive_parked. */
 static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
 {
-    uint64_t since = migr_now_ns(), deadline = deadline_after(h->cfg.handshake_ms > 0 ? h->cfg.handshake_ms : 5000);
+    uint64_t since = migr_now_ns(), deadline = hub_handshake_deadline(h);
     int is;
 
     for (;;) {
@@ -464,8 +471,8 @@ static void drive_one(struct migr_side_hub *h, int fd, const char *peer)
 
 /* The driving waiter, between accepts: a parked connection that was only
  * silent and now shows a side hello is taken back from the park and
- * delivered (test_transport_side: a side hello 700 ms late, with nobody
- * accepting); one that shows other bytes stays parked for the listener and
+ * delivered (test_transport_side: a side hello 400 ms late behind a silent
+ * stranger, with the listener closed); one that shows other bytes stays parked for the listener and
  * is not watched again. Waits up to ms for the listening socket too:
  * returns 1 if it is readable. */
 static int drive_parked(struct migr_side_hub *h, int ms)

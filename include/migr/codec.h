@@ -125,8 +125,8 @@ extern const struct migr_lane_ops migr_lane_zstd;
 /*! The stream codec of a wire encoding (LZ4S, ZSTDS), NULL for others. */
 const struct migr_lane_ops *migr_lane_for_enc(uint8_t enc);
 
-/*! A context for ops, to encode or to decode. 0 or -ENOMEM. */
-int migr_lane_new(const struct migr_lane_ops *ops, bool encoder, struct migr_lane **out);
+/*! A context for ops, to encode or to decode (one or the other). 0 or -ENOMEM. */
+int migr_lane_new(const struct migr_lane_ops *ops, struct migr_lane **out);
 void migr_lane_free(struct migr_lane *l);   /* NULL is fine */
 /*! Encoder: the next page starts a new stream (a new record). */
 void migr_lane_restart(struct migr_lane *l);

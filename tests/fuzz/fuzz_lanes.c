@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct migr_lane *l;
     static uint8_t page[PS];
     if (mode == 0) {
-        if (migr_lane_new(o, false, &l) < 0)
+        if (migr_lane_new(o, &l) < 0)
             abort();
         while (size >= 3) {
             bool start = data[0] & 1;
@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static size_t lens[N];
     static bool starts[N];
     struct migr_lane *d;
-    if (migr_lane_new(o, true, &l) < 0 || migr_lane_new(o, false, &d) < 0)
+    if (migr_lane_new(o, &l) < 0 || migr_lane_new(o, &d) < 0)
         abort();
     for (int i = 0; i < N; i++) {
         for (unsigned k = 0; k < PS; k++)
