@@ -192,6 +192,7 @@ struct receiver {
     struct migr_range *ranges;    /* DISCARD being read (MIGR_RANGES_MAX) */
     uint64_t *alloc;              /* page was written with data at some point (may be allocated) */
     struct postcopy_dst *pc;
+    struct postcopy_dst *pc_ahead; /* made before the pause for the post-copy switch (postcopy_recv.c) */
     struct decoder *dec;          /* PAGES with codec entries (engine/decode.c) */
     struct migr_transport *fch;   /* post-copy fault channel, or NULL (faults go on t) */
     uint64_t discarded;           /* hybrid: pages discarded since the last ROUND_END */
@@ -220,6 +221,8 @@ void engine_prefault_stop(struct receiver *r);
  * failures; closing the userfaultfd releases any blocked vCPU). */
 int engine_postcopy_prepare(struct receiver *r);
 int engine_postcopy_start(struct receiver *r);
+void engine_postcopy_ahead(struct receiver *r);      /* before the pause: what the switch needs */
+void engine_postcopy_drop_ahead(struct receiver *r); /* no switch came */
 int engine_postcopy_start_epochs(struct receiver *r);
 int engine_postcopy_run(struct receiver *r);
 void engine_postcopy_finish(struct receiver *r);

@@ -63,7 +63,7 @@ const char *engine_mode_label(const struct engine_mode *m, bool cancellable);
     .recv_records = ENGINE_REC_BIT(MIGR_REC_PAGES) | ENGINE_REC_BIT(MIGR_REC_ROUND_END) |                 \
                     ENGINE_REC_BIT(MIGR_REC_STATE) | ENGINE_REC_BIT(MIGR_REC_FAULT_CHANNEL) |             \
                     ENGINE_REC_BIT(MIGR_REC_DISCARD),                                                     \
-    .recv_setup = engine_recv_setup_copy, .recv_switchover = engine_postcopy_prepare,                    \
+    .recv_setup = engine_postcopy_recv_setup, .recv_switchover = engine_postcopy_prepare,                    \
     .recv_commit = engine_postcopy_recv_commit, .recv_resumed = engine_postcopy_recv_resumed,             \
     .recv_run = engine_postcopy_recv_run
 
@@ -90,6 +90,7 @@ int engine_hybrid_discard_rounds(struct sender *s);
 int engine_hybrid_paused(struct sender *s);
 int engine_precopy_paused(struct sender *s);             /* mode_precopy.c: stop-and-copy */
 int engine_precopy_recv_switchover(struct receiver *r);  /* every page intact, or refuse */
+int engine_postcopy_recv_setup(struct receiver *r, const struct migr_hello *h);
 int engine_postcopy_recv_commit(struct receiver *r);
 int engine_postcopy_recv_resumed(struct receiver *r);
 int engine_postcopy_recv_run(struct receiver *r);

@@ -167,6 +167,7 @@ int engine_recv_discard(struct receiver *r, const struct migr_rec_hdr *h)
         }
         r->discarded += rg->npages;
         r->discard_seen = true;
+        engine_postcopy_ahead(r); /* the tail: post-copy from here */
     }
     return 0;
 }

@@ -27,6 +27,16 @@ int engine_postcopy_owned(struct sender *s)
     return err;
 }
 
+/* The guest of the HELLO's shape, and what the switch will need
+ * (postcopy_recv.c, engine_postcopy_ahead). */
+int engine_postcopy_recv_setup(struct receiver *r, const struct migr_hello *h)
+{
+    int err = engine_recv_setup_copy(r, h);
+    if (err == 0)
+        engine_postcopy_ahead(r);
+    return err;
+}
+
 /* DONE ends the source's downtime, so it goes once the guest runs here —
  * except without a fault channel: then the guest's first faults put
  * PAGE_REQ records on the main stream, and they must follow DONE, which

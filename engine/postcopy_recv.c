@@ -218,14 +218,37 @@ static int punch_cb(void *arg, uint64_t first, uint64_t n)
     return engine_punch(arg, first, n);
 }
 
-int engine_postcopy_prepare(struct receiver *r)
+static void pc_free(struct postcopy_dst *pc)
 {
-    struct migr_hv *hv = r->hv;
+    free(pc->ebm);
+    free(pc->snap);
+    pthread_cond_destroy(&pc->epoch_cond);
+    if (pc->stopfd >= 0)
+        close(pc->stopfd);
+    free(pc->resident);
+    free(pc->zero);
+    free(pc->requested);
+    free(pc->req_ns);
+    free(pc->lat_us);
+    free(pc->sent_ns);
+    free(pc->waitq);
+    free(pc->ph_req);
+    free(pc->main.buf);
+    free(pc->fch.buf);
+    free(pc->fch.meta);
+    pthread_mutex_destroy(&pc->lock);
+    pthread_mutex_destroy(&pc->send_lock);
+    free(pc);
+}
+
+/* The destination's post-copy state, without the parts that depend on the
+ * switch (what arrived, the fault channel): NULL if out of memory. */
+static struct postcopy_dst *pc_new(const struct migr_hv *hv)
+{
     struct postcopy_dst *pc = calloc(1, sizeof(*pc));
     uint64_t words = migr_bitmap_words(hv->ram_pages);
     if (!pc)
-        return -ENOMEM;
-    r->pc = pc;
+        return NULL;
     pc->uffd = pc->stopfd = -1;
     pthread_mutex_init(&pc->lock, NULL);
     pthread_mutex_init(&pc->send_lock, NULL);
@@ -241,10 +264,73 @@ int engine_postcopy_prepare(struct receiver *r)
     pc->ph_req = malloc(3 * PHASE_SAMPLES * sizeof(float));
     pc->ph_wait = pc->ph_req ? pc->ph_req + PHASE_SAMPLES : NULL;
     pc->ph_place = pc->ph_req ? pc->ph_req + 2 * PHASE_SAMPLES : NULL;
+    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us || !pc->sent_ns || !pc->waitq ||
+        !pc->ph_req) {
+        pc_free(pc);
+        return NULL;
+    }
+    return pc;
+}
+
+/* What the post-copy switch needs, made before the pause where the mode
+ * says it will come (HELLO of post-copy and hybrid, the tail's first
+ * DISCARD), so that it is not inside the guest's downtime: the state's
+ * allocations (~75-120 us for 1 GiB here: their first page touches are
+ * faults under this nested hypervisor) and, for cancellable post-copy, the
+ * take-back tracker. Starting that tracker is a memslot update that
+ * write-protects all of RAM (0.45-0.6 ms for 1 GiB here, opening included).
+ * Only a tracker of guest-mode writes can start early: the backend's own
+ * (KVM's dirty log) does not see the receiving thread's writes through the
+ * host mapping, while the process trackers (for a guest that runs in this
+ * process) would trap every page the receiver places. Nothing here is
+ * needed: what is missing (out of memory, a tracker that cannot start
+ * early or fails to) is made at the switch as before, which reports
+ * failures. engine_postcopy_drop_ahead undoes it if no switch comes. */
+static bool backend_tracker(const struct migr_hv *hv, const struct migr_dirty_ops *ops)
+{
+    for (const struct migr_dirty_ops *const *t = hv->ops->trackers; t && *t; t++)
+        if (*t == ops)
+            return true;
+    return false;
+}
+
+void engine_postcopy_ahead(struct receiver *r)
+{
+    struct migr_hv *hv = r->hv;
+    struct migr_dirty *d;
+    if (r->pc_ahead || r->pc || !hv || !(r->pc_ahead = pc_new(hv)))
+        return;
+    if (!r->cancellable || !hv->ops->trackers || hv->ops->trackers == migr_dirty_process_trackers ||
+        migr_dirty_open("auto", hv, &d) < 0)
+        return;
+    if (!backend_tracker(hv, d->ops) || migr_dirty_start(d) < 0) {
+        migr_dirty_close(d);
+        return;
+    }
+    r->pc_ahead->trk = d;
+}
+
+void engine_postcopy_drop_ahead(struct receiver *r)
+{
+    if (!r->pc_ahead)
+        return;
+    migr_dirty_close(r->pc_ahead->trk);
+    pc_free(r->pc_ahead);
+    r->pc_ahead = NULL;
+}
+
+int engine_postcopy_prepare(struct receiver *r)
+{
+    struct migr_hv *hv = r->hv;
+    struct postcopy_dst *pc = r->pc_ahead ? r->pc_ahead : pc_new(hv);
+    r->st->switch_ahead = r->pc_ahead && (!r->cancellable || r->pc_ahead->trk);
+    r->pc_ahead = NULL;
+    if (!pc)
+        return -ENOMEM;
+    r->pc = pc;
     pc->main = (struct pc_chan){.t = r->t, .meta = r->meta, .seq = &r->seq};
     pc->fch = (struct pc_chan){.t = r->fch, .seq = &pc->fseq};
-    if (!pc->resident || !pc->zero || !pc->requested || !pc->req_ns || !pc->lat_us || !pc->sent_ns || !pc->waitq || !pc->ph_req ||
-        (r->fch && !(pc->fch.meta = malloc(MIGR_META_MAX))))
+    if (r->fch && !(pc->fch.meta = malloc(MIGR_META_MAX)))
         return -ENOMEM;
     r->st->postcopy.fault_channel = r->fch != NULL;
 
@@ -611,6 +697,10 @@ static void *epoch_main(void *arg)
 int engine_postcopy_start_epochs(struct receiver *r)
 {
     struct postcopy_dst *pc = r->pc;
+    if (pc->all_here) { /* nothing to take back: the guest's writes are its own */
+        migr_dirty_close(pc->trk);
+        pc->trk = NULL;
+    }
     if (!r->cancellable || pc->all_here)
         return 0;
     int err = pthread_create(&pc->epoch_thread, NULL, epoch_main, r);
@@ -643,10 +733,10 @@ int engine_postcopy_start(struct receiver *r)
      * before a checkpoint is due, so nothing tracks its writes either (after
      * COMPLETE they are the destination's alone). */
     if (pc->all_here)
-        return 0;
+        return 0; /* a tracker started ahead is closed after the resume (engine_postcopy_start_epochs) */
     if (r->cancellable) {
         /* Track the guest's writes from its first instruction here. */
-        if ((err = migr_dirty_open("auto", r->hv, &pc->trk)) < 0 || (err = migr_dirty_start(pc->trk)) < 0)
+        if (!pc->trk && ((err = migr_dirty_open("auto", r->hv, &pc->trk)) < 0 || (err = migr_dirty_start(pc->trk)) < 0))
             return migr_error_prefix(-err, "cancellable post-copy");
         /* proc: "mprotect", since post-copy's userfaultfd holds the range */
         snprintf(r->st->tracker, sizeof(r->st->tracker), "%s", pc->trk->ops->name);
@@ -1086,24 +1176,6 @@ void engine_postcopy_finish(struct receiver *r)
     stop_epochs(pc);
     migr_dirty_close(pc->trk);
     pc->trk = NULL;
-    free(pc->ebm);
-    free(pc->snap);
-    pthread_cond_destroy(&pc->epoch_cond);
-    if (pc->stopfd >= 0)
-        close(pc->stopfd);
-    free(pc->resident);
-    free(pc->zero);
-    free(pc->requested);
-    free(pc->req_ns);
-    free(pc->lat_us);
-    free(pc->sent_ns);
-    free(pc->waitq);
-    free(pc->ph_req);
-    free(pc->main.buf);
-    free(pc->fch.buf);
-    free(pc->fch.meta);
-    pthread_mutex_destroy(&pc->lock);
-    pthread_mutex_destroy(&pc->send_lock);
-    free(pc);
+    pc_free(pc);
     r->pc = NULL;
 }

@@ -439,6 +439,7 @@ static void watchdog_end(struct receiver *r)
 
 static void receiver_free(struct receiver *r)
 {
+    engine_postcopy_drop_ahead(r); /* not taken by a post-copy switch */
     engine_decoder_destroy(r);
     migr_transport_close(r->fch);
     free(r->meta);
@@ -526,6 +527,7 @@ fail:
         engine_prefault_stop(r);
         if (r->pc)
             engine_postcopy_finish(r);
+        engine_postcopy_drop_ahead(r);
         engine_decoder_destroy(r);
         migr_transport_close(r->fch);
         r->fch = NULL;

@@ -107,8 +107,9 @@ static int stats_json(const struct migr_stats *st, char *buf, size_t cap)
     if (pc) {
         /* time to full residence = postcopy_ms; bytes sent back = back_pages x 4096 */
         OUT("\"resident_ms\":%.3f,\"back_bytes\":%llu,\"prepaged_pages\":%llu,\"fault_channel\":%s,"
-            "\"fault_hist_us\":{", ms(post->ns), (unsigned long long)post->back_pages * 4096,
-            (unsigned long long)post->prepaged_pages, post->fault_channel ? "true" : "false");
+            "\"switch_ahead\":%s,\"fault_hist_us\":{", ms(post->ns), (unsigned long long)post->back_pages * 4096,
+            (unsigned long long)post->prepaged_pages, post->fault_channel ? "true" : "false",
+            st->switch_ahead ? "true" : "false");
         for (int i = 0; i < MIGR_FAULT_BUCKETS; i++)
             if (i + 1 < MIGR_FAULT_BUCKETS)
                 OUT("%s\"lt%.0f\":%llu", i ? "," : "", MIGR_FAULT_BUCKET_US[i], (unsigned long long)post->fault_hist[i]);

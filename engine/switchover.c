@@ -115,11 +115,12 @@ int engine_switch_pause(struct sender *s)
     s->st->postcopy.fault_channel = s->fch != NULL;
     if ((err = drain(s)) < 0)
         return err;
-    s->t_pause = migr_now_ns();
-    uint64_t wall = migr_wall_ns();
+    s->t_pause = migr_now_ns(); /* downtime_ns, migr's own measure, counts the pause's kick too */
     if ((err = s->hv->ops->pause(s->hv)) < 0)
         return err;
-    s->st->paused_wall_ns = wall;
+    /* the guest's stop as QEMU's STOP event stamps it: emitted once its
+     * vCPUs have stopped (do_vm_stop: pause_all_vcpus, then the event) */
+    s->st->paused_wall_ns = migr_wall_ns();
     engine_switch_step(s->st, 0, s->t_pause);
     s->owner = OWNER_SOURCE_PAUSED;
     return 0;

@@ -70,6 +70,9 @@ static void migrate_ex(const char *url, const char *wl, uint32_t nvcpus, int aft
     fprintf(stderr, "%s %s after=%d\n  source: %s\n  dest:   %s\n", url, wl, after, js, jr);
     T_ASSERT(strcmp(st.mode, after == 0 ? "cpostcopy" : "chybrid") == 0);
     T_ASSERT(x.st.pages > 0);
+    /* KVM's dirty log sees guest-mode writes only: the destination started
+     * its take-back tracker (and made its post-copy state) before the pause */
+    T_ASSERT(x.st.switch_ahead);
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);
 

@@ -139,6 +139,9 @@ static void migrate(const char *url, const char *wl, uint32_t nvcpus, int after,
         T_FAIL("send: %s", st.error);
     T_OK(x.rc);
     T_ASSERT(x.st.pages > 0);
+    /* the process trackers would trap the receiver's own writes: a
+     * cancellable switch starts its tracker at COMMIT, not before the pause */
+    T_ASSERT(x.st.switch_ahead == no_cancel);
     uint64_t at_switch = migr_workload_progress(src);
     migr_hv_destroy(src);
     struct migr_hv *dst = x.hv;

@@ -326,6 +326,11 @@ struct migr_stats {
      * encodings LZ4S and ZSTDS (each compressed with its lane's earlier pages
      * as context, docs/compress.md "Stream codecs"); JSON "stream_pages" */
     uint64_t stream_pages;
+    /* since 0.8.1, destination of a post-copy switch: its state and the
+     * take-back tracker were made before the pause, not inside it (the
+     * tracker: only the backend's own, e.g. KVM's dirty log; docs/design.md
+     * "The tail"); JSON "switch_ahead" */
+    bool switch_ahead;
 };
 
 /* A migr_stats ready to pass: `struct migr_stats st = MIGR_STATS_INIT;` */
