@@ -14,8 +14,9 @@
  *
  * Why both: a stop-and-copy's downtime grows with the dirty set it moves, a
  * post-copy switch's does not — but the switch has a floor of its own at the
- * destination (userfaultfd over all RAM, the take-back tracker, threads:
- * about 1 ms for 1 GiB here, figures in docs/design.md "The tail" — against
+ * destination (userfaultfd over all RAM, threads, and the take-back
+ * tracker unless it started at the first DISCARD: 0.3-0.4 ms for 1 GiB
+ * here, figures in docs/design.md "The tail" — against
  * ~3 us per page copied in the pause; a stale page costs a punch of ~100 us
  * when KVM maps it under this nested hypervisor). So pages left after converging rounds go inside the pause,
  * and only a guest that dirties faster than rounds can chase gets the tail.
