@@ -33,6 +33,7 @@
 #include "migr/crc32c.h"
 #include "migr/pagecache.h"
 #include "engine/engine_impl.h"
+#include "engine/linkest.h"
 #include "engine/stage.h"
 
 /* ---------- fork-join pool ---------- */
@@ -197,10 +198,8 @@ struct encoder {
     uint32_t round;               /* round of the queued pages */
     bool cache_on;                /* this round uses the cache (round >= 2) */
     bool final;                   /* the guest is paused: last round, nothing tears, no round follows */
-    double bw;                    /* link bytes per ns (auto) */
-    double cap;                   /* TCP backlogged: what its windows deliver now (bytes per ns), else 0 */
+    struct engine_link_est est;   /* the link (auto; linkest.c) */
     bool bw_fixed;
-    bool bw_link_seen;            /* TCP said the link, not we, limited a delivery-rate sample */
     bool no_tcp_info;             /* the transport's fd is not a TCP socket */
     int fds[MIGR_MC_MAX_CHANNELS];  /* the stream's sockets: one, or each channel of tcp ?channels=N */
     int nfds;
@@ -216,19 +215,12 @@ static const struct migr_codec_ops *codec_of(uint8_t enc)
     return migr_codec_for_enc(enc);
 }
 
-/* The rate the pages leave at: the link estimate, or less while TCP's
- * windows hold the bytes back (update_bw). */
-static double link_bw(const struct encoder *e)
-{
-    return e->cap > 0 && e->cap < e->bw ? e->cap : e->bw;
-}
-
 /* Time a page costs the pipeline: CPU spread over the workers overlaps with
  * the link (the socket buffer decouples them); the smaller part still counts
  * a little, so ties go to fewer bytes. */
 static double cost(const struct encoder *e, double ns, double bytes)
 {
-    double cpu = ns / e->par, wire = (bytes + MIGR_PAGE_ENTRY_SIZE) / link_bw(e);
+    double cpu = ns / e->par, wire = (bytes + MIGR_PAGE_ENTRY_SIZE) / engine_link_est_rate(&e->est);
     return cpu > wire ? cpu + 0.1 * wire : wire + 0.1 * cpu;
 }
 
@@ -466,7 +458,7 @@ int engine_encoder_create(struct sender *s)
     e->nthreads = n;
     for (unsigned w = 0; w < n; w++)
         e->w[w].id = (uint8_t)w;   /* its lane (ENGINE_MAX_THREADS = MIGR_LANES) */
-    e->bw = p->link_mbps ? p->link_mbps * 1e-3 : 1.0; /* bytes per ns; 1.0 = 1 GB/s until measured */
+    e->est.bw = p->link_mbps ? p->link_mbps * 1e-3 : 1.0; /* bytes per ns; 1.0 = 1 GB/s until measured */
     e->bw_fixed = p->link_mbps != 0;
     e->par = n;                   /* until measured: every worker on a core of its own */
     e->fds[0] = s->t->fd;
@@ -475,6 +467,7 @@ int engine_encoder_create(struct sender *s)
         for (e->nfds = 0; e->nfds < MIGR_MC_MAX_CHANNELS; e->nfds++)
             if ((e->fds[e->nfds] = migr_transport_channel_fd(s->t, e->nfds)) < 0)
                 break;
+    e->est.several = e->nfds > 1;
     migr_clear_error(); /* the probe's "no channel" is not an error */
     snprintf(s->st->compress, sizeof(s->st->compress), "%s", cmode_names[mode]);
     s->st->compress_threads = n;
@@ -573,12 +566,13 @@ static void update_par(struct encoder *e, uint64_t wall_ns)
  * raw pages against 6,407 with one stream); so the bytes all of them had
  * acknowledged, over at least 2 ms. */
 #define ACKED_WINDOW_NS 2000000ull
-static double delivery_rate(struct encoder *e, bool *link_limited)
+static double delivery_rate(struct encoder *e, bool *link_limited, double *capp)
 {
     double sum = 0, cap = 0;
     uint64_t acked = 0;
     bool backlogged = true;
     *link_limited = false;
+    *capp = 0;
     for (int i = 0; i < e->nfds && !e->no_tcp_info; i++) {
         struct tcp_info ti;
         socklen_t len = sizeof(ti);
@@ -606,7 +600,7 @@ static double delivery_rate(struct encoder *e, bool *link_limited)
      * sample has said so yet or the last one read the line rate between
      * losses. Not backlogged (we are the limit): no cap, the link may be
      * faster than the windows TCP kept. */
-    e->cap = backlogged && !e->no_tcp_info ? cap : 0;
+    *capp = backlogged && !e->no_tcp_info ? cap : 0;
     if (e->nfds == 1 || e->no_tcp_info)
         return sum;
     uint64_t now = migr_now_ns(), dt = now - e->acked_t;
@@ -619,48 +613,11 @@ static double delivery_rate(struct encoder *e, bool *link_limited)
     return rate;
 }
 
-/* Up by EWMA, at most 25% a sample: on a shaped or lossy link single
- * delivery samples read far above it — tbf's burst, a recovery's SACKed
- * segments delivered at once (1 Gbit/s links: samples of 440-630 MB/s
- * between ones of 60-120) — and a jump there sent the next records raw. */
-static double rise(double bw, double rate)
-{
-    double up = bw + 0.2 * (rate - bw);
-    return up > 1.25 * bw ? 1.25 * bw : up;
-}
-
 static void update_bw(struct encoder *e, uint64_t bytes, uint64_t ns)
 {
-    bool link_limited;
-    double rate = delivery_rate(e, &link_limited);
-    if (rate <= 0 && e->nfds > 1 && e->bw_link_seen)
-        return; /* several channels, inside an acknowledgement window: no sample */
-    if (rate > 0) {
-        if (link_limited) {
-            /* One stream: down at once, up slowly — a shaped link's first
-             * samples can read its burst (tbf at 1 Gbit/s: 3.0 GB/s), and an
-             * EWMA from there sent 5,700 pages raw before it came down to
-             * 0.12. Several channels: EWMA both ways — their 2 ms windows of
-             * acknowledged bytes are noisy, and taking the low ones at once
-             * made auto compress everything over loopback (bench/peers
-             * 2G-ws1G-max tcp ?channels=4: 7.4 s against 2.9). */
-            bool down = e->nfds == 1 && rate < e->bw;
-            e->bw = !e->bw_link_seen || down ? rate : rate > e->bw ? rise(e->bw, rate) : e->bw + 0.2 * (rate - e->bw);
-            e->bw_link_seen = true;
-            return;
-        }
-        if (e->bw_link_seen) {
-            if (rate > e->bw) /* a lower bound of the link: up, as a link-limited sample goes */
-                e->bw = rise(e->bw, rate);
-            return;
-        }
-    }
-    if (bytes >= 64 * 1024 && ns > 0) {
-        /* The socket buffer absorbs small records at memory speed; the
-         * estimate comes down as soon as sends start to wait for the link. */
-        double sample = (double)bytes / (double)ns;
-        e->bw += 0.2 * (sample - e->bw);
-    }
+    struct engine_link_sample smp = {.bytes = bytes, .ns = ns};
+    smp.rate = delivery_rate(e, &smp.link_limited, &smp.cap);
+    engine_link_est_update(&e->est, &smp);
 }
 
 /* Encode the queued batch, build the PAGES record in queue order, send it. */
@@ -732,9 +689,9 @@ static int encode_send(struct sender *s)
     /* A rate limit on the transport is the link as far as we are concerned:
      * its burst lets single flushes look faster than it. */
     uint64_t limit = __atomic_load_n(&s->t->rate_bps, __ATOMIC_RELAXED);
-    if (!e->bw_fixed && limit && e->bw > (double)limit / 1e9)
-        e->bw = (double)limit / 1e9;
-    st->link_mbps = link_bw(e) * 1e3;
+    if (!e->bw_fixed && limit && e->est.bw > (double)limit / 1e9)
+        e->est.bw = (double)limit / 1e9;
+    st->link_mbps = engine_link_est_rate(&e->est) * 1e3;
     return err;
 }
 

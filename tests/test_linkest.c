@@ -1,0 +1,86 @@
+/* auto's link estimate (engine/linkest.c), fed the samples the shaped links
+ * of bench/netns produced, without a link: a link-limited sample below the
+ * estimate is taken at once on one stream (EWMA with several channels); a
+ * burst of high samples — link-limited or app-limited — raises it by at
+ * most 25% each; app-limited samples below it change nothing once TCP has
+ * said the link limits; before that, bytes over send time (unix, shm); and
+ * while TCP holds bytes back the window per round trip caps the rate used,
+ * without moving the link estimate itself. */
+#include <math.h>
+#include "engine/linkest.h"
+#include "testlib.h"
+
+#define MBPS(x) ((x) * 1e-3)      /* MB/s -> bytes per ns */
+
+static void sample(struct engine_link_est *l, double rate_mbps, bool link_limited, double cap_mbps)
+{
+    struct engine_link_sample s = {.rate = MBPS(rate_mbps), .link_limited = link_limited, .cap = MBPS(cap_mbps),
+                                   .bytes = 1 << 20, .ns = 1000000};
+    engine_link_est_update(l, &s);
+}
+
+static bool near(double got, double want_mbps)
+{
+    return fabs(got * 1e3 - want_mbps) < 1e-6 * (want_mbps + 1);
+}
+
+int main(void)
+{
+    /* One stream: the first link-limited sample replaces the start value
+     * (even a tbf burst above it), a lower one is taken at once. */
+    struct engine_link_est l = {.bw = MBPS(1000)};
+    sample(&l, 3000, true, 0);
+    T_ASSERT(l.link_seen && near(l.bw, 3000));
+    sample(&l, 120, true, 0);
+    T_ASSERT(near(l.bw, 120));
+
+    /* Five bursts in a row at 600 MB/s (a round's end on tbf): 25% a sample
+     * at most, and never past the samples themselves. */
+    double want = 120;
+    for (int i = 0; i < 5; i++) {
+        sample(&l, 600, i % 2 == 0, 0);   /* link-limited and app-limited alike */
+        double ewma = want + 0.2 * (600 - want);
+        want = ewma < 1.25 * want ? ewma : 1.25 * want;
+        T_ASSERT(near(l.bw, want));
+        T_ASSERT(l.bw * 1e3 <= 600);
+    }
+    T_ASSERT(l.bw * 1e3 < 400);          /* the old rule (app-limited: at once) read 600 */
+
+    /* An app-limited sample below the estimate is only a lower bound. */
+    double before = l.bw;
+    sample(&l, 30, false, 0);
+    T_ASSERT(l.bw == before);
+
+    /* The cap: used while TCP holds bytes back, gone when it does not; the
+     * estimate itself is untouched by it. */
+    sample(&l, 1.2, false, 1.2);         /* slow start on a 10 ms link: 10 segments per RTT */
+    T_ASSERT(l.bw == before && near(engine_link_est_rate(&l), 1.2));
+    sample(&l, 30, false, 5000);         /* a window above the link: the link rules */
+    T_ASSERT(engine_link_est_rate(&l) == l.bw);
+    sample(&l, 30, false, 0);
+    T_ASSERT(l.cap == 0 && engine_link_est_rate(&l) == l.bw);
+
+    /* Several channels: EWMA down as well as up (2 ms windows of acknowledged
+     * bytes are noisy), and no sample inside a window. */
+    struct engine_link_est m = {.bw = MBPS(1000), .several = true};
+    sample(&m, 400, true, 0);
+    T_ASSERT(near(m.bw, 400));           /* the first link-limited sample replaces the start value */
+    sample(&m, 100, true, 0);
+    T_ASSERT(near(m.bw, 400 + 0.2 * (100 - 400)));
+    before = m.bw;
+    struct engine_link_sample none = {.bytes = 1 << 20, .ns = 1};   /* would read 1 TB/s as flush speed */
+    engine_link_est_update(&m, &none);
+    T_ASSERT(m.bw == before);
+
+    /* No word from TCP (unix, shm): bytes over send time, by EWMA; records
+     * under 64 KiB (the socket buffer takes them at memory speed) say nothing. */
+    struct engine_link_est u = {.bw = MBPS(1000)};
+    struct engine_link_sample f = {.bytes = 1 << 20, .ns = (1 << 20) * 2}; /* 500 MB/s */
+    engine_link_est_update(&u, &f);
+    T_ASSERT(near(u.bw, 1000 + 0.2 * (500 - 1000)));
+    before = u.bw;
+    f = (struct engine_link_sample){.bytes = 4096, .ns = 1};
+    engine_link_est_update(&u, &f);
+    T_ASSERT(u.bw == before && !u.link_seen);
+    return 0;
+}
