@@ -116,8 +116,10 @@ static inline int fl_connect_dst(struct fl_relay *r)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        int e = errno;
         close(fd);
         fd = -1;
+        errno = e;
     }
     return fd;
 }
@@ -189,7 +191,9 @@ static inline void *fl_acceptor(void *arg)
         int i = r->nside, c = accept(r->lfd, NULL, NULL), d = c < 0 ? -1 : fl_connect_dst(r);
         if (c < 0)
             break; /* fl_relay_join shut the listener down */
-        if (d < 0) {
+        if (d < 0) { /* said, so that a lost fault channel has a reason in the log */
+            fprintf(stderr, "fl_relay: side connection %d dropped: connect to 127.0.0.1:%u: %s\n", i,
+                    (unsigned)r->dst_port, strerror(errno));
             close(c);
             continue;
         }
