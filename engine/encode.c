@@ -572,7 +572,7 @@ static double delivery_rate(struct encoder *e, bool *link_limited, double *capp)
     uint64_t acked = 0;
     bool backlogged = true;
     *link_limited = false;
-    *capp = 0;
+    *capp = 0; /* also when TCP_INFO fails below */
     for (int i = 0; i < e->nfds && !e->no_tcp_info; i++) {
         struct tcp_info ti;
         socklen_t len = sizeof(ti);
@@ -581,14 +581,15 @@ static double delivery_rate(struct encoder *e, bool *link_limited, double *capp)
             e->no_tcp_info = true; /* not TCP (unix, shm's epoll fd): flush speed only */
             return 0;
         }
-        if (len < offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(ti.tcpi_delivery_rate))
+        if (len < offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(ti.tcpi_delivery_rate)) {
+            backlogged = false; /* a kernel before 4.9: no delivery rate, no cap */
             continue;
+        }
         sum += (double)ti.tcpi_delivery_rate / 1e9;
         acked += ti.tcpi_bytes_acked;
         if (ti.tcpi_delivery_rate > 0 && !ti.tcpi_delivery_rate_app_limited)
             *link_limited = true;
-        if (len >= offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes) &&
-            ti.tcpi_notsent_bytes > 0 && ti.tcpi_rtt > 0 && ti.tcpi_snd_cwnd > 0)
+        if (ti.tcpi_notsent_bytes > 0 && ti.tcpi_rtt > 0 && ti.tcpi_snd_cwnd > 0) /* notsent: before delivery_rate */
             cap += (double)ti.tcpi_snd_cwnd * ti.tcpi_snd_mss / ((double)ti.tcpi_rtt * 1e3);
         else
             backlogged = false;
@@ -600,7 +601,7 @@ static double delivery_rate(struct encoder *e, bool *link_limited, double *capp)
      * sample has said so yet or the last one read the line rate between
      * losses. Not backlogged (we are the limit): no cap, the link may be
      * faster than the windows TCP kept. */
-    *capp = backlogged && !e->no_tcp_info ? cap : 0;
+    *capp = backlogged ? cap : 0;
     if (e->nfds == 1 || e->no_tcp_info)
         return sum;
     uint64_t now = migr_now_ns(), dt = now - e->acked_t;

@@ -300,14 +300,15 @@ void engine_postcopy_ahead(struct receiver *r)
     struct migr_dirty *d;
     if (r->pc_ahead || r->pc || !hv || !(r->pc_ahead = pc_new(hv)))
         return;
-    if (!r->cancellable || !hv->ops->trackers || hv->ops->trackers == migr_dirty_process_trackers ||
-        migr_dirty_open("auto", hv, &d) < 0)
+    if (!r->cancellable || !hv->ops->trackers || hv->ops->trackers == migr_dirty_process_trackers)
         return;
-    if (!backend_tracker(hv, d->ops) || migr_dirty_start(d) < 0) {
-        migr_dirty_close(d);
+    if (migr_dirty_open("auto", hv, &d) == 0 && backend_tracker(hv, d->ops) && migr_dirty_start(d) == 0) {
+        r->pc_ahead->trk = d;
         return;
     }
-    r->pc_ahead->trk = d;
+    if (d)
+        migr_dirty_close(d);
+    migr_clear_error(); /* not a failure: the switch opens it (and reports why it cannot) */
 }
 
 void engine_postcopy_drop_ahead(struct receiver *r)
