@@ -337,6 +337,61 @@ static void test_side_first(void)
     side_before_stream(700000);
 }
 
+/* A listener that stays open (libmigr's own use; tests/migratelib.h): the
+ * stream and its side connection both arrive silent (a relay connects on
+ * to us before its client has spoken) and are in their handshake slots
+ * when the stream's bytes complete it. accept returns the stream; the side
+ * connection, left in its slot, must still reach side_open when its hello
+ * comes, and a late real client still reaches the listener's next accept. */
+static void test_side_in_slot_open_listener(void)
+{
+    struct migr_listener *l;
+    struct migr_transport *srv, *m, *b, *late;
+    struct t_acc_arg acc = {0};
+    pthread_t th;
+    uint8_t by[MIGR_FAULT_CHANNEL_SIZE], meta[64] = {0};
+
+    struct migr_link_opts o = {.keep_listening = 1, .expect_stream = 1, .handshake_ms = 3000};
+    T_OK(migr_listener_open_opts("tcp:127.0.0.1:0", &o, &l));
+    acc.l = l;
+    T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
+    T_OK(migr_transport_connect(l->bound, &m));   /* silent so far */
+    int side = raw_connect(l->bound);             /* silent so far */
+    usleep(30000);                                /* both in their slots */
+    T_OK(migr_preamble_send(m));
+    T_OK(migr_rec_send(m, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(acc.ret);
+    srv = acc.t;
+    uint8_t h[16];
+    memcpy(h, "MIGRSID1", 8);
+    migr_put_le64(h + 8, 0xc0ffeeull);
+    T_EQ(send(side, h, sizeof(h), MSG_NOSIGNAL), 16);
+    struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = 0xc0ffee};
+    migr_fault_channel_encode(&f, by, sizeof(by));
+    T_OK(migr_transport_side_open(srv, by, sizeof(by), 2000, &b));
+    T_OK(migr_transport_send(b, "side", 5));
+    char x[5];
+    T_EQ(recv(side, x, 5, MSG_WAITALL), 5);
+    T_ASSERT(!strcmp(x, "side"));
+    /* The listener still takes the next source. */
+    acc.t = NULL;
+    T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
+    T_OK(migr_transport_connect(l->bound, &late));
+    T_OK(migr_preamble_send(late));
+    T_OK(migr_rec_send(late, MIGR_REC_HELLO, meta, sizeof(meta), NULL, 0));
+    T_EQ(pthread_join(th, NULL), 0);
+    T_OK(acc.ret);
+    T_ASSERT(acc.t != NULL);
+    close(side);
+    migr_transport_close(acc.t);
+    migr_transport_close(late);
+    migr_transport_close(b);
+    migr_transport_close(srv);
+    migr_transport_close(m);
+    migr_listener_close(l);
+}
+
 struct late_arg {
     const char *bound;
     useconds_t before_us, delay_us;
@@ -515,6 +570,7 @@ int main(void)
     test_offer_while_accepting();
     test_side_first();
     test_side_late_driving();
+    test_side_in_slot_open_listener();
     test_not_capable();
     test_bad_bytes();
     test_give_up();

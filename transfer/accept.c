@@ -58,6 +58,31 @@ static void hs_release(struct migr_hs_conn *c)
     c->fd = -1;
 }
 
+/* Connections still in their handshake with nothing read from them yet
+ * go to the hub: one of them may be a side connection whose hello is still
+ * on its way (a relay connects on before its client has spoken), and once
+ * the listener has returned its stream nobody may step its slot again. A
+ * side waiter looks at each as at a new connection; what is no side
+ * connection comes back to the listener's next accept (hs_unparked). */
+void migr_hs_hand_to_hub(struct migr_listener *l)
+{
+    struct migr_listener_impl *li = listener_impl(l);
+
+    if (!li->hub)
+        return;
+    for (int i = 0; i < MIGR_HS_MAX; i++) {
+        struct migr_hs_conn *c = &li->hs[i];
+        /* PROBE is the first state; SNIFF and EXPECT only peek (after an
+         * authentication, with a key, bytes were read: kept). */
+        if (c->fd < 0 || !(c->st == MIGR_HS_PROBE ||
+                           (!li->cfg.key && (c->st == MIGR_HS_SNIFF || c->st == MIGR_HS_EXPECT))))
+            continue;
+        migr_side_hub_adopt(li->hub, c->fd, c->peer);
+        c->fd = -1;
+        hs_release(c);
+    }
+}
+
 void migr_hs_free(struct migr_listener *l)
 {
     struct migr_listener_impl *li = listener_impl(l);
@@ -479,6 +504,8 @@ int migr_listener_accept(struct migr_listener *l, int timeout_ms, struct migr_tr
     /* While we accept, side connections are ours to recognise (side.c). */
     migr_side_hub_accepting(li->hub, 1);
     ret = accept_loop(l, timeout_ms, out);
+    if (ret == 0)
+        migr_hs_hand_to_hub(l);   /* the stream's side connection may be among them */
     migr_side_hub_accepting(li->hub, -1);
     return ret;
 }

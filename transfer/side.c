@@ -163,6 +163,10 @@ int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap)
         h->nparked--;
         fd = h->parked[h->nparked].fd;
         snprintf(peer, cap, "%s", h->parked[h->nparked].peer);
+    } else if (h->nadopted > 0 && h->open) {   /* no side waiter looked at it: the listener's again */
+        h->nadopted--;
+        fd = h->adopted[h->nadopted].fd;
+        snprintf(peer, cap, "%s", h->adopted[h->nadopted].peer);
     }
     pthread_mutex_unlock(&h->lock);
     return fd;

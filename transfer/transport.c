@@ -560,12 +560,7 @@ void migr_listener_close(struct migr_listener *l)
      * is ours (closing first let a successor's fresh socket be unlinked). */
     li->be->unlisten(l);
     migr_mc_listener_free(l);
-    if (li->hub)   /* nothing read from them yet: a side connection among them still gets in */
-        for (int i = 0; i < MIGR_HS_MAX; i++)
-            if (li->hs[i].st == MIGR_HS_PROBE) {
-                migr_side_hub_adopt(li->hub, li->hs[i].fd, li->hs[i].peer);
-                li->hs[i].fd = -1;
-            }
+    migr_hs_hand_to_hub(l);   /* nothing read from them yet: a side connection among them still gets in */
     migr_hs_free(l);
     if (li->hub)
         migr_side_hub_close(li->hub);   /* the socket lives on while accepted transports need it */

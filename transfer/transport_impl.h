@@ -122,7 +122,8 @@ void migr_side_set_origin(struct migr_transport *t, struct migr_side_origin *o);
  * the listener is gone (parked connections are closed; the socket stays
  * while transports hold it); live: origins that may still open a side;
  * accepting: a thread enters (+1) / leaves (-1) migr_listener_accept;
- * unpark: a connection a side waiter accepted for the listener, or -1;
+ * unpark: a connection a side waiter accepted (or one adopted, not yet
+ * looked at) for the listener, or -1;
  * accepted: a side connection (its hello read, authenticated with a) is
  * made a transport and delivered (takes fd). */
 int migr_side_hub_new(struct migr_listener *l, const struct migr_link_cfg *cfg, struct migr_side_hub **out);
@@ -131,8 +132,10 @@ int migr_side_hub_live(struct migr_side_hub *h);
 void migr_side_hub_accepting(struct migr_side_hub *h, int delta);
 int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap);
 void migr_side_hub_deliver(struct migr_side_hub *h, uint64_t cookie, struct migr_transport *t);
-/* The listener closes with fd in PROBE (nothing consumed): a side waiter
- * looks at it as at a new connection (takes fd). */
+/* A connection the listener stepped but read nothing from (at its close,
+ * or left in a slot when accept returned a stream): a side waiter looks at
+ * it as at a new connection, or the listener's next accept takes it back
+ * (unpark); takes fd. */
 void migr_side_hub_adopt(struct migr_side_hub *h, int fd, const char *peer);
 int migr_side_accepted(struct migr_side_hub *h, int fd, const char *peer, const struct migr_auth *a,
                        uint64_t cookie);
@@ -294,5 +297,8 @@ int migr_link_finish(struct migr_transport **t, const struct migr_auth *a, int c
 
 /* Close the connections still in their handshake at l (accept.c). */
 void migr_hs_free(struct migr_listener *l);
+/* Slots with nothing read from them yet go to the listener's hub (at close,
+ * and when accept returns a stream): a side connection among them gets in. */
+void migr_hs_hand_to_hub(struct migr_listener *l);
 
 #endif
