@@ -77,7 +77,7 @@ void migr_hs_hand_to_hub(struct migr_listener *l)
         if (c->fd < 0 || !(c->st == MIGR_HS_PROBE ||
                            (!li->cfg.key && (c->st == MIGR_HS_SNIFF || c->st == MIGR_HS_EXPECT))))
             continue;
-        migr_side_hub_adopt(li->hub, c->fd, c->peer);
+        migr_side_hub_adopt(li->hub, c->fd, c->peer, c->since, c->deadline);
         c->fd = -1;
         hs_release(c);
     }
@@ -433,8 +433,8 @@ static int hs_timeout(struct migr_listener *l, const struct migr_hs_conn *c)
 
 /* A new connection: a slot (the oldest handshake makes room if none is
  * free), then its first state. Same returns as hs_step, for slot *cp. */
-static int hs_start(struct migr_listener *l, int fd, const char *peer, struct migr_hs_conn **cp,
-                    struct migr_transport **out)
+static int hs_start(struct migr_listener *l, int fd, const char *peer, uint64_t since, uint64_t deadline,
+                    struct migr_hs_conn **cp, struct migr_transport **out)
 {
     struct migr_listener_impl *li = listener_impl(l);
     struct migr_hs_conn *c = NULL, *old = NULL;
@@ -458,8 +458,8 @@ static int hs_start(struct migr_listener *l, int fd, const char *peer, struct mi
     }
     memset(c, 0, sizeof(*c));
     c->fd = fd;
-    c->since = now;
-    c->deadline = now + (uint64_t)handshake_ms(li) * 1000000ull;
+    c->since = since ? since : now;   /* a connection back from the hub keeps its times */
+    c->deadline = deadline ? deadline : now + (uint64_t)handshake_ms(li) * 1000000ull;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     *cp = c;
     /* A side connection may come before the stream it belongs to is handed
@@ -478,12 +478,13 @@ static int hs_unparked(struct migr_listener *l, struct migr_transport **out)
 {
     struct migr_listener_impl *li = listener_impl(l);
     char peer[160];
+    uint64_t since, deadline;
     int fd, ret;
 
-    while (li->hub && (fd = migr_side_hub_unpark(li->hub, peer, sizeof(peer))) >= 0) {
+    while (li->hub && (fd = migr_side_hub_unpark(li->hub, peer, sizeof(peer), &since, &deadline)) >= 0) {
         struct migr_hs_conn *c = NULL;
 
-        ret = hs_start(l, fd, peer, &c, out);
+        ret = hs_start(l, fd, peer, since, deadline, &c, out);
         if (!c)
             return ret;
         if ((ret = hs_settle(l, c, ret)) != 0)
@@ -577,7 +578,7 @@ static int accept_loop(struct migr_listener *l, int timeout_ms, struct migr_tran
                     return ret;
             } else {
                 c = NULL;
-                ret = hs_start(l, fd, peer, &c, out);
+                ret = hs_start(l, fd, peer, 0, 0, &c, out);
                 if (!c)
                     return ret;   /* making room failed (its error) */
                 if ((ret = hs_settle(l, c, ret)) != 0)

@@ -61,7 +61,7 @@ struct migr_side_hub {
     int narr;
     struct parked { int fd; int settled; uint64_t until; char peer[160]; } parked[MIGR_HS_MAX];
     int nparked;                  /* settled: its first bytes are not a side hello; until: watched for a late one */
-    struct { int fd; char peer[160]; } adopted[MIGR_HS_MAX];   /* from the closed listener's PROBE slots */
+    struct { int fd; uint64_t since, deadline; char peer[160]; } adopted[MIGR_HS_MAX];   /* from the listener's slots, oldest first */
     int nadopted;
 };
 
@@ -154,19 +154,25 @@ void migr_side_hub_accepting(struct migr_side_hub *h, int delta)
     pthread_mutex_unlock(&h->lock);
 }
 
-int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap)
+int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap, uint64_t *since, uint64_t *deadline)
 {
     int fd = -1;
 
+    *since = *deadline = 0;
     pthread_mutex_lock(&h->lock);
     if (h->nparked > 0) {
         h->nparked--;
         fd = h->parked[h->nparked].fd;
         snprintf(peer, cap, "%s", h->parked[h->nparked].peer);
-    } else if (h->nadopted > 0 && h->open) {   /* no side waiter looked at it: the listener's again */
-        h->nadopted--;
-        fd = h->adopted[h->nadopted].fd;
-        snprintf(peer, cap, "%s", h->adopted[h->nadopted].peer);
+    } else if (h->nadopted > 0 && h->open) {
+        /* No side waiter looked at it: the listener's again, in the order
+         * the listener had them (clients that open several connections
+         * and tell them apart by that order), with its handshake's times. */
+        fd = h->adopted[0].fd;
+        *since = h->adopted[0].since;
+        *deadline = h->adopted[0].deadline;
+        snprintf(peer, cap, "%s", h->adopted[0].peer);
+        memmove(&h->adopted[0], &h->adopted[1], sizeof(h->adopted[0]) * (size_t)--h->nadopted);
     }
     pthread_mutex_unlock(&h->lock);
     return fd;
@@ -202,11 +208,13 @@ static void hub_park(struct migr_side_hub *h, int fd, const char *peer, int sett
         close(fd);   /* nobody listens any more (or too many): refused */
 }
 
-void migr_side_hub_adopt(struct migr_side_hub *h, int fd, const char *peer)
+void migr_side_hub_adopt(struct migr_side_hub *h, int fd, const char *peer, uint64_t since, uint64_t deadline)
 {
     pthread_mutex_lock(&h->lock);
     if (h->nadopted < MIGR_HS_MAX) {
         h->adopted[h->nadopted].fd = fd;
+        h->adopted[h->nadopted].since = since;
+        h->adopted[h->nadopted].deadline = deadline;
         snprintf(h->adopted[h->nadopted].peer, sizeof(h->adopted[0].peer), "%s", peer);
         h->nadopted++;
         fd = -1;
@@ -539,9 +547,9 @@ static void drive_slice(struct migr_side_hub *h)
 
     pthread_mutex_lock(&h->lock);
     if (h->nadopted > 0) {
-        h->nadopted--;
-        afd = h->adopted[h->nadopted].fd;
-        snprintf(peer, sizeof(peer), "%s", h->adopted[h->nadopted].peer);
+        afd = h->adopted[0].fd;
+        snprintf(peer, sizeof(peer), "%s", h->adopted[0].peer);
+        memmove(&h->adopted[0], &h->adopted[1], sizeof(h->adopted[0]) * (size_t)--h->nadopted);
     }
     pthread_mutex_unlock(&h->lock);
     if (afd >= 0) {

@@ -122,21 +122,22 @@ void migr_side_set_origin(struct migr_transport *t, struct migr_side_origin *o);
  * the listener is gone (parked connections are closed; the socket stays
  * while transports hold it); live: origins that may still open a side;
  * accepting: a thread enters (+1) / leaves (-1) migr_listener_accept;
- * unpark: a connection a side waiter accepted (or one adopted, not yet
- * looked at) for the listener, or -1;
+ * unpark: a connection a side waiter accepted (since = deadline = 0), or
+ * one adopted and not looked at (with its handshake's start and deadline),
+ * for the listener, or -1;
  * accepted: a side connection (its hello read, authenticated with a) is
  * made a transport and delivered (takes fd). */
 int migr_side_hub_new(struct migr_listener *l, const struct migr_link_cfg *cfg, struct migr_side_hub **out);
 void migr_side_hub_close(struct migr_side_hub *h);
 int migr_side_hub_live(struct migr_side_hub *h);
 void migr_side_hub_accepting(struct migr_side_hub *h, int delta);
-int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap);
+int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap, uint64_t *since, uint64_t *deadline);
 void migr_side_hub_deliver(struct migr_side_hub *h, uint64_t cookie, struct migr_transport *t);
 /* A connection the listener stepped but read nothing from (at its close,
  * or left in a slot when accept returned a stream): a side waiter looks at
  * it as at a new connection, or the listener's next accept takes it back
  * (unpark); takes fd. */
-void migr_side_hub_adopt(struct migr_side_hub *h, int fd, const char *peer);
+void migr_side_hub_adopt(struct migr_side_hub *h, int fd, const char *peer, uint64_t since, uint64_t deadline);
 int migr_side_accepted(struct migr_side_hub *h, int fd, const char *peer, const struct migr_auth *a,
                        uint64_t cookie);
 /* The first got bytes of a connection: 1 = a whole side hello (16 bytes),
