@@ -2,12 +2,27 @@
  * QEMU-vs-migr comparison (bench/peers/qemu.py): single-thread memcpy, a unix
  * stream from pre-faulted memory into *fresh* memory (what a migration
  * destination does), and populating fresh memory (memfd, as migr's guest
- * RAM; anonymous, as QEMU's). Prints one JSON object, MB/s (10^6 B/s). */
+ * RAM; anonymous, as QEMU's). Prints one JSON object, MB/s (10^6 B/s).
+ *
+ * "Fresh" memory comes in two kinds on a virtual machine whose host takes
+ * free memory back (virtio-balloon free page reporting, as here): memory
+ * this kernel freed a moment ago is still backed by the host (hot: the
+ * 256 MiB figures above, measured right after one another), memory it
+ * reported free long ago must be backed anew by the host on first touch
+ * (cold: a fault in the outer hypervisor per page). A migration's
+ * destination allocates its guest RAM when the stream begins, mostly cold.
+ * populate_cold_*: a fresh memfd of COLD_LEN (larger than what this program
+ * touched before), by one thread and then, on another fresh COLD_LEN (the
+ * first still held), by one thread per CPU claiming 32 MiB pieces — the most a destination can
+ * allocate per second, with nothing else to do. */
 #define BENCH_NAME "limits"
+#include <pthread.h>
 #include <sys/socket.h>
 #include "bench/benchlib.h"
 
 #define LEN (256ull << 20)
+#define COLD_LEN (4096ull << 20)
+#define COLD_PIECE (32ull << 20)
 
 static double populate(int memfd_backed)
 {
@@ -36,6 +51,63 @@ static double populate(int memfd_backed)
     munmap(p, LEN);
     if (fd >= 0)
         close(fd);
+    return r;
+}
+
+struct cold {
+    uint8_t *p;
+    uint64_t next;                /* atomic: the next piece's offset */
+    int err;
+};
+
+static void *cold_worker(void *arg)
+{
+    struct cold *c = arg;
+    uint64_t off;
+    while ((off = __atomic_fetch_add(&c->next, COLD_PIECE, __ATOMIC_RELAXED)) < COLD_LEN)
+        if (madvise(c->p + off, COLD_PIECE, MADV_POPULATE_WRITE) < 0)
+            __atomic_store_n(&c->err, errno, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* A fresh memfd of COLD_LEN populated by nthreads threads: MB/s, 0 on
+ * failure. Its mapping is left in *keep (the caller unmaps it once every
+ * cold figure is taken: memory freed here would be hot for the next). */
+static double populate_cold(int nthreads, void **keep)
+{
+    struct cold c = {0};
+    pthread_t th[16];
+    *keep = NULL;
+    int fd = memfd_create("limits-cold", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)COLD_LEN) < 0) {
+        fprintf(stderr, "limits: memfd of %llu bytes: %s\n", (unsigned long long)COLD_LEN, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    c.p = mmap(NULL, COLD_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (c.p == MAP_FAILED) {
+        fprintf(stderr, "limits: mmap %llu bytes: %s\n", (unsigned long long)COLD_LEN, strerror(errno));
+        return 0;
+    }
+    if (nthreads > 16)
+        nthreads = 16;
+    int started = 0;
+    uint64_t t0 = migr_now_ns();
+    for (; started < nthreads; started++)
+        if (pthread_create(&th[started], NULL, cold_worker, &c) != 0)
+            break;
+    if (!started)
+        cold_worker(&c);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    double r = mbps(COLD_LEN, migr_now_ns() - t0);
+    if (c.err) {
+        fprintf(stderr, "limits: MADV_POPULATE_WRITE: %s\n", strerror(c.err));
+        r = 0;
+    }
+    *keep = c.p;
     return r;
 }
 
@@ -81,7 +153,18 @@ static double stream_fresh(void)
 int main(void)
 {
     double v[3];
-    printf("{\"memcpy_mbps\":%.1f", measure_memcpy(LEN, 5));
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    /* Cold first: nothing of this program's own was freed before them. */
+    void *k1, *k2;
+    double cold1 = populate_cold(1, &k1);
+    double coldn = populate_cold(ncpu > 0 ? (int)ncpu : 1, &k2);
+    if (k1)
+        munmap(k1, COLD_LEN);
+    if (k2)
+        munmap(k2, COLD_LEN);
+    printf("{\"populate_cold_mbps\":%.1f,\"populate_cold_threads\":%ld,\"populate_cold_1t_mbps\":%.1f", coldn,
+           ncpu > 0 ? ncpu : 1, cold1);
+    printf(",\"memcpy_mbps\":%.1f", measure_memcpy(LEN, 5));
     for (int i = 0; i < 3; i++)
         v[i] = stream_fresh();
     printf(",\"unix_fresh_mbps\":%.1f", median(v, 3));
