@@ -21,7 +21,7 @@
 #include "bench/benchlib.h"
 
 #define LEN (256ull << 20)
-#define COLD_LEN (4096ull << 20)
+#define COLD_LEN (2048ull << 20)
 #define COLD_PIECE (32ull << 20)
 
 static double populate(int memfd_backed)
@@ -111,9 +111,10 @@ static double populate_cold(int nthreads, void **keep)
     return r;
 }
 
-/* socketpair(AF_UNIX, SOCK_STREAM): parent writes LEN from a pre-faulted
- * buffer in 1 MiB writes, the child reads it into a fresh mapping. */
-static double stream_fresh(void)
+/* socketpair(AF_UNIX, SOCK_STREAM): parent writes len bytes from a
+ * pre-faulted buffer of LEN (again and again) in 1 MiB writes, the child
+ * reads them into a fresh mapping of len. */
+static double stream_fresh(uint64_t len)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -128,8 +129,8 @@ static double stream_fresh(void)
     }
     if (pid == 0) {
         close(sv[0]);
-        uint8_t *dst = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (dst == MAP_FAILED || migr_read_full(sv[1], dst, LEN) < 0)
+        uint8_t *dst = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (dst == MAP_FAILED || migr_read_full(sv[1], dst, len) < 0)
             _exit(1);
         char ack = 'k';
         _exit(write(sv[1], &ack, 1) == 1 ? 0 : 1);
@@ -138,11 +139,11 @@ static double stream_fresh(void)
     uint8_t *src = map_buf(LEN);
     double r = 0;
     uint64_t t0 = migr_now_ns(), sent = 0;
-    while (src && sent < LEN && migr_write_full(sv[0], src + sent, STREAM_WRITE) == 0)
+    while (src && sent < len && migr_write_full(sv[0], src + sent % LEN, STREAM_WRITE) == 0)
         sent += STREAM_WRITE;
     char ack;
-    if (sent == LEN && read_timeout(sv[0], &ack, 1, 30000) == 0)
-        r = mbps(LEN, migr_now_ns() - t0);
+    if (sent == len && read_timeout(sv[0], &ack, 1, 30000) == 0)
+        r = mbps(len, migr_now_ns() - t0);
     close(sv[0]);
     if (src)
         munmap(src, LEN);
@@ -158,15 +159,16 @@ int main(void)
     void *k1, *k2;
     double cold1 = populate_cold(1, &k1);
     double coldn = populate_cold(ncpu > 0 ? (int)ncpu : 1, &k2);
+    double scold = stream_fresh(COLD_LEN); /* with both still held: into cold memory too */
     if (k1)
         munmap(k1, COLD_LEN);
     if (k2)
         munmap(k2, COLD_LEN);
-    printf("{\"populate_cold_mbps\":%.1f,\"populate_cold_threads\":%ld,\"populate_cold_1t_mbps\":%.1f", coldn,
-           ncpu > 0 ? ncpu : 1, cold1);
+    printf("{\"populate_cold_mbps\":%.1f,\"populate_cold_threads\":%ld,\"populate_cold_1t_mbps\":%.1f,"
+           "\"unix_cold_mbps\":%.1f", coldn, ncpu > 0 ? ncpu : 1, cold1, scold);
     printf(",\"memcpy_mbps\":%.1f", measure_memcpy(LEN, 5));
     for (int i = 0; i < 3; i++)
-        v[i] = stream_fresh();
+        v[i] = stream_fresh(LEN);
     printf(",\"unix_fresh_mbps\":%.1f", median(v, 3));
     for (int i = 0; i < 3; i++)
         v[i] = populate(1);

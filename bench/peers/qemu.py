@@ -328,8 +328,6 @@ def main():
     # first, they made the next run's destination memory hot (the first QEMU
     # idle1G run took 749 ms where the others took 3.1-4.1 s).
     limits = machine_limits(a.build, qver)
-    for row in rows:
-        row["floor_ms"] = stats([floor_ms(r, limits) for r in row["runs"][row["migr"]] if r["ok"]])
     table(rows, limits, pairs)
     write(a.out, limits, qver, pairs, rows, started)
     plot(a.out)
@@ -341,20 +339,9 @@ def machine_limits(build, qver):
     print(f"machine: memcpy {limits['memcpy_mbps']:.0f} MB/s, unix stream into fresh memory "
           f"{limits['unix_fresh_mbps']:.0f} MB/s, populate fresh memfd {limits['populate_memfd_mbps']:.0f} / "
           f"anonymous {limits['populate_anon_mbps']:.0f} MB/s (hot: just freed); cold fresh memfd "
-          f"{limits.get('populate_cold_mbps', 0):.0f} MB/s with {limits.get('populate_cold_threads', 1)} threads; {qver}")
+          f"{limits.get('populate_cold_mbps', 0):.0f} MB/s with {limits.get('populate_cold_threads', 1)} threads, "
+          f"unix stream into cold memory {limits.get('unix_cold_mbps', 0):.0f} MB/s; {qver}")
     return limits
-
-
-def floor_ms(r, limits):
-    """The least time a destination needs to allocate the pages this run
-    brought (every page with data; zero pages need none) at the machine's
-    cold-population rate with every CPU (limits: populate_cold_mbps), with
-    nothing else to do: a floor for either VMM on this machine."""
-    js, cold = r.get("js") or {}, limits.get("populate_cold_mbps") or 0
-    if not cold or "pages_sent" not in js:
-        return None
-    data = max(0, js["pages_sent"] - js.get("zero_pages", 0)) * 4096
-    return data / (cold * 1e6) * 1e3
 
 
 def summarize(s, transport, qv, mv, runs):
@@ -365,6 +352,10 @@ def summarize(s, transport, qv, mv, runs):
         row[key] = {f: stats([r.get(f) for r in ok]) for f in
                     ("total_ms", "downtime_ms", "resident_ms", "bytes", "cpu_src_ms", "cpu_dst_ms", "fault_p50_us")}
         row[key]["verified"] = f"{sum(1 for r in runs[v] if r.get('verified'))}/{len(runs[v])}"
+        # CPUs' worth of work both processes did over the migration, vCPUs not counted
+        row[key]["cores"] = stats([(r["cpu_src_ms"] + r["cpu_dst_ms"]) / r["total_ms"] for r in ok
+                                   if r.get("cpu_src_ms") is not None and r.get("cpu_dst_ms") is not None
+                                   and r.get("total_ms")])
     ratios = []
     for rq, rm in zip(runs[qv], runs[mv]):
         if rq["ok"] and rm["ok"] and rm.get("total_ms"):
@@ -376,8 +367,7 @@ def summarize(s, transport, qv, mv, runs):
 
 def table(rows, limits, pairs):
     print(f"\nmedians (min-max) of {pairs} pair(s); ratio = QEMU total / migr total per pair (>1: migr faster)")
-    print("floor = the data pages migr brought, allocated at the cold-population rate with every CPU "
-          f"({limits.get('populate_cold_mbps', 0):.0f} MB/s) and nothing else to do")
+    print("cores busy = (source CPU + destination CPU, vCPU threads not counted) / total time")
     hdr = (f"{'scenario':16} {'tr':4} {'vmm':14} {'total ms':>20} {'downtime ms':>18} {'resident ms':>14} "
            f"{'MB':>7} {'cpu src/dst ms':>16} {'verified':>8}")
     print(hdr)
@@ -396,10 +386,8 @@ def table(rows, limits, pairs):
         dq, dm = row["q"]["downtime_ms"], row["m"]["downtime_ms"]
         dr = f"{dm['median'] / dq['median']:.3f}" if dq and dm and dq["median"] > 0 else "-"
         fp = row["m"].get("fault_p50_us")
-        fl = row.get("floor_ms")
-        tq = row["q"]["total_ms"]
-        fls = (f"   floor {fl['median']:.0f} ms = {fl['median'] / tq['median']:.2f}x QEMU's"
-               if fl and tq and tq["median"] > 0 else "")
+        cq, cm = row["q"].get("cores"), row["m"].get("cores")
+        fls = f"   cores busy QEMU {cq['median']:.2f} migr {cm['median']:.2f}" if cq and cm else ""
         print(f"{'':16} {'':4} {'ratio':14} " + (f"{rr['median']:.2f} ({rr['min']:.2f}-{rr['max']:.2f})" if rr else "-") +
               f"   downtime migr/QEMU {dr}" + (f"   migr fault p50 {fmt(fp)} us" if fp else "") + fls)
 
