@@ -392,6 +392,37 @@ static void test_side_in_slot_open_listener(void)
     migr_listener_close(l);
 }
 
+/* Plain connections that wait in the listener's slots while accept returns
+ * one of them come out of the next accepts in the order they connected,
+ * even after a trip through the side hub (a client that opens several and
+ * tells them apart by that order, as bench_copy's tcp-raw-4 does). */
+static void test_slots_keep_order(void)
+{
+    struct migr_listener *l;
+    struct migr_transport *t[3];
+    int fd[3];
+
+    T_OK(migr_listener_open("tcp:127.0.0.1:0", &l));
+    for (int i = 0; i < 3; i++)
+        fd[i] = raw_connect(l->bound);   /* silent: all three wait in slots */
+    for (int i = 0; i < 3; i++)
+        T_OK(migr_listener_accept(l, 3000, &t[i]));
+    for (int i = 0; i < 3; i++) {
+        uint8_t b = (uint8_t)('a' + i);
+        T_EQ(send(fd[i], &b, 1, MSG_NOSIGNAL), 1);
+    }
+    for (int i = 0; i < 3; i++) {
+        char b = 0;
+        T_OK(migr_transport_recv(t[i], &b, 1));
+        T_EQ(b, 'a' + i);
+    }
+    for (int i = 0; i < 3; i++) {
+        migr_transport_close(t[i]);
+        close(fd[i]);
+    }
+    migr_listener_close(l);
+}
+
 struct late_arg {
     const char *bound;
     useconds_t before_us, delay_us;
@@ -571,6 +602,7 @@ int main(void)
     test_side_first();
     test_side_late_driving();
     test_side_in_slot_open_listener();
+    test_slots_keep_order();
     test_not_capable();
     test_bad_bytes();
     test_give_up();
