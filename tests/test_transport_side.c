@@ -170,17 +170,40 @@ static int raw_connect(const char *bound)
 
 /* A side hello on a new connection, after delay_us of silence (a relay
  * that connects on before its client has spoken). */
-static int raw_side_hello_after(const char *bound, uint64_t cookie, useconds_t delay_us)
+static void side_hello_send(int fd, uint64_t cookie)
 {
-    int fd = raw_connect(bound);
     uint8_t h[16];
 
-    if (delay_us)
-        usleep(delay_us);
     memcpy(h, "MIGRSID1", 8);
     migr_put_le64(h + 8, cookie);
     T_EQ(send(fd, h, sizeof(h), MSG_NOSIGNAL), 16);
+}
+
+static int raw_side_hello_after(const char *bound, uint64_t cookie, useconds_t delay_us)
+{
+    int fd = raw_connect(bound);
+
+    if (delay_us)
+        usleep(delay_us);
+    side_hello_send(fd, cookie);
     return fd;
+}
+
+/* The stream's side_open for `cookie` finds the raw connection `side`:
+ * what it sends arrives there. */
+static void side_open_echo(struct migr_transport *srv, uint64_t cookie, int side)
+{
+    struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = cookie};
+    uint8_t by[MIGR_FAULT_CHANNEL_SIZE];
+    struct migr_transport *b;
+    char x[5];
+
+    migr_fault_channel_encode(&f, by, sizeof(by));
+    T_OK(migr_transport_side_open(srv, by, sizeof(by), 2000, &b));
+    T_OK(migr_transport_send(b, "side", 5));
+    T_EQ(recv(side, x, 5, MSG_WAITALL), 5);
+    T_ASSERT(!strcmp(x, "side"));
+    migr_transport_close(b);
 }
 
 static int raw_side_hello(const char *bound, uint64_t cookie)
@@ -305,10 +328,9 @@ static struct migr_transport *stream_accepted(struct migr_listener *l, struct mi
 static void side_before_stream(useconds_t delay_us)
 {
     struct migr_listener *l;
-    struct migr_transport *srv, *m, *b;
+    struct migr_transport *srv, *m;
     struct t_acc_arg acc = {0};
     pthread_t th;
-    uint8_t by[MIGR_FAULT_CHANNEL_SIZE];
 
     struct migr_link_opts o = {.keep_listening = 1, .expect_stream = 1, .handshake_ms = 2000};
     T_OK(migr_listener_open_opts("tcp:127.0.0.1:0", &o, &l));
@@ -318,15 +340,8 @@ static void side_before_stream(useconds_t delay_us)
     int side = raw_side_hello_after(l->bound, 0xfeedull, delay_us);
     usleep(100000);
     srv = stream_accepted(l, m, th, &acc);
-    struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = 0xfeed};
-    migr_fault_channel_encode(&f, by, sizeof(by));
-    T_OK(migr_transport_side_open(srv, by, sizeof(by), 2000, &b));
-    T_OK(migr_transport_send(b, "side", 5));
-    char x[5];
-    T_EQ(recv(side, x, 5, MSG_WAITALL), 5);
-    T_ASSERT(!strcmp(x, "side"));
+    side_open_echo(srv, 0xfeed, side);
     close(side);
-    migr_transport_close(b);
     migr_transport_close(srv);
     migr_transport_close(m);
 }
@@ -346,10 +361,10 @@ static void test_side_first(void)
 static void test_side_in_slot_open_listener(void)
 {
     struct migr_listener *l;
-    struct migr_transport *srv, *m, *b, *late;
+    struct migr_transport *srv, *m, *late;
     struct t_acc_arg acc = {0};
     pthread_t th;
-    uint8_t by[MIGR_FAULT_CHANNEL_SIZE], meta[64] = {0};
+    uint8_t meta[64] = {0};
 
     struct migr_link_opts o = {.keep_listening = 1, .expect_stream = 1, .handshake_ms = 3000};
     T_OK(migr_listener_open_opts("tcp:127.0.0.1:0", &o, &l));
@@ -363,17 +378,8 @@ static void test_side_in_slot_open_listener(void)
     T_EQ(pthread_join(th, NULL), 0);
     T_OK(acc.ret);
     srv = acc.t;
-    uint8_t h[16];
-    memcpy(h, "MIGRSID1", 8);
-    migr_put_le64(h + 8, 0xc0ffeeull);
-    T_EQ(send(side, h, sizeof(h), MSG_NOSIGNAL), 16);
-    struct migr_fault_channel f = {.kind = MIGR_FCH_TCP, .arg = MIGR_FCH_F_SOURCE_CONNECTS, .cookie = 0xc0ffee};
-    migr_fault_channel_encode(&f, by, sizeof(by));
-    T_OK(migr_transport_side_open(srv, by, sizeof(by), 2000, &b));
-    T_OK(migr_transport_send(b, "side", 5));
-    char x[5];
-    T_EQ(recv(side, x, 5, MSG_WAITALL), 5);
-    T_ASSERT(!strcmp(x, "side"));
+    side_hello_send(side, 0xc0ffee);
+    side_open_echo(srv, 0xc0ffee, side);
     /* The listener still takes the next source. */
     acc.t = NULL;
     T_EQ(pthread_create(&th, NULL, t_accept_thread, &acc), 0);
@@ -386,7 +392,6 @@ static void test_side_in_slot_open_listener(void)
     close(side);
     migr_transport_close(acc.t);
     migr_transport_close(late);
-    migr_transport_close(b);
     migr_transport_close(srv);
     migr_transport_close(m);
     migr_listener_close(l);

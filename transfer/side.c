@@ -154,6 +154,22 @@ void migr_side_hub_accepting(struct migr_side_hub *h, int delta)
     pthread_mutex_unlock(&h->lock);
 }
 
+/* The oldest connection adopted from the listener's slots, out of the
+ * hub (caller holds the lock, nadopted > 0). */
+static int hub_take_adopted(struct migr_side_hub *h, char *peer, size_t cap, uint64_t *since, uint64_t *deadline)
+{
+    int fd = h->adopted[0].fd;
+
+    if (since)
+        *since = h->adopted[0].since;
+    if (deadline)
+        *deadline = h->adopted[0].deadline;
+    snprintf(peer, cap, "%s", h->adopted[0].peer);
+    h->nadopted--;
+    memmove(&h->adopted[0], &h->adopted[1], sizeof(h->adopted[0]) * (size_t)h->nadopted);
+    return fd;
+}
+
 int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap, uint64_t *since, uint64_t *deadline)
 {
     int fd = -1;
@@ -168,11 +184,7 @@ int migr_side_hub_unpark(struct migr_side_hub *h, char *peer, size_t cap, uint64
         /* No side waiter looked at it: the listener's again, in the order
          * the listener had them (clients that open several connections
          * and tell them apart by that order), with its handshake's times. */
-        fd = h->adopted[0].fd;
-        *since = h->adopted[0].since;
-        *deadline = h->adopted[0].deadline;
-        snprintf(peer, cap, "%s", h->adopted[0].peer);
-        memmove(&h->adopted[0], &h->adopted[1], sizeof(h->adopted[0]) * (size_t)--h->nadopted);
+        fd = hub_take_adopted(h, peer, cap, since, deadline);
     }
     pthread_mutex_unlock(&h->lock);
     return fd;
@@ -546,11 +558,8 @@ static void drive_slice(struct migr_side_hub *h)
     int afd = -1;
 
     pthread_mutex_lock(&h->lock);
-    if (h->nadopted > 0) {
-        afd = h->adopted[0].fd;
-        snprintf(peer, sizeof(peer), "%s", h->adopted[0].peer);
-        memmove(&h->adopted[0], &h->adopted[1], sizeof(h->adopted[0]) * (size_t)--h->nadopted);
-    }
+    if (h->nadopted > 0)
+        afd = hub_take_adopted(h, peer, sizeof(peer), NULL, NULL);
     pthread_mutex_unlock(&h->lock);
     if (afd >= 0) {
         drive_one(h, afd, peer);
