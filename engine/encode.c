@@ -204,6 +204,8 @@ struct encoder {
     int fds[MIGR_MC_MAX_CHANNELS];  /* the stream's sockets: one, or each channel of tcp ?channels=N */
     int nfds;
     uint64_t acked_sum, acked_t;  /* several channels: their bytes acknowledged, when (ns) */
+    uint64_t busy_us, rwnd_us;    /* one stream: TCP's busy and receive-window-limited time so far */
+    bool rwnd_bound;              /* one stream: the receiver's window held it back over the last tick */
     double par;                   /* encoder CPU seconds per wall second of the encode phase (measured) */
     int level;                    /* compress_level for level_enc's codec (0: the codec's default) */
     uint8_t level_enc;
@@ -559,20 +561,44 @@ static void update_par(struct encoder *e, uint64_t wall_ns)
  * there the peer reading is the link, and a full socket buffer makes the
  * flush wait for it. */
 /* The link's delivery rate as TCP sees it (bytes per ns), 0 if there is no
- * sample; *link_limited: a socket was limited by the link, not by us. One
+ * sample; smp: link_limited (a socket was limited by the link, not by us), recv_limited, slow_start, cap. One
  * socket: its tcpi_delivery_rate. Several (?channels=N): each socket's
  * sample is a burst of its own, and bursts that did not overlap added up
  * to 4x the link (auto then sent raw what lz4 should have: 1G-10ms, 24,562
  * raw pages against 6,407 with one stream); so the bytes all of them had
  * acknowledged, over at least 2 ms. */
 #define ACKED_WINDOW_NS 2000000ull
-static double delivery_rate(struct encoder *e, bool *link_limited, double *capp)
+/* One stream: was the receiver's window the limit? TCP's chrono counters
+ * (microseconds, advanced at the kernel's tick: some samples see no change,
+ * and keep the last verdict) — most of the busy time since the last sample
+ * limited by the receive window. The peer did not read as fast as the link
+ * delivered (bench/netns 1G-10ms: delivery samples of 13-70 MB/s on a 116
+ * MB/s link, each with the sender rwnd-limited, while the destination
+ * decoded on the cores the source's encoders shared). */
+/* tcpi_snd_ssthresh before the first loss (the kernel's TCP_INFINITE_SSTHRESH) */
+#define TCP_SSTHRESH_UNSET 0x7fffffffu
+
+static bool recv_window_bound(struct encoder *e, const struct tcp_info *ti, socklen_t len)
+{
+    if (len < offsetof(struct tcp_info, tcpi_rwnd_limited) + sizeof(ti->tcpi_rwnd_limited))
+        return false; /* a kernel before 4.10 */
+    uint64_t db = ti->tcpi_busy_time - e->busy_us, dr = ti->tcpi_rwnd_limited - e->rwnd_us;
+    if (ti->tcpi_busy_time < e->busy_us || ti->tcpi_rwnd_limited < e->rwnd_us)
+        db = dr = 0;
+    e->busy_us = ti->tcpi_busy_time;
+    e->rwnd_us = ti->tcpi_rwnd_limited;
+    if (db > 0)
+        e->rwnd_bound = 2 * dr >= db;
+    return e->rwnd_bound;
+}
+
+static double delivery_rate(struct encoder *e, struct engine_link_sample *smp)
 {
     double sum = 0, cap = 0;
     uint64_t acked = 0;
     bool backlogged = true;
-    *link_limited = false;
-    *capp = 0; /* also when TCP_INFO fails below */
+    smp->link_limited = false;
+    smp->cap = 0; /* also when TCP_INFO fails below */
     for (int i = 0; i < e->nfds && !e->no_tcp_info; i++) {
         struct tcp_info ti;
         socklen_t len = sizeof(ti);
@@ -588,7 +614,11 @@ static double delivery_rate(struct encoder *e, bool *link_limited, double *capp)
         sum += (double)ti.tcpi_delivery_rate / 1e9;
         acked += ti.tcpi_bytes_acked;
         if (ti.tcpi_delivery_rate > 0 && !ti.tcpi_delivery_rate_app_limited)
-            *link_limited = true;
+            smp->link_limited = true;
+        if (e->nfds == 1) {
+            smp->recv_limited = recv_window_bound(e, &ti, len);
+            smp->slow_start = ti.tcpi_snd_ssthresh >= TCP_SSTHRESH_UNSET;
+        }
         if (ti.tcpi_notsent_bytes > 0 && ti.tcpi_rtt > 0 && ti.tcpi_snd_cwnd > 0) /* notsent: before delivery_rate */
             cap += (double)ti.tcpi_snd_cwnd * ti.tcpi_snd_mss / ((double)ti.tcpi_rtt * 1e3);
         else
@@ -601,7 +631,7 @@ static double delivery_rate(struct encoder *e, bool *link_limited, double *capp)
      * sample has said so yet or the last one read the line rate between
      * losses. Not backlogged (we are the limit): no cap, the link may be
      * faster than the windows TCP kept. */
-    *capp = backlogged ? cap : 0;
+    smp->cap = backlogged ? cap : 0;
     if (e->nfds == 1 || e->no_tcp_info)
         return sum;
     uint64_t now = migr_now_ns(), dt = now - e->acked_t;
@@ -617,7 +647,7 @@ static double delivery_rate(struct encoder *e, bool *link_limited, double *capp)
 static void update_bw(struct encoder *e, uint64_t bytes, uint64_t ns)
 {
     struct engine_link_sample smp = {.bytes = bytes, .ns = ns};
-    smp.rate = delivery_rate(e, &smp.link_limited, &smp.cap);
+    smp.rate = delivery_rate(e, &smp);
     engine_link_est_update(&e->est, &smp);
 }
 

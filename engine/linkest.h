@@ -11,16 +11,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define LINK_EST_WINDOW 9
+
 struct engine_link_est {
     double bw;                    /* the link, bytes per ns */
     double cap;                   /* TCP holding bytes back: a window per round trip (bytes per ns), else 0 */
     bool link_seen;               /* TCP once said the link, not we, limited a delivery sample */
     bool several;                 /* tcp ?channels=N: samples are windows of acknowledged bytes */
+    double win[LINK_EST_WINDOW];  /* one stream: the last link-limited samples (bytes per ns) */
+    unsigned nwin;                /* samples in win (at most LINK_EST_WINDOW), and */
+    unsigned wpos;                /* where the next one goes */
 };
 
 struct engine_link_sample {
     double rate;                  /* TCP's delivery rate (several: acknowledged bytes over >= 2 ms), bytes per ns; 0: none */
     bool link_limited;            /* that rate was limited by the link, not by the sender */
+    bool recv_limited;            /* ... or by the receiver: its window held the sender back */
+    bool slow_start;              /* one stream in its first slow start (no loss yet: ssthresh unset) */
     double cap;                   /* every socket had unsent bytes: the sum of cwnd x mss / rtt; 0: not so */
     uint64_t bytes, ns;           /* the record's send: bytes written, wall time */
 };
