@@ -343,8 +343,9 @@ def plot(out):
         claim = (f"migr's total time is {min(tot):.2f}-{max(tot):.2f}x QEMU's best variant's per link"
                  + (f", its downtime {min(dwn):.2f}-{max(dwn):.2f}x" if dwn else "") + " (below 1: migr wins)\n")
     reps = d["reps"]
+    ls, le = d.get("load_start") or [0], d.get("load_end") or [0]
     fig.suptitle(claim + f"migr (orange) vs QEMU (blue), redis memory in the guest, shaped netns links ({d['date']}, "
-                 f"loaded machine; " + (f"medians of {reps}, min-max bars)" if reps >= 3 else f"{reps} run(s): not medians)"),
+                 f"load {ls[0]:.1f} -> {le[0]:.1f}; " + (f"medians of {reps}, min-max bars)" if reps >= 3 else f"{reps} run(s): not medians)"),
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "netns.png"), dpi=100)
@@ -456,8 +457,8 @@ def main():
             meta["elapsed_s"] = round(time.time() - started)
             write(a.out, meta, rows)
     meta["load_end"] = os.getloadavg()
-    print(f"\nmedians (min-max) of {reps} interleaved run(s); machine shared with other work "
-          f"(load {meta['load_start'][0]:.1f} -> {meta['load_end'][0]:.1f})")
+    print(f"\nmedians (min-max) of {reps} interleaved run(s); load average "
+          f"{meta['load_start'][0]:.1f} -> {meta['load_end'][0]:.1f} (the benchmark's own is ~1-2)")
     table(rows)
     rat = ratios(rows)
     for lk, x in rat.items():
