@@ -204,8 +204,8 @@ struct encoder {
     int fds[MIGR_MC_MAX_CHANNELS];  /* the stream's sockets: one, or each channel of tcp ?channels=N */
     int nfds;
     uint64_t acked_sum, acked_t;  /* several channels: their bytes acknowledged, when (ns) */
-    uint64_t busy_us, rwnd_us;    /* one stream: TCP's busy and receive-window-limited time so far */
-    bool rwnd_bound;              /* one stream: the receiver's window held it back over the last tick */
+    uint64_t busy_us[MIGR_MC_MAX_CHANNELS], rwnd_us[MIGR_MC_MAX_CHANNELS]; /* TCP's busy and receive-window-limited time so far */
+    bool rwnd_bound;              /* the receivers' windows held the sockets back over the last tick */
     double par;                   /* encoder CPU seconds per wall second of the encode phase (measured) */
     int level;                    /* compress_level for level_enc's codec (0: the codec's default) */
     uint8_t level_enc;
@@ -568,34 +568,35 @@ static void update_par(struct encoder *e, uint64_t wall_ns)
  * raw pages against 6,407 with one stream); so the bytes all of them had
  * acknowledged, over at least 2 ms. */
 #define ACKED_WINDOW_NS 2000000ull
-/* One stream: was the receiver's window the limit? TCP's chrono counters
- * (microseconds, advanced at the kernel's tick: some samples see no change,
- * and keep the last verdict) — most of the busy time since the last sample
- * limited by the receive window. The peer did not read as fast as the link
- * delivered (bench/netns 1G-10ms: delivery samples of 13-70 MB/s on a 116
- * MB/s link, each with the sender rwnd-limited, while the destination
- * decoded on the cores the source's encoders shared). */
+/* Was the receiver's window the limit? TCP's chrono counters (microseconds,
+ * advanced at the kernel's tick), summed over the stream's sockets: most of
+ * their busy time since the last sample limited by the receive window. The
+ * peer did not read as fast as the link delivered (bench/netns 1G-10ms:
+ * delivery samples of 13-70 MB/s on a 116 MB/s link, each with the sender
+ * rwnd-limited, while the destination decoded on the cores the source's
+ * encoders shared; bench/peers over loopback with ?channels=4: an estimate of
+ * 104 MB/s, and auto compressed 72,501 pages). A sample whose counters did
+ * not move keeps the last verdict. */
 /* tcpi_snd_ssthresh before the first loss (the kernel's TCP_INFINITE_SSTHRESH) */
 #define TCP_SSTHRESH_UNSET 0x7fffffffu
 
-static bool recv_window_bound(struct encoder *e, const struct tcp_info *ti, socklen_t len)
+static void recv_window_add(struct encoder *e, int i, const struct tcp_info *ti, socklen_t len, uint64_t *db,
+                            uint64_t *dr)
 {
     if (len < offsetof(struct tcp_info, tcpi_rwnd_limited) + sizeof(ti->tcpi_rwnd_limited))
-        return false; /* a kernel before 4.10 */
-    uint64_t db = ti->tcpi_busy_time - e->busy_us, dr = ti->tcpi_rwnd_limited - e->rwnd_us;
-    if (ti->tcpi_busy_time < e->busy_us || ti->tcpi_rwnd_limited < e->rwnd_us)
-        db = dr = 0;
-    e->busy_us = ti->tcpi_busy_time;
-    e->rwnd_us = ti->tcpi_rwnd_limited;
-    if (db > 0)
-        e->rwnd_bound = 2 * dr >= db;
-    return e->rwnd_bound;
+        return; /* a kernel before 4.10 */
+    if (ti->tcpi_busy_time >= e->busy_us[i] && ti->tcpi_rwnd_limited >= e->rwnd_us[i]) {
+        *db += ti->tcpi_busy_time - e->busy_us[i];
+        *dr += ti->tcpi_rwnd_limited - e->rwnd_us[i];
+    }
+    e->busy_us[i] = ti->tcpi_busy_time;
+    e->rwnd_us[i] = ti->tcpi_rwnd_limited;
 }
 
 static double delivery_rate(struct encoder *e, struct engine_link_sample *smp)
 {
     double sum = 0, cap = 0;
-    uint64_t acked = 0;
+    uint64_t acked = 0, busy = 0, rwnd = 0;
     bool backlogged = true;
     smp->link_limited = false;
     smp->cap = 0; /* also when TCP_INFO fails below */
@@ -615,10 +616,9 @@ static double delivery_rate(struct encoder *e, struct engine_link_sample *smp)
         acked += ti.tcpi_bytes_acked;
         if (ti.tcpi_delivery_rate > 0 && !ti.tcpi_delivery_rate_app_limited)
             smp->link_limited = true;
-        if (e->nfds == 1) {
-            smp->recv_limited = recv_window_bound(e, &ti, len);
+        recv_window_add(e, i, &ti, len, &busy, &rwnd);
+        if (e->nfds == 1)
             smp->slow_start = ti.tcpi_snd_ssthresh >= TCP_SSTHRESH_UNSET;
-        }
         if (ti.tcpi_notsent_bytes > 0 && ti.tcpi_rtt > 0 && ti.tcpi_snd_cwnd > 0) /* notsent: before delivery_rate */
             cap += (double)ti.tcpi_snd_cwnd * ti.tcpi_snd_mss / ((double)ti.tcpi_rtt * 1e3);
         else
@@ -632,6 +632,9 @@ static double delivery_rate(struct encoder *e, struct engine_link_sample *smp)
      * losses. Not backlogged (we are the limit): no cap, the link may be
      * faster than the windows TCP kept. */
     smp->cap = backlogged ? cap : 0;
+    if (busy > 0)
+        e->rwnd_bound = 2 * rwnd >= busy;
+    smp->recv_limited = e->rwnd_bound;
     if (e->nfds == 1 || e->no_tcp_info)
         return sum;
     uint64_t now = migr_now_ns(), dt = now - e->acked_t;

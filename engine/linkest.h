@@ -26,7 +26,7 @@ struct engine_link_est {
 struct engine_link_sample {
     double rate;                  /* TCP's delivery rate (several: acknowledged bytes over >= 2 ms), bytes per ns; 0: none */
     bool link_limited;            /* that rate was limited by the link, not by the sender */
-    bool recv_limited;            /* ... or by the receiver: its window held the sender back */
+    bool recv_limited;            /* ... or by the receiver: its window held the socket(s) back */
     bool slow_start;              /* one stream in its first slow start (no loss yet: ssthresh unset) */
     double cap;                   /* every socket had unsent bytes: the sum of cwnd x mss / rtt; 0: not so */
     uint64_t bytes, ns;           /* the record's send: bytes written, wall time */
