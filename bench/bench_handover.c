@@ -108,50 +108,6 @@ struct rep_result {
 
 /* ---------- the machine's limit ---------- */
 
-/* Round trip of a small record between two processes over a unix socket. */
-static void measure_rtt(int n, double *p50, double *p99)
-{
-    int sv[2];
-    *p50 = *p99 = 0;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        return;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(sv[0]);
-        close(sv[1]);
-        return;
-    }
-    if (pid == 0) {
-        uint8_t msg[16];
-        close(sv[0]);
-        for (;;) {
-            if (migr_read_full(sv[1], msg, sizeof(msg)) < 0)
-                _exit(0);
-            if (migr_write_full(sv[1], msg, sizeof(msg)) < 0)
-                _exit(1);
-        }
-    }
-    close(sv[1]);
-    double *v = calloc((size_t)n, sizeof(double));
-    uint8_t msg[16] = {1};
-    int k = 0;
-    for (int i = 0; v && i < n + 100; i++) {
-        uint64_t t0 = migr_now_ns();
-        if (migr_write_full(sv[0], msg, sizeof(msg)) < 0 || migr_read_full(sv[0], msg, sizeof(msg)) < 0)
-            break;
-        if (i >= 100)
-            v[k++] = (double)(migr_now_ns() - t0) / 1e3;
-    }
-    close(sv[0]);
-    reap(pid, 5000, NULL, 0);
-    if (v && k) {
-        qsort(v, (size_t)k, sizeof(double), cmp_double);
-        *p50 = pct_sorted(v, k, 50);
-        *p99 = pct_sorted(v, k, 99);
-    }
-    free(v);
-}
 
 /* The work of a switch-over on one host, done on one running guest:
  * pause, save_state, load_state (back into the same VM), resume. */
@@ -549,7 +505,7 @@ int main(int argc, char **argv)
            o.reps > 1 ? "s" : "");
     struct cpu_mark run0, c1;
     cpu_mark(&run0, 0);
-    measure_rtt(o.quick ? 2000 : 10000, &m.rtt_p50_us, &m.rtt_p99_us);
+    measure_rtt(o.quick ? 2000 : 10000, 16, 0, &m.rtt_p50_us, &m.rtt_p99_us); /* a small record each way */
     alarm(REP_WATCHDOG_S);
     int failed = measure_switch(&m, o.quick ? 10 : 30) < 0;
     alarm(0);

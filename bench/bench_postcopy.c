@@ -148,55 +148,6 @@ struct rep_result {
 
 /* ---------- the machine's limits ---------- */
 
-/* A post-copy fault is at least one request/answer over the socket: a
- * 16-byte request, a 4 KiB page (plus a header) back, between two processes. */
-static void measure_rtt(int n, double *p50, double *p99)
-{
-    int sv[2];
-    *p50 = *p99 = 0;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        return;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(sv[0]);
-        close(sv[1]);
-        return;
-    }
-    if (pid == 0) {
-        static uint8_t page[4096 + 16];
-        uint8_t req[16];
-        close(sv[0]);
-        memset(page, 0x33, sizeof(page));
-        for (;;) {
-            if (migr_read_full(sv[1], req, sizeof(req)) < 0)
-                _exit(0);
-            if (migr_write_full(sv[1], page, sizeof(page)) < 0)
-                _exit(1);
-        }
-    }
-    close(sv[1]);
-    double *v = calloc((size_t)n, sizeof(double));
-    static uint8_t page[4096 + 16];
-    uint8_t req[16] = {1};
-    int k = 0;
-    for (int i = 0; v && i < n + 100; i++) {
-        uint64_t t0 = migr_now_ns();
-        if (migr_write_full(sv[0], req, sizeof(req)) < 0 || migr_read_full(sv[0], page, sizeof(page)) < 0)
-            break;
-        if (i >= 100) /* warm-up */
-            v[k++] = (double)(migr_now_ns() - t0) / 1e3;
-    }
-    close(sv[0]);
-    reap(pid, 5000, NULL, 0);
-    if (v && k) {
-        qsort(v, (size_t)k, sizeof(double), cmp_double);
-        *p50 = pct_sorted(v, k, 50);
-        *p99 = pct_sorted(v, k, 99);
-    }
-    free(v);
-}
-
 struct uffd_job {
     int uffd, stopfd;
     uint8_t *src;
@@ -972,7 +923,7 @@ int main(int argc, char **argv)
         sv[i] = measure_stream_once(url, m.stream_bytes, m.buf_bytes);
     }
     m.unix_mbps = median(sv, 3);
-    measure_rtt(o.quick ? 2000 : 10000, &m.rtt_p50_us, &m.rtt_p99_us);
+    measure_rtt(o.quick ? 2000 : 10000, 4096 + 16, 0, &m.rtt_p50_us, &m.rtt_p99_us);
     measure_uffd(o.quick ? 4096 : 16384, &m.uffd_p50_us, &m.uffd_p99_us);
     cpu_mark(&c1, 0);
     m.others_limits = others_cpus(&run0, &c1);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -220,6 +223,91 @@ static inline void reap(pid_t pid, int grace_ms, char *why, size_t cap)
         snprintf(why + strlen(why), cap - strlen(why), " (receiver died of signal %d)", WTERMSIG(status));
     else if (why && r == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
         snprintf(why + strlen(why), cap - strlen(why), " (receiver exit status %d)", WEXITSTATUS(status));
+}
+
+/* Round trips over a unix socket between two processes: a 16-byte request,
+ * an answer of `answer` bytes (at most 4 KiB + 16: a post-copy fault's page
+ * and its header; 16: a small record each way, as a switch-over's). busy: that many threads (in a third process, nice +5 as
+ * migr's post-copy push) keep the CPUs busy meanwhile — the fault path's
+ * wake-ups then wait for a CPU, as under a post-copy's push. Each request
+ * follows a short sleep, so both sides sleep between round trips as a
+ * fault path does. */
+static inline void *rtt_busy_loop(void *arg)
+{
+    (void)arg;
+    (void)setpriority(PRIO_PROCESS, 0, 5);
+    static volatile uint8_t sink[1 << 16];
+    for (;;)
+        for (unsigned i = 0; i < sizeof(sink); i += 64)
+            sink[i]++;
+    return NULL;
+}
+
+static inline void measure_rtt(int n, size_t answer, int busy, double *p50, double *p99)
+{
+    int sv[2];
+    pid_t hog = -1;
+    *p50 = *p99 = 0;
+    if (answer > 4096 + 16)
+        answer = 4096 + 16;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return;
+    fflush(NULL);
+    if (busy > 0 && (hog = fork()) == 0) {
+        close(sv[0]);
+        close(sv[1]);
+        for (int i = 0; i < busy; i++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, rtt_busy_loop, NULL) != 0)
+                _exit(1);
+        }
+        for (;;)
+            pause();
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        if (hog > 0)
+            reap(hog, 0, NULL, 0);
+        return;
+    }
+    if (pid == 0) {
+        static uint8_t page[4096 + 16];
+        uint8_t req[16];
+        close(sv[0]);
+        memset(page, 0x33, sizeof(page));
+        for (;;) {
+            if (migr_read_full(sv[1], req, sizeof(req)) < 0)
+                _exit(0);
+            if (migr_write_full(sv[1], page, answer) < 0)
+                _exit(1);
+        }
+    }
+    close(sv[1]);
+    double *v = calloc((size_t)n, sizeof(double));
+    static uint8_t page[4096 + 16];
+    uint8_t req[16] = {1};
+    int k = 0;
+    for (int i = 0; v && i < n + 100; i++) {
+        if (busy > 0)
+            usleep(20);
+        uint64_t t0 = migr_now_ns();
+        if (migr_write_full(sv[0], req, sizeof(req)) < 0 || migr_read_full(sv[0], page, answer) < 0)
+            break;
+        if (i >= 100) /* warm-up */
+            v[k++] = (double)(migr_now_ns() - t0) / 1e3;
+    }
+    close(sv[0]);
+    reap(pid, 5000, NULL, 0);
+    if (hog > 0)
+        reap(hog, 0, NULL, 0);
+    if (v && k) {
+        qsort(v, (size_t)k, sizeof(double), cmp_double);
+        *p50 = pct_sorted(v, k, 50);
+        *p99 = pct_sorted(v, k, 99);
+    }
+    free(v);
 }
 
 /* An anonymous private mapping of len bytes, every page touched; NULL on failure. */

@@ -14,7 +14,11 @@
  * populate_cold_*: a fresh memfd of COLD_LEN (larger than what this program
  * touched before), by one thread and then, on another fresh COLD_LEN (the
  * first still held), by one thread per CPU claiming 32 MiB pieces — the most a destination can
- * allocate per second, with nothing else to do. */
+ * allocate per second, with nothing else to do.
+ * unix_rtt_4k_*: a 16-byte request and a 4 KiB answer between two processes
+ * (a post-copy fault's round trip, before the page is placed), idle and
+ * with every CPU kept busy by nice +5 threads (as the post-copy push keeps
+ * them). */
 #define BENCH_NAME "limits"
 #include <pthread.h>
 #include <sys/socket.h>
@@ -175,6 +179,13 @@ int main(void)
     printf(",\"populate_memfd_mbps\":%.1f", median(v, 3));
     for (int i = 0; i < 3; i++)
         v[i] = populate(0);
-    printf(",\"populate_anon_mbps\":%.1f}\n", median(v, 3));
+    printf(",\"populate_anon_mbps\":%.1f", median(v, 3));
+    /* The floor of a post-copy fault's round trip: idle, and with every CPU
+     * kept busy at nice +5 (as the push keeps them during post-copy). */
+    double p50, p99;
+    measure_rtt(5000, 4096 + 16, 0, &p50, &p99);
+    printf(",\"unix_rtt_4k_p50_us\":%.1f,\"unix_rtt_4k_p99_us\":%.1f", p50, p99);
+    measure_rtt(5000, 4096 + 16, ncpu > 0 ? (int)ncpu : 1, &p50, &p99);
+    printf(",\"unix_rtt_4k_busy_p50_us\":%.1f,\"unix_rtt_4k_busy_p99_us\":%.1f}\n", p50, p99);
     return 0;
 }

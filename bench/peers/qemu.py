@@ -340,7 +340,9 @@ def machine_limits(build, qver):
           f"{limits['unix_fresh_mbps']:.0f} MB/s, populate fresh memfd {limits['populate_memfd_mbps']:.0f} / "
           f"anonymous {limits['populate_anon_mbps']:.0f} MB/s (hot: just freed); cold fresh memfd "
           f"{limits.get('populate_cold_mbps', 0):.0f} MB/s with {limits.get('populate_cold_threads', 1)} threads, "
-          f"unix stream into cold memory {limits.get('unix_cold_mbps', 0):.0f} MB/s; {qver}")
+          f"unix stream into cold memory {limits.get('unix_cold_mbps', 0):.0f} MB/s; unix round trip "
+          f"(16 B out, 4 KiB back) p50 {limits.get('unix_rtt_4k_p50_us', 0):.1f} us idle, "
+          f"{limits.get('unix_rtt_4k_busy_p50_us', 0):.1f} us with every CPU busy at nice +5; {qver}")
     return limits
 
 
