@@ -560,14 +560,9 @@ static void update_par(struct encoder *e, uint64_t wall_ns)
  * so). Unix sockets and shm have no such report and keep the flush speed:
  * there the peer reading is the link, and a full socket buffer makes the
  * flush wait for it. */
-/* The link's delivery rate as TCP sees it (bytes per ns), 0 if there is no
- * sample; smp: link_limited (a socket was limited by the link, not by us), recv_limited, slow_start, cap. One
- * socket: its tcpi_delivery_rate. Several (?channels=N): each socket's
- * sample is a burst of its own, and bursts that did not overlap added up
- * to 4x the link (auto then sent raw what lz4 should have: 1G-10ms, 24,562
- * raw pages against 6,407 with one stream); so the bytes all of them had
- * acknowledged, over at least 2 ms. */
-#define ACKED_WINDOW_NS 2000000ull
+/* tcpi_snd_ssthresh before the first loss (the kernel's TCP_INFINITE_SSTHRESH) */
+#define TCP_SSTHRESH_UNSET 0x7fffffffu
+
 /* Was the receiver's window the limit? TCP's chrono counters (microseconds,
  * advanced at the kernel's tick), summed over the stream's sockets: most of
  * their busy time since the last sample limited by the receive window. The
@@ -577,9 +572,6 @@ static void update_par(struct encoder *e, uint64_t wall_ns)
  * encoders shared; bench/peers over loopback with ?channels=4: an estimate of
  * 104 MB/s, and auto compressed 72,501 pages). A sample whose counters did
  * not move keeps the last verdict. */
-/* tcpi_snd_ssthresh before the first loss (the kernel's TCP_INFINITE_SSTHRESH) */
-#define TCP_SSTHRESH_UNSET 0x7fffffffu
-
 static void recv_window_add(struct encoder *e, int i, const struct tcp_info *ti, socklen_t len, uint64_t *db,
                             uint64_t *dr)
 {
@@ -593,6 +585,15 @@ static void recv_window_add(struct encoder *e, int i, const struct tcp_info *ti,
     e->rwnd_us[i] = ti->tcpi_rwnd_limited;
 }
 
+/* The link's delivery rate as TCP sees it (bytes per ns), 0 if there is no
+ * sample; in smp also link_limited (a socket was limited by the link, not
+ * by us), recv_limited, slow_start and cap. One socket: its
+ * tcpi_delivery_rate. Several (?channels=N): each socket's sample is a
+ * burst of its own, and bursts that did not overlap added up to 4x the
+ * link (auto then sent raw what lz4 should have: 1G-10ms, 24,562 raw pages
+ * against 6,407 with one stream); so the bytes all of them had
+ * acknowledged, over at least 2 ms. */
+#define ACKED_WINDOW_NS 2000000ull
 static double delivery_rate(struct encoder *e, struct engine_link_sample *smp)
 {
     double sum = 0, cap = 0;
