@@ -106,8 +106,7 @@ struct rep_result {
     double others;
 };
 
-/* ---------- the machine's limit ---------- */
-
+/* ---------- the machine's limit (measure_rtt: bench/benchlib.h) ---------- */
 
 /* The work of a switch-over on one host, done on one running guest:
  * pause, save_state, load_state (back into the same VM), resume. */

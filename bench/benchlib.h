@@ -227,11 +227,11 @@ static inline void reap(pid_t pid, int grace_ms, char *why, size_t cap)
 
 /* Round trips over a unix socket between two processes: a 16-byte request,
  * an answer of `answer` bytes (at most 4 KiB + 16: a post-copy fault's page
- * and its header; 16: a small record each way, as a switch-over's). busy: that many threads (in a third process, nice +5 as
- * migr's post-copy push) keep the CPUs busy meanwhile — the fault path's
- * wake-ups then wait for a CPU, as under a post-copy's push. Each request
- * follows a short sleep, so both sides sleep between round trips as a
- * fault path does. */
+ * and its header; 16: a small record each way, as a switch-over's), back
+ * to back. busy > 0: that many threads (in a third process, nice +5 as
+ * migr's post-copy push) keep the CPUs busy meanwhile, and each request
+ * follows a 20 us sleep, so that both sides sleep between round trips as a
+ * fault path does under a post-copy's push. */
 static inline void *rtt_busy_loop(void *arg)
 {
     (void)arg;

@@ -34,29 +34,26 @@ static double window_low(const struct engine_link_est *l)
 /* One stream, a sample of the link: the fourth lowest of the last nine,
  * taken at once when lower, at most 25% a sample when higher. A shaped
  * link's first sample can read its burst (tbf at 1 Gbit/s: 3.0 GB/s), and
- * of it and the next the lower counts; a lossy link's samples swing between its
- * troughs and its recoveries' bursts (1G-loss0.1%: 13-350 MB/s on a link
- * that carries 70-90), and taking each trough at once, as this did before,
- * kept the estimate in them — auto then sent a third of the pages with
- * zstd, CPU-bound on this machine. In the first slow start (no loss yet)
- * TCP's window doubles each round trip and the samples with it: a higher
- * one is taken at once (25% a sample held a 10 ms link's estimate at a
- * sixth of its samples for 100 ms, zstd's pages). */
+ * of it and the next the lower counts; a lossy link's samples swing
+ * between its troughs and its recoveries' bursts (1G-loss0.1%: 13-350 MB/s
+ * on a link that carries 70-90), and taking each trough at once, as this
+ * did before, kept the estimate in them — auto then sent a third of the
+ * pages with zstd, CPU-bound on this machine. In the first slow start (no
+ * loss yet) TCP's window doubles each round trip and the samples with it:
+ * a higher one is taken at once, and the window starts again from it (25%
+ * a sample held a 10 ms link's estimate at a sixth of its samples for
+ * 100 ms, zstd's pages). */
 static void one_stream_sample(struct engine_link_est *l, double rate, bool slow_start)
 {
-    if (slow_start && rate > l->bw)
-        l->nwin = l->wpos = 0;   /* the window has grown since: the lower samples are of the past */
+    bool grown = !l->link_seen || (slow_start && rate > l->bw);
+    if (grown)
+        l->nwin = l->wpos = 0;   /* the lower samples are of the past */
     l->win[l->wpos] = rate;
     l->wpos = (l->wpos + 1) % LINK_EST_WINDOW;
     if (l->nwin < LINK_EST_WINDOW)
         l->nwin++;
-    double m = window_low(l);
-    if (!l->link_seen || (slow_start && rate > l->bw))
-        l->bw = rate;
-    else if (m < l->bw)
-        l->bw = m;
-    else
-        l->bw = m > 1.25 * l->bw ? 1.25 * l->bw : m;
+    double m = grown ? rate : window_low(l);
+    l->bw = (grown || m < 1.25 * l->bw) ? m : 1.25 * l->bw;
 }
 
 void engine_link_est_update(struct engine_link_est *l, const struct engine_link_sample *s)

@@ -1,13 +1,13 @@
 /* auto's link estimate (engine/linkest.c), fed the samples the shaped links
- * of bench/netns produced, without a link: a link-limited sample below the
- * estimate: one stream takes the fourth lowest of its last nine, lower at once
- * and higher by at most 25% a sample (several channels: EWMA both ways);
- * one the receiver's window limited is a lower bound; in the first slow
- * start a higher one is taken at once; app-limited samples above it raise
- * it by at most 25% each; app-limited samples below it change nothing once TCP has
- * said the link limits; before that, bytes over send time (unix, shm); and
- * while TCP holds bytes back the window per round trip caps the rate used,
- * without moving the link estimate itself. */
+ * of bench/netns produced, without a link: of the link-limited samples one
+ * stream takes the fourth lowest of its last nine, lower at once and higher
+ * by at most 25% a sample (several channels: EWMA both ways); one the
+ * receiver's window limited is a lower bound; in the first slow start a
+ * higher one is taken at once; app-limited samples above the estimate raise
+ * it by at most 25% each, below it change nothing once TCP has said the
+ * link limits; before that, bytes over send time (unix, shm); and while TCP
+ * holds bytes back the window per round trip caps the rate used, without
+ * moving the link estimate itself. */
 #include <math.h>
 #include "engine/linkest.h"
 #include "testlib.h"
