@@ -85,8 +85,9 @@ void usage_send(FILE *f)
             "                     per page zero / delta / lz4 / zstd / raw, whichever costs least at\n"
             "                     the measured link rate; docs/compress.md)\n"
             "  --compress-level N lz4 (-65537..12), zlib (1..9) or zstd level (auto: zstd's); 0 = default\n"
-            "  --xbzrle-cache SIZE sender's cache of pages for deltas (default 64M; a bare number is MiB;\n"
-            "                     0 = no deltas)\n"
+            "  --xbzrle-cache SIZE sender's cache of pages for deltas (a bare number is MiB; 0 = no\n"
+            "                     deltas; default auto: 1/128 of the guest's RAM, at most 64M, so that\n"
+            "                     the source's memory grows by under 1%% of the guest's)\n"
             "  --compress-threads N  encoding threads (default 2 with 2+ CPUs, else 1; the destination's\n"
             "                     decoders: migr recv --decode-threads)\n"
             "  --stall-timeout TIME before the switchover: if nothing moves on the link for TIME\n"
@@ -316,7 +317,13 @@ int cmd_send(int argc, char **argv)
             break;
         }
         case 1002: {
-            /* a bare number is MiB (as before); with a unit, any size in whole MiB */
+            /* a bare number is MiB (as before); with a unit, any size in whole MiB; or auto */
+            if (strcmp(optarg, "auto") == 0) {
+                codec_opt = "--xbzrle-cache";
+                if (append_setting(extra, sizeof(extra), "xbzrle-cache", "auto") < 0)
+                    return cli_bad_args(self, "too many settings");
+                break;
+            }
             long n = strtol(optarg, &end, 10);
             if (*optarg && !*end)
                 v = (uint64_t)n << 20;

@@ -71,6 +71,10 @@ static int set_compress_level(struct migr_send_params *p, const char *v)
 
 static int set_xbzrle_cache(struct migr_send_params *p, const char *v)
 {
+    if (strcmp(v, "auto") == 0) {
+        p->xbzrle_cache_mib = MIGR_XBZRLE_CACHE_AUTO;
+        return 0;
+    }
     long n;
     if (set_int(v, 0, 65536, &n) < 0)
         return -1;
@@ -139,7 +143,7 @@ static const struct {
     {"adaptive", set_adaptive, "0 or 1"},
     {"compress", set_compress, "none, zero, xbzrle, lz4, zlib, zstd or auto"},
     {"compress-level", set_compress_level, "a codec level (lz4 -65537..12, zstd up to 22, zlib 1..9)"},
-    {"xbzrle-cache", set_xbzrle_cache, "0..65536 MiB"},
+    {"xbzrle-cache", set_xbzrle_cache, "0..65536 MiB or auto"},
     {"compress-threads", set_compress_threads, "1..16 threads"},
     {"stall-timeout", set_stall_timeout, "0..3600000 ms (0 = wait forever)"},
     {"postcopy-lease", set_postcopy_lease, "100..3600000 ms"},

@@ -428,6 +428,19 @@ static void encode_worker(void *arg, unsigned w)
     e->w[w].cpu_ns = c0 ? thread_cpu_ns() - c0 : 0;
 }
 
+/* The XBZRLE cache's bytes: as set, or by default 1/128 of the guest's RAM,
+ * at most 64 MiB. The cache is memory the source touches for the first time
+ * as it fills (from round 2): at QEMU's fixed 64 MiB it was 6% of a 1 GiB
+ * guest's size in new RSS, and its first touches cost the source ~10 us a
+ * page of CPU on a cold host (docs/compress.md, "The page cache"). */
+uint64_t engine_xbzrle_cache_bytes(const struct migr_send_params *p, const struct migr_hv *hv)
+{
+    if (p->xbzrle_cache_mib != MIGR_XBZRLE_CACHE_AUTO)
+        return (uint64_t)p->xbzrle_cache_mib << 20;
+    uint64_t share = hv->ram_pages * MIGR_PAGE_SIZE / MIGR_XBZRLE_CACHE_AUTO_SHARE;
+    return MIGR_MIN(share, MIGR_XBZRLE_CACHE_AUTO_MAX) & ~(uint64_t)(MIGR_PAGE_SIZE - 1);
+}
+
 static int parse_mode(const char *name)
 {
     for (size_t i = 0; i < MIGR_ARRAY_SIZE(cmode_names); i++)
@@ -490,13 +503,16 @@ int engine_encoder_create(struct sender *s)
         (!(e->snap = aligned_alloc(64, ENGINE_BATCH_PAGES * MIGR_PAGE_SIZE)) ||
          !(e->out = aligned_alloc(64, ENGINE_BATCH_PAGES * MIGR_PAGE_SIZE))))
         return -ENOMEM;
-    if ((e->mode == C_XBZRLE || e->mode == C_AUTO) && p->xbzrle_cache_mib) {
-        uint64_t shard = ((uint64_t)p->xbzrle_cache_mib << 20) / n;
+    uint64_t cache = engine_xbzrle_cache_bytes(p, s->hv);
+    if ((e->mode == C_XBZRLE || e->mode == C_AUTO) && cache) {
         for (unsigned w = 0; w < n; w++)
-            if ((err = migr_pagecache_create(shard, MIGR_PAGECACHE_SETASSOC, &e->w[w].cache)) < 0)
-                return migr_error_prefix(-err, "xbzrle cache of %u MiB over %u threads", p->xbzrle_cache_mib, n);
+            if ((err = migr_pagecache_create(MIGR_MAX(cache / n, MIGR_PAGE_SIZE), MIGR_PAGECACHE_SETASSOC,
+                                             &e->w[w].cache)) < 0)
+                return migr_error_prefix(-err, "xbzrle cache of %llu KiB over %u threads",
+                                         (unsigned long long)(cache >> 10), n);
+        s->st->xbzrle_cache_bytes = MIGR_MAX(cache / n, MIGR_PAGE_SIZE) * n;
     }
-    if (e->mode == C_XBZRLE && !p->xbzrle_cache_mib)
+    if (e->mode == C_XBZRLE && !cache)
         return migr_errorf(EINVAL, "compress xbzrle needs an xbzrle cache (size 0 given)");
     if (n > 1 && (err = engine_pool_create(n, &e->pool)) < 0)
         return err;

@@ -20,10 +20,10 @@ uint64_t migr_features_supported(void)
 /* The codecs a --compress setting may put on the wire (auto: its cost model
  * picks among delta, lz4 and zstd, engine/encode.c). lz4 and zstd go as
  * their stream encodings (format revision 1.8). */
-static uint64_t codec_features(const struct migr_send_params *p)
+static uint64_t codec_features(const struct migr_send_params *p, const struct migr_hv *hv)
 {
     const char *c = p->compress ? p->compress : "auto";
-    uint64_t delta = p->xbzrle_cache_mib ? MIGR_FEAT_XBZRLE : 0;
+    uint64_t delta = engine_xbzrle_cache_bytes(p, hv) ? MIGR_FEAT_XBZRLE : 0;
     if (strcmp(c, "xbzrle") == 0)
         return delta;
     if (strcmp(c, "lz4") == 0)
@@ -45,7 +45,7 @@ uint64_t engine_stream_requires(const struct sender *s, uint32_t nregions)
         return f | MIGR_FEAT_HANDOVER;
     f |= MIGR_FEAT_ROUND_SYNC; /* the sync before the pause (engine/switchover.c) */
     if (m->mode != MIGR_MODE_POSTCOPY) /* pre-copy rounds: the page codecs */
-        f |= codec_features(s->p);
+        f |= codec_features(s->p, s->hv);
     if (m->postcopy)
         f |= MIGR_FEAT_POSTCOPY | MIGR_FEAT_FAULT_CHANNEL;
     if (m->postcopy && s->cancellable)

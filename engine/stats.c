@@ -100,7 +100,8 @@ static int stats_json(const struct migr_stats *st, char *buf, size_t cap)
         "\"stream_pages\":%llu,", (unsigned long long)before, (unsigned long long)after,
         (unsigned long long)(before + st->unchanged_pages * 4096 - after), (unsigned long long)st->unchanged_pages,
         (unsigned long long)st->stream_pages);
-    OUT("\"cache_lookups\":%llu,\"cache_hits\":%llu,\"cache_hit_rate\":%.4f,\"probes\":%llu,\"link_mbps\":%.1f,",
+    OUT("\"xbzrle_cache_bytes\":%llu,\"cache_lookups\":%llu,\"cache_hits\":%llu,\"cache_hit_rate\":%.4f,"
+        "\"probes\":%llu,\"link_mbps\":%.1f,", (unsigned long long)st->xbzrle_cache_bytes,
         (unsigned long long)st->cache_lookups, (unsigned long long)st->cache_hits,
         st->cache_lookups ? (double)st->cache_hits / (double)st->cache_lookups : 0.0,
         (unsigned long long)st->probes, st->link_mbps);

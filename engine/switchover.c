@@ -177,7 +177,6 @@ int engine_switch_commit(struct sender *s)
     if ((err = send_state(s)) < 0)
         return err;
     engine_switch_step(s->st, 2, s->t_pause);
-    engine_progress(s, "switchover", 0, 0, true);
     if ((err = engine_expect(s, MIGR_REC_READY, &ack)) < 0)
         return err;
     engine_switch_step(s->st, 3, s->t_pause);
@@ -194,6 +193,7 @@ int engine_switch_commit(struct sender *s)
         return err;
     s->owner = OWNER_DEST;
     engine_switch_step(s->st, 4, s->t_pause);
+    engine_progress(s, "switchover", 0, 0, true); /* after the blackout, not inside it */
     if (engine_settles(s)) { /* the destination need not stay reachable for our question */
         uint8_t rel[MIGR_SETTLE_SIZE] = {0};
         memcpy(rel, s->id, sizeof(s->id));

@@ -113,7 +113,7 @@ expect_no_vmm() {
     [ $RC -eq 1 ] && grep -q "no VMM" <<<"$ERR" || bad "migr $*: exit $RC, expected 1 and 'no VMM': $(head -n1 <<<"$ERR")"
 }
 for v in 100M 1.5G 100MB 100MB/s 100MiB/s 4096; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --max-bandwidth $v; done
-for v in 64 64M 1G 0; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --xbzrle-cache $v; done
+for v in 64 64M 1G 0 auto; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --xbzrle-cache $v; done
 for v in 300 0.5s 300ms; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --downtime-ms $v; done
 for v in 10000 10s 1m 0; do expect_no_vmm send --ctl /nonexistent --to unix:$DIR/m.sock --stall-timeout $v; done
 expect_no_vmm send --ctl /nonexistent --to 'tcp:127.0.0.1:7000?channels=4&encrypt=1' --compress lz4

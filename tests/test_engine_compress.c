@@ -2,7 +2,8 @@
  *   1. a running, dirtying guest migrated with every --compress value, on the
  *      KVM backend (skipped without /dev/kvm) and the proc backend, verified
  *      page by page on the destination; the destination decoded exactly the
- *      codec pages the source encoded;
+ *      codec pages the source encoded; none has no XBZRLE cache, and auto's
+ *      default cache is 1/128 of guest RAM;
  *   2. auto with an assumed slow link picks the compressors, with an
  *      assumed fast one it does not;
  *   3. the parallel pipeline (2 encoders, 2 decoders) with a random codec,
@@ -113,6 +114,7 @@ static void each_mode(const char *backend)
     migrate(&c, &st, &rst);
     /* no zero detection: only never-written pages (memfd holes, not read) travel as ZERO */
     T_ASSERT(st.hole_pages > 0 && st.codec[MIGR_ENC_ZERO].pages == st.hole_pages && codec_pages(&st) == 0);
+    T_ASSERT(st.xbzrle_cache_bytes == 0); /* no deltas: no cache */
     uint64_t none_bytes = st.wire_bytes;
 
     c.compress = "zero";
@@ -127,6 +129,7 @@ static void each_mode(const char *backend)
     /* Round 1 is a few ms now that the never-written rest of RAM is not read:
      * a 1 ms target could be met after round 2, before any delta. */
     c.all_rounds = true;
+    c.cache_mib = 8; /* set: the default for this 32 MiB guest would be 256 KiB */
     /* Tolerated race: on this shared 2-CPU host a vCPU can get no CPU time
      * during a 1-3 ms round, and a round without writes ends the migration
      * before a cached page comes back. Up to 3 attempts; each is verified. */
@@ -139,7 +142,8 @@ static void each_mode(const char *backend)
     }
     c.wl = wl;
     c.all_rounds = false;
-    T_ASSERT(st.cache_hits > 0 && st.codec[MIGR_ENC_XBZRLE].pages > 0);
+    c.cache_mib = 0;
+    T_ASSERT(st.cache_hits > 0 && st.codec[MIGR_ENC_XBZRLE].pages > 0 && st.xbzrle_cache_bytes == 8ull << 20);
     T_ASSERT(st.codec[MIGR_ENC_LZ4].pages + st.codec[MIGR_ENC_ZSTD].pages + st.codec[MIGR_ENC_ZLIB].pages == 0);
 
     static const char *const comp[] = {"lz4", "zstd", "zlib"};
@@ -156,6 +160,9 @@ static void each_mode(const char *backend)
     c.compress = "auto"; /* measured link: a local socket */
     migrate(&c, &st, &rst);
     T_ASSERT(st.codec[MIGR_ENC_ZERO].pages > 0 && st.link_mbps > 0);
+    /* the default cache: 1/128 of the guest's RAM (at most 64 MiB), so that
+     * migrating grows the source's memory by under 1% of the guest's */
+    T_ASSERT(st.xbzrle_cache_bytes == (32ull << 20) / MIGR_XBZRLE_CACHE_AUTO_SHARE);
 
     c.link_mbps = 20; /* as if over a 20 MB/s link: compression pays */
     c.max_rounds = 3;

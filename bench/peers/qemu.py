@@ -11,7 +11,8 @@ destination's `resumed_at_s`, the same host wall clock; migr's own
 `downtime_ms`, until DONE is back on the source, is kept as
 `migr_paused_ms`), time until every
 page is resident (post-copy), wire bytes, CPU of each side without its vCPU
-thread (/proc/PID/task/*/stat), and whether the destination's RAM verified
+thread (/proc/PID/task/*/stat), the source's largest RSS growth (VmRSS
+sampled every 20 ms; the table prints the largest of the runs), and whether the destination's RAM verified
 (QEMU: stop + pmemsave + `migr verify --image`; migr: `migr verify --ctl`).
 Output: a table on stdout, bench/results/peers_qemu.json and .png.
 Every QEMU and migr process is killed and reaped, whatever happens.
@@ -90,6 +91,7 @@ class Run:
                 time.sleep(1.0)
                 c0s = qmp.proc_cpu_ms(src.pid, ("CPU ",))
                 c0d = qmp.proc_cpu_ms(dst.pid, ("CPU ",))
+                rss0 = rss_max = qmp.proc_rss_kb(src.pid)
                 t0 = time.time()
                 qs.cmd("migrate", uri=url)
                 if post:
@@ -98,6 +100,7 @@ class Run:
                 st = {}
                 while time.time() - t0 < TIMEOUT:
                     st = qs.cmd("query-migrate")
+                    rss_max = max(rss_max, qmp.proc_rss_kb(src.pid))
                     if st.get("status") in ("completed", "failed", "cancelled"):
                         break
                     time.sleep(0.02)
@@ -124,6 +127,7 @@ class Run:
                 self.r["resident_ms"] = (dst_done - stop) * 1e3 if post and stop else None
                 self.r["bytes"] = st.get("ram", {}).get("transferred", 0)
                 self.r["cpu_src_ms"] = qmp.proc_cpu_ms(src.pid, ("CPU ",)) - c0s
+                self.r["src_rss_growth_mb"] = (rss_max - rss0) / 1024
                 self.r["cpu_dst_ms"] = qmp.proc_cpu_ms(dst.pid, ("CPU ",)) - c0d
                 w0, runs = qmp.guest_writes(qd), False
                 for _ in range(50):     # an idle guest writes one page per second
@@ -179,10 +183,12 @@ class Run:
             argv = [self.migr, "send", "--ctl", sctl, "--to", url, "--mode", mode, "--json"]
             p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             last_src = c0s
+            rss0 = rss_max = qmp.proc_rss_kb(src.pid)
             t0 = time.time()
             while p.poll() is None and time.time() - t0 < TIMEOUT:
                 v = qmp.proc_cpu_ms(src.pid, ("migr-vcpu",))
                 last_src = v if v > 0 else last_src      # the source exits once the guest left
+                rss_max = max(rss_max, qmp.proc_rss_kb(src.pid))
                 time.sleep(0.02)
             if p.poll() is None:
                 p.kill()
@@ -209,6 +215,7 @@ class Run:
             self.r["js"] = js
             self.r["bytes"] = js.get("bytes_sent", 0)
             self.r["cpu_src_ms"] = last_src - c0s
+            self.r["src_rss_growth_mb"] = (rss_max - rss0) / 1024
             self.r["cpu_dst_ms"] = qmp.proc_cpu_ms(dst.pid, ("migr-vcpu",)) - c0d
             self.r["engine_cpu_ms_src"] = js.get("engine_cpu_ms")
             def writes():
@@ -352,7 +359,8 @@ def summarize(s, transport, qv, mv, runs):
     for v, key in ((qv, "q"), (mv, "m")):
         ok = [r for r in runs[v] if r["ok"]]
         row[key] = {f: stats([r.get(f) for r in ok]) for f in
-                    ("total_ms", "downtime_ms", "resident_ms", "bytes", "cpu_src_ms", "cpu_dst_ms", "fault_p50_us")}
+                    ("total_ms", "downtime_ms", "resident_ms", "bytes", "cpu_src_ms", "cpu_dst_ms", "fault_p50_us",
+                     "src_rss_growth_mb")}
         row[key]["verified"] = f"{sum(1 for r in runs[v] if r.get('verified'))}/{len(runs[v])}"
         # CPUs' worth of work both processes did over the migration, vCPUs not counted
         row[key]["cores"] = stats([(r["cpu_src_ms"] + r["cpu_dst_ms"]) / r["total_ms"] for r in ok
@@ -371,7 +379,7 @@ def table(rows, limits, pairs):
     print(f"\nmedians (min-max) of {pairs} pair(s); ratio = QEMU total / migr total per pair (>1: migr faster)")
     print("cores busy = (source CPU + destination CPU, vCPU threads not counted) / total time")
     hdr = (f"{'scenario':16} {'tr':4} {'vmm':14} {'total ms':>20} {'downtime ms':>18} {'resident ms':>14} "
-           f"{'MB':>7} {'cpu src/dst ms':>16} {'verified':>8}")
+           f"{'MB':>7} {'cpu src/dst ms':>16} {'src RSS +MB':>11} {'verified':>8}")
     print(hdr)
     print("-" * len(hdr))
     for row in rows:
@@ -382,8 +390,10 @@ def table(rows, limits, pairs):
                    if d["cpu_src_ms"] and d["cpu_dst_ms"] else "-")
             down = d["downtime_ms"]
             dstr = "-" if not down else (f"{down['median']:.1f} ({down['min']:.1f}-{down['max']:.1f})")
+            rss = d.get("src_rss_growth_mb")
+            rstr = f"{rss['max']:.1f}" if rss else "-"      # the largest growth of the runs
             print(f"{row['scenario']:16} {row['transport']:4} {name:14} {fmt(d['total_ms']):>20} {dstr:>18} "
-                  f"{fmt(d['resident_ms']):>14} {mb:>7} {cpu:>16} {d['verified']:>8}")
+                  f"{fmt(d['resident_ms']):>14} {mb:>7} {cpu:>16} {rstr:>11} {d['verified']:>8}")
         rr = row["total_ratio_qemu_over_migr"]
         dq, dm = row["q"]["downtime_ms"], row["m"]["downtime_ms"]
         dr = f"{dm['median'] / dq['median']:.3f}" if dq and dm and dq["median"] > 0 else "-"

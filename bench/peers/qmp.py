@@ -184,6 +184,19 @@ def _ticks(stat):
     return int(fields[11]) + int(fields[12])
 
 
+def proc_rss_kb(pid):
+    """Resident memory of process pid in KiB (VmRSS: private and shared,
+    so a source that allocates guest pages by reading them shows too), or 0."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for ln in f:
+                if ln.startswith("VmRSS:"):
+                    return int(ln.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def proc_cpu_ms(pid, exclude_comm_prefixes=()):
     """CPU (utime+stime) of process pid in ms, without its live threads whose
     name starts with one of the prefixes (the vCPU threads). The process

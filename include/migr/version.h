@@ -14,8 +14,8 @@ extern "C" {
 
 #define MIGR_VERSION_MAJOR 0
 #define MIGR_VERSION_MINOR 8
-#define MIGR_VERSION_PATCH 1
-#define MIGR_VERSION_STRING "0.8.1"
+#define MIGR_VERSION_PATCH 2
+#define MIGR_VERSION_STRING "0.8.2"
 /* One number to compare against: (major << 16) | (minor << 8) | patch. */
 #define MIGR_VERSION_NUMBER ((MIGR_VERSION_MAJOR << 16) | (MIGR_VERSION_MINOR << 8) | MIGR_VERSION_PATCH)
 
