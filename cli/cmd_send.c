@@ -86,7 +86,7 @@ void usage_send(FILE *f)
             "                     the measured link rate; docs/compress.md)\n"
             "  --compress-level N lz4 (-65537..12), zlib (1..9) or zstd level (auto: zstd's); 0 = default\n"
             "  --xbzrle-cache SIZE sender's cache of pages for deltas (a bare number is MiB; 0 = no\n"
-            "                     deltas; default auto: 1/128 of the guest's RAM, at most 64M, so that\n"
+            "                     deltas; default auto: 1/256 of the guest's RAM, at most 64M, so that\n"
             "                     the source's memory grows by under 1%% of the guest's)\n"
             "  --compress-threads N  encoding threads (default 2 with 2+ CPUs, else 1; the destination's\n"
             "                     decoders: migr recv --decode-threads)\n"

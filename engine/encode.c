@@ -428,11 +428,11 @@ static void encode_worker(void *arg, unsigned w)
     e->w[w].cpu_ns = c0 ? thread_cpu_ns() - c0 : 0;
 }
 
-/* The XBZRLE cache's bytes: as set, or by default 1/128 of the guest's RAM,
+/* The XBZRLE cache's bytes: as set, or by default 1/256 of the guest's RAM,
  * at most 64 MiB. The cache is memory the source touches for the first time
  * as it fills (from round 2): at QEMU's fixed 64 MiB it was 6% of a 1 GiB
  * guest's size in new RSS, and its first touches cost the source ~10 us a
- * page of CPU on a cold host (docs/compress.md, "The page cache"). */
+ * page of CPU on a cold host (docs/compress.md, "In the engine"). */
 uint64_t engine_xbzrle_cache_bytes(const struct migr_send_params *p, const struct migr_hv *hv)
 {
     if (p->xbzrle_cache_mib != MIGR_XBZRLE_CACHE_AUTO)
@@ -503,14 +503,13 @@ int engine_encoder_create(struct sender *s)
         (!(e->snap = aligned_alloc(64, ENGINE_BATCH_PAGES * MIGR_PAGE_SIZE)) ||
          !(e->out = aligned_alloc(64, ENGINE_BATCH_PAGES * MIGR_PAGE_SIZE))))
         return -ENOMEM;
-    uint64_t cache = engine_xbzrle_cache_bytes(p, s->hv);
+    uint64_t cache = engine_xbzrle_cache_bytes(p, s->hv), shard = MIGR_MAX(cache / n, MIGR_PAGE_SIZE);
     if ((e->mode == C_XBZRLE || e->mode == C_AUTO) && cache) {
         for (unsigned w = 0; w < n; w++)
-            if ((err = migr_pagecache_create(MIGR_MAX(cache / n, MIGR_PAGE_SIZE), MIGR_PAGECACHE_SETASSOC,
-                                             &e->w[w].cache)) < 0)
+            if ((err = migr_pagecache_create(shard, MIGR_PAGECACHE_SETASSOC, &e->w[w].cache)) < 0)
                 return migr_error_prefix(-err, "xbzrle cache of %llu KiB over %u threads",
                                          (unsigned long long)(cache >> 10), n);
-        s->st->xbzrle_cache_bytes = MIGR_MAX(cache / n, MIGR_PAGE_SIZE) * n;
+        s->st->xbzrle_cache_bytes = shard * n;
     }
     if (e->mode == C_XBZRLE && !cache)
         return migr_errorf(EINVAL, "compress xbzrle needs an xbzrle cache (size 0 given)");

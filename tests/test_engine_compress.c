@@ -3,7 +3,7 @@
  *      KVM backend (skipped without /dev/kvm) and the proc backend, verified
  *      page by page on the destination; the destination decoded exactly the
  *      codec pages the source encoded; none has no XBZRLE cache, and auto's
- *      default cache is 1/128 of guest RAM;
+ *      default cache is 1/256 of guest RAM;
  *   2. auto with an assumed slow link picks the compressors, with an
  *      assumed fast one it does not;
  *   3. the parallel pipeline (2 encoders, 2 decoders) with a random codec,
@@ -160,7 +160,7 @@ static void each_mode(const char *backend)
     c.compress = "auto"; /* measured link: a local socket */
     migrate(&c, &st, &rst);
     T_ASSERT(st.codec[MIGR_ENC_ZERO].pages > 0 && st.link_mbps > 0);
-    /* the default cache: 1/128 of the guest's RAM (at most 64 MiB), so that
+    /* the default cache: 1/256 of the guest's RAM (at most 64 MiB), so that
      * migrating grows the source's memory by under 1% of the guest's */
     T_ASSERT(st.xbzrle_cache_bytes == (32ull << 20) / MIGR_XBZRLE_CACHE_AUTO_SHARE);
 

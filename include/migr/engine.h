@@ -198,16 +198,16 @@ struct migr_send_params {
     const char *compress;         /* none|zero|xbzrle|lz4|zlib|zstd|auto (default auto) */
     int compress_level;           /* lz4/zstd/zlib level; 0 = the codec's default */
     uint32_t xbzrle_cache_mib;    /* sender's page cache for deltas in MiB; 0 = no deltas; default
-                                     MIGR_XBZRLE_CACHE_AUTO (since 0.8.2; 64 before): 1/128 of guest
+                                     MIGR_XBZRLE_CACHE_AUTO (since 0.8.2; 64 before): 1/256 of guest
                                      RAM, at most 64 MiB, so that migrating grows the source's
                                      memory by under 1% of the guest's */
     uint32_t compress_threads;    /* encoding threads incl. the engine's, 1..16; 0 (default): 2 if 2+ CPUs */
 };
 
-/* xbzrle_cache_mib: size the cache by the guest (1/128 of its RAM, at most 64 MiB). */
+/* xbzrle_cache_mib: size the cache by the guest (1/256 of its RAM, at most 64 MiB). */
 #define MIGR_XBZRLE_CACHE_AUTO 0xffffffffu
 #define MIGR_XBZRLE_CACHE_AUTO_MAX (64ull << 20)
-#define MIGR_XBZRLE_CACHE_AUTO_SHARE 128u
+#define MIGR_XBZRLE_CACHE_AUTO_SHARE 256u
 
 /* The defaults, one list for the initializer and the function below. */
 #define MIGR_SEND_PARAMS_DEFAULTS_(X)                                                               \
@@ -339,9 +339,9 @@ struct migr_stats {
      * tracker: only the backend's own, e.g. KVM's dirty log; docs/design.md
      * "The tail"); JSON "switch_ahead" */
     bool switch_ahead;
-    /* since 0.8.2, source: the XBZRLE page cache's size in bytes (0: none), the
-     * default sized by the guest (MIGR_XBZRLE_CACHE_AUTO); JSON
-     * "xbzrle_cache_bytes" */
+    /* since 0.8.2, source: the bytes of XBZRLE page cache asked for, over all
+     * encoding threads (0: none), by default sized by the guest
+     * (MIGR_XBZRLE_CACHE_AUTO); JSON "xbzrle_cache_bytes" */
     uint64_t xbzrle_cache_bytes;
 };
 
