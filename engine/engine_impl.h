@@ -104,6 +104,15 @@ int engine_switch_pause(struct sender *s);
 int engine_switch_commit(struct sender *s);
 int engine_switch_fail(struct sender *s, int err);
 int engine_expect(struct sender *s, uint16_t type, struct migr_ack *ack);
+/* Inside the switch, where the guest is paused and the peer answers within
+ * microseconds: wait for t's next bytes on the CPU (at most
+ * ENGINE_SWITCH_SPIN_NS), not asleep in recvv — on this nested host a
+ * sleeping thread took 20-70 us more to wake for each of the switch's
+ * messages. Only where the transport's fd tells data exactly
+ * (MIGR_TCAP_POLL_DATA); else, or past the bound, returns at once and the
+ * caller's recv sleeps as before. */
+#define ENGINE_SWITCH_SPIN_NS 1000000ull
+void engine_spin_readable(const struct migr_transport *t);
 /* Set the transport's rate, unless p asks for no rate control (send.c). */
 void engine_set_rate(struct sender *s, uint64_t rate);
 
@@ -198,6 +207,7 @@ struct receiver {
     struct migr_transport *fch;   /* post-copy fault channel, or NULL (faults go on t) */
     uint64_t discarded;           /* hybrid: pages discarded since the last ROUND_END */
     bool discard_seen;            /* a DISCARD arrived: the tail switches as post-copy (mode_tail.c) */
+    bool sync_answered;           /* READY went to a SYNC: the pause comes next (engine_spin_readable) */
     struct prefault *pf;          /* round 1: allocating RAM ahead of the stream, or NULL */
     bool pf_tried;
     struct migr_recv_fate fate;   /* what became of this migration (engine/settle.c) */

@@ -330,6 +330,7 @@ static int on_round_end(struct receiver *r, const struct migr_rec_hdr *h)
      * pauses once we are done with everything it sent */
     if ((r->discarded || (re.flags & MIGR_ROUND_END_SYNC)) && (err = engine_recv_ack(r, MIGR_REC_READY)) < 0)
         return err;
+    r->sync_answered = (re.flags & MIGR_ROUND_END_SYNC) != 0;
     r->discarded = 0;
     return 0;
 }
@@ -353,6 +354,10 @@ static int recv_until_switchover(struct receiver *r)
 {
     struct migr_rec_hdr h;
     for (;;) {
+        if (r->sync_answered) { /* the source pauses now: its last pages and STATE are inside the downtime */
+            r->sync_answered = false;
+            engine_spin_readable(r->t);
+        }
         int err = next(r, &h);
         if (err < 0)
             return err;
@@ -397,6 +402,7 @@ static int run(struct receiver *r)
     if ((err = engine_recv_ack(r, MIGR_REC_READY)) < 0)
         return err;
     engine_switch_step(r->st, 2, r->t_switch);
+    engine_spin_readable(r->t);
     if ((err = next(r, &h)) < 0)
         return err;
     if (h.type != MIGR_REC_COMMIT)

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,18 @@ int engine_switch_hello(struct sender *s)
     if ((err = migr_preamble_send(s->t)) < 0)
         return err;
     return migr_rec_send(s->t, MIGR_REC_HELLO, meta, (uint32_t)len, NULL, 0);
+}
+
+void engine_spin_readable(const struct migr_transport *t)
+{
+    if (!(t->ops->caps & MIGR_TCAP_POLL_DATA))
+        return;
+    uint64_t until = migr_now_ns() + ENGINE_SWITCH_SPIN_NS;
+    struct pollfd pfd = {.fd = t->fd, .events = POLLIN};
+    /* poll with no timeout, then give way to any thread that may run: the
+     * peer (on a 2-CPU host, maybe this one's CPU) has work to do */
+    while (poll(&pfd, 1, 0) == 0 && migr_now_ns() < until)
+        sched_yield();
 }
 
 int engine_expect(struct sender *s, uint16_t type, struct migr_ack *ack)
@@ -177,6 +190,7 @@ int engine_switch_commit(struct sender *s)
     if ((err = send_state(s)) < 0)
         return err;
     engine_switch_step(s->st, 2, s->t_pause);
+    engine_spin_readable(s->t);
     if ((err = engine_expect(s, MIGR_REC_READY, &ack)) < 0)
         return err;
     engine_switch_step(s->st, 3, s->t_pause);

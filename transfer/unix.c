@@ -18,7 +18,7 @@ static const struct migr_transport_ops unix_ops = {
     .recvv = migr_sock_recvv,
     .shutdown = migr_sock_shutdown,
     .close = migr_sock_close,
-    .caps = MIGR_TCAP_PASS_FDS | MIGR_TCAP_SIDE,
+    .caps = MIGR_TCAP_PASS_FDS | MIGR_TCAP_SIDE | MIGR_TCAP_POLL_DATA,
 };
 
 static int is_abstract(const struct migr_url *u)

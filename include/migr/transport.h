@@ -104,6 +104,9 @@ struct migr_transport_ops {
 #define MIGR_TCAP_SIDE 2u      /* a side connection can be opened next to the stream
                                   (migr_transport_side_offer; unix: a socketpair passed
                                   along, tcp: a second connection the same way) */
+#define MIGR_TCAP_POLL_DATA 4u /* fd is readable exactly when recvv has bytes to give (none
+                                  held in user space): the engine may poll it for the few
+                                  hundred us of the switch instead of sleeping in recvv */
 
 struct migr_transport {
     const struct migr_transport_ops *ops;
