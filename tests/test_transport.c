@@ -5,7 +5,9 @@
  * the stream tests also over shm: and tcp ?channels=4. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +318,32 @@ static void test_abstract_and_v6(void)
     migr_listener_close(l);
 }
 
+/* MIGR_TCAP_POLL_DATA: where a transport claims it, its fd is readable
+ * exactly when a byte is there (the engine polls it during the switch,
+ * engine/switchover.c); transports that hold bytes in user space must not
+ * claim it, or the engine would poll past bytes already read ahead. */
+static void test_poll_data(const char *url, bool claims)
+{
+    struct migr_transport *srv, *cli;
+    connect_pair(url, &srv, &cli);
+    if (((srv->ops->caps & MIGR_TCAP_POLL_DATA) != 0) != claims ||
+        ((cli->ops->caps & MIGR_TCAP_POLL_DATA) != 0) != claims)
+        T_FAIL("%s: MIGR_TCAP_POLL_DATA %s expected", url, claims ? "set" : "not");
+    if (claims) {
+        struct pollfd p = {.fd = srv->fd, .events = POLLIN};
+        T_ASSERT(poll(&p, 1, 0) == 0); /* nothing sent yet */
+        uint8_t b = 7, got = 0;
+        T_OK(migr_transport_send(cli, &b, 1));
+        T_ASSERT(poll(&p, 1, 2000) == 1 && (p.revents & POLLIN));
+        T_OK(migr_transport_recv(srv, &got, 1));
+        T_ASSERT(got == 7);
+        p.revents = 0;
+        T_ASSERT(poll(&p, 1, 0) == 0); /* read: not readable any more */
+    }
+    migr_transport_close(cli);
+    migr_transport_close(srv);
+}
+
 static void cleanup(void)
 {
     rmdir(tmpdir);
@@ -359,6 +387,12 @@ int main(void)
     snprintf(url, sizeof(url), "shm:%s/shm.sock", tmpdir);
     test_stream(url, src, dst, seed + 3);
     test_stream("tcp:127.0.0.1:0?channels=4", src, dst, seed + 4);
+    snprintf(url, sizeof(url), "unix:%s/poll.sock", tmpdir);
+    test_poll_data(url, true);
+    test_poll_data("tcp:127.0.0.1:0", true);
+    test_poll_data("tcp:127.0.0.1:0?channels=4", false);
+    snprintf(url, sizeof(url), "shm:migr-test-poll-%d", getpid());
+    test_poll_data(url, false);
     test_peer_close("tcp:127.0.0.1:0?channels=4", src);
     t_check_shutdown("tcp:127.0.0.1:0?channels=4");
 
