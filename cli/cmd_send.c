@@ -319,20 +319,18 @@ int cmd_send(int argc, char **argv)
         case 1002: {
             /* a bare number is MiB (as before); with a unit, any size in whole MiB; or auto */
             if (strcmp(optarg, "auto") == 0) {
-                codec_opt = "--xbzrle-cache";
-                if (append_setting(extra, sizeof(extra), "xbzrle-cache", "auto") < 0)
-                    return cli_bad_args(self, "too many settings");
-                break;
+                snprintf(num, sizeof(num), "auto");
+            } else {
+                long n = strtol(optarg, &end, 10);
+                if (*optarg && !*end)
+                    v = (uint64_t)n << 20;
+                if ((!*optarg || *end) && cli_parse_size(optarg, &v) < 0)
+                    return cli_bad_args(self, "--xbzrle-cache %s: expected a size (64M, 1G; a bare number is MiB)",
+                                        optarg);
+                if (n < 0 || v % (1u << 20) || (v >> 20) > 65536)
+                    return cli_bad_args(self, "--xbzrle-cache %s: expected whole MiB, 0..64G", optarg);
+                snprintf(num, sizeof(num), "%llu", (unsigned long long)(v >> 20));
             }
-            long n = strtol(optarg, &end, 10);
-            if (*optarg && !*end)
-                v = (uint64_t)n << 20;
-            if ((!*optarg || *end) && cli_parse_size(optarg, &v) < 0)
-                return cli_bad_args(self, "--xbzrle-cache %s: expected a size (64M, 1G; a bare number is MiB)",
-                                    optarg);
-            if (n < 0 || v % (1u << 20) || (v >> 20) > 65536)
-                return cli_bad_args(self, "--xbzrle-cache %s: expected whole MiB, 0..64G", optarg);
-            snprintf(num, sizeof(num), "%llu", (unsigned long long)(v >> 20));
             codec_opt = "--xbzrle-cache";
             if (append_setting(extra, sizeof(extra), "xbzrle-cache", num) < 0)
                 return cli_bad_args(self, "too many settings");

@@ -83,6 +83,7 @@ int engine_send(struct migr_hv *hv, struct migr_transport *t, const struct migr_
                 const struct migr_settle_params *sp, struct migr_stats *st);
 /* Features this stream will use (engine/features.c), for HELLO's requires. */
 uint64_t engine_stream_requires(const struct sender *s, uint32_t nregions);
+/* The XBZRLE cache's bytes for this guest: as set, or MIGR_XBZRLE_CACHE_AUTO's share (engine/encode.c). */
 uint64_t engine_xbzrle_cache_bytes(const struct migr_send_params *p, const struct migr_hv *hv);
 /* In doubt after COMMIT with s->settle set: ask the destination (engine/settle.c).
  * Moves s->owner to OWNER_DEST (COMMITTED), OWNER_SOURCE_PAUSED (ABORTED:
